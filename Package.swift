@@ -1,0 +1,52 @@
+// swift-tools-version: 6.2
+//
+// Lodestone: an embedded approximate-nearest-neighbour vector index engine.
+//
+// The library target has no Swift package dependencies: consumers who add
+// Lodestone build only its own code plus two system libraries (OpenBLAS, LZ4).
+// Benchmarks live in their own package under Benchmarks/ so that library users
+// never build benchmark dependencies.
+import PackageDescription
+
+let package = Package(
+    name: "Lodestone",
+    products: [
+        .library(name: "Lodestone", targets: ["Lodestone"]),
+        .executable(name: "lodestone", targets: ["lodestone"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config.
+        .systemLibrary(
+            name: "CLodestoneBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLodestoneLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        // Distance kernels in C: each ISA variant carries its own
+        // __attribute__((target(...))), so no compiler flags are needed and
+        // the package stays consumable as a dependency.
+        .target(name: "CLodestoneKernels"),
+        .target(
+            name: "Lodestone",
+            dependencies: ["CLodestoneKernels", "CLodestoneBLAS", "CLodestoneLZ4"]
+        ),
+        .executableTarget(
+            name: "lodestone",
+            dependencies: [
+                "Lodestone",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "LodestoneTests",
+            dependencies: ["Lodestone", "CLodestoneKernels"]
+        ),
+    ]
+)

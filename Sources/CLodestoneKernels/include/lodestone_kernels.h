@@ -1,0 +1,71 @@
+// Lodestone distance kernels: the only C in the engine.
+//
+// Every kernel exists once per instruction set. Each variant is compiled with a
+// function-level `__attribute__((target(...)))`, so the package needs no
+// compiler flags (SwiftPM refuses unsafeFlags in dependencies) and still runs
+// AVX2+FMA / AVX-512 code where the CPU has it. `lodestone_kernel_table_for`
+// fills a table of function pointers for one ISA; the Swift side picks the best
+// supported table once, at start-up, and falls back to its portable Swift SIMD
+// kernels (the reference) when no variant here applies.
+//
+// Conventions (all kernels):
+// - `d` is the number of components; any d >= 0 is handled (tails included).
+// - pointers need no particular alignment.
+// - a `*_rows` kernel computes `out[i] = pair(q, base + i * stride)` for
+//   i in [0, n): bit-identical to calling the pair kernel n times.
+#ifndef LODESTONE_KERNELS_H
+#define LODESTONE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Instruction-set variants a kernel table may use.
+typedef enum {
+    LODESTONE_ISA_AVX2_FMA = 1,
+    LODESTONE_ISA_AVX512 = 2,
+    LODESTONE_ISA_NEON = 3,
+} lodestone_isa;
+
+/// A kernel over one pair of vectors.
+typedef float (*lodestone_pair_fn)(const float *a, const float *b, size_t d);
+/// A kernel over one query and `n` rows spaced `stride` floats apart.
+typedef void (*lodestone_rows_fn)(const float *q, const float *base, size_t stride,
+                                  size_t n, size_t d, float *out);
+
+/// One ISA's kernels.
+typedef struct {
+    /// Squared Euclidean distance, sum((a-b)^2).
+    lodestone_pair_fn l2sq;
+    /// Inner product, sum(a*b).
+    lodestone_pair_fn dot;
+    /// Cosine distance, 1 - a.b / (|a| |b|); 1 when either vector is zero.
+    lodestone_pair_fn cosine;
+    /// Squared Euclidean distances of one query to many rows.
+    lodestone_rows_fn l2sq_rows;
+    /// Inner products of one query with many rows.
+    lodestone_rows_fn dot_rows;
+} lodestone_kernel_table;
+
+/// 1 when this CPU and OS can run the given ISA, else 0.
+int lodestone_cpu_supports(lodestone_isa isa);
+
+/// Fills `out` with the kernels of `isa` and returns 1; returns 0 (leaving
+/// `out` untouched) when this build has no such variant or the CPU lacks it.
+int lodestone_kernel_table_for(lodestone_isa isa, lodestone_kernel_table *out);
+
+/// A read prefetch hint for the cache line holding `p` (no-op where unknown).
+static inline void lodestone_prefetch(const void *p) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p, 0, 3);
+#endif
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,25 @@
+// Declarations shared by the per-ISA kernel files and the dispatcher.
+#ifndef LODESTONE_KERNELS_INTERNAL_H
+#define LODESTONE_KERNELS_INTERNAL_H
+#include "include/lodestone_kernels.h"
+#include <math.h>
+
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+#define LODESTONE_X86 1
+void lodestone_fill_avx2(lodestone_kernel_table *t);
+void lodestone_fill_avx512(lodestone_kernel_table *t);
+#endif
+
+#if defined(__aarch64__) || defined(_M_ARM64)
+#define LODESTONE_ARM64 1
+void lodestone_fill_neon(lodestone_kernel_table *t);
+#endif
+
+/// Cosine distance from a dot product and the two squared norms, shared by
+/// every ISA so that all variants agree on the final step.
+static inline float lodestone_cosine_from_parts(float dot, float na, float nb) {
+    if (na <= 0.0f || nb <= 0.0f) return 1.0f;
+    return 1.0f - (float)((double)dot / sqrt((double)na * (double)nb));
+}
+
+#endif

@@ -1,0 +1,286 @@
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where a batch search spent its time.
+public struct BatchSearchStatistics: Sendable {
+    /// Queries in the batch.
+    public var queries = 0
+    /// Worker threads used.
+    public var threads = 0
+    /// Whether the GEMM path ran (small batches use the single-query scan).
+    public var usedGEMM = false
+    /// Seconds inside `sgemm`, summed over threads.
+    public var gemmSeconds = 0.0
+    /// Seconds turning GEMM output into candidates, summed over threads.
+    public var selectionSeconds = 0.0
+    /// Seconds re-scoring candidates with the exact kernel, summed over threads.
+    public var rescoreSeconds = 0.0
+    /// Wall-clock seconds of the whole batch.
+    public var wallSeconds = 0.0
+    /// Floating-point operations done by `sgemm` (2 · queries · rows · dimension).
+    public var gemmFlops = 0.0
+    /// Queries whose GEMM candidates could not be proven to hold the exact
+    /// top k, and were answered by the single-query scan instead.
+    public var exactFallbacks = 0
+
+    /// The GEMM stage's rate per thread, in GFLOP/s.
+    public var gemmGFLOPSPerThread: Double { gemmSeconds > 0 ? gemmFlops / gemmSeconds / 1e9 : 0 }
+}
+
+extension FlatIndex {
+    /// The number of cores online, the default for batch searches.
+    public static var defaultThreadCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    /// The top `k` for each of many queries, on `threads` threads.
+    ///
+    /// `queries` holds the queries one after another (a multiple of
+    /// ``dimension`` floats). The result for query `i` is exactly what
+    /// ``search(_:k:)`` returns for it: same keys, order and scores.
+    /// - Throws: the errors of ``search(_:k:)``; a malformed query names its
+    ///   position in the `name` of ``LodestoneError/invalidArgument(name:reason:)``
+    ///   or is reported as the dimension/non-finite error it has.
+    public func search(batch queries: [Float], k: Int, threads: Int = FlatIndex.defaultThreadCount)
+        throws(LodestoneError) -> [[Neighbor]]
+    {
+        try searchWithStatistics(batch: queries, k: k, threads: threads).results
+    }
+
+    /// ``search(batch:k:threads:)`` for queries given as separate arrays.
+    public func search(batch queries: [[Float]], k: Int, threads: Int = FlatIndex.defaultThreadCount)
+        throws(LodestoneError) -> [[Neighbor]]
+    {
+        for q in queries where q.count != dimension {
+            throw .dimensionMismatch(expected: dimension, actual: q.count)
+        }
+        return try search(batch: queries.flatMap { $0 }, k: k, threads: threads)
+    }
+
+    /// ``search(batch:k:threads:)``, also reporting where the time went.
+    public func searchWithStatistics(batch queries: [Float], k: Int, threads: Int = FlatIndex.defaultThreadCount)
+        throws(LodestoneError) -> (results: [[Neighbor]], statistics: BatchSearchStatistics)
+    {
+        try checkSearchable(k: k)
+        guard threads >= 1 else {
+            throw .invalidArgument(name: "threads", reason: "must be at least 1, got \(threads)")
+        }
+        guard queries.count % dimension == 0 else {
+            throw .dimensionMismatch(expected: dimension, actual: queries.count % dimension)
+        }
+        let nq = queries.count / dimension
+        let start = monotonicSeconds()
+        let prepared = try prepareRows(queries, count: nq)
+        let kk = min(k, count)
+        var stats = BatchSearchStatistics()
+        stats.queries = nq
+        stats.threads = threads
+        let candidates: [[Candidate]]
+        if nq >= Self.gemmMinimumQueries && count >= Self.gemmMinimumRows {
+            candidates = prepared.rows.withUnsafeBufferPointer { q in
+                gemmSearch(queries: q.baseAddress!, norms: prepared.norms, count: nq, k: kk, threads: threads,
+                           statistics: &stats)
+            }
+        } else {
+            candidates = prepared.rows.withUnsafeBufferPointer { q in
+                parallelScan(queries: q.baseAddress!, count: nq, k: kk, threads: threads)
+            }
+        }
+        stats.wallSeconds = monotonicSeconds() - start
+        let metric = metric
+        let results = candidates.map { list in
+            list.map { Neighbor(key: $0.id, score: metric.score(rankValue: $0.distance)) }
+        }
+        return (results, stats)
+    }
+
+    /// Below this many queries the batch runs the single-query scan instead.
+    static var gemmMinimumQueries: Int { 8 }
+    /// Below this many rows the batch runs the single-query scan instead.
+    static var gemmMinimumRows: Int { 256 }
+    /// Queries per GEMM tile.
+    static var queryTile: Int { 256 }
+    /// Rows per GEMM tile: the tile of scores (queryTile × rowTile floats)
+    /// stays within a core's L2 cache.
+    static var rowTile: Int { 1024 }
+
+    /// Candidates kept per query before re-scoring: a margin over `k`, so
+    /// the rounding of the GEMM form can never push a true neighbour out.
+    static func candidateCount(k: Int, rows: Int) -> Int {
+        min(rows, k + 16 + k / 4)
+    }
+
+    /// The exact single-query scan for each query, spread over threads.
+    private func parallelScan(queries: UnsafePointer<Float>, count nq: Int, k: Int, threads: Int) -> [[Candidate]] {
+        let out = UnsafeMutableBufferPointer<[Candidate]>.allocate(capacity: nq)
+        out.initialize(repeating: [])
+        defer { out.deinitialize().deallocate() }
+        let next = Atomic<Int>(0)
+        let d = dimension
+        parallelRun(threads: min(threads, nq)) { _ in
+            while true {
+                let i = next.add(1, ordering: .relaxed).oldValue
+                if i >= nq { break }
+                out[i] = scan(query: queries + i * d, k: k)
+            }
+        }
+        return Array(out)
+    }
+
+    /// GEMM candidates, then exact re-scoring, for `nq` prepared queries.
+    private func gemmSearch(
+        queries: UnsafePointer<Float>, norms queryNorms: [Float], count nq: Int, k: Int, threads: Int,
+        statistics: inout BatchSearchStatistics
+    ) -> [[Candidate]] {
+        BLAS.prepareForTiledCalls()
+        let n = store.count, d = dimension, stride = store.stride
+        let kp = Self.candidateCount(k: k, rows: n)
+        let qTile = min(Self.queryTile, max(1, (nq + threads - 1) / threads))
+        let queryBlocks = (nq + qTile - 1) / qTile
+        // Too few query blocks for the threads: split the rows into chunks too.
+        let maxChunks = max(1, n / Self.rowTile)
+        let chunks = queryBlocks >= threads ? 1 : min(maxChunks, (threads + queryBlocks - 1) / queryBlocks)
+        let chunkRows = (n + chunks - 1) / chunks
+        let jobs = queryBlocks * chunks
+
+        let pool = UnsafeMutablePointer<Candidate>.allocate(capacity: nq * chunks * kp)
+        let poolCounts = UnsafeMutablePointer<Int>.allocate(capacity: nq * chunks)
+        let perThread = UnsafeMutableBufferPointer<BatchSearchStatistics>.allocate(capacity: threads)
+        perThread.initialize(repeating: BatchSearchStatistics())
+        let results = UnsafeMutableBufferPointer<[Candidate]>.allocate(capacity: nq)
+        results.initialize(repeating: [])
+        defer {
+            pool.deallocate()
+            poolCounts.deallocate()
+            perThread.deallocate()
+            results.deinitialize().deallocate()
+        }
+
+        let metric = metric, kernels = kernels, store = store
+        let isL2 = metric == .euclidean
+        let nextJob = Atomic<Int>(0)
+        let nextQuery = Atomic<Int>(0)
+        let fallbacks = Atomic<Int>(0)
+        let rowTile = Self.rowTile
+
+        store.keys.withUnsafeBufferPointer { keys in
+            store.squaredNorms.withUnsafeBufferPointer { rowNorms in
+                queryNorms.withUnsafeBufferPointer { qNorms in
+                    parallelRun(threads: threads) { worker in
+                        var local = BatchSearchStatistics()
+                        let tile = UnsafeMutablePointer<Float>.allocate(capacity: qTile * rowTile)
+                        let heaps = UnsafeMutablePointer<TopKHeap>.allocate(capacity: qTile)
+                        defer {
+                            tile.deallocate()
+                            heaps.deallocate()
+                        }
+                        // Stage 1: candidates from GEMM tiles.
+                        while true {
+                            let job = nextJob.add(1, ordering: .relaxed).oldValue
+                            if job >= jobs { break }
+                            let block = job / chunks, chunk = job % chunks
+                            let q0 = block * qTile, q1 = min(nq, q0 + qTile), m = q1 - q0
+                            let r0 = chunk * chunkRows, r1 = min(n, r0 + chunkRows)
+                            for i in 0..<m {
+                                heaps.advanced(by: i).initialize(to: TopKHeap(
+                                    storage: pool + ((q0 + i) * chunks + chunk) * kp, capacity: kp))
+                            }
+                            var t = r0
+                            while t < r1 {
+                                let w = min(rowTile, r1 - t)
+                                let g0 = monotonicSeconds()
+                                BLAS.multiplyTransposed(m: m, n: w, k: d, a: queries + q0 * d, lda: d,
+                                                        b: store.row(t), ldb: stride, c: tile, ldc: rowTile)
+                                let g1 = monotonicSeconds()
+                                for i in 0..<m {
+                                    let scores = tile + i * rowTile
+                                    if isL2 {
+                                        let qn = qNorms[q0 + i]
+                                        for j in 0..<w { scores[j] = qn + rowNorms[t + j] - 2 * scores[j] }
+                                    } else {
+                                        for j in 0..<w { scores[j] = -scores[j] }
+                                    }
+                                    var threshold = heaps[i].threshold
+                                    for j in 0..<w where scores[j] <= threshold {
+                                        heaps[i].consider(Candidate(distance: scores[j], id: UInt64(t + j)))
+                                        threshold = heaps[i].threshold
+                                    }
+                                }
+                                local.gemmSeconds += g1 - g0
+                                local.selectionSeconds += monotonicSeconds() - g1
+                                local.gemmFlops += 2 * Double(m) * Double(w) * Double(d)
+                                t += w
+                            }
+                            for i in 0..<m { poolCounts[(q0 + i) * chunks + chunk] = heaps[i].count }
+                        }
+                        perThread[worker] = local
+                    }
+                    // Stage 2: re-score each query's candidates exactly.
+                    parallelRun(threads: threads) { worker in
+                        let r0 = monotonicSeconds()
+                        var exact: [Candidate] = []
+                        exact.reserveCapacity(chunks * kp)
+                        while true {
+                            let qi = nextQuery.add(1, ordering: .relaxed).oldValue
+                            if qi >= nq { break }
+                            let q = queries + qi * d
+                            // Rows that did not make a full chunk heap scored at
+                            // least that heap's worst GEMM value.
+                            var bound = Float.infinity
+                            exact.removeAll(keepingCapacity: true)
+                            for c in 0..<chunks {
+                                let base = pool + (qi * chunks + c) * kp
+                                let cnt = poolCounts[qi * chunks + c]
+                                if cnt == kp { bound = min(bound, base[0].distance) }
+                                for e in 0..<cnt {
+                                    let slot = Int(base[e].id)
+                                    exact.append(Candidate(distance: kernels.rankValue(metric, q, store.row(slot), d),
+                                                           id: keys[slot]))
+                                }
+                            }
+                            exact.sort()
+                            if bound.isFinite {
+                                let qNorm = qNorms[qi].squareRoot()
+                                let eps = Self.gemmErrorBound(metric: metric, dimension: d, queryNorm: qNorm,
+                                                              maxRowNorm: store.maxNorm)
+                                if !(exact[k - 1].distance < bound - eps) {
+                                    fallbacks.add(1, ordering: .relaxed)
+                                    results[qi] = scan(query: q, k: k)
+                                    continue
+                                }
+                            }
+                            results[qi] = Array(exact.prefix(k))
+                        }
+                        perThread[worker].rescoreSeconds += monotonicSeconds() - r0
+                    }
+                }
+            }
+        }
+        statistics.usedGEMM = true
+        statistics.exactFallbacks = fallbacks.load(ordering: .relaxed)
+        for s in perThread {
+            statistics.gemmSeconds += s.gemmSeconds
+            statistics.selectionSeconds += s.selectionSeconds
+            statistics.rescoreSeconds += s.rescoreSeconds
+            statistics.gemmFlops += s.gemmFlops
+        }
+        return Array(results)
+    }
+
+    /// An upper bound of |GEMM rank value − kernel rank value| for one pair:
+    /// both are Float32 sums of `d` products, each off by at most γ(d)·|q||x|
+    /// (and, for L2, the two norms' own rounding), with a margin of 2.
+    static func gemmErrorBound(metric: Metric, dimension d: Int, queryNorm: Float, maxRowNorm: Float) -> Float {
+        let u = Float.ulpOfOne / 2
+        let gamma = Float(d + 8) * u * 4
+        if metric == .euclidean {
+            let s = queryNorm + maxRowNorm
+            return gamma * s * s
+        }
+        return gamma * queryNorm * maxRowNorm
+    }
+}

@@ -1,0 +1,56 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Every error Lodestone throws.
+///
+/// Each case carries what a caller needs to act on it; `description` renders a
+/// message written for the person reading the log. Cases are matchable, so code
+/// never has to parse messages.
+public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A vector (or query) has `actual` components where the index holds `expected`.
+    case dimensionMismatch(expected: Int, actual: Int)
+    /// A vector has a NaN or infinite component at `index`.
+    case nonFiniteComponent(index: Int, value: Float)
+    /// A zero vector was given to a cosine index, where it has no direction.
+    case zeroVector
+    /// An argument is outside its valid range; `name` says which.
+    case invalidArgument(name: String, reason: String)
+    /// A search ran on an index that holds no vectors.
+    case emptyIndex
+    /// No vector is stored under `key`.
+    case keyNotFound(UInt64)
+    /// A vector is already stored under `key` (or a batch names it twice).
+    case duplicateKey(UInt64)
+    /// A file could not be read as the format it claims to be.
+    case malformedFile(path: String, reason: String)
+    /// An operating-system call failed on `path`.
+    case io(path: String, operation: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case let .dimensionMismatch(expected, actual):
+            return "dimension mismatch: the index holds \(expected)-dimensional vectors but got \(actual) components"
+        case let .nonFiniteComponent(index, value):
+            return "vector component \(index) is \(value); every component must be a finite number"
+        case .zeroVector:
+            return "zero vector: cosine similarity is undefined for a vector whose components are all 0"
+        case let .invalidArgument(name, reason):
+            return "invalid \(name): \(reason)"
+        case .emptyIndex:
+            return "the index is empty: add vectors before searching it"
+        case let .keyNotFound(key):
+            return "no vector is stored under key \(key)"
+        case let .duplicateKey(key):
+            return "key \(key) is already present (or appears twice in one batch)"
+        case let .malformedFile(path, reason):
+            return "\(path): \(reason)"
+        case let .io(path, operation, errno):
+            return "\(path): \(operation) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+        }
+    }
+}

@@ -1,0 +1,26 @@
+import Dispatch
+
+/// Runs `body(worker)` for worker = 0..<threads concurrently and returns once
+/// all have finished.
+///
+/// Unlike `DispatchQueue.concurrentPerform`, `body` need not be `@Sendable`:
+/// the hot loops share raw buffers whose disjoint parts each worker writes.
+/// The caller guarantees that workers touch shared memory without races
+/// (each writes only the slots it claimed, e.g. through an atomic counter).
+func parallelRun(threads: Int, _ body: (Int) -> Void) {
+    if threads <= 1 {
+        body(0)
+        return
+    }
+    withoutActuallyEscaping(body) { escapable in
+        let box = UncheckedSendable(escapable)
+        DispatchQueue.concurrentPerform(iterations: threads) { box.value($0) }
+    }
+}
+
+/// Carries a value across a concurrency boundary whose safety the compiler
+/// cannot see; every use states why it is race-free.
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
