@@ -12,7 +12,7 @@ let package = Package(
     name: "Lodestone",
     products: [
         .library(name: "Lodestone", targets: ["Lodestone"]),
-        .executable(name: "lodestone", targets: ["lodestone"]),
+        .executable(name: "lodestone", targets: ["LodestoneCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -38,7 +38,7 @@ let package = Package(
             dependencies: ["CLodestoneKernels", "CLodestoneBLAS", "CLodestoneLZ4"]
         ),
         .executableTarget(
-            name: "lodestone",
+            name: "LodestoneCLI",
             dependencies: [
                 "Lodestone",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,0 +1,29 @@
+import ArgumentParser
+import Lodestone
+
+/// The `lodestone` command: the command-line face of the library.
+@main
+struct LodestoneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lodestone",
+        abstract: "Lodestone: an embedded nearest-neighbour vector index engine.",
+        subcommands: [DemoCommand.self, BenchCommand.self, KernelBenchCommand.self, InfoCommand.self]
+    )
+}
+
+/// `lodestone info`: what this machine gives Lodestone.
+struct InfoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "info", abstract: "Show the distance kernels and BLAS this process uses.")
+
+    func run() throws {
+        print("kernels: \(DistanceKernels.active.isa.rawValue) (available: \(DistanceKernels.available.map(\.rawValue).joined(separator: ", ")))")
+        print("openblas core: \(BLAS.coreName), threads: \(BLAS.threadCount)")
+    }
+}
+
+/// Turns a library error into a clean command-line failure.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}
