@@ -103,11 +103,31 @@ AVX2_FN static void avx2_l2sq_rows(const float *q, const float *base, size_t str
     for (size_t r = 0; r < n; r++) out[r] = l2sq_core(q, base + r * stride, d);
 }
 
+AVX2_FN static size_t avx2_find_ge(const float *x, size_t n, float t) {
+    const __m256 tv = _mm256_set1_ps(t);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 c0 = _mm256_cmp_ps(_mm256_loadu_ps(x + i), tv, _CMP_GE_OQ);
+        __m256 c1 = _mm256_cmp_ps(_mm256_loadu_ps(x + i + 8), tv, _CMP_GE_OQ);
+        __m256 c2 = _mm256_cmp_ps(_mm256_loadu_ps(x + i + 16), tv, _CMP_GE_OQ);
+        __m256 c3 = _mm256_cmp_ps(_mm256_loadu_ps(x + i + 24), tv, _CMP_GE_OQ);
+        if (_mm256_movemask_ps(_mm256_or_ps(_mm256_or_ps(c0, c1), _mm256_or_ps(c2, c3)))) break;
+    }
+    for (; i + 8 <= n; i += 8) {
+        int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), tv, _CMP_GE_OQ));
+        if (m) return i + (size_t)__builtin_ctz((unsigned)m);
+    }
+    for (; i < n; i++)
+        if (x[i] >= t) return i;
+    return n;
+}
+
 void lodestone_fill_avx2(lodestone_kernel_table *t) {
     t->l2sq = avx2_l2sq;
     t->dot = avx2_dot;
     t->cosine = avx2_cosine;
     t->l2sq_rows = avx2_l2sq_rows;
     t->dot_rows = avx2_dot_rows;
+    t->find_ge = avx2_find_ge;
 }
 #endif

@@ -89,11 +89,31 @@ AVX512_FN static void avx512_l2sq_rows(const float *q, const float *base, size_t
     for (size_t r = 0; r < n; r++) out[r] = l2sq_core(q, base + r * stride, d);
 }
 
+AVX512_FN static size_t avx512_find_ge(const float *x, size_t n, float t) {
+    const __m512 tv = _mm512_set1_ps(t);
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __mmask16 m0 = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), tv, _CMP_GE_OQ);
+        __mmask16 m1 = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i + 16), tv, _CMP_GE_OQ);
+        __mmask16 m2 = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i + 32), tv, _CMP_GE_OQ);
+        __mmask16 m3 = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i + 48), tv, _CMP_GE_OQ);
+        if ((unsigned)m0 | (unsigned)m1 | (unsigned)m2 | (unsigned)m3) break;
+    }
+    for (; i + 16 <= n; i += 16) {
+        unsigned m = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), tv, _CMP_GE_OQ);
+        if (m) return i + (size_t)__builtin_ctz(m);
+    }
+    for (; i < n; i++)
+        if (x[i] >= t) return i;
+    return n;
+}
+
 void lodestone_fill_avx512(lodestone_kernel_table *t) {
     t->l2sq = avx512_l2sq;
     t->dot = avx512_dot;
     t->cosine = avx512_cosine;
     t->l2sq_rows = avx512_l2sq_rows;
     t->dot_rows = avx512_dot_rows;
+    t->find_ge = avx512_find_ge;
 }
 #endif

@@ -67,11 +67,25 @@ static void neon_l2sq_rows(const float *q, const float *base, size_t stride, siz
     for (size_t r = 0; r < n; r++) out[r] = l2sq_core(q, base + r * stride, d);
 }
 
+static size_t neon_find_ge(const float *x, size_t n, float t) {
+    const float32x4_t tv = vdupq_n_f32(t);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint32x4_t c = vorrq_u32(vorrq_u32(vcgeq_f32(vld1q_f32(x + i), tv), vcgeq_f32(vld1q_f32(x + i + 4), tv)),
+                                 vorrq_u32(vcgeq_f32(vld1q_f32(x + i + 8), tv), vcgeq_f32(vld1q_f32(x + i + 12), tv)));
+        if (vmaxvq_u32(c)) break;
+    }
+    for (; i < n; i++)
+        if (x[i] >= t) return i;
+    return n;
+}
+
 void lodestone_fill_neon(lodestone_kernel_table *t) {
     t->l2sq = neon_l2sq;
     t->dot = neon_dot;
     t->cosine = neon_cosine;
     t->l2sq_rows = neon_l2sq_rows;
     t->dot_rows = neon_dot_rows;
+    t->find_ge = neon_find_ge;
 }
 #endif

@@ -36,6 +36,9 @@ typedef float (*lodestone_pair_fn)(const float *a, const float *b, size_t d);
 typedef void (*lodestone_rows_fn)(const float *q, const float *base, size_t stride,
                                   size_t n, size_t d, float *out);
 
+/// The first index i in [0, n) with x[i] >= t, or n if there is none.
+typedef size_t (*lodestone_find_fn)(const float *x, size_t n, float t);
+
 /// One ISA's kernels.
 typedef struct {
     /// Squared Euclidean distance, sum((a-b)^2).
@@ -48,6 +51,9 @@ typedef struct {
     lodestone_rows_fn l2sq_rows;
     /// Inner products of one query with many rows.
     lodestone_rows_fn dot_rows;
+    /// Scans for the first value at or above a threshold (top-k selection
+    /// over a tile of scores rejects most values with it, 8-16 at a time).
+    lodestone_find_fn find_ge;
 } lodestone_kernel_table;
 
 /// 1 when this CPU and OS can run the given ISA, else 0.

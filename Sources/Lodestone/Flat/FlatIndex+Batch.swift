@@ -103,10 +103,10 @@ extension FlatIndex {
     /// Below this many rows the batch runs the single-query scan instead.
     static var gemmMinimumRows: Int { 256 }
     /// Queries per GEMM tile.
-    static var queryTile: Int { 256 }
+    static var queryTile: Int { getenv("LQT").map { Int(atoi($0)) } ?? 256 }
     /// Rows per GEMM tile: the tile of scores (queryTile × rowTile floats)
     /// stays within a core's L2 cache.
-    static var rowTile: Int { 1024 }
+    static var rowTile: Int { getenv("LRT").map { Int(atoi($0)) } ?? 1024 }
 
     /// Candidates kept per query before re-scoring: a margin over `k`, so
     /// the rounding of the GEMM form can never push a true neighbour out.
@@ -199,15 +199,10 @@ extension FlatIndex {
                                 for i in 0..<m {
                                     let scores = tile + i * rowTile
                                     if isL2 {
-                                        let qn = qNorms[q0 + i]
-                                        for j in 0..<w { scores[j] = qn + rowNorms[t + j] - 2 * scores[j] }
+                                        selectL2(scores: scores, count: w, firstRow: t, queryNorm: qNorms[q0 + i],
+                                                 rowNorms: rowNorms.baseAddress!, into: &heaps[i])
                                     } else {
-                                        for j in 0..<w { scores[j] = -scores[j] }
-                                    }
-                                    var threshold = heaps[i].threshold
-                                    for j in 0..<w where scores[j] <= threshold {
-                                        heaps[i].consider(Candidate(distance: scores[j], id: UInt64(t + j)))
-                                        threshold = heaps[i].threshold
+                                        selectInnerProduct(scores: scores, count: w, firstRow: t, into: &heaps[i])
                                     }
                                 }
                                 local.gemmSeconds += g1 - g0
@@ -269,6 +264,32 @@ extension FlatIndex {
             statistics.gemmFlops += s.gemmFlops
         }
         return Array(results)
+    }
+
+    /// Offers rows `firstRow..<firstRow+count` to `heap`, given their inner
+    /// products with the query (rank value = −score). Once the heap is full
+    /// almost every row is rejected: the SIMD `firstIndex` kernel skips to the
+    /// next score that reaches the heap's threshold.
+    @inline(__always)
+    private func selectInnerProduct(scores: UnsafeMutablePointer<Float>, count w: Int, firstRow: Int,
+                                    into heap: inout TopKHeap) {
+        var j = 0
+        while true {
+            j += kernels.firstIndex(scores + j, count: w - j, atLeast: -heap.threshold)
+            if j >= w { break }
+            heap.consider(Candidate(distance: -scores[j], id: UInt64(firstRow + j)))
+            j += 1
+        }
+    }
+
+    /// Offers rows to `heap` given their inner products with the query; the
+    /// rank value is ‖q‖² + ‖x‖² − 2 q·x, turned into a score (its negation)
+    /// in place so the inner-product selection applies.
+    @inline(__always)
+    private func selectL2(scores: UnsafeMutablePointer<Float>, count w: Int, firstRow: Int, queryNorm: Float,
+                          rowNorms: UnsafePointer<Float>, into heap: inout TopKHeap) {
+        for j in 0..<w { scores[j] = 2 * scores[j] - queryNorm - rowNorms[firstRow + j] }
+        selectInnerProduct(scores: scores, count: w, firstRow: firstRow, into: &heap)
     }
 
     /// An upper bound of |GEMM rank value − kernel rank value| for one pair:

@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Rows of Float32 vectors in one contiguous, 64-byte-aligned allocation.
 ///
 /// Each row starts on a 64-byte boundary: the stride is the dimension rounded
@@ -34,11 +42,24 @@ final class VectorStore: @unchecked Sendable {
         reserve(capacity)
     }
 
-    deinit { base.deallocate() }
+    deinit { free(base) }
+
+    /// Large stores are aligned to 2 MiB and marked for transparent huge
+    /// pages: a scan then walks ~1/500 as many TLB entries (measured a few
+    /// percent faster on a 150 MB flat scan where THP is in `madvise` mode).
+    static let hugePageSize = 2 << 20
 
     private static func allocate(rows: Int, stride: Int) -> UnsafeMutablePointer<Float> {
-        let bytes = max(rows * stride * MemoryLayout<Float>.size, alignment)
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: alignment)
+        var bytes = max(rows * stride * MemoryLayout<Float>.size, alignment)
+        let huge = bytes >= 2 * hugePageSize
+        if huge { bytes = (bytes + hugePageSize - 1) / hugePageSize * hugePageSize }
+        var raw: UnsafeMutableRawPointer? = nil
+        guard posix_memalign(&raw, huge ? hugePageSize : alignment, bytes) == 0, let raw else {
+            fatalError("Lodestone: out of memory allocating \(bytes) bytes of vectors")
+        }
+        #if os(Linux)
+        if huge { _ = madvise(raw, bytes, 14 /* MADV_HUGEPAGE */) }
+        #endif
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
         return raw.bindMemory(to: Float.self, capacity: bytes / MemoryLayout<Float>.size)
     }
@@ -59,7 +80,7 @@ final class VectorStore: @unchecked Sendable {
         guard rows > capacity else { return }
         let newBase = VectorStore.allocate(rows: rows, stride: stride)
         newBase.update(from: base, count: count * stride)
-        base.deallocate()
+        free(base)
         base = newBase
         capacity = rows
         keys.reserveCapacity(rows)

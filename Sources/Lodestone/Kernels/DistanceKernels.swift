@@ -85,7 +85,8 @@ public struct DistanceKernels: @unchecked Sendable {
             },
             dot_rows: { q, base, stride, n, d, out in
                 for r in 0..<n { out![r] = PortableKernels.dot(q!, base! + r * stride, d) }
-            }
+            },
+            find_ge: { x, n, t in PortableKernels.firstIndex(x!, n, atLeast: t) }
         )
     }
 
@@ -149,6 +150,12 @@ public struct DistanceKernels: @unchecked Sendable {
     @inlinable func l2SquaredRows(_ q: UnsafePointer<Float>, _ base: UnsafePointer<Float>, stride: Int,
                                   count: Int, dimension: Int, into out: UnsafeMutablePointer<Float>) {
         table.l2sq_rows(q, base, stride, count, dimension, out)
+    }
+
+    /// The first index in `0..<count` whose value is at least `threshold`,
+    /// or `count`.
+    @inlinable func firstIndex(_ values: UnsafePointer<Float>, count: Int, atLeast threshold: Float) -> Int {
+        table.find_ge(values, count, threshold)
     }
 
     /// The metric's rank value (smaller is better) for one pair: the squared

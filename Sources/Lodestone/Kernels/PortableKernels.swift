@@ -75,4 +75,13 @@ enum PortableKernels {
         if na <= 0 || nb <= 0 { return 1 }
         return 1 - Float(Double(dd) / (Double(na) * Double(nb)).squareRoot())
     }
+
+    static func firstIndex(_ x: UnsafePointer<Float>, _ n: Int, atLeast t: Float) -> Int {
+        var i = 0
+        while i < n {
+            if x[i] >= t { return i }
+            i += 1
+        }
+        return n
+    }
 }
