@@ -42,6 +42,19 @@ int lodestone_cpu_supports(lodestone_isa isa) {
 #endif
 }
 
+int lodestone_cpu_prefers_avx2(void) {
+#ifdef LODESTONE_X86
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return 0;
+    // Vendor string in EBX, EDX, ECX: "AuthenticAMD" or "HygonGenuine".
+    const int amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;
+    const int hygon = b == 0x6f677948u && d == 0x6e65476eu && c == 0x656e6975u;
+    return amd || hygon;
+#else
+    return 0;
+#endif
+}
+
 int lodestone_kernel_table_for(lodestone_isa isa, lodestone_kernel_table *out) {
     if (!lodestone_cpu_supports(isa)) return 0;
     switch (isa) {

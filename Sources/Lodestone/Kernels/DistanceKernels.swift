@@ -23,7 +23,8 @@ public enum KernelISA: String, Sendable, CaseIterable {
 /// A set of Float32 distance kernels for one instruction set.
 ///
 /// ``DistanceKernels/active`` is chosen once per process: the best variant the
-/// CPU runs (AVX-512, then AVX2+FMA, on x86-64; NEON on AArch64), else the
+/// CPU runs (on x86-64 AVX-512, then AVX2+FMA, except on AMD cores, where
+/// AVX2 measured faster for memory-bound scans; NEON on AArch64), else the
 /// portable Swift kernels. Setting the environment variable
 /// `LODESTONE_KERNELS` to `portable`, `avx2`, `avx512` or `neon` before start-up
 /// forces a variant (an unsupported one falls back to the automatic choice).
@@ -43,7 +44,8 @@ public struct DistanceKernels: @unchecked Sendable {
            let kernels = DistanceKernels(isa: isa) {
             return kernels
         }
-        for isa in [KernelISA.avx512, .avx2, .neon] {
+        let order: [KernelISA] = lodestone_cpu_prefers_avx2() == 1 ? [.avx2, .avx512, .neon] : [.avx512, .avx2, .neon]
+        for isa in order {
             if let kernels = DistanceKernels(isa: isa) { return kernels }
         }
         return DistanceKernels.portable
@@ -93,6 +95,7 @@ public struct DistanceKernels: @unchecked Sendable {
     // MARK: Safe entry points
 
     /// The inner product of two vectors of equal length.
+    @inlinable
     public func dot(_ a: [Float], _ b: [Float]) -> Float {
         precondition(a.count == b.count, "vectors differ in length")
         return a.withUnsafeBufferPointer { pa in
@@ -101,6 +104,7 @@ public struct DistanceKernels: @unchecked Sendable {
     }
 
     /// The squared Euclidean distance between two vectors of equal length.
+    @inlinable
     public func l2Squared(_ a: [Float], _ b: [Float]) -> Float {
         precondition(a.count == b.count, "vectors differ in length")
         return a.withUnsafeBufferPointer { pa in
@@ -109,6 +113,7 @@ public struct DistanceKernels: @unchecked Sendable {
     }
 
     /// The cosine distance, 1 - cosine similarity (1 when either is zero).
+    @inlinable
     public func cosineDistance(_ a: [Float], _ b: [Float]) -> Float {
         precondition(a.count == b.count, "vectors differ in length")
         return a.withUnsafeBufferPointer { pa in
