@@ -1,0 +1,107 @@
+import Foundation
+@testable import Lodestone
+
+/// Test data: the real pypi-minilm embeddings from ../shared when present,
+/// and the committed sample in Data/ (always present).
+enum Fixtures {
+    static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// `../shared/data/pypi-minilm` beside the repository (or
+    /// `$LODESTONE_SHARED_DATA`), if it exists.
+    static let sharedData: URL? = {
+        let candidates = [
+            ProcessInfo.processInfo.environment["LODESTONE_SHARED_DATA"].map { URL(fileURLWithPath: $0) },
+            repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data/pypi-minilm"),
+        ].compactMap { $0 }
+        return candidates.first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("small_base.fvecs").path) }
+    }()
+
+    static let sampleData = repositoryRoot.appendingPathComponent("Data")
+
+    /// A base set, queries and their exact top-100 (row numbers).
+    struct Dataset {
+        let name: String
+        let base: Matrix<Float>
+        let queries: Matrix<Float>
+        let truth: Matrix<Int32>
+    }
+
+    /// The 10,000-vector slice of pypi-minilm when ../shared is there,
+    /// else the 2,000-vector sample in Data/.
+    static let realData: Dataset = {
+        if let dir = sharedData {
+            return try! Dataset(
+                name: "pypi-minilm small (10,000 x 384)",
+                base: VectorFiles.readFloats(dir.appendingPathComponent("small_base.fvecs").path),
+                queries: VectorFiles.readFloats(dir.appendingPathComponent("small_query.fvecs").path),
+                truth: VectorFiles.readInts(dir.appendingPathComponent("small_groundtruth.ivecs").path))
+        }
+        return sample
+    }()
+
+    /// The committed sample: 2,000 base vectors, 100 queries.
+    static let sample: Dataset = try! Dataset(
+        name: "Data/ sample (2,000 x 384)",
+        base: VectorFiles.readFloats(sampleData.appendingPathComponent("base.fvecs").path),
+        queries: VectorFiles.readFloats(sampleData.appendingPathComponent("query.fvecs").path),
+        truth: VectorFiles.readInts(sampleData.appendingPathComponent("groundtruth.ivecs").path))
+
+    /// A repeatable generator (SplitMix64), so failures reproduce.
+    struct SeededGenerator: RandomNumberGenerator {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E3779B97F4A7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
+            z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static func randomVectors(count: Int, dimension: Int, seed: UInt64, scale: ClosedRange<Float> = 1...1) -> [Float] {
+        var rng = SeededGenerator(seed: seed)
+        var out = [Float]()
+        out.reserveCapacity(count * dimension)
+        for _ in 0..<count {
+            let s = Float.random(in: scale, using: &rng)
+            for _ in 0..<dimension { out.append(Float.random(in: -1...1, using: &rng) * s) }
+        }
+        return out
+    }
+
+    /// Exact top-k in Float64: ranks by similarity (cosine, dot) or squared
+    /// L2 distance, ties to the smaller row. Returns (row, score) best first.
+    static func bruteForce(base: [Float], dimension d: Int, query: [Float], metric: Metric, k: Int) -> [(Int, Double)] {
+        let n = base.count / d
+        var qd = query.map(Double.init)
+        if metric == .cosine {
+            let norm = qd.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            qd = qd.map { $0 / norm }
+        }
+        var scored = [(Int, Double)]()
+        scored.reserveCapacity(n)
+        for r in 0..<n {
+            var dot = 0.0, nn = 0.0, l2 = 0.0
+            for j in 0..<d {
+                let x = Double(base[r * d + j])
+                dot += qd[j] * x
+                nn += x * x
+                let t = qd[j] - x
+                l2 += t * t
+            }
+            switch metric {
+            case .cosine: scored.append((r, dot / nn.squareRoot()))
+            case .dotProduct: scored.append((r, dot))
+            case .euclidean: scored.append((r, l2))
+            }
+        }
+        let sign: Double = metric == .euclidean ? 1 : -1
+        func better(_ a: (Int, Double), _ b: (Int, Double)) -> Bool {
+            let x = sign * a.1, y = sign * b.1
+            return x < y || (x == y && a.0 < b.0)
+        }
+        return Array(scored.sorted(by: better).prefix(k))
+    }
+}
