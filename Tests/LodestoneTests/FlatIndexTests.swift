@@ -1,3 +1,5 @@
+import Dispatch
+import Synchronization
 import Testing
 @testable import Lodestone
 
@@ -129,6 +131,23 @@ struct FlatIndexTests {
         #expect(try index.search(q, k: 98).map(\.key) == ref.map { remaining[$0.0] })
         index.removeAll()
         #expect(index.isEmpty)
+    }
+
+    @Test("many threads can search one index at once and get the sequential answers")
+    func concurrentReaders() throws {
+        let data = Fixtures.sample
+        let index = try Self.build(data)
+        let expected = try (0..<data.queries.rows).map { try index.search(data.queries.row($0), k: 10) }
+        let results = Mutex<[Int: [Neighbor]]>([:])
+        DispatchQueue.concurrentPerform(iterations: 4) { worker in
+            for qi in stride(from: worker, to: data.queries.rows, by: 4) {
+                let single = try! index.search(data.queries.row(qi), k: 10)
+                results.withLock { $0[qi] = single }
+            }
+            _ = try! index.search(batch: data.queries.values, k: 10, threads: 2)
+        }
+        let got = results.withLock { $0 }
+        for qi in 0..<data.queries.rows { #expect(got[qi] == expected[qi]) }
     }
 
     @Test("copies are independent (copy-on-write)")

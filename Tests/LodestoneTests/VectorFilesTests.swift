@@ -58,6 +58,13 @@ struct VectorFilesTests {
             #expect(reason?.contains(expected) == true, "\(name): \(reason ?? "no error")")
         }
         #expect(throws: LodestoneError.self) { _ = try VectorFiles.readFloats("/nonexistent/x.fvecs") }
+        // ivecs share the parser; a cut ground-truth file is refused too.
+        let truth = VectorFiles.encodeVecs(Matrix<Int32>(rows: 2, dimension: 3, values: [1, 2, 3, 4, 5, 6]))
+        let path = Self.tempPath("cut.ivecs")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try VectorFiles.writeFile(path, Array(truth.dropLast(1)))
+        let reason = Self.malformedReason { _ = try VectorFiles.readInts(path) }
+        #expect(reason?.contains("record 1 is cut short") == true, "\(reason ?? "no error")")
     }
 
     static func npy(descr: String, shape: String, fortran: Bool = false, payload: [UInt8], version: UInt8 = 1) -> [UInt8] {
