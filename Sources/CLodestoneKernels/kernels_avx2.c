@@ -122,6 +122,9 @@ AVX2_FN static size_t avx2_find_ge(const float *x, size_t n, float t) {
     return n;
 }
 
+LODESTONE_DEFINE_GATHER(AVX2_FN, avx2_dot_gather, dot_core)
+LODESTONE_DEFINE_GATHER(AVX2_FN, avx2_l2sq_gather, l2sq_core)
+
 void lodestone_fill_avx2(lodestone_kernel_table *t) {
     t->l2sq = avx2_l2sq;
     t->dot = avx2_dot;
@@ -129,5 +132,7 @@ void lodestone_fill_avx2(lodestone_kernel_table *t) {
     t->l2sq_rows = avx2_l2sq_rows;
     t->dot_rows = avx2_dot_rows;
     t->find_ge = avx2_find_ge;
+    t->dot_gather = avx2_dot_gather;
+    t->l2sq_gather = avx2_l2sq_gather;
 }
 #endif

@@ -108,6 +108,9 @@ AVX512_FN static size_t avx512_find_ge(const float *x, size_t n, float t) {
     return n;
 }
 
+LODESTONE_DEFINE_GATHER(AVX512_FN, avx512_dot_gather, dot_core)
+LODESTONE_DEFINE_GATHER(AVX512_FN, avx512_l2sq_gather, l2sq_core)
+
 void lodestone_fill_avx512(lodestone_kernel_table *t) {
     t->l2sq = avx512_l2sq;
     t->dot = avx512_dot;
@@ -115,5 +118,7 @@ void lodestone_fill_avx512(lodestone_kernel_table *t) {
     t->l2sq_rows = avx512_l2sq_rows;
     t->dot_rows = avx512_dot_rows;
     t->find_ge = avx512_find_ge;
+    t->dot_gather = avx512_dot_gather;
+    t->l2sq_gather = avx512_l2sq_gather;
 }
 #endif

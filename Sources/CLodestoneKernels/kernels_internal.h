@@ -22,4 +22,22 @@ static inline float lodestone_cosine_from_parts(float dot, float na, float nb) {
     return 1.0f - (float)((double)dot / sqrt((double)na * (double)nb));
 }
 
+/// Rows ahead whose cache lines a gather kernel prefetches.
+#define LODESTONE_GATHER_AHEAD 2
+
+/// Defines a gather kernel from a pair kernel body `core` (which must be the
+/// same inline function the pair kernel uses, for bit-identical results).
+#define LODESTONE_DEFINE_GATHER(attr, name, core)                                          \
+    attr static void name(const float *q, const float *const *rows, size_t n, size_t d,     \
+                          float *out) {                                                     \
+        const size_t bytes = d * sizeof(float);                                             \
+        for (size_t i = 0; i < n && i < LODESTONE_GATHER_AHEAD; i++)                        \
+            lodestone_prefetch_bytes(rows[i], bytes);                                       \
+        for (size_t i = 0; i < n; i++) {                                                    \
+            if (i + LODESTONE_GATHER_AHEAD < n)                                             \
+                lodestone_prefetch_bytes(rows[i + LODESTONE_GATHER_AHEAD], bytes);          \
+            out[i] = core(q, rows[i], d);                                                   \
+        }                                                                                   \
+    }
+
 #endif

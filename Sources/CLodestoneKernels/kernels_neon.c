@@ -80,6 +80,9 @@ static size_t neon_find_ge(const float *x, size_t n, float t) {
     return n;
 }
 
+LODESTONE_DEFINE_GATHER(, neon_dot_gather, dot_core)
+LODESTONE_DEFINE_GATHER(, neon_l2sq_gather, l2sq_core)
+
 void lodestone_fill_neon(lodestone_kernel_table *t) {
     t->l2sq = neon_l2sq;
     t->dot = neon_dot;
@@ -87,5 +90,7 @@ void lodestone_fill_neon(lodestone_kernel_table *t) {
     t->l2sq_rows = neon_l2sq_rows;
     t->dot_rows = neon_dot_rows;
     t->find_ge = neon_find_ge;
+    t->dot_gather = neon_dot_gather;
+    t->l2sq_gather = neon_l2sq_gather;
 }
 #endif

@@ -17,9 +17,12 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Ground truth: each query's nearest base rows, best first (.ivecs or .npy int32).") var truth: String
     @Option(help: "cosine, euclidean or dotproduct.") var metric: String = "cosine"
     @Option(help: "Neighbours per query.") var k: Int = 10
-    @Option(help: "Index kind: flat.") var index: String = "flat"
+    @Option(help: "Index kind: flat or hnsw.") var index: String = "flat"
+    @Option(help: "HNSW: links per node (layer 0 keeps 2m).") var m: Int = 16
+    @Option(name: .customLong("ef-construction"), help: "HNSW: beam width while building.") var efConstruction: Int = 200
+    @Option(help: "HNSW: comma-separated search beam widths, one JSON line each.") var ef: String = "64"
     @Flag(help: "Send all queries in one batch call.") var batch = false
-    @Option(help: "Threads for batch search.") var threads: Int = FlatIndex.defaultThreadCount
+    @Option(help: "Threads for batch search and for building an HNSW index.") var threads: Int = FlatIndex.defaultThreadCount
     @Option(help: "Batch mode: run the batch this many times and report the fastest.") var repeats: Int = 3
     @Option(help: "Use only the first N queries.") var limitQueries: Int?
     @Flag(help: "Print JSON lines.") var json = false
@@ -29,7 +32,15 @@ struct BenchCommand: ParsableCommand {
         guard let metric = Metric(name: metric) else {
             throw ValidationError("unknown metric '\(self.metric)': use cosine, euclidean or dotproduct")
         }
-        guard index == "flat" else { throw ValidationError("unknown index '\(index)': this build has 'flat'") }
+        guard index == "flat" || index == "hnsw" else {
+            throw ValidationError("unknown index '\(index)': use flat or hnsw")
+        }
+        let efs = try ef.split(separator: ",").map { part -> Int in
+            guard let v = Int(part.trimmingCharacters(in: .whitespaces)), v >= 1 else {
+                throw ValidationError("--ef takes comma-separated positive integers, got '\(ef)'")
+            }
+            return v
+        }
         guard k >= 1 else { throw ValidationError("--k must be at least 1") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
 
@@ -48,89 +59,118 @@ struct BenchCommand: ParsableCommand {
         }
 
         let t0 = now()
-        var flat = try FlatIndex(dimension: baseM.dimension, metric: metric)
-        try flat.add(contentsOf: baseM.values, keys: (0..<UInt64(baseM.rows)).map { $0 })
+        let keys = (0..<UInt64(baseM.rows)).map { $0 }
+        var flat: FlatIndex? = nil
+        var hnsw: HNSWIndex? = nil
+        if index == "flat" {
+            var f = try FlatIndex(dimension: baseM.dimension, metric: metric)
+            try f.add(contentsOf: baseM.values, keys: keys)
+            flat = f
+        } else {
+            let h = try HNSWIndex(dimension: baseM.dimension, metric: metric,
+                                  parameters: HNSWParameters(m: m, efConstruction: efConstruction))
+            try h.add(contentsOf: baseM.values, keys: keys, threads: threads)
+            hnsw = h
+        }
         let buildSeconds = now() - t0
-
-        var line = JSONLine()
-        line.set("index", index)
-        line.set("metric", metric.rawValue)
-        line.set("k", k)
-        line.set("n", baseM.rows)
-        line.set("dim", baseM.dimension)
-        line.set("queries", queryM.rows)
-
         let nq = queryM.rows
-        var results: [[Neighbor]]
-        var latencies: [Double] = []
-        var elapsed: Double
-        var stats: BatchSearchStatistics? = nil
-        if batch {
-            elapsed = .infinity
-            results = []
-            for _ in 0..<max(1, repeats) {
-                let s0 = now()
-                let r = try flat.searchWithStatistics(batch: queryM.values, k: k, threads: threads)
-                let e = now() - s0
-                if e < elapsed {
-                    elapsed = e
-                    results = r.results
-                    stats = r.statistics
-                }
-            }
-        } else {
-            for i in 0..<min(10, nq) { _ = try flat.search(queryM.row(i), k: k) }  // warm-up
-            results = []
-            results.reserveCapacity(nq)
-            latencies.reserveCapacity(nq)
-            let rows = (0..<nq).map { queryM.row($0) }
-            let s0 = now()
-            for q in rows {
-                let a = now()
-                results.append(try flat.search(q, k: k))
-                latencies.append(now() - a)
-            }
-            elapsed = now() - s0
-        }
+        let rows = (0..<nq).map { queryM.row($0) }
 
-        var hits = 0
-        for i in 0..<nq {
-            let truthRow = Set(truthM.values[(i * truthM.dimension)..<(i * truthM.dimension + k)].map { Int($0) })
-            hits += results[i].prefix(k).filter { truthRow.contains(Int($0.key)) }.count
-        }
-        let recall = Double(hits) / Double(nq * k)
-        latencies.sort()
-        line.set("recall", recall)
-        line.set("qps", Double(nq) / elapsed, digits: 1)
-        line.set("p50_us", batch ? .nan : percentile(latencies, 50) * 1e6, digits: 1)
-        line.set("p99_us", batch ? .nan : percentile(latencies, 99) * 1e6, digits: 1)
-        line.set("build_s", buildSeconds)
-        line.set("threads", batch ? threads : 1)
-        line.set("batch", batch)
-        line.set("kernels", DistanceKernels.active.isa.rawValue)
-        line.set("blas_core", BLAS.coreName)
-        let bytes = Double(baseM.rows) * Double(baseM.dimension) * 4 * Double(nq)
-        line.set("scan_gbps", bytes / elapsed / 1e9, digits: 2)
-        if let stats {
-            let sgemm = BLAS.measureSGEMM(size: 2048, repetitions: 3)
-            line.set("gemm_gflops_per_thread", stats.gemmGFLOPSPerThread, digits: 1)
-            line.set("sgemm_gflops_1t", sgemm, digits: 1)
-            line.set("gemm_vs_sgemm", stats.gemmGFLOPSPerThread / sgemm, digits: 3)
-            line.set("gemm_s", stats.gemmSeconds)
-            line.set("select_s", stats.selectionSeconds)
-            line.set("rescore_s", stats.rescoreSeconds)
-            line.set("exact_fallbacks", stats.exactFallbacks)
-            line.set("used_gemm", stats.usedGEMM)
-        }
-        if json {
-            print(line.text)
-        } else {
-            print(String(format: "%@ %@ k=%d n=%d dim=%d queries=%d: recall@%d %.4f, %.1f queries/s%@, build %.3f s",
-                         index, metric.rawValue, k, baseM.rows, baseM.dimension, nq, k, recall, Double(nq) / elapsed,
-                         batch ? " (batch, \(threads) threads)" : String(format: ", p50 %.0f µs, p99 %.0f µs",
-                                                                        percentile(latencies, 50) * 1e6,
-                                                                        percentile(latencies, 99) * 1e6),
-                         buildSeconds))
+        for efValue in (index == "hnsw" ? efs : [0]) {
+            var line = JSONLine()
+            line.set("index", index)
+            line.set("metric", metric.rawValue)
+            line.set("k", k)
+            line.set("n", baseM.rows)
+            line.set("dim", baseM.dimension)
+            line.set("queries", queryM.rows)
+            func searchOne(_ q: [Float]) throws -> [Neighbor] {
+                if let flat { return try flat.search(q, k: k) }
+                return try hnsw!.search(q, k: k, ef: efValue)
+            }
+            var results: [[Neighbor]] = []
+            var latencies: [Double] = []
+            var elapsed = Double.infinity
+            var stats: BatchSearchStatistics? = nil
+            if batch {
+                for _ in 0..<max(1, repeats) {
+                    let s0 = now()
+                    var r: [[Neighbor]]
+                    var st: BatchSearchStatistics? = nil
+                    if let flat {
+                        let out = try flat.searchWithStatistics(batch: queryM.values, k: k, threads: threads)
+                        r = out.results
+                        st = out.statistics
+                    } else {
+                        r = try hnsw!.search(batch: queryM.values, k: k, ef: efValue, threads: threads)
+                    }
+                    let e = now() - s0
+                    if e < elapsed {
+                        elapsed = e
+                        results = r
+                        stats = st
+                    }
+                }
+            } else {
+                for i in 0..<min(10, nq) { _ = try searchOne(rows[i]) }  // warm-up
+                results.reserveCapacity(nq)
+                latencies.reserveCapacity(nq)
+                let s0 = now()
+                for q in rows {
+                    let a = now()
+                    results.append(try searchOne(q))
+                    latencies.append(now() - a)
+                }
+                elapsed = now() - s0
+            }
+
+            var hits = 0
+            for i in 0..<nq {
+                let truthRow = Set(truthM.values[(i * truthM.dimension)..<(i * truthM.dimension + k)].map { Int($0) })
+                hits += results[i].prefix(k).filter { truthRow.contains(Int($0.key)) }.count
+            }
+            let recall = Double(hits) / Double(nq * k)
+            latencies.sort()
+            line.set("recall", recall)
+            line.set("qps", Double(nq) / elapsed, digits: 1)
+            line.set("p50_us", batch ? .nan : percentile(latencies, 50) * 1e6, digits: 1)
+            line.set("p99_us", batch ? .nan : percentile(latencies, 99) * 1e6, digits: 1)
+            line.set("build_s", buildSeconds)
+            line.set("threads", threads)
+            line.set("batch", batch)
+            if let hnsw {
+                line.set("ef", efValue)
+                line.set("m", m)
+                line.set("ef_construction", efConstruction)
+                line.set("memory_bytes", hnsw.memoryBytes)
+                line.set("bytes_per_vector", Double(hnsw.memoryBytes) / Double(baseM.rows), digits: 1)
+            }
+            line.set("kernels", DistanceKernels.active.isa.rawValue)
+            line.set("blas_core", BLAS.coreName)
+            if flat != nil {
+                let bytes = Double(baseM.rows) * Double(baseM.dimension) * 4 * Double(nq)
+                line.set("scan_gbps", bytes / elapsed / 1e9, digits: 2)
+            }
+            if let stats {
+                let sgemm = BLAS.measureSGEMM(size: 2048, repetitions: 3)
+                line.set("gemm_gflops_per_thread", stats.gemmGFLOPSPerThread, digits: 1)
+                line.set("sgemm_gflops_1t", sgemm, digits: 1)
+                line.set("gemm_vs_sgemm", stats.gemmGFLOPSPerThread / sgemm, digits: 3)
+                line.set("gemm_s", stats.gemmSeconds)
+                line.set("select_s", stats.selectionSeconds)
+                line.set("rescore_s", stats.rescoreSeconds)
+                line.set("exact_fallbacks", stats.exactFallbacks)
+                line.set("used_gemm", stats.usedGEMM)
+            }
+            if json {
+                print(line.text)
+            } else {
+                let mode = batch ? " (batch, \(threads) threads)"
+                    : String(format: ", p50 %.0f µs, p99 %.0f µs", percentile(latencies, 50) * 1e6, percentile(latencies, 99) * 1e6)
+                print("\(index)\(hnsw != nil ? " ef=\(efValue)" : "") \(metric.rawValue) k=\(k) n=\(baseM.rows) queries=\(nq): "
+                      + String(format: "recall@%d %.4f, %.1f queries/s", k, recall, Double(nq) / elapsed)
+                      + mode + String(format: ", build %.2f s", buildSeconds))
+            }
         }
     }
 }

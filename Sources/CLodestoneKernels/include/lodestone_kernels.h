@@ -36,6 +36,12 @@ typedef float (*lodestone_pair_fn)(const float *a, const float *b, size_t d);
 typedef void (*lodestone_rows_fn)(const float *q, const float *base, size_t stride,
                                   size_t n, size_t d, float *out);
 
+/// A kernel over one query and `n` rows given by pointers (a graph's
+/// neighbours): `out[i] = pair(q, rows[i])`, bit-identical to the pair kernel.
+/// It prefetches the rows a few ahead of the one it computes.
+typedef void (*lodestone_gather_fn)(const float *q, const float *const *rows, size_t n,
+                                    size_t d, float *out);
+
 /// The first index i in [0, n) with x[i] >= t, or n if there is none.
 typedef size_t (*lodestone_find_fn)(const float *x, size_t n, float t);
 
@@ -54,6 +60,10 @@ typedef struct {
     /// Scans for the first value at or above a threshold (top-k selection
     /// over a tile of scores rejects most values with it, 8-16 at a time).
     lodestone_find_fn find_ge;
+    /// Squared Euclidean distances of one query to rows given by pointers.
+    lodestone_gather_fn l2sq_gather;
+    /// Inner products of one query with rows given by pointers.
+    lodestone_gather_fn dot_gather;
 } lodestone_kernel_table;
 
 /// 1 when this CPU and OS can run the given ISA, else 0.
@@ -74,6 +84,51 @@ static inline void lodestone_prefetch(const void *p) {
     __builtin_prefetch(p, 0, 3);
 #endif
 }
+
+/// Prefetches every cache line of `bytes` bytes starting at `p`.
+static inline void lodestone_prefetch_bytes(const void *p, size_t bytes) {
+    const char *c = (const char *)p;
+    for (size_t off = 0; off < bytes; off += 64) lodestone_prefetch(c + off);
+}
+
+// Atomic access to graph memory shared by concurrent readers and writers.
+// Links and chunk pointers are read with acquire and written with release
+// ordering (plain moves on x86-64), so a reader that sees a node's id also
+// sees the node's vector, and thread sanitizer sees no race.
+
+/// Acquire-load of a 32-bit word.
+static inline uint32_t lodestone_load_u32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+/// Release-store of a 32-bit word.
+static inline void lodestone_store_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/// Acquire-load of a byte.
+static inline uint8_t lodestone_load_u8(const uint8_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+/// Release-store of a byte.
+static inline void lodestone_store_u8(uint8_t *p, uint8_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/// Acquire-load of a pointer.
+static inline void *lodestone_load_ptr(void *const *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+/// Release-store of a pointer.
+static inline void lodestone_store_ptr(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+/// Takes a one-byte spin lock (0 = free, 1 = held).
+static inline void lodestone_spin_lock(uint8_t *lock) {
+    while (__atomic_exchange_n(lock, (uint8_t)1, __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(lock, __ATOMIC_RELAXED)) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#elif defined(__aarch64__)
+            __asm__ volatile("yield");
+#endif
+        }
+    }
+}
+
+/// Takes a one-byte spin lock if it is free; returns 1 if taken.
+static inline int lodestone_try_lock(uint8_t *lock) {
+    return __atomic_exchange_n(lock, (uint8_t)1, __ATOMIC_ACQUIRE) == 0;
+}
+
+/// Releases a one-byte spin lock.
+static inline void lodestone_spin_unlock(uint8_t *lock) { __atomic_store_n(lock, (uint8_t)0, __ATOMIC_RELEASE); }
 
 #ifdef __cplusplus
 }

@@ -88,7 +88,13 @@ public struct DistanceKernels: @unchecked Sendable {
             dot_rows: { q, base, stride, n, d, out in
                 for r in 0..<n { out![r] = PortableKernels.dot(q!, base! + r * stride, d) }
             },
-            find_ge: { x, n, t in PortableKernels.firstIndex(x!, n, atLeast: t) }
+            find_ge: { x, n, t in PortableKernels.firstIndex(x!, n, atLeast: t) },
+            l2sq_gather: { q, rows, n, d, out in
+                for i in 0..<n { out![i] = PortableKernels.l2sq(q!, rows![i]!, d) }
+            },
+            dot_gather: { q, rows, n, d, out in
+                for i in 0..<n { out![i] = PortableKernels.dot(q!, rows![i]!, d) }
+            }
         )
     }
 
@@ -155,6 +161,19 @@ public struct DistanceKernels: @unchecked Sendable {
     @inlinable func l2SquaredRows(_ q: UnsafePointer<Float>, _ base: UnsafePointer<Float>, stride: Int,
                                   count: Int, dimension: Int, into out: UnsafeMutablePointer<Float>) {
         table.l2sq_rows(q, base, stride, count, dimension, out)
+    }
+
+    /// Rank values of one query against rows given by pointers (a node's
+    /// neighbours); prefetches rows ahead of the one it scores.
+    @inlinable func rankValues(_ metric: Metric, _ q: UnsafePointer<Float>,
+                               rows: UnsafePointer<UnsafePointer<Float>?>, count: Int, dimension: Int,
+                               into out: UnsafeMutablePointer<Float>) {
+        if metric == .euclidean {
+            table.l2sq_gather(q, rows, count, dimension, out)
+        } else {
+            table.dot_gather(q, rows, count, dimension, out)
+            for i in 0..<count { out[i] = -out[i] }
+        }
     }
 
     /// The first index in `0..<count` whose value is at least `threshold`,

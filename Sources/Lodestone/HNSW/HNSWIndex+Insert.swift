@@ -1,0 +1,186 @@
+import CLodestoneKernels
+import Synchronization
+
+extension HNSWIndex {
+    // MARK: Adding
+
+    /// Adds one vector under a new key.
+    /// - Throws: ``LodestoneError/duplicateKey(_:)`` or a validation error;
+    ///   the index is then unchanged.
+    public func add(_ vector: [Float], key: UInt64) throws(LodestoneError) {
+        try add(contentsOf: vector, keys: [key], threads: 1)
+    }
+
+    /// Adds vectors (one after another in `vectors`) under new keys, linking
+    /// them into the graph on `threads` threads.
+    ///
+    /// The batch is validated as a whole first: on any error nothing is
+    /// added. With `threads == 1` and the same seed, the same sequence of
+    /// calls builds the same graph.
+    public func add(contentsOf vectors: [Float], keys newKeys: [UInt64], threads: Int = 1) throws(LodestoneError) {
+        guard threads >= 1 else { throw .invalidArgument(name: "threads", reason: "must be at least 1, got \(threads)") }
+        let n = newKeys.count
+        guard vectors.count == n * dimension else {
+            throw .dimensionMismatch(expected: dimension, actual: n == 0 ? vectors.count : vectors.count / max(n, 1))
+        }
+        guard n > 0 else { return }
+        let prepared = try FlatIndex.prepareRows(vectors, count: n, dimension: dimension, metric: metric, kernels: kernels)
+        var seen = Set<UInt64>(minimumCapacity: n)
+        try writer.withLock { (w: inout WriterState) throws(LodestoneError) in
+            for key in newKeys where !seen.insert(key).inserted || w.keys.node(forKey: key, keyOf: self.key) != nil {
+                throw .duplicateKey(key)
+            }
+            let first = nodeCount.load(ordering: .relaxed)
+            reserveNodes(first + n)
+            prepared.rows.withUnsafeBufferPointer { rows in
+                for i in 0..<n {
+                    let id = UInt32(first + i)
+                    let lvl = drawLevel(ordinal: w.insertions)
+                    w.insertions += 1
+                    initializeNode(id, vector: rows.baseAddress! + i * dimension, key: newKeys[i], level: lvl,
+                                   upperBlocks: &w.upperBlocks)
+                    w.keys.insert(key: newKeys[i], node: id, keyOf: self.key)
+                }
+            }
+            nodeCount.store(first + n, ordering: .releasing)
+            let next = Atomic<Int>(0)
+            parallelRun(threads: min(threads, n)) { _ in
+                while true {
+                    let i = next.add(1, ordering: .relaxed).oldValue
+                    if i >= n { break }
+                    link(UInt32(first + i))
+                }
+            }
+            liveCount.add(n, ordering: .releasing)
+        }
+    }
+
+    /// Makes room for node ids below `n` in every per-node arena.
+    func reserveNodes(_ n: Int) {
+        for arena in [vectors, links0, keyRecords, levelRecords, upperStart, states] { arena.reserve(n) }
+    }
+
+    /// Writes a node's records (not yet linked, so no search can reach it).
+    func initializeNode(_ id: UInt32, vector v: UnsafePointer<Float>, key k: UInt64, level lvl: Int,
+                        upperBlocks: inout Int) {
+        vector(id).update(from: v, count: dimension)
+        keyRecords.record(id).storeBytes(of: k, as: UInt64.self)
+        let slots = links0.record(id).assumingMemoryBound(to: UInt32.self)
+        for j in 0..<m0 { lodestone_store_u32(slots + j, HNSWIndex.noNode) }
+        if lvl > 0 {
+            upperLinks.reserve(upperBlocks + lvl)
+            upperStart.record(id).storeBytes(of: UInt32(upperBlocks), as: UInt32.self)
+            for l in 0..<lvl {
+                let block = upperLinks.record(UInt32(upperBlocks + l)).assumingMemoryBound(to: UInt32.self)
+                for j in 0..<m { lodestone_store_u32(block + j, HNSWIndex.noNode) }
+            }
+            upperBlocks += lvl
+        }
+        lodestone_store_u8(levelRecords.record(id).assumingMemoryBound(to: UInt8.self), UInt8(lvl))
+        setState(id, .live)
+    }
+
+    /// Links node `id` (initialised, unreachable) into the graph: descend to
+    /// its level, then on each layer from there down search `efConstruction`
+    /// candidates, choose neighbours with the heuristic, and link both ways.
+    func link(_ id: UInt32) {
+        let q = UnsafePointer(vector(id))
+        let nodeLevel = level(id)
+        while true {
+            let e = entry.load(ordering: .acquiring)
+            if e == 0 {
+                let mine = UInt64(nodeLevel + 1) << 32 | UInt64(id)
+                if entry.compareExchange(expected: 0, desired: mine, ordering: .acquiringAndReleasing).exchanged { return }
+                continue
+            }
+            break
+        }
+        scratchPool.withScratch { scratch in
+            guard var (current, currentDistance) = descend(q, toLayer: nodeLevel, scratch: scratch) else { return }
+            let top = Int(entry.load(ordering: .acquiring) >> 32) - 1
+            var layer = min(nodeLevel, top)
+            while layer >= 0 {
+                let found = searchLayer(q, entry: current, entryDistance: currentDistance,
+                                        ef: parameters.efConstruction, layer: layer, scratch: scratch)
+                var candidates: [Candidate] = []
+                candidates.reserveCapacity(found)
+                for i in 0..<found where scratch.pool[i].id != id {
+                    candidates.append(Candidate(distance: scratch.pool[i].distance, id: UInt64(scratch.pool[i].id)))
+                }
+                if let best = candidates.first {
+                    current = UInt32(best.id)
+                    currentDistance = best.distance
+                }
+                let chosen = selectNeighbours(candidates, max: m)
+                lock(id)
+                let own = links(id, layer: layer)
+                for (j, nb) in chosen.enumerated() { lodestone_store_u32(own + j, nb) }
+                unlock(id)
+                for nb in chosen { addLink(from: nb, to: id, layer: layer) }
+                layer -= 1
+            }
+        }
+        // A node above the current top becomes the entry point.
+        while true {
+            let e = entry.load(ordering: .acquiring)
+            guard nodeLevel > Int(e >> 32) - 1 else { break }
+            let mine = UInt64(nodeLevel + 1) << 32 | UInt64(id)
+            if entry.compareExchange(expected: e, desired: mine, ordering: .acquiringAndReleasing).exchanged { break }
+        }
+    }
+
+    /// Malkov & Yashunin's heuristic: walk the candidates nearest first and
+    /// keep one only if it is closer to the base than to every neighbour
+    /// already kept (so links spread in different directions).
+    /// `candidates` must be sorted nearest first (rank values to the base).
+    func selectNeighbours(_ candidates: [Candidate], max limit: Int) -> [UInt32] {
+        if candidates.count <= limit { return candidates.map { UInt32($0.id) } }
+        var kept: [UInt32] = []
+        kept.reserveCapacity(limit)
+        for c in candidates {
+            let v = UnsafePointer(vector(UInt32(c.id)))
+            var good = true
+            for r in kept where rank(v, vector(r)) < c.distance {
+                good = false
+                break
+            }
+            if good {
+                kept.append(UInt32(c.id))
+                if kept.count == limit { break }
+            }
+        }
+        return kept
+    }
+
+    /// Adds `id` to the links of `node` on `layer`; when they are full,
+    /// re-chooses them among the old links and `id` with the heuristic.
+    func addLink(from node: UInt32, to id: UInt32, layer: Int) {
+        let capacity = linkCapacity(layer: layer)
+        lock(node)
+        defer { unlock(node) }
+        let slots = links(node, layer: layer)
+        var count = 0
+        while count < capacity {
+            let nb = lodestone_load_u32(slots + count)
+            if nb == HNSWIndex.noNode { break }
+            if nb == id { return }
+            count += 1
+        }
+        if count < capacity {
+            lodestone_store_u32(slots + count, id)
+            return
+        }
+        let base = UnsafePointer(vector(node))
+        var candidates: [Candidate] = [Candidate(distance: rank(base, vector(id)), id: UInt64(id))]
+        candidates.reserveCapacity(capacity + 1)
+        for j in 0..<capacity {
+            let nb = lodestone_load_u32(slots + j)
+            candidates.append(Candidate(distance: rank(base, vector(nb)), id: UInt64(nb)))
+        }
+        candidates.sort()
+        let chosen = selectNeighbours(candidates, max: capacity)
+        for j in 0..<capacity {
+            lodestone_store_u32(slots + j, j < chosen.count ? chosen[j] : HNSWIndex.noNode)
+        }
+    }
+}

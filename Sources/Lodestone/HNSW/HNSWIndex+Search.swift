@@ -1,0 +1,287 @@
+import CLodestoneKernels
+
+/// Which nodes a search may return. Traversal still walks through every
+/// node; only results are restricted (the filter applies during traversal,
+/// so the search keeps going until it has found `ef` admitted nodes).
+protocol NodeAdmission {
+    func admits(_ id: UInt32) -> Bool
+}
+
+/// Admits live nodes.
+struct LiveNodes: NodeAdmission {
+    let index: HNSWIndex
+    @inline(__always) func admits(_ id: UInt32) -> Bool { index.state(id) == .live }
+}
+
+/// Admits live nodes whose key passes a predicate.
+struct LiveKeysPassing: NodeAdmission {
+    let index: HNSWIndex
+    let predicate: (UInt64) -> Bool
+    @inline(__always) func admits(_ id: UInt32) -> Bool { index.state(id) == .live && predicate(index.key(id)) }
+}
+
+extension HNSWIndex {
+    // MARK: Public search
+
+    /// The approximately `k` nearest live vectors to `query`, best first.
+    ///
+    /// - Parameters:
+    ///   - ef: the beam width (default ``HNSWParameters/efSearch``; raised to
+    ///     `k`). Higher is slower and more accurate.
+    /// - Throws: ``LodestoneError/invalidArgument(name:reason:)`` for `k < 1`
+    ///   or `ef < 1`, ``LodestoneError/emptyIndex``, or the query's
+    ///   validation errors (dimension, non-finite, zero under cosine).
+    public func search(_ query: [Float], k: Int, ef: Int? = nil) throws(LodestoneError) -> [Neighbor] {
+        let (q, efs) = try prepareSearch(query, k: k, ef: ef)
+        return q.withUnsafeBufferPointer { qp in
+            scratchPool.withScratch { scratch in
+                searchPrepared(qp.baseAddress!, k: k, ef: efs, scratch: scratch)
+            }
+        }
+    }
+
+    /// Like ``search(_:k:ef:)``, returning only vectors whose key passes
+    /// `predicate`. The predicate runs during the traversal, on the nodes the
+    /// search reaches, so the search widens until it has `ef` matches or the
+    /// graph runs out (very selective filters are the planner's job: scan them).
+    public func search(_ query: [Float], k: Int, ef: Int? = nil, where predicate: (UInt64) -> Bool)
+        throws(LodestoneError) -> [Neighbor]
+    {
+        let (q, efs) = try prepareSearch(query, k: k, ef: ef)
+        return withoutActuallyEscaping(predicate) { predicate in
+            q.withUnsafeBufferPointer { qp in
+                scratchPool.withScratch { scratch in
+                    searchFiltered(qp.baseAddress!, k: k, ef: efs, scratch: scratch,
+                                   admission: LiveKeysPassing(index: self, predicate: predicate))
+                }
+            }
+        }
+    }
+
+    /// ``search(_:k:ef:)`` for many queries (row-major), on `threads` threads.
+    public func search(batch queries: [Float], k: Int, ef: Int? = nil, threads: Int = FlatIndex.defaultThreadCount)
+        throws(LodestoneError) -> [[Neighbor]]
+    {
+        guard threads >= 1 else { throw .invalidArgument(name: "threads", reason: "must be at least 1, got \(threads)") }
+        guard queries.count % dimension == 0 else {
+            throw .dimensionMismatch(expected: dimension, actual: queries.count % dimension)
+        }
+        let nq = queries.count / dimension
+        var prepared = [Float](repeating: 0, count: queries.count)
+        var efs = 0
+        for i in 0..<nq {
+            let (q, e) = try prepareSearch(Array(queries[(i * dimension)..<((i + 1) * dimension)]), k: k, ef: ef)
+            prepared.replaceSubrange((i * dimension)..<((i + 1) * dimension), with: q)
+            efs = e
+        }
+        let out = UnsafeMutableBufferPointer<[Neighbor]>.allocate(capacity: nq)
+        out.initialize(repeating: [])
+        defer { out.deinitialize().deallocate() }
+        let next = Atomic<Int>(0)
+        let d = dimension
+        prepared.withUnsafeBufferPointer { qp in
+            parallelRun(threads: min(threads, max(nq, 1))) { _ in
+                scratchPool.withScratch { scratch in
+                    while true {
+                        let i = next.add(1, ordering: .relaxed).oldValue
+                        if i >= nq { break }
+                        out[i] = searchPrepared(qp.baseAddress! + i * d, k: k, ef: efs, scratch: scratch)
+                    }
+                }
+            }
+        }
+        return Array(out)
+    }
+
+    func prepareSearch(_ query: [Float], k: Int, ef: Int?) throws(LodestoneError) -> ([Float], Int) {
+        guard k >= 1 else { throw .invalidArgument(name: "k", reason: "must be at least 1, got \(k)") }
+        let e = ef ?? parameters.efSearch
+        guard e >= 1 else { throw .invalidArgument(name: "ef", reason: "must be at least 1, got \(e)") }
+        guard count > 0 else { throw .emptyIndex }
+        let q = try VectorPreparation.prepared(query, dimension: dimension, metric: metric, kernels: kernels).vector
+        return (q, max(e, k))
+    }
+
+    /// A search for a prepared query: greedy descent through the upper
+    /// layers, then a beam of width `ef` on layer 0.
+    func searchPrepared(_ q: UnsafePointer<Float>, k: Int, ef: Int, scratch: SearchScratch) -> [Neighbor] {
+        if liveCount.load(ordering: .acquiring) != nodeCount.load(ordering: .acquiring) {
+            // Deleted (or not yet linked) nodes exist: they may guide the
+            // search but must not be returned.
+            return searchFiltered(q, k: k, ef: ef, scratch: scratch, admission: LiveNodes(index: self))
+        }
+        guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else { return [] }
+        let found = searchLayer(q, entry: start, entryDistance: startDistance, ef: ef, layer: 0, scratch: scratch)
+        var out: [Neighbor] = []
+        out.reserveCapacity(min(k, found))
+        for i in 0..<min(k, found) {
+            let e = scratch.pool[i]
+            out.append(Neighbor(key: key(e.id), score: metric.score(rankValue: e.distance)))
+        }
+        return out
+    }
+
+    /// Greedy descent from the entry point down to `layer` (exclusive of
+    /// layers below it): returns the closest node found and its rank value.
+    func descend(_ q: UnsafePointer<Float>, toLayer target: Int, scratch: SearchScratch) -> (UInt32, Float)? {
+        let e = entry.load(ordering: .acquiring)
+        guard e != 0 else { return nil }
+        var current = UInt32(truncatingIfNeeded: e)
+        let top = Int(e >> 32) - 1
+        var currentDistance = rank(q, vector(current))
+        var layer = top
+        while layer > target {
+            var improved = true
+            while improved {
+                improved = false
+                let n = gatherNeighbours(of: current, layer: layer, scratch: scratch, visited: nil)
+                if n == 0 { break }
+                kernels.rankValues(metric, q, rows: scratch.rows, count: n, dimension: dimension, into: scratch.values)
+                for j in 0..<n where scratch.values[j] < currentDistance {
+                    currentDistance = scratch.values[j]
+                    current = scratch.ids[j]
+                    improved = true
+                }
+            }
+            layer -= 1
+        }
+        return (current, currentDistance)
+    }
+
+    /// Copies the neighbours of `id` on `layer` into the scratch buffers
+    /// (ids and row pointers), skipping ids not yet visible and, when
+    /// `visited` is given, ids already visited (marking the rest).
+    @inline(__always)
+    func gatherNeighbours(of id: UInt32, layer: Int, scratch: SearchScratch,
+                          visited: (marks: UnsafeMutablePointer<UInt16>, generation: UInt16, bound: Int)?) -> Int {
+        let slots = links(id, layer: layer)
+        let capacity = linkCapacity(layer: layer)
+        var n = 0
+        for j in 0..<capacity {
+            let nb = lodestone_load_u32(slots + j)
+            if nb == HNSWIndex.noNode { break }
+            if let v = visited {
+                if Int(nb) >= v.bound || v.marks[Int(nb)] == v.generation { continue }
+                v.marks[Int(nb)] = v.generation
+            }
+            scratch.ids[n] = nb
+            scratch.rows[n] = UnsafePointer(vector(nb))
+            n += 1
+        }
+        return n
+    }
+
+    /// Beam search on one layer from one entry node: leaves the up to `ef`
+    /// nearest nodes found in `scratch.pool`, sorted best first, and returns
+    /// how many there are. The pool is a sorted array; the search expands
+    /// its best unexpanded entry until none is left (the pool's bound plays
+    /// the role of HNSW's "furthest result").
+    func searchLayer(_ q: UnsafePointer<Float>, entry start: UInt32, entryDistance: Float, ef: Int, layer: Int,
+                     scratch: SearchScratch) -> Int {
+        let bound = nodeCount.load(ordering: .acquiring)
+        let generation = scratch.beginSearch(nodes: bound, poolSize: ef)
+        let marks = scratch.visited
+        let pool = scratch.pool
+        marks[Int(start)] = generation
+        pool[0] = PoolEntry(distance: entryDistance, id: start)
+        var count = 1
+        var cursor = 0
+        while cursor < count {
+            let current = pool[cursor].id
+            pool[cursor].tagged |= PoolEntry.expandedBit
+            let n = gatherNeighbours(of: current, layer: layer, scratch: scratch,
+                                     visited: (marks, generation, bound))
+            var lowest = cursor + 1
+            if n > 0 {
+                kernels.rankValues(metric, q, rows: scratch.rows, count: n, dimension: dimension, into: scratch.values)
+                for j in 0..<n {
+                    let d = scratch.values[j]
+                    if count == ef && d >= pool[count - 1].distance { continue }
+                    // Binary search for the first entry farther than d.
+                    var lo = 0, hi = count
+                    while lo < hi {
+                        let mid = (lo + hi) >> 1
+                        if pool[mid].distance <= d { lo = mid + 1 } else { hi = mid }
+                    }
+                    let moving = (count == ef ? count - 1 : count) - lo
+                    if moving > 0 { (pool + lo + 1).update(from: pool + lo, count: moving) }
+                    pool[lo] = PoolEntry(distance: d, id: scratch.ids[j])
+                    if count < ef { count += 1 }
+                    if lo < lowest { lowest = lo }
+                }
+            }
+            cursor = lowest
+            while cursor < count && pool[cursor].isExpanded { cursor += 1 }
+        }
+        return count
+    }
+
+    /// The filtered search (hnswlib's): an unbounded candidate min-heap and
+    /// a bounded max-heap of admitted results; it stops when the nearest
+    /// candidate is farther than the `ef`-th admitted result.
+    func searchFiltered<A: NodeAdmission>(_ q: UnsafePointer<Float>, k: Int, ef: Int, scratch: SearchScratch,
+                                          admission: A) -> [Neighbor] {
+        guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else { return [] }
+        let bound = nodeCount.load(ordering: .acquiring)
+        let generation = scratch.beginSearch(nodes: bound, poolSize: 1)
+        let marks = scratch.visited
+        scratch.reserveResults(ef)
+        var results = TopKHeap(storage: scratch.results, capacity: ef)
+        var heapCount = 0
+        scratch.reserveHeap(64)
+
+        func push(_ c: Candidate) {
+            scratch.reserveHeap(heapCount + 1)
+            let heap = scratch.heap
+            var i = heapCount
+            heapCount += 1
+            while i > 0 {
+                let parent = (i - 1) >> 1
+                if !(c < heap[parent]) { break }
+                heap[i] = heap[parent]
+                i = parent
+            }
+            heap[i] = c
+        }
+        func pop() -> Candidate {
+            let heap = scratch.heap
+            let top = heap[0]
+            heapCount -= 1
+            let last = heap[heapCount]
+            var i = 0
+            while true {
+                let l = 2 * i + 1
+                if l >= heapCount { break }
+                var c = l
+                if l + 1 < heapCount && heap[l + 1] < heap[l] { c = l + 1 }
+                if !(heap[c] < last) { break }
+                heap[i] = heap[c]
+                i = c
+            }
+            if heapCount > 0 { heap[i] = last }
+            return top
+        }
+
+        marks[Int(start)] = generation
+        push(Candidate(distance: startDistance, id: UInt64(start)))
+        if admission.admits(start) { results.consider(Candidate(distance: startDistance, id: UInt64(start))) }
+        while heapCount > 0 {
+            let c = pop()
+            if results.isFull && c.distance > results.threshold { break }
+            let n = gatherNeighbours(of: UInt32(c.id), layer: 0, scratch: scratch, visited: (marks, generation, bound))
+            if n == 0 { continue }
+            kernels.rankValues(metric, q, rows: scratch.rows, count: n, dimension: dimension, into: scratch.values)
+            for j in 0..<n {
+                let d = scratch.values[j]
+                if results.isFull && d >= results.threshold { continue }
+                let id = scratch.ids[j]
+                push(Candidate(distance: d, id: UInt64(id)))
+                if admission.admits(id) { results.consider(Candidate(distance: d, id: UInt64(id))) }
+            }
+        }
+        let best = results.drainSorted()
+        return best.prefix(k).map { Neighbor(key: key(UInt32($0.id)), score: metric.score(rankValue: $0.distance)) }
+    }
+}
+
+import Synchronization

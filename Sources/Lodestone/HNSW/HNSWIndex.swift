@@ -1,0 +1,182 @@
+import CLodestoneKernels
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An approximate nearest-neighbour index: a hierarchical navigable small
+/// world graph (Malkov & Yashunin) over Float32 vectors stored under
+/// `UInt64` keys.
+///
+/// Layout, built for the cache (see `HNSW/FORMAT` notes in each file):
+/// - vectors in one arena of 64-byte-aligned records addressed by node id;
+/// - layer-0 links in a flat arena of fixed slots (`2·m` ids, unused slots
+///   hold `UInt32.max`); upper-layer links only for the nodes that have them;
+/// - searches reuse generation-stamped visited marks and candidate buffers
+///   from a lock-free scratch pool, so a query allocates nothing in steady
+///   state.
+///
+/// Concurrency: any number of threads may search while one thread adds
+/// (writers are serialised by an internal lock; readers never take it).
+/// Links are read and written with acquire/release atomics and per-node
+/// spin locks guard link updates, so a search always sees valid node ids.
+/// `add(contentsOf:keys:threads:)` inserts on several threads at once.
+public final class HNSWIndex: @unchecked Sendable {
+    // @unchecked: shared state is atomics, arenas whose records follow the
+    // publication protocol described above, and the writer's Mutex.
+
+    /// Components per vector.
+    public let dimension: Int
+    /// How vectors are compared.
+    public let metric: Metric
+    /// Graph parameters.
+    public let parameters: HNSWParameters
+    let kernels: DistanceKernels
+    let m: Int
+    let m0: Int
+    let levelMultiplier: Double
+
+    let vectors: NodeArena
+    let links0: NodeArena
+    let upperLinks: NodeArena
+    let keyRecords: NodeArena
+    let levelRecords: NodeArena
+    let upperStart: NodeArena
+    let states: NodeArena
+
+    static let noNode = UInt32.max
+    static let lockStripes = 1 << 12
+    let nodeLocks: UnsafeMutablePointer<UInt8>
+
+    /// (top level + 1) << 32 | entry node; 0 while the graph is empty.
+    let entry = Atomic<UInt64>(0)
+    /// Node ids below this may be reached by a search.
+    let nodeCount = Atomic<Int>(0)
+    let liveCount = Atomic<Int>(0)
+    let scratchPool: ScratchPool
+
+    struct WriterState {
+        var keys = KeyTable()
+        var upperBlocks = 0
+        var insertions: UInt64 = 0
+    }
+    let writer = Mutex(WriterState())
+
+    /// Node states.
+    enum State: UInt8 { case unused = 0, live = 1, deleted = 2 }
+
+    /// Creates an empty index.
+    public init(dimension: Int, metric: Metric, parameters: HNSWParameters = HNSWParameters(),
+                kernels: DistanceKernels = .active) throws(LodestoneError) {
+        guard dimension > 0 else {
+            throw .invalidArgument(name: "dimension", reason: "must be at least 1, got \(dimension)")
+        }
+        try parameters.validate()
+        self.dimension = dimension
+        self.metric = metric
+        self.parameters = parameters
+        self.kernels = kernels
+        m = parameters.m
+        m0 = 2 * parameters.m
+        levelMultiplier = 1 / log(Double(parameters.m))
+        vectors = NodeArena(stride: ((dimension + 15) & ~15) * MemoryLayout<Float>.size)
+        links0 = NodeArena(stride: m0 * 4, fill: 0xFF)
+        upperLinks = NodeArena(stride: m * 4, fill: 0xFF)
+        keyRecords = NodeArena(stride: 8)
+        levelRecords = NodeArena(stride: 1)
+        upperStart = NodeArena(stride: 4)
+        states = NodeArena(stride: 1)
+        nodeLocks = .allocate(capacity: HNSWIndex.lockStripes)
+        nodeLocks.initialize(repeating: 0, count: HNSWIndex.lockStripes)
+        scratchPool = ScratchPool(maxNeighbours: max(m0, m))
+    }
+
+    deinit { nodeLocks.deallocate() }
+
+    // MARK: Record access
+
+    @inline(__always) func vector(_ id: UInt32) -> UnsafeMutablePointer<Float> {
+        vectors.record(id).assumingMemoryBound(to: Float.self)
+    }
+
+    @inline(__always) func key(_ id: UInt32) -> UInt64 {
+        keyRecords.record(id).load(as: UInt64.self)
+    }
+
+    @inline(__always) func level(_ id: UInt32) -> Int {
+        Int(lodestone_load_u8(levelRecords.record(id).assumingMemoryBound(to: UInt8.self)))
+    }
+
+    @inline(__always) func state(_ id: UInt32) -> State {
+        State(rawValue: lodestone_load_u8(states.record(id).assumingMemoryBound(to: UInt8.self))) ?? .unused
+    }
+
+    @inline(__always) func setState(_ id: UInt32, _ s: State) {
+        lodestone_store_u8(states.record(id).assumingMemoryBound(to: UInt8.self), s.rawValue)
+    }
+
+    /// The link slots of `id` on `layer` (which must be ≤ its level).
+    @inline(__always) func links(_ id: UInt32, layer: Int) -> UnsafeMutablePointer<UInt32> {
+        if layer == 0 { return links0.record(id).assumingMemoryBound(to: UInt32.self) }
+        let first = upperStart.record(id).load(as: UInt32.self)
+        return upperLinks.record(first + UInt32(layer - 1)).assumingMemoryBound(to: UInt32.self)
+    }
+
+    @inline(__always) func linkCapacity(layer: Int) -> Int { layer == 0 ? m0 : m }
+
+    @inline(__always) func lock(_ id: UInt32) {
+        lodestone_spin_lock(nodeLocks + Int(id & UInt32(HNSWIndex.lockStripes - 1)))
+    }
+
+    @inline(__always) func unlock(_ id: UInt32) {
+        lodestone_spin_unlock(nodeLocks + Int(id & UInt32(HNSWIndex.lockStripes - 1)))
+    }
+
+    @inline(__always) func rank(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Float {
+        kernels.rankValue(metric, a, b, dimension)
+    }
+
+    // MARK: Public facts
+
+    /// The number of live vectors.
+    public var count: Int { liveCount.load(ordering: .acquiring) }
+
+    /// Whether the index holds no live vectors.
+    public var isEmpty: Bool { count == 0 }
+
+    /// Bytes allocated for vectors, links, keys and bookkeeping.
+    public var memoryBytes: Int {
+        let arenas = [vectors, links0, upperLinks, keyRecords, levelRecords, upperStart, states]
+        return arenas.reduce(0) { $0 + $1.allocatedBytes } + writer.withLock { $0.keys.allocatedBytes }
+            + HNSWIndex.lockStripes
+    }
+
+    /// Whether a live vector is stored under `key`.
+    public func contains(key: UInt64) -> Bool { node(forKey: key) != nil }
+
+    /// The stored vector of `key` (unit length under cosine), or nil.
+    public func vector(forKey key: UInt64) -> [Float]? {
+        guard let id = node(forKey: key) else { return nil }
+        return Array(UnsafeBufferPointer(start: vector(id), count: dimension))
+    }
+
+    func node(forKey key: UInt64) -> UInt32? {
+        writer.withLock { w in w.keys.node(forKey: key) { self.key($0) } }
+    }
+
+    /// The level of a new node: ⌊−ln(U)·mL⌋ with U drawn from the seed and
+    /// the insertion ordinal, so levels do not depend on thread timing.
+    func drawLevel(ordinal: UInt64) -> Int {
+        var z = parameters.seed &+ ordinal &* 0x9E3779B97F4A7C15
+        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
+        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+        z ^= z >> 31
+        let u = (Double(z >> 11) + 1) / Double(1 << 53)  // (0, 1]
+        return min(Int(-log(u) * levelMultiplier), 30)
+    }
+}

@@ -1,0 +1,159 @@
+import CLodestoneKernels
+
+/// One entry of a search's candidate pool: a rank value and a node id whose
+/// top bit marks "already expanded".
+@usableFromInline
+struct PoolEntry {
+    @usableFromInline var distance: Float
+    @usableFromInline var tagged: UInt32
+
+    @inlinable init(distance: Float, id: UInt32) {
+        self.distance = distance
+        self.tagged = id
+    }
+
+    static let expandedBit: UInt32 = 1 << 31
+    @inline(__always) var id: UInt32 { tagged & ~PoolEntry.expandedBit }
+    @inline(__always) var isExpanded: Bool { tagged & PoolEntry.expandedBit != 0 }
+}
+
+/// Memory one search works in, reused across searches so a query allocates
+/// nothing in steady state: the visited marks (generation-stamped: a new
+/// search bumps the generation instead of clearing), the candidate pool,
+/// and buffers for one node's neighbours.
+final class SearchScratch {
+    private(set) var visited: UnsafeMutablePointer<UInt16>
+    private(set) var visitedCapacity = 0
+    private(set) var generation: UInt16 = 0
+
+    private(set) var pool: UnsafeMutablePointer<PoolEntry>
+    private(set) var poolCapacity = 0
+
+    /// Neighbour ids, their row pointers and rank values (one node's worth).
+    let ids: UnsafeMutablePointer<UInt32>
+    let rows: UnsafeMutablePointer<UnsafePointer<Float>?>
+    let values: UnsafeMutablePointer<Float>
+    let neighbourCapacity: Int
+
+    /// A min-heap of candidates and a bounded max-heap of results, for the
+    /// filtered search.
+    private(set) var heap: UnsafeMutablePointer<Candidate>
+    private(set) var heapCapacity = 0
+    private(set) var results: UnsafeMutablePointer<Candidate>
+    private(set) var resultsCapacity = 0
+
+    init(maxNeighbours: Int) {
+        neighbourCapacity = maxNeighbours
+        ids = .allocate(capacity: maxNeighbours)
+        rows = .allocate(capacity: maxNeighbours)
+        values = .allocate(capacity: maxNeighbours)
+        visited = .allocate(capacity: 1)
+        pool = .allocate(capacity: 1)
+        heap = .allocate(capacity: 1)
+        results = .allocate(capacity: 1)
+    }
+
+    deinit {
+        ids.deallocate()
+        rows.deallocate()
+        values.deallocate()
+        visited.deallocate()
+        pool.deallocate()
+        heap.deallocate()
+        results.deallocate()
+    }
+
+    /// Starts a search over node ids below `nodes`: returns the generation
+    /// that marks a node as visited in this search.
+    func beginSearch(nodes: Int, poolSize: Int) -> UInt16 {
+        if nodes > visitedCapacity {
+            visited.deallocate()
+            let capacity = max(nodes, visitedCapacity * 2, 1024)
+            visited = .allocate(capacity: capacity)
+            visited.initialize(repeating: 0, count: capacity)
+            visitedCapacity = capacity
+            generation = 0
+        }
+        if poolSize + 1 > poolCapacity {
+            pool.deallocate()
+            poolCapacity = poolSize + 1
+            pool = .allocate(capacity: poolCapacity)
+        }
+        generation &+= 1
+        if generation == 0 {
+            visited.update(repeating: 0, count: visitedCapacity)
+            generation = 1
+        }
+        return generation
+    }
+
+    /// Makes room for `n` candidates in the min-heap, keeping its contents.
+    func reserveHeap(_ n: Int) {
+        guard n > heapCapacity else { return }
+        let capacity = max(n, heapCapacity * 2, 64)
+        let bigger = UnsafeMutablePointer<Candidate>.allocate(capacity: capacity)
+        bigger.moveInitialize(from: heap, count: heapCapacity)
+        heap.deallocate()
+        heap = bigger
+        heapCapacity = capacity
+    }
+
+    /// Makes room for `n` results.
+    func reserveResults(_ n: Int) {
+        guard n > resultsCapacity else { return }
+        results.deallocate()
+        resultsCapacity = n
+        results = .allocate(capacity: n)
+    }
+}
+
+/// A lock-free pool of scratch spaces: a search claims a free slot with one
+/// atomic exchange and hands it back with one store; when every slot is busy
+/// it makes a temporary scratch space.
+final class ScratchPool: @unchecked Sendable {
+    // @unchecked: slot i's scratch is touched only by the thread holding lock i.
+    static let slots = 64
+    private let locks: UnsafeMutablePointer<UInt8>
+    private let scratches: UnsafeMutablePointer<SearchScratch?>
+    let maxNeighbours: Int
+
+    init(maxNeighbours: Int) {
+        self.maxNeighbours = maxNeighbours
+        locks = .allocate(capacity: ScratchPool.slots)
+        locks.initialize(repeating: 0, count: ScratchPool.slots)
+        scratches = .allocate(capacity: ScratchPool.slots)
+        scratches.initialize(repeating: nil, count: ScratchPool.slots)
+    }
+
+    deinit {
+        scratches.deinitialize(count: ScratchPool.slots).deallocate()
+        locks.deallocate()
+    }
+
+    /// Runs `body` with a scratch space no other thread is using.
+    func withScratch<R>(_ body: (SearchScratch) throws -> R) rethrows -> R {
+        var start = 0
+        #if canImport(Glibc)
+        start = Int(truncatingIfNeeded: (pthread_self() >> 8) % UInt(ScratchPool.slots))
+        #endif
+        for probe in 0..<ScratchPool.slots {
+            let i = (start + probe) % ScratchPool.slots
+            if lodestone_try_lock(locks + i) == 1 {
+                defer { lodestone_spin_unlock(locks + i) }
+                let scratch: SearchScratch
+                if let existing = scratches[i] {
+                    scratch = existing
+                } else {
+                    scratch = SearchScratch(maxNeighbours: maxNeighbours)
+                    scratches[i] = scratch
+                }
+                return try body(scratch)
+            }
+        }
+        return try body(SearchScratch(maxNeighbours: maxNeighbours))
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
