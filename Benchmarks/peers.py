@@ -4,12 +4,20 @@
     python3 Benchmarks/peers.py flat --base B.fvecs --queries Q.fvecs --truth T.ivecs \
         --metric cosine --k 10 [--batch] [--threads N] [--limit-queries N]
 
+    python3 Benchmarks/peers.py hnsw --base B --queries Q --truth T --metric cosine --k 10 \
+        --m 16 --ef-construction 200 --ef 10,16,32,64,128,256 --threads 2 [--engines hnswlib,faiss,usearch]
+
+hnsw: builds each engine on --threads threads with the same M/efConstruction,
+then one thread issues one query at a time for each ef; prints one JSON line
+per (engine, ef) with build time, resident memory added by the build and the
+saved index's bytes per vector.
+
 flat: faiss IndexFlatIP (cosine/dot; vectors normalised for cosine) or IndexFlatL2.
 Without --batch one thread issues one query at a time (faiss set to 1 OpenMP
 thread); with --batch all queries go in one call on --threads threads (best of
 --repeats calls, as lodestone bench does).
 
-Needs `pip install faiss-cpu numpy`.
+Needs `pip install faiss-cpu hnswlib usearch numpy`.
 """
 import argparse, json, sys, time
 import numpy as np
@@ -79,6 +87,102 @@ def flat(args):
     print(json.dumps(out))
 
 
+def hnsw(args):
+    """hnswlib, faiss IndexHNSWFlat and usearch with the same M / efConstruction."""
+    import os, resource
+    base = read_matrix(args.base, "<f4")
+    queries = read_matrix(args.queries, "<f4")
+    truth = read_matrix(args.truth, "<i4")
+    if args.limit_queries:
+        queries = queries[: args.limit_queries]
+    n, d = base.shape
+    nq = len(queries)
+    efs = [int(x) for x in args.ef.split(",")]
+    if args.metric == "cosine":
+        base = base / np.linalg.norm(base, axis=1, keepdims=True)
+        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    engines = [e.strip() for e in args.engines.split(",")]
+    for engine in engines:
+        r0 = rss()
+        t0 = time.perf_counter()
+        if engine == "hnswlib":
+            import hnswlib
+            space = {"cosine": "ip", "dotproduct": "ip", "euclidean": "l2"}[args.metric]
+            index = hnswlib.Index(space=space, dim=d)
+            index.init_index(max_elements=n, M=args.m, ef_construction=args.ef_construction, random_seed=42)
+            index.set_num_threads(args.threads)
+            index.add_items(base, np.arange(n))
+            index.set_num_threads(1)
+            def set_ef(ef): index.set_ef(ef)
+            def one(q, k): return index.knn_query(q, k=k)[0][0]
+            def disk_bytes():
+                import tempfile
+                with tempfile.NamedTemporaryFile(suffix=".bin") as f:
+                    index.save_index(f.name); return os.path.getsize(f.name)
+            version = getattr(hnswlib, "__version__", "?")
+        elif engine == "faiss":
+            import faiss
+            faiss.omp_set_num_threads(args.threads)
+            mt = faiss.METRIC_L2 if args.metric == "euclidean" else faiss.METRIC_INNER_PRODUCT
+            index = faiss.IndexHNSWFlat(d, args.m, mt)
+            index.hnsw.efConstruction = args.ef_construction
+            index.add(base)
+            faiss.omp_set_num_threads(1)
+            def set_ef(ef): index.hnsw.efSearch = ef
+            def one(q, k): return index.search(q.reshape(1, -1), k)[1][0]
+            def disk_bytes():
+                return len(faiss.serialize_index(index))
+            version = faiss.__version__
+        elif engine == "usearch":
+            from usearch.index import Index
+            um = {"cosine": "ip", "dotproduct": "ip", "euclidean": "l2sq"}[args.metric]
+            index = Index(ndim=d, metric=um, dtype="f32", connectivity=args.m,
+                          expansion_add=args.ef_construction, expansion_search=64)
+            index.add(np.arange(n), base, threads=args.threads)
+            def set_ef(ef): index.expansion_search = ef
+            def one(q, k): return index.search(q, k, threads=1).keys
+            def disk_bytes():
+                return len(index.save())
+            import usearch
+            version = usearch.__version__
+        else:
+            raise SystemExit(f"unknown engine {engine}")
+        build_s = time.perf_counter() - t0
+        mem = rss() - r0
+        size = disk_bytes()
+        for ef in efs:
+            set_ef(ef)
+            for i in range(min(10, nq)):
+                one(queries[i], args.k)
+            ids = np.full((nq, args.k), -1, dtype=np.int64)
+            lat = []
+            s = time.perf_counter()
+            for i in range(nq):
+                a = time.perf_counter()
+                r = one(queries[i], args.k)
+                lat.append(time.perf_counter() - a)
+                ids[i, : len(r)] = r
+            elapsed = time.perf_counter() - s
+            lat.sort()
+            pct = lambda p: lat[min(len(lat) - 1, max(0, int(np.ceil(p / 100 * len(lat))) - 1))] * 1e6
+            print(json.dumps({
+                "index": engine, "metric": args.metric, "k": args.k, "n": n, "dim": d, "queries": nq,
+                "recall": round(recall(ids, truth, args.k), 4), "qps": round(nq / elapsed, 1),
+                "p50_us": round(pct(50), 1), "p99_us": round(pct(99), 1), "build_s": round(build_s, 4),
+                "threads": args.threads, "batch": False, "ef": ef, "m": args.m,
+                "ef_construction": args.ef_construction, "memory_bytes": mem, "file_bytes": size,
+                "bytes_per_vector": round(size / n, 1), "version": version,
+            }), flush=True)
+        del index
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="mode", required=True)
@@ -92,9 +196,23 @@ def main():
     f.add_argument("--repeats", type=int, default=3)
     f.add_argument("--limit-queries", type=int)
     f.add_argument("--json", action="store_true", help="accepted for symmetry with lodestone bench; output is always JSON")
+    h = sub.add_parser("hnsw")
+    for name in ("--base", "--queries", "--truth"):
+        h.add_argument(name, required=True)
+    h.add_argument("--metric", default="cosine", choices=["cosine", "euclidean", "dotproduct"])
+    h.add_argument("--k", type=int, default=10)
+    h.add_argument("--m", type=int, default=16)
+    h.add_argument("--ef-construction", type=int, default=200)
+    h.add_argument("--ef", default="10,16,32,64,128,256")
+    h.add_argument("--threads", type=int, default=2, help="build threads; queries run on one thread")
+    h.add_argument("--engines", default="hnswlib,faiss,usearch")
+    h.add_argument("--limit-queries", type=int)
+    h.add_argument("--json", action="store_true")
     args = p.parse_args()
     if args.mode == "flat":
         flat(args)
+    else:
+        hnsw(args)
 
 
 if __name__ == "__main__":
