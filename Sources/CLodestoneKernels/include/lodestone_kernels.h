@@ -109,6 +109,11 @@ static inline void *lodestone_load_ptr(void *const *p) { return __atomic_load_n(
 /// Release-store of a pointer.
 static inline void lodestone_store_ptr(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
+/// Sequentially consistent 64-bit load, store and fetch-add (reader epochs).
+static inline uint64_t lodestone_load_u64_seq(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void lodestone_store_u64_seq(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline uint64_t lodestone_add_u64_seq(uint64_t *p, uint64_t v) { return __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST); }
+
 /// Takes a one-byte spin lock (0 = free, 1 = held).
 static inline void lodestone_spin_lock(uint8_t *lock) {
     while (__atomic_exchange_n(lock, (uint8_t)1, __ATOMIC_ACQUIRE)) {

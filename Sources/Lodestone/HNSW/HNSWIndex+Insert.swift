@@ -30,29 +30,78 @@ extension HNSWIndex {
             for key in newKeys where !seen.insert(key).inserted || w.keys.node(forKey: key, keyOf: self.key) != nil {
                 throw .duplicateKey(key)
             }
-            let first = nodeCount.load(ordering: .relaxed)
-            reserveNodes(first + n)
             prepared.rows.withUnsafeBufferPointer { rows in
-                for i in 0..<n {
-                    let id = UInt32(first + i)
-                    let lvl = drawLevel(ordinal: w.insertions)
-                    w.insertions += 1
-                    initializeNode(id, vector: rows.baseAddress! + i * dimension, key: newKeys[i], level: lvl,
-                                   upperBlocks: &w.upperBlocks)
-                    w.keys.insert(key: newKeys[i], node: id, keyOf: self.key)
-                }
+                insertLocked(&w, rows: rows.baseAddress!, keys: newKeys, threads: threads)
             }
-            nodeCount.store(first + n, ordering: .releasing)
-            let next = Atomic<Int>(0)
+        }
+    }
+
+    /// Inserts prepared rows under new keys (validated by the caller), with
+    /// the writer lock held: takes free slots whose grace period has passed,
+    /// then fresh ones; writes the records; links the nodes on `threads`
+    /// threads.
+    func insertLocked(_ w: inout WriterState, rows: UnsafePointer<Float>, keys newKeys: [UInt64], threads: Int) {
+        let n = newKeys.count
+        // Every remaining node is removed: unlink them all, so the graph
+        // restarts from the new nodes instead of hanging off tombstones.
+        if liveCount.load(ordering: .relaxed) == 0 && !w.tombstones.isEmpty { purgeLocked(&w) }
+        var ids: [UInt32] = []
+        ids.reserveCapacity(n)
+        if !w.free.isEmpty {
+            let oldest = scratchPool.oldestActiveEpoch()
+            var kept: [(node: UInt32, epoch: UInt64)] = []
+            for f in w.free {
+                if ids.count < n && f.epoch <= oldest { ids.append(f.node) } else { kept.append(f) }
+            }
+            w.free = kept
+            deadCount.subtract(ids.count, ordering: .releasing)
+        }
+        let reused = ids.count
+        let first = nodeCount.load(ordering: .relaxed)
+        let fresh = n - reused
+        reserveNodes(first + fresh)
+        for i in 0..<fresh { ids.append(UInt32(first + i)) }
+        for i in 0..<n {
+            let lvl = drawLevel(ordinal: w.insertions)
+            w.insertions += 1
+            let upper = i < reused ? reuseNode(ids[i], level: lvl, &w) : allocateUpper(level: lvl, &w)
+            initializeNode(ids[i], vector: rows + i * dimension, key: newKeys[i], level: lvl, upperStart: upper)
+            w.keys.insert(key: newKeys[i], node: ids[i], keyOf: self.key)
+        }
+        if fresh > 0 { nodeCount.store(first + fresh, ordering: .releasing) }
+        let next = Atomic<Int>(0)
+        ids.withUnsafeBufferPointer { idp in
             parallelRun(threads: min(threads, n)) { _ in
                 while true {
                     let i = next.add(1, ordering: .relaxed).oldValue
                     if i >= n { break }
-                    link(UInt32(first + i))
+                    link(idp[i])
                 }
             }
-            liveCount.add(n, ordering: .releasing)
         }
+        liveCount.add(n, ordering: .releasing)
+    }
+
+    /// Upper-layer link blocks for a new node of `level` (a freed run of that
+    /// length if there is one); returns the first block, 0 for level 0.
+    func allocateUpper(level lvl: Int, _ w: inout WriterState) -> UInt32 {
+        guard lvl > 0 else { return 0 }
+        if let run = w.freeUpperRuns[lvl]?.popLast() { return run }
+        upperLinks.reserve(w.upperBlocks + lvl)
+        defer { w.upperBlocks += lvl }
+        return UInt32(w.upperBlocks)
+    }
+
+    /// Prepares a freed node's slot for a new node of `level`: gives back
+    /// its old upper blocks and takes blocks for the new level.
+    func reuseNode(_ id: UInt32, level lvl: Int, _ w: inout WriterState) -> UInt32 {
+        let old = level(id)
+        if old > 0 {
+            let start = upperStart.record(id).load(as: UInt32.self)
+            if old == lvl { return start }
+            w.freeUpperRuns[old, default: []].append(start)
+        }
+        return allocateUpper(level: lvl, &w)
     }
 
     /// Makes room for node ids below `n` in every per-node arena.
@@ -62,19 +111,15 @@ extension HNSWIndex {
 
     /// Writes a node's records (not yet linked, so no search can reach it).
     func initializeNode(_ id: UInt32, vector v: UnsafePointer<Float>, key k: UInt64, level lvl: Int,
-                        upperBlocks: inout Int) {
+                        upperStart first: UInt32) {
         vector(id).update(from: v, count: dimension)
         keyRecords.record(id).storeBytes(of: k, as: UInt64.self)
         let slots = links0.record(id).assumingMemoryBound(to: UInt32.self)
         for j in 0..<m0 { lodestone_store_u32(slots + j, HNSWIndex.noNode) }
-        if lvl > 0 {
-            upperLinks.reserve(upperBlocks + lvl)
-            upperStart.record(id).storeBytes(of: UInt32(upperBlocks), as: UInt32.self)
-            for l in 0..<lvl {
-                let block = upperLinks.record(UInt32(upperBlocks + l)).assumingMemoryBound(to: UInt32.self)
-                for j in 0..<m { lodestone_store_u32(block + j, HNSWIndex.noNode) }
-            }
-            upperBlocks += lvl
+        upperStart.record(id).storeBytes(of: first, as: UInt32.self)
+        for l in 0..<lvl {
+            let block = upperLinks.record(first + UInt32(l)).assumingMemoryBound(to: UInt32.self)
+            for j in 0..<m { lodestone_store_u32(block + j, HNSWIndex.noNode) }
         }
         lodestone_store_u8(levelRecords.record(id).assumingMemoryBound(to: UInt8.self), UInt8(lvl))
         setState(id, .live)
@@ -99,25 +144,36 @@ extension HNSWIndex {
             guard var (current, currentDistance) = descend(q, toLayer: nodeLevel, scratch: scratch) else { return }
             let top = Int(entry.load(ordering: .acquiring) >> 32) - 1
             var layer = min(nodeLevel, top)
+            var chosenByLayer: [(Int, [UInt32])] = []
             while layer >= 0 {
                 let found = searchLayer(q, entry: current, entryDistance: currentDistance,
                                         ef: parameters.efConstruction, layer: layer, scratch: scratch)
                 var candidates: [Candidate] = []
                 candidates.reserveCapacity(found)
                 for i in 0..<found where scratch.pool[i].id != id {
-                    candidates.append(Candidate(distance: scratch.pool[i].distance, id: UInt64(scratch.pool[i].id)))
+                    // Removed nodes may guide the search but get no new links.
+                    let c = scratch.pool[i]
+                    if state(c.id) == .live { candidates.append(Candidate(distance: c.distance, id: UInt64(c.id))) }
                 }
-                if let best = candidates.first {
-                    current = UInt32(best.id)
-                    currentDistance = best.distance
+                // The next layer starts from the nearest node found (never
+                // the node itself, which another thread may have linked to).
+                if let next = (0..<found).first(where: { scratch.pool[$0].id != id }) {
+                    current = scratch.pool[next].id
+                    currentDistance = scratch.pool[next].distance
                 }
                 let chosen = selectNeighbours(candidates, max: m)
                 lock(id)
                 let own = links(id, layer: layer)
                 for (j, nb) in chosen.enumerated() { lodestone_store_u32(own + j, nb) }
                 unlock(id)
-                for nb in chosen { addLink(from: nb, to: id, layer: layer) }
+                chosenByLayer.append((layer, chosen))
                 layer -= 1
+            }
+            // Only now, with its links on every layer in place, does the node
+            // become reachable: a search that reaches it on an upper layer
+            // must find layer-0 links to continue from.
+            for (layer, chosen) in chosenByLayer {
+                for nb in chosen { addLink(from: nb, to: id, layer: layer) }
             }
         }
         // A node above the current top becomes the entry point.

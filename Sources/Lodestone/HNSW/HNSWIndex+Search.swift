@@ -105,18 +105,20 @@ extension HNSWIndex {
     /// A search for a prepared query: greedy descent through the upper
     /// layers, then a beam of width `ef` on layer 0.
     func searchPrepared(_ q: UnsafePointer<Float>, k: Int, ef: Int, scratch: SearchScratch) -> [Neighbor] {
-        if liveCount.load(ordering: .acquiring) != nodeCount.load(ordering: .acquiring) {
-            // Deleted (or not yet linked) nodes exist: they may guide the
-            // search but must not be returned.
-            return searchFiltered(q, k: k, ef: ef, scratch: scratch, admission: LiveNodes(index: self))
-        }
         guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else { return [] }
         let found = searchLayer(q, entry: start, entryDistance: startDistance, ef: ef, layer: 0, scratch: scratch)
+        let wanted = min(k, found)
         var out: [Neighbor] = []
-        out.reserveCapacity(min(k, found))
-        for i in 0..<min(k, found) {
+        out.reserveCapacity(wanted)
+        for i in 0..<found where out.count < wanted {
             let e = scratch.pool[i]
+            // Removed nodes may still guide a search; they are never returned.
+            if state(e.id) != .live { continue }
             out.append(Neighbor(key: key(e.id), score: metric.score(rankValue: e.distance)))
+        }
+        if out.count < wanted {
+            // Removed nodes crowded the pool: search on until k live nodes.
+            return searchFiltered(q, k: k, ef: ef, scratch: scratch, admission: LiveNodes(index: self))
         }
         return out
     }

@@ -58,12 +58,20 @@ public final class HNSWIndex: @unchecked Sendable {
     /// Node ids below this may be reached by a search.
     let nodeCount = Atomic<Int>(0)
     let liveCount = Atomic<Int>(0)
+    /// Deleted nodes, linked (tombstones) or not (free slots).
+    let deadCount = Atomic<Int>(0)
     let scratchPool: ScratchPool
 
     struct WriterState {
         var keys = KeyTable()
         var upperBlocks = 0
         var insertions: UInt64 = 0
+        /// Deleted nodes still linked into the graph (navigable, never returned).
+        var tombstones: [UInt32] = []
+        /// Unlinked nodes and the epoch after which no search can reach them.
+        var free: [(node: UInt32, epoch: UInt64)] = []
+        /// Runs of upper-layer link blocks given back by freed nodes, by length.
+        var freeUpperRuns: [Int: [UInt32]] = [:]
     }
     let writer = Mutex(WriterState())
 

@@ -107,39 +107,81 @@ final class SearchScratch {
     }
 }
 
-/// A lock-free pool of scratch spaces: a search claims a free slot with one
-/// atomic exchange and hands it back with one store; when every slot is busy
-/// it makes a temporary scratch space.
+/// A lock-free pool of scratch spaces, which also tracks reader epochs.
+///
+/// A search claims a free slot with one atomic exchange and records the
+/// epoch it started in; it hands the slot back with two stores. A writer
+/// that has made nodes unreachable advances the epoch and may reuse their
+/// memory once no search that started before is still running
+/// (``oldestActiveEpoch``): a grace period, as in RCU.
 final class ScratchPool: @unchecked Sendable {
-    // @unchecked: slot i's scratch is touched only by the thread holding lock i.
+    // @unchecked: slot i's scratch is touched only by the thread holding
+    // lock i; epochs are sequentially consistent atomics.
     static let slots = 64
     private let locks: UnsafeMutablePointer<UInt8>
+    private let epochs: UnsafeMutablePointer<UInt64>
     private let scratches: UnsafeMutablePointer<SearchScratch?>
+    private let globalEpoch: UnsafeMutablePointer<UInt64>
     let maxNeighbours: Int
 
     init(maxNeighbours: Int) {
         self.maxNeighbours = maxNeighbours
         locks = .allocate(capacity: ScratchPool.slots)
         locks.initialize(repeating: 0, count: ScratchPool.slots)
+        epochs = .allocate(capacity: ScratchPool.slots)
+        epochs.initialize(repeating: 0, count: ScratchPool.slots)
         scratches = .allocate(capacity: ScratchPool.slots)
         scratches.initialize(repeating: nil, count: ScratchPool.slots)
+        globalEpoch = .allocate(capacity: 1)
+        globalEpoch.initialize(to: 1)
     }
 
     deinit {
         scratches.deinitialize(count: ScratchPool.slots).deallocate()
         locks.deallocate()
+        epochs.deallocate()
+        globalEpoch.deallocate()
     }
 
-    /// Runs `body` with a scratch space no other thread is using.
+    /// Starts a new epoch and returns it: searches that start from now on
+    /// see every change made before this call.
+    func advanceEpoch() -> UInt64 { lodestone_add_u64_seq(globalEpoch, 1) }
+
+    /// The oldest epoch a running search started in (`UInt64.max` if none).
+    func oldestActiveEpoch() -> UInt64 {
+        var oldest = UInt64.max
+        for i in 0..<ScratchPool.slots {
+            let e = lodestone_load_u64_seq(epochs + i)
+            if e != 0 && e < oldest { oldest = e }
+        }
+        return oldest
+    }
+
+    /// Runs `body` with a scratch space no other thread is using, registered
+    /// as a reader of the current epoch.
     func withScratch<R>(_ body: (SearchScratch) throws -> R) rethrows -> R {
         var start = 0
         #if canImport(Glibc)
         start = Int(truncatingIfNeeded: (pthread_self() >> 8) % UInt(ScratchPool.slots))
         #endif
-        for probe in 0..<ScratchPool.slots {
+        var probe = 0
+        while true {
             let i = (start + probe) % ScratchPool.slots
+            probe += 1
             if lodestone_try_lock(locks + i) == 1 {
-                defer { lodestone_spin_unlock(locks + i) }
+                defer {
+                    lodestone_store_u64_seq(epochs + i, 0)
+                    lodestone_spin_unlock(locks + i)
+                }
+                // Publish our epoch, then confirm it is still current, so a
+                // writer either sees us or we see its newer epoch.
+                var e = lodestone_load_u64_seq(globalEpoch)
+                while true {
+                    lodestone_store_u64_seq(epochs + i, e)
+                    let now = lodestone_load_u64_seq(globalEpoch)
+                    if now == e { break }
+                    e = now
+                }
                 let scratch: SearchScratch
                 if let existing = scratches[i] {
                     scratch = existing
@@ -149,8 +191,8 @@ final class ScratchPool: @unchecked Sendable {
                 }
                 return try body(scratch)
             }
+            if probe % ScratchPool.slots == 0 { sched_yield() }  // all busy: wait for one
         }
-        return try body(SearchScratch(maxNeighbours: maxNeighbours))
     }
 }
 

@@ -1,0 +1,234 @@
+import Dispatch
+import Synchronization
+import Testing
+@testable import Lodestone
+
+@Suite("HNSW index")
+struct HNSWIndexTests {
+    static func recall(_ index: HNSWIndex, _ data: Fixtures.Dataset, k: Int = 10, ef: Int) throws -> Double {
+        var hits = 0
+        for qi in 0..<data.queries.rows {
+            let truth = Set(data.truth.row(qi).prefix(k).map { UInt64($0) })
+            hits += try index.search(data.queries.row(qi), k: k, ef: ef).filter { truth.contains($0.key) }.count
+        }
+        return Double(hits) / Double(data.queries.rows * k)
+    }
+
+    static let realIndex: HNSWIndex = {
+        let data = Fixtures.realData
+        let index = try! HNSWIndex(dimension: data.base.dimension, metric: .cosine)
+        try! index.add(contentsOf: data.base.values, keys: (0..<UInt64(data.base.rows)).map { $0 }, threads: 2)
+        return index
+    }()
+
+    @Test("recall@10 ≥ 0.95 at ef=64 on real embeddings")
+    func recallOnRealData() throws {
+        let r = try Self.recall(Self.realIndex, Fixtures.realData, ef: 64)
+        #expect(r >= 0.95, "recall@10 = \(r) on \(Fixtures.realData.name)")
+    }
+}
+
+extension HNSWIndexTests {
+    /// The exact top-k of `query` among `index`'s live vectors.
+    static func exact(_ flat: FlatIndex, _ q: [Float], k: Int) throws -> Set<UInt64> {
+        Set(try flat.search(q, k: k).map(\.key))
+    }
+
+    @Test("batch search equals one-at-a-time search")
+    func batchEqualsSingle() throws {
+        let data = Fixtures.realData
+        let queries = data.queries.prefix(50)
+        let batch = try Self.realIndex.search(batch: queries.values, k: 10, ef: 48, threads: 2)
+        for i in 0..<50 { #expect(batch[i] == (try Self.realIndex.search(queries.row(i), k: 10, ef: 48))) }
+    }
+
+    @Test("a single-threaded build with a fixed seed is deterministic")
+    func deterministic() throws {
+        let data = Fixtures.sample
+        func build() throws -> HNSWIndex {
+            let index = try HNSWIndex(dimension: 384, metric: .cosine,
+                                      parameters: HNSWParameters(m: 8, efConstruction: 40, seed: 7))
+            try index.add(contentsOf: data.base.values, keys: (0..<UInt64(data.base.rows)).map { $0 * 10 })
+            return index
+        }
+        let a = try build(), b = try build()
+        for qi in 0..<data.queries.rows {
+            #expect(try a.search(data.queries.row(qi), k: 10, ef: 10) == b.search(data.queries.row(qi), k: 10, ef: 10))
+        }
+    }
+
+    @Test("every metric reaches high recall against the exact flat index", arguments: Metric.allCases)
+    func metrics(metric: Metric) throws {
+        let n = 3000, d = 24
+        let base = Fixtures.randomVectors(count: n, dimension: d, seed: 21, scale: 0.5...2)
+        let queries = Fixtures.randomVectors(count: 50, dimension: d, seed: 22)
+        let index = try HNSWIndex(dimension: d, metric: metric, parameters: HNSWParameters(m: 12, efConstruction: 100))
+        try index.add(contentsOf: base, keys: (0..<UInt64(n)).map { $0 }, threads: 2)
+        var flat = try FlatIndex(dimension: d, metric: metric)
+        try flat.add(contentsOf: base, keys: (0..<UInt64(n)).map { $0 })
+        var hits = 0
+        for qi in 0..<50 {
+            let q = Array(queries[(qi * d)..<((qi + 1) * d)])
+            let truth = try Self.exact(flat, q, k: 10)
+            let got = try index.search(q, k: 10, ef: 100)
+            hits += got.filter { truth.contains($0.key) }.count
+            // Scores are the metric's, best first.
+            let scores = got.map(\.score)
+            #expect(scores == (metric.higherIsBetter ? scores.sorted(by: >) : scores.sorted()))
+        }
+        #expect(Double(hits) / 500 >= 0.95, "\(metric): recall \(Double(hits) / 500)")
+    }
+
+    @Test("after removing 10% and replacing 10%, recall stays within 0.01 of a fresh build; removed keys never return")
+    func removeAndReplace() throws {
+        let data = Fixtures.realData
+        let n = data.base.rows, d = data.base.dimension
+        let params = HNSWParameters(m: 16, efConstruction: 64)
+        let index = try HNSWIndex(dimension: d, metric: .cosine, parameters: params)
+        try index.add(contentsOf: data.base.values, keys: (0..<UInt64(n)).map { $0 }, threads: 2)
+        var rng = Fixtures.SeededGenerator(seed: 5)
+        let order = (0..<n).shuffled(using: &rng)
+        let removed = Set(order[0..<(n / 10)].map { UInt64($0) })
+        let replaced = Array(order[(n / 10)..<(n / 5)])
+        for key in removed { #expect(index.remove(key: key)) }
+        #expect(!index.remove(key: order[0] == 0 ? 1 : 0) || !removed.contains(0))
+        // Replace each vector by another real vector: removed row r's vector.
+        let donors = Array(order[0..<(n / 10)])
+        var final: [UInt64: [Float]] = [:]
+        for i in 0..<n where !removed.contains(UInt64(i)) { final[UInt64(i)] = data.base.row(i) }
+        for (key, donor) in zip(replaced, donors) {
+            let v = data.base.row(donor)
+            try index.replace(v, key: UInt64(key))
+            final[UInt64(key)] = v
+            #expect(try index.search(v, k: 1, ef: 32).first?.key == UInt64(key), "replaced vector not found at its new place")
+        }
+        #expect(index.count == n - n / 10)
+        for key in removed { #expect(!index.contains(key: key)) }
+
+        let keys = final.keys.sorted()
+        var flat = try FlatIndex(dimension: d, metric: .cosine)
+        try flat.add(contentsOf: keys.flatMap { final[$0]! }, keys: keys)
+        let fresh = try HNSWIndex(dimension: d, metric: .cosine, parameters: params)
+        try fresh.add(contentsOf: keys.flatMap { final[$0]! }, keys: keys, threads: 2)
+        var hitsChurned = 0, hitsFresh = 0
+        for qi in 0..<data.queries.rows {
+            let q = data.queries.row(qi)
+            let truth = try Self.exact(flat, q, k: 10)
+            let got = try index.search(q, k: 10, ef: 32)
+            #expect(got.allSatisfy { !removed.contains($0.key) })
+            hitsChurned += got.filter { truth.contains($0.key) }.count
+            hitsFresh += try fresh.search(q, k: 10, ef: 32).filter { truth.contains($0.key) }.count
+        }
+        let total = Double(data.queries.rows * 10)
+        #expect(Double(hitsChurned) / total >= Double(hitsFresh) / total - 0.01,
+                "churned recall \(Double(hitsChurned) / total) vs fresh \(Double(hitsFresh) / total)")
+    }
+
+    @Test("memory does not grow under delete/insert churn at constant size")
+    func churn() throws {
+        let n = 2000, d = 16
+        let index = try HNSWIndex(dimension: d, metric: .euclidean, parameters: HNSWParameters(m: 8, efConstruction: 32))
+        try index.add(contentsOf: Fixtures.randomVectors(count: n, dimension: d, seed: 1),
+                      keys: (0..<UInt64(n)).map { $0 })
+        var next = UInt64(n)
+        var oldest = UInt64(0)
+        var peak = 0
+        for round in 0..<40 {
+            for _ in 0..<100 {
+                index.remove(key: oldest)
+                oldest += 1
+            }
+            let fresh = Fixtures.randomVectors(count: 100, dimension: d, seed: 100 + UInt64(round))
+            try index.add(contentsOf: fresh, keys: (next..<(next + 100)).map { $0 })
+            next += 100
+            if round == 5 { peak = index.memoryBytes }
+            #expect(index.count == n)
+        }
+        #expect(index.memoryBytes <= peak, "memory grew from \(peak) to \(index.memoryBytes)")
+        #expect(index.nodeCount.load(ordering: .relaxed) <= n + 2 * max(64, n / 100) + 100)
+        // Everything still searchable and nothing removed comes back.
+        let q = Fixtures.randomVectors(count: 1, dimension: d, seed: 999)
+        let r = try index.search(q, k: 50, ef: 100)
+        #expect(r.count == 50 && r.allSatisfy { $0.key >= oldest })
+    }
+
+    @Test("a filter applies during traversal: only matching keys, high recall")
+    func filterHook() throws {
+        let data = Fixtures.realData
+        var flat = try FlatIndex(dimension: data.base.dimension, metric: .cosine)
+        let allowed = (0..<UInt64(data.base.rows)).filter { $0 % 5 == 0 }
+        try flat.add(contentsOf: allowed.flatMap { data.base.row(Int($0)) }, keys: allowed)
+        var hits = 0
+        for qi in 0..<data.queries.rows {
+            let q = data.queries.row(qi)
+            let got = try Self.realIndex.search(q, k: 10, ef: 64) { $0 % 5 == 0 }
+            #expect(got.count == 10 && got.allSatisfy { $0.key % 5 == 0 })
+            let truth = try Self.exact(flat, q, k: 10)
+            hits += got.filter { truth.contains($0.key) }.count
+        }
+        #expect(Double(hits) / Double(data.queries.rows * 10) >= 0.9)
+    }
+
+    @Test("bad input gets typed errors and leaves the index unchanged")
+    func badInput() throws {
+        let index = try HNSWIndex(dimension: 3, metric: .cosine)
+        #expect(throws: LodestoneError.emptyIndex) { try index.search([1, 0, 0], k: 1) }
+        try index.add([1, 0, 0], key: 1)
+        #expect(throws: LodestoneError.duplicateKey(1)) { try index.add([0, 1, 0], key: 1) }
+        #expect(throws: LodestoneError.duplicateKey(2)) { try index.add(contentsOf: [0, 1, 0, 0, 0, 1], keys: [2, 2]) }
+        #expect(throws: LodestoneError.dimensionMismatch(expected: 3, actual: 2)) { try index.add([1, 2], key: 3) }
+        #expect(throws: LodestoneError.zeroVector) { try index.add([0, 0, 0], key: 3) }
+        #expect(throws: LodestoneError.nonFiniteComponent(index: 2, value: .infinity)) { try index.add([0, 1, .infinity], key: 3) }
+        #expect(throws: LodestoneError.keyNotFound(9)) { try index.replace([1, 1, 1], key: 9) }
+        #expect(throws: LodestoneError.zeroVector) { try index.replace([0, 0, 0], key: 1) }
+        #expect(throws: LodestoneError.invalidArgument(name: "k", reason: "must be at least 1, got 0")) {
+            try index.search([1, 0, 0], k: 0)
+        }
+        #expect(throws: LodestoneError.invalidArgument(name: "ef", reason: "must be at least 1, got 0")) {
+            try index.search([1, 0, 0], k: 1, ef: 0)
+        }
+        #expect(throws: LodestoneError.invalidArgument(name: "m", reason: "must be in 2...128, got 1")) {
+            _ = try HNSWIndex(dimension: 3, metric: .cosine, parameters: HNSWParameters(m: 1))
+        }
+        #expect(index.count == 1 && index.vector(forKey: 1) == [1, 0, 0])
+        #expect(try index.search([1, 1, 0], k: 5).map(\.key) == [1])  // k above count: all there is
+        index.remove(key: 1)
+        #expect(throws: LodestoneError.emptyIndex) { try index.search([1, 0, 0], k: 1) }
+        try index.upsert([0, 0, 1], key: 4)
+        #expect(try index.search([0, 0, 1], k: 1).map(\.key) == [4])
+    }
+
+    @Test("threads can search while another thread adds, replaces and removes")
+    func concurrentReadersAndWriter() throws {
+        let n = 3000, d = 32
+        let base = Fixtures.randomVectors(count: n, dimension: d, seed: 8)
+        let index = try HNSWIndex(dimension: d, metric: .dotProduct, parameters: HNSWParameters(m: 8, efConstruction: 40))
+        try index.add(contentsOf: Array(base[0..<(1000 * d)]), keys: (0..<1000).map { UInt64($0) })
+        let queries = Fixtures.randomVectors(count: 64, dimension: d, seed: 9)
+        let done = Atomic<Bool>(false)
+        let failures = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: 3) { worker in
+            if worker == 0 {
+                for start in stride(from: 1000, to: n, by: 100) {
+                    try! index.add(contentsOf: Array(base[(start * d)..<((start + 100) * d)]),
+                                   keys: (start..<(start + 100)).map { UInt64($0) }, threads: 2)
+                    for key in stride(from: start - 1000, to: start - 950, by: 1) { index.remove(key: UInt64(key)) }
+                    try! index.replace(Array(base[0..<d]), key: UInt64(start + 1))
+                }
+                done.store(true, ordering: .releasing)
+            } else {
+                var i = 0
+                while !done.load(ordering: .acquiring) {
+                    let q = Array(queries[((i % 64) * d)..<((i % 64 + 1) * d)])
+                    let r = try! index.search(q, k: 10, ef: 32)
+                    if r.count != 10 || Set(r.map(\.key)).count != 10 {
+                        failures.add(1, ordering: .relaxed)
+                    }
+                    i += 1
+                }
+            }
+        }
+        #expect(failures.load(ordering: .relaxed) == 0)
+        #expect(index.count == n - (n - 1000) / 100 * 50)
+    }
+}
