@@ -22,15 +22,27 @@ static inline float lodestone_cosine_from_parts(float dot, float na, float nb) {
     return 1.0f - (float)((double)dot / sqrt((double)na * (double)nb));
 }
 
-/// Rows ahead whose cache lines a gather kernel prefetches.
+/// Rows ahead of the one being scored that a gather kernel pulls into L1.
 #define LODESTONE_GATHER_AHEAD 2
 
 /// Defines a gather kernel from a pair kernel body `core` (which must be the
 /// same inline function the pair kernel uses, for bit-identical results).
+///
+/// Prefetching, measured on 100,000 x 384 HNSW searches (queries/s at
+/// ef=56, median of 6 interleaved passes): every row's lines requested at
+/// once with a far hint (prefetcht2), then each row pulled into L1 two rows
+/// ahead: 7,950; the far requests alone 7,450; only L1 prefetches two rows
+/// ahead (no far requests): 5,050; every row straight into L1: 4,400. Many
+/// outstanding far requests overlap the DRAM latency of all the rows, and
+/// the near ones keep L1 from being flooded.
 #define LODESTONE_DEFINE_GATHER(attr, name, core)                                          \
     attr static void name(const float *q, const float *const *rows, size_t n, size_t d,     \
                           float *out) {                                                     \
         const size_t bytes = d * sizeof(float);                                             \
+        for (size_t i = 0; i < n; i++) {                                                    \
+            const char *c = (const char *)rows[i];                                          \
+            for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 1); \
+        }                                                                                   \
         for (size_t i = 0; i < n && i < LODESTONE_GATHER_AHEAD; i++)                        \
             lodestone_prefetch_bytes(rows[i], bytes);                                       \
         for (size_t i = 0; i < n; i++) {                                                    \
