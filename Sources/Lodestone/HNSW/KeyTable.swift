@@ -19,17 +19,22 @@ struct KeyTable {
         return z ^ (z >> 31)
     }
 
-    /// The node stored under `key`, given a way to read each node's key.
-    func node(forKey key: UInt64, keyOf: (UInt32) -> UInt64) -> UInt32? {
+    /// The bucket holding `key`, or nil.
+    private func bucket(of key: UInt64, keyOf: (UInt32) -> UInt64) -> Int? {
         guard !buckets.isEmpty else { return nil }
         let mask = buckets.count - 1
         var i = Int(truncatingIfNeeded: KeyTable.hash(key)) & mask
         while true {
             let b = buckets[i]
             if b == 0 { return nil }
-            if keyOf(b - 1) == key { return b - 1 }
+            if keyOf(b - 1) == key { return i }
             i = (i + 1) & mask
         }
+    }
+
+    /// The node stored under `key`, given a way to read each node's key.
+    func node(forKey key: UInt64, keyOf: (UInt32) -> UInt64) -> UInt32? {
+        bucket(of: key, keyOf: keyOf).map { buckets[$0] - 1 }
     }
 
     /// Records `node` under `key` (which must not be present).
@@ -42,26 +47,11 @@ struct KeyTable {
         count += 1
     }
 
-    /// Points `key` (which must be present) at another node.
-    mutating func update(key: UInt64, to node: UInt32, keyOf: (UInt32) -> UInt64) {
-        let mask = buckets.count - 1
-        var i = Int(truncatingIfNeeded: KeyTable.hash(key)) & mask
-        while keyOf(buckets[i] - 1) != key { i = (i + 1) & mask }
-        buckets[i] = node + 1
-    }
-
     /// Removes `key`; returns its node, or nil if absent.
     @discardableResult
     mutating func remove(key: UInt64, keyOf: (UInt32) -> UInt64) -> UInt32? {
-        guard !buckets.isEmpty else { return nil }
+        guard let i = bucket(of: key, keyOf: keyOf) else { return nil }
         let mask = buckets.count - 1
-        var i = Int(truncatingIfNeeded: KeyTable.hash(key)) & mask
-        while true {
-            let b = buckets[i]
-            if b == 0 { return nil }
-            if keyOf(b - 1) == key { break }
-            i = (i + 1) & mask
-        }
         let removed = buckets[i] - 1
         // Backward shift: pull later entries of the probe run into the hole.
         var hole = i
