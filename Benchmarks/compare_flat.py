@@ -14,27 +14,21 @@ OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the environment of
 these runs only (a stale core type slows sgemm several-fold); the table
 prints the core OpenBLAS picked.
 """
-import argparse, json, os, statistics, subprocess, sys
+import argparse, os, statistics, sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run(cmd, env):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=ROOT).stdout
-    return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import DEFAULT_DATA, ROOT, bench_env, build_lodestone, run_json as run  # noqa: E402
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "pypi-minilm"))
+    p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--single-queries", type=int, default=1000)
     a = p.parse_args()
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    subprocess.run(["swift", "build", "-c", "release", "--product", "lodestone"], check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
-    exe = os.path.join(ROOT, ".build", "release", "lodestone")
+    env = bench_env()
+    exe = build_lodestone()
     files = ["--base", f"{a.data}/base.fvecs", "--queries", f"{a.data}/query.fvecs",
              "--truth", f"{a.data}/groundtruth.ivecs", "--metric", "cosine", "--k", "10"]
     modes = {

@@ -12,7 +12,7 @@ The machine is shared and noisy: read the ratios.
 
 Needs `pip install hnswlib faiss-cpu usearch numpy`.
 """
-import argparse, collections, json, os, statistics, subprocess, sys
+import argparse, collections, os, statistics, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EFS = "10,16,24,32,40,48,56,64,80,96,128,160,192,256"
@@ -25,7 +25,7 @@ def run(cmd, env):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "pypi-minilm"))
+    p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--m", type=int, default=16)
@@ -33,10 +33,8 @@ def main():
     p.add_argument("--ef", default=EFS)
     p.add_argument("--engines", default="hnswlib,faiss,usearch")
     a = p.parse_args()
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    subprocess.run(["swift", "build", "-c", "release", "--product", "lodestone"], check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
-    exe = os.path.join(ROOT, ".build", "release", "lodestone")
+    env = bench_env()
+    exe = build_lodestone()
     files = ["--base", f"{a.data}/base.fvecs", "--queries", f"{a.data}/query.fvecs",
              "--truth", f"{a.data}/groundtruth.ivecs", "--metric", "cosine", "--k", "10"]
     common = ["--m", str(a.m), "--ef-construction", str(a.ef_construction), "--ef", a.ef, "--threads", str(a.threads)]

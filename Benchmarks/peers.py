@@ -35,13 +35,19 @@ def recall(ids, truth, k):
     return hits / (len(ids) * k)
 
 
-def flat(args):
-    import faiss
+def load(args):
+    """Base vectors, queries (cut to --limit-queries) and ground truth."""
     base = read_matrix(args.base, "<f4")
     queries = read_matrix(args.queries, "<f4")
     truth = read_matrix(args.truth, "<i4")
     if args.limit_queries:
         queries = queries[: args.limit_queries]
+    return base, queries, truth
+
+
+def flat(args):
+    import faiss
+    base, queries, truth = load(args)
     n, d = base.shape
     nq = len(queries)
     t0 = time.perf_counter()
@@ -89,12 +95,8 @@ def flat(args):
 
 def hnsw(args):
     """hnswlib, faiss IndexHNSWFlat and usearch with the same M / efConstruction."""
-    import os, resource
-    base = read_matrix(args.base, "<f4")
-    queries = read_matrix(args.queries, "<f4")
-    truth = read_matrix(args.truth, "<i4")
-    if args.limit_queries:
-        queries = queries[: args.limit_queries]
+    import os
+    base, queries, truth = load(args)
     n, d = base.shape
     nq = len(queries)
     efs = [int(x) for x in args.ef.split(",")]
