@@ -14,13 +14,10 @@ Needs `pip install hnswlib faiss-cpu usearch numpy`.
 """
 import argparse, collections, os, statistics, sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import DEFAULT_DATA, ROOT, bench_env, build_lodestone, run_json as run  # noqa: E402
+
 EFS = "10,16,24,32,40,48,56,64,80,96,128,160,192,256"
-
-
-def run(cmd, env):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=ROOT).stdout
-    return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
 
 
 def main():
