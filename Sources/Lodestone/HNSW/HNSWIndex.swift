@@ -169,8 +169,11 @@ public final class HNSWIndex: @unchecked Sendable {
 
     /// The stored vector of `key` (unit length under cosine), or nil.
     public func vector(forKey key: UInt64) -> [Float]? {
-        guard let id = node(forKey: key) else { return nil }
-        return Array(UnsafeBufferPointer(start: vector(id), count: dimension))
+        // Copied under the writer lock: once the lock is released the node
+        // could be removed and its slot reused.
+        writer.withLock { w in
+            w.keys.node(forKey: key) { self.key($0) }.map { Array(UnsafeBufferPointer(start: vector($0), count: dimension)) }
+        }
     }
 
     func node(forKey key: UInt64) -> UInt32? {
