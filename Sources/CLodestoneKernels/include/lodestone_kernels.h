@@ -66,6 +66,12 @@ typedef struct {
     lodestone_gather_fn dot_gather;
 } lodestone_kernel_table;
 
+/// CRC-32C (Castagnoli) of `n` bytes, continuing from `crc` (0 to start):
+/// hardware crc32 where the CPU has SSE4.2, a table otherwise.
+uint32_t lodestone_crc32c(uint32_t crc, const void *data, size_t n);
+/// The table-driven CRC-32C, for tests to compare the fast path against.
+uint32_t lodestone_crc32c_portable(uint32_t crc, const void *data, size_t n);
+
 /// 1 when this CPU and OS can run the given ISA, else 0.
 int lodestone_cpu_supports(lodestone_isa isa);
 

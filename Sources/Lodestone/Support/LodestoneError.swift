@@ -28,6 +28,11 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
     case duplicateKey(UInt64)
     /// A file could not be read as the format it claims to be.
     case malformedFile(path: String, reason: String)
+    /// A segment file fails validation: `section` names the part at fault
+    /// (`header`, `directory`, or a section's name).
+    case corruptSegment(path: String, section: String, reason: String)
+    /// A segment file was written by a newer format version than this build reads.
+    case unsupportedFormatVersion(path: String, found: Int, supported: Int)
     /// An operating-system call failed on `path`.
     case io(path: String, operation: String, errno: Int32)
 
@@ -49,6 +54,10 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
             return "key \(key) is already present (or appears twice in one batch)"
         case let .malformedFile(path, reason):
             return "\(path): \(reason)"
+        case let .corruptSegment(path, section, reason):
+            return "\(path): corrupt segment (\(section)): \(reason)"
+        case let .unsupportedFormatVersion(path, found, supported):
+            return "\(path): written by segment format version \(found); this build reads versions up to \(supported): upgrade Lodestone to open it"
         case let .io(path, operation, errno):
             return "\(path): \(operation) failed: \(String(cString: strerror(errno))) (errno \(errno))"
         }
