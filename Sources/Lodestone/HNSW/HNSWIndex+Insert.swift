@@ -129,6 +129,7 @@ extension HNSWIndex {
     /// its level, then on each layer from there down search `efConstruction`
     /// candidates, choose neighbours with the heuristic, and link both ways.
     func link(_ id: UInt32) {
+        linkedNodes.add(1, ordering: .relaxed)
         let q = UnsafePointer(vector(id))
         let nodeLevel = level(id)
         while true {

@@ -36,6 +36,12 @@ public final class HNSWIndex: @unchecked Sendable {
     public let metric: Metric
     /// Graph parameters.
     public let parameters: HNSWParameters
+    /// The name of the embedding model the vectors come from ("" if unset);
+    /// recorded in persisted segments.
+    public let embeddingModel: String
+    /// The segment this index was opened from, whose mapping holds records
+    /// used in place (nil for an index built in memory).
+    var segment: MappedSegment?
     let kernels: DistanceKernels
     let m: Int
     let m0: Int
@@ -58,6 +64,9 @@ public final class HNSWIndex: @unchecked Sendable {
     /// Node ids below this may be reached by a search.
     let nodeCount = Atomic<Int>(0)
     let liveCount = Atomic<Int>(0)
+    /// Nodes linked into the graph by this instance (tests check that opening
+    /// a segment links none).
+    let linkedNodes = Atomic<Int>(0)
     /// Deleted nodes, linked (tombstones) or not (free slots).
     let deadCount = Atomic<Int>(0)
     let scratchPool: ScratchPool
@@ -80,7 +89,7 @@ public final class HNSWIndex: @unchecked Sendable {
 
     /// Creates an empty index.
     public init(dimension: Int, metric: Metric, parameters: HNSWParameters = HNSWParameters(),
-                kernels: DistanceKernels = .active) throws(LodestoneError) {
+                embeddingModel: String = "", kernels: DistanceKernels = .active) throws(LodestoneError) {
         guard dimension > 0 else {
             throw .invalidArgument(name: "dimension", reason: "must be at least 1, got \(dimension)")
         }
@@ -88,6 +97,7 @@ public final class HNSWIndex: @unchecked Sendable {
         self.dimension = dimension
         self.metric = metric
         self.parameters = parameters
+        self.embeddingModel = embeddingModel
         self.kernels = kernels
         m = parameters.m
         m0 = 2 * parameters.m

@@ -1,0 +1,157 @@
+import CLodestoneKernels
+import Foundation
+import Testing
+@testable import Lodestone
+
+@Suite("Segments: persist and open")
+struct SegmentTests {
+    static func temporaryPath(_ name: String) -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lodestone-seg-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent(name).path
+    }
+
+    static func results(_ index: HNSWIndex, _ queries: Matrix<Float>, ef: Int = 32) throws -> [[Neighbor]] {
+        try (0..<queries.rows).map { try index.search(queries.row($0), k: 10, ef: ef) }
+    }
+
+    @Test("CRC-32C matches the standard check value and the portable table")
+    func crc() {
+        let check = Array("123456789".utf8)
+        #expect(check.withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress, $0.count) } == 0xE306_9283)
+        var rng = Fixtures.SeededGenerator(seed: 4)
+        for n in [0, 1, 7, 8, 9, 63, 64, 1000] {
+            let bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let fast = bytes.withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress, $0.count) }
+            let slow = bytes.withUnsafeBytes { lodestone_crc32c_portable(0, $0.baseAddress, $0.count) }
+            #expect(fast == slow)
+        }
+    }
+
+    @Test("persist, open: identical results, nothing re-linked, still writable")
+    func roundTrip() throws {
+        let data = Fixtures.realData
+        let original = HNSWIndexTests.realIndex
+        let path = Self.temporaryPath("index.lodestone")
+        try original.persist(to: path)
+        let opened = try HNSWIndex.open(path: path)
+        #expect(opened.linkedNodes.load(ordering: .relaxed) == 0, "opening must not re-add vectors")
+        #expect(opened.count == original.count && opened.dimension == original.dimension)
+        #expect(opened.metric == original.metric && opened.parameters == original.parameters)
+        #expect(try Self.results(opened, data.queries) == Self.results(original, data.queries))
+        #expect(opened.vector(forKey: 17) == original.vector(forKey: 17))
+
+        // Writable: add, replace and remove on top of the mapped segment.
+        let extra = Fixtures.randomVectors(count: 50, dimension: data.base.dimension, seed: 3)
+        try opened.add(contentsOf: extra, keys: (0..<50).map { 1_000_000 + UInt64($0) }, threads: 2)
+        try opened.replace(data.base.row(1), key: 5)
+        #expect(opened.remove(key: 6))
+        let probe = Array(extra[0..<data.base.dimension])
+        #expect(try opened.search(probe, k: 1, ef: 32).first?.key == 1_000_000)
+        #expect(try opened.search(data.base.row(1), k: 2, ef: 32).map(\.key).contains(5))
+        // The file did not change: opening it again gives the original.
+        let again = try HNSWIndex.open(path: path)
+        #expect(again.count == original.count && again.contains(key: 6) && !again.contains(key: 1_000_000))
+
+        // Persisting the changed index and reopening keeps the changes.
+        let second = Self.temporaryPath("second.lodestone")
+        try opened.persist(to: second)
+        let reopened = try HNSWIndex.open(path: second)
+        #expect(reopened.count == opened.count && !reopened.contains(key: 6) && reopened.contains(key: 1_000_049))
+        #expect(try Self.results(reopened, data.queries) == Self.results(opened, data.queries))
+        #expect(reopened.removedSlots == opened.removedSlots)
+    }
+
+    /// A small persisted index, its bytes and its section directory.
+    static func smallSegment() throws -> (path: String, bytes: [UInt8], entries: [SectionEntry]) {
+        let index = try HNSWIndex(dimension: 8, metric: .euclidean, parameters: HNSWParameters(m: 4, efConstruction: 16),
+                                  embeddingModel: "test-model")
+        try index.add(contentsOf: Fixtures.randomVectors(count: 300, dimension: 8, seed: 2),
+                      keys: (0..<300).map { UInt64($0) })
+        for key in 0..<20 { index.remove(key: UInt64(key * 7)) }
+        let path = temporaryPath("small.lodestone")
+        try index.persist(to: path)
+        let entries = try MappedSegment(path: path).entries
+        return (path, try VectorFiles.readFile(path), entries)
+    }
+
+    static func openError(_ bytes: [UInt8]) -> LodestoneError? {
+        let path = temporaryPath("damaged.lodestone")
+        try! VectorFiles.writeFile(path, bytes)
+        do {
+            let index = try HNSWIndex.open(path: path)
+            _ = try index.search([Float](repeating: 0.5, count: 8), k: 5)
+            return nil
+        } catch let e as LodestoneError {
+            return e
+        } catch {
+            return nil
+        }
+    }
+
+    @Test("the embedding model is recorded in the header")
+    func model() throws {
+        let s = try Self.smallSegment()
+        #expect(try HNSWIndex.open(path: s.path).embeddingModel == "test-model")
+        #expect(try MappedSegment(path: s.path).embeddingModel == "test-model")
+    }
+
+    @Test("a flipped byte in the header, the directory or any section is a typed error naming it")
+    func flippedBytes() throws {
+        let s = try Self.smallSegment()
+        var places: [(String, Int)] = [("header", 20), ("header", 100), ("header", 252)]
+        let dirOffset = Int(s.bytes[32]) | Int(s.bytes[33]) << 8 | Int(s.bytes[34]) << 16
+        places.append(("directory", dirOffset + 5))
+        for e in s.entries where e.storedLength > 0 {
+            places.append((e.name, e.offset))
+            places.append((e.name, e.offset + e.storedLength - 1))
+        }
+        for (section, at) in places {
+            var damaged = s.bytes
+            damaged[at] ^= 0x40
+            let error = Self.openError(damaged)
+            guard case let .corruptSegment(_, named, _)? = error else {
+                Issue.record("flip at \(at) (\(section)): \(String(describing: error))")
+                continue
+            }
+            #expect(named == section, "flip at \(at): expected \(section), got \(named)")
+        }
+    }
+
+    @Test("truncation anywhere is a typed error, never a crash")
+    func truncation() throws {
+        let s = try Self.smallSegment()
+        var cuts = [0, 1, 100, 255, 4095, 4096, s.bytes.count - 1]
+        for e in s.entries { cuts += [e.offset, e.offset + e.storedLength / 2] }
+        for cut in Set(cuts) where cut < s.bytes.count {
+            let error = Self.openError(Array(s.bytes[0..<cut]))
+            guard case .corruptSegment? = error else {
+                Issue.record("cut at \(cut): \(String(describing: error))")
+                continue
+            }
+        }
+    }
+
+    @Test("a newer major version is refused with a clear error; garbage is not a segment")
+    func versions() throws {
+        let s = try Self.smallSegment()
+        var newer = s.bytes
+        newer[8] = 2
+        guard case .unsupportedFormatVersion(_, 2, 1)? = Self.openError(newer) else {
+            Issue.record("a version-2 file was not refused as a newer version")
+            return
+        }
+        var garbage = s.bytes
+        garbage[0] = UInt8(ascii: "X")
+        guard case let .corruptSegment(_, section, reason)? = Self.openError(garbage) else {
+            Issue.record("garbage opened")
+            return
+        }
+        #expect(section == "header" && reason.contains("magic"))
+    }
+
+    @Test("opening a missing file is an io error")
+    func missing() {
+        #expect(throws: LodestoneError.self) { _ = try HNSWIndex.open(path: "/nonexistent/dir/x.lodestone") }
+    }
+}
