@@ -26,6 +26,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Batch mode: run the batch this many times and report the fastest.") var repeats: Int = 3
     @Option(help: "Use only the first N queries.") var limitQueries: Int?
     @Flag(help: "Print JSON lines.") var json = false
+    @Option(help: "HNSW: also persist the index into this folder, reopen it in a fresh process and report persist_s, open_ms, open_rss_mb and the reopened index's recall and qps.")
+    var persist: String?
 
     func run() throws {
         BenchEnvironment.reexecWithoutOpenBLASOverrides()
@@ -74,6 +76,17 @@ struct BenchCommand: ParsableCommand {
         }
         let buildSeconds = now() - t0
         let nq = queryM.rows
+        var persistSeconds = 0.0
+        var segmentPath: String? = nil
+        if let dir = persist {
+            guard let hnsw else { throw ValidationError("--persist needs --index hnsw") }
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let path = (dir as NSString).appendingPathComponent("bench.lodestone")
+            let p0 = now()
+            try hnsw.persist(to: path)
+            persistSeconds = now() - p0
+            segmentPath = path
+        }
         let rows = (0..<nq).map { queryM.row($0) }
 
         for efValue in (index == "hnsw" ? efs : [0]) {
@@ -145,6 +158,15 @@ struct BenchCommand: ParsableCommand {
                 line.set("memory_bytes", hnsw.memoryBytes)
                 line.set("bytes_per_vector", Double(hnsw.memoryBytes) / Double(baseM.rows), digits: 1)
             }
+            if let segmentPath {
+                let reopened = try OpenBenchCommand.measureInChild(segment: segmentPath, queries: queries, truth: truth,
+                                                                   k: k, ef: efValue, limit: nq)
+                line.set("persist_s", persistSeconds)
+                line.set("file_bytes", (reopened["file_bytes"] as? NSNumber)?.intValue ?? 0)
+                for key in ["open_ms", "open_rss_mb", "reopened_recall", "reopened_qps", "reopened_p50_us"] {
+                    line.set(key, (reopened[key] as? NSNumber)?.doubleValue ?? .nan, digits: key == "reopened_recall" ? 4 : 3)
+                }
+            }
             line.set("kernels", DistanceKernels.active.isa.rawValue)
             line.set("blas_core", BLAS.coreName)
             if flat != nil {
@@ -172,6 +194,84 @@ struct BenchCommand: ParsableCommand {
                       + mode + String(format: ", build %.2f s", buildSeconds))
             }
         }
+    }
+}
+
+/// `lodestone bench-open`: opens a persisted HNSW segment in this (fresh)
+/// process and measures the open and the queries that follow. `bench
+/// --persist` runs it as a child process and merges its JSON line.
+struct OpenBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-open", abstract: "Open a persisted HNSW segment and measure open time, memory and queries.")
+
+    @Option(help: "Segment file written by persist.") var segment: String
+    @Option(help: "Query vectors.") var queries: String
+    @Option(help: "Ground truth.") var truth: String
+    @Option var k: Int = 10
+    @Option var ef: Int = 64
+    @Option var limitQueries: Int?
+
+    static func residentBytes() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return .nan }
+        let fields = text.split(separator: " ")
+        return (Double(fields[1]) ?? .nan) * Double(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    func run() throws {
+        var queryM = try VectorFiles.readFloats(queries)
+        let truthM = try VectorFiles.readInts(truth)
+        if let limit = limitQueries { queryM = queryM.prefix(limit) }
+        let rows = (0..<queryM.rows).map { queryM.row($0) }
+        let rss0 = Self.residentBytes()
+        let t0 = now()
+        let index = try HNSWIndex.open(path: segment)
+        let openSeconds = now() - t0
+        let rss1 = Self.residentBytes()
+        for i in 0..<min(10, rows.count) { _ = try index.search(rows[i], k: k, ef: ef) }
+        var results: [[Neighbor]] = []
+        var latencies: [Double] = []
+        let s0 = now()
+        for q in rows {
+            let a = now()
+            results.append(try index.search(q, k: k, ef: ef))
+            latencies.append(now() - a)
+        }
+        let elapsed = now() - s0
+        latencies.sort()
+        var hits = 0
+        for i in 0..<rows.count {
+            let truthRow = Set(truthM.values[(i * truthM.dimension)..<(i * truthM.dimension + k)].map { UInt64($0) })
+            hits += results[i].filter { truthRow.contains($0.key) }.count
+        }
+        var line = JSONLine()
+        line.set("open_ms", openSeconds * 1000, digits: 3)
+        line.set("open_rss_mb", (rss1 - rss0) / 1e6, digits: 2)
+        line.set("reopened_recall", Double(hits) / Double(rows.count * k))
+        line.set("reopened_qps", Double(rows.count) / elapsed, digits: 1)
+        line.set("reopened_p50_us", percentile(latencies, 50) * 1e6, digits: 1)
+        let size = ((try? FileManager.default.attributesOfItem(atPath: segment))?[.size] as? NSNumber)?.intValue ?? 0
+        line.set("file_bytes", size)
+        print(line.text)
+    }
+
+    /// Runs `bench-open` in a child process and returns its JSON fields.
+    static func measureInChild(segment: String, queries: String, truth: String, k: Int, ef: Int, limit: Int) throws
+        -> [String: Any]
+    {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        process.arguments = ["bench-open", "--segment", segment, "--queries", queries, "--truth", truth,
+                             "--k", String(k), "--ef", String(ef), "--limit-queries", String(limit)]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0,
+              let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw CLIError("bench-open failed (exit \(process.terminationStatus))")
+        }
+        return object
     }
 }
 
