@@ -153,12 +153,8 @@ public enum VectorFiles {
 
     /// The whole contents of the file at `path`.
     public static func readFile(_ path: String) throws(LodestoneError) -> [UInt8] {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
+        let (fd, size) = try POSIXFile.openForReading(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw .io(path: path, operation: "fstat", errno: errno) }
-        let size = Int(st.st_size)
         var bytes = [UInt8](repeating: 0, count: size)
         var done = 0
         var failure: Int32 = 0
@@ -183,20 +179,9 @@ public enum VectorFiles {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
-        var done = 0
-        var failure: Int32 = 0
-        bytes.withUnsafeBytes { buf in
-            while done < bytes.count {
-                let w = write(fd, buf.baseAddress! + done, bytes.count - done)
-                if w < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    return
-                }
-                done += w
-            }
+        try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
+            try POSIXFile.writeAll(fd, b, at: 0, path: path)
         }
-        if failure != 0 { throw .io(path: path, operation: "write", errno: failure) }
     }
 }
 

@@ -120,7 +120,7 @@ enum SegmentWriter {
                 if s.codec == .lz4 { stored = [c] }
                 for p in stored where p.count > 0 {
                     crc = lodestone_crc32c(crc, p.baseAddress, p.count)
-                    try writeAll(fd, p, at: offset + length, path: temporary)
+                    try POSIXFile.writeAll(fd, p, at: offset + length, path: temporary)
                     length += p.count
                 }
             }
@@ -137,7 +137,7 @@ enum SegmentWriter {
         }
         let dirBytes = directory.bytes
         try withBytes(dirBytes) { (d: UnsafeRawBufferPointer) throws(LodestoneError) in
-            try writeAll(fd, d, at: offset, path: temporary)
+            try POSIXFile.writeAll(fd, d, at: offset, path: temporary)
         }
         var header = ByteWriter()
         header.raw(SegmentFormat.magic)
@@ -162,7 +162,7 @@ enum SegmentWriter {
         headerBytes += crcBytes.bytes
         headerBytes += [UInt8](repeating: 0, count: SegmentFormat.page - headerBytes.count)
         try withBytes(headerBytes) { (h: UnsafeRawBufferPointer) throws(LodestoneError) in
-            try writeAll(fd, h, at: 0, path: temporary)
+            try POSIXFile.writeAll(fd, h, at: 0, path: temporary)
         }
         guard fsync(fd) == 0 else { throw .io(path: temporary, operation: "fsync", errno: errno) }
         guard close(fd) == 0 else {
@@ -177,18 +177,6 @@ enum SegmentWriter {
             throw .io(path: path, operation: "rename", errno: e)
         }
         try syncDirectory(of: path)
-    }
-
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(LodestoneError) {
-        var done = 0
-        while done < bytes.count {
-            let w = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if w < 0 {
-                if errno == EINTR { continue }
-                throw .io(path: path, operation: "write", errno: errno)
-            }
-            done += w
-        }
     }
 
     /// Makes a rename in `path`'s directory durable.
@@ -221,12 +209,8 @@ final class MappedSegment: @unchecked Sendable {
 
     init(path: String) throws(LodestoneError) {
         self.path = path
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
+        let (fd, size) = try POSIXFile.openForReading(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw .io(path: path, operation: "fstat", errno: errno) }
-        let size = Int(st.st_size)
         self.size = size
         func corrupt(_ section: String, _ reason: String) -> LodestoneError {
             .corruptSegment(path: path, section: section, reason: reason)
