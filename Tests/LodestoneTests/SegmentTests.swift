@@ -80,12 +80,30 @@ struct SegmentTests {
         try! VectorFiles.writeFile(path, bytes)
         do {
             let index = try HNSWIndex.open(path: path)
+            try index.verify()
             _ = try index.search([Float](repeating: 0.5, count: 8), k: 5)
             return nil
         } catch let e as LodestoneError {
             return e
         } catch {
             return nil
+        }
+    }
+
+    @Test("a damaged vector chunk makes the first search that touches it throw, without verify()")
+    func lazyDetection() throws {
+        let s = try Self.smallSegment()
+        let vectors = try #require(s.entries.first { $0.name == "vectors" })
+        var damaged = s.bytes
+        damaged[vectors.offset + 3] ^= 0x10
+        let path = Self.temporaryPath("lazy.lodestone")
+        try VectorFiles.writeFile(path, damaged)
+        let index = try HNSWIndex.open(path: path)  // opening reads no vector chunk
+        #expect {
+            _ = try index.search([Float](repeating: 0.5, count: 8), k: 5)
+        } throws: { error in
+            guard case let .corruptSegment(_, section, reason)? = error as? LodestoneError else { return false }
+            return section == "vectors" && reason.contains("checksum")
         }
     }
 

@@ -120,6 +120,11 @@ static inline uint64_t lodestone_load_u64_seq(const uint64_t *p) { return __atom
 static inline void lodestone_store_u64_seq(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
 static inline uint64_t lodestone_add_u64_seq(uint64_t *p, uint64_t v) { return __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST); }
 
+/// Installs `desired` at `*p` if it still holds `expected`; returns 1 if so.
+static inline int lodestone_cas_ptr(void **p, void *expected, void *desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
 /// Takes a one-byte spin lock (0 = free, 1 = held).
 static inline void lodestone_spin_lock(uint8_t *lock) {
     while (__atomic_exchange_n(lock, (uint8_t)1, __ATOMIC_ACQUIRE)) {

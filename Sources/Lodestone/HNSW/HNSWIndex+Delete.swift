@@ -49,6 +49,7 @@ extension HNSWIndex {
 
     @discardableResult
     func removeLocked(_ w: inout WriterState, key: UInt64) -> Bool {
+        ensureKeys(&w)
         guard let id = w.keys.remove(key: key, keyOf: self.key) else { return false }
         setState(id, .deleted)
         deadCount.add(1, ordering: .releasing)

@@ -27,6 +27,8 @@ extension HNSWIndex {
         let prepared = try FlatIndex.prepareRows(vectors, count: n, dimension: dimension, metric: metric, kernels: kernels)
         var seen = Set<UInt64>(minimumCapacity: n)
         try writer.withLock { (w: inout WriterState) throws(LodestoneError) in
+            ensureKeys(&w)
+            if let failure = corruption() { throw failure }
             for key in newKeys where !seen.insert(key).inserted || w.keys.node(forKey: key, keyOf: self.key) != nil {
                 throw .duplicateKey(key)
             }

@@ -30,17 +30,19 @@ extension HNSWIndex {
                         let sections: [PendingSection] = [
                             PendingSection(kind: SectionKind.parameters, pieces: [params]),
                             PendingSection(kind: SectionKind.vectors, stride: vectors.stride, count: n,
-                                           pieces: vectors.byteRanges(records: n)),
-                            PendingSection(kind: SectionKind.keys, stride: 8, count: n, pieces: keyRecords.byteRanges(records: n)),
-                            PendingSection(kind: SectionKind.states, stride: 1, count: n, pieces: states.byteRanges(records: n)),
+                                           pieces: vectors.byteRanges(records: n), chunked: true),
+                            PendingSection(kind: SectionKind.keys, stride: 8, count: n,
+                                           pieces: keyRecords.byteRanges(records: n), chunked: true),
+                            PendingSection(kind: SectionKind.states, stride: 1, count: n,
+                                           pieces: states.byteRanges(records: n), chunked: true),
                             PendingSection(kind: SectionKind.hnswLinks0, stride: links0.stride, count: n,
-                                           pieces: links0.byteRanges(records: n)),
+                                           pieces: links0.byteRanges(records: n), chunked: true),
                             PendingSection(kind: SectionKind.hnswLevels, stride: 1, count: n,
-                                           pieces: levelRecords.byteRanges(records: n)),
+                                           pieces: levelRecords.byteRanges(records: n), chunked: true),
                             PendingSection(kind: SectionKind.hnswUpperStart, stride: 4, count: n,
-                                           pieces: upperStart.byteRanges(records: n)),
+                                           pieces: upperStart.byteRanges(records: n), chunked: true),
                             PendingSection(kind: SectionKind.hnswUpperLinks, stride: upperLinks.stride, count: w.upperBlocks,
-                                           pieces: upperLinks.byteRanges(records: w.upperBlocks)),
+                                           pieces: upperLinks.byteRanges(records: w.upperBlocks), chunked: true),
                             PendingSection(kind: SectionKind.free, codec: .lz4, stride: 4, count: freeCount, pieces: [free]),
                             PendingSection(kind: SectionKind.hnswTombstones, codec: .lz4, stride: 4, count: tombstoneCount,
                                            pieces: [tombs]),
@@ -53,11 +55,16 @@ extension HNSWIndex {
         }
     }
 
-    /// Opens an index persisted with ``persist(to:)``: the file is mapped,
-    /// validated (header, directory, every checksum, every link), and its
-    /// vectors and links are used in place; nothing is recomputed. The index
-    /// stays writable: changes live in memory (copy-on-write pages) until the
-    /// next ``persist(to:)``.
+    /// Opens an index persisted with ``persist(to:)``: the file is mapped
+    /// copy-on-write and its vectors and links are used in place; nothing is
+    /// recomputed, and opening reads only the header, the directory and the
+    /// small sections, so it costs about the same whatever the index's size.
+    /// Each 4,096-record chunk is verified (checksum, then bounds of every
+    /// link) the first time a search or write touches it; a chunk that fails
+    /// makes searches throw ``LodestoneError/corruptSegment(path:section:reason:)``
+    /// rather than answer from it. ``verify()`` checks everything at once.
+    /// The index stays writable: changes live in memory until the next
+    /// ``persist(to:)``.
     /// - Throws: ``LodestoneError/corruptSegment(path:section:reason:)`` naming
     ///   the part at fault, ``LodestoneError/unsupportedFormatVersion(path:found:supported:)``,
     ///   or ``LodestoneError/io(path:operation:errno:)``.
@@ -89,40 +96,96 @@ extension HNSWIndex {
             throw corrupt("parameters", "\(error)")
         }
         index.segment = segment
-        index.vectors.adopt(try segment.records(SectionKind.vectors, stride: index.vectors.stride, count: n), records: n)
-        index.keyRecords.adopt(try segment.records(SectionKind.keys, stride: 8, count: n), records: n)
-        index.states.adopt(try segment.records(SectionKind.states, stride: 1, count: n), records: n)
-        index.links0.adopt(try segment.records(SectionKind.hnswLinks0, stride: index.links0.stride, count: n), records: n)
-        index.levelRecords.adopt(try segment.records(SectionKind.hnswLevels, stride: 1, count: n), records: n)
-        index.upperStart.adopt(try segment.records(SectionKind.hnswUpperStart, stride: 4, count: n), records: n)
-        index.upperLinks.adopt(try segment.records(SectionKind.hnswUpperLinks, stride: index.upperLinks.stride,
-                                                   count: upperBlocks), records: upperBlocks)
+        let fail: (String) -> (String) -> Void = { section in
+            { [weak index] reason in index?.recordCorruption(.corruptSegment(path: path, section: section, reason: reason)) }
+        }
+        let nodes = UInt32(n), blocks = upperBlocks
+        // Each chunk is checked on first use: its checksum, then that every
+        // value a search follows stays in bounds.
+        let linksValid: (UnsafeRawPointer, UInt32, Int) -> String? = { [unowned index] p, first, count in
+            let ids = p.assumingMemoryBound(to: UInt32.self)
+            let perRecord = index.links0.stride / 4
+            for i in 0..<(count * perRecord) where ids[i] != HNSWIndex.noNode && ids[i] >= nodes {
+                return "node \(first + UInt32(i / perRecord)) links to \(ids[i]) ≥ \(nodes)"
+            }
+            return nil
+        }
+        let upperValid: (UnsafeRawPointer, UInt32, Int) -> String? = { [unowned index] p, first, count in
+            let ids = p.assumingMemoryBound(to: UInt32.self)
+            for i in 0..<(count * index.m) where ids[i] != HNSWIndex.noNode && ids[i] >= nodes {
+                return "block \(first + UInt32(i / index.m)) links to \(ids[i]) ≥ \(nodes)"
+            }
+            return nil
+        }
+        let levelsValid: (UnsafeRawPointer, UInt32, Int) -> String? = { p, first, count in
+            let levels = p.assumingMemoryBound(to: UInt8.self)
+            for i in 0..<count where levels[i] > 30 { return "node \(first + UInt32(i)) has level \(levels[i])" }
+            return nil
+        }
+        let statesValid: (UnsafeRawPointer, UInt32, Int) -> String? = { p, first, count in
+            let states = p.assumingMemoryBound(to: UInt8.self)
+            for i in 0..<count where states[i] > 2 { return "node \(first + UInt32(i)) has state \(states[i])" }
+            return nil
+        }
+        let upperStartValid: (UnsafeRawPointer, UInt32, Int) -> String? = { [unowned index] p, first, count in
+            let starts = p.assumingMemoryBound(to: UInt32.self)
+            for i in 0..<count {
+                let lvl = index.level(first + UInt32(i))
+                if lvl > 0 && Int(starts[i]) + lvl > blocks {
+                    return "node \(first + UInt32(i))'s blocks \(starts[i])..<\(Int(starts[i]) + lvl) exceed \(blocks)"
+                }
+            }
+            return nil
+        }
+        func adopt(_ arena: NodeArena, _ kind: UInt32, count: Int, _ valid: ((UnsafeRawPointer, UInt32, Int) -> String?)?)
+            throws(LodestoneError)
+        {
+            arena.adoptLazily(try segment.records(kind, stride: arena.stride, count: count), records: count,
+                              chunkChecksums: try segment.checksums(kind), validate: valid,
+                              onFailure: fail(SectionKind.name(kind)))
+        }
+        try adopt(index.vectors, SectionKind.vectors, count: n, nil)
+        try adopt(index.keyRecords, SectionKind.keys, count: n, nil)
+        try adopt(index.states, SectionKind.states, count: n, statesValid)
+        try adopt(index.links0, SectionKind.hnswLinks0, count: n, linksValid)
+        try adopt(index.levelRecords, SectionKind.hnswLevels, count: n, levelsValid)
+        try adopt(index.upperStart, SectionKind.hnswUpperStart, count: n, upperStartValid)
+        try adopt(index.upperLinks, SectionKind.hnswUpperLinks, count: upperBlocks, upperValid)
         let freeIDs = try idList(segment, SectionKind.free, nodes: n)
         let tombstones = try idList(segment, SectionKind.hnswTombstones, nodes: n)
-        try index.validateGraph(nodes: n, upperBlocks: upperBlocks, entry: entryWord, path: path)
-
-        // Rebuild what lives only in memory: the key table and counters.
-        try index.writer.withLock { (w: inout WriterState) throws(LodestoneError) in
+        if entryWord != 0 {
+            let e = UInt32(truncatingIfNeeded: entryWord), top = Int(entryWord >> 32) - 1
+            guard Int(e) < n, top == index.level(e) else {
+                // Reading the entry's level verifies its chunk: a damaged
+                // levels section is the better diagnosis.
+                throw index.corruption() ?? corrupt("parameters", "entry point \(e) at level \(top) is invalid")
+            }
+        } else if live > 0 {
+            throw corrupt("parameters", "no entry point but \(live) live nodes")
+        }
+        if let failure = index.corruption() { throw failure }
+        index.writer.withLock { w in
             w.upperBlocks = upperBlocks
             w.insertions = insertions
             w.tombstones = tombstones
             w.free = freeIDs.map { (node: $0, epoch: 0) }
-            var liveSeen = 0
-            for id in 0..<UInt32(n) where index.state(id) == .live {
-                let key = index.key(id)
-                guard w.keys.node(forKey: key, keyOf: index.key) == nil else {
-                    throw corrupt("keys", "key \(key) is stored twice")
-                }
-                w.keys.insert(key: key, node: id, keyOf: index.key)
-                liveSeen += 1
-            }
-            guard liveSeen == live else { throw corrupt("states", "\(liveSeen) live nodes, parameters say \(live)") }
+            w.keysBuilt = false  // built from the keys section on first use
         }
         index.entry.store(entryWord, ordering: .releasing)
         index.nodeCount.store(n, ordering: .releasing)
         index.liveCount.store(live, ordering: .releasing)
         index.deadCount.store(freeIDs.count + tombstones.count, ordering: .releasing)
         return index
+    }
+
+    /// Verifies everything an open leaves for later: every chunk of every
+    /// section (checksum and content) and every section's whole checksum.
+    /// - Throws: ``LodestoneError/corruptSegment(path:section:reason:)``.
+    public func verify() throws(LodestoneError) {
+        for arena in [vectors, keyRecords, states, links0, levelRecords, upperStart, upperLinks] { arena.verifyAll() }
+        if let failure = corruption() { throw failure }
+        try segment?.verifyAllSections()
+        try writer.withLock { (w: inout WriterState) throws(LodestoneError) in try ensureKeys(&w) }
     }
 
     private static func idList(_ segment: MappedSegment, _ kind: UInt32, nodes n: Int) throws(LodestoneError) -> [UInt32] {
@@ -139,46 +202,5 @@ extension HNSWIndex {
             ids.append(id)
         }
         return ids
-    }
-
-    /// Checks every structural invariant a search relies on, so that a file
-    /// whose checksums match but whose content is wrong (a writer bug, a
-    /// crafted file) is refused instead of read out of bounds.
-    private func validateGraph(nodes n: Int, upperBlocks: Int, entry entryWord: UInt64, path: String) throws(LodestoneError) {
-        func corrupt(_ section: String, _ reason: String) -> LodestoneError {
-            .corruptSegment(path: path, section: section, reason: reason)
-        }
-        for id in 0..<UInt32(n) {
-            guard let s = State(rawValue: lodestone_load_u8(states.record(id).assumingMemoryBound(to: UInt8.self))) else {
-                throw corrupt("states", "node \(id) has an unknown state")
-            }
-            if s == .unused { continue }
-            let lvl = level(id)
-            guard lvl <= 30 else { throw corrupt("hnsw.levels", "node \(id) has level \(lvl)") }
-            if lvl > 0 {
-                let first = Int(upperStart.record(id).load(as: UInt32.self))
-                guard first + lvl <= upperBlocks else {
-                    throw corrupt("hnsw.upper-start", "node \(id)'s blocks \(first)..<\(first + lvl) exceed \(upperBlocks)")
-                }
-            }
-            for layer in 0...lvl {
-                let slots = links(id, layer: layer)
-                for j in 0..<linkCapacity(layer: layer) {
-                    let nb = slots[j]
-                    guard nb == HNSWIndex.noNode || Int(nb) < n else {
-                        throw corrupt(layer == 0 ? "hnsw.links0" : "hnsw.upper-links", "node \(id) links to \(nb) ≥ \(n)")
-                    }
-                    if nb != HNSWIndex.noNode && layer > 0 && level(nb) < layer {
-                        throw corrupt("hnsw.upper-links", "node \(id) links on layer \(layer) to node \(nb) of level \(level(nb))")
-                    }
-                }
-            }
-        }
-        if entryWord != 0 {
-            let e = Int(UInt32(truncatingIfNeeded: entryWord)), top = Int(entryWord >> 32) - 1
-            guard e < n, top == level(UInt32(e)) else { throw corrupt("parameters", "entry point \(e) at level \(top) is invalid") }
-        } else if liveCount.load(ordering: .relaxed) > 0 {
-            throw corrupt("parameters", "no entry point but live nodes")
-        }
     }
 }

@@ -33,11 +33,13 @@ extension HNSWIndex {
     ///   validation errors (dimension, non-finite, zero under cosine).
     public func search(_ query: [Float], k: Int, ef: Int? = nil) throws(LodestoneError) -> [Neighbor] {
         let (q, efs) = try prepareSearch(query, k: k, ef: ef)
-        return q.withUnsafeBufferPointer { qp in
+        let result = q.withUnsafeBufferPointer { qp in
             scratchPool.withScratch { scratch in
                 searchPrepared(qp.baseAddress!, k: k, ef: efs, scratch: scratch)
             }
         }
+        if let failure = corruption() { throw failure }
+        return result
     }
 
     /// Like ``search(_:k:ef:)``, returning only vectors whose key passes
@@ -48,7 +50,7 @@ extension HNSWIndex {
         throws(LodestoneError) -> [Neighbor]
     {
         let (q, efs) = try prepareSearch(query, k: k, ef: ef)
-        return withoutActuallyEscaping(predicate) { predicate in
+        let result = withoutActuallyEscaping(predicate) { predicate in
             q.withUnsafeBufferPointer { qp in
                 scratchPool.withScratch { scratch in
                     searchFiltered(qp.baseAddress!, k: k, ef: efs, scratch: scratch,
@@ -56,6 +58,8 @@ extension HNSWIndex {
                 }
             }
         }
+        if let failure = corruption() { throw failure }
+        return result
     }
 
     /// ``search(_:k:ef:)`` for many queries (row-major), on `threads` threads.
@@ -90,6 +94,7 @@ extension HNSWIndex {
                 }
             }
         }
+        if let failure = corruption() { throw failure }
         return Array(out)
     }
 
@@ -98,6 +103,7 @@ extension HNSWIndex {
         let e = ef ?? parameters.efSearch
         guard e >= 1 else { throw .invalidArgument(name: "ef", reason: "must be at least 1, got \(e)") }
         guard count > 0 else { throw .emptyIndex }
+        if let failure = corruption() { throw failure }
         let q = try VectorPreparation.prepared(query, dimension: dimension, metric: metric, kernels: kernels).vector
         return (q, max(e, k))
     }

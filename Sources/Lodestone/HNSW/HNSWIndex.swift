@@ -81,6 +81,37 @@ public final class HNSWIndex: @unchecked Sendable {
         var free: [(node: UInt32, epoch: UInt64)] = []
         /// Runs of upper-layer link blocks given back by freed nodes, by length.
         var freeUpperRuns: [Int: [UInt32]] = [:]
+        /// False after opening a segment until the key table is built from
+        /// its keys section (on the first operation that needs it).
+        var keysBuilt = true
+    }
+
+    /// Set once a mapped chunk fails verification; searches then throw.
+    let corrupted = Atomic<Bool>(false)
+    private let corruptionError = Mutex<LodestoneError?>(nil)
+
+    func recordCorruption(_ error: LodestoneError) {
+        corruptionError.withLock { if $0 == nil { $0 = error } }
+        corrupted.store(true, ordering: .releasing)
+    }
+
+    /// The first verification failure seen, if any.
+    func corruption() -> LodestoneError? {
+        corrupted.load(ordering: .acquiring) ? corruptionError.withLock { $0 } : nil
+    }
+
+    /// Builds the key table from the key records of live nodes, after an open.
+    func ensureKeys(_ w: inout WriterState) {
+        guard !w.keysBuilt else { return }
+        w.keysBuilt = true
+        for id in 0..<UInt32(nodeCount.load(ordering: .acquiring)) where state(id) == .live {
+            let k = key(id)
+            if w.keys.node(forKey: k, keyOf: self.key) != nil {
+                recordCorruption(.corruptSegment(path: segment?.path ?? "", section: "keys", reason: "key \(k) is stored twice"))
+                continue
+            }
+            w.keys.insert(key: k, node: id, keyOf: self.key)
+        }
     }
     let writer = Mutex(WriterState())
 
@@ -182,12 +213,16 @@ public final class HNSWIndex: @unchecked Sendable {
         // Copied under the writer lock: once the lock is released the node
         // could be removed and its slot reused.
         writer.withLock { w in
-            w.keys.node(forKey: key) { self.key($0) }.map { Array(UnsafeBufferPointer(start: vector($0), count: dimension)) }
+            ensureKeys(&w)
+            return w.keys.node(forKey: key) { self.key($0) }.map { Array(UnsafeBufferPointer(start: vector($0), count: dimension)) }
         }
     }
 
     func node(forKey key: UInt64) -> UInt32? {
-        writer.withLock { w in w.keys.node(forKey: key) { self.key($0) } }
+        writer.withLock { w in
+            ensureKeys(&w)
+            return w.keys.node(forKey: key) { self.key($0) }
+        }
     }
 
     /// The level of a new node: ⌊−ln(U)·mL⌋ with U drawn from the seed and

@@ -1,4 +1,5 @@
 import CLodestoneKernels
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -9,16 +10,23 @@ import Darwin
 #endif
 
 /// Fixed-size records addressed by a node id, stored in chunks that never
-/// move once allocated.
+/// move once published.
 ///
 /// Readers may address records while a writer appends: growing allocates a
 /// new chunk and publishes its pointer (release), readers load chunk pointers
 /// with acquire, and no record is ever relocated. Chunk pointers live in a
 /// table sized for `maxChunks`; the table is `calloc`ed, so its untouched
 /// pages cost no resident memory.
+///
+/// An arena can also adopt records from a mapped segment *lazily*: each
+/// chunk's pointer stays empty until the first access, which verifies the
+/// chunk's checksum and content, then publishes it (whole chunks in place,
+/// the last partial one copied). Opening therefore touches nothing; a chunk
+/// that fails verification is replaced by fill bytes and reported through
+/// `onFailure`, so a search can refuse to return results from it.
 final class NodeArena: @unchecked Sendable {
-    // @unchecked: chunk pointers are published and read with atomics; the
-    // records themselves are synchronised by the graph's own protocol.
+    // @unchecked: chunk pointers and ownership marks are published and read
+    // with atomics; the records follow the graph's own protocol.
 
     static let chunkShift = 12
     static let chunkSize = 1 << chunkShift
@@ -31,11 +39,23 @@ final class NodeArena: @unchecked Sendable {
     /// The byte every new record starts filled with.
     let fill: UInt8
     private let table: UnsafeMutablePointer<UnsafeMutableRawPointer?>
-    /// Chunks allocated so far (changed only by the writer).
+    /// 1 where the chunk's memory was allocated here (set before publishing).
+    private let ownedMarks: UnsafeMutablePointer<UInt8>
+    /// Chunks allocated or adopted so far (changed only by the writer).
     private(set) var chunkCount = 0
-    /// Whether each chunk was allocated here (else it lives in a mapping
-    /// owned by someone else, who outlives this arena).
-    private var owned: [Bool] = []
+
+    /// A chunk adopted from a mapping and not yet verified.
+    struct PendingChunk {
+        let source: UnsafeMutableRawPointer
+        let records: Int
+        let crc: UInt32
+    }
+    private var pending: [PendingChunk] = []
+    /// Checks a verified chunk's records (first id, count); returns a reason
+    /// when they are not acceptable.
+    private var validate: ((UnsafeRawPointer, UInt32, Int) -> String?)?
+    private var onFailure: ((String) -> Void)?
+    private let fillChunk = Mutex<UnsafeMutableRawPointer?>(nil)
 
     init(stride: Int, fill: UInt8 = 0) {
         precondition(stride > 0)
@@ -43,18 +63,23 @@ final class NodeArena: @unchecked Sendable {
         self.fill = fill
         let raw = calloc(NodeArena.maxChunks, MemoryLayout<UnsafeMutableRawPointer?>.stride)!
         table = raw.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: NodeArena.maxChunks)
+        ownedMarks = calloc(NodeArena.maxChunks, 1)!.bindMemory(to: UInt8.self, capacity: NodeArena.maxChunks)
     }
 
     deinit {
-        for c in 0..<chunkCount where owned[c] { free(table[c]) }
+        for c in 0..<chunkCount where ownedMarks[c] == 1 { free(table[c]) }
+        fillChunk.withLock { if let p = $0 { free(p) } }
         free(table)
+        free(ownedMarks)
     }
 
     /// Records that fit without allocating.
     var capacity: Int { chunkCount << NodeArena.chunkShift }
 
     /// Bytes allocated here for records (mapped chunks not included).
-    var allocatedBytes: Int { owned.filter { $0 }.count * NodeArena.chunkSize * stride }
+    var allocatedBytes: Int {
+        (0..<chunkCount).reduce(0) { $0 + Int(lodestone_load_u8(ownedMarks + $1)) } * NodeArena.chunkSize * stride
+    }
 
     private static func allocateChunk(stride: Int, fill: UInt8) -> UnsafeMutableRawPointer {
         let bytes = NodeArena.chunkSize * stride
@@ -70,31 +95,99 @@ final class NodeArena: @unchecked Sendable {
         return p
     }
 
+    private func slot(_ c: Int) -> UnsafeMutablePointer<UnsafeMutableRawPointer?> { table + c }
+
     private func publish(_ chunk: UnsafeMutableRawPointer, owned isOwned: Bool) {
-        lodestone_store_ptr(UnsafeMutableRawPointer(table + chunkCount).assumingMemoryBound(to: UnsafeMutableRawPointer?.self), chunk)
-        owned.append(isOwned)
+        lodestone_store_u8(ownedMarks + chunkCount, isOwned ? 1 : 0)
+        lodestone_store_ptr(UnsafeMutableRawPointer(slot(chunkCount)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self), chunk)
         chunkCount += 1
     }
 
-    /// Uses `records` records laid out contiguously at `base` (a mapped
-    /// section) as ids `0..<records` of this empty arena: whole chunks in
-    /// place, the last partial chunk copied into memory of its own so that
-    /// later records can follow it.
-    func adopt(_ base: UnsafeMutableRawPointer, records: Int) {
+    /// Allocates chunks until ids `0..<n` have records. Writer only.
+    func reserve(_ n: Int) {
+        precondition(n <= NodeArena.maxChunks << NodeArena.chunkShift, "Lodestone: node arena is full")
+        while capacity < n { publish(NodeArena.allocateChunk(stride: stride, fill: fill), owned: true) }
+    }
+
+    /// Adopts `records` records laid out contiguously at `base` (a mapped
+    /// section) as ids `0..<records` of this empty arena, one checksum per
+    /// chunk; each chunk is verified (checksum, then `validate`) on first use.
+    func adoptLazily(_ base: UnsafeMutableRawPointer, records: Int, chunkChecksums: [UInt32],
+                     validate: ((UnsafeRawPointer, UInt32, Int) -> String?)?, onFailure: @escaping (String) -> Void) {
         precondition(chunkCount == 0)
-        var start = 0
+        self.validate = validate
+        self.onFailure = onFailure
+        var start = 0, c = 0
         while start < records {
             let n = min(NodeArena.chunkSize, records - start)
-            let source = base + start * stride
-            if n == NodeArena.chunkSize {
-                publish(source, owned: false)
-            } else {
-                let chunk = NodeArena.allocateChunk(stride: stride, fill: fill)
-                chunk.copyMemory(from: source, byteCount: n * stride)
-                publish(chunk, owned: true)
-            }
+            pending.append(PendingChunk(source: base + start * stride, records: n, crc: chunkChecksums[c]))
             start += n
+            c += 1
         }
+        chunkCount = pending.count
+    }
+
+    /// The record of `id`.
+    @inline(__always)
+    func record(_ id: UInt32) -> UnsafeMutableRawPointer {
+        let c = Int(id >> UInt32(NodeArena.chunkShift))
+        let chunk = lodestone_load_ptr(UnsafeRawPointer(slot(c)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self))
+        if let chunk { return chunk + Int(id & NodeArena.chunkMask) * stride }
+        return materialize(c) + Int(id & NodeArena.chunkMask) * stride
+    }
+
+    /// First access to chunk `c`: verify and publish an adopted chunk, or
+    /// report an id beyond the arena (a corrupt link) and hand out fill bytes.
+    @inline(never)
+    private func materialize(_ c: Int) -> UnsafeMutableRawPointer {
+        guard c < pending.count else {
+            onFailure?("record chunk \(c) is beyond the \(pending.count) chunks stored (a link points past the end)")
+            return fillBytes()
+        }
+        let p = pending[c]
+        let bytes = p.records * stride
+        var problem: String? = nil
+        if lodestone_crc32c(0, p.source, bytes) != p.crc {
+            problem = "checksum mismatch in records \(c << NodeArena.chunkShift)..<\((c << NodeArena.chunkShift) + p.records)"
+        } else if let validate, let reason = validate(p.source, UInt32(c << NodeArena.chunkShift), p.records) {
+            problem = reason
+        }
+        var chunk: UnsafeMutableRawPointer
+        var owned = false
+        if let problem {
+            onFailure?(problem)
+            chunk = NodeArena.allocateChunk(stride: stride, fill: fill)
+            owned = true
+        } else if p.records == NodeArena.chunkSize {
+            chunk = p.source
+        } else {
+            chunk = NodeArena.allocateChunk(stride: stride, fill: fill)
+            chunk.copyMemory(from: p.source, byteCount: bytes)
+            owned = true
+        }
+        if owned { lodestone_store_u8(ownedMarks + c, 1) }
+        let target = UnsafeMutableRawPointer(slot(c)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+        if lodestone_cas_ptr(UnsafeMutableRawPointer(target).assumingMemoryBound(to: UnsafeMutableRawPointer?.self), nil, chunk) == 1 {
+            return chunk
+        }
+        // Another thread published first: use its chunk.
+        if owned { free(chunk) }
+        return lodestone_load_ptr(UnsafeRawPointer(target).assumingMemoryBound(to: UnsafeMutableRawPointer?.self))!
+    }
+
+    /// A chunk of fill bytes handed out for ids that have no valid records.
+    private func fillBytes() -> UnsafeMutableRawPointer {
+        fillChunk.withLock { p in
+            if let p { return p }
+            let chunk = NodeArena.allocateChunk(stride: stride, fill: fill)
+            p = chunk
+            return chunk
+        }
+    }
+
+    /// Verifies every adopted chunk now (what a first access would do).
+    func verifyAll() {
+        for c in 0..<pending.count { _ = record(UInt32(c << NodeArena.chunkShift)) }
     }
 
     /// The bytes of records `0..<records`, one range per chunk, for writing.
@@ -107,19 +200,5 @@ final class NodeArena: @unchecked Sendable {
             start += n
         }
         return out
-    }
-
-    /// Allocates chunks until ids `0..<n` have records. Writer only.
-    func reserve(_ n: Int) {
-        precondition(n <= NodeArena.maxChunks << NodeArena.chunkShift, "Lodestone: node arena is full")
-        while capacity < n { publish(NodeArena.allocateChunk(stride: stride, fill: fill), owned: true) }
-    }
-
-    /// The record of `id`, which must be below ``capacity``.
-    @inline(__always)
-    func record(_ id: UInt32) -> UnsafeMutableRawPointer {
-        let chunk = lodestone_load_ptr(UnsafeRawPointer(table + Int(id >> UInt32(NodeArena.chunkShift)))
-            .assumingMemoryBound(to: UnsafeMutableRawPointer?.self))
-        return chunk.unsafelyUnwrapped + Int(id & NodeArena.chunkMask) * stride
     }
 }

@@ -22,6 +22,7 @@ enum SectionKind {
     static let keys: UInt32 = 3
     static let states: UInt32 = 4
     static let free: UInt32 = 5
+    static let chunkChecksums: UInt32 = 6
     static let hnswLinks0: UInt32 = 16
     static let hnswLevels: UInt32 = 17
     static let hnswUpperStart: UInt32 = 18
@@ -35,6 +36,7 @@ enum SectionKind {
         case keys: return "keys"
         case states: return "states"
         case free: return "free"
+        case chunkChecksums: return "chunk-checksums"
         case hnswLinks0: return "hnsw.links0"
         case hnswLevels: return "hnsw.levels"
         case hnswUpperStart: return "hnsw.upper-start"
@@ -67,6 +69,10 @@ struct PendingSection {
     var stride = 0
     var count = 0
     var pieces: [UnsafeRawBufferPointer]
+    /// Whether each piece is one chunk of records with a checksum of its own
+    /// (listed in the `chunk-checksums` section), so that a reader can verify
+    /// the section lazily, chunk by chunk.
+    var chunked = false
 }
 
 /// One directory entry of an opened segment.
@@ -104,6 +110,19 @@ enum SegmentWriter {
         }
         var offset = SegmentFormat.page
         var directory = ByteWriter()
+        var chunkList = ByteWriter()
+        var sections = sections
+        for s in sections where s.chunked {
+            chunkList.u32(s.kind)
+            chunkList.u32(UInt32(s.pieces.count))
+            for p in s.pieces { chunkList.u32(lodestone_crc32c(0, p.baseAddress, p.count)) }
+        }
+        let chunkBytes = chunkList.bytes
+        var chunkStorage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(chunkBytes.count, 1), alignment: 8)
+        defer { chunkStorage.deallocate() }
+        chunkStorage = UnsafeMutableRawBufferPointer(rebasing: chunkStorage[0..<chunkBytes.count])
+        chunkStorage.copyBytes(from: chunkBytes)
+        sections.append(PendingSection(kind: SectionKind.chunkChecksums, pieces: [UnsafeRawBufferPointer(chunkStorage)]))
         for s in sections {
             var stored = s.pieces
             var compressed: [UInt8] = []
@@ -206,8 +225,13 @@ final class MappedSegment: @unchecked Sendable {
     let createdNanoseconds: Int64
     let minorVersion: Int
     let entries: [SectionEntry]
+    /// Per-chunk checksums of the chunked sections, by kind.
+    let chunkChecksums: [UInt32: [UInt32]]
 
-    init(path: String) throws(LodestoneError) {
+    /// Opens and validates a segment. With `lazy` (the default) the chunked
+    /// sections' checksums are left to their readers, chunk by chunk (see
+    /// ``NodeArena``); everything else is verified here.
+    init(path: String, lazy: Bool = true) throws(LodestoneError) {
         self.path = path
         let (fd, size) = try POSIXFile.openForReading(path)
         defer { close(fd) }
@@ -287,13 +311,37 @@ final class MappedSegment: @unchecked Sendable {
                     throw corrupt(name, "\(records) records of \(stride) bytes do not make \(raw) bytes")
                 }
             }
-            guard lodestone_crc32c(0, mapped + Int(offset), Int(stored)) == crc else {
-                throw corrupt(name, "checksum mismatch")
-            }
             entries.append(SectionEntry(kind: kind, codec: codec, offset: Int(offset), storedLength: Int(stored),
                                         rawLength: Int(raw), crc: crc, stride: stride, count: Int(records)))
         }
+        // Verify the sections that are not checked chunk by chunk.
+        guard let listEntry = entries.first(where: { $0.kind == SectionKind.chunkChecksums }) else {
+            throw corrupt("chunk-checksums", "section missing")
+        }
+        let listBytes = Array(UnsafeRawBufferPointer(start: mapped + listEntry.offset, count: listEntry.storedLength))
+        guard lodestone_crc32c(0, mapped + listEntry.offset, listEntry.storedLength) == listEntry.crc else {
+            throw corrupt("chunk-checksums", "checksum mismatch")
+        }
+        var list = ByteReader(listBytes) { corrupt("chunk-checksums", "shorter than its lists") }
+        var chunkChecksums: [UInt32: [UInt32]] = [:]
+        while list.position < listBytes.count {
+            let kind = try list.u32()
+            let count = Int(try list.u32())
+            guard let e = entries.first(where: { $0.kind == kind }), e.stride > 0, e.codec == .raw,
+                  count == (e.count + 4095) / 4096 else {
+                throw corrupt("chunk-checksums", "list for \(SectionKind.name(kind)) does not match its section")
+            }
+            var crcs: [UInt32] = []
+            for _ in 0..<count { crcs.append(try list.u32()) }
+            chunkChecksums[kind] = crcs
+        }
+        for e in entries where e.kind != SectionKind.chunkChecksums && (!lazy || chunkChecksums[e.kind] == nil) {
+            guard lodestone_crc32c(0, mapped + e.offset, e.storedLength) == e.crc else {
+                throw corrupt(e.name, "checksum mismatch")
+            }
+        }
         self.entries = entries
+        self.chunkChecksums = chunkChecksums
         #if os(Linux)
         _ = madvise(mapped, size, 14 /* MADV_HUGEPAGE: no effect on file pages, harmless */)
         #endif
@@ -319,6 +367,21 @@ final class MappedSegment: @unchecked Sendable {
                                   reason: "expected \(count) raw records of \(stride) bytes, found \(e.count) of \(e.stride)")
         }
         return base + e.offset
+    }
+
+    /// The per-chunk checksums of a chunked section.
+    func checksums(_ kind: UInt32) throws(LodestoneError) -> [UInt32] {
+        guard let crcs = chunkChecksums[kind] else {
+            throw .corruptSegment(path: path, section: SectionKind.name(kind), reason: "no chunk checksums listed")
+        }
+        return crcs
+    }
+
+    /// Verifies every section's whole checksum (what `lodestone verify` does).
+    func verifyAllSections() throws(LodestoneError) {
+        for e in entries where lodestone_crc32c(0, base + e.offset, e.storedLength) != e.crc {
+            throw .corruptSegment(path: path, section: e.name, reason: "checksum mismatch")
+        }
     }
 
     /// A section's decoded bytes (decompressed when LZ4).
