@@ -7,7 +7,8 @@ struct LodestoneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lodestone",
         abstract: "Lodestone: an embedded nearest-neighbour vector index engine.",
-        subcommands: [DemoCommand.self, BenchCommand.self, KernelBenchCommand.self, OpenBenchCommand.self, InfoCommand.self]
+        subcommands: [DemoCommand.self, BenchCommand.self, KernelBenchCommand.self, OpenBenchCommand.self,
+                      InspectCommand.self, VerifyCommand.self, InfoCommand.self]
     )
 }
 

@@ -107,6 +107,22 @@ struct SegmentTests {
         }
     }
 
+    @Test("SegmentInfo lists the header and every section")
+    func inspect() throws {
+        let s = try Self.smallSegment()
+        let info = try SegmentInfo(path: s.path)
+        #expect(info.formatVersion == "1.0" && info.indexKind == "hnsw" && info.embeddingModel == "test-model")
+        #expect(info.fileBytes == s.bytes.count)
+        let names = Set(info.sections.map(\.name))
+        #expect(names.isSuperset(of: ["parameters", "vectors", "keys", "states", "hnsw.links0", "hnsw.levels",
+                                      "hnsw.upper-start", "hnsw.upper-links", "free", "hnsw.tombstones",
+                                      "chunk-checksums"]))
+        let vectors = try #require(info.sections.first { $0.name == "vectors" })
+        #expect(vectors.records == 300 && vectors.stride == 64 && vectors.codec == "raw")
+        let tombstones = try #require(info.sections.first { $0.name == "hnsw.tombstones" })
+        #expect(tombstones.codec == "lz4" && tombstones.rawBytes == tombstones.records * 4)
+    }
+
     @Test("the embedding model is recorded in the header")
     func model() throws {
         let s = try Self.smallSegment()
