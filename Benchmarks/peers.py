@@ -19,7 +19,7 @@ thread); with --batch all queries go in one call on --threads threads (best of
 
 Needs `pip install faiss-cpu hnswlib usearch numpy`.
 """
-import argparse, json, sys, time
+import argparse, json, os, sys, time
 import numpy as np
 
 
@@ -93,6 +93,47 @@ def flat(args):
     print(json.dumps(out))
 
 
+OPEN_CHILD = r"""
+import os, sys, time
+engine, path, dim, metric = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+if engine == "hnswlib":
+    import hnswlib
+    index = hnswlib.Index(space={"cosine": "ip", "dotproduct": "ip", "euclidean": "l2"}[metric], dim=dim)
+    r0 = rss(); t0 = time.perf_counter()
+    index.load_index(path)
+elif engine == "faiss":
+    import faiss
+    r0 = rss(); t0 = time.perf_counter()
+    index = faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC)
+else:
+    from usearch.index import Index
+    r0 = rss(); t0 = time.perf_counter()
+    index = Index.restore(path, view=True)
+t1 = time.perf_counter()
+print((t1 - t0) * 1000, (rss() - r0) / 1e6)
+"""
+
+
+def measure_open(engine, index, d, metric, directory):
+    """Saves a peer's index and opens it in a fresh Python process: (ms, MB of resident memory added)."""
+    import subprocess
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"peer-{engine}.index")
+    if engine == "hnswlib":
+        index.save_index(path)
+    elif engine == "faiss":
+        import faiss
+        faiss.write_index(index, path)
+    else:
+        index.save(path)
+    out = subprocess.run([sys.executable, "-c", OPEN_CHILD, engine, path, str(d), metric],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
 def hnsw(args):
     """hnswlib, faiss IndexHNSWFlat and usearch with the same M / efConstruction."""
     import os
@@ -159,6 +200,7 @@ def hnsw(args):
         build_s = time.perf_counter() - t0
         mem = rss() - r0
         size = disk_bytes()
+        opened = measure_open(engine, index, d, args.metric, args.persist) if args.persist else None
         for ef in efs:
             set_ef(ef)
             for i in range(min(10, nq)):
@@ -181,6 +223,7 @@ def hnsw(args):
                 "threads": args.threads, "batch": False, "ef": ef, "m": args.m,
                 "ef_construction": args.ef_construction, "memory_bytes": mem, "file_bytes": size,
                 "bytes_per_vector": round(size / n, 1), "version": version,
+                **({"open_ms": round(opened[0], 3), "open_rss_mb": round(opened[1], 2)} if opened else {}),
             }), flush=True)
         del index
 
@@ -209,6 +252,8 @@ def main():
     h.add_argument("--threads", type=int, default=2, help="build threads; queries run on one thread")
     h.add_argument("--engines", default="hnswlib,faiss,usearch")
     h.add_argument("--limit-queries", type=int)
+    h.add_argument("--persist", help="also save each index here and time opening it in a fresh process "
+                   "(hnswlib load_index, faiss IO_FLAG_MMAP_IFC, usearch view)")
     h.add_argument("--json", action="store_true")
     args = p.parse_args()
     if args.mode == "flat":
