@@ -8,7 +8,7 @@ struct LodestoneCommand: ParsableCommand {
         commandName: "lodestone",
         abstract: "Lodestone: an embedded nearest-neighbour vector index engine.",
         subcommands: [DemoCommand.self, BenchCommand.self, KernelBenchCommand.self, OpenBenchCommand.self,
-                      InspectCommand.self, VerifyCommand.self, InfoCommand.self]
+                      InspectCommand.self, VerifyCommand.self, InfoCommand.self, CrashWorkloadCommand.self]
     )
 }
 

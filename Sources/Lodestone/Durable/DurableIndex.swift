@@ -1,0 +1,265 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An HNSW index kept in a directory and durable across crashes.
+///
+/// The directory holds a `MANIFEST` naming the current segment (the last
+/// persisted index, opened by `mmap`) and the write-ahead log of every
+/// upsert and removal since. A write is validated, appended to the log
+/// (`fdatasync`ed with the default ``Durability/synchronous``), then applied
+/// to the in-memory index that searches see at once; when the call returns
+/// it survives a crash. ``persist()`` writes a new segment, switches the
+/// manifest to it atomically and starts an empty log. Opening replays the
+/// log over the segment; a record torn by a crash is dropped, never
+/// half-applied.
+///
+/// Writers are serialised; searches go straight to ``index`` and never wait
+/// for them.
+public final class DurableIndex: @unchecked Sendable {
+    // @unchecked: mutable state lives in the Mutex; `index` is Sendable.
+
+    /// The directory.
+    public let directory: String
+    /// The index searches run on (it includes every acknowledged write).
+    public let index: HNSWIndex
+    /// Log records replayed when this instance opened.
+    public let replayedRecords: Int
+    /// Bytes of a torn last log record dropped when this instance opened.
+    public let droppedTailBytes: Int
+
+    private struct State {
+        var manifest: Manifest
+        var log: WriteAheadLog
+    }
+    private let state: Mutex<State>
+
+    private static let upsertOp: UInt8 = 1
+    private static let removeOp: UInt8 = 2
+
+    private init(directory: String, index: HNSWIndex, manifest: Manifest, log: WriteAheadLog, replayed: Int, dropped: Int) {
+        self.directory = directory
+        self.index = index
+        self.state = Mutex(State(manifest: manifest, log: log))
+        self.replayedRecords = replayed
+        self.droppedTailBytes = dropped
+    }
+
+    // MARK: Creating and opening
+
+    /// Creates an empty durable index in `directory` (made if missing; it
+    /// must not already hold an index).
+    public static func create(directory: String, dimension: Int, metric: Metric,
+                              parameters: HNSWParameters = HNSWParameters(), embeddingModel: String = "",
+                              durability: Durability = .synchronous) throws(LodestoneError) -> DurableIndex {
+        let index = try HNSWIndex(dimension: dimension, metric: metric, parameters: parameters, embeddingModel: embeddingModel)
+        try makeDirectory(directory)
+        guard access(directory + "/" + Manifest.fileName, F_OK) != 0 else {
+            throw .invalidArgument(name: "directory", reason: "\(directory) already holds an index (it has a MANIFEST)")
+        }
+        let manifest = Manifest(generation: 1, segment: "", log: "wal-1.log",
+                                settings: encodeSettings(index))
+        let log = try WriteAheadLog(path: directory + "/" + manifest.log, validLength: 0, durability: durability)
+        try log.sync()
+        try manifest.write(to: directory)
+        return DurableIndex(directory: directory, index: index, manifest: manifest, log: log, replayed: 0, dropped: 0)
+    }
+
+    /// Opens the durable index in `directory`: maps its segment, replays its
+    /// log, drops a torn last record, and removes files a crash left behind.
+    public static func open(directory: String, durability: Durability = .synchronous) throws(LodestoneError) -> DurableIndex {
+        let manifest = try Manifest.read(from: directory)
+        let settings = try decodeSettings(manifest.settings, path: directory + "/" + Manifest.fileName)
+        let index: HNSWIndex
+        if manifest.segment.isEmpty {
+            index = try HNSWIndex(dimension: settings.dimension, metric: settings.metric, parameters: settings.parameters,
+                                  embeddingModel: settings.model)
+        } else {
+            index = try HNSWIndex.open(path: directory + "/" + manifest.segment)
+            guard index.dimension == settings.dimension && index.metric == settings.metric else {
+                throw .corruptSegment(path: directory + "/" + manifest.segment, section: "parameters",
+                                      reason: "does not match the manifest's dimension and metric")
+            }
+        }
+        let logPath = directory + "/" + manifest.log
+        let (records, validLength) = try WriteAheadLog.read(path: logPath)
+        for (i, record) in records.enumerated() {
+            do throws(LodestoneError) {
+                try apply(record, to: index)
+            } catch {
+                throw .corruptSegment(path: logPath, section: "log record \(i)", reason: "cannot be applied: \(error)")
+            }
+        }
+        let size = (try? VectorFiles.readFile(logPath).count) ?? 0
+        let log = try WriteAheadLog(path: logPath, validLength: validLength, durability: durability)
+        removeLeftovers(in: directory, keeping: [manifest.segment, manifest.log, Manifest.fileName])
+        return DurableIndex(directory: directory, index: index, manifest: manifest, log: log,
+                            replayed: records.count, dropped: size - validLength)
+    }
+
+    // MARK: Writing
+
+    /// Adds or replaces vectors (row-major) under `keys`. Validated first as
+    /// a whole (nothing is logged or applied on error), then logged, then
+    /// applied.
+    public func upsert(_ vectors: [Float], keys: [UInt64], threads: Int = 1) throws(LodestoneError) {
+        let d = index.dimension
+        guard vectors.count == keys.count * d else {
+            throw .dimensionMismatch(expected: d, actual: keys.isEmpty ? vectors.count : vectors.count / keys.count)
+        }
+        var seen = Set<UInt64>()
+        for key in keys where !seen.insert(key).inserted { throw .duplicateKey(key) }
+        _ = try FlatIndex.prepareRows(vectors, count: keys.count, dimension: d, metric: index.metric, kernels: index.kernels)
+        var w = ByteWriter()
+        w.raw([DurableIndex.upsertOp])
+        w.u32(UInt32(keys.count))
+        w.u32(UInt32(d))
+        for (i, key) in keys.enumerated() {
+            w.u64(key)
+            for j in 0..<d { w.u32(vectors[i * d + j].bitPattern) }
+        }
+        let record = w.bytes
+        try state.withLock { (s: inout State) throws(LodestoneError) in
+            try s.log.append(record)
+            try DurableIndex.applyUpsert(vectors, keys: keys, to: index, threads: threads)
+        }
+    }
+
+    /// Removes the vectors stored under `keys`; returns how many were there.
+    @discardableResult
+    public func remove(keys: [UInt64]) throws(LodestoneError) -> Int {
+        var w = ByteWriter()
+        w.raw([DurableIndex.removeOp])
+        w.u32(UInt32(keys.count))
+        for key in keys { w.u64(key) }
+        let record = w.bytes
+        return try state.withLock { (s: inout State) throws(LodestoneError) -> Int in
+            try s.log.append(record)
+            return keys.reduce(0) { $0 + (index.remove(key: $1) ? 1 : 0) }
+        }
+    }
+
+    /// Writes the index as a new segment, points the manifest at it and at a
+    /// new empty log, then deletes the old segment and log. A crash at any
+    /// point leaves either the old state or the new one.
+    public func persist() throws(LodestoneError) {
+        try state.withLock { (s: inout State) throws(LodestoneError) in
+            let generation = s.manifest.generation + 1
+            let segment = "segment-\(generation).lodestone", logName = "wal-\(generation).log"
+            try index.persist(to: directory + "/" + segment)
+            let log = try WriteAheadLog(path: directory + "/" + logName, validLength: 0, durability: s.log.durability)
+            try log.sync()
+            try SegmentWriter.syncDirectory(of: directory + "/" + logName)
+            let next = Manifest(generation: generation, segment: segment, log: logName, settings: s.manifest.settings)
+            try next.write(to: directory)
+            let old = s.manifest
+            s.manifest = next
+            s.log = log
+            // The old files are no longer referenced (an open mapping keeps
+            // the old segment's pages alive until the index lets go of them).
+            if !old.segment.isEmpty { unlink(directory + "/" + old.segment) }
+            unlink(directory + "/" + old.log)
+        }
+    }
+
+    /// The current manifest generation (1 for a new index, +1 per persist).
+    public var generation: UInt64 { state.withLock { $0.manifest.generation } }
+
+    // MARK: Log records
+
+    private static func apply(_ record: [UInt8], to index: HNSWIndex) throws(LodestoneError) {
+        var r = ByteReader(record) { .invalidArgument(name: "log record", reason: "truncated") }
+        let op = try r.raw(1)[0]
+        let count = Int(try r.u32())
+        switch op {
+        case upsertOp:
+            let d = Int(try r.u32())
+            guard d == index.dimension else { throw .dimensionMismatch(expected: index.dimension, actual: d) }
+            var keys: [UInt64] = [], vectors: [Float] = []
+            keys.reserveCapacity(count)
+            vectors.reserveCapacity(count * d)
+            for _ in 0..<count {
+                keys.append(try r.u64())
+                for _ in 0..<d { vectors.append(Float(bitPattern: try r.u32())) }
+            }
+            try applyUpsert(vectors, keys: keys, to: index, threads: 1)
+        case removeOp:
+            for _ in 0..<count { index.remove(key: try r.u64()) }
+        default:
+            throw .invalidArgument(name: "log record", reason: "unknown operation \(op)")
+        }
+    }
+
+    private static func applyUpsert(_ vectors: [Float], keys: [UInt64], to index: HNSWIndex, threads: Int)
+        throws(LodestoneError)
+    {
+        let d = index.dimension
+        var newVectors: [Float] = [], newKeys: [UInt64] = []
+        for (i, key) in keys.enumerated() {
+            let v = Array(vectors[(i * d)..<((i + 1) * d)])
+            if index.contains(key: key) {
+                try index.replace(v, key: key)
+            } else {
+                newKeys.append(key)
+                newVectors += v
+            }
+        }
+        if !newKeys.isEmpty { try index.add(contentsOf: newVectors, keys: newKeys, threads: threads) }
+    }
+
+    // MARK: Settings and files
+
+    private static func encodeSettings(_ index: HNSWIndex) -> [UInt8] {
+        var w = ByteWriter()
+        let p = index.parameters
+        for v in [UInt64(index.dimension), index.metric == .cosine ? 0 : index.metric == .euclidean ? 1 : 2,
+                  UInt64(p.m), UInt64(p.efConstruction), UInt64(p.efSearch), p.seed] { w.u64(v) }
+        let model = Array(index.embeddingModel.utf8)
+        w.u32(UInt32(model.count))
+        w.raw(model)
+        return w.bytes
+    }
+
+    private static func decodeSettings(_ bytes: [UInt8], path: String) throws(LodestoneError)
+        -> (dimension: Int, metric: Metric, parameters: HNSWParameters, model: String)
+    {
+        var r = ByteReader(bytes) { .corruptSegment(path: path, section: "manifest", reason: "settings truncated") }
+        let d = Int(try r.u64()), metricCode = try r.u64()
+        let m = Int(try r.u64()), efc = Int(try r.u64()), efs = Int(try r.u64()), seed = try r.u64()
+        let n = Int(try r.u32())
+        let model = String(decoding: try r.raw(n), as: UTF8.self)
+        guard metricCode <= 2 else { throw .corruptSegment(path: path, section: "manifest", reason: "unknown metric") }
+        return (d, metricCode == 0 ? .cosine : metricCode == 1 ? .euclidean : .dotProduct,
+                HNSWParameters(m: m, efConstruction: efc, efSearch: efs, seed: seed), model)
+    }
+
+    private static func makeDirectory(_ path: String) throws(LodestoneError) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, 0o755) != 0 && errno != EEXIST {
+                throw .io(path: current, operation: "mkdir", errno: errno)
+            }
+        }
+    }
+
+    /// Deletes segments, logs and temporary files the manifest does not name
+    /// (left by a crash between writing them and switching the manifest).
+    private static func removeLeftovers(in directory: String, keeping: Set<String>) {
+        guard let dir = opendir(directory) else { return }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            let ours = name.hasPrefix("segment-") || name.hasPrefix("wal-") || name.contains(".tmp")
+            if ours && !keeping.contains(name) { unlink(directory + "/" + name) }
+        }
+    }
+}

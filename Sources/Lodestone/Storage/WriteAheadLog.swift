@@ -1,0 +1,201 @@
+import CLodestoneKernels
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// When a write counts as durable.
+public enum Durability: String, Sendable, Codable {
+    /// `fsync` after every logged batch: a call that returned survives a
+    /// crash or power cut (the default).
+    case synchronous
+    /// No `fsync`: a returned call survives a process crash (the data is in
+    /// the kernel) but not a power cut; much faster for small batches.
+    case none
+}
+
+/// An append-only log of checksummed, length-prefixed records.
+///
+/// Record layout (little-endian): payload length (UInt32), CRC-32C of the
+/// payload (UInt32), payload. Replaying stops at the first record that is
+/// incomplete or fails its checksum *at the end of the file* (a torn write
+/// from a crash: dropped, never half-applied); a damaged record followed by
+/// more data is corruption and is reported, not skipped.
+final class WriteAheadLog: @unchecked Sendable {
+    // @unchecked: used only under its owner's lock.
+    let path: String
+    private let fd: Int32
+    private(set) var size: Int
+    let durability: Durability
+
+    static let recordHeader = 8
+    static let maxRecord = 1 << 30
+
+    /// Opens (creating if needed) the log at `path` for appending, after
+    /// cutting off a torn tail at `validLength`.
+    init(path: String, validLength: Int? = nil, durability: Durability) throws(LodestoneError) {
+        self.path = path
+        self.durability = durability
+        let fd = open(path, O_RDWR | O_CREAT, 0o644)
+        guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            close(fd)
+            throw .io(path: path, operation: "fstat", errno: errno)
+        }
+        size = Int(st.st_size)
+        if let validLength, validLength < size {
+            guard ftruncate(fd, off_t(validLength)) == 0, fsync(fd) == 0 else {
+                close(fd)
+                throw .io(path: path, operation: "truncate torn tail", errno: errno)
+            }
+            size = validLength
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Appends one record; returns once it is as durable as `durability` says.
+    func append(_ payload: [UInt8]) throws(LodestoneError) {
+        var record = ByteWriter()
+        record.u32(UInt32(payload.count))
+        record.u32(payload.withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress, $0.count) })
+        record.raw(payload)
+        let bytes = record.bytes
+        try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
+            try POSIXFile.writeAll(fd, b, at: size, path: path)
+        }
+        size += bytes.count
+        if durability == .synchronous {
+            guard fdatasync(fd) == 0 else { throw .io(path: path, operation: "fdatasync", errno: errno) }
+        }
+    }
+
+    /// Forces everything appended so far to disk.
+    func sync() throws(LodestoneError) {
+        guard fsync(fd) == 0 else { throw .io(path: path, operation: "fsync", errno: errno) }
+    }
+
+    /// The complete records of the log at `path`, and the length of the
+    /// prefix they fill (where a torn tail, if any, begins).
+    static func read(path: String) throws(LodestoneError) -> (records: [[UInt8]], validLength: Int) {
+        let bytes: [UInt8]
+        do {
+            bytes = try VectorFiles.readFile(path)
+        } catch let LodestoneError.io(_, _, code) where code == ENOENT {
+            return ([], 0)
+        }
+        var records: [[UInt8]] = []
+        var at = 0
+        while at < bytes.count {
+            guard bytes.count - at >= recordHeader else { break }  // torn header
+            var r = ByteReader(Array(bytes[at..<(at + recordHeader)])) { .emptyIndex }
+            let length = Int(try r.u32()), crc = try r.u32()
+            let end = at + recordHeader + length
+            guard length <= maxRecord, end <= bytes.count else {
+                if length > maxRecord && end < bytes.count {
+                    throw .corruptSegment(path: path, section: "log record at offset \(at)", reason: "absurd length \(length)")
+                }
+                break  // torn: the record runs past the end of the file
+            }
+            let ok = bytes.withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress! + at + recordHeader, length) } == crc
+            guard ok else {
+                if end == bytes.count { break }  // the last record, torn in place
+                throw .corruptSegment(path: path, section: "log record at offset \(at)",
+                                      reason: "checksum mismatch with \(bytes.count - end) bytes of later records")
+            }
+            records.append(Array(bytes[(at + recordHeader)..<end]))
+            at = end
+        }
+        return (records, at)
+    }
+}
+
+/// The directory's table of contents: which segment and which log make up
+/// the index now, and the owner's settings (opaque bytes: storage does not
+/// interpret them) needed to create the index when there is no segment yet.
+/// Written atomically (temporary file, fsync, rename, fsync of the
+/// directory) as `MANIFEST`.
+struct Manifest: Equatable {
+    var generation: UInt64
+    var segment: String      // file name in the directory, "" when none yet
+    var log: String          // file name of the write-ahead log
+    var settings: [UInt8]
+
+    static let fileName = "MANIFEST"
+    static let magic: [UInt8] = Array("LODEMANI".utf8)
+    static let version: UInt32 = 1
+
+    func encode() -> [UInt8] {
+        var w = ByteWriter()
+        w.raw(Manifest.magic)
+        w.u32(Manifest.version)
+        w.u64(generation)
+        for b in [Array(segment.utf8), Array(log.utf8), settings] {
+            w.u32(UInt32(b.count))
+            w.raw(b)
+        }
+        var out = w.bytes
+        var c = ByteWriter()
+        c.u32(out.withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress, $0.count) })
+        out += c.bytes
+        return out
+    }
+
+    static func decode(_ bytes: [UInt8], path: String) throws(LodestoneError) -> Manifest {
+        func corrupt(_ reason: String) -> LodestoneError { .corruptSegment(path: path, section: "manifest", reason: reason) }
+        guard bytes.count >= 16 else { throw corrupt("only \(bytes.count) bytes (truncated)") }
+        let body = Array(bytes[0..<(bytes.count - 4)])
+        var tail = ByteReader(Array(bytes[(bytes.count - 4)...])) { corrupt("truncated") }
+        guard try tail.u32() == body.withUnsafeBytes({ lodestone_crc32c(0, $0.baseAddress, $0.count) }) else {
+            throw corrupt("checksum mismatch")
+        }
+        var r = ByteReader(body) { corrupt("shorter than its fields") }
+        guard try r.raw(8) == magic else { throw corrupt("no LODEMANI magic") }
+        let version = try r.u32()
+        guard version <= Manifest.version else {
+            throw .unsupportedFormatVersion(path: path, found: Int(version), supported: Int(Manifest.version))
+        }
+        let generation = try r.u64()
+        var fields: [[UInt8]] = []
+        for _ in 0..<3 {
+            let n = Int(try r.u32())
+            guard n <= 1 << 16 else { throw corrupt("absurd field length \(n)") }
+            fields.append(try r.raw(n))
+        }
+        let segment = String(decoding: fields[0], as: UTF8.self), log = String(decoding: fields[1], as: UTF8.self)
+        for name in [segment, log] where name.contains("/") { throw corrupt("file name \(name) contains a slash") }
+        return Manifest(generation: generation, segment: segment, log: log, settings: fields[2])
+    }
+
+    /// Writes the manifest into `directory` atomically.
+    func write(to directory: String) throws(LodestoneError) {
+        let path = directory + "/" + Manifest.fileName
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw .io(path: temporary, operation: "open", errno: errno) }
+        do throws(LodestoneError) {
+            try withBytes(encode()) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
+                try POSIXFile.writeAll(fd, b, at: 0, path: temporary)
+            }
+            guard fsync(fd) == 0 else { throw .io(path: temporary, operation: "fsync", errno: errno) }
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else { throw .io(path: path, operation: "rename", errno: errno) }
+        try SegmentWriter.syncDirectory(of: path)
+    }
+
+    static func read(from directory: String) throws(LodestoneError) -> Manifest {
+        let path = directory + "/" + fileName
+        return try decode(try VectorFiles.readFile(path), path: path)
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+import Testing
+@testable import Lodestone
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Durable index: log, manifest, recovery, crashes")
+struct DurableIndexTests {
+    static func temporaryDirectory() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("lodestone-durable-\(UUID().uuidString)").path
+    }
+
+    /// The state of an index as key → vector.
+    static func snapshot(_ index: HNSWIndex, keys: Range<UInt64>) -> [UInt64: [Float]] {
+        var out: [UInt64: [Float]] = [:]
+        for key in keys { if let v = index.vector(forKey: key) { out[key] = v } }
+        return out
+    }
+
+    @Test("writes survive reopening without persist (the log), and with it (the segment)")
+    func reopen() throws {
+        let dir = Self.temporaryDirectory()
+        let d = 16
+        let vectors = Fixtures.randomVectors(count: 300, dimension: d, seed: 1)
+        do {
+            let index = try DurableIndex.create(directory: dir, dimension: d, metric: .euclidean,
+                                                parameters: HNSWParameters(m: 8, efConstruction: 32), embeddingModel: "m1")
+            try index.upsert(Array(vectors[0..<(200 * d)]), keys: (0..<200).map { UInt64($0) }, threads: 2)
+            #expect(try index.remove(keys: [3, 4, 999]) == 2)
+            try index.upsert(Array(vectors[(200 * d)..<(201 * d)]), keys: [5])  // replace
+            #expect(throws: LodestoneError.dimensionMismatch(expected: d, actual: 3)) { try index.upsert([1, 2, 3], keys: [7]) }
+            #expect(throws: LodestoneError.duplicateKey(8)) { try index.upsert(Array(vectors[0..<(2 * d)]), keys: [8, 8]) }
+        }
+        let reopened = try DurableIndex.open(directory: dir)
+        #expect(reopened.replayedRecords == 3 && reopened.droppedTailBytes == 0)
+        #expect(reopened.index.count == 198 && !reopened.index.contains(key: 3))
+        #expect(reopened.index.vector(forKey: 5) == Array(vectors[(200 * d)..<(201 * d)]))
+        #expect(reopened.index.embeddingModel == "m1")
+        try reopened.persist()
+        try reopened.upsert(Array(vectors[(250 * d)..<(251 * d)]), keys: [1000])
+        let generation = reopened.generation
+        let again = try DurableIndex.open(directory: dir)
+        #expect(again.generation == generation && again.replayedRecords == 1)
+        #expect(again.index.count == 199 && again.index.contains(key: 1000))
+        #expect(try again.index.search(Array(vectors[(250 * d)..<(251 * d)]), k: 1).first?.key == 1000)
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        #expect(files == ["MANIFEST", "segment-2.lodestone", "wal-2.log"], "\(files)")
+    }
+
+    @Test("a torn last log record is dropped, never half-applied; damage before the end is an error")
+    func tornTail() throws {
+        let dir = Self.temporaryDirectory()
+        let d = 4
+        do {
+            let index = try DurableIndex.create(directory: dir, dimension: d, metric: .euclidean)
+            try index.upsert([1, 2, 3, 4], keys: [1])
+            try index.upsert([5, 6, 7, 8], keys: [2])
+        }
+        let log = dir + "/wal-1.log"
+        let full = try VectorFiles.readFile(log)
+        let recordLength = full.count / 2
+        for cut in [full.count - 1, full.count - 5, recordLength + 3, recordLength + 9] {
+            try VectorFiles.writeFile(log, Array(full[0..<cut]))
+            let index = try DurableIndex.open(directory: dir)
+            #expect(index.index.count == 1 && index.index.contains(key: 1) && !index.index.contains(key: 2))
+            #expect(index.droppedTailBytes == cut - recordLength, "cut \(cut)")
+            #expect(try VectorFiles.readFile(log).count == recordLength, "the torn tail is cut off")
+        }
+        // A flipped byte in the first record, with a good record after it.
+        var damaged = full
+        damaged[10] ^= 1
+        try VectorFiles.writeFile(log, damaged)
+        #expect {
+            _ = try DurableIndex.open(directory: dir)
+        } throws: { error in
+            guard case let .corruptSegment(path, section, _)? = error as? LodestoneError else { return false }
+            return path == log && section.hasPrefix("log record at offset 0")
+        }
+    }
+
+    @Test("a damaged or truncated manifest is a typed error; a second create is refused")
+    func manifest() throws {
+        let dir = Self.temporaryDirectory()
+        _ = try DurableIndex.create(directory: dir, dimension: 4, metric: .cosine)
+        #expect(throws: LodestoneError.self) { _ = try DurableIndex.create(directory: dir, dimension: 4, metric: .cosine) }
+        let path = dir + "/MANIFEST"
+        let bytes = try VectorFiles.readFile(path)
+        for variant in [Array(bytes.dropLast(3)), [UInt8](), { var b = bytes; b[12] ^= 4; return b }()] {
+            try VectorFiles.writeFile(path, variant)
+            #expect {
+                _ = try DurableIndex.open(directory: dir)
+            } throws: { error in
+                guard case let .corruptSegment(_, section, _)? = error as? LodestoneError else { return false }
+                return section == "manifest"
+            }
+        }
+    }
+
+    /// The lodestone executable built beside this test bundle.
+    static var executable: String {
+        let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let candidates = [products.appendingPathComponent("lodestone").path,
+                          Fixtures.repositoryRoot.appendingPathComponent(".build/debug/lodestone").path]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
+    }
+
+    /// The model's state after applying `ops` of run `seed` to `state`.
+    static func apply(_ state: [UInt64: [Float]], seed: Int, ops: Range<Int>) -> [UInt64: [Float]] {
+        var s = state
+        for i in ops {
+            let key = UInt64((seed * 7919 + i * 104_729) % 300)
+            if i % 10 == 9 { continue }
+            if i % 4 == 3 { s[key] = nil; continue }
+            s[key] = (0..<8).map { j in Float((seed * 13 + i * 31 + j * 17) % 97) / 10 + 0.1 }
+        }
+        return s
+    }
+
+    @Test("SIGKILL at random moments: every acknowledged write survives, nothing is half-applied")
+    func crashes() throws {
+        let exe = Self.executable
+        try #require(FileManager.default.isExecutableFile(atPath: exe), "build the lodestone executable first: \(exe)")
+        let dir = Self.temporaryDirectory()
+        var model: [UInt64: [Float]] = [:]
+        var rng = Fixtures.SeededGenerator(seed: 2026)
+        let kills = 60
+        var inFlightApplied = 0, totalAcked = 0
+        for run in 0..<kills {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: exe)
+            process.arguments = ["crash-workload", "--dir", dir, "--seed", String(run), "--ops", "100000"]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            usleep(UInt32.random(in: 30_000...250_000, using: &rng))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let acked = output.split(separator: "\n").filter { $0.hasPrefix("ack ") }.count
+            totalAcked += acked
+            let reopened = try DurableIndex.open(directory: dir)
+            let actual = Self.snapshot(reopened.index, keys: 0..<300)
+            let done = Self.apply(model, seed: run, ops: 0..<acked)
+            let withNext = Self.apply(done, seed: run, ops: acked..<(acked + 1))
+            if actual == done {
+                model = done
+            } else if actual == withNext {
+                model = withNext  // the op in flight reached the log before the kill
+                inFlightApplied += 1
+            } else {
+                let missing = done.keys.filter { actual[$0] != done[$0] }.sorted()
+                Issue.record("run \(run): after \(acked) acknowledged ops the index differs from the model at keys \(missing.prefix(10))")
+                return
+            }
+            #expect(reopened.index.count == model.count)
+        }
+        print("crash test: \(kills) kill points, \(totalAcked) acknowledged writes checked, \(inFlightApplied) in-flight ops found applied")
+    }
+}
