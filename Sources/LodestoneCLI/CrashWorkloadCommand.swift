@@ -32,8 +32,15 @@ struct CrashWorkloadCommand: ParsableCommand {
     @Option var dir: String
     @Option var seed: Int = 0
     @Option var ops: Int = 1000
+    @Option(help: "Make writes past this many bytes of any file fail (EFBIG), like a full disk.")
+    var fileSizeLimit: Int?
 
     func run() throws {
+        if let limit = fileSizeLimit {
+            signal(SIGXFSZ, SIG_IGN)
+            var rl = rlimit(rlim_cur: rlim_t(limit), rlim_max: rlim_t(limit))
+            setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &rl)
+        }
         let index: DurableIndex
         if FileManager.default.fileExists(atPath: dir + "/MANIFEST") {
             index = try DurableIndex.open(directory: dir)

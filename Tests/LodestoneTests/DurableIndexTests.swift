@@ -118,6 +118,44 @@ struct DurableIndexTests {
         return s
     }
 
+    @Test("a persist that fails (writes past a file size limit, like a full disk) leaves the previous state intact")
+    func failedPersist() throws {
+        let exe = Self.executable
+        try #require(FileManager.default.isExecutableFile(atPath: exe), "build the lodestone executable first: \(exe)")
+        let dir = Self.temporaryDirectory()
+        // A first run persists (op 9) and leaves a segment of a known size.
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: exe)
+        first.arguments = ["crash-workload", "--dir", dir, "--seed", "1", "--ops", "40"]
+        try first.run()
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0)
+        var model = Self.apply([:], seed: 1, ops: 0..<40)
+        let before = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        let segment = try #require(before.first { $0.hasPrefix("segment-") })
+        let segmentBytes = try VectorFiles.readFile(dir + "/" + segment).count
+        // The second run's persist at op 9 cannot write a whole segment.
+        let second = Process()
+        second.executableURL = URL(fileURLWithPath: exe)
+        second.arguments = ["crash-workload", "--dir", dir, "--seed", "2", "--ops", "40",
+                            "--file-size-limit", String(segmentBytes / 2)]
+        let pipe = Pipe()
+        second.standardOutput = pipe
+        second.standardError = Pipe()
+        try second.run()
+        second.waitUntilExit()
+        let acked = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .split(separator: "\n").filter { $0.hasPrefix("ack ") }.count
+        #expect(second.terminationStatus != 0, "the persist should have failed")
+        #expect(acked == 9, "ops 0-8 acknowledged, the persist at op 9 failed")
+        model = Self.apply(model, seed: 2, ops: 0..<acked)
+        let reopened = try DurableIndex.open(directory: dir)
+        #expect(Self.snapshot(reopened.index, keys: 0..<300) == model)
+        try reopened.index.verify()
+        let after = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        #expect(after == before, "no leftover of the failed persist: \(after)")
+    }
+
     @Test("SIGKILL at random moments: every acknowledged write survives, nothing is half-applied")
     func crashes() throws {
         let exe = Self.executable
