@@ -187,6 +187,38 @@ struct SegmentTests {
         #expect(section == "header" && reason.contains("magic"))
     }
 
+    @Test("a flat index persists and opens with identical single and batch results, and stays writable")
+    func flatRoundTrip() throws {
+        let data = Fixtures.realData
+        let original = try FlatIndexTests.build(data)
+        let path = Self.temporaryPath("flat.lodestone")
+        try original.persist(to: path, embeddingModel: "all-MiniLM-L6-v2")
+        var opened = try FlatIndex.open(path: path)
+        #expect(opened.count == original.count && opened.keys == original.keys)
+        #expect(try SegmentInfo(path: path).indexKind == "flat")
+        for qi in 0..<20 {
+            #expect(try opened.search(data.queries.row(qi), k: 10) == original.search(data.queries.row(qi), k: 10))
+        }
+        #expect(try opened.search(batch: data.queries.values, k: 10) == original.search(batch: data.queries.values, k: 10))
+        try opened.replace(data.base.row(0), key: 1)
+        opened.remove(key: 2)
+        try opened.add(data.base.row(3), key: 99_999)
+        #expect(opened.vector(forKey: 1) == original.vector(forKey: 0) && !opened.contains(key: 2))
+        let again = try FlatIndex.open(path: path)
+        #expect(again.vector(forKey: 1) == original.vector(forKey: 1) && again.contains(key: 2), "the file must not change")
+
+        var damaged = try VectorFiles.readFile(path)
+        let vectors = try #require(try SegmentInfo(path: path).sections.first { $0.name == "vectors" })
+        damaged[vectors.offset + 100] ^= 2
+        try VectorFiles.writeFile(path, damaged)
+        #expect {
+            _ = try FlatIndex.open(path: path)
+        } throws: { error in
+            guard case let .corruptSegment(_, section, _)? = error as? LodestoneError else { return false }
+            return section == "vectors"
+        }
+    }
+
     @Test("opening a missing file is an io error")
     func missing() {
         #expect(throws: LodestoneError.self) { _ = try HNSWIndex.open(path: "/nonexistent/dir/x.lodestone") }

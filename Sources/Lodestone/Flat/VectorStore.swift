@@ -42,7 +42,29 @@ final class VectorStore: @unchecked Sendable {
         reserve(capacity)
     }
 
-    deinit { free(base) }
+    /// False when `base` points into a mapped segment (kept alive by
+    /// `mapping`): the rows are then used in place, and the first growth
+    /// copies them into memory of our own.
+    private var ownsBase = true
+    private var mapping: AnyObject?
+
+    deinit { if ownsBase { free(base) } }
+
+    /// A store over `count` rows already laid out at `rows` (stride floats
+    /// apart) inside `mapping`, with their keys and squared norms.
+    init(dimension: Int, adopting rows: UnsafeMutablePointer<Float>, count: Int, keys: [UInt64], squaredNorms: [Float],
+         mapping: AnyObject) {
+        self.dimension = dimension
+        self.stride = (dimension + 15) & ~15
+        self.base = rows
+        self.count = count
+        self.capacity = count
+        self.keys = keys
+        self.squaredNorms = squaredNorms
+        self.maxNorm = squaredNorms.reduce(0) { max($0, $1.squareRoot().nextUp) }
+        self.ownsBase = false
+        self.mapping = mapping
+    }
 
     /// Large stores are aligned to 2 MiB and marked for transparent huge
     /// pages: a scan then walks ~1/500 as many TLB entries (measured a few
@@ -80,8 +102,10 @@ final class VectorStore: @unchecked Sendable {
         guard rows > capacity else { return }
         let newBase = VectorStore.allocate(rows: rows, stride: stride)
         newBase.update(from: base, count: count * stride)
-        free(base)
+        if ownsBase { free(base) }
         base = newBase
+        ownsBase = true
+        mapping = nil
         capacity = rows
         keys.reserveCapacity(rows)
         squaredNorms.reserveCapacity(rows)

@@ -42,7 +42,7 @@ struct ByteReader {
 
 /// `withUnsafeBytes` that keeps the body's typed error (the standard one
 /// rethrows as `any Error`).
-func withBytes<R>(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws(LodestoneError) -> R) throws(LodestoneError) -> R {
+func withBytes<T, R>(_ bytes: [T], _ body: (UnsafeRawBufferPointer) throws(LodestoneError) -> R) throws(LodestoneError) -> R {
     let result: Result<R, LodestoneError> = bytes.withUnsafeBytes { p in
         Result { () throws(LodestoneError) -> R in try body(p) }
     }

@@ -23,6 +23,7 @@ enum SectionKind {
     static let states: UInt32 = 4
     static let free: UInt32 = 5
     static let chunkChecksums: UInt32 = 6
+    static let norms: UInt32 = 7
     static let hnswLinks0: UInt32 = 16
     static let hnswLevels: UInt32 = 17
     static let hnswUpperStart: UInt32 = 18
@@ -37,6 +38,7 @@ enum SectionKind {
         case states: return "states"
         case free: return "free"
         case chunkChecksums: return "chunk-checksums"
+        case norms: return "norms"
         case hnswLinks0: return "hnsw.links0"
         case hnswLevels: return "hnsw.levels"
         case hnswUpperStart: return "hnsw.upper-start"

@@ -1,0 +1,60 @@
+extension FlatIndex {
+    static let segmentKind: UInt32 = 1
+
+    /// Writes the index to a segment file at `path`, atomically (see
+    /// `Storage/FORMAT.md`): its rows, keys and squared norms.
+    public func persist(to path: String, embeddingModel: String = "") throws(LodestoneError) {
+        var parameters = ByteWriter()
+        let metricCode: UInt64 = metric == .cosine ? 0 : metric == .euclidean ? 1 : 2
+        for v in [UInt64(dimension), metricCode, UInt64(count)] { parameters.u64(v) }
+        let n = count, rowBytes = store.stride * MemoryLayout<Float>.size
+        let store = store
+        try withBytes(parameters.bytes) { (params: UnsafeRawBufferPointer) throws(LodestoneError) in
+            try withBytes(store.keys) { (keys: UnsafeRawBufferPointer) throws(LodestoneError) in
+                try withBytes(store.squaredNorms) { (norms: UnsafeRawBufferPointer) throws(LodestoneError) in
+                    try SegmentWriter.write(path: path, indexKind: FlatIndex.segmentKind, embeddingModel: embeddingModel, sections: [
+                        PendingSection(kind: SectionKind.parameters, pieces: [params]),
+                        PendingSection(kind: SectionKind.vectors, stride: rowBytes, count: n,
+                                       pieces: [UnsafeRawBufferPointer(start: store.base, count: n * rowBytes)]),
+                        PendingSection(kind: SectionKind.keys, stride: 8, count: n, pieces: [keys]),
+                        PendingSection(kind: SectionKind.norms, stride: 4, count: n, pieces: [norms]),
+                    ])
+                }
+            }
+        }
+    }
+
+    /// Opens a flat index persisted with ``persist(to:embeddingModel:)``: the
+    /// file is mapped copy-on-write and every checksum verified (a flat
+    /// search reads every row anyway); rows are scanned in place, and the
+    /// index stays writable.
+    public static func open(path: String, kernels: DistanceKernels = .active) throws(LodestoneError) -> FlatIndex {
+        let segment = try MappedSegment(path: path, lazy: false)
+        func corrupt(_ section: String, _ reason: String) -> LodestoneError {
+            .corruptSegment(path: path, section: section, reason: reason)
+        }
+        guard segment.indexKind == segmentKind else { throw corrupt("header", "index kind \(segment.indexKind) is not a flat index (1)") }
+        var r = ByteReader(try segment.bytes(SectionKind.parameters)) { corrupt("parameters", "too short") }
+        let dimension = Int(try r.u64()), metricCode = try r.u64(), n = Int(try r.u64())
+        guard dimension > 0 && dimension <= 1 << 16, metricCode <= 2, n >= 0 && n < 1 << 40 else {
+            throw corrupt("parameters", "dimension \(dimension), metric \(metricCode), \(n) rows")
+        }
+        var index = try FlatIndex(dimension: dimension, metric: metricCode == 0 ? .cosine : metricCode == 1 ? .euclidean : .dotProduct,
+                                  kernels: kernels)
+        let rowBytes = index.store.stride * MemoryLayout<Float>.size
+        let rows = try segment.records(SectionKind.vectors, stride: rowBytes, count: n)
+        let keyBytes = try segment.bytes(SectionKind.keys), normBytes = try segment.bytes(SectionKind.norms)
+        guard keyBytes.count == n * 8, normBytes.count == n * 4 else { throw corrupt("keys", "lengths do not match \(n) rows") }
+        let keys = keyBytes.withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }.map { UInt64(littleEndian: $0) }
+        let norms = normBytes.withUnsafeBytes { Array($0.bindMemory(to: UInt32.self)) }.map { Float(bitPattern: UInt32(littleEndian: $0)) }
+        var slots: [UInt64: Int] = [:]
+        slots.reserveCapacity(n)
+        for (i, key) in keys.enumerated() {
+            guard slots.updateValue(i, forKey: key) == nil else { throw corrupt("keys", "key \(key) is stored twice") }
+        }
+        index.store = VectorStore(dimension: dimension, adopting: rows.assumingMemoryBound(to: Float.self), count: n,
+                                  keys: keys, squaredNorms: norms, mapping: segment)
+        index.slots = slots
+        return index
+    }
+}
