@@ -33,20 +33,25 @@ struct DurableIndexTests {
             #expect(throws: LodestoneError.dimensionMismatch(expected: d, actual: 3)) { try index.upsert([1, 2, 3], keys: [7]) }
             #expect(throws: LodestoneError.duplicateKey(8)) { try index.upsert(Array(vectors[0..<(2 * d)]), keys: [8, 8]) }
         }
-        let reopened = try DurableIndex.open(directory: dir)
-        #expect(reopened.replayedRecords == 3 && reopened.droppedTailBytes == 0)
-        #expect(reopened.index.count == 198 && !reopened.index.contains(key: 3))
-        #expect(reopened.index.vector(forKey: 5) == Array(vectors[(200 * d)..<(201 * d)]))
-        #expect(reopened.index.embeddingModel == "m1")
-        try reopened.persist()
-        try reopened.upsert(Array(vectors[(250 * d)..<(251 * d)]), keys: [1000])
-        let generation = reopened.generation
+        var generation: UInt64 = 0
+        do {
+            let reopened = try DurableIndex.open(directory: dir)
+            #expect(reopened.replayedRecords == 3 && reopened.droppedTailBytes == 0)
+            #expect(reopened.index.count == 198 && !reopened.index.contains(key: 3))
+            #expect(reopened.index.vector(forKey: 5) == Array(vectors[(200 * d)..<(201 * d)]))
+            #expect(reopened.index.embeddingModel == "m1")
+            try reopened.persist()
+            try reopened.upsert(Array(vectors[(250 * d)..<(251 * d)]), keys: [1000])
+            generation = reopened.generation
+            // One writer at a time: a second open while this one holds the lock fails.
+            #expect(throws: LodestoneError.self) { _ = try DurableIndex.open(directory: dir) }
+        }
         let again = try DurableIndex.open(directory: dir)
         #expect(again.generation == generation && again.replayedRecords == 1)
         #expect(again.index.count == 199 && again.index.contains(key: 1000))
         #expect(try again.index.search(Array(vectors[(250 * d)..<(251 * d)]), k: 1).first?.key == 1000)
         let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
-        #expect(files == ["MANIFEST", "segment-2.lodestone", "wal-2.log"], "\(files)")
+        #expect(files == ["LOCK", "MANIFEST", "segment-2.lodestone", "wal-2.log"], "\(files)")
     }
 
     @Test("a torn last log record is dropped, never half-applied; damage before the end is an error")

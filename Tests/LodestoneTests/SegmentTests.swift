@@ -1,4 +1,5 @@
 import CLodestoneKernels
+import Dispatch
 import Foundation
 import Testing
 @testable import Lodestone
@@ -60,6 +61,28 @@ struct SegmentTests {
         #expect(reopened.count == opened.count && !reopened.contains(key: 6) && reopened.contains(key: 1_000_049))
         #expect(try Self.results(reopened, data.queries) == Self.results(opened, data.queries))
         #expect(reopened.removedSlots == opened.removedSlots)
+    }
+
+    @Test("concurrent first touches of mapped chunks while a writer adds: no false corruption, verify passes")
+    func concurrentFirstTouch() throws {
+        let data = Fixtures.realData
+        let path = Self.temporaryPath("touch.lodestone")
+        try HNSWIndexTests.realIndex.persist(to: path)
+        for _ in 0..<3 {
+            let opened = try HNSWIndex.open(path: path)
+            let extra = Fixtures.randomVectors(count: 200, dimension: data.base.dimension, seed: 11)
+            DispatchQueue.concurrentPerform(iterations: 4) { worker in
+                if worker == 0 {
+                    try! opened.add(contentsOf: extra, keys: (0..<200).map { 5_000_000 + UInt64($0) })
+                } else {
+                    for qi in stride(from: worker, to: data.queries.rows, by: 3) {
+                        _ = try! opened.search(data.queries.row(qi), k: 10, ef: 32)
+                    }
+                }
+            }
+            try opened.verify()
+            #expect(opened.count == HNSWIndexTests.realIndex.count + 200)
+        }
     }
 
     /// A small persisted index, its bytes and its section directory.

@@ -39,16 +39,43 @@ public final class DurableIndex: @unchecked Sendable {
         var log: WriteAheadLog
     }
     private let state: Mutex<State>
+    /// The `LOCK` file, held with `flock` for this instance's lifetime: one
+    /// process at a time may write the directory.
+    private let lockDescriptor: Int32
 
     private static let upsertOp: UInt8 = 1
     private static let removeOp: UInt8 = 2
 
-    private init(directory: String, index: HNSWIndex, manifest: Manifest, log: WriteAheadLog, replayed: Int, dropped: Int) {
+    private init(directory: String, index: HNSWIndex, manifest: Manifest, log: WriteAheadLog, replayed: Int, dropped: Int,
+                 lock: Int32) {
+        self.lockDescriptor = lock
         self.directory = directory
         self.index = index
         self.state = Mutex(State(manifest: manifest, log: log))
         self.replayedRecords = replayed
         self.droppedTailBytes = dropped
+    }
+
+    deinit { close(lockDescriptor) }
+
+    /// Takes the directory's lock, or throws if another process holds it.
+    private static func lockDirectory(_ directory: String) throws(LodestoneError) -> Int32 {
+        let path = directory + "/LOCK"
+        #if canImport(Glibc)
+        let fd = Glibc.open(path, O_RDWR | O_CREAT, 0o644)
+        #else
+        let fd = Darwin.open(path, O_RDWR | O_CREAT, 0o644)
+        #endif
+        guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let e = errno
+            close(fd)
+            if e == EWOULDBLOCK {
+                throw .invalidArgument(name: "directory", reason: "\(directory) is open in another process (LOCK is held)")
+            }
+            throw .io(path: path, operation: "flock", errno: e)
+        }
+        return fd
     }
 
     // MARK: Creating and opening
@@ -60,20 +87,38 @@ public final class DurableIndex: @unchecked Sendable {
                               durability: Durability = .synchronous) throws(LodestoneError) -> DurableIndex {
         let index = try HNSWIndex(dimension: dimension, metric: metric, parameters: parameters, embeddingModel: embeddingModel)
         try makeDirectory(directory)
+        let lock = try lockDirectory(directory)
         guard access(directory + "/" + Manifest.fileName, F_OK) != 0 else {
+            close(lock)
             throw .invalidArgument(name: "directory", reason: "\(directory) already holds an index (it has a MANIFEST)")
         }
         let manifest = Manifest(generation: 1, segment: "", log: "wal-1.log",
                                 settings: encodeSettings(index))
-        let log = try WriteAheadLog(path: directory + "/" + manifest.log, validLength: 0, durability: durability)
-        try log.sync()
-        try manifest.write(to: directory)
-        return DurableIndex(directory: directory, index: index, manifest: manifest, log: log, replayed: 0, dropped: 0)
+        do throws(LodestoneError) {
+            let log = try WriteAheadLog(path: directory + "/" + manifest.log, validLength: 0, durability: durability)
+            try log.sync()
+            try manifest.write(to: directory)
+            return DurableIndex(directory: directory, index: index, manifest: manifest, log: log, replayed: 0, dropped: 0,
+                                lock: lock)
+        } catch {
+            close(lock)
+            throw error
+        }
     }
 
     /// Opens the durable index in `directory`: maps its segment, replays its
     /// log, drops a torn last record, and removes files a crash left behind.
     public static func open(directory: String, durability: Durability = .synchronous) throws(LodestoneError) -> DurableIndex {
+        let lock = try lockDirectory(directory)
+        do throws(LodestoneError) {
+            return try openLocked(directory: directory, durability: durability, lock: lock)
+        } catch {
+            close(lock)
+            throw error
+        }
+    }
+
+    private static func openLocked(directory: String, durability: Durability, lock: Int32) throws(LodestoneError) -> DurableIndex {
         let manifest = try Manifest.read(from: directory)
         let settings = try decodeSettings(manifest.settings, path: directory + "/" + Manifest.fileName)
         let index: HNSWIndex
@@ -100,7 +145,7 @@ public final class DurableIndex: @unchecked Sendable {
         let log = try WriteAheadLog(path: logPath, validLength: validLength, durability: durability)
         removeLeftovers(in: directory, keeping: [manifest.segment, manifest.log, Manifest.fileName])
         return DurableIndex(directory: directory, index: index, manifest: manifest, log: log,
-                            replayed: records.count, dropped: size - validLength)
+                            replayed: records.count, dropped: size - validLength, lock: lock)
     }
 
     // MARK: Writing
@@ -157,10 +202,16 @@ public final class DurableIndex: @unchecked Sendable {
             try log.sync()
             try SegmentWriter.syncDirectory(of: directory + "/" + logName)
             let next = Manifest(generation: generation, segment: segment, log: logName, settings: s.manifest.settings)
-            try next.write(to: directory)
             let old = s.manifest
-            s.manifest = next
-            s.log = log
+            // Once the new manifest is in place, writes must go to the new
+            // log even if syncing the directory then fails.
+            var switched = false
+            try next.write(to: directory) {
+                s.manifest = next
+                s.log = log
+                switched = true
+            }
+            guard switched else { return }
             // The old files are no longer referenced (an open mapping keeps
             // the old segment's pages alive until the index lets go of them).
             if !old.segment.isEmpty { unlink(directory + "/" + old.segment) }
@@ -181,6 +232,9 @@ public final class DurableIndex: @unchecked Sendable {
         case upsertOp:
             let d = Int(try r.u32())
             guard d == index.dimension else { throw .dimensionMismatch(expected: index.dimension, actual: d) }
+            guard count * (8 + 4 * d) == record.count - 9 else {
+                throw .invalidArgument(name: "log record", reason: "\(count) vectors do not fill \(record.count) bytes")
+            }
             var keys: [UInt64] = [], vectors: [Float] = []
             keys.reserveCapacity(count)
             vectors.reserveCapacity(count * d)
@@ -230,8 +284,14 @@ public final class DurableIndex: @unchecked Sendable {
         -> (dimension: Int, metric: Metric, parameters: HNSWParameters, model: String)
     {
         var r = ByteReader(bytes) { .corruptSegment(path: path, section: "manifest", reason: "settings truncated") }
-        let d = Int(try r.u64()), metricCode = try r.u64()
-        let m = Int(try r.u64()), efc = Int(try r.u64()), efs = Int(try r.u64()), seed = try r.u64()
+        func int() throws(LodestoneError) -> Int {
+            guard let v = Int(exactly: try r.u64()), v <= 1 << 20 else {
+                throw .corruptSegment(path: path, section: "manifest", reason: "absurd setting")
+            }
+            return v
+        }
+        let d = try int(), metricCode = try r.u64()
+        let m = try int(), efc = try int(), efs = try int(), seed = try r.u64()
         let n = Int(try r.u32())
         let model = String(decoding: try r.raw(n), as: UTF8.self)
         guard metricCode <= 2 else { throw .corruptSegment(path: path, section: "manifest", reason: "unknown metric") }

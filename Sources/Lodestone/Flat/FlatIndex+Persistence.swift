@@ -35,7 +35,11 @@ extension FlatIndex {
         }
         guard segment.indexKind == segmentKind else { throw corrupt("header", "index kind \(segment.indexKind) is not a flat index (1)") }
         var r = ByteReader(try segment.bytes(SectionKind.parameters)) { corrupt("parameters", "too short") }
-        let dimension = Int(try r.u64()), metricCode = try r.u64(), n = Int(try r.u64())
+        func int() throws(LodestoneError) -> Int {
+            guard let v = Int(exactly: try r.u64()), v < 1 << 40 else { throw corrupt("parameters", "absurd value") }
+            return v
+        }
+        let dimension = try int(), metricCode = try r.u64(), n = try int()
         guard dimension > 0 && dimension <= 1 << 16, metricCode <= 2, n >= 0 && n < 1 << 40 else {
             throw corrupt("parameters", "dimension \(dimension), metric \(metricCode), \(n) rows")
         }

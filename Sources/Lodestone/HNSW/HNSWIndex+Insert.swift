@@ -144,9 +144,12 @@ extension HNSWIndex {
             break
         }
         scratchPool.withScratch { scratch in
-            guard var (current, currentDistance) = descend(q, toLayer: nodeLevel, scratch: scratch) else { return }
-            let top = Int(entry.load(ordering: .acquiring) >> 32) - 1
-            var layer = min(nodeLevel, top)
+            // Layers are taken from the entry point the descent started at:
+            // `current` has every layer up to that top, even if another
+            // thread raises the entry point meanwhile.
+            guard let start = descendFromTop(q, toLayer: nodeLevel, scratch: scratch) else { return }
+            var current = start.node, currentDistance = start.distance
+            var layer = min(nodeLevel, start.top)
             var chosenByLayer: [(Int, [UInt32])] = []
             while layer >= 0 {
                 let found = searchLayer(q, entry: current, entryDistance: currentDistance,

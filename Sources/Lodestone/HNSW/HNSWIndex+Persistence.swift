@@ -47,6 +47,9 @@ extension HNSWIndex {
                             PendingSection(kind: SectionKind.hnswTombstones, codec: .lz4, stride: 4, count: tombstoneCount,
                                            pieces: [tombs]),
                         ]
+                        // Reading the sections verified any chunk not read before:
+                        // never write fill bytes over damage with fresh checksums.
+                        if let failure = corruption() { throw failure }
                         try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
                                                 sections: sections)
                     }
@@ -77,11 +80,19 @@ extension HNSWIndex {
             throw corrupt("header", "index kind \(segment.indexKind) is not an HNSW index (2)")
         }
         var reader = ByteReader(try segment.bytes(SectionKind.parameters)) { corrupt("parameters", "too short") }
-        let dimension = Int(try reader.u64()), metricCode = try reader.u64()
-        let m = Int(try reader.u64()), efc = Int(try reader.u64()), efs = Int(try reader.u64())
+        func int() throws(LodestoneError) -> Int {
+            guard let v = Int(exactly: try reader.u64()), v <= 1 << 40 else { throw corrupt("parameters", "absurd value") }
+            return v
+        }
+        let dimension = try int(), metricCode = try reader.u64()
+        let m = try int(), efc = try int(), efs = try int()
         let seed = try reader.u64()
-        let n = Int(try reader.u64()), live = Int(try reader.u64())
-        let entryWord = try reader.u64(), upperBlocks = Int(try reader.u64()), insertions = try reader.u64()
+        let n = try int(), live = try int()
+        let entryWord = try reader.u64(), upperBlocks = try int(), insertions = try reader.u64()
+        let maxRecords = NodeArena.maxChunks << NodeArena.chunkShift
+        guard n < maxRecords, upperBlocks < maxRecords else {
+            throw corrupt("parameters", "\(n) nodes and \(upperBlocks) upper blocks exceed what an index can hold")
+        }
         guard metricCode <= 2 else { throw corrupt("parameters", "unknown metric \(metricCode)") }
         let metric: Metric = metricCode == 0 ? .cosine : metricCode == 1 ? .euclidean : .dotProduct
         guard dimension > 0 && dimension <= 1 << 16, n >= 0, n < Int(UInt32.max), live <= n, upperBlocks >= 0 else {
@@ -183,9 +194,11 @@ extension HNSWIndex {
     /// - Throws: ``LodestoneError/corruptSegment(path:section:reason:)``.
     public func verify() throws(LodestoneError) {
         for arena in [vectors, keyRecords, states, links0, levelRecords, upperStart, upperLinks] { arena.verifyAll() }
+        writer.withLock { w in ensureKeys(&w) }
         if let failure = corruption() { throw failure }
-        try segment?.verifyAllSections()
-        try writer.withLock { (w: inout WriterState) throws(LodestoneError) in try ensureKeys(&w) }
+        // Chunked sections were checked chunk by chunk above (the mapping may
+        // hold this index's own later writes); the others are checked whole.
+        try segment?.verifyUnchunkedSections()
     }
 
     private static func idList(_ segment: MappedSegment, _ kind: UInt32, nodes n: Int) throws(LodestoneError) -> [UInt32] {

@@ -132,6 +132,14 @@ extension HNSWIndex {
     /// Greedy descent from the entry point down to `layer` (exclusive of
     /// layers below it): returns the closest node found and its rank value.
     func descend(_ q: UnsafePointer<Float>, toLayer target: Int, scratch: SearchScratch) -> (UInt32, Float)? {
+        descendFromTop(q, toLayer: target, scratch: scratch).map { ($0.node, $0.distance) }
+    }
+
+    /// ``descend(_:toLayer:scratch:)``, also returning the top layer of the
+    /// entry point it started from (read once: the entry may change meanwhile).
+    func descendFromTop(_ q: UnsafePointer<Float>, toLayer target: Int, scratch: SearchScratch)
+        -> (node: UInt32, distance: Float, top: Int)?
+    {
         let e = entry.load(ordering: .acquiring)
         guard e != 0 else { return nil }
         var current = UInt32(truncatingIfNeeded: e)
@@ -153,7 +161,7 @@ extension HNSWIndex {
             }
             layer -= 1
         }
-        return (current, currentDistance)
+        return (current, currentDistance, top)
     }
 
     /// Copies the neighbours of `id` on `layer` into the scratch buffers

@@ -31,7 +31,9 @@ final class NodeArena: @unchecked Sendable {
     static let chunkShift = 12
     static let chunkSize = 1 << chunkShift
     static let chunkMask = UInt32(chunkSize - 1)
-    static let maxChunks = 1 << 16
+    /// Chunk-table entries: enough for every UInt32 id, so no id can index
+    /// past the table (untouched table pages cost no memory).
+    static let maxChunks = 1 << (32 - chunkShift)
     static let hugePage = 2 << 20
 
     /// Bytes per record.
@@ -56,6 +58,8 @@ final class NodeArena: @unchecked Sendable {
     private var validate: ((UnsafeRawPointer, UInt32, Int) -> String?)?
     private var onFailure: ((String) -> Void)?
     private let fillChunk = Mutex<UnsafeMutableRawPointer?>(nil)
+    /// Serialises first accesses, so a chunk is verified and published once.
+    private let materializing = Mutex<Void>(())
 
     init(stride: Int, fill: UInt8 = 0) {
         precondition(stride > 0)
@@ -140,39 +144,39 @@ final class NodeArena: @unchecked Sendable {
     /// report an id beyond the arena (a corrupt link) and hand out fill bytes.
     @inline(never)
     private func materialize(_ c: Int) -> UnsafeMutableRawPointer {
-        guard c < pending.count else {
-            onFailure?("record chunk \(c) is beyond the \(pending.count) chunks stored (a link points past the end)")
-            return fillBytes()
-        }
-        let p = pending[c]
-        let bytes = p.records * stride
-        var problem: String? = nil
-        if lodestone_crc32c(0, p.source, bytes) != p.crc {
-            problem = "checksum mismatch in records \(c << NodeArena.chunkShift)..<\((c << NodeArena.chunkShift) + p.records)"
-        } else if let validate, let reason = validate(p.source, UInt32(c << NodeArena.chunkShift), p.records) {
-            problem = reason
-        }
-        var chunk: UnsafeMutableRawPointer
-        var owned = false
-        if let problem {
-            onFailure?(problem)
-            chunk = NodeArena.allocateChunk(stride: stride, fill: fill)
-            owned = true
-        } else if p.records == NodeArena.chunkSize {
-            chunk = p.source
-        } else {
-            chunk = NodeArena.allocateChunk(stride: stride, fill: fill)
-            chunk.copyMemory(from: p.source, byteCount: bytes)
-            owned = true
-        }
-        if owned { lodestone_store_u8(ownedMarks + c, 1) }
-        let target = UnsafeMutableRawPointer(slot(c)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
-        if lodestone_cas_ptr(UnsafeMutableRawPointer(target).assumingMemoryBound(to: UnsafeMutableRawPointer?.self), nil, chunk) == 1 {
+        materializing.withLock { _ in
+            let target = UnsafeMutableRawPointer(slot(c)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+            // Another thread may have published it while we waited.
+            if let published = lodestone_load_ptr(UnsafeRawPointer(target).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)) {
+                return published
+            }
+            guard c < pending.count else {
+                onFailure?("record chunk \(c) is beyond the \(pending.count) chunks stored (a link points past the end)")
+                return fillBytes()
+            }
+            let p = pending[c]
+            let bytes = p.records * stride
+            var problem: String? = nil
+            if lodestone_crc32c(0, p.source, bytes) != p.crc {
+                problem = "checksum mismatch in records \(c << NodeArena.chunkShift)..<\((c << NodeArena.chunkShift) + p.records)"
+            } else if let validate, let reason = validate(p.source, UInt32(c << NodeArena.chunkShift), p.records) {
+                problem = reason
+            }
+            let chunk: UnsafeMutableRawPointer
+            if let problem {
+                onFailure?(problem)
+                chunk = NodeArena.allocateChunk(stride: stride, fill: fill)
+                lodestone_store_u8(ownedMarks + c, 1)
+            } else if p.records == NodeArena.chunkSize {
+                chunk = p.source
+            } else {
+                chunk = NodeArena.allocateChunk(stride: stride, fill: fill)
+                chunk.copyMemory(from: p.source, byteCount: bytes)
+                lodestone_store_u8(ownedMarks + c, 1)
+            }
+            lodestone_store_ptr(target, chunk)
             return chunk
         }
-        // Another thread published first: use its chunk.
-        if owned { free(chunk) }
-        return lodestone_load_ptr(UnsafeRawPointer(target).assumingMemoryBound(to: UnsafeMutableRawPointer?.self))!
     }
 
     /// A chunk of fill bytes handed out for ids that have no valid records.

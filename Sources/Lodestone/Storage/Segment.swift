@@ -309,12 +309,20 @@ final class MappedSegment: @unchecked Sendable {
                 guard raw == stored else { throw corrupt(name, "raw section with stored \(stored) != raw \(raw) bytes") }
             }
             if stride > 0 {
-                guard UInt64(stride) * records == raw else {
+                let (bytes, overflow) = UInt64(stride).multipliedReportingOverflow(by: records)
+                guard !overflow, bytes == raw else {
                     throw corrupt(name, "\(records) records of \(stride) bytes do not make \(raw) bytes")
                 }
             }
             entries.append(SectionEntry(kind: kind, codec: codec, offset: Int(offset), storedLength: Int(stored),
                                         rawLength: Int(raw), crc: crc, stride: stride, count: Int(records)))
+        }
+        // Sections must not overlap each other or the directory.
+        let spans = (entries.map { ($0.offset, $0.offset + $0.storedLength, $0.name) }
+            + [(Int(directoryOffset), Int(directoryOffset) + dirLength, "directory")])
+            .filter { $0.1 > $0.0 }.sorted { $0.0 < $1.0 }
+        for (a, b) in zip(spans, spans.dropFirst()) where b.0 < a.1 {
+            throw corrupt(b.2, "overlaps \(a.2)")
         }
         // Verify the sections that are not checked chunk by chunk.
         guard let listEntry = entries.first(where: { $0.kind == SectionKind.chunkChecksums }) else {
@@ -379,9 +387,10 @@ final class MappedSegment: @unchecked Sendable {
         return crcs
     }
 
-    /// Verifies every section's whole checksum (what `lodestone verify` does).
-    func verifyAllSections() throws(LodestoneError) {
-        for e in entries where lodestone_crc32c(0, base + e.offset, e.storedLength) != e.crc {
+    /// Verifies the whole checksum of every section not verified chunk by
+    /// chunk (those are never written through the mapping).
+    func verifyUnchunkedSections() throws(LodestoneError) {
+        for e in entries where chunkChecksums[e.kind] == nil && lodestone_crc32c(0, base + e.offset, e.storedLength) != e.crc {
             throw .corruptSegment(path: path, section: e.name, reason: "checksum mismatch")
         }
     }
@@ -417,7 +426,9 @@ enum LZ4Codec {
 
     static func decompress(_ input: UnsafeRawBufferPointer, rawLength: Int) -> [UInt8]? {
         if rawLength == 0 { return input.isEmpty ? [] : nil }
-        guard !input.isEmpty else { return nil }
+        // LZ4 expands at most 255:1; check before allocating.
+        guard !input.isEmpty, rawLength <= Int(Int32.max), input.count <= Int(Int32.max),
+              rawLength <= input.count * 255 + 16 else { return nil }
         var out = [UInt8](repeating: 0, count: rawLength)
         let n = out.withUnsafeMutableBytes { dst in
             LZ4_decompress_safe(input.baseAddress!.assumingMemoryBound(to: CChar.self),

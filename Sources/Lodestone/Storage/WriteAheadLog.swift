@@ -62,13 +62,23 @@ final class WriteAheadLog: @unchecked Sendable {
 
     /// Appends one record; returns once it is as durable as `durability` says.
     func append(_ payload: [UInt8]) throws(LodestoneError) {
+        guard payload.count <= WriteAheadLog.maxRecord else {
+            throw .invalidArgument(name: "batch", reason: "\(payload.count) bytes in one log record; the limit is \(WriteAheadLog.maxRecord): split the batch")
+        }
         var record = ByteWriter()
         record.u32(UInt32(payload.count))
         record.u32(payload.withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress, $0.count) })
         record.raw(payload)
         let bytes = record.bytes
-        try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
-            try POSIXFile.writeAll(fd, b, at: size, path: path)
+        do throws(LodestoneError) {
+            try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
+                try POSIXFile.writeAll(fd, b, at: size, path: path)
+            }
+        } catch {
+            // Cut off whatever part of the record reached the file, so the
+            // next record starts at a clean boundary.
+            _ = ftruncate(fd, off_t(size))
+            throw error
         }
         size += bytes.count
         if durability == .synchronous {
@@ -173,8 +183,10 @@ struct Manifest: Equatable {
         return Manifest(generation: generation, segment: segment, log: log, settings: fields[2])
     }
 
-    /// Writes the manifest into `directory` atomically.
-    func write(to directory: String) throws(LodestoneError) {
+    /// Writes the manifest into `directory` atomically: after the rename
+    /// `renamed` runs (the new manifest is in place), then the directory is
+    /// synced, whose failure is thrown after `renamed` has run.
+    func write(to directory: String, renamed: () -> Void = {}) throws(LodestoneError) {
         let path = directory + "/" + Manifest.fileName
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
@@ -190,7 +202,12 @@ struct Manifest: Equatable {
             throw error
         }
         close(fd)
-        guard rename(temporary, path) == 0 else { throw .io(path: path, operation: "rename", errno: errno) }
+        guard rename(temporary, path) == 0 else {
+            let e = errno
+            unlink(temporary)
+            throw .io(path: path, operation: "rename", errno: e)
+        }
+        renamed()
         try SegmentWriter.syncDirectory(of: path)
     }
 
