@@ -23,10 +23,21 @@ extension HNSWIndex {
             var freeWriter = ByteWriter(), tombstoneWriter = ByteWriter()
             for f in w.free { freeWriter.u32(f.node) }
             for t in w.tombstones { tombstoneWriter.u32(t) }
+            // Upper-layer block runs given back by reused nodes: (length, start).
+            var runsWriter = ByteWriter()
+            var runCount = 0
+            for (length, starts) in w.freeUpperRuns.sorted(by: { $0.key < $1.key }) {
+                for start in starts {
+                    runsWriter.u32(UInt32(length))
+                    runsWriter.u32(start)
+                    runCount += 1
+                }
+            }
             let freeCount = w.free.count, tombstoneCount = w.tombstones.count
             try withBytes(parameterBytes) { (params: UnsafeRawBufferPointer) throws(LodestoneError) in
                 try withBytes(freeWriter.bytes) { (free: UnsafeRawBufferPointer) throws(LodestoneError) in
                     try withBytes(tombstoneWriter.bytes) { (tombs: UnsafeRawBufferPointer) throws(LodestoneError) in
+                    try withBytes(runsWriter.bytes) { (runs: UnsafeRawBufferPointer) throws(LodestoneError) in
                         let sections: [PendingSection] = [
                             PendingSection(kind: SectionKind.parameters, pieces: [params]),
                             PendingSection(kind: SectionKind.vectors, stride: vectors.stride, count: n,
@@ -46,12 +57,15 @@ extension HNSWIndex {
                             PendingSection(kind: SectionKind.free, codec: .lz4, stride: 4, count: freeCount, pieces: [free]),
                             PendingSection(kind: SectionKind.hnswTombstones, codec: .lz4, stride: 4, count: tombstoneCount,
                                            pieces: [tombs]),
+                            PendingSection(kind: SectionKind.hnswFreeUpperRuns, codec: .lz4, stride: 8, count: runCount,
+                                           pieces: [runs]),
                         ]
                         // Reading the sections verified any chunk not read before:
                         // never write fill bytes over damage with fresh checksums.
                         if let failure = corruption() { throw failure }
                         try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
                                                 sections: sections)
+                    }
                     }
                 }
             }
@@ -164,6 +178,26 @@ extension HNSWIndex {
         try adopt(index.upperLinks, SectionKind.hnswUpperLinks, count: upperBlocks, upperValid)
         let freeIDs = try idList(segment, SectionKind.free, nodes: n)
         let tombstones = try idList(segment, SectionKind.hnswTombstones, nodes: n)
+        // Each listed node must be in the state its list says, once.
+        var listed = Set<UInt32>()
+        for (ids, expected, name) in [(freeIDs, State.unused, "free"), (tombstones, State.deleted, "hnsw.tombstones")] {
+            for id in ids {
+                guard listed.insert(id).inserted, index.state(id) == expected else {
+                    throw index.corruption() ?? corrupt(name, "node \(id) is listed twice or is not \(expected)")
+                }
+            }
+        }
+        let runBytes = try segment.bytes(SectionKind.hnswFreeUpperRuns)
+        guard runBytes.count % 8 == 0 else { throw corrupt("hnsw.free-upper-runs", "not a list of (length, start) pairs") }
+        var freeUpperRuns: [Int: [UInt32]] = [:]
+        var runReader = ByteReader(runBytes) { corrupt("hnsw.free-upper-runs", "truncated") }
+        for _ in 0..<(runBytes.count / 8) {
+            let length = Int(try runReader.u32()), start = try runReader.u32()
+            guard length >= 1 && length <= 30, Int(start) + length <= upperBlocks else {
+                throw corrupt("hnsw.free-upper-runs", "run of \(length) blocks at \(start) is outside \(upperBlocks) blocks")
+            }
+            freeUpperRuns[length, default: []].append(start)
+        }
         if entryWord != 0 {
             let e = UInt32(truncatingIfNeeded: entryWord), top = Int(entryWord >> 32) - 1
             guard Int(e) < n, top == index.level(e) else {
@@ -180,6 +214,7 @@ extension HNSWIndex {
             w.insertions = insertions
             w.tombstones = tombstones
             w.free = freeIDs.map { (node: $0, epoch: 0) }
+            w.freeUpperRuns = freeUpperRuns
             w.keysBuilt = false  // built from the keys section on first use
         }
         index.entry.store(entryWord, ordering: .releasing)

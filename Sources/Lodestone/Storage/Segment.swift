@@ -29,6 +29,7 @@ enum SectionKind {
     static let hnswUpperStart: UInt32 = 18
     static let hnswUpperLinks: UInt32 = 19
     static let hnswTombstones: UInt32 = 20
+    static let hnswFreeUpperRuns: UInt32 = 21
 
     static func name(_ kind: UInt32) -> String {
         switch kind {
@@ -44,6 +45,7 @@ enum SectionKind {
         case hnswUpperStart: return "hnsw.upper-start"
         case hnswUpperLinks: return "hnsw.upper-links"
         case hnswTombstones: return "hnsw.tombstones"
+        case hnswFreeUpperRuns: return "hnsw.free-upper-runs"
         default: return "section kind \(kind)"
         }
     }
