@@ -85,6 +85,32 @@ struct SegmentTests {
         }
     }
 
+    @Test("a compacting persist drops removed rows, remaps links, and answers like the index it came from")
+    func compactingPersist() throws {
+        let data = Fixtures.sample
+        let index = try HNSWIndex(dimension: 384, metric: .cosine, parameters: HNSWParameters(m: 8, efConstruction: 48))
+        try index.add(contentsOf: data.base.values, keys: (0..<UInt64(data.base.rows)).map { $0 }, threads: 2)
+        for key in stride(from: 0, to: 2000, by: 7) { index.remove(key: UInt64(key)) }
+        try index.replace(data.base.row(1), key: 3)
+        let plain = Self.temporaryPath("plain.lodestone"), compacted = Self.temporaryPath("compacted.lodestone")
+        try index.persist(to: plain)
+        try index.persist(to: compacted, compact: true)
+        #expect(index.removedSlots > 0, "this instance keeps its numbering and its free slots")
+        let opened = try HNSWIndex.open(path: compacted)
+        try opened.verify()
+        #expect(opened.count == index.count && opened.removedSlots == 0)
+        #expect(try SegmentInfo(path: compacted).fileBytes < SegmentInfo(path: plain).fileBytes)
+        #expect(try SegmentInfo(path: compacted).sections.first { $0.name == "vectors" }?.records == index.count)
+        for qi in 0..<data.queries.rows {
+            let q = data.queries.row(qi)
+            #expect(try opened.search(q, k: 10, ef: 32) == index.search(q, k: 10, ef: 32), "query \(qi)")
+        }
+        #expect(!opened.contains(key: 7) && opened.vector(forKey: 3) == index.vector(forKey: 3))
+        // Still writable, and a second compaction of a clean index is a plain persist.
+        try opened.add(data.base.row(7), key: 7)
+        #expect(try opened.search(data.base.row(7), k: 1).first?.key == 7)
+    }
+
     /// A small persisted index, its bytes and its section directory.
     static func smallSegment() throws -> (path: String, bytes: [UInt8], entries: [SectionEntry]) {
         let index = try HNSWIndex(dimension: 8, metric: .euclidean, parameters: HNSWParameters(m: 4, efConstruction: 16),

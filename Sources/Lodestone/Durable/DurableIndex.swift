@@ -190,14 +190,16 @@ public final class DurableIndex: @unchecked Sendable {
         }
     }
 
-    /// Writes the index as a new segment, points the manifest at it and at a
-    /// new empty log, then deletes the old segment and log. A crash at any
-    /// point leaves either the old state or the new one.
+    /// Writes the index as a new segment (compacted: removed rows dropped,
+    /// links remapped), points the manifest at it and at a new empty log,
+    /// then deletes the old segment and log. A crash at any point leaves
+    /// either the old state or the new one. Searches running meanwhile keep
+    /// using the index they started on.
     public func persist() throws(LodestoneError) {
         try state.withLock { (s: inout State) throws(LodestoneError) in
             let generation = s.manifest.generation + 1
             let segment = "segment-\(generation).lodestone", logName = "wal-\(generation).log"
-            try index.persist(to: directory + "/" + segment)
+            try index.persist(to: directory + "/" + segment, compact: true)
             let log = try WriteAheadLog(path: directory + "/" + logName, validLength: 0, durability: s.log.durability)
             try log.sync()
             try SegmentWriter.syncDirectory(of: directory + "/" + logName)

@@ -9,8 +9,17 @@ extension HNSWIndex {
     /// may run meanwhile; writers wait.
     ///
     /// The format is described in `Sources/Lodestone/Storage/FORMAT.md`.
-    public func persist(to path: String) throws(LodestoneError) {
+    ///
+    /// - Parameter compact: when true and nodes have been removed, first
+    ///   unlink every removed node, then write only the live nodes, renumbered
+    ///   densely with their links remapped: the file drops removed rows (this
+    ///   instance keeps its numbering; the file's takes effect when opened).
+    public func persist(to path: String, compact: Bool = false) throws(LodestoneError) {
         try writer.withLock { (w: inout WriterState) throws(LodestoneError) in
+            if compact && deadCount.load(ordering: .acquiring) > 0 {
+                try persistCompactedLocked(&w, path: path)
+                return
+            }
             let n = nodeCount.load(ordering: .acquiring)
             var parameterWriter = ByteWriter()
             let metricCode: UInt64 = metric == .cosine ? 0 : metric == .euclidean ? 1 : 2
@@ -66,6 +75,107 @@ extension HNSWIndex {
                         try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
                                                 sections: sections)
                     }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes only the live nodes, renumbered densely (see `persist(to:compact:)`).
+    private func persistCompactedLocked(_ w: inout WriterState, path: String) throws(LodestoneError) {
+        purgeLocked(&w)  // now no live node links to a removed one
+        let n = nodeCount.load(ordering: .acquiring)
+        var newID = [UInt32](repeating: HNSWIndex.noNode, count: n)
+        var live: [UInt32] = []
+        for id in 0..<UInt32(n) where state(id) == .live {
+            newID[Int(id)] = UInt32(live.count)
+            live.append(id)
+        }
+        let count = live.count
+        // Vectors and keys are written straight from the arenas, in runs of
+        // consecutive live ids within one chunk.
+        var runs: [(start: UInt32, length: Int)] = []
+        for id in live {
+            if let last = runs.last, last.start + UInt32(last.length) == id,
+               id >> UInt32(NodeArena.chunkShift) == last.start >> UInt32(NodeArena.chunkShift) {
+                runs[runs.count - 1].length += 1
+            } else {
+                runs.append((id, 1))
+            }
+        }
+        let vectorPieces = runs.map { UnsafeRawBufferPointer(start: vectors.record($0.start), count: $0.length * vectors.stride) }
+        let keyPieces = runs.map { UnsafeRawBufferPointer(start: keyRecords.record($0.start), count: $0.length * 8) }
+        let stateBytes = [UInt8](repeating: State.live.rawValue, count: count)
+        let levelBytes = live.map { UInt8(level($0)) }
+        var links0Out = [UInt32](repeating: HNSWIndex.noNode, count: count * m0)
+        var upperStartOut = [UInt32](repeating: 0, count: count)
+        var upperOut: [UInt32] = []
+        func remap(_ slots: UnsafeMutablePointer<UInt32>, capacity: Int, into out: inout [UInt32], at base: Int) {
+            var k = 0
+            for j in 0..<capacity {
+                let nb = lodestone_load_u32(slots + j)
+                if nb == HNSWIndex.noNode { break }
+                let mapped = newID[Int(nb)]
+                if mapped != HNSWIndex.noNode {
+                    out[base + k] = mapped
+                    k += 1
+                }
+            }
+        }
+        for (i, id) in live.enumerated() {
+            remap(links(id, layer: 0), capacity: m0, into: &links0Out, at: i * m0)
+            let lvl = level(id)
+            if lvl > 0 {
+                upperStartOut[i] = UInt32(upperOut.count / m)
+                for layer in 1...lvl {
+                    let base = upperOut.count
+                    upperOut += [UInt32](repeating: HNSWIndex.noNode, count: m)
+                    remap(links(id, layer: layer), capacity: m, into: &upperOut, at: base)
+                }
+            }
+        }
+        let e = entry.load(ordering: .acquiring)
+        var newEntry: UInt64 = 0
+        if e != 0 {
+            let mapped = newID[Int(UInt32(truncatingIfNeeded: e))]
+            precondition(mapped != HNSWIndex.noNode, "the entry point is live after a purge")
+            newEntry = (e & 0xFFFF_FFFF_0000_0000) | UInt64(mapped)
+        }
+        var parameterWriter = ByteWriter()
+        let metricCode: UInt64 = metric == .cosine ? 0 : metric == .euclidean ? 1 : 2
+        for v in [UInt64(dimension), metricCode, UInt64(m), UInt64(parameters.efConstruction), UInt64(parameters.efSearch),
+                  parameters.seed, UInt64(count), UInt64(count), newEntry, UInt64(upperOut.count / m), w.insertions] {
+            parameterWriter.u64(v)
+        }
+        if let failure = corruption() { throw failure }
+        let upperBlocks = upperOut.count / m
+        try withBytes(parameterWriter.bytes) { (params: UnsafeRawBufferPointer) throws(LodestoneError) in
+            try withBytes(stateBytes) { (states: UnsafeRawBufferPointer) throws(LodestoneError) in
+                try withBytes(levelBytes) { (levels: UnsafeRawBufferPointer) throws(LodestoneError) in
+                    try withBytes(links0Out) { (l0: UnsafeRawBufferPointer) throws(LodestoneError) in
+                        try withBytes(upperStartOut) { (starts: UnsafeRawBufferPointer) throws(LodestoneError) in
+                            try withBytes(upperOut) { (upper: UnsafeRawBufferPointer) throws(LodestoneError) in
+                                let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+                                try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind,
+                                                        embeddingModel: embeddingModel, sections: [
+                                    PendingSection(kind: SectionKind.parameters, pieces: [params]),
+                                    PendingSection(kind: SectionKind.vectors, stride: vectors.stride, count: count,
+                                                   pieces: vectorPieces, chunked: true),
+                                    PendingSection(kind: SectionKind.keys, stride: 8, count: count, pieces: keyPieces, chunked: true),
+                                    PendingSection(kind: SectionKind.states, stride: 1, count: count, pieces: [states], chunked: true),
+                                    PendingSection(kind: SectionKind.hnswLinks0, stride: links0.stride, count: count,
+                                                   pieces: [l0], chunked: true),
+                                    PendingSection(kind: SectionKind.hnswLevels, stride: 1, count: count, pieces: [levels], chunked: true),
+                                    PendingSection(kind: SectionKind.hnswUpperStart, stride: 4, count: count, pieces: [starts],
+                                                   chunked: true),
+                                    PendingSection(kind: SectionKind.hnswUpperLinks, stride: upperLinks.stride, count: upperBlocks,
+                                                   pieces: [upper], chunked: true),
+                                    PendingSection(kind: SectionKind.free, codec: .lz4, stride: 4, count: 0, pieces: [empty]),
+                                    PendingSection(kind: SectionKind.hnswTombstones, codec: .lz4, stride: 4, count: 0, pieces: [empty]),
+                                    PendingSection(kind: SectionKind.hnswFreeUpperRuns, codec: .lz4, stride: 8, count: 0, pieces: [empty]),
+                                ])
+                            }
+                        }
                     }
                 }
             }

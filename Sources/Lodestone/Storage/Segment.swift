@@ -61,6 +61,8 @@ enum SegmentFormat {
     static let page = 4096
     static let directoryEntryLength = 64
     static let maxModelName = 128
+    /// Records per chunk of a chunked section.
+    static let chunkRecords = 4096
 
     static func align(_ n: Int) -> Int { (n + page - 1) / page * page }
 }
@@ -73,9 +75,9 @@ struct PendingSection {
     var stride = 0
     var count = 0
     var pieces: [UnsafeRawBufferPointer]
-    /// Whether each piece is one chunk of records with a checksum of its own
+    /// Whether the section's records get a checksum per chunk of 4,096
     /// (listed in the `chunk-checksums` section), so that a reader can verify
-    /// the section lazily, chunk by chunk.
+    /// it lazily, chunk by chunk. Pieces may be any runs of whole records.
     var chunked = false
 }
 
@@ -117,9 +119,10 @@ enum SegmentWriter {
         var chunkList = ByteWriter()
         var sections = sections
         for s in sections where s.chunked {
+            let crcs = chunkChecksums(s.pieces, windowBytes: SegmentFormat.chunkRecords * s.stride)
             chunkList.u32(s.kind)
-            chunkList.u32(UInt32(s.pieces.count))
-            for p in s.pieces { chunkList.u32(lodestone_crc32c(0, p.baseAddress, p.count)) }
+            chunkList.u32(UInt32(crcs.count))
+            for c in crcs { chunkList.u32(c) }
         }
         let chunkBytes = chunkList.bytes
         var chunkStorage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(chunkBytes.count, 1), alignment: 8)
@@ -200,6 +203,29 @@ enum SegmentWriter {
             throw .io(path: path, operation: "rename", errno: e)
         }
         try syncDirectory(of: path)
+    }
+
+    /// CRC-32C of each `windowBytes`-long window of the bytes the pieces
+    /// form one after another (the last window may be shorter).
+    static func chunkChecksums(_ pieces: [UnsafeRawBufferPointer], windowBytes: Int) -> [UInt32] {
+        var out: [UInt32] = []
+        var crc: UInt32 = 0, filled = 0
+        for p in pieces {
+            var at = 0
+            while at < p.count {
+                let n = min(windowBytes - filled, p.count - at)
+                crc = lodestone_crc32c(crc, p.baseAddress! + at, n)
+                filled += n
+                at += n
+                if filled == windowBytes {
+                    out.append(crc)
+                    crc = 0
+                    filled = 0
+                }
+            }
+        }
+        if filled > 0 { out.append(crc) }
+        return out
     }
 
     /// Makes a rename in `path`'s directory durable.
