@@ -32,6 +32,7 @@ struct CrashWorkloadCommand: ParsableCommand {
     @Option var dir: String
     @Option var seed: Int = 0
     @Option var ops: Int = 1000
+    @Option(help: "synchronous, groupCommit or none.") var durability: String = "synchronous"
     @Option(help: "Make writes past this many bytes of any file fail (EFBIG), like a full disk.")
     var fileSizeLimit: Int?
 
@@ -41,12 +42,15 @@ struct CrashWorkloadCommand: ParsableCommand {
             var rl = rlimit(rlim_cur: rlim_t(limit), rlim_max: rlim_t(limit))
             setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &rl)
         }
+        guard let mode = Durability(rawValue: durability) else {
+            throw ValidationError("--durability: synchronous, groupCommit or none")
+        }
         let index: DurableIndex
         if FileManager.default.fileExists(atPath: dir + "/MANIFEST") {
-            index = try DurableIndex.open(directory: dir)
+            index = try DurableIndex.open(directory: dir, durability: mode)
         } else {
             index = try DurableIndex.create(directory: dir, dimension: CrashWorkload.dimension, metric: .euclidean,
-                                            parameters: HNSWParameters(m: 8, efConstruction: 32))
+                                            parameters: HNSWParameters(m: 8, efConstruction: 32), durability: mode)
         }
         for i in 0..<ops {
             switch CrashWorkload.op(seed: seed, i) {

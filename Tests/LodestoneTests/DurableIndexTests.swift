@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Testing
 @testable import Lodestone
@@ -123,6 +124,28 @@ struct DurableIndexTests {
         return s
     }
 
+    @Test("group commit: concurrent writers all land, each acknowledged only once durable")
+    func groupCommit() throws {
+        let dir = Self.temporaryDirectory()
+        let d = 8
+        do {
+            let index = try DurableIndex.create(directory: dir, dimension: d, metric: .euclidean,
+                                                parameters: HNSWParameters(m: 8, efConstruction: 32), durability: .groupCommit)
+            DispatchQueue.concurrentPerform(iterations: 4) { worker in
+                for i in 0..<50 {
+                    let key = UInt64(worker * 1000 + i)
+                    try! index.upsert((0..<d).map { Float(Int(key) % 97 + $0) }, keys: [key])
+                    if i % 10 == 9 { try! index.remove(keys: [key - 1]) }
+                }
+            }
+            #expect(index.index.count == 4 * 45)
+        }
+        let reopened = try DurableIndex.open(directory: dir, durability: .groupCommit)
+        #expect(reopened.index.count == 4 * 45 && reopened.replayedRecords == 4 * 55)
+        #expect(reopened.index.vector(forKey: 2049) == (0..<d).map { Float(2049 % 97 + $0) })
+        #expect(!reopened.index.contains(key: 3008))
+    }
+
     @Test("a persist that fails (writes past a file size limit, like a full disk) leaves the previous state intact")
     func failedPersist() throws {
         let exe = Self.executable
@@ -161,19 +184,20 @@ struct DurableIndexTests {
         #expect(after == before, "no leftover of the failed persist: \(after)")
     }
 
-    @Test("SIGKILL at random moments: every acknowledged write survives, nothing is half-applied")
-    func crashes() throws {
+    @Test("SIGKILL at random moments: every acknowledged write survives, nothing is half-applied",
+          arguments: [(Durability.synchronous, 60), (.groupCommit, 30)])
+    func crashes(durability: Durability, kills: Int) throws {
         let exe = Self.executable
         try #require(FileManager.default.isExecutableFile(atPath: exe), "build the lodestone executable first: \(exe)")
         let dir = Self.temporaryDirectory()
         var model: [UInt64: [Float]] = [:]
         var rng = Fixtures.SeededGenerator(seed: 2026)
-        let kills = 60
         var inFlightApplied = 0, totalAcked = 0
         for run in 0..<kills {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: exe)
-            process.arguments = ["crash-workload", "--dir", dir, "--seed", String(run), "--ops", "100000"]
+            process.arguments = ["crash-workload", "--dir", dir, "--seed", String(run), "--ops", "100000",
+                                 "--durability", durability.rawValue]
             let pipe = Pipe()
             process.standardOutput = pipe
             try process.run()
@@ -199,6 +223,6 @@ struct DurableIndexTests {
             }
             #expect(reopened.index.count == model.count)
         }
-        print("crash test: \(kills) kill points, \(totalAcked) acknowledged writes checked, \(inFlightApplied) in-flight ops found applied")
+        print("crash test (\(durability.rawValue)): \(kills) kill points, \(totalAcked) acknowledged writes checked, \(inFlightApplied) in-flight ops found applied")
     }
 }

@@ -170,10 +170,19 @@ public final class DurableIndex: @unchecked Sendable {
             for j in 0..<d { w.u32(vectors[i * d + j].bitPattern) }
         }
         let record = w.bytes
-        try state.withLock { (s: inout State) throws(LodestoneError) in
+        let pending = try state.withLock { (s: inout State) throws(LodestoneError) -> (WriteAheadLog, Int) in
             try s.log.append(record)
             try DurableIndex.applyUpsert(vectors, keys: keys, to: index, threads: threads)
+            return (s.log, s.log.size)
         }
+        try waitUntilDurable(pending)
+    }
+
+    /// With group commit, waits (outside the writer lock, so other writers
+    /// can append meanwhile) until a flush covers this writer's record.
+    private func waitUntilDurable(_ pending: (log: WriteAheadLog, end: Int)) throws(LodestoneError) {
+        guard pending.log.durability == .groupCommit else { return }
+        try pending.log.flush(upTo: pending.end) { state.withLock { $0.log === pending.log ? $0.log.size : pending.end } }
     }
 
     /// Removes the vectors stored under `keys`; returns how many were there.
@@ -184,10 +193,12 @@ public final class DurableIndex: @unchecked Sendable {
         w.u32(UInt32(keys.count))
         for key in keys { w.u64(key) }
         let record = w.bytes
-        return try state.withLock { (s: inout State) throws(LodestoneError) -> Int in
+        let (removed, log, end) = try state.withLock { (s: inout State) throws(LodestoneError) -> (Int, WriteAheadLog, Int) in
             try s.log.append(record)
-            return keys.reduce(0) { $0 + (index.remove(key: $1) ? 1 : 0) }
+            return (keys.reduce(0) { $0 + (index.remove(key: $1) ? 1 : 0) }, s.log, s.log.size)
         }
+        try waitUntilDurable((log, end))
+        return removed
     }
 
     /// Writes the index as a new segment (compacted: removed rows dropped,

@@ -1,4 +1,5 @@
 import CLodestoneKernels
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -13,6 +14,10 @@ public enum Durability: String, Sendable, Codable {
     /// `fsync` after every logged batch: a call that returned survives a
     /// crash or power cut (the default).
     case synchronous
+    /// Group commit: each call still returns only once its record is on
+    /// disk, but writers that arrive while a flush is running share the next
+    /// one, so concurrent writers pay for one `fdatasync` between them.
+    case groupCommit
     /// No `fsync`: a returned call survives a process crash (the data is in
     /// the kernel) but not a power cut; much faster for small batches.
     case none
@@ -83,6 +88,20 @@ final class WriteAheadLog: @unchecked Sendable {
         size += bytes.count
         if durability == .synchronous {
             guard fdatasync(fd) == 0 else { throw .io(path: path, operation: "fdatasync", errno: errno) }
+        }
+    }
+
+    private let flushLock = Mutex<Int>(0)  // bytes known to be on disk
+
+    /// Returns once the first `end` bytes are on disk: flushes them (and
+    /// everything appended by then) unless a flush by another writer already
+    /// covered them.
+    func flush(upTo end: Int, currentSize: () -> Int) throws(LodestoneError) {
+        try flushLock.withLock { (durable: inout Int) throws(LodestoneError) in
+            guard durable < end else { return }
+            let target = currentSize()
+            guard fdatasync(fd) == 0 else { throw .io(path: path, operation: "fdatasync", errno: errno) }
+            durable = max(durable, target)
         }
     }
 
