@@ -210,6 +210,7 @@ struct OpenBenchCommand: ParsableCommand {
     @Option var k: Int = 10
     @Option var ef: Int = 64
     @Option var limitQueries: Int?
+    @Flag(help: "Print each query's result keys (one JSON array per line) instead of figures.") var dump = false
 
     static func residentBytes() -> Double {
         guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return .nan }
@@ -227,6 +228,11 @@ struct OpenBenchCommand: ParsableCommand {
         let index = try HNSWIndex.open(path: segment)
         let openSeconds = now() - t0
         let rss1 = Self.residentBytes()
+        if dump {
+            for q in rows { print("[" + (try index.search(q, k: k, ef: ef)).map { String($0.key) }.joined(separator: ",") + "]") }
+            print("{\"nodes_linked\": \(index.nodesLinked)}")
+            return
+        }
         for i in 0..<min(10, rows.count) { _ = try index.search(rows[i], k: k, ef: ef) }
         var results: [[Neighbor]] = []
         var latencies: [Double] = []

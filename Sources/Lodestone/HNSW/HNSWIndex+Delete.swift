@@ -44,6 +44,10 @@ extension HNSWIndex {
         writer.withLock { w in purgeLocked(&w) }
     }
 
+    /// Nodes this instance has linked into the graph (inserts and replaces);
+    /// an index just opened from a segment has linked none.
+    public var nodesLinked: Int { linkedNodes.load(ordering: .relaxed) }
+
     /// Removed nodes that still take a slot (linked or awaiting reuse).
     public var removedSlots: Int { deadCount.load(ordering: .acquiring) }
 
