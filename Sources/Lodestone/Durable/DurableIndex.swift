@@ -285,7 +285,7 @@ public final class DurableIndex: @unchecked Sendable {
     private static func encodeSettings(_ index: HNSWIndex) -> [UInt8] {
         var w = ByteWriter()
         let p = index.parameters
-        for v in [UInt64(index.dimension), index.metric == .cosine ? 0 : index.metric == .euclidean ? 1 : 2,
+        for v in [UInt64(index.dimension), index.metric.storageCode,
                   UInt64(p.m), UInt64(p.efConstruction), UInt64(p.efSearch), p.seed] { w.u64(v) }
         let model = Array(index.embeddingModel.utf8)
         w.u32(UInt32(model.count))
@@ -307,8 +307,10 @@ public final class DurableIndex: @unchecked Sendable {
         let m = try int(), efc = try int(), efs = try int(), seed = try r.u64()
         let n = Int(try r.u32())
         let model = String(decoding: try r.raw(n), as: UTF8.self)
-        guard metricCode <= 2 else { throw .corruptSegment(path: path, section: "manifest", reason: "unknown metric") }
-        return (d, metricCode == 0 ? .cosine : metricCode == 1 ? .euclidean : .dotProduct,
+        guard let metric = Metric(storageCode: metricCode) else {
+            throw .corruptSegment(path: path, section: "manifest", reason: "unknown metric")
+        }
+        return (d, metric,
                 HNSWParameters(m: m, efConstruction: efc, efSearch: efs, seed: seed), model)
     }
 

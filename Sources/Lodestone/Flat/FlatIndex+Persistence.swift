@@ -5,8 +5,7 @@ extension FlatIndex {
     /// `Storage/FORMAT.md`): its rows, keys and squared norms.
     public func persist(to path: String, embeddingModel: String = "") throws(LodestoneError) {
         var parameters = ByteWriter()
-        let metricCode: UInt64 = metric == .cosine ? 0 : metric == .euclidean ? 1 : 2
-        for v in [UInt64(dimension), metricCode, UInt64(count)] { parameters.u64(v) }
+        for v in [UInt64(dimension), metric.storageCode, UInt64(count)] { parameters.u64(v) }
         let n = count, rowBytes = store.stride * MemoryLayout<Float>.size
         let store = store
         try withBytes(parameters.bytes) { (params: UnsafeRawBufferPointer) throws(LodestoneError) in
@@ -40,11 +39,10 @@ extension FlatIndex {
             return v
         }
         let dimension = try int(), metricCode = try r.u64(), n = try int()
-        guard dimension > 0 && dimension <= 1 << 16, metricCode <= 2, n >= 0 && n < 1 << 40 else {
+        guard dimension > 0 && dimension <= 1 << 16, let metric = Metric(storageCode: metricCode), n >= 0 && n < 1 << 40 else {
             throw corrupt("parameters", "dimension \(dimension), metric \(metricCode), \(n) rows")
         }
-        var index = try FlatIndex(dimension: dimension, metric: metricCode == 0 ? .cosine : metricCode == 1 ? .euclidean : .dotProduct,
-                                  kernels: kernels)
+        var index = try FlatIndex(dimension: dimension, metric: metric, kernels: kernels)
         let rowBytes = index.store.stride * MemoryLayout<Float>.size
         let rows = try segment.records(SectionKind.vectors, stride: rowBytes, count: n)
         let keyBytes = try segment.bytes(SectionKind.keys), normBytes = try segment.bytes(SectionKind.norms)

@@ -4,6 +4,17 @@ import Synchronization
 extension HNSWIndex {
     static let segmentKind: UInt32 = 2
 
+    /// The `parameters` section (FORMAT.md) for the given counts.
+    private func parameterBytes(nodes: Int, live: Int, entry entryWord: UInt64, upperBlocks: Int, insertions: UInt64) -> [UInt8] {
+        var w = ByteWriter()
+        for v in [UInt64(dimension), metric.storageCode, UInt64(m), UInt64(parameters.efConstruction),
+                  UInt64(parameters.efSearch), parameters.seed, UInt64(nodes), UInt64(live), entryWord,
+                  UInt64(upperBlocks), insertions] {
+            w.u64(v)
+        }
+        return w.bytes
+    }
+
     /// Writes the index to a segment file at `path` (atomically: a reader
     /// of `path` sees the old file or the new one, never a mix). Searches
     /// may run meanwhile; writers wait.
@@ -21,14 +32,9 @@ extension HNSWIndex {
                 return
             }
             let n = nodeCount.load(ordering: .acquiring)
-            var parameterWriter = ByteWriter()
-            let metricCode: UInt64 = metric == .cosine ? 0 : metric == .euclidean ? 1 : 2
-            for v in [UInt64(dimension), metricCode, UInt64(m), UInt64(parameters.efConstruction),
-                      UInt64(parameters.efSearch), parameters.seed, UInt64(n), UInt64(liveCount.load(ordering: .acquiring)),
-                      entry.load(ordering: .acquiring), UInt64(w.upperBlocks), w.insertions] {
-                parameterWriter.u64(v)
-            }
-            let parameterBytes = parameterWriter.bytes
+            let parameterBytes = parameterBytes(nodes: n, live: liveCount.load(ordering: .acquiring),
+                                                entry: entry.load(ordering: .acquiring), upperBlocks: w.upperBlocks,
+                                                insertions: w.insertions)
             var freeWriter = ByteWriter(), tombstoneWriter = ByteWriter()
             for f in w.free { freeWriter.u32(f.node) }
             for t in w.tombstones { tombstoneWriter.u32(t) }
@@ -141,15 +147,11 @@ extension HNSWIndex {
             precondition(mapped != HNSWIndex.noNode, "the entry point is live after a purge")
             newEntry = (e & 0xFFFF_FFFF_0000_0000) | UInt64(mapped)
         }
-        var parameterWriter = ByteWriter()
-        let metricCode: UInt64 = metric == .cosine ? 0 : metric == .euclidean ? 1 : 2
-        for v in [UInt64(dimension), metricCode, UInt64(m), UInt64(parameters.efConstruction), UInt64(parameters.efSearch),
-                  parameters.seed, UInt64(count), UInt64(count), newEntry, UInt64(upperOut.count / m), w.insertions] {
-            parameterWriter.u64(v)
-        }
-        if let failure = corruption() { throw failure }
         let upperBlocks = upperOut.count / m
-        try withBytes(parameterWriter.bytes) { (params: UnsafeRawBufferPointer) throws(LodestoneError) in
+        let parameterBytes = parameterBytes(nodes: count, live: count, entry: newEntry, upperBlocks: upperBlocks,
+                                            insertions: w.insertions)
+        if let failure = corruption() { throw failure }
+        try withBytes(parameterBytes) { (params: UnsafeRawBufferPointer) throws(LodestoneError) in
             try withBytes(stateBytes) { (states: UnsafeRawBufferPointer) throws(LodestoneError) in
                 try withBytes(levelBytes) { (levels: UnsafeRawBufferPointer) throws(LodestoneError) in
                     try withBytes(links0Out) { (l0: UnsafeRawBufferPointer) throws(LodestoneError) in
@@ -217,8 +219,7 @@ extension HNSWIndex {
         guard n < maxRecords, upperBlocks < maxRecords else {
             throw corrupt("parameters", "\(n) nodes and \(upperBlocks) upper blocks exceed what an index can hold")
         }
-        guard metricCode <= 2 else { throw corrupt("parameters", "unknown metric \(metricCode)") }
-        let metric: Metric = metricCode == 0 ? .cosine : metricCode == 1 ? .euclidean : .dotProduct
+        guard let metric = Metric(storageCode: metricCode) else { throw corrupt("parameters", "unknown metric \(metricCode)") }
         guard dimension > 0 && dimension <= 1 << 16, n >= 0, n < Int(UInt32.max), live <= n, upperBlocks >= 0 else {
             throw corrupt("parameters", "inconsistent counts (dimension \(dimension), nodes \(n), live \(live))")
         }

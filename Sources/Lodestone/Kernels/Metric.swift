@@ -37,6 +37,26 @@ public enum Metric: String, Sendable, CaseIterable, Codable {
         }
     }
 
+    /// The metric's number in persisted files (FORMAT.md): 0 cosine,
+    /// 1 euclidean, 2 dot product.
+    var storageCode: UInt64 {
+        switch self {
+        case .cosine: return 0
+        case .euclidean: return 1
+        case .dotProduct: return 2
+        }
+    }
+
+    /// The metric stored as `code`, or nil for an unknown number.
+    init?(storageCode code: UInt64) {
+        switch code {
+        case 0: self = .cosine
+        case 1: self = .euclidean
+        case 2: self = .dotProduct
+        default: return nil
+        }
+    }
+
     /// Parses a metric name as users type it (`cosine`, `euclidean`, `l2`,
     /// `dotproduct`, `dot`, `ip`), case-insensitively.
     public init?(name: String) {
