@@ -33,6 +33,11 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
     case corruptSegment(path: String, section: String, reason: String)
     /// A segment file was written by a newer format version than this build reads.
     case unsupportedFormatVersion(path: String, found: Int, supported: Int)
+    /// A metadata filter is malformed; `path` says where in it (a field name,
+    /// `$and[1]`, …) and `reason` what is wrong.
+    case invalidFilter(path: String, reason: String)
+    /// A record's metadata is not acceptable.
+    case invalidMetadata(field: String, reason: String)
     /// An operating-system call failed on `path`.
     case io(path: String, operation: String, errno: Int32)
 
@@ -58,6 +63,10 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
             return "\(path): corrupt segment (\(section)): \(reason)"
         case let .unsupportedFormatVersion(path, found, supported):
             return "\(path): written by segment format version \(found); this build reads versions up to \(supported): upgrade Lodestone to open it"
+        case let .invalidFilter(path, reason):
+            return path.isEmpty ? "invalid filter: \(reason)" : "invalid filter at \"\(path)\": \(reason)"
+        case let .invalidMetadata(field, reason):
+            return field.isEmpty ? "invalid metadata: \(reason)" : "invalid metadata field \"\(field)\": \(reason)"
         case let .io(path, operation, errno):
             return "\(path): \(operation) failed: \(String(cString: strerror(errno))) (errno \(errno))"
         }
