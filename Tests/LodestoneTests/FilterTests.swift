@@ -120,3 +120,69 @@ struct FilterTests {
         }
     }
 }
+
+extension FilterTests {
+    /// A random record over a few fields with small value sets, so that
+    /// filters hit, miss, and meet missing fields and lists often.
+    static func randomRecord(_ rng: inout Fixtures.SeededGenerator) -> Metadata {
+        var m: Metadata = [:]
+        if Bool.random(using: &rng) { m["genre"] = .string(["drama", "comedy", "news"].randomElement(using: &rng)!) }
+        if Int.random(in: 0..<4, using: &rng) > 0 { m["year"] = .number(Double(Int.random(in: 2015...2025, using: &rng))) }
+        if Bool.random(using: &rng) { m["popular"] = .bool(Bool.random(using: &rng)) }
+        if Bool.random(using: &rng) {
+            m["tags"] = .strings((0..<Int.random(in: 0...3, using: &rng)).map { _ in ["a", "b", "c", "d"].randomElement(using: &rng)! })
+        }
+        if Int.random(in: 0..<5, using: &rng) == 0 { m["genre"] = .number(1) }  // a field with mixed types
+        return m
+    }
+
+    static func randomScalar(_ rng: inout Fixtures.SeededGenerator) -> Filter.Scalar {
+        switch Int.random(in: 0..<4, using: &rng) {
+        case 0: return .string(["drama", "comedy", "news", "a", "b", "zzz"].randomElement(using: &rng)!)
+        case 1: return .number(Double(Int.random(in: 2014...2026, using: &rng)))
+        case 2: return .bool(Bool.random(using: &rng))
+        default: return .number(1)
+        }
+    }
+
+    static func randomFilter(_ rng: inout Fixtures.SeededGenerator, depth: Int = 0) -> Filter {
+        let fields = ["genre", "year", "popular", "tags", "missing"]
+        if depth < 3 && Int.random(in: 0..<3, using: &rng) == 0 {
+            let parts = (0..<Int.random(in: 1...3, using: &rng)).map { _ in randomFilter(&rng, depth: depth + 1) }
+            return Bool.random(using: &rng) ? .and(parts) : .or(parts)
+        }
+        let field = fields.randomElement(using: &rng)!
+        let x = Double(Int.random(in: 2014...2026, using: &rng))
+        let list = (0..<Int.random(in: 0...3, using: &rng)).map { _ in randomScalar(&rng) }
+        let conditions: [Filter.Condition] = [
+            .eq(randomScalar(&rng)), .ne(randomScalar(&rng)), .gt(x), .gte(x), .lt(x), .lte(x),
+            .in(list), .nin(list), .exists(Bool.random(using: &rng)),
+        ]
+        return .field(field, conditions.randomElement(using: &rng)!)
+    }
+
+    @Test("the metadata index agrees with the record-by-record evaluator on random records and filters")
+    func indexAgreesWithBruteForce() {
+        var rng = Fixtures.SeededGenerator(seed: 99)
+        let index = MetadataIndex()
+        var records: [Metadata?] = []
+        for slot in 0..<600 {
+            let r: Metadata? = Int.random(in: 0..<10, using: &rng) == 0 ? nil : Self.randomRecord(&rng)
+            records.append(r)
+            index.set(r, slot: slot)
+        }
+        // Updates and removals after the first evaluation (sorted ranges rebuilt).
+        _ = index.evaluate(.field("year", .gt(2020)))
+        for _ in 0..<150 {
+            let slot = Int.random(in: 0..<600, using: &rng)
+            let r: Metadata? = Bool.random(using: &rng) ? Self.randomRecord(&rng) : nil
+            records[slot] = r
+            index.set(r, slot: slot)
+        }
+        for _ in 0..<500 {
+            let filter = Self.randomFilter(&rng)
+            let expected = records.indices.filter { records[$0].map { filter.matches($0) } ?? false }
+            #expect(index.evaluate(filter).slots == expected, "\(filter)")
+        }
+    }
+}
