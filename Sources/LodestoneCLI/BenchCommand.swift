@@ -26,6 +26,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Batch mode: run the batch this many times and report the fastest.") var repeats: Int = 3
     @Option(help: "Use only the first N queries.") var limitQueries: Int?
     @Flag(help: "Print JSON lines.") var json = false
+    @Option(help: "HNSW: a filter file (a Pinecone filter, or an object whose \"filter\" field is one); point --truth at the filtered ground truth.")
+    var filter: String?
+    @Option(help: "Metadata, JSON Lines in base-vector order (needed with --filter).") var metadata: String?
     @Option(help: "HNSW: also persist the index into this folder, reopen it in a fresh process and report persist_s, open_ms, open_rss_mb and the reopened index's recall and qps.")
     var persist: String?
 
@@ -76,6 +79,19 @@ struct BenchCommand: ParsableCommand {
         }
         let buildSeconds = now() - t0
         let nq = queryM.rows
+        var allowed: (keys: Bitset, count: Int)? = nil
+        if let filterPath = filter {
+            guard hnsw != nil else { throw ValidationError("--filter needs --index hnsw") }
+            guard let metadataPath = metadata else { throw ValidationError("--filter needs --metadata M.jsonl") }
+            var json = try JSONValue.parse(String(contentsOfFile: filterPath, encoding: .utf8))
+            if case let .object(fields) = json, let inner = fields["filter"] { json = inner }
+            let parsed = try Filter(json: json)
+            let index = MetadataIndex()
+            let lines = try String(contentsOfFile: metadataPath, encoding: .utf8).split(separator: "\n")
+            for (row, line) in lines.enumerated() { index.set(try Metadata.from(json: JSONValue.parse(String(line))), slot: row) }
+            let matching = index.evaluate(parsed)
+            allowed = (matching, matching.count)
+        }
         var persistSeconds = 0.0
         var segmentPath: String? = nil
         if let dir = persist {
@@ -97,8 +113,15 @@ struct BenchCommand: ParsableCommand {
             line.set("n", baseM.rows)
             line.set("dim", baseM.dimension)
             line.set("queries", queryM.rows)
+            var plans: [String: Int] = [:]
             func searchOne(_ q: [Float]) throws -> [Neighbor] {
                 if let flat { return try flat.search(q, k: k) }
+                if let allowed {
+                    let (results, plan) = try hnsw!.search(q, k: k, ef: efValue, allowedKeys: allowed.keys,
+                                                           matchCount: allowed.count)
+                    plans[plan.rawValue, default: 0] += 1
+                    return results
+                }
                 return try hnsw!.search(q, k: k, ef: efValue)
             }
             var results: [[Neighbor]] = []
@@ -151,6 +174,11 @@ struct BenchCommand: ParsableCommand {
             line.set("build_s", buildSeconds)
             line.set("threads", threads)
             line.set("batch", batch)
+            if let allowed {
+                line.set("plan", plans.keys.sorted().joined(separator: "+"))
+                line.set("filter_matches", allowed.count)
+                line.set("selectivity", Double(allowed.count) / Double(baseM.rows), digits: 4)
+            }
             if let hnsw {
                 line.set("ef", efValue)
                 line.set("m", m)

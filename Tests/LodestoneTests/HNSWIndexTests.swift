@@ -232,3 +232,30 @@ extension HNSWIndexTests {
         #expect(index.count == n - (n - 1000) / 100 * 50)
     }
 }
+
+extension HNSWIndexTests {
+    @Test("filtered search plans: exact scan when few match, filtered graph when many; min(k, matches) results",
+          arguments: [(50, SearchPlan.exactScan), (2, SearchPlan.filteredGraph), (3000, SearchPlan.exactScan)])
+    func plannedFilter(modulus: Int, expectedPlan: SearchPlan) throws {
+        let data = Fixtures.realData
+        let index = Self.realIndex
+        var allowed = Bitset(capacity: data.base.rows)
+        for key in stride(from: 0, to: data.base.rows, by: modulus) { allowed.insert(key) }
+        var flat = try FlatIndex(dimension: data.base.dimension, metric: .cosine)
+        let keys = allowed.slots.map { UInt64($0) }
+        try flat.add(contentsOf: keys.flatMap { data.base.row(Int($0)) }, keys: keys)
+        var hits = 0, wanted = 0
+        for qi in 0..<data.queries.rows {
+            let q = data.queries.row(qi)
+            let (results, plan) = try index.search(q, k: 10, ef: 64, allowedKeys: allowed, matchCount: allowed.count)
+            #expect(plan == expectedPlan)
+            #expect(results.count == min(10, allowed.count))
+            #expect(results.allSatisfy { allowed.contains(Int($0.key)) })
+            let truth = Set(try flat.search(q, k: 10).map(\.key))
+            hits += results.filter { truth.contains($0.key) }.count
+            wanted += truth.count
+        }
+        let recall = Double(hits) / Double(wanted)
+        #expect(recall >= (expectedPlan == .exactScan ? 1.0 : 0.95), "recall \(recall) with 1 in \(modulus) allowed")
+    }
+}
