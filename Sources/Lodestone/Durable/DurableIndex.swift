@@ -133,7 +133,7 @@ public final class DurableIndex: @unchecked Sendable {
             }
         }
         let logPath = directory + "/" + manifest.log
-        let (records, validLength) = try WriteAheadLog.read(path: logPath)
+        let (records, validLength, fileLength) = try WriteAheadLog.read(path: logPath)
         for (i, record) in records.enumerated() {
             do throws(LodestoneError) {
                 try apply(record, to: index)
@@ -141,11 +141,10 @@ public final class DurableIndex: @unchecked Sendable {
                 throw .corruptSegment(path: logPath, section: "log record \(i)", reason: "cannot be applied: \(error)")
             }
         }
-        let size = (try? VectorFiles.readFile(logPath).count) ?? 0
         let log = try WriteAheadLog(path: logPath, validLength: validLength, durability: durability)
         removeLeftovers(in: directory, keeping: [manifest.segment, manifest.log, Manifest.fileName])
         return DurableIndex(directory: directory, index: index, manifest: manifest, log: log,
-                            replayed: records.count, dropped: size - validLength, lock: lock)
+                            replayed: records.count, dropped: fileLength - validLength, lock: lock)
     }
 
     // MARK: Writing

@@ -110,20 +110,22 @@ final class WriteAheadLog: @unchecked Sendable {
         guard fsync(fd) == 0 else { throw .io(path: path, operation: "fsync", errno: errno) }
     }
 
-    /// The complete records of the log at `path`, and the length of the
-    /// prefix they fill (where a torn tail, if any, begins).
-    static func read(path: String) throws(LodestoneError) -> (records: [[UInt8]], validLength: Int) {
+    /// The complete records of the log at `path`, the length of the prefix
+    /// they fill (where a torn tail, if any, begins) and the file's length.
+    static func read(path: String) throws(LodestoneError) -> (records: [[UInt8]], validLength: Int, fileLength: Int) {
         let bytes: [UInt8]
         do {
             bytes = try VectorFiles.readFile(path)
         } catch let LodestoneError.io(_, _, code) where code == ENOENT {
-            return ([], 0)
+            return ([], 0, 0)
         }
         var records: [[UInt8]] = []
         var at = 0
         while at < bytes.count {
             guard bytes.count - at >= recordHeader else { break }  // torn header
-            var r = ByteReader(Array(bytes[at..<(at + recordHeader)])) { .emptyIndex }
+            var r = ByteReader(Array(bytes[at..<(at + recordHeader)])) {
+                .corruptSegment(path: path, section: "log record at offset \(at)", reason: "short header")
+            }
             let length = Int(try r.u32()), crc = try r.u32()
             let end = at + recordHeader + length
             guard length <= maxRecord, end <= bytes.count else {
@@ -141,7 +143,7 @@ final class WriteAheadLog: @unchecked Sendable {
             records.append(Array(bytes[(at + recordHeader)..<end]))
             at = end
         }
-        return (records, at)
+        return (records, at, bytes.count)
     }
 }
 
