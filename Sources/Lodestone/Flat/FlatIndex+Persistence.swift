@@ -7,20 +7,13 @@ extension FlatIndex {
         var parameters = ByteWriter()
         for v in [UInt64(dimension), metric.storageCode, UInt64(count)] { parameters.u64(v) }
         let n = count, rowBytes = store.stride * MemoryLayout<Float>.size
-        let store = store
-        try withBytes(parameters.bytes) { (params: UnsafeRawBufferPointer) throws(LodestoneError) in
-            try withBytes(store.keys) { (keys: UnsafeRawBufferPointer) throws(LodestoneError) in
-                try withBytes(store.squaredNorms) { (norms: UnsafeRawBufferPointer) throws(LodestoneError) in
-                    try SegmentWriter.write(path: path, indexKind: FlatIndex.segmentKind, embeddingModel: embeddingModel, sections: [
-                        PendingSection(kind: SectionKind.parameters, pieces: [params]),
-                        PendingSection(kind: SectionKind.vectors, stride: rowBytes, count: n,
-                                       pieces: [UnsafeRawBufferPointer(start: store.base, count: n * rowBytes)]),
-                        PendingSection(kind: SectionKind.keys, stride: 8, count: n, pieces: [keys]),
-                        PendingSection(kind: SectionKind.norms, stride: 4, count: n, pieces: [norms]),
-                    ])
-                }
-            }
-        }
+        try SegmentWriter.write(path: path, indexKind: FlatIndex.segmentKind, embeddingModel: embeddingModel, sections: [
+            PendingSection(kind: SectionKind.parameters, owned: parameters.bytes),
+            PendingSection(kind: SectionKind.vectors, stride: rowBytes, count: n,
+                           pieces: [UnsafeRawBufferPointer(start: store.base, count: n * rowBytes)]),
+            PendingSection(kind: SectionKind.keys, stride: 8, count: n, owned: store.keys),
+            PendingSection(kind: SectionKind.norms, stride: 4, count: n, owned: store.squaredNorms),
+        ])
     }
 
     /// Opens a flat index persisted with ``persist(to:embeddingModel:)``: the

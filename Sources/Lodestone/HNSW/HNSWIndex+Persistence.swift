@@ -32,59 +32,66 @@ extension HNSWIndex {
                 return
             }
             let n = nodeCount.load(ordering: .acquiring)
-            let parameterBytes = parameterBytes(nodes: n, live: liveCount.load(ordering: .acquiring),
-                                                entry: entry.load(ordering: .acquiring), upperBlocks: w.upperBlocks,
-                                                insertions: w.insertions)
-            var freeWriter = ByteWriter(), tombstoneWriter = ByteWriter()
-            for f in w.free { freeWriter.u32(f.node) }
-            for t in w.tombstones { tombstoneWriter.u32(t) }
-            // Upper-layer block runs given back by reused nodes: (length, start).
-            var runsWriter = ByteWriter()
-            var runCount = 0
-            for (length, starts) in w.freeUpperRuns.sorted(by: { $0.key < $1.key }) {
-                for start in starts {
-                    runsWriter.u32(UInt32(length))
-                    runsWriter.u32(start)
-                    runCount += 1
-                }
-            }
-            let freeCount = w.free.count, tombstoneCount = w.tombstones.count
-            try withBytes(parameterBytes) { (params: UnsafeRawBufferPointer) throws(LodestoneError) in
-                try withBytes(freeWriter.bytes) { (free: UnsafeRawBufferPointer) throws(LodestoneError) in
-                    try withBytes(tombstoneWriter.bytes) { (tombs: UnsafeRawBufferPointer) throws(LodestoneError) in
-                    try withBytes(runsWriter.bytes) { (runs: UnsafeRawBufferPointer) throws(LodestoneError) in
-                        let sections: [PendingSection] = [
-                            PendingSection(kind: SectionKind.parameters, pieces: [params]),
-                            PendingSection(kind: SectionKind.vectors, stride: vectors.stride, count: n,
-                                           pieces: vectors.byteRanges(records: n), chunked: true),
-                            PendingSection(kind: SectionKind.keys, stride: 8, count: n,
-                                           pieces: keyRecords.byteRanges(records: n), chunked: true),
-                            PendingSection(kind: SectionKind.states, stride: 1, count: n,
-                                           pieces: states.byteRanges(records: n), chunked: true),
-                            PendingSection(kind: SectionKind.hnswLinks0, stride: links0.stride, count: n,
-                                           pieces: links0.byteRanges(records: n), chunked: true),
-                            PendingSection(kind: SectionKind.hnswLevels, stride: 1, count: n,
-                                           pieces: levelRecords.byteRanges(records: n), chunked: true),
-                            PendingSection(kind: SectionKind.hnswUpperStart, stride: 4, count: n,
-                                           pieces: upperStart.byteRanges(records: n), chunked: true),
-                            PendingSection(kind: SectionKind.hnswUpperLinks, stride: upperLinks.stride, count: w.upperBlocks,
-                                           pieces: upperLinks.byteRanges(records: w.upperBlocks), chunked: true),
-                            PendingSection(kind: SectionKind.free, codec: .lz4, stride: 4, count: freeCount, pieces: [free]),
-                            PendingSection(kind: SectionKind.hnswTombstones, codec: .lz4, stride: 4, count: tombstoneCount,
-                                           pieces: [tombs]),
-                            PendingSection(kind: SectionKind.hnswFreeUpperRuns, codec: .lz4, stride: 8, count: runCount,
-                                           pieces: [runs]),
-                        ]
-                        // Reading the sections verified any chunk not read before:
-                        // never write fill bytes over damage with fresh checksums.
-                        if let failure = corruption() { throw failure }
-                        try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
-                                                sections: sections)
-                    }
-                    }
-                }
+            let runs = w.freeUpperRuns.sorted { $0.key < $1.key }
+                .flatMap { run in run.value.flatMap { [UInt32(run.key), $0] } }  // (length, start) pairs
+            let sections = segmentSections(
+                parameters: parameterBytes(nodes: n, live: liveCount.load(ordering: .acquiring),
+                                           entry: entry.load(ordering: .acquiring), upperBlocks: w.upperBlocks,
+                                           insertions: w.insertions),
+                nodes: n, upperBlocks: w.upperBlocks,
+                vectors: .ranges(vectors.byteRanges(records: n)), keys: .ranges(keyRecords.byteRanges(records: n)),
+                states: .ranges(states.byteRanges(records: n)), links0: .ranges(links0.byteRanges(records: n)),
+                levels: .ranges(levelRecords.byteRanges(records: n)),
+                upperStart: .ranges(upperStart.byteRanges(records: n)),
+                upperLinks: .ranges(upperLinks.byteRanges(records: w.upperBlocks)),
+                free: w.free.map(\.node), tombstones: w.tombstones, freeUpperRuns: runs)
+            // Reading the sections verified any chunk not read before: never
+            // write fill bytes over damage with fresh checksums.
+            if let failure = corruption() { throw failure }
+            try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
+                                    sections: sections)
+        }
+    }
+
+    /// Where a section's bytes come from.
+    enum SectionPart {
+        /// Records read in place (arena chunks).
+        case ranges([UnsafeRawBufferPointer])
+        /// An array built for the write.
+        case owned(any SectionBytes)
+    }
+
+    /// The sections of an HNSW segment (FORMAT.md), shared by the plain and
+    /// the compacting persist.
+    private func segmentSections(
+        parameters: [UInt8], nodes n: Int, upperBlocks: Int, vectors v: SectionPart, keys: SectionPart,
+        states s: SectionPart, links0 l0: SectionPart, levels: SectionPart, upperStart us: SectionPart,
+        upperLinks ul: SectionPart, free: [UInt32], tombstones: [UInt32], freeUpperRuns runs: [UInt32]
+    ) -> [PendingSection] {
+        func section(_ kind: UInt32, stride: Int, count: Int, _ part: SectionPart, codec: SectionCodec = .raw,
+                     chunked: Bool = true) -> PendingSection {
+            switch part {
+            case let .ranges(pieces):
+                return PendingSection(kind: kind, codec: codec, stride: stride, count: count, pieces: pieces, chunked: chunked)
+            case let .owned(bytes):
+                return PendingSection(kind: kind, codec: codec, stride: stride, count: count, owned: bytes, chunked: chunked)
             }
         }
+        return [
+            section(SectionKind.parameters, stride: 0, count: 0, .owned(parameters), chunked: false),
+            section(SectionKind.vectors, stride: vectors.stride, count: n, v),
+            section(SectionKind.keys, stride: 8, count: n, keys),
+            section(SectionKind.states, stride: 1, count: n, s),
+            section(SectionKind.hnswLinks0, stride: links0.stride, count: n, l0),
+            section(SectionKind.hnswLevels, stride: 1, count: n, levels),
+            section(SectionKind.hnswUpperStart, stride: 4, count: n, us),
+            section(SectionKind.hnswUpperLinks, stride: upperLinks.stride, count: upperBlocks, ul),
+            section(SectionKind.free, stride: 4, count: free.count, .owned(free), codec: .lz4, chunked: false),
+            section(SectionKind.hnswTombstones, stride: 4, count: tombstones.count, .owned(tombstones), codec: .lz4,
+                    chunked: false),
+            section(SectionKind.hnswFreeUpperRuns, stride: 8, count: runs.count / 2, .owned(runs), codec: .lz4,
+                    chunked: false),
+        ]
     }
 
     /// Writes only the live nodes, renumbered densely (see `persist(to:compact:)`).
@@ -148,40 +155,15 @@ extension HNSWIndex {
             newEntry = (e & 0xFFFF_FFFF_0000_0000) | UInt64(mapped)
         }
         let upperBlocks = upperOut.count / m
-        let parameterBytes = parameterBytes(nodes: count, live: count, entry: newEntry, upperBlocks: upperBlocks,
-                                            insertions: w.insertions)
+        let sections = segmentSections(
+            parameters: parameterBytes(nodes: count, live: count, entry: newEntry, upperBlocks: upperBlocks,
+                                       insertions: w.insertions),
+            nodes: count, upperBlocks: upperBlocks, vectors: .ranges(vectorPieces), keys: .ranges(keyPieces),
+            states: .owned(stateBytes), links0: .owned(links0Out), levels: .owned(levelBytes),
+            upperStart: .owned(upperStartOut), upperLinks: .owned(upperOut), free: [], tombstones: [], freeUpperRuns: [])
         if let failure = corruption() { throw failure }
-        try withBytes(parameterBytes) { (params: UnsafeRawBufferPointer) throws(LodestoneError) in
-            try withBytes(stateBytes) { (states: UnsafeRawBufferPointer) throws(LodestoneError) in
-                try withBytes(levelBytes) { (levels: UnsafeRawBufferPointer) throws(LodestoneError) in
-                    try withBytes(links0Out) { (l0: UnsafeRawBufferPointer) throws(LodestoneError) in
-                        try withBytes(upperStartOut) { (starts: UnsafeRawBufferPointer) throws(LodestoneError) in
-                            try withBytes(upperOut) { (upper: UnsafeRawBufferPointer) throws(LodestoneError) in
-                                let empty = UnsafeRawBufferPointer(start: nil, count: 0)
-                                try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind,
-                                                        embeddingModel: embeddingModel, sections: [
-                                    PendingSection(kind: SectionKind.parameters, pieces: [params]),
-                                    PendingSection(kind: SectionKind.vectors, stride: vectors.stride, count: count,
-                                                   pieces: vectorPieces, chunked: true),
-                                    PendingSection(kind: SectionKind.keys, stride: 8, count: count, pieces: keyPieces, chunked: true),
-                                    PendingSection(kind: SectionKind.states, stride: 1, count: count, pieces: [states], chunked: true),
-                                    PendingSection(kind: SectionKind.hnswLinks0, stride: links0.stride, count: count,
-                                                   pieces: [l0], chunked: true),
-                                    PendingSection(kind: SectionKind.hnswLevels, stride: 1, count: count, pieces: [levels], chunked: true),
-                                    PendingSection(kind: SectionKind.hnswUpperStart, stride: 4, count: count, pieces: [starts],
-                                                   chunked: true),
-                                    PendingSection(kind: SectionKind.hnswUpperLinks, stride: upperLinks.stride, count: upperBlocks,
-                                                   pieces: [upper], chunked: true),
-                                    PendingSection(kind: SectionKind.free, codec: .lz4, stride: 4, count: 0, pieces: [empty]),
-                                    PendingSection(kind: SectionKind.hnswTombstones, codec: .lz4, stride: 4, count: 0, pieces: [empty]),
-                                    PendingSection(kind: SectionKind.hnswFreeUpperRuns, codec: .lz4, stride: 8, count: 0, pieces: [empty]),
-                                ])
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
+                                sections: sections)
     }
 
     /// Opens an index persisted with ``persist(to:)``: the file is mapped

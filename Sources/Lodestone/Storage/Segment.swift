@@ -67,14 +67,35 @@ enum SegmentFormat {
     static func align(_ n: Int) -> Int { (n + page - 1) / page * page }
 }
 
-/// A section to write: its kind, codec, record layout and content (byte
-/// ranges written one after another, valid for the duration of the write).
+/// Bytes a section may own (an array of plain values).
+protocol SectionBytes {
+    func withRawBytes<R>(_ body: (UnsafeRawBufferPointer) throws(LodestoneError) -> R) throws(LodestoneError) -> R
+}
+
+/// Plain values a section's owned array may hold.
+protocol SectionElement {}
+extension UInt8: SectionElement {}
+extension UInt32: SectionElement {}
+extension UInt64: SectionElement {}
+extension Float: SectionElement {}
+
+extension Array: SectionBytes where Element: SectionElement {
+    func withRawBytes<R>(_ body: (UnsafeRawBufferPointer) throws(LodestoneError) -> R) throws(LodestoneError) -> R {
+        try withBytes(self, body)
+    }
+}
+
+/// A section to write: its kind, codec, record layout and content: byte
+/// ranges written one after another (valid for the duration of the write),
+/// or an array the section owns.
 struct PendingSection {
     var kind: UInt32
     var codec: SectionCodec = .raw
     var stride = 0
     var count = 0
-    var pieces: [UnsafeRawBufferPointer]
+    var pieces: [UnsafeRawBufferPointer] = []
+    /// Content owned by the section, written instead of `pieces`.
+    var owned: (any SectionBytes)? = nil
     /// Whether the section's records get a checksum per chunk of 4,096
     /// (listed in the `chunk-checksums` section), so that a reader can verify
     /// it lazily, chunk by chunk. Pieces may be any runs of whole records.
@@ -100,6 +121,36 @@ struct SectionEntry {
 enum SegmentWriter {
     static func write(path: String, indexKind: UInt32, embeddingModel: String,
                       sections: [PendingSection]) throws(LodestoneError) {
+        try pinning(sections, from: 0) { (pinned: [PendingSection]) throws(LodestoneError) in
+            var chunkList = ByteWriter()
+            for s in pinned where s.chunked {
+                let crcs = chunkChecksums(s.pieces, windowBytes: SegmentFormat.chunkRecords * s.stride)
+                chunkList.u32(s.kind)
+                chunkList.u32(UInt32(crcs.count))
+                for c in crcs { chunkList.u32(c) }
+            }
+            try withBytes(chunkList.bytes) { (list: UnsafeRawBufferPointer) throws(LodestoneError) in
+                try writePinned(path: path, indexKind: indexKind, embeddingModel: embeddingModel,
+                                sections: pinned + [PendingSection(kind: SectionKind.chunkChecksums, pieces: [list])])
+            }
+        }
+    }
+
+    /// Runs `body` with every owned section's bytes pinned as its pieces.
+    private static func pinning(_ sections: [PendingSection], from i: Int,
+                                _ body: ([PendingSection]) throws(LodestoneError) -> Void) throws(LodestoneError) {
+        guard i < sections.count else { return try body(sections) }
+        guard let owned = sections[i].owned else { return try pinning(sections, from: i + 1, body) }
+        try owned.withRawBytes { (bytes: UnsafeRawBufferPointer) throws(LodestoneError) in
+            var pinned = sections
+            pinned[i].pieces = [bytes]
+            pinned[i].owned = nil
+            try pinning(pinned, from: i + 1, body)
+        }
+    }
+
+    private static func writePinned(path: String, indexKind: UInt32, embeddingModel: String,
+                                    sections: [PendingSection]) throws(LodestoneError) {
         let model = Array(embeddingModel.utf8)
         guard model.count <= SegmentFormat.maxModelName else {
             throw .invalidArgument(name: "embeddingModel", reason: "at most \(SegmentFormat.maxModelName) UTF-8 bytes")
@@ -116,20 +167,6 @@ enum SegmentWriter {
         }
         var offset = SegmentFormat.page
         var directory = ByteWriter()
-        var chunkList = ByteWriter()
-        var sections = sections
-        for s in sections where s.chunked {
-            let crcs = chunkChecksums(s.pieces, windowBytes: SegmentFormat.chunkRecords * s.stride)
-            chunkList.u32(s.kind)
-            chunkList.u32(UInt32(crcs.count))
-            for c in crcs { chunkList.u32(c) }
-        }
-        let chunkBytes = chunkList.bytes
-        var chunkStorage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(chunkBytes.count, 1), alignment: 8)
-        defer { chunkStorage.deallocate() }
-        chunkStorage = UnsafeMutableRawBufferPointer(rebasing: chunkStorage[0..<chunkBytes.count])
-        chunkStorage.copyBytes(from: chunkBytes)
-        sections.append(PendingSection(kind: SectionKind.chunkChecksums, pieces: [UnsafeRawBufferPointer(chunkStorage)]))
         for s in sections {
             var stored = s.pieces
             var compressed: [UInt8] = []
