@@ -40,6 +40,18 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
     case invalidMetadata(field: String, reason: String)
     /// An operating-system call failed on `path`.
     case io(path: String, operation: String, errno: Int32)
+    /// No index of this name exists in the database.
+    case indexNotFound(name: String)
+    /// An index of this name already exists in the database.
+    case indexAlreadyExists(name: String)
+    /// The index was built with embedding model `expected`; `actual` was given.
+    case embeddingModelMismatch(expected: String, actual: String)
+    /// A record id is not acceptable (empty, too long, or named twice in one batch).
+    case invalidID(id: String, reason: String)
+    /// No record has this id in the namespace.
+    case recordNotFound(id: String, namespace: String)
+    /// A line of a JSON Lines file is not an acceptable record.
+    case malformedLine(path: String, line: Int, reason: String)
 
     public var description: String {
         switch self {
@@ -69,6 +81,19 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
             return field.isEmpty ? "invalid metadata: \(reason)" : "invalid metadata field \"\(field)\": \(reason)"
         case let .io(path, operation, errno):
             return "\(path): \(operation) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+        case let .indexNotFound(name):
+            return "no index named \"\(name)\" exists (listIndexes() shows those that do)"
+        case let .indexAlreadyExists(name):
+            return "an index named \"\(name)\" already exists: open it, or delete it first"
+        case let .embeddingModelMismatch(expected, actual):
+            return "embedding model mismatch: the index was built with \"\(expected)\" but the vectors come from \"\(actual)\"; "
+                + "vectors of different models are not comparable: use an index built with \"\(actual)\""
+        case let .invalidID(id, reason):
+            return "invalid record id \"\(id.prefix(80))\": \(reason)"
+        case let .recordNotFound(id, namespace):
+            return "no record with id \"\(id)\" in namespace \"\(namespace)\""
+        case let .malformedLine(path, line, reason):
+            return "\(path):\(line): \(reason)"
         }
     }
 }

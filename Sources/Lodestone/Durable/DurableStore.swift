@@ -1,0 +1,226 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The crash-safe directory under every durable index: a `LOCK` file (one
+/// writing process), a `MANIFEST` naming the current segment and log, the
+/// segment, and the write-ahead log of every change since.
+///
+/// It knows nothing of what the records mean: its owner encodes them, says
+/// how to apply one (at open, replaying the log) and how to write a segment
+/// (at persist). The contract it keeps:
+/// - ``append(_:apply:)`` logs a record and applies it under one writer
+///   lock, and returns once the record is durable (per ``Durability``);
+/// - ``persist(writeSegment:)`` writes a new segment generation, switches
+///   the manifest atomically, starts an empty log and deletes the old files;
+///   a crash at any point leaves the old state or the new one;
+/// - opening replays the log over the segment, drops a torn last record,
+///   refuses damage followed by more records, and removes leftover files.
+final class DurableStore: @unchecked Sendable {
+    // @unchecked: mutable state lives in the Mutex.
+
+    let directory: String
+    /// Log records replayed when this instance opened.
+    let replayedRecords: Int
+    /// Bytes of a torn last log record dropped when this instance opened.
+    let droppedTailBytes: Int
+
+    private struct State {
+        var manifest: Manifest
+        var log: WriteAheadLog
+    }
+    private let state: Mutex<State>
+    private let lockDescriptor: Int32
+
+    private init(directory: String, manifest: Manifest, log: WriteAheadLog, replayed: Int, dropped: Int, lock: Int32) {
+        self.directory = directory
+        self.state = Mutex(State(manifest: manifest, log: log))
+        self.replayedRecords = replayed
+        self.droppedTailBytes = dropped
+        self.lockDescriptor = lock
+    }
+
+    deinit { close(lockDescriptor) }
+
+    // MARK: Creating and opening
+
+    /// Creates `directory` (if missing) with an empty log and a manifest
+    /// holding `settings`; fails if it already holds an index.
+    static func create(directory: String, settings: [UInt8], durability: Durability) throws(LodestoneError) -> DurableStore {
+        try makeDirectory(directory)
+        let lock = try lockDirectory(directory)
+        do throws(LodestoneError) {
+            guard access(directory + "/" + Manifest.fileName, F_OK) != 0 else {
+                throw .invalidArgument(name: "directory", reason: "\(directory) already holds an index (it has a MANIFEST)")
+            }
+            let manifest = Manifest(generation: 1, segment: "", log: "wal-1.log", settings: settings)
+            let log = try WriteAheadLog(path: directory + "/" + manifest.log, validLength: 0, durability: durability)
+            try log.sync()
+            try manifest.write(to: directory)
+            return DurableStore(directory: directory, manifest: manifest, log: log, replayed: 0, dropped: 0, lock: lock)
+        } catch {
+            close(lock)
+            throw error
+        }
+    }
+
+    /// Opens `directory`: reads the manifest, lets `load` build the owner's
+    /// state from it (the segment path is `directory/manifest.segment`, or
+    /// there is no segment yet), replays every complete log record through
+    /// `replay`, and removes files a crash left behind.
+    static func open<Owner>(directory: String, durability: Durability,
+                            load: (Manifest) throws(LodestoneError) -> Owner,
+                            replay: (Owner, [UInt8]) throws(LodestoneError) -> Void)
+        throws(LodestoneError) -> (store: DurableStore, owner: Owner)
+    {
+        let lock = try lockDirectory(directory)
+        do throws(LodestoneError) {
+            let manifest = try Manifest.read(from: directory)
+            let owner = try load(manifest)
+            let logPath = directory + "/" + manifest.log
+            let (records, validLength, fileLength) = try WriteAheadLog.read(path: logPath)
+            for (i, record) in records.enumerated() {
+                do throws(LodestoneError) {
+                    try replay(owner, record)
+                } catch {
+                    throw .corruptSegment(path: logPath, section: "log record \(i)", reason: "cannot be applied: \(error)")
+                }
+            }
+            let log = try WriteAheadLog(path: logPath, validLength: validLength, durability: durability)
+            removeLeftovers(in: directory, keeping: [manifest.segment, manifest.log, Manifest.fileName, "LOCK"])
+            let store = DurableStore(directory: directory, manifest: manifest, log: log, replayed: records.count,
+                                     dropped: fileLength - validLength, lock: lock)
+            return (store, owner)
+        } catch {
+            close(lock)
+            throw error
+        }
+    }
+
+    /// The settings the manifest carries (written at create).
+    var settings: [UInt8] { state.withLock { $0.manifest.settings } }
+
+    /// The current manifest generation (1 when created, +1 per persist).
+    var generation: UInt64 { state.withLock { $0.manifest.generation } }
+
+    /// The current segment's path, or nil before the first persist.
+    var segmentPath: String? {
+        state.withLock { $0.manifest.segment.isEmpty ? nil : directory + "/" + $0.manifest.segment }
+    }
+
+    // MARK: Writing
+
+    /// Logs `record`, then runs `apply` (still under the writer lock, so
+    /// records are applied in log order), then waits until the record is
+    /// durable. If logging fails nothing is applied.
+    func append<T>(_ record: [UInt8], apply: () throws(LodestoneError) -> T) throws(LodestoneError) -> T {
+        let (result, log, end) = try state.withLock { (s: inout State) throws(LodestoneError) -> (T, WriteAheadLog, Int) in
+            try s.log.append(record)
+            return (try apply(), s.log, s.log.size)
+        }
+        if log.durability == .groupCommit {
+            // Outside the writer lock, so other writers append meanwhile and
+            // share this flush.
+            try log.flush(upTo: end) { state.withLock { $0.log === log ? $0.log.size : end } }
+        }
+        return result
+    }
+
+    /// Runs `body` under the writer lock (no record is appended meanwhile).
+    func withWriterLock<T>(_ body: () throws(LodestoneError) -> T) throws(LodestoneError) -> T {
+        try state.withLock { (_: inout State) throws(LodestoneError) -> T in try body() }
+    }
+
+    /// Writes a new segment generation with `writeSegment(path)`, points the
+    /// manifest at it and at a new empty log, then deletes the old segment
+    /// and log. Writers wait meanwhile; the owner's readers do not.
+    func persist(writeSegment: (String) throws(LodestoneError) -> Void) throws(LodestoneError) {
+        try state.withLock { (s: inout State) throws(LodestoneError) in
+            let generation = s.manifest.generation + 1
+            let segment = "segment-\(generation).lodestone", logName = "wal-\(generation).log"
+            try writeSegment(directory + "/" + segment)
+            let log = try WriteAheadLog(path: directory + "/" + logName, validLength: 0, durability: s.log.durability)
+            try log.sync()
+            try SegmentWriter.syncDirectory(of: directory + "/" + logName)
+            let next = Manifest(generation: generation, segment: segment, log: logName, settings: s.manifest.settings)
+            let old = s.manifest
+            // Once the new manifest is in place, writes must go to the new
+            // log even if syncing the directory then fails.
+            var switched = false
+            try next.write(to: directory) {
+                s.manifest = next
+                s.log = log
+                switched = true
+            }
+            guard switched else { return }
+            // The old files are no longer referenced (an open mapping keeps
+            // the old segment's pages alive until its index lets go of it).
+            if !old.segment.isEmpty { unlink(directory + "/" + old.segment) }
+            unlink(directory + "/" + old.log)
+        }
+    }
+
+    // MARK: Files
+
+    /// Takes the directory's lock, or throws if another process holds it.
+    private static func lockDirectory(_ directory: String) throws(LodestoneError) -> Int32 {
+        let path = directory + "/LOCK"
+        #if canImport(Glibc)
+        let fd = Glibc.open(path, O_RDWR | O_CREAT, 0o644)
+        #else
+        let fd = Darwin.open(path, O_RDWR | O_CREAT, 0o644)
+        #endif
+        guard fd >= 0 else {
+            if errno == ENOENT { throw .invalidArgument(name: "directory", reason: "\(directory) does not exist") }
+            throw .io(path: path, operation: "open", errno: errno)
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let e = errno
+            close(fd)
+            if e == EWOULDBLOCK {
+                throw .invalidArgument(name: "directory", reason: "\(directory) is open in another process (LOCK is held)")
+            }
+            throw .io(path: path, operation: "flock", errno: e)
+        }
+        return fd
+    }
+
+    static func makeDirectory(_ path: String) throws(LodestoneError) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, 0o755) != 0 && errno != EEXIST {
+                throw .io(path: current, operation: "mkdir", errno: errno)
+            }
+        }
+    }
+
+    /// Deletes segments, logs and temporary files the manifest does not name
+    /// (left by a crash between writing them and switching the manifest).
+    private static func removeLeftovers(in directory: String, keeping: Set<String>) {
+        for name in directoryEntries(directory) {
+            let ours = name.hasPrefix("segment-") || name.hasPrefix("wal-") || name.contains(".tmp")
+            if ours && !keeping.contains(name) { unlink(directory + "/" + name) }
+        }
+    }
+
+    /// The names in `directory` (without `.` and `..`).
+    static func directoryEntries(_ directory: String) -> [String] {
+        guard let dir = opendir(directory) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+}
