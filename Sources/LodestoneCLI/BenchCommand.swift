@@ -117,9 +117,9 @@ struct BenchCommand: ParsableCommand {
             func searchOne(_ q: [Float]) throws -> [Neighbor] {
                 if let flat { return try flat.search(q, k: k) }
                 if let allowed {
-                    let (results, plan) = try hnsw!.search(q, k: k, ef: efValue, allowedKeys: allowed.keys,
-                                                           matchCount: allowed.count)
-                    plans[plan.rawValue, default: 0] += 1
+                    let (results, statistics) = try hnsw!.search(q, k: k, ef: efValue, allowedKeys: allowed.keys,
+                                                                 matchCount: allowed.count)
+                    plans[statistics.plan.rawValue, default: 0] += 1
                     return results
                 }
                 return try hnsw!.search(q, k: k, ef: efValue)

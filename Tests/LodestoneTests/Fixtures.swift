@@ -40,6 +40,30 @@ enum Fixtures {
         return sample
     }()
 
+    /// The metadata of ``realData``'s base rows (its `id` field removed).
+    static let realMetadata: [(id: String, metadata: Metadata)] = {
+        let url = sharedData?.appendingPathComponent("small_base_meta.jsonl")
+            ?? sampleData.appendingPathComponent("base_meta.jsonl")
+        let lines = try! String(contentsOf: url, encoding: .utf8).split(separator: "\n")
+        return lines.map { line in
+            var m = try! Metadata.from(json: JSONValue.parse(String(line)))
+            guard case let .string(id)? = m.removeValue(forKey: "id") else { fatalError("no id in \(line)") }
+            return (id, m)
+        }
+    }()
+
+    /// ``realData``'s base rows as records (id and metadata from the data).
+    static let realRecords: [Record] = (0..<realData.base.rows).map { i in
+        Record(id: realMetadata[i].id, values: realData.base.row(i), metadata: realMetadata[i].metadata)
+    }
+
+    /// A fresh empty directory under the temporary directory.
+    static func temporaryDirectory(_ label: String) -> String {
+        let path = NSTemporaryDirectory() + "lodestone-\(label)-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
     /// The committed sample: 2,000 base vectors, 100 queries.
     static let sample: Dataset = try! Dataset(
         name: "Data/ sample (2,000 x 384)",

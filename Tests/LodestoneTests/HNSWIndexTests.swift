@@ -247,8 +247,10 @@ extension HNSWIndexTests {
         var hits = 0, wanted = 0
         for qi in 0..<data.queries.rows {
             let q = data.queries.row(qi)
-            let (results, plan) = try index.search(q, k: 10, ef: 64, allowedKeys: allowed, matchCount: allowed.count)
-            #expect(plan == expectedPlan)
+            let (results, statistics) = try index.search(q, k: 10, ef: 64, allowedKeys: allowed, matchCount: allowed.count)
+            #expect(statistics.plan == expectedPlan)
+            #expect(statistics.matches == allowed.count)
+            if expectedPlan == .exactScan { #expect(statistics.distancesComputed == allowed.count) }
             #expect(results.count == min(10, allowed.count))
             #expect(results.allSatisfy { allowed.contains(Int($0.key)) })
             let truth = Set(try flat.search(q, k: 10).map(\.key))

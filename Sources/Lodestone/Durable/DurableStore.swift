@@ -120,9 +120,23 @@ final class DurableStore: @unchecked Sendable {
     /// records are applied in log order), then waits until the record is
     /// durable. If logging fails nothing is applied.
     func append<T>(_ record: [UInt8], apply: () throws(LodestoneError) -> T) throws(LodestoneError) -> T {
+        try write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T in
+            try log(record)
+            return try apply()
+        }
+    }
+
+    /// Runs `body` under the writer lock with a function that appends a
+    /// record to the log (a body may read state, decide, then log and apply
+    /// without another writer slipping in between); then waits until what
+    /// it logged is durable.
+    func write<T>(_ body: (_ log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T)
+        throws(LodestoneError) -> T
+    {
         let (result, log, end) = try state.withLock { (s: inout State) throws(LodestoneError) -> (T, WriteAheadLog, Int) in
-            try s.log.append(record)
-            return (try apply(), s.log, s.log.size)
+            let log = s.log
+            let result = try body { (record: [UInt8]) throws(LodestoneError) in try log.append(record) }
+            return (result, log, log.size)
         }
         if log.durability == .groupCommit {
             // Outside the writer lock, so other writers append meanwhile and
@@ -130,11 +144,6 @@ final class DurableStore: @unchecked Sendable {
             try log.flush(upTo: end) { state.withLock { $0.log === log ? $0.log.size : end } }
         }
         return result
-    }
-
-    /// Runs `body` under the writer lock (no record is appended meanwhile).
-    func withWriterLock<T>(_ body: () throws(LodestoneError) -> T) throws(LodestoneError) -> T {
-        try state.withLock { (_: inout State) throws(LodestoneError) -> T in try body() }
     }
 
     /// Writes a new segment generation with `writeSegment(path)`, points the

@@ -11,8 +11,10 @@ public final class MetadataIndex {
     private var live = Bitset(capacity: 0)
     private var postings: [String: [Filter.Scalar: Set<Int>]] = [:]
     private var present: [String: Set<Int>] = [:]
-    private var numbers: [String: [(value: Double, slot: Int)]] = [:]
-    private var numbersSorted: Set<String> = []
+    private var numberValues: [String: [Int: Double]] = [:]
+    /// Per numeric field, (value, slot) sorted by value: built on the first
+    /// range query after a change to the field.
+    private var sortedNumbers: [String: [(value: Double, slot: Int)]] = [:]
 
     /// An empty index.
     public init() {}
@@ -24,8 +26,11 @@ public final class MetadataIndex {
     public func set(_ metadata: Metadata?, slot: Int) {
         if slot >= records.count {
             records += [Metadata?](repeating: nil, count: slot + 1 - records.count)
-            var grown = Bitset(capacity: records.count)
-            for s in live.slots { grown.insert(s) }
+        }
+        if slot >= live.capacity {
+            // Geometric growth: appending slot after slot stays linear.
+            var grown = Bitset(capacity: max(slot + 1, live.capacity * 2, 64))
+            live.forEach { grown.insert($0) }
             live = grown
         }
         if let old = records[slot] { unindex(old, slot: slot) }
@@ -55,8 +60,8 @@ public final class MetadataIndex {
             present[field, default: []].insert(slot)
             for s in scalars(value) { postings[field, default: [:]][s, default: []].insert(slot) }
             if case let .number(n) = value {
-                numbers[field, default: []].append((n, slot))
-                numbersSorted.remove(field)
+                numberValues[field, default: [:]][slot] = n
+                sortedNumbers[field] = nil
             }
         }
     }
@@ -65,7 +70,10 @@ public final class MetadataIndex {
         for (field, value) in metadata {
             present[field]?.remove(slot)
             for s in scalars(value) { postings[field]?[s]?.remove(slot) }
-            if case .number = value { numbers[field]?.removeAll { $0.slot == slot } }
+            if case .number = value {
+                numberValues[field]?[slot] = nil
+                sortedNumbers[field] = nil
+            }
         }
     }
 
@@ -78,12 +86,11 @@ public final class MetadataIndex {
     private func equal(_ field: String, _ scalar: Filter.Scalar) -> Bitset { bitset(postings[field]?[scalar]) }
 
     private func range(_ field: String, _ include: (Double) -> Bool, lowerBound: Double?) -> Bitset {
-        if !numbersSorted.contains(field) {
-            numbers[field]?.sort { $0.value < $1.value }
-            numbersSorted.insert(field)
+        if sortedNumbers[field] == nil, let values = numberValues[field] {
+            sortedNumbers[field] = values.map { (value: $0.value, slot: $0.key) }.sorted { $0.value < $1.value }
         }
         var out = Bitset(capacity: records.count)
-        guard let list = numbers[field] else { return out }
+        guard let list = sortedNumbers[field] else { return out }
         // Skip straight to the lower bound when there is one.
         var start = 0
         if let low = lowerBound {

@@ -4,6 +4,12 @@ extension FlatIndex {
     /// Writes the index to a segment file at `path`, atomically (see
     /// `Storage/FORMAT.md`): its rows, keys and squared norms.
     public func persist(to path: String, embeddingModel: String = "") throws(LodestoneError) {
+        try persist(to: path, embeddingModel: embeddingModel, extraSections: [])
+    }
+
+    /// ``persist(to:embeddingModel:)`` with sections of the owner's (an
+    /// ``Index``'s records) written into the same segment.
+    func persist(to path: String, embeddingModel: String, extraSections: [PendingSection]) throws(LodestoneError) {
         var parameters = ByteWriter()
         for v in [UInt64(dimension), metric.storageCode, UInt64(count)] { parameters.u64(v) }
         let n = count, rowBytes = store.stride * MemoryLayout<Float>.size
@@ -13,7 +19,7 @@ extension FlatIndex {
                            pieces: [UnsafeRawBufferPointer(start: store.base, count: n * rowBytes)]),
             PendingSection(kind: SectionKind.keys, stride: 8, count: n, owned: store.keys),
             PendingSection(kind: SectionKind.norms, stride: 4, count: n, owned: store.squaredNorms),
-        ])
+        ] + extraSections)
     }
 
     /// Opens a flat index persisted with ``persist(to:embeddingModel:)``: the
@@ -21,7 +27,12 @@ extension FlatIndex {
     /// search reads every row anyway); rows are scanned in place, and the
     /// index stays writable.
     public static func open(path: String, kernels: DistanceKernels = .active) throws(LodestoneError) -> FlatIndex {
-        let segment = try MappedSegment(path: path, lazy: false)
+        try open(segment: try MappedSegment(path: path, lazy: false), kernels: kernels)
+    }
+
+    /// Opens a flat index from a segment already mapped (and verified).
+    static func open(segment: MappedSegment, kernels: DistanceKernels = .active) throws(LodestoneError) -> FlatIndex {
+        let path = segment.path
         func corrupt(_ section: String, _ reason: String) -> LodestoneError {
             .corruptSegment(path: path, section: section, reason: reason)
         }

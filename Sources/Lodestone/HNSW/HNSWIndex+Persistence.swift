@@ -26,9 +26,15 @@ extension HNSWIndex {
     ///   densely with their links remapped: the file drops removed rows (this
     ///   instance keeps its numbering; the file's takes effect when opened).
     public func persist(to path: String, compact: Bool = false) throws(LodestoneError) {
+        try persist(to: path, compact: compact, extraSections: [])
+    }
+
+    /// ``persist(to:compact:)`` with sections of the owner's (an ``Index``'s
+    /// records) written into the same segment.
+    func persist(to path: String, compact: Bool, extraSections: [PendingSection]) throws(LodestoneError) {
         try writer.withLock { (w: inout WriterState) throws(LodestoneError) in
             if compact && deadCount.load(ordering: .acquiring) > 0 {
-                try persistCompactedLocked(&w, path: path)
+                try persistCompactedLocked(&w, path: path, extraSections: extraSections)
                 return
             }
             let n = nodeCount.load(ordering: .acquiring)
@@ -49,7 +55,7 @@ extension HNSWIndex {
             // write fill bytes over damage with fresh checksums.
             if let failure = corruption() { throw failure }
             try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
-                                    sections: sections)
+                                    sections: sections + extraSections)
         }
     }
 
@@ -95,7 +101,9 @@ extension HNSWIndex {
     }
 
     /// Writes only the live nodes, renumbered densely (see `persist(to:compact:)`).
-    private func persistCompactedLocked(_ w: inout WriterState, path: String) throws(LodestoneError) {
+    private func persistCompactedLocked(_ w: inout WriterState, path: String, extraSections: [PendingSection])
+        throws(LodestoneError)
+    {
         purgeLocked(&w)  // now no live node links to a removed one
         let n = nodeCount.load(ordering: .acquiring)
         var newID = [UInt32](repeating: HNSWIndex.noNode, count: n)
@@ -163,7 +171,7 @@ extension HNSWIndex {
             upperStart: .owned(upperStartOut), upperLinks: .owned(upperOut), free: [], tombstones: [], freeUpperRuns: [])
         if let failure = corruption() { throw failure }
         try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
-                                sections: sections)
+                                sections: sections + extraSections)
     }
 
     /// Opens an index persisted with ``persist(to:)``: the file is mapped

@@ -151,6 +151,8 @@ extension HNSWIndex {
             while improved {
                 improved = false
                 let n = gatherNeighbours(of: current, layer: layer, scratch: scratch, visited: nil)
+                scratch.nodesExpanded += 1
+                scratch.distancesComputed += n
                 if n == 0 { break }
                 kernels.rankValues(metric, q, rows: scratch.rows, count: n, dimension: dimension, into: scratch.values)
                 for j in 0..<n where scratch.values[j] < currentDistance {
@@ -207,6 +209,8 @@ extension HNSWIndex {
             pool[cursor].tagged |= PoolEntry.expandedBit
             let n = gatherNeighbours(of: current, layer: layer, scratch: scratch,
                                      visited: (marks, generation, bound))
+            scratch.nodesExpanded += 1
+            scratch.distancesComputed += n
             var lowest = cursor + 1
             if n > 0 {
                 kernels.rankValues(metric, q, rows: scratch.rows, count: n, dimension: dimension, into: scratch.values)
@@ -289,6 +293,8 @@ extension HNSWIndex {
             let c = pop()
             if results.isFull && c.distance > results.threshold { break }
             let n = gatherNeighbours(of: UInt32(c.id), layer: 0, scratch: scratch, visited: (marks, generation, bound))
+            scratch.nodesExpanded += 1
+            scratch.distancesComputed += n
             if n == 0 { continue }
             kernels.rankValues(metric, q, rows: scratch.rows, count: n, dimension: dimension, into: scratch.values)
             for j in 0..<n {

@@ -42,6 +42,11 @@ final class SearchScratch {
     private(set) var results: UnsafeMutablePointer<Candidate>
     private(set) var resultsCapacity = 0
 
+    /// Work counters for `explain`: nodes whose links were read and
+    /// distances computed since the caller last reset them.
+    var nodesExpanded = 0
+    var distancesComputed = 0
+
     init(maxNeighbours: Int) {
         neighbourCapacity = maxNeighbours
         ids = .allocate(capacity: maxNeighbours)

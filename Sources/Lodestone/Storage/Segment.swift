@@ -30,6 +30,7 @@ enum SectionKind {
     static let hnswUpperLinks: UInt32 = 19
     static let hnswTombstones: UInt32 = 20
     static let hnswFreeUpperRuns: UInt32 = 21
+    static let records: UInt32 = 32
 
     static func name(_ kind: UInt32) -> String {
         switch kind {
@@ -46,6 +47,7 @@ enum SectionKind {
         case hnswUpperLinks: return "hnsw.upper-links"
         case hnswTombstones: return "hnsw.tombstones"
         case hnswFreeUpperRuns: return "hnsw.free-upper-runs"
+        case records: return "records"
         default: return "section kind \(kind)"
         }
     }

@@ -15,8 +15,29 @@ public struct Bitset: Sendable, Hashable {
         slot < capacity && words[slot >> 6] & (1 << UInt64(slot & 63)) != 0
     }
 
-    mutating func insert(_ slot: Int) { words[slot >> 6] |= 1 << UInt64(slot & 63) }
-    mutating func remove(_ slot: Int) { words[slot >> 6] &= ~(1 << UInt64(slot & 63)) }
+    /// An empty set over `capacity` slots, then `slots` inserted (each
+    /// below `capacity`).
+    public init<S: Sequence>(capacity: Int, slots: S) where S.Element == Int {
+        self.init(capacity: capacity)
+        for s in slots { insert(s) }
+    }
+
+    /// Adds `slot` (below ``capacity``).
+    public mutating func insert(_ slot: Int) { words[slot >> 6] |= 1 << UInt64(slot & 63) }
+    /// Removes `slot` (below ``capacity``).
+    public mutating func remove(_ slot: Int) { words[slot >> 6] &= ~(1 << UInt64(slot & 63)) }
+
+    /// Calls `body` with every slot in the set, ascending.
+    @inline(__always)
+    public func forEach(_ body: (Int) throws -> Void) rethrows {
+        for i in words.indices {
+            var bits = words[i]
+            while bits != 0 {
+                try body(i &* 64 &+ bits.trailingZeroBitCount)
+                bits &= bits &- 1
+            }
+        }
+    }
 
     /// The number of slots in the set.
     public var count: Int { words.reduce(0) { $0 + $1.nonzeroBitCount } }
@@ -34,21 +55,26 @@ public struct Bitset: Sendable, Hashable {
         return out
     }
 
-    func union(_ other: Bitset) -> Bitset {
+    /// Slots in either set (over this set's capacity).
+    public func union(_ other: Bitset) -> Bitset {
         var out = self
-        for i in out.words.indices { out.words[i] |= other.words[i] }
+        for i in 0..<min(out.words.count, other.words.count) { out.words[i] |= other.words[i] }
         return out
     }
 
-    func intersection(_ other: Bitset) -> Bitset {
+    /// Slots in both sets.
+    public func intersection(_ other: Bitset) -> Bitset {
         var out = self
-        for i in out.words.indices { out.words[i] &= other.words[i] }
+        let shared = min(out.words.count, other.words.count)
+        for i in 0..<shared { out.words[i] &= other.words[i] }
+        for i in shared..<out.words.count { out.words[i] = 0 }
         return out
     }
 
-    func subtracting(_ other: Bitset) -> Bitset {
+    /// Slots in this set and not in `other`.
+    public func subtracting(_ other: Bitset) -> Bitset {
         var out = self
-        for i in out.words.indices { out.words[i] &= ~other.words[i] }
+        for i in 0..<min(out.words.count, other.words.count) { out.words[i] &= ~other.words[i] }
         return out
     }
 }

@@ -1,0 +1,140 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An embedded database: a directory of named indexes, one subdirectory
+/// each.
+///
+/// ```swift
+/// let db = try Database(path: "vectors.lodestone")
+/// let index = try db.createIndex(name: "docs", dimension: 384, metric: .cosine,
+///                                embeddingModel: "all-MiniLM-L6-v2")
+/// try index.upsert([Record(id: "a", values: v, metadata: ["year": .number(2024)])])
+/// let hits = try index.query(vector: q, topK: 10, filter: try Filter(json: #"{"year": {"$gte": 2020}}"#))
+/// ```
+///
+/// A `Database` keeps one open ``Index`` per name and hands the same
+/// instance to every caller; it is safe to share between threads. One
+/// process at a time may open an index (a `LOCK` file guards it).
+public final class Database: Sendable {
+    /// The directory.
+    public let path: String
+    private let open = Mutex<[String: Index]>([:])
+
+    /// Opens (creating the directory if missing) the database at `path`.
+    public init(path: String) throws(LodestoneError) {
+        self.path = path
+        try DurableStore.makeDirectory(path)
+    }
+
+    /// Whether `name` is a valid index name: 1-45 characters, lowercase
+    /// letters, digits and hyphens, starting and ending with a letter or
+    /// digit (Pinecone's rule).
+    public static func isValidName(_ name: String) -> Bool {
+        let chars = Array(name.utf8)
+        guard (1...45).contains(chars.count) else { return false }
+        func alnum(_ c: UInt8) -> Bool { (c >= 97 && c <= 122) || (c >= 48 && c <= 57) }
+        return chars.allSatisfy { alnum($0) || $0 == 45 } && alnum(chars.first!) && alnum(chars.last!)
+    }
+
+    private func checkName(_ name: String) throws(LodestoneError) {
+        guard Self.isValidName(name) else {
+            throw .invalidArgument(name: "index name", reason: "\"\(name)\": use 1-45 lowercase letters, digits and "
+                                   + "hyphens, starting and ending with a letter or digit")
+        }
+    }
+
+    private func directory(_ name: String) -> String { path + "/" + name }
+
+    private func exists(_ name: String) -> Bool { access(directory(name) + "/" + Manifest.fileName, F_OK) == 0 }
+
+    /// Creates an empty index.
+    /// - Throws: ``LodestoneError/indexAlreadyExists(name:)``, or
+    ///   ``LodestoneError/invalidArgument(name:reason:)`` for a bad name,
+    ///   dimension or option.
+    @discardableResult
+    public func createIndex(name: String, dimension: Int, metric: Metric, embeddingModel: String = "",
+                            options: IndexOptions = IndexOptions()) throws(LodestoneError) -> Index {
+        try checkName(name)
+        guard (1...65_536).contains(dimension) else {
+            throw .invalidArgument(name: "dimension", reason: "must be in 1...65536, got \(dimension)")
+        }
+        return try open.withLock { (open: inout [String: Index]) throws(LodestoneError) -> Index in
+            guard open[name] == nil, !exists(name) else { throw .indexAlreadyExists(name: name) }
+            let settings = Index.Settings(kind: options.kind, dimension: dimension, metric: metric, model: embeddingModel,
+                                          parameters: options.hnsw)
+            let index = try Index.create(name: name, directory: directory(name), settings: settings,
+                                         durability: options.durability)
+            open[name] = index
+            return index
+        }
+    }
+
+    /// The index named `name` (opened on first use).
+    /// - Parameters:
+    ///   - embeddingModel: when given, must be the model the index was built
+    ///     with (else ``LodestoneError/embeddingModelMismatch(expected:actual:)``).
+    ///   - durability: for writes through this instance, when this call opens it.
+    /// - Throws: ``LodestoneError/indexNotFound(name:)``.
+    public func index(_ name: String, embeddingModel: String? = nil, durability: Durability = .synchronous)
+        throws(LodestoneError) -> Index
+    {
+        try checkName(name)
+        let index = try open.withLock { (open: inout [String: Index]) throws(LodestoneError) -> Index in
+            if let index = open[name] { return index }
+            guard exists(name) else { throw .indexNotFound(name: name) }
+            let index = try Index.open(name: name, directory: directory(name), durability: durability)
+            open[name] = index
+            return index
+        }
+        if let embeddingModel, embeddingModel != index.embeddingModel {
+            throw .embeddingModelMismatch(expected: index.embeddingModel, actual: embeddingModel)
+        }
+        return index
+    }
+
+    /// The names of the indexes, sorted.
+    public func listIndexes() -> [String] {
+        DurableStore.directoryEntries(path).filter { Self.isValidName($0) && exists($0) }.sorted()
+    }
+
+    /// An index's dimension, metric, model, kind, record count, size on disk
+    /// and fingerprint.
+    public func describeIndex(_ name: String) throws(LodestoneError) -> IndexDescription {
+        let index = try index(name)
+        var bytes = 0
+        for file in DurableStore.directoryEntries(directory(name)) {
+            var st = stat()
+            if stat(directory(name) + "/" + file, &st) == 0 { bytes += Int(st.st_size) }
+        }
+        return IndexDescription(name: name, dimension: index.dimension, metric: index.metric,
+                                embeddingModel: index.embeddingModel, kind: index.kind, recordCount: index.count,
+                                diskBytes: bytes, ready: true, fingerprint: index.vectorFingerprint)
+    }
+
+    /// Deletes an index and its files. Queries already running on it
+    /// finish; later calls on it throw ``LodestoneError/indexNotFound(name:)``.
+    public func deleteIndex(_ name: String) throws(LodestoneError) {
+        try checkName(name)
+        try open.withLock { (open: inout [String: Index]) throws(LodestoneError) in
+            guard open[name] != nil || exists(name) else { throw .indexNotFound(name: name) }
+            if let index = open.removeValue(forKey: name) {
+                // Wait for its writer, so no write lands in a deleted directory.
+                try index.store.write { (_: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
+                    index.markDropped()
+                }
+            }
+            let dir = directory(name)
+            // The manifest goes first: a crash part-way leaves no half index.
+            unlink(dir + "/" + Manifest.fileName)
+            for file in DurableStore.directoryEntries(dir) { unlink(dir + "/" + file) }
+            guard rmdir(dir) == 0 else { throw .io(path: dir, operation: "rmdir", errno: errno) }
+        }
+    }
+}

@@ -1,0 +1,662 @@
+import Synchronization
+
+/// A named, durable collection of records (id, vector, metadata) in
+/// namespaces, searched by vector or id with Pinecone's filters.
+///
+/// Get one from a ``Database``. Every write is validated as a whole (nothing
+/// is stored on error), logged and synced (per its ``Durability``), then
+/// visible to queries; ``persist()`` folds the log into a new segment, and
+/// reopening maps it without recomputing anything.
+///
+/// Thread safety: any number of threads may query while one writes; reads
+/// share a reader-writer lock that writers hold only to apply a batch (in
+/// pieces of at most ``applyBatchSize`` records, so large imports do not
+/// stall queries for long).
+public final class Index: @unchecked Sendable {
+    // @unchecked: `table` and `engine` are guarded by `lock` (reads shared,
+    // applies exclusive); log order by the DurableStore's writer lock;
+    // `cache` by its Mutex.
+
+    /// The index's name in its database.
+    public let name: String
+    /// Components per vector.
+    public let dimension: Int
+    /// How vectors are compared.
+    public let metric: Metric
+    /// The embedding model the index's vectors come from ("" if not given).
+    public let embeddingModel: String
+    /// HNSW or flat.
+    public let kind: IndexKind
+
+    let store: DurableStore
+    private let engine: VectorEngine
+    private let table: RecordTable
+    private var fingerprint: VectorFingerprint
+    private let lock = ReadWriteLock()
+    private let cache = Mutex(FilterCache())
+    private let dropped = Atomic<Bool>(false)
+
+    /// Records applied under one hold of the write lock.
+    public static let applyBatchSize = 1_024
+
+    private static let upsertOp: UInt8 = 1
+    private static let deleteOp: UInt8 = 2
+    private static let metadataOp: UInt8 = 3
+
+    // MARK: Settings (stored in the manifest)
+
+    struct Settings: Equatable {
+        var kind: IndexKind
+        var dimension: Int
+        var metric: Metric
+        var model: String
+        var parameters: HNSWParameters
+
+        func encoded() -> [UInt8] {
+            var w = ByteWriter()
+            w.raw(Array("LODEIDX1".utf8))
+            w.u64(kind == .hnsw ? 0 : 1)
+            for v in [UInt64(dimension), metric.storageCode, UInt64(parameters.m), UInt64(parameters.efConstruction),
+                      UInt64(parameters.efSearch), parameters.seed] { w.u64(v) }
+            let m = Array(model.utf8)
+            w.u32(UInt32(m.count))
+            w.raw(m)
+            return w.bytes
+        }
+
+        static func decode(_ bytes: [UInt8], path: String) throws(LodestoneError) -> Settings {
+            func corrupt(_ reason: String) -> LodestoneError { .corruptSegment(path: path, section: "manifest", reason: reason) }
+            var r = ByteReader(bytes) { corrupt("index settings truncated") }
+            guard try r.raw(8) == Array("LODEIDX1".utf8) else { throw corrupt("not the settings of a Lodestone Index") }
+            let kindCode = try r.u64()
+            func int() throws(LodestoneError) -> Int {
+                guard let v = Int(exactly: try r.u64()), v <= 1 << 20 else { throw corrupt("absurd setting") }
+                return v
+            }
+            let d = try int(), metricCode = try r.u64(), m = try int(), efc = try int(), efs = try int()
+            let seed = try r.u64()
+            let n = Int(try r.u32())
+            let model = String(decoding: try r.raw(n), as: UTF8.self)
+            guard kindCode <= 1, let metric = Metric(storageCode: metricCode), d >= 1 else {
+                throw corrupt("unknown kind \(kindCode) or metric \(metricCode), or dimension \(d)")
+            }
+            return Settings(kind: kindCode == 0 ? .hnsw : .flat, dimension: d, metric: metric, model: model,
+                            parameters: HNSWParameters(m: m, efConstruction: efc, efSearch: efs, seed: seed))
+        }
+    }
+
+    private init(name: String, settings: Settings, store: DurableStore, engine: VectorEngine, table: RecordTable,
+                 fingerprint: VectorFingerprint) {
+        self.name = name
+        self.dimension = settings.dimension
+        self.metric = settings.metric
+        self.embeddingModel = settings.model
+        self.kind = settings.kind
+        self.store = store
+        self.engine = engine
+        self.table = table
+        self.fingerprint = fingerprint
+    }
+
+    /// Creates an empty index in `directory`.
+    static func create(name: String, directory: String, settings: Settings, durability: Durability)
+        throws(LodestoneError) -> Index
+    {
+        try settings.parameters.validate()
+        guard settings.model.utf8.count <= SegmentFormat.maxModelName else {
+            throw .invalidArgument(name: "embeddingModel", reason: "at most \(SegmentFormat.maxModelName) bytes")
+        }
+        let engine = try VectorEngine.create(kind: settings.kind, dimension: settings.dimension, metric: settings.metric,
+                                             parameters: settings.parameters, embeddingModel: settings.model)
+        let store = try DurableStore.create(directory: directory, settings: settings.encoded(), durability: durability)
+        return Index(name: name, settings: settings, store: store, engine: engine, table: RecordTable(),
+                     fingerprint: VectorFingerprint(dimension: settings.dimension))
+    }
+
+    /// Opens the index in `directory`: maps its segment, loads its records
+    /// and replays its log.
+    static func open(name: String, directory: String, durability: Durability) throws(LodestoneError) -> Index {
+        final class Loaded {
+            let settings: Settings, engine: VectorEngine, table: RecordTable
+            var fingerprint: VectorFingerprint
+            init(_ s: Settings, _ e: VectorEngine, _ t: RecordTable, _ f: VectorFingerprint) {
+                settings = s; engine = e; table = t; fingerprint = f
+            }
+        }
+        let (store, loaded) = try DurableStore.open(
+            directory: directory, durability: durability,
+            load: { (manifest: Manifest) throws(LodestoneError) -> Loaded in
+                let settings = try Settings.decode(manifest.settings, path: directory + "/" + Manifest.fileName)
+                guard !manifest.segment.isEmpty else {
+                    let engine = try VectorEngine.create(kind: settings.kind, dimension: settings.dimension,
+                                                         metric: settings.metric, parameters: settings.parameters,
+                                                         embeddingModel: settings.model)
+                    return Loaded(settings, engine, RecordTable(), VectorFingerprint(dimension: settings.dimension))
+                }
+                let path = directory + "/" + manifest.segment
+                let (engine, segment) = try VectorEngine.open(kind: settings.kind, path: path)
+                func corrupt(_ reason: String) -> LodestoneError { .corruptSegment(path: path, section: "records", reason: reason) }
+                let bytes = try segment.bytes(SectionKind.records)
+                var r = ByteReader(bytes) { corrupt("truncated") }
+                let tableLength = Int(try r.u64())
+                guard tableLength <= bytes.count - 8 else { throw corrupt("table length \(tableLength)") }
+                let table = try RecordTable.decode(Array(bytes[8..<(8 + tableLength)]), corrupt: corrupt)
+                var rest = ByteReader(Array(bytes[(8 + tableLength)...])) { corrupt("fingerprint truncated") }
+                let fingerprint: VectorFingerprint
+                do throws(LodestoneError) {
+                    fingerprint = try VectorFingerprint.decode(&rest, dimension: settings.dimension)
+                } catch {
+                    throw corrupt("\(error)")
+                }
+                guard table.count == engine.count else {
+                    throw corrupt("\(table.count) records but \(engine.count) vectors")
+                }
+                return Loaded(settings, engine, table, fingerprint)
+            },
+            replay: { (loaded: Loaded, record: [UInt8]) throws(LodestoneError) in
+                try Index.apply(record, engine: loaded.engine, table: loaded.table, fingerprint: &loaded.fingerprint,
+                                dimension: loaded.settings.dimension, lock: nil)
+            })
+        return Index(name: name, settings: loaded.settings, store: store, engine: loaded.engine, table: loaded.table,
+                     fingerprint: loaded.fingerprint)
+    }
+
+    /// Marks the index deleted: later calls throw ``LodestoneError/indexNotFound(name:)``.
+    func markDropped() { dropped.store(true, ordering: .sequentiallyConsistent) }
+
+    private func checkOpen() throws(LodestoneError) {
+        if dropped.load(ordering: .sequentiallyConsistent) { throw .indexNotFound(name: name) }
+    }
+
+    private func checkModel(_ model: String?) throws(LodestoneError) {
+        if let model, model != embeddingModel { throw .embeddingModelMismatch(expected: embeddingModel, actual: model) }
+    }
+
+    // MARK: Writing
+
+    /// Adds records, or replaces those whose id is already in `namespace`.
+    ///
+    /// The batch is validated as a whole first: dimension, finite values
+    /// (and not all zero under cosine), ids (1-512 bytes, none twice),
+    /// metadata (values Pinecone accepts, at most 40 KB); on any error
+    /// nothing is stored. Pass `embeddingModel` to have it checked against
+    /// the index's.
+    /// - Returns: the number of records upserted.
+    @discardableResult
+    public func upsert(_ records: [Record], namespace: String = "", embeddingModel: String? = nil,
+                       threads: Int = 1) throws(LodestoneError) -> Int {
+        try checkOpen()
+        try checkModel(embeddingModel)
+        guard !records.isEmpty else { return 0 }
+        try Self.validateNamespace(namespace)
+        var seen = Set<String>()
+        var flat: [Float] = []
+        flat.reserveCapacity(records.count * dimension)
+        for record in records {
+            try Self.validateID(record.id)
+            guard seen.insert(record.id).inserted else {
+                throw .invalidID(id: record.id, reason: "appears twice in one batch")
+            }
+            guard record.values.count == dimension else {
+                throw .dimensionMismatch(expected: dimension, actual: record.values.count)
+            }
+            if let m = record.metadata {
+                do throws(LodestoneError) {
+                    try MetadataCodec.validate(m)
+                } catch let .invalidMetadata(field, reason) {
+                    throw .invalidMetadata(field: field, reason: "record \"\(record.id)\": \(reason)")
+                }
+            }
+            flat += record.values
+        }
+        _ = try FlatIndex.prepareRows(flat, count: records.count, dimension: dimension, metric: metric,
+                                      kernels: engine.kernels)
+        return try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+            try upsertLocked(records, rows: flat, namespace: namespace, log: log, threads: threads)
+        }
+    }
+
+    /// Logs and applies validated records; the caller holds the writer lock
+    /// (so the slots chosen here match the log order).
+    private func upsertLocked(_ records: [Record], rows: [Float], namespace: String,
+                              log: ([UInt8]) throws(LodestoneError) -> Void, threads: Int) throws(LodestoneError) -> Int {
+        let slots: [UInt32] = lock.reading {
+            var fresh = table.slotsForNewRecords(records.count).makeIterator()
+            return records.map { table.slot(id: $0.id, namespace: namespace) ?? fresh.next()! }
+        }
+        var w = ByteWriter()
+        w.raw([Index.upsertOp])
+        Self.string(namespace, into: &w)
+        w.u32(UInt32(records.count))
+        w.u32(UInt32(dimension))
+        for (record, slot) in zip(records, slots) {
+            w.u32(slot)
+            Self.string(record.id, into: &w)
+            for v in record.values { w.u32(v.bitPattern) }
+            MetadataCodec.encode(record.metadata ?? [:], into: &w)
+        }
+        try log(w.bytes)
+        try Index.applyUpsert(namespace: namespace, ids: records.map(\.id), slots: slots, rows: rows,
+                              metadata: records.map { $0.metadata ?? [:] }, engine: engine, table: table,
+                              fingerprint: &fingerprint, dimension: dimension, lock: lock, threads: threads)
+        return records.count
+    }
+
+    /// Changes a record: replaces its vector when `values` is given, and
+    /// sets the fields of `setMetadata` (others are kept), as Pinecone's
+    /// update does.
+    /// - Throws: ``LodestoneError/recordNotFound(id:namespace:)`` if absent.
+    public func update(id: String, values: [Float]? = nil, setMetadata: Metadata? = nil, namespace: String = "")
+        throws(LodestoneError)
+    {
+        try checkOpen()
+        if let values, values.count != dimension { throw .dimensionMismatch(expected: dimension, actual: values.count) }
+        if let values {
+            _ = try FlatIndex.prepareRows(values, count: 1, dimension: dimension, metric: metric, kernels: engine.kernels)
+        }
+        try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
+            let current: (values: [Float], metadata: Metadata)? = lock.reading {
+                guard let slot = table.slot(id: id, namespace: namespace), let v = engine.vector(forKey: UInt64(slot)) else {
+                    return nil
+                }
+                return (v, table.metadata.metadata(slot: Int(slot)) ?? [:])
+            }
+            guard let current else { throw .recordNotFound(id: id, namespace: namespace) }
+            var merged = current.metadata
+            for (k, v) in setMetadata ?? [:] { merged[k] = v }
+            try MetadataCodec.validate(merged)
+            let v = values ?? current.values
+            _ = try upsertLocked([Record(id: id, values: v, metadata: merged)], rows: v, namespace: namespace, log: log,
+                                 threads: 1)
+        }
+    }
+
+    /// Deletes the records with these ids from `namespace`; ids not present
+    /// are ignored. Returns how many were deleted.
+    @discardableResult
+    public func delete(ids: [String], namespace: String = "") throws(LodestoneError) -> Int {
+        try checkOpen()
+        return try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+            let slots: [UInt32] = lock.reading { Array(Set(ids.compactMap { table.slot(id: $0, namespace: namespace) })) }
+            return try deleteSlots(slots, log: log)
+        }
+    }
+
+    /// Deletes every record of `namespace`. Returns how many were deleted.
+    @discardableResult
+    public func deleteAll(namespace: String = "") throws(LodestoneError) -> Int {
+        try checkOpen()
+        return try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+            try deleteSlots(lock.reading { table.slots(namespace: namespace) }, log: log)
+        }
+    }
+
+    /// Deletes the records of `namespace` whose metadata passes `filter`.
+    /// Returns how many were deleted.
+    @discardableResult
+    public func delete(filter: Filter, namespace: String = "") throws(LodestoneError) -> Int {
+        try checkOpen()
+        return try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+            let slots: [UInt32] = lock.reading {
+                guard let (set, _) = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true) else { return [] }
+                var out: [UInt32] = []
+                set!.forEach { out.append(UInt32($0)) }
+                return out
+            }
+            return try deleteSlots(slots, log: log)
+        }
+    }
+
+    private func deleteSlots(_ slots: [UInt32], log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int {
+        guard !slots.isEmpty else { return 0 }
+        var w = ByteWriter()
+        w.raw([Index.deleteOp])
+        w.u32(UInt32(slots.count))
+        for s in slots { w.u32(s) }
+        try log(w.bytes)
+        try Index.applyDelete(slots, engine: engine, table: table, lock: lock)
+        return slots.count
+    }
+
+    /// Writes everything to a new segment (compacted), so that reopening
+    /// maps it instead of replaying the log. Queries continue meanwhile.
+    public func persist() throws(LodestoneError) {
+        try checkOpen()
+        try store.persist { (path: String) throws(LodestoneError) in
+            // The writer lock is held: nothing changes the table or engine.
+            var w = ByteWriter()
+            let tableBytes = table.encoded()
+            w.u64(UInt64(tableBytes.count))
+            w.raw(tableBytes)
+            fingerprint.encode(into: &w)
+            let section = PendingSection(kind: SectionKind.records, codec: .lz4, owned: w.bytes)
+            try engine.persist(to: path, embeddingModel: embeddingModel, extraSections: [section])
+        }
+    }
+
+    // MARK: Applying (live and at replay)
+
+    private static func apply(_ record: [UInt8], engine: VectorEngine, table: RecordTable,
+                              fingerprint: inout VectorFingerprint, dimension d: Int, lock: ReadWriteLock?)
+        throws(LodestoneError)
+    {
+        var r = ByteReader(record) { .invalidArgument(name: "log record", reason: "truncated") }
+        let op = try r.raw(1)[0]
+        switch op {
+        case upsertOp:
+            let namespace = try MetadataCodec.readString(&r)
+            let count = Int(try r.u32()), dim = Int(try r.u32())
+            guard dim == d else { throw .dimensionMismatch(expected: d, actual: dim) }
+            guard count <= record.count else { throw .invalidArgument(name: "log record", reason: "\(count) records") }
+            var ids: [String] = [], slots: [UInt32] = [], rows: [Float] = [], metadata: [Metadata] = []
+            rows.reserveCapacity(count * d)
+            for _ in 0..<count {
+                slots.append(try r.u32())
+                ids.append(try MetadataCodec.readString(&r))
+                for _ in 0..<d { rows.append(Float(bitPattern: try r.u32())) }
+                metadata.append(try MetadataCodec.decode(&r))
+            }
+            _ = try FlatIndex.prepareRows(rows, count: count, dimension: d, metric: engine.metric, kernels: engine.kernels)
+            try applyUpsert(namespace: namespace, ids: ids, slots: slots, rows: rows, metadata: metadata, engine: engine,
+                            table: table, fingerprint: &fingerprint, dimension: d, lock: lock, threads: 1)
+        case deleteOp:
+            let count = Int(try r.u32())
+            var slots: [UInt32] = []
+            for _ in 0..<count { slots.append(try r.u32()) }
+            try applyDelete(slots, engine: engine, table: table, lock: lock)
+        default:
+            throw .invalidArgument(name: "log record", reason: "unknown operation \(op)")
+        }
+    }
+
+    private static func applyUpsert(namespace: String, ids: [String], slots: [UInt32], rows: [Float], metadata: [Metadata],
+                                    engine: VectorEngine, table: RecordTable, fingerprint: inout VectorFingerprint,
+                                    dimension d: Int, lock: ReadWriteLock?, threads: Int) throws(LodestoneError) {
+        fingerprint.add(rows, dimension: d)
+        var start = 0
+        while start < ids.count {
+            let end = min(ids.count, start + applyBatchSize)
+            let piece = Array(rows[(start * d)..<(end * d)])
+            let keys = slots[start..<end].map { UInt64($0) }
+            func body() throws(LodestoneError) {
+                // A slot held by another id (a replay over a reused slot) is
+                // cleared first; the engine replaces its vector.
+                try engine.upsert(piece, keys: keys, dimension: d, threads: threads)
+                for i in start..<end {
+                    table.set(slot: slots[i], id: ids[i], namespace: namespace, metadata: metadata[i])
+                }
+            }
+            if let lock { try lock.writing { () throws(LodestoneError) in try body() } } else { try body() }
+            start = end
+        }
+    }
+
+    private static func applyDelete(_ slots: [UInt32], engine: VectorEngine, table: RecordTable, lock: ReadWriteLock?)
+        throws(LodestoneError)
+    {
+        var start = 0
+        while start < slots.count {
+            let end = min(slots.count, start + applyBatchSize)
+            let body = {
+                for s in slots[start..<end] where Int(s) < table.capacity && table.ids[Int(s)] != nil {
+                    engine.remove(key: UInt64(s))
+                    table.clear(slot: s)
+                }
+            }
+            if let lock { lock.writing(body) } else { body() }
+            start = end
+        }
+    }
+
+    // MARK: Reading
+
+    /// The allowed slots for a filter within a namespace (nil set: no
+    /// restriction needed), and how many; nil when nothing can match.
+    /// Called under the read lock; cached per (filter, namespace) until the
+    /// table changes.
+    private func allowedSlots(filter: Filter?, namespace: String, alwaysRestrict: Bool = false) -> (Bitset?, Int)? {
+        let inNamespace = table.count(namespace: namespace)
+        guard inNamespace > 0 else { return nil }
+        let everything = inNamespace == table.count
+        if filter == nil && everything && !alwaysRestrict { return (nil, inNamespace) }
+        let version = table.version
+        return cache.withLock { cache -> (Bitset?, Int)? in
+            if let hit = cache.lookup(filter: filter, namespace: namespace, version: version) { return (hit.0, hit.1) }
+            var set: Bitset
+            if let filter {
+                set = table.metadata.evaluate(filter)
+                if !everything { set = set.intersection(table.slotSet(namespace: namespace)) }
+            } else {
+                set = table.slotSet(namespace: namespace)
+            }
+            let count = set.count
+            cache.store(filter: filter, namespace: namespace, version: version, set: set, count: count)
+            return (set, count)
+        }
+    }
+
+    /// The `topK` records of `namespace` nearest to `vector` whose metadata
+    /// passes `filter`, best first: min(topK, matching records) of them.
+    ///
+    /// - Parameters:
+    ///   - ef: the HNSW beam width (default: the index's `efSearch`).
+    ///   - explain: report the plan and the work done in
+    ///     ``QueryResponse/explanation``.
+    ///   - embeddingModel: checked against the index's when given.
+    public func query(vector: [Float], topK: Int, namespace: String = "", filter: Filter? = nil,
+                      includeValues: Bool = false, includeMetadata: Bool = false, ef: Int? = nil,
+                      explain: Bool = false, embeddingModel: String? = nil) throws(LodestoneError) -> QueryResponse {
+        try checkOpen()
+        try checkModel(embeddingModel)
+        guard topK >= 1 else { throw .invalidArgument(name: "topK", reason: "must be at least 1, got \(topK)") }
+        guard vector.count == dimension else { throw .dimensionMismatch(expected: dimension, actual: vector.count) }
+        return try lock.reading { () throws(LodestoneError) -> QueryResponse in
+            guard let (allowed, matches) = allowedSlots(filter: filter, namespace: namespace), matches > 0 else {
+                _ = try VectorPreparation.prepared(vector, dimension: dimension, metric: metric, kernels: engine.kernels)
+                let none = SearchStatistics(plan: kind == .hnsw ? .exactScan : .flatScan, candidates: engine.count,
+                                            matches: 0, ef: 0, nodesVisited: 0, distancesComputed: 0)
+                return QueryResponse(matches: [], namespace: namespace, explanation: explain ? none : nil)
+            }
+            let (neighbors, statistics) = try engine.search(vector, k: topK, ef: ef, allowed: allowed, matches: matches)
+            return QueryResponse(matches: resolve(neighbors, includeValues: includeValues, includeMetadata: includeMetadata),
+                                 namespace: namespace, explanation: explain ? statistics : nil)
+        }
+    }
+
+    /// Like ``query(vector:topK:namespace:filter:includeValues:includeMetadata:ef:explain:embeddingModel:)``
+    /// with the stored vector of record `id` as the query (the record
+    /// itself is among the results).
+    public func query(id: String, topK: Int, namespace: String = "", filter: Filter? = nil, includeValues: Bool = false,
+                      includeMetadata: Bool = false, ef: Int? = nil, explain: Bool = false) throws(LodestoneError)
+        -> QueryResponse
+    {
+        try checkOpen()
+        let v: [Float]? = lock.reading {
+            table.slot(id: id, namespace: namespace).flatMap { engine.vector(forKey: UInt64($0)) }
+        }
+        guard let v else { throw .recordNotFound(id: id, namespace: namespace) }
+        return try query(vector: v, topK: topK, namespace: namespace, filter: filter, includeValues: includeValues,
+                         includeMetadata: includeMetadata, ef: ef, explain: explain)
+    }
+
+    /// Many queries at once, for offline jobs: without a filter on a flat
+    /// index they go through BLAS (``FlatIndex/search(batch:k:threads:)``),
+    /// on HNSW through parallel graph searches; with a filter, each runs
+    /// the planner on one of `threads` threads.
+    public func queryBatch(vectors: [[Float]], topK: Int, namespace: String = "", filter: Filter? = nil,
+                           includeValues: Bool = false, includeMetadata: Bool = false, ef: Int? = nil,
+                           threads: Int = FlatIndex.defaultThreadCount) throws(LodestoneError) -> [[Match]] {
+        try checkOpen()
+        guard topK >= 1 else { throw .invalidArgument(name: "topK", reason: "must be at least 1, got \(topK)") }
+        for v in vectors where v.count != dimension { throw .dimensionMismatch(expected: dimension, actual: v.count) }
+        guard !vectors.isEmpty else { return [] }
+        return try lock.reading { () throws(LodestoneError) -> [[Match]] in
+            guard let (allowed, matches) = allowedSlots(filter: filter, namespace: namespace), matches > 0 else {
+                return [[Match]](repeating: [], count: vectors.count)
+            }
+            let results: [[Neighbor]]
+            if allowed == nil {
+                results = try engine.search(batch: vectors.flatMap { $0 }, k: topK, ef: ef, threads: threads)
+            } else {
+                results = try searchEach(vectors, k: topK, ef: ef, allowed: allowed, matches: matches, threads: threads)
+            }
+            return results.map { self.resolve($0, includeValues: includeValues, includeMetadata: includeMetadata) }
+        }
+    }
+
+    private func searchEach(_ vectors: [[Float]], k: Int, ef: Int?, allowed: Bitset?, matches: Int, threads: Int)
+        throws(LodestoneError) -> [[Neighbor]]
+    {
+        let out = Mutex([[Neighbor]](repeating: [], count: vectors.count))
+        let failure = Mutex<LodestoneError?>(nil)
+        let next = Atomic<Int>(0)
+        parallelRun(threads: max(1, min(threads, vectors.count))) { _ in
+            while true {
+                let i = next.add(1, ordering: .relaxed).oldValue
+                if i >= vectors.count { return }
+                do throws(LodestoneError) {
+                    let r = try engine.search(vectors[i], k: k, ef: ef, allowed: allowed, matches: matches).results
+                    out.withLock { $0[i] = r }
+                } catch {
+                    failure.withLock { $0 = error }
+                    return
+                }
+            }
+        }
+        if let e = failure.withLock({ $0 }) { throw e }
+        return out.withLock { $0 }
+    }
+
+    private func resolve(_ neighbors: [Neighbor], includeValues: Bool, includeMetadata: Bool) -> [Match] {
+        neighbors.compactMap { n in
+            let slot = Int(n.key)
+            guard slot < table.capacity, let id = table.ids[slot] else { return nil }
+            var metadata: Metadata? = nil
+            if includeMetadata, let m = table.metadata.metadata(slot: slot), !m.isEmpty { metadata = m }
+            return Match(id: id, score: n.score, values: includeValues ? engine.vector(forKey: n.key) : nil,
+                         metadata: metadata)
+        }
+    }
+
+    /// The records with these ids in `namespace`, by id (absent ids are
+    /// left out).
+    public func fetch(ids: [String], namespace: String = "") throws(LodestoneError) -> [String: Record] {
+        try checkOpen()
+        return lock.reading {
+            var out: [String: Record] = [:]
+            for id in ids {
+                guard let slot = table.slot(id: id, namespace: namespace),
+                      let v = engine.vector(forKey: UInt64(slot)) else { continue }
+                let m = table.metadata.metadata(slot: Int(slot))
+                out[id] = Record(id: id, values: v, metadata: (m?.isEmpty ?? true) ? nil : m)
+            }
+            return out
+        }
+    }
+
+    /// The records of `namespace` whose metadata passes `filter`, up to
+    /// `limit`, by id.
+    public func fetch(filter: Filter, namespace: String = "", limit: Int = 100) throws(LodestoneError) -> [String: Record] {
+        try checkOpen()
+        let ids: [String] = lock.reading {
+            guard let (set, _) = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true) else { return [] }
+            var out: [String] = []
+            set!.forEach { if out.count < limit, let id = table.ids[$0] { out.append(id) } }
+            return out
+        }
+        return try fetch(ids: ids, namespace: namespace)
+    }
+
+    /// Ids of `namespace` in ascending byte order, starting with `prefix`,
+    /// `limit` at a time; pass the returned token for the next page.
+    public func listIDs(namespace: String = "", prefix: String = "", limit: Int = 100, paginationToken: String? = nil)
+        throws(LodestoneError) -> IDPage
+    {
+        try checkOpen()
+        guard limit >= 1 else { throw .invalidArgument(name: "limit", reason: "must be at least 1, got \(limit)") }
+        let all = lock.reading { table.ids(namespace: namespace) }
+        let after = paginationToken.map { Array($0.utf8) }
+        let sorted = all.filter { $0.hasPrefix(prefix) }.map { Array($0.utf8) }.filter { after == nil || $0.lexicographicallyPrecedes(after!) == false && $0 != after! }
+            .sorted { $0.lexicographicallyPrecedes($1) }
+        let page = sorted.prefix(limit).map { String(decoding: $0, as: UTF8.self) }
+        return IDPage(ids: page, nextToken: sorted.count > limit ? page.last : nil)
+    }
+
+    /// Record counts per namespace, the dimension and the total.
+    public func describeStats() throws(LodestoneError) -> IndexStats {
+        try checkOpen()
+        return lock.reading {
+            IndexStats(namespaces: table.namespaceCounts, dimension: dimension, totalRecordCount: table.count, metric: metric)
+        }
+    }
+
+    /// The stored vectors' fingerprint.
+    public var vectorFingerprint: VectorFingerprint { lock.reading { fingerprint } }
+
+    /// How `vectors` compare with the stored ones: whether they look like
+    /// another embedding model's (see ``FingerprintComparison``).
+    public func compareWithStored(_ vectors: [[Float]]) throws(LodestoneError) -> FingerprintComparison {
+        for v in vectors where v.count != dimension { throw .dimensionMismatch(expected: dimension, actual: v.count) }
+        return lock.reading { fingerprint.compare(vectors.flatMap { $0 }, dimension: dimension) }
+    }
+
+    /// Records over all namespaces.
+    public var count: Int { lock.reading { table.count } }
+
+    /// Every record of every namespace, namespace by namespace (for export).
+    func forEachRecord(_ body: (String, Record) throws(LodestoneError) -> Void) throws(LodestoneError) {
+        let namespaces = lock.reading { table.namespaceNames }
+        for ns in namespaces {
+            let ids = lock.reading { table.ids(namespace: ns) }.sorted()
+            var start = 0
+            while start < ids.count {
+                let chunk = Array(ids[start..<min(ids.count, start + 256)])
+                let records = try fetch(ids: chunk, namespace: ns)
+                for id in chunk { if let r = records[id] { try body(ns, r) } }
+                start += chunk.count
+            }
+        }
+    }
+
+    // MARK: Validation
+
+    static func validateID(_ id: String) throws(LodestoneError) {
+        guard !id.isEmpty else { throw .invalidID(id: id, reason: "ids must not be empty") }
+        let n = id.utf8.count
+        guard n <= RecordTable.maximumIDBytes else {
+            throw .invalidID(id: id, reason: "\(n) bytes; ids are at most \(RecordTable.maximumIDBytes) bytes of UTF-8")
+        }
+    }
+
+    static func validateNamespace(_ ns: String) throws(LodestoneError) {
+        guard ns.utf8.count <= RecordTable.maximumIDBytes else {
+            throw .invalidArgument(name: "namespace", reason: "at most \(RecordTable.maximumIDBytes) bytes")
+        }
+    }
+
+    private static func string(_ s: String, into w: inout ByteWriter) {
+        let b = Array(s.utf8)
+        w.u32(UInt32(b.count))
+        w.raw(b)
+    }
+}
+
+/// Recently evaluated filters' matching slots, valid while the record
+/// table's version is unchanged.
+struct FilterCache {
+    private var entries: [(filter: Filter?, namespace: String, version: UInt64, set: Bitset, count: Int)] = []
+    private static let capacity = 16
+
+    func lookup(filter: Filter?, namespace: String, version: UInt64) -> (Bitset, Int)? {
+        for e in entries where e.version == version && e.namespace == namespace && e.filter == filter {
+            return (e.set, e.count)
+        }
+        return nil
+    }
+
+    mutating func store(filter: Filter?, namespace: String, version: UInt64, set: Bitset, count: Int) {
+        entries.removeAll { $0.version != version }
+        if entries.count == Self.capacity { entries.removeFirst() }
+        entries.append((filter, namespace, version, set, count))
+    }
+}

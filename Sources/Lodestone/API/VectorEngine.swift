@@ -1,0 +1,117 @@
+/// Which vector index an ``Index`` keeps its vectors in.
+public enum IndexKind: String, Sendable, Codable, CaseIterable {
+    /// An HNSW graph: approximate, fast at any size.
+    case hnsw
+    /// A flat index: exact; batches of queries go through BLAS.
+    case flat
+}
+
+/// The vector index behind an ``Index``: one interface over ``HNSWIndex``
+/// and ``FlatIndex``, keyed by the record table's slots.
+///
+/// Not thread-safe on its own: its owner holds a read lock around reads and
+/// a write lock around writes (the HNSW graph would allow concurrent
+/// readers during writes; the flat index, a value, would not).
+final class VectorEngine: @unchecked Sendable {
+    // @unchecked: guarded by the owning Index's ReadWriteLock.
+    let hnsw: HNSWIndex?
+    var flat: FlatIndex?
+
+    init(hnsw: HNSWIndex) {
+        self.hnsw = hnsw
+        self.flat = nil
+    }
+
+    init(flat: FlatIndex) {
+        self.hnsw = nil
+        self.flat = flat
+    }
+
+    /// A new empty engine.
+    static func create(kind: IndexKind, dimension: Int, metric: Metric, parameters: HNSWParameters,
+                       embeddingModel: String) throws(LodestoneError) -> VectorEngine {
+        switch kind {
+        case .hnsw:
+            return VectorEngine(hnsw: try HNSWIndex(dimension: dimension, metric: metric, parameters: parameters,
+                                                    embeddingModel: embeddingModel))
+        case .flat:
+            return VectorEngine(flat: try FlatIndex(dimension: dimension, metric: metric))
+        }
+    }
+
+    /// Opens a persisted engine; returns it and its mapped segment (which
+    /// holds the owner's sections too).
+    static func open(kind: IndexKind, path: String) throws(LodestoneError) -> (VectorEngine, MappedSegment) {
+        switch kind {
+        case .hnsw:
+            let index = try HNSWIndex.open(path: path)
+            return (VectorEngine(hnsw: index), index.segment!)
+        case .flat:
+            let segment = try MappedSegment(path: path, lazy: false)
+            return (VectorEngine(flat: try FlatIndex.open(segment: segment)), segment)
+        }
+    }
+
+    var count: Int { hnsw?.count ?? flat!.count }
+    var metric: Metric { hnsw?.metric ?? flat!.metric }
+    var kernels: DistanceKernels { hnsw?.kernels ?? flat!.kernels }
+
+    /// Stores `rows` (row-major, validated) under `keys`, replacing vectors
+    /// already stored under a key.
+    func upsert(_ rows: [Float], keys: [UInt64], dimension d: Int, threads: Int) throws(LodestoneError) {
+        var newRows: [Float] = [], newKeys: [UInt64] = []
+        for (i, key) in keys.enumerated() {
+            let v = Array(rows[(i * d)..<((i + 1) * d)])
+            if let hnsw {
+                if hnsw.contains(key: key) { try hnsw.replace(v, key: key) } else {
+                    newKeys.append(key)
+                    newRows += v
+                }
+            } else if flat!.contains(key: key) {
+                try flat!.replace(v, key: key)
+            } else {
+                newKeys.append(key)
+                newRows += v
+            }
+        }
+        guard !newKeys.isEmpty else { return }
+        if let hnsw { try hnsw.add(contentsOf: newRows, keys: newKeys, threads: threads) } else {
+            try flat!.add(contentsOf: newRows, keys: newKeys)
+        }
+    }
+
+    /// Removes the vector under `key`, if any.
+    func remove(key: UInt64) {
+        if let hnsw { _ = hnsw.remove(key: key) } else { _ = flat!.remove(key: key) }
+    }
+
+    /// The stored vector of `key` (unit length under cosine).
+    func vector(forKey key: UInt64) -> [Float]? {
+        if let hnsw { return hnsw.vector(forKey: key) }
+        return flat!.vector(forKey: key)
+    }
+
+    /// The `k` best keys among `allowed` (all when nil), with statistics.
+    func search(_ query: [Float], k: Int, ef: Int?, allowed: Bitset?, matches: Int?)
+        throws(LodestoneError) -> (results: [Neighbor], statistics: SearchStatistics)
+    {
+        if let hnsw { return try hnsw.search(query, k: k, ef: ef, allowedKeys: allowed, matchCount: matches) }
+        return try flat!.search(query, k: k, allowedKeys: allowed, matchCount: matches)
+    }
+
+    /// Unfiltered searches of many queries (row-major): BLAS for a flat
+    /// index, parallel graph searches for HNSW.
+    func search(batch queries: [Float], k: Int, ef: Int?, threads: Int) throws(LodestoneError) -> [[Neighbor]] {
+        if let hnsw { return try hnsw.search(batch: queries, k: k, ef: ef, threads: threads) }
+        return try flat!.search(batch: queries, k: k, threads: threads)
+    }
+
+    /// Writes the engine and the owner's `extraSections` to a segment.
+    func persist(to path: String, embeddingModel: String, extraSections: [PendingSection]) throws(LodestoneError) {
+        if let hnsw {
+            try hnsw.persist(to: path, compact: true, extraSections: extraSections)
+        } else {
+            try flat!.persist(to: path, embeddingModel: embeddingModel, extraSections: extraSections)
+        }
+    }
+}

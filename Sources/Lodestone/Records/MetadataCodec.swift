@@ -1,0 +1,144 @@
+/// Metadata's two encodings: a compact binary one (log records and
+/// segments) and JSON text (export, and the size limit, which Pinecone
+/// states in bytes of JSON).
+enum MetadataCodec {
+    private static let stringTag: UInt8 = 0
+    private static let numberTag: UInt8 = 1
+    private static let boolTag: UInt8 = 2
+    private static let stringsTag: UInt8 = 3
+
+    /// Checks metadata before it is stored: finite numbers, non-empty field
+    /// names, and at most ``Metadata/maximumBytes`` of JSON.
+    static func validate(_ metadata: Metadata) throws(LodestoneError) {
+        for (name, value) in metadata {
+            guard !name.isEmpty else { throw .invalidMetadata(field: name, reason: "field names must not be empty") }
+            if case let .number(n) = value, !n.isFinite {
+                throw .invalidMetadata(field: name, reason: "\(n) is not a finite number")
+            }
+        }
+        let size = json(metadata).utf8.count
+        guard size <= Metadata.maximumBytes else {
+            throw .invalidMetadata(field: "", reason: "\(size) bytes of JSON; the limit per record is \(Metadata.maximumBytes) bytes")
+        }
+    }
+
+    // MARK: Binary
+
+    /// Appends the binary form: field count, then per field (sorted by name)
+    /// its name, a type tag and the value.
+    static func encode(_ metadata: Metadata, into w: inout ByteWriter) {
+        w.u32(UInt32(metadata.count))
+        for name in metadata.keys.sorted() {
+            string(name, into: &w)
+            switch metadata[name]! {
+            case let .string(s):
+                w.raw([stringTag])
+                string(s, into: &w)
+            case let .number(n):
+                w.raw([numberTag])
+                w.u64(n.bitPattern)
+            case let .bool(b):
+                w.raw([boolTag, b ? 1 : 0])
+            case let .strings(list):
+                w.raw([stringsTag])
+                w.u32(UInt32(list.count))
+                for s in list { string(s, into: &w) }
+            }
+        }
+    }
+
+    private static func string(_ s: String, into w: inout ByteWriter) {
+        let bytes = Array(s.utf8)
+        w.u32(UInt32(bytes.count))
+        w.raw(bytes)
+    }
+
+    /// Reads the binary form written by ``encode(_:into:)``.
+    static func decode(_ r: inout ByteReader) throws(LodestoneError) -> Metadata {
+        let count = Int(try r.u32())
+        var out: Metadata = [:]
+        for _ in 0..<count {
+            let name = try readString(&r)
+            let tag = try r.raw(1)[0]
+            switch tag {
+            case stringTag: out[name] = .string(try readString(&r))
+            case numberTag: out[name] = .number(Double(bitPattern: try r.u64()))
+            case boolTag: out[name] = .bool(try r.raw(1)[0] != 0)
+            case stringsTag:
+                let n = Int(try r.u32())
+                var list: [String] = []
+                for _ in 0..<n { list.append(try readString(&r)) }
+                out[name] = .strings(list)
+            default:
+                throw .invalidMetadata(field: name, reason: "unknown stored type tag \(tag)")
+            }
+        }
+        return out
+    }
+
+    static func readString(_ r: inout ByteReader) throws(LodestoneError) -> String {
+        let n = Int(try r.u32())
+        return String(decoding: try r.raw(n), as: UTF8.self)
+    }
+
+    // MARK: JSON
+
+    /// The JSON object text (fields sorted by name).
+    static func json(_ metadata: Metadata) -> String {
+        var out = "{"
+        for (i, name) in metadata.keys.sorted().enumerated() {
+            if i > 0 { out += "," }
+            JSONText.appendString(name, to: &out)
+            out += ":"
+            switch metadata[name]! {
+            case let .string(s): JSONText.appendString(s, to: &out)
+            case let .number(n): out += JSONText.number(n)
+            case let .bool(b): out += b ? "true" : "false"
+            case let .strings(list):
+                out += "["
+                for (j, s) in list.enumerated() {
+                    if j > 0 { out += "," }
+                    JSONText.appendString(s, to: &out)
+                }
+                out += "]"
+            }
+        }
+        return out + "}"
+    }
+}
+
+/// Writing JSON text by hand (no Foundation on the export path, exact
+/// float round trips).
+enum JSONText {
+    /// Appends `s` as a JSON string literal.
+    static func appendString(_ s: String, to out: inout String) {
+        out += "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        out += "\""
+    }
+
+    /// A finite double as JSON: integers without a fraction, others in
+    /// Swift's shortest round-tripping form.
+    static func number(_ n: Double) -> String {
+        if n == n.rounded(), abs(n) < 1e15 { return String(Int64(n)) }
+        return n.description
+    }
+
+    /// A float in its shortest form that reads back to the same float.
+    static func number(_ f: Float) -> String { f.description }
+}

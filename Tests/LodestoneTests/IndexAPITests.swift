@@ -1,0 +1,284 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import Lodestone
+
+@Suite("Database and Index API")
+struct IndexAPITests {
+    static let model = "all-MiniLM-L6-v2"
+
+    /// Exact filtered top-k in Float64 among records passing `filter`.
+    static func exactFiltered(_ query: [Float], records: [Record], filter: Filter?, k: Int) -> [String] {
+        let passing = records.filter { filter?.matches($0.metadata ?? [:]) ?? true }
+        let base = passing.flatMap(\.values)
+        return Fixtures.bruteForce(base: base, dimension: query.count, query: query, metric: .cosine, k: k)
+            .map { passing[$0.0].id }
+    }
+
+    static let filters: [String] = [
+        #"{"year": {"$gte": 2024}}"#,                          // broad
+        #"{"popular": true}"#,                                  // narrow
+        #"{"$and": [{"year": {"$eq": 2019}}, {"words": {"$gte": 10}}]}"#,  // very narrow
+        #"{"$or": [{"year": {"$lt": 2012}}, {"rank": {"$exists": true}}]}"#,
+    ]
+
+    @Test("real data: filtered queries return min(k, matches) results, recall ≥ 0.95 against float64 brute force; persisted and reopened identically")
+    func filteredQueriesAndReopen() throws {
+        let dir = Fixtures.temporaryDirectory("api")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let records = Fixtures.realRecords, data = Fixtures.realData
+        let queries = (0..<min(50, data.queries.rows)).map { data.queries.row($0) }
+        var before: [[String]] = []
+        do {
+            let db = try Database(path: dir)
+            let index = try db.createIndex(name: "pypi", dimension: 384, metric: .cosine, embeddingModel: Self.model)
+            var start = 0
+            while start < records.count {
+                try index.upsert(Array(records[start..<min(records.count, start + 2_000)]), threads: 2)
+                start += 2_000
+            }
+            #expect(index.count == records.count)
+            for json in Self.filters {
+                let filter = try Filter(json: json)
+                let matching = records.filter { filter.matches($0.metadata ?? [:]) }.count
+                var hits = 0, wanted = 0
+                for q in queries {
+                    let response = try index.query(vector: q, topK: 10, filter: filter, includeMetadata: true, explain: true)
+                    #expect(response.matches.count == min(10, matching), "\(json)")
+                    #expect(response.explanation?.matches == matching)
+                    #expect(response.matches.allSatisfy { filter.matches($0.metadata ?? [:]) })
+                    let truth = Set(Self.exactFiltered(q, records: records, filter: filter, k: 10))
+                    hits += response.matches.filter { truth.contains($0.id) }.count
+                    wanted += truth.count
+                    before.append(response.matches.map(\.id))
+                }
+                let recall = Double(hits) / Double(max(wanted, 1))
+                #expect(recall >= 0.95, "recall \(recall) for \(json) (\(matching) matches)")
+            }
+            try index.persist()
+        }
+        let db = try Database(path: dir)
+        let index = try db.index("pypi", embeddingModel: Self.model)
+        #expect(index.count == records.count)
+        var after: [[String]] = []
+        for json in Self.filters {
+            let filter = try Filter(json: json)
+            for q in queries { after.append(try index.query(vector: q, topK: 10, filter: filter).matches.map(\.id)) }
+        }
+        #expect(after == before)
+        let fetched = try index.fetch(ids: [records[7].id])
+        #expect(fetched[records[7].id]?.metadata == records[7].metadata)
+    }
+
+    @Test("writes survive reopening from the log alone; update merges metadata; delete by id and by filter")
+    func writesUpdatesDeletes() throws {
+        let dir = Fixtures.temporaryDirectory("api-log")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let records = Array(Fixtures.realRecords.prefix(500))
+        let filter = try Filter(json: #"{"popular": true}"#)
+        let popular = records.filter { filter.matches($0.metadata!) }.map(\.id)
+        do {
+            let db = try Database(path: dir)
+            let index = try db.createIndex(name: "log", dimension: 384, metric: .cosine, options: IndexOptions(kind: .flat))
+            try index.upsert(records)
+            try index.update(id: records[0].id, setMetadata: ["note": .string("edited")])
+            try index.update(id: records[1].id, values: records[2].values)
+            #expect(try index.delete(ids: [records[3].id, "no-such-id"]) == 1)
+            #expect(try index.delete(filter: filter) == popular.count - (popular.contains(records[3].id) ? 1 : 0))
+        }
+        let index = try Database(path: dir).index("log")
+        let expected = records.count - 1 - popular.filter { $0 != records[3].id }.count
+        #expect(index.count == expected)
+        let r0 = try index.fetch(ids: [records[0].id])[records[0].id]
+        #expect(r0?.metadata?["note"] == .string("edited"))
+        #expect(r0?.metadata?["year"] == records[0].metadata?["year"])
+        // Record 1 now holds record 2's vector: querying by it finds both at the top.
+        if !popular.contains(records[1].id) && !popular.contains(records[2].id) {
+            let top = try index.query(id: records[1].id, topK: 2).matches.map(\.id)
+            #expect(Set(top) == Set([records[1].id, records[2].id]))
+        }
+        #expect(try index.fetch(ids: [records[3].id]).isEmpty)
+        #expect(try index.query(vector: records[5].values, topK: 5, filter: filter).matches.isEmpty)
+        // Log replayed, then a persist: the same again.
+        try index.persist()
+        #expect(index.count == expected)
+    }
+
+    @Test("namespaces partition ids and queries; stats count them; listIDs pages through ids")
+    func namespaces() throws {
+        let dir = Fixtures.temporaryDirectory("api-ns")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try Database(path: dir)
+        let index = try db.createIndex(name: "ns", dimension: 384, metric: .cosine)
+        let records = Array(Fixtures.realRecords.prefix(300))
+        try index.upsert(Array(records[0..<200]), namespace: "a")
+        try index.upsert(Array(records[100..<300]), namespace: "b")
+        let stats = try index.describeStats()
+        #expect(stats.namespaces == ["a": 200, "b": 200])
+        #expect(stats.totalRecordCount == 400)
+        let q = records[250].values
+        let inA = try index.query(vector: q, topK: 5, namespace: "a").matches.map(\.id)
+        let inB = try index.query(vector: q, topK: 5, namespace: "b").matches.map(\.id)
+        let idsA = Set(records[0..<200].map(\.id))
+        #expect(inA.allSatisfy { idsA.contains($0) })
+        #expect(inB.first == records[250].id)
+        #expect(try index.query(vector: q, topK: 5, namespace: "missing").matches.isEmpty)
+        var listed: [String] = []
+        var token: String? = nil
+        repeat {
+            let page = try index.listIDs(namespace: "b", limit: 64, paginationToken: token)
+            listed += page.ids
+            token = page.nextToken
+        } while token != nil
+        #expect(listed == records[100..<300].map(\.id).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+        #expect(try index.deleteAll(namespace: "a") == 200)
+        #expect(try index.describeStats().namespaces == ["b": 200])
+        #expect(try index.query(vector: q, topK: 5, namespace: "a").matches.isEmpty)
+    }
+
+    @Test("bad input: each is a typed error and nothing already stored is lost")
+    func badInput() throws {
+        let dir = Fixtures.temporaryDirectory("api-bad")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try Database(path: dir)
+        let index = try db.createIndex(name: "bad", dimension: 384, metric: .cosine, embeddingModel: Self.model)
+        let good = Array(Fixtures.realRecords.prefix(20))
+        try index.upsert(good)
+        let v = good[0].values
+        func rejects(_ label: String, _ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) {
+            #expect(throws: LodestoneError.self, "\(label)", sourceLocation: sourceLocation) { try body() }
+        }
+        var nan = v; nan[3] = .nan
+        var inf = v; inf[0] = .infinity
+        let bigMeta: Metadata = ["text": .string(String(repeating: "x", count: 41_000))]
+        rejects("wrong dimension") { try index.upsert([Record(id: "x", values: Array(v.prefix(10)))]) }
+        rejects("NaN") { try index.upsert([Record(id: "x", values: nan)]) }
+        rejects("infinity") { try index.upsert([Record(id: "x", values: inf)]) }
+        rejects("zero vector under cosine") { try index.upsert([Record(id: "x", values: [Float](repeating: 0, count: 384))]) }
+        rejects("empty id") { try index.upsert([Record(id: "", values: v)]) }
+        rejects("id over 512 bytes") { try index.upsert([Record(id: String(repeating: "é", count: 257), values: v)]) }
+        rejects("duplicate id in a batch") { try index.upsert([Record(id: "d", values: v), Record(id: "d", values: v)]) }
+        rejects("metadata over 40 KB") { try index.upsert([Record(id: "x", values: v, metadata: bigMeta)]) }
+        rejects("non-finite metadata") { try index.upsert([Record(id: "x", values: v, metadata: ["n": .number(.nan)])]) }
+        rejects("other model") { try index.upsert([Record(id: "x", values: v)], embeddingModel: "text-embedding-3-small") }
+        rejects("query of another dimension") { _ = try index.query(vector: [1, 2, 3], topK: 3) }
+        rejects("topK 0") { _ = try index.query(vector: v, topK: 0) }
+        rejects("query by a missing id") { _ = try index.query(id: "nope", topK: 3) }
+        rejects("update of a missing id") { try index.update(id: "nope", setMetadata: ["a": .bool(true)]) }
+        rejects("unknown filter operator") { _ = try Filter(json: #"{"year": {"$near": 3}}"#) }
+        rejects("unknown index") { _ = try db.index("nope") }
+        rejects("invalid name") { _ = try db.createIndex(name: "Bad_Name", dimension: 3, metric: .cosine) }
+        rejects("existing name") { _ = try db.createIndex(name: "bad", dimension: 3, metric: .cosine) }
+        rejects("opening with another model") { _ = try db.index("bad", embeddingModel: "other-model") }
+        rejects("dimension 0") { _ = try db.createIndex(name: "zero", dimension: 0, metric: .cosine) }
+        // A batch with one bad record stores none of it.
+        rejects("one bad record in a batch") { try index.upsert([Record(id: "fine", values: v), Record(id: "nan", values: nan)]) }
+        #expect(try index.fetch(ids: ["fine"]).isEmpty)
+        #expect(index.count == good.count)
+        #expect(try index.query(vector: v, topK: 1).matches.first?.id == good[0].id)
+        do {
+            try index.upsert([Record(id: "x", values: v)], embeddingModel: "text-embedding-3-small")
+        } catch let LodestoneError.embeddingModelMismatch(expected, actual) {
+            #expect(expected == Self.model && actual == "text-embedding-3-small")
+        }
+    }
+
+    @Test("deleteIndex: later calls say the index is gone; listIndexes and describeIndex report")
+    func deleteIndex() throws {
+        let dir = Fixtures.temporaryDirectory("api-drop")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try Database(path: dir)
+        let a = try db.createIndex(name: "a", dimension: 384, metric: .cosine, embeddingModel: Self.model)
+        _ = try db.createIndex(name: "b", dimension: 8, metric: .euclidean, options: IndexOptions(kind: .flat))
+        try a.upsert(Array(Fixtures.realRecords.prefix(100)))
+        #expect(db.listIndexes() == ["a", "b"])
+        let d = try db.describeIndex("a")
+        #expect(d.recordCount == 100 && d.dimension == 384 && d.embeddingModel == Self.model && d.diskBytes > 0)
+        try db.deleteIndex("a")
+        #expect(db.listIndexes() == ["b"])
+        #expect(throws: LodestoneError.indexNotFound(name: "a")) { _ = try a.query(vector: Fixtures.realRecords[0].values, topK: 1) }
+        #expect(throws: LodestoneError.indexNotFound(name: "a")) { _ = try db.index("a") }
+    }
+
+    @Test("flat index: queryBatch (BLAS) equals one query at a time and the float64 brute force")
+    func flatBatch() throws {
+        let dir = Fixtures.temporaryDirectory("api-flat")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try Database(path: dir)
+        let index = try db.createIndex(name: "flat", dimension: 384, metric: .cosine, options: IndexOptions(kind: .flat))
+        let records = Array(Fixtures.realRecords.prefix(3_000))
+        try index.upsert(records)
+        let queries = (0..<40).map { Fixtures.realData.queries.row($0) }
+        let batch = try index.queryBatch(vectors: queries, topK: 10, threads: 2)
+        for (q, b) in zip(queries, batch) {
+            let one = try index.query(vector: q, topK: 10).matches
+            #expect(one.map(\.id) == b.map(\.id))
+            #expect(one.map(\.id) == Self.exactFiltered(q, records: records, filter: nil, k: 10))
+        }
+        let filter = try Filter(json: #"{"year": {"$lt": 2015}}"#)
+        let filtered = try index.queryBatch(vectors: queries, topK: 10, filter: filter, threads: 2)
+        for (q, b) in zip(queries, filtered) {
+            #expect(b.map(\.id) == Self.exactFiltered(q, records: records, filter: filter, k: 10))
+        }
+    }
+
+    @Test("fingerprint: the stored model's vectors pass, another distribution is flagged")
+    func fingerprint() throws {
+        let dir = Fixtures.temporaryDirectory("api-fp")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let index = try Database(path: dir).createIndex(name: "fp", dimension: 384, metric: .cosine)
+        let records = Fixtures.realRecords
+        try index.upsert(Array(records.prefix(2_000)))
+        let same = try index.compareWithStored(records.suffix(500).map(\.values))
+        #expect(!same.looksLikeAnotherModel, "\(same.summary)")
+        // Another "model": the same texts' vectors under a fixed random rotation
+        // of coordinates plus an offset (a different mean direction).
+        var rng = Fixtures.SeededGenerator(seed: 7)
+        let perm = Array(0..<384).shuffled(using: &rng)
+        let other = records.suffix(500).map { r in perm.map { r.values[$0] + 0.05 } }
+        let report = try index.compareWithStored(other)
+        #expect(report.looksLikeAnotherModel, "\(report.summary)")
+    }
+
+    @Test("concurrent readers and a writer: every query sees whole records, no write is lost")
+    func concurrentReadersAndWriter() throws {
+        let dir = Fixtures.temporaryDirectory("api-conc")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let index = try Database(path: dir).createIndex(name: "c", dimension: 384, metric: .cosine,
+                                                        options: IndexOptions(durability: .none))
+        let records = Array(Fixtures.realRecords.prefix(1_200))
+        try index.upsert(Array(records.prefix(200)))
+        let done = Atomic<Bool>(false)
+        let torn = Atomic<Int>(0)
+        let box = UncheckedSendable(index)
+        let readers = (0..<8).map { r in
+            Thread {
+                var i = r
+                while !done.load(ordering: .relaxed) {
+                    let rec = records[i % 200]
+                    if let response = try? box.value.query(vector: rec.values, topK: 5, includeValues: true, includeMetadata: true) {
+                        // A record's id, metadata and vector belong together.
+                        for m in response.matches {
+                            let expected = records.first { $0.id == m.id }!
+                            if m.metadata != expected.metadata { torn.add(1, ordering: .relaxed) }
+                        }
+                    }
+                    i += 7
+                }
+            }
+        }
+        readers.forEach { $0.start() }
+        var start = 200
+        while start < records.count {
+            try index.upsert(Array(records[start..<min(records.count, start + 50)]))
+            start += 50
+        }
+        done.store(true, ordering: .relaxed)
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(torn.load(ordering: .relaxed) == 0)
+        #expect(index.count == records.count)
+        for rec in records.prefix(1_200) where try index.fetch(ids: [rec.id]).isEmpty {
+            Issue.record("lost write \(rec.id)")
+        }
+    }
+}
