@@ -3,7 +3,7 @@
 // Lodestone: an embedded approximate-nearest-neighbour vector index engine.
 //
 // The library target has no Swift package dependencies: consumers who add
-// Lodestone build only its own code plus two system libraries (OpenBLAS, LZ4).
+// Lodestone build only its own code plus three system libraries (OpenBLAS, LZ4, zlib).
 // Benchmarks live in their own package under Benchmarks/ so that library users
 // never build benchmark dependencies.
 import PackageDescription
@@ -29,13 +29,18 @@ let package = Package(
             pkgConfig: "liblz4",
             providers: [.apt(["liblz4-dev"])]
         ),
+        .systemLibrary(
+            name: "CLodestoneZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         // Distance kernels in C: each ISA variant carries its own
         // __attribute__((target(...))), so no compiler flags are needed and
         // the package stays consumable as a dependency.
         .target(name: "CLodestoneKernels"),
         .target(
             name: "Lodestone",
-            dependencies: ["CLodestoneKernels", "CLodestoneBLAS", "CLodestoneLZ4"]
+            dependencies: ["CLodestoneKernels", "CLodestoneBLAS", "CLodestoneLZ4", "CLodestoneZlib"]
         ),
         .executableTarget(
             name: "LodestoneCLI",

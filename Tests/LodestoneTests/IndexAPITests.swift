@@ -282,3 +282,113 @@ struct IndexAPITests {
         }
     }
 }
+
+@Suite("Export and import (gzip JSON Lines)")
+struct TransferTests {
+    static func write(_ lines: [String], gzip: Bool = true) throws -> String {
+        let path = Fixtures.temporaryDirectory("jsonl") + (gzip ? "/in.jsonl.gz" : "/in.jsonl")
+        let text = lines.joined(separator: "\n") + "\n"
+        if gzip {
+            let plain = path.replacingOccurrences(of: ".gz", with: "")
+            try text.write(toFile: plain, atomically: true, encoding: .utf8)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["gzip", "-f", plain]
+            try p.run()
+            p.waitUntilExit()
+        } else {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        return path
+    }
+
+    @Test("a round trip is exact: every record's id, bits, metadata and namespace, and the same query answers")
+    func roundTrip() throws {
+        let dir = Fixtures.temporaryDirectory("transfer")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try Database(path: dir)
+        let source = try db.createIndex(name: "src", dimension: 384, metric: .cosine, embeddingModel: "m")
+        let records = Array(Fixtures.realRecords.prefix(1_500))
+        try source.upsert(Array(records[0..<1_000]))
+        try source.upsert(Array(records[1_000...]), namespace: "second")
+        let file = dir + "/export.jsonl.gz"
+        #expect(try source.export(to: file) == records.count)
+        let report = try db.importRecords(from: file, into: "copy", embeddingModel: "m")
+        #expect(report.records == records.count && report.createdIndex && report.skippedLines == 0)
+        let copy = try db.index("copy")
+        #expect(try copy.describeStats().namespaces == ["": 1_000, "second": 500])
+        for (ns, range) in [("", 0..<1_000), ("second", 1_000..<1_500)] {
+            let ids = records[range].map(\.id)
+            let a = try source.fetch(ids: ids, namespace: ns), b = try copy.fetch(ids: ids, namespace: ns)
+            let differing = ids.filter { a[$0] != b[$0] }
+            #expect(differing.isEmpty && a.count == ids.count, "\(differing.count) records differ, first \(differing.first ?? "")")
+        }
+        let filter = try Filter(json: #"{"year": {"$gte": 2020}}"#)
+        for qi in 0..<20 {
+            let q = Fixtures.realData.queries.row(qi)
+            let a = try source.query(vector: q, topK: 10, filter: filter).matches
+            let b = try copy.query(vector: q, topK: 10, filter: filter).matches
+            #expect(a.map(\.id) == b.map(\.id) && a.map(\.score) == b.map(\.score), "query \(qi)")
+        }
+        // Exporting the copy gives the same records again.
+        let again = dir + "/again.jsonl.gz"
+        try copy.export(to: again)
+        let r1 = try GzipLineReader(path: file), r2 = try GzipLineReader(path: again)
+        var lines1: Set<[UInt8]> = [], lines2: Set<[UInt8]> = []
+        while let l = try r1.nextLine() { lines1.insert(l) }
+        while let l = try r2.nextLine() { lines2.insert(l) }
+        #expect(lines1 == lines2, "\(lines1.subtracting(lines2).count) lines differ")
+        #expect(lines1.count == records.count)
+    }
+
+    static func failure(_ body: () throws -> Void) -> LodestoneError? {
+        do {
+            try body()
+            return nil
+        } catch {
+            return error as? LodestoneError
+        }
+    }
+
+    @Test("bad files: the line number is in the error and nothing is imported, unless bad lines are skipped")
+    func badLines() throws {
+        let dir = Fixtures.temporaryDirectory("transfer-bad")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try Database(path: dir)
+        let good = #"{"id": "a", "values": [0.1, 0.2, 0.3], "metadata": {"k": "v"}}"#
+        let good2 = #"{"id": "b", "values": [0.3, 0.2, 0.1], "namespace": "n"}"#
+        let cases: [(String, Int)] = [
+            (#"{"id": "c", "values": [0.1, 0.2]}"#, 3),                      // wrong dimension
+            (#"{"id": "", "values": [0.1, 0.2, 0.3]}"#, 3),                   // empty id
+            (#"{"id": "c", "values": [0.1, "x", 0.3]}"#, 3),                  // not a number
+            (#"{"values": [0.1, 0.2, 0.3]}"#, 3),                             // no id
+            (#"{"id": "c", "values": [0.1, 0.2, 0.3]"#, 3),                  // cut short
+            (#"{"id": "c", "values": [0, 0, 0]}"#, 3),                        // zero vector under cosine
+            (#"{"id": "c", "values": [1, 2, 3], "metadata": {"o": {"x": 1}}}"#, 3),  // nested metadata
+        ]
+        for i in cases.indices {
+            let line = cases[i].0, number = cases[i].1
+            let file = try TransferTests.write([good, good2, line])
+            let error = TransferTests.failure { _ = try db.importRecords(from: file, into: "t\(i)") }
+            if case let .malformedLine(_, n, _)? = error {
+                #expect(n == number, "\(line)")
+            } else {
+                Issue.record("\(line): \(String(describing: error))")
+            }
+            #expect(!db.listIndexes().contains("t\(i)"), "nothing is created")
+        }
+        let file = try TransferTests.write([good, cases[0].0, good2, cases[2].0])
+        let report = try db.importRecords(from: file, into: "skip", skipBadLines: true)
+        #expect(report.records == 2 && report.skippedLines == 2)
+        // A file of another dimension is refused before anything is written.
+        let other = try TransferTests.write([#"{"id": "z", "values": [1, 2, 3, 4]}"#], gzip: false)
+        #expect(throws: LodestoneError.self) { _ = try db.importRecords(from: other, into: "skip") }
+        #expect(try db.index("skip").count == 2)
+        // A truncated gzip stream is a typed error.
+        let big = try TransferTests.write((0..<2_000).map { #"{"id": "r\#($0)", "values": [\#($0 + 1), 2, 3]}"# })
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: big))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: big))
+        #expect(throws: LodestoneError.self) { _ = try db.importRecords(from: big, into: "trunc") }
+        #expect(!db.listIndexes().contains("trunc"))
+    }
+}

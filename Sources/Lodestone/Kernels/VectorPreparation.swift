@@ -2,6 +2,10 @@
 /// index (or a search) only through here, so every path agrees bit for bit on
 /// what is stored and what is compared.
 enum VectorPreparation {
+    /// How far a squared norm may be from 1 for a vector to count as unit
+    /// length under cosine.
+    static let unitTolerance: Float = 1e-5
+
     /// Checks `vector` against the index's dimension and requires finite
     /// components; for cosine, rescales it to unit length. Writes the prepared
     /// vector to `out` and returns its squared norm (after normalisation).
@@ -23,6 +27,15 @@ enum VectorPreparation {
         }
         if metric == .cosine {
             guard squaredNorm > 0 else { throw .zeroVector }
+            // Already unit length to float precision (as most embedding
+            // models emit): stored as given, so the values read back and
+            // exported are the caller's, bit for bit, and re-importing an
+            // export stores the same bits. The cosine this gives differs from
+            // a renormalised vector's by under 1e-5 relative.
+            if abs(squaredNorm - 1) <= VectorPreparation.unitTolerance {
+                out.update(from: base, count: dimension)
+                return squaredNorm
+            }
             // Normalise in Double so the scale factor itself adds no error.
             let scale = Float(1 / Double(squaredNorm).squareRoot())
             for i in 0..<dimension { out[i] = base[i] * scale }

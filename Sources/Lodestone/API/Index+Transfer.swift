@@ -1,0 +1,198 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Progress of a long import or export.
+public struct TransferProgress: Sendable {
+    /// Lines read (import) or records written (export) so far.
+    public var lines: Int
+    /// Records stored (import) or written (export) so far.
+    public var records: Int
+    /// Which pass: "validate" or "import" for imports, "export" for exports.
+    public var phase: String
+}
+
+/// What ``Database/importRecords(from:into:dimension:metric:embeddingModel:options:skipBadLines:batchSize:progress:)`` did.
+public struct ImportReport: Sendable, Hashable {
+    /// Records upserted.
+    public var records: Int
+    /// Lines skipped as malformed (only with `skipBadLines`).
+    public var skippedLines: Int
+    /// The first few skipped lines' errors.
+    public var skippedErrors: [String]
+    /// Whether the index was created by the import.
+    public var createdIndex: Bool
+}
+
+/// One line of a Pinecone-shaped JSON Lines export.
+private struct RecordLine: Decodable {
+    var id: String
+    var values: [Float]
+    var metadata: JSONValue?
+    var namespace: String?
+}
+
+extension Index {
+    /// Writes every record of every namespace to `path` as gzip-compressed
+    /// JSON Lines in Pinecone's record shape, one record per line:
+    /// `{"id": …, "values": […], "metadata": {…}, "namespace": …}`
+    /// (`metadata` left out when empty). Floats are written in their
+    /// shortest round-tripping form, so importing the file back stores the
+    /// same bits. The file appears atomically when complete.
+    /// - Returns: the number of records written.
+    @discardableResult
+    public func export(to path: String, progress: ((TransferProgress) -> Void)? = nil) throws(LodestoneError) -> Int {
+        let writer = try GzipWriter(path: path)
+        var written = 0
+        var text = ""
+        try forEachRecord { (namespace: String, record: Record) throws(LodestoneError) in
+            text += "{\"id\":"
+            JSONText.appendString(record.id, to: &text)
+            text += ",\"values\":["
+            for (i, v) in record.values.enumerated() {
+                if i > 0 { text += "," }
+                text += JSONText.number(v)
+            }
+            text += "]"
+            if let m = record.metadata, !m.isEmpty { text += ",\"metadata\":" + MetadataCodec.json(m) }
+            text += ",\"namespace\":"
+            JSONText.appendString(namespace, to: &text)
+            text += "}\n"
+            written += 1
+            if text.utf8.count > 1 << 20 {
+                try writer.write(text)
+                text = ""
+                progress?(TransferProgress(lines: written, records: written, phase: "export"))
+            }
+        }
+        try writer.write(text)
+        try writer.finish()
+        progress?(TransferProgress(lines: written, records: written, phase: "export"))
+        return written
+    }
+}
+
+extension Database {
+    /// Imports a JSON Lines file (gzip-compressed or plain) of records in
+    /// Pinecone's shape (`id`, `values`, optional `metadata` and
+    /// `namespace`; other fields are ignored) into the index `name`,
+    /// creating it when missing (with `dimension`, or the first record's
+    /// length, and `metric`, `embeddingModel`, `options`) or merging into it
+    /// (records with an existing id replace it).
+    ///
+    /// Memory stays constant whatever the file's size: a first pass
+    /// validates every line (JSON, id, dimension, finite values, metadata)
+    /// without storing anything, so a bad line is reported with its number
+    /// before anything is written; unless `skipBadLines`, which skips and
+    /// counts them. A second pass upserts in batches of `batchSize`.
+    public func importRecords(from path: String, into name: String, dimension: Int? = nil, metric: Metric = .cosine,
+                              embeddingModel: String = "", options: IndexOptions = IndexOptions(),
+                              skipBadLines: Bool = false, batchSize: Int = 1_000,
+                              progress: ((TransferProgress) -> Void)? = nil) throws(LodestoneError) -> ImportReport {
+        let existing: Index? = listIndexes().contains(name) ? try index(name) : nil
+        if let existing, !embeddingModel.isEmpty, embeddingModel != existing.embeddingModel {
+            throw .embeddingModelMismatch(expected: existing.embeddingModel, actual: embeddingModel)
+        }
+        var expectedDimension = existing?.dimension ?? dimension
+        let indexMetric = existing?.metric ?? metric
+
+        // Pass 1: validate.
+        var bad: Set<Int> = []
+        var errors: [String] = []
+        var valid = 0
+        let decoder = JSONDecoder()
+        func parse(_ line: [UInt8], number: Int) throws(LodestoneError) -> (Record, String)? {
+            if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { return nil }  // blank
+            let decoded: RecordLine
+            do {
+                decoded = try decoder.decode(RecordLine.self, from: Data(line))
+            } catch {
+                throw .malformedLine(path: path, line: number, reason: "not a record in Pinecone's shape (\(Self.brief(error)))")
+            }
+            var metadata: Metadata? = nil
+            do throws(LodestoneError) {
+                if let m = decoded.metadata, m != .null { metadata = try Metadata.from(json: m) }
+                try Index.validateID(decoded.id)
+                try Index.validateNamespace(decoded.namespace ?? "")
+                if let m = metadata { try MetadataCodec.validate(m) }
+                if let d = expectedDimension, decoded.values.count != d {
+                    throw LodestoneError.dimensionMismatch(expected: d, actual: decoded.values.count)
+                }
+                for (i, v) in decoded.values.enumerated() where !v.isFinite {
+                    throw LodestoneError.nonFiniteComponent(index: i, value: v)
+                }
+                if indexMetric == .cosine && decoded.values.allSatisfy({ $0 == 0 }) { throw LodestoneError.zeroVector }
+            } catch {
+                throw .malformedLine(path: path, line: number, reason: "\(error)")
+            }
+            return (Record(id: decoded.id, values: decoded.values, metadata: metadata), decoded.namespace ?? "")
+        }
+        do {
+            let reader = try GzipLineReader(path: path)
+            while let line = try reader.nextLine() {
+                do throws(LodestoneError) {
+                    if let (record, _) = try parse(line, number: reader.lineNumber) {
+                        if expectedDimension == nil { expectedDimension = record.values.count }
+                        valid += 1
+                    }
+                } catch {
+                    guard skipBadLines else { throw error }
+                    bad.insert(reader.lineNumber)
+                    if errors.count < 10 { errors.append("\(error)") }
+                }
+                if reader.lineNumber % 10_000 == 0 {
+                    progress?(TransferProgress(lines: reader.lineNumber, records: 0, phase: "validate"))
+                }
+            }
+        }
+        guard let d = expectedDimension else {
+            throw .malformedFile(path: path, reason: "holds no records, and no dimension was given to create the index")
+        }
+
+        // Pass 2: upsert, in batches per namespace run.
+        var created = false
+        let target: Index
+        if let existing { target = existing } else {
+            target = try createIndex(name: name, dimension: d, metric: metric, embeddingModel: embeddingModel,
+                                     options: options)
+            created = true
+        }
+        let reader = try GzipLineReader(path: path)
+        var batch: [Record] = [], batchNamespace = "", stored = 0
+        func flush() throws(LodestoneError) {
+            guard !batch.isEmpty else { return }
+            // Within a batch an id may repeat (a file may hold updates):
+            // the later line wins, as it would one line at a time.
+            var last: [String: Int] = [:]
+            for (i, r) in batch.enumerated() { last[r.id] = i }
+            let unique = batch.enumerated().filter { last[$0.element.id] == $0.offset }.map(\.element)
+            try target.upsert(unique, namespace: batchNamespace, threads: FlatIndex.defaultThreadCount)
+            stored += unique.count
+            batch.removeAll(keepingCapacity: true)
+            progress?(TransferProgress(lines: reader.lineNumber, records: stored, phase: "import"))
+        }
+        while let line = try reader.nextLine() {
+            if bad.contains(reader.lineNumber) { continue }
+            guard let (record, namespace) = try parse(line, number: reader.lineNumber) else { continue }
+            if namespace != batchNamespace || batch.count >= batchSize {
+                try flush()
+                batchNamespace = namespace
+            }
+            batch.append(record)
+        }
+        try flush()
+        return ImportReport(records: stored, skippedLines: bad.count, skippedErrors: errors, createdIndex: created)
+    }
+
+    private static func brief(_ error: Error) -> String {
+        if case let DecodingError.keyNotFound(key, _) = error { return "missing \"\(key.stringValue)\"" }
+        if case let DecodingError.typeMismatch(type, context) = error {
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return "\(path.isEmpty ? "the line" : "\"\(path)\"") is not \(type)"
+        }
+        if case DecodingError.dataCorrupted = error { return "invalid JSON" }
+        return "\(error)"
+    }
+}
