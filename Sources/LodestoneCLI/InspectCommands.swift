@@ -50,23 +50,48 @@ struct InspectCommand: ParsableCommand {
     }
 }
 
-/// `lodestone verify FILE`: checks every checksum and link of a segment.
+/// `lodestone verify FILE` or `lodestone verify NAME [--vectors F]`.
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "verify", abstract: "Verify every checksum and every link of a segment file (exit 1 if damaged).")
+        commandName: "verify",
+        abstract: "Verify a segment file, or an index of the database (exit 1 if damaged); --vectors checks that a file's vectors look like the index's model's.")
 
-    @Argument(help: "A segment file written by persist.") var file: String
+    @Argument(help: "A segment file written by persist, or an index name in --db.") var target: String
+    @Option(help: "The database directory, for an index name (default: $LODESTONE_DB, else ./lodestone-data).")
+    var db: String = ProcessInfo.processInfo.environment["LODESTONE_DB"] ?? "lodestone-data"
+    @Option(help: "Vectors (.fvecs or .npy) to compare with the index's fingerprint.") var vectors: String?
 
     func run() throws {
         let t0 = now()
-        let index = try HNSWIndex.open(path: file)
-        do {
-            try index.verify()
-        } catch {
-            print("DAMAGED: \(error)")
-            throw ExitCode.failure
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory), !isDirectory.boolValue {
+            let index = try HNSWIndex.open(path: target)
+            do {
+                try index.verify()
+            } catch {
+                print("DAMAGED: \(error)")
+                throw ExitCode.failure
+            }
+            print(String(format: "ok: %@: %d live vectors, every section and chunk checksum and every link verified in %.1f ms",
+                         target, index.count, (now() - t0) * 1000))
+            return
         }
-        print(String(format: "ok: %@: %d live vectors, every section and chunk checksum and every link verified in %.1f ms",
-                     file, index.count, (now() - t0) * 1000))
+        try CLIExit.run {
+            let index = try Database(path: db).index(target)
+            do {
+                try index.verify()
+            } catch {
+                print("DAMAGED: \(error)")
+                throw ExitCode.failure
+            }
+            print(String(format: "ok: index \"%@\": %d records; every checksum and link verified in %.1f ms",
+                         target, index.count, (now() - t0) * 1000))
+            if let vectors {
+                let m = try VectorFiles.readFloats(vectors)
+                let report = try index.compareWithStored((0..<m.rows).map { m.row($0) })
+                print("\(vectors): \(report.summary)")
+                if report.looksLikeAnotherModel { throw ExitCode(6) }
+            }
+        }
     }
 }

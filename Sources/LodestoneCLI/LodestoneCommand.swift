@@ -7,8 +7,11 @@ struct LodestoneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lodestone",
         abstract: "Lodestone: an embedded nearest-neighbour vector index engine.",
-        subcommands: [DemoCommand.self, BenchCommand.self, KernelBenchCommand.self, OpenBenchCommand.self,
-                      InspectCommand.self, VerifyCommand.self, InfoCommand.self, CrashWorkloadCommand.self]
+        subcommands: [CreateCommand.self, ListCommand.self, DescribeCommand.self, DropCommand.self, UpsertCommand.self,
+                      QueryCommand.self, FetchCommand.self, DeleteCommand.self, StatsCommand.self, PersistCommand.self,
+                      ExportCommand.self, ImportCommand.self, InspectCommand.self, VerifyCommand.self,
+                      DemoCommand.self, BenchCommand.self, KernelBenchCommand.self, OpenBenchCommand.self,
+                      InfoCommand.self, CrashWorkloadCommand.self]
     )
 }
 

@@ -603,6 +603,14 @@ public final class Index: @unchecked Sendable {
     /// Records over all namespaces.
     public var count: Int { lock.reading { table.count } }
 
+    /// Verifies every checksum and link of the index's segment (a flat
+    /// index's were all verified when it opened).
+    /// - Throws: ``LodestoneError/corruptSegment(path:section:reason:)``.
+    public func verify() throws(LodestoneError) {
+        try checkOpen()
+        try lock.reading { () throws(LodestoneError) in try engine.hnsw?.verify() }
+    }
+
     /// Every record of every namespace, namespace by namespace (for export).
     func forEachRecord(_ body: (String, Record) throws(LodestoneError) -> Void) throws(LodestoneError) {
         let namespaces = lock.reading { table.namespaceNames }

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+@testable import Lodestone
+
+@Suite("The lodestone command line, end to end")
+struct CLITests {
+    struct Run {
+        let status: Int32
+        let output: String
+        let errors: String
+    }
+
+    static func lodestone(_ arguments: [String], db: String) throws -> Run {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: DurableIndexTests.executable)
+        p.arguments = arguments + ["--db", db]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Run(status: p.terminationStatus, output: String(decoding: o, as: UTF8.self),
+                   errors: String(decoding: e, as: UTF8.self))
+    }
+
+    /// The data the README's tour uses: the pypi-minilm small slice, else Data/.
+    static var files: (vectors: String, metadata: String, queries: String) {
+        if let dir = Fixtures.sharedData {
+            return (dir.appendingPathComponent("small_base.fvecs").path, dir.appendingPathComponent("small_base_meta.jsonl").path,
+                    dir.appendingPathComponent("small_query.fvecs").path)
+        }
+        let d = Fixtures.sampleData
+        return (d.appendingPathComponent("base.fvecs").path, d.appendingPathComponent("base_meta.jsonl").path,
+                d.appendingPathComponent("query.fvecs").path)
+    }
+
+    @Test("create, upsert with metadata, query with a filter, export, drop, import: the same answers; exit codes")
+    func tour() throws {
+        let dir = Fixtures.temporaryDirectory("cli")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/db"
+        let (vectors, metadata, queries) = Self.files
+        func ok(_ args: [String]) throws -> String {
+            let r = try Self.lodestone(args, db: db)
+            #expect(r.status == 0, "\(args): \(r.errors)")
+            return r.output
+        }
+        // A flat index: the debug build this test runs builds HNSW graphs slowly;
+        // the HNSW path through the same API is tested in IndexAPITests.
+        _ = try ok(["create", "pypi", "--dimension", "384", "--metric", "cosine", "--model", "all-MiniLM-L6-v2",
+                    "--kind", "flat"])
+        _ = try ok(["upsert", "pypi", vectors, "--metadata", metadata])
+        let stats = try ok(["stats", "pypi", "--json"])
+        #expect(stats.contains("\"total_record_count\": \(Fixtures.realData.base.rows)"))
+        let queryFile = dir + "/queries.txt"
+        let q = Fixtures.realData.queries
+        try (0..<5).map { i in q.row(i).map { "\($0)" }.joined(separator: ",") }.joined(separator: "\n")
+            .write(toFile: queryFile, atomically: true, encoding: .utf8)
+        let filter = #"{"year": {"$gte": 2024}}"#
+        let before = try ok(["query", "pypi", "--text-file", queryFile, "--top-k", "5", "--filter", filter, "--json"])
+        #expect(before.split(separator: "\n").count == 25)
+        let explained = try ok(["query", "pypi", "--text-file", queryFile, "--top-k", "5", "--filter",
+                                #"{"popular": true}"#, "--explain", "--json"])
+        #expect(explained.contains("\"plan\": \"flat-scan\"") && explained.contains("\"estimated_matches\""))
+        _ = try ok(["export", "pypi", dir + "/pypi.jsonl.gz"])
+        _ = try ok(["drop", "pypi"])
+        #expect(try ok(["list"]).isEmpty)
+        let missing = try Self.lodestone(["query", "pypi", "--id", "x"], db: db)
+        #expect(missing.status == 3 && missing.errors.contains("no index named \"pypi\""))
+        _ = try ok(["import", dir + "/pypi.jsonl.gz", "pypi", "--model", "all-MiniLM-L6-v2", "--kind", "flat"])
+        let after = try ok(["query", "pypi", "--text-file", queryFile, "--top-k", "5", "--filter", filter, "--json"])
+        #expect(after == before)
+        let described = try ok(["describe", "pypi", "--json"])
+        #expect(described.contains("\"embedding_model\": \"all-MiniLM-L6-v2\""))
+        let checked = try ok(["verify", "pypi", "--vectors", queries])
+        #expect(checked.contains("consistent with the stored vectors"))
+        // Bad input: a typed message and exit code 4.
+        let bad = try Self.lodestone(["query", "pypi", "--vector", "1,2,3"], db: db)
+        #expect(bad.status == 4 && bad.errors.contains("dimension mismatch"))
+        let badFilter = try Self.lodestone(["query", "pypi", "--id", "x", "--filter", #"{"a": {"$near": 1}}"#], db: db)
+        #expect(badFilter.status == 4 && badFilter.errors.contains("$near"))
+    }
+}
