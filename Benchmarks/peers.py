@@ -134,6 +134,47 @@ def measure_open(engine, index, d, metric, directory):
     return float(out[0]), float(out[1])
 
 
+def pinecone_match(flt, meta):
+    """Pinecone's filter semantics (the subset the benchmark filters use, and more)."""
+    def cond(value, c):
+        if not isinstance(c, dict):
+            c = {"$eq": c}
+        for op, arg in c.items():
+            vals = value if isinstance(value, list) else [value]
+            if op == "$eq": ok = value is not None and arg in vals
+            elif op == "$ne": ok = value is None or arg not in vals
+            elif op == "$in": ok = value is not None and any(a in vals for a in arg)
+            elif op == "$nin": ok = value is None or all(a not in vals for a in arg)
+            elif op == "$exists": ok = (value is not None) == arg
+            elif op in ("$gt", "$gte", "$lt", "$lte"):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and {
+                    "$gt": value > arg, "$gte": value >= arg, "$lt": value < arg, "$lte": value <= arg}[op]
+            else: raise SystemExit(f"unsupported operator {op}")
+            if not ok: return False
+        return True
+    for key, c in flt.items():
+        if key == "$and":
+            if not all(pinecone_match(f, meta) for f in c): return False
+        elif key == "$or":
+            if not any(pinecone_match(f, meta) for f in c): return False
+        elif not cond(meta.get(key), c):
+            return False
+    return True
+
+
+def filter_mask(filter_path, metadata_path, n):
+    with open(filter_path) as f:
+        flt = json.load(f)
+    if isinstance(flt.get("filter"), dict):
+        flt = flt["filter"]
+    mask = np.zeros(n, dtype=bool)
+    with open(metadata_path) as f:
+        for i, line in enumerate(f):
+            if i >= n: break
+            mask[i] = pinecone_match(flt, json.loads(line))
+    return mask
+
+
 def hnsw(args):
     """hnswlib, faiss IndexHNSWFlat and usearch with the same M / efConstruction."""
     import os
@@ -165,6 +206,16 @@ def hnsw(args):
             index.set_num_threads(1)
             def set_ef(ef): index.set_ef(ef)
             def one(q, k): return index.knn_query(q, k=k)[0][0]
+            if args.filter:
+                allowed = filter_mask(args.filter, args.metadata, n)
+                check = lambda label: bool(allowed[label])
+                def one(q, k):
+                    # hnswlib's filter callback, applied during the search; it
+                    # raises when it finds fewer than k matches.
+                    try:
+                        return index.knn_query(q, k=k, filter=check)[0][0]
+                    except RuntimeError:
+                        return []
             def disk_bytes():
                 import tempfile
                 with tempfile.NamedTemporaryFile(suffix=".bin") as f:
@@ -223,6 +274,8 @@ def hnsw(args):
                 "threads": args.threads, "batch": False, "ef": ef, "m": args.m,
                 "ef_construction": args.ef_construction, "memory_bytes": mem, "file_bytes": size,
                 "bytes_per_vector": round(size / n, 1), "version": version,
+                **({"filter": os.path.basename(args.filter), "short_results": int((ids[:, args.k - 1] < 0).sum())}
+                   if args.filter else {}),
                 **({"open_ms": round(opened[0], 3), "open_rss_mb": round(opened[1], 2)} if opened else {}),
             }), flush=True)
         del index
@@ -255,6 +308,9 @@ def main():
     h.add_argument("--persist", help="also save each index here and time opening it in a fresh process "
                    "(hnswlib load_index, faiss IO_FLAG_MMAP_IFC, usearch view)")
     h.add_argument("--json", action="store_true")
+    h.add_argument("--filter", help="hnswlib only: a filter file (as lodestone bench --filter); the search uses "
+                   "hnswlib's filter callback; point --truth at the filtered ground truth")
+    h.add_argument("--metadata", help="with --filter: metadata JSON Lines in base order")
     args = p.parse_args()
     if args.mode == "flat":
         flat(args)
