@@ -392,3 +392,93 @@ struct TransferTests {
         #expect(!db.listIndexes().contains("trunc"))
     }
 }
+
+extension IndexAPITests {
+    @Test("replacing records keeps their slots: later new records never take them over (also after reopening)")
+    func replaceThenAdd() throws {
+        let dir = Fixtures.temporaryDirectory("api-replace")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let records = Array(Fixtures.realRecords.prefix(60))
+        do {
+            let index = try Database(path: dir).createIndex(name: "r", dimension: 384, metric: .cosine)
+            try index.upsert(Array(records[0..<20]))
+            try index.upsert(Array(records[0..<10]))                   // replace: same ids, same vectors
+            try index.update(id: records[11].id, setMetadata: ["x": .bool(true)])
+            try index.upsert(Array(records[20..<40]))                  // new records
+            try index.delete(ids: [records[5].id])
+            try index.upsert(Array(records[40..<60]))                  // new records reuse slot 5 only
+            #expect(index.count == 59)
+            let fetched = try index.fetch(ids: records.map(\.id))
+            #expect(fetched.count == 59)
+            for r in records where r.id != records[5].id {
+                #expect(fetched[r.id]?.values == r.values, "\(r.id)")
+            }
+            try index.persist()
+        }
+        let index = try Database(path: dir).index("r")
+        let fetched = try index.fetch(ids: records.map(\.id))
+        #expect(fetched.count == 59)
+        for r in records where r.id != records[5].id {
+            #expect(fetched[r.id]?.values == r.values, "\(r.id) after reopening")
+            #expect(try index.query(vector: r.values, topK: 1).matches.first?.id == r.id)
+        }
+    }
+}
+
+extension IndexAPITests {
+    @Test("concurrent deleteIndex while querying: queries answer or say the index is gone, nothing crashes")
+    func concurrentDeleteWhileQuerying() throws {
+        let dir = Fixtures.temporaryDirectory("api-drop-conc")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try Database(path: dir)
+        let index = try db.createIndex(name: "d", dimension: 384, metric: .cosine)
+        let records = Array(Fixtures.realRecords.prefix(300))
+        try index.upsert(records)
+        let answered = Atomic<Int>(0), gone = Atomic<Int>(0), other = Atomic<Int>(0)
+        let box = UncheckedSendable(index)
+        let readers = (0..<4).map { r in
+            Thread {
+                for i in 0..<400 {
+                    do {
+                        let m = try box.value.query(vector: records[(r * 31 + i) % 300].values, topK: 5).matches
+                        if m.count == 5 { answered.add(1, ordering: .relaxed) } else { other.add(1, ordering: .relaxed) }
+                    } catch LodestoneError.indexNotFound {
+                        gone.add(1, ordering: .relaxed)
+                    } catch {
+                        other.add(1, ordering: .relaxed)
+                    }
+                }
+            }
+        }
+        readers.forEach { $0.start() }
+        Thread.sleep(forTimeInterval: 0.02)
+        try db.deleteIndex("d")
+        while answered.load(ordering: .relaxed) + gone.load(ordering: .relaxed) + other.load(ordering: .relaxed) < 1_600 {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(other.load(ordering: .relaxed) == 0)
+        #expect(gone.load(ordering: .relaxed) > 0)
+        #expect(!db.listIndexes().contains("d"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/d"))
+    }
+
+    @Test("listIDs and fetch respect a filter")
+    func listAndFetchWithFilter() throws {
+        let dir = Fixtures.temporaryDirectory("api-list-filter")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let index = try Database(path: dir).createIndex(name: "l", dimension: 384, metric: .cosine)
+        let records = Array(Fixtures.realRecords.prefix(400))
+        try index.upsert(records)
+        let filter = try Filter(json: #"{"year": {"$lt": 2020}}"#)
+        let expected = records.filter { filter.matches($0.metadata!) }.map(\.id)
+            .sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        var listed: [String] = [], token: String? = nil
+        repeat {
+            let page = try index.listIDs(filter: filter, limit: 7, paginationToken: token)
+            listed += page.ids
+            token = page.nextToken
+        } while token != nil
+        #expect(listed == expected)
+        #expect(Set(try index.fetch(filter: filter, limit: 1_000).keys) == Set(expected))
+    }
+}

@@ -25,7 +25,7 @@ import Darwin
 public final class Database: Sendable {
     /// The directory.
     public let path: String
-    private let open = Mutex<[String: Index]>([:])
+    private let open = Locked<[String: Index]>([:])
 
     /// Opens (creating the directory if missing) the database at `path`.
     public init(path: String) throws(LodestoneError) {

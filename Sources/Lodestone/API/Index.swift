@@ -15,7 +15,7 @@ import Synchronization
 public final class Index: @unchecked Sendable {
     // @unchecked: `table` and `engine` are guarded by `lock` (reads shared,
     // applies exclusive); log order by the DurableStore's writer lock;
-    // `cache` by its Mutex.
+    // `cache` by its lock.
 
     /// The index's name in its database.
     public let name: String
@@ -33,7 +33,7 @@ public final class Index: @unchecked Sendable {
     private let table: RecordTable
     private var fingerprint: VectorFingerprint
     private let lock = ReadWriteLock()
-    private let cache = Mutex(FilterCache())
+    private let cache = Locked(FilterCache())
     private let dropped = Atomic<Bool>(false)
 
     /// Records applied under one hold of the write lock.
@@ -507,8 +507,8 @@ public final class Index: @unchecked Sendable {
     private func searchEach(_ vectors: [[Float]], k: Int, ef: Int?, allowed: Bitset?, matches: Int, threads: Int)
         throws(LodestoneError) -> [[Neighbor]]
     {
-        let out = Mutex([[Neighbor]](repeating: [], count: vectors.count))
-        let failure = Mutex<LodestoneError?>(nil)
+        let out = Locked([[Neighbor]](repeating: [], count: vectors.count))
+        let failure = Locked<LodestoneError?>(nil)
         let next = Atomic<Int>(0)
         parallelRun(threads: max(1, min(threads, vectors.count))) { _ in
             while true {
@@ -567,16 +567,24 @@ public final class Index: @unchecked Sendable {
         return try fetch(ids: ids, namespace: namespace)
     }
 
-    /// Ids of `namespace` in ascending byte order, starting with `prefix`,
-    /// `limit` at a time; pass the returned token for the next page.
-    public func listIDs(namespace: String = "", prefix: String = "", limit: Int = 100, paginationToken: String? = nil)
-        throws(LodestoneError) -> IDPage
+    /// Ids of `namespace` in ascending byte order, starting with `prefix`
+    /// and (when given) passing `filter`, `limit` at a time; pass the
+    /// returned token for the next page.
+    public func listIDs(namespace: String = "", prefix: String = "", filter: Filter? = nil, limit: Int = 100,
+                        paginationToken: String? = nil) throws(LodestoneError) -> IDPage
     {
         try checkOpen()
         guard limit >= 1 else { throw .invalidArgument(name: "limit", reason: "must be at least 1, got \(limit)") }
-        let all = lock.reading { table.ids(namespace: namespace) }
+        let all: [String] = lock.reading {
+            guard let filter else { return table.ids(namespace: namespace) }
+            guard let (set, _) = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true) else { return [] }
+            var out: [String] = []
+            set!.forEach { if let id = table.ids[$0] { out.append(id) } }
+            return out
+        }
         let after = paginationToken.map { Array($0.utf8) }
-        let sorted = all.filter { $0.hasPrefix(prefix) }.map { Array($0.utf8) }.filter { after == nil || $0.lexicographicallyPrecedes(after!) == false && $0 != after! }
+        let sorted = all.filter { $0.hasPrefix(prefix) }.map { Array($0.utf8) }
+            .filter { after == nil || after!.lexicographicallyPrecedes($0) }
             .sorted { $0.lexicographicallyPrecedes($1) }
         let page = sorted.prefix(limit).map { String(decoding: $0, as: UTF8.self) }
         return IDPage(ids: page, nextToken: sorted.count > limit ? page.last : nil)

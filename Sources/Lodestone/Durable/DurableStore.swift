@@ -23,7 +23,7 @@ import Darwin
 /// - opening replays the log over the segment, drops a torn last record,
 ///   refuses damage followed by more records, and removes leftover files.
 final class DurableStore: @unchecked Sendable {
-    // @unchecked: mutable state lives in the Mutex.
+    // @unchecked: mutable state lives in the lock.
 
     let directory: String
     /// Log records replayed when this instance opened.
@@ -35,12 +35,12 @@ final class DurableStore: @unchecked Sendable {
         var manifest: Manifest
         var log: WriteAheadLog
     }
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let lockDescriptor: Int32
 
     private init(directory: String, manifest: Manifest, log: WriteAheadLog, replayed: Int, dropped: Int, lock: Int32) {
         self.directory = directory
-        self.state = Mutex(State(manifest: manifest, log: log))
+        self.state = Locked(State(manifest: manifest, log: log))
         self.replayedRecords = replayed
         self.droppedTailBytes = dropped
         self.lockDescriptor = lock

@@ -28,7 +28,7 @@ import Darwin
 /// `add(contentsOf:keys:threads:)` inserts on several threads at once.
 public final class HNSWIndex: @unchecked Sendable {
     // @unchecked: shared state is atomics, arenas whose records follow the
-    // publication protocol described above, and the writer's Mutex.
+    // publication protocol described above, and the writer's lock.
 
     /// Components per vector.
     public let dimension: Int
@@ -88,7 +88,7 @@ public final class HNSWIndex: @unchecked Sendable {
 
     /// Set once a mapped chunk fails verification; searches then throw.
     let corrupted = Atomic<Bool>(false)
-    private let corruptionError = Mutex<LodestoneError?>(nil)
+    private let corruptionError = Locked<LodestoneError?>(nil)
 
     func recordCorruption(_ error: LodestoneError) {
         corruptionError.withLock { if $0 == nil { $0 = error } }
@@ -113,7 +113,7 @@ public final class HNSWIndex: @unchecked Sendable {
             w.keys.insert(key: k, node: id, keyOf: self.key)
         }
     }
-    let writer = Mutex(WriterState())
+    let writer = Locked(WriterState())
 
     /// Node states.
     enum State: UInt8 { case unused = 0, live = 1, deleted = 2 }

@@ -57,9 +57,9 @@ final class NodeArena: @unchecked Sendable {
     /// when they are not acceptable.
     private var validate: ((UnsafeRawPointer, UInt32, Int) -> String?)?
     private var onFailure: ((String) -> Void)?
-    private let fillChunk = Mutex<UnsafeMutableRawPointer?>(nil)
+    private let fillChunk = Locked<UnsafeMutableRawPointer?>(nil)
     /// Serialises first accesses, so a chunk is verified and published once.
-    private let materializing = Mutex<Void>(())
+    private let materializing = Locked<Void>(())
 
     init(stride: Int, fill: UInt8 = 0) {
         precondition(stride > 0)

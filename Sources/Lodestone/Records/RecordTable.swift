@@ -89,7 +89,11 @@ final class RecordTable {
         } else if let i = freeSlots.lastIndex(of: slot) {
             freeSlots.remove(at: i)
         }
-        if ids[s] != nil { clear(slot: slot) }
+        if let old = ids[s] {
+            // Overwriting a slot in use (a replaced record): drop its old id
+            // mapping; the slot stays in use, never on the free list.
+            slotsByID[Int(namespaceOfSlot[s])][old] = nil
+        }
         let ns = number(of: namespace)
         ids[s] = id
         namespaceOfSlot[s] = ns

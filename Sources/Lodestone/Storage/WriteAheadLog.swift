@@ -91,7 +91,7 @@ final class WriteAheadLog: @unchecked Sendable {
         }
     }
 
-    private let flushLock = Mutex<Int>(0)  // bytes known to be on disk
+    private let flushLock = Locked<Int>(0)  // bytes known to be on disk
 
     /// Returns once the first `end` bytes are on disk: flushes them (and
     /// everything appended by then) unless a flush by another writer already
