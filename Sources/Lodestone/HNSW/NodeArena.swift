@@ -59,7 +59,7 @@ final class NodeArena: @unchecked Sendable {
     private var onFailure: ((String) -> Void)?
     private let fillChunk = Locked<UnsafeMutableRawPointer?>(nil)
     /// Serialises first accesses, so a chunk is verified and published once.
-    private let materializing = Locked<Void>(())
+    private let materializing = Locked<Int>(0)  // not Void: a zero-sized value shares its address with the lock pointer, which ThreadSanitizer then reports
 
     init(stride: Int, fill: UInt8 = 0) {
         precondition(stride > 0)
