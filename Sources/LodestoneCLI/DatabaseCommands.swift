@@ -228,6 +228,8 @@ struct UpsertCommand: ParsableCommand {
     @Option(help: "Namespace (vectors files; JSON Lines carry their own).") var namespace: String = ""
     @Option(help: "Records per batch.") var batch: Int = 1_000
     @Flag(help: "JSON Lines: skip malformed lines instead of failing.") var skipBadLines = false
+    @Flag(help: "Leave the writes in the log (the next open replays them) instead of persisting at the end.")
+    var noPersist = false
 
     func run() throws {
         try CLIExit.run {
@@ -270,6 +272,9 @@ struct UpsertCommand: ParsableCommand {
                 }
                 count = report.records
             }
+            // A command-line process ends here: fold the log into a segment so
+            // the next command maps it instead of replaying the inserts.
+            if !noPersist { try db.index(name).persist() }
             progress.done()
             if options.json {
                 var line = JSONLine()
@@ -513,6 +518,7 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "When creating: the embedding model (checked against an existing index's).") var model: String = ""
     @Option(help: "When creating: hnsw or flat.") var kind: String = "hnsw"
     @Flag(help: "Skip malformed lines instead of failing before anything is written.") var skipBadLines = false
+    @Flag(help: "Leave the writes in the log instead of persisting at the end.") var noPersist = false
 
     func run() throws {
         try CLIExit.run {
@@ -520,9 +526,11 @@ struct ImportCommand: ParsableCommand {
             guard let kind = IndexKind(rawValue: kind) else { throw ValidationError("--kind is hnsw or flat") }
             var progress = Progress()
             let t0 = now()
-            let report = try options.open().importRecords(
+            let db = try options.open()
+            let report = try db.importRecords(
                 from: file, into: name, metric: metric, embeddingModel: model, options: IndexOptions(kind: kind),
                 skipBadLines: skipBadLines) { p in progress.show("\(p.phase): \(p.lines) lines, \(p.records) records") }
+            if !noPersist { try db.index(name).persist() }
             progress.done()
             if options.json {
                 var line = JSONLine()

@@ -482,3 +482,83 @@ extension IndexAPITests {
         #expect(Set(try index.fetch(filter: filter, limit: 1_000).keys) == Set(expected))
     }
 }
+
+extension IndexAPITests {
+    @Test("changes layered over a persisted (mapped) record table: ids, metadata, filters and namespaces stay right through persist and reopen")
+    func changesOverPersistedTable() throws {
+        let dir = Fixtures.temporaryDirectory("api-overlay")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let records = Array(Fixtures.realRecords.prefix(600))
+        var model: [String: (ns: String, record: Record)] = [:]
+        do {
+            let index = try Database(path: dir).createIndex(name: "o", dimension: 384, metric: .cosine)
+            try index.upsert(Array(records[0..<300]))
+            try index.upsert(Array(records[300..<400]), namespace: "x")
+            try index.persist()
+        }
+        for r in records[0..<300] { model["/" + r.id] = ("", r) }
+        for r in records[300..<400] { model["x/" + r.id] = ("x", r) }
+        for round in 0..<2 {
+            do {
+                let index = try Database(path: dir).index("o")
+                // Delete some base records, replace others, add new ones (reusing slots), move metadata.
+                let deleted = records[(round * 20)..<(round * 20 + 10)].map(\.id)
+                try index.delete(ids: deleted)
+                for id in deleted { model["/" + id] = nil }
+                let fresh = Array(records[(400 + round * 100)..<(500 + round * 100)])
+                try index.upsert(fresh)
+                for r in fresh { model["/" + r.id] = ("", r) }
+                let target = records[250 + round]
+                try index.update(id: target.id, setMetadata: ["year": .number(1999)])
+                var m = target.metadata!
+                m["year"] = .number(1999)
+                model["/" + target.id] = ("", Record(id: target.id, values: target.values, metadata: m))
+                try index.persist()
+            }
+            let index = try Database(path: dir).index("o")
+            #expect(index.count == model.count, "round \(round)")
+            for (key, entry) in model {
+                let got = try index.fetch(ids: [entry.record.id], namespace: entry.ns)[entry.record.id]
+                #expect(got?.values == entry.record.values && got?.metadata == entry.record.metadata, "\(key)")
+            }
+            let filter = try Filter(json: #"{"year": {"$lte": 2000}}"#)
+            let expected = Set(model.values.filter { $0.ns == "" && filter.matches($0.record.metadata!) }.map(\.record.id))
+            var listed: [String] = [], token: String? = nil
+            repeat {
+                let page = try index.listIDs(filter: filter, limit: 50, paginationToken: token)
+                listed += page.ids
+                token = page.nextToken
+            } while token != nil
+            #expect(Set(listed) == expected)
+            #expect(try index.describeStats().namespaces == ["": model.values.filter { $0.ns == "" }.count, "x": 100])
+        }
+    }
+
+    @Test("a damaged record section is a typed error naming it")
+    func damagedRecordSections() throws {
+        let dir = Fixtures.temporaryDirectory("api-damage")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            let index = try Database(path: dir).createIndex(name: "d", dimension: 384, metric: .cosine,
+                                                            options: IndexOptions(kind: .flat))
+            try index.upsert(Array(Fixtures.realRecords.prefix(200)))
+            try index.persist()
+        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/d").filter { $0.hasPrefix("segment-") }
+        let path = dir + "/d/" + files[0]
+        let info = try SegmentInfo(path: path)
+        let original = try Data(contentsOf: URL(fileURLWithPath: path))
+        for name in ["records.header", "records.slots", "records.hash", "records.blob"] {
+            let section = info.sections.first { $0.name == name }!
+            var damaged = original
+            damaged[section.offset + section.storedBytes / 2] ^= 0x40
+            try damaged.write(to: URL(fileURLWithPath: path))
+            let error = TransferTests.failure { _ = try Database(path: dir).index("d") }
+            if case let .corruptSegment(_, s, _)? = error {
+                #expect(s == name)
+            } else {
+                Issue.record("\(name): \(String(describing: error))")
+            }
+        }
+    }
+}

@@ -1,4 +1,11 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A named, durable collection of records (id, vector, metadata) in
 /// namespaces, searched by vector or id with Pinecone's filters.
@@ -135,27 +142,18 @@ public final class Index: @unchecked Sendable {
                 }
                 let path = directory + "/" + manifest.segment
                 let (engine, segment) = try VectorEngine.open(kind: settings.kind, path: path)
-                func corrupt(_ reason: String) -> LodestoneError { .corruptSegment(path: path, section: "records", reason: reason) }
-                let bytes = try segment.bytes(SectionKind.records)
-                var r = ByteReader(bytes) { corrupt("truncated") }
-                let tableLength = Int(try r.u64())
-                guard tableLength <= bytes.count - 8 else { throw corrupt("table length \(tableLength)") }
-                let table = try RecordTable.decode(Array(bytes[8..<(8 + tableLength)]), corrupt: corrupt)
-                var rest = ByteReader(Array(bytes[(8 + tableLength)...])) { corrupt("fingerprint truncated") }
-                let fingerprint: VectorFingerprint
-                do throws(LodestoneError) {
-                    fingerprint = try VectorFingerprint.decode(&rest, dimension: settings.dimension)
-                } catch {
-                    throw corrupt("\(error)")
-                }
+                let base = try RecordBase(segment: segment, dimension: settings.dimension)
+                let table = RecordTable(base: base)
+                let fingerprint = base.fingerprint
                 guard table.count == engine.count else {
-                    throw corrupt("\(table.count) records but \(engine.count) vectors")
+                    throw .corruptSegment(path: path, section: "records.header",
+                                          reason: "\(table.count) records but \(engine.count) vectors")
                 }
                 return Loaded(settings, engine, table, fingerprint)
             },
             replay: { (loaded: Loaded, record: [UInt8]) throws(LodestoneError) in
                 try Index.apply(record, engine: loaded.engine, table: loaded.table, fingerprint: &loaded.fingerprint,
-                                dimension: loaded.settings.dimension, lock: nil)
+                                dimension: loaded.settings.dimension, lock: nil, threads: FlatIndex.defaultThreadCount)
             })
         return Index(name: name, settings: loaded.settings, store: store, engine: loaded.engine, table: loaded.table,
                      fingerprint: loaded.fingerprint)
@@ -211,9 +209,27 @@ public final class Index: @unchecked Sendable {
         }
         _ = try FlatIndex.prepareRows(flat, count: records.count, dimension: dimension, metric: metric,
                                       kernels: engine.kernels)
-        return try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+        let n = try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
             try upsertLocked(records, rows: flat, namespace: namespace, log: log, threads: threads)
         }
+        try persistIfLogIsLarge()
+        return n
+    }
+
+    /// The log size past which a write folds it into a new segment
+    /// (``persist()``), so that reopening maps a segment instead of replaying
+    /// (re-inserting) a long log: 256 MiB, or the segment's size if larger.
+    public static let autoPersistLogBytes = 256 << 20
+
+    private func persistIfLogIsLarge() throws(LodestoneError) {
+        let logBytes = store.logBytes
+        guard logBytes > Index.autoPersistLogBytes else { return }
+        var segmentBytes = 0
+        if let path = store.segmentPath {
+            var st = stat()
+            if stat(path, &st) == 0 { segmentBytes = Int(st.st_size) }
+        }
+        if logBytes > segmentBytes { try persist() }
     }
 
     /// Logs and applies validated records; the caller holds the writer lock
@@ -324,20 +340,15 @@ public final class Index: @unchecked Sendable {
         try checkOpen()
         try store.persist { (path: String) throws(LodestoneError) in
             // The writer lock is held: nothing changes the table or engine.
-            var w = ByteWriter()
-            let tableBytes = table.encoded()
-            w.u64(UInt64(tableBytes.count))
-            w.raw(tableBytes)
-            fingerprint.encode(into: &w)
-            let section = PendingSection(kind: SectionKind.records, codec: .lz4, owned: w.bytes)
-            try engine.persist(to: path, embeddingModel: embeddingModel, extraSections: [section])
+            let sections = table.sections(fingerprint: fingerprint)
+            try engine.persist(to: path, embeddingModel: embeddingModel, extraSections: sections)
         }
     }
 
     // MARK: Applying (live and at replay)
 
     private static func apply(_ record: [UInt8], engine: VectorEngine, table: RecordTable,
-                              fingerprint: inout VectorFingerprint, dimension d: Int, lock: ReadWriteLock?)
+                              fingerprint: inout VectorFingerprint, dimension d: Int, lock: ReadWriteLock?, threads: Int)
         throws(LodestoneError)
     {
         var r = ByteReader(record) { .invalidArgument(name: "log record", reason: "truncated") }
@@ -358,7 +369,7 @@ public final class Index: @unchecked Sendable {
             }
             _ = try FlatIndex.prepareRows(rows, count: count, dimension: d, metric: engine.metric, kernels: engine.kernels)
             try applyUpsert(namespace: namespace, ids: ids, slots: slots, rows: rows, metadata: metadata, engine: engine,
-                            table: table, fingerprint: &fingerprint, dimension: d, lock: lock, threads: 1)
+                            table: table, fingerprint: &fingerprint, dimension: d, lock: lock, threads: threads)
         case deleteOp:
             let count = Int(try r.u32())
             var slots: [UInt32] = []
@@ -398,7 +409,7 @@ public final class Index: @unchecked Sendable {
         while start < slots.count {
             let end = min(slots.count, start + applyBatchSize)
             let body = {
-                for s in slots[start..<end] where Int(s) < table.capacity && table.ids[Int(s)] != nil {
+                for s in slots[start..<end] where table.isInUse(s) {
                     engine.remove(key: UInt64(s))
                     table.clear(slot: s)
                 }
@@ -530,7 +541,7 @@ public final class Index: @unchecked Sendable {
     private func resolve(_ neighbors: [Neighbor], includeValues: Bool, includeMetadata: Bool) -> [Match] {
         neighbors.compactMap { n in
             let slot = Int(n.key)
-            guard slot < table.capacity, let id = table.ids[slot] else { return nil }
+            guard let id = table.id(ofSlot: slot) else { return nil }
             var metadata: Metadata? = nil
             if includeMetadata, let m = table.metadata.metadata(slot: slot), !m.isEmpty { metadata = m }
             return Match(id: id, score: n.score, values: includeValues ? engine.vector(forKey: n.key) : nil,
@@ -561,7 +572,7 @@ public final class Index: @unchecked Sendable {
         let ids: [String] = lock.reading {
             guard let (set, _) = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true) else { return [] }
             var out: [String] = []
-            set!.forEach { if out.count < limit, let id = table.ids[$0] { out.append(id) } }
+            set!.forEach { if out.count < limit, let id = table.id(ofSlot: $0) { out.append(id) } }
             return out
         }
         return try fetch(ids: ids, namespace: namespace)
@@ -579,7 +590,7 @@ public final class Index: @unchecked Sendable {
             guard let filter else { return table.ids(namespace: namespace) }
             guard let (set, _) = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true) else { return [] }
             var out: [String] = []
-            set!.forEach { if let id = table.ids[$0] { out.append(id) } }
+            set!.forEach { if let id = table.id(ofSlot: $0) { out.append(id) } }
             return out
         }
         let after = paginationToken.map { Array($0.utf8) }
@@ -594,7 +605,7 @@ public final class Index: @unchecked Sendable {
     public func describeStats() throws(LodestoneError) -> IndexStats {
         try checkOpen()
         return lock.reading {
-            IndexStats(namespaces: table.namespaceCounts, dimension: dimension, totalRecordCount: table.count, metric: metric)
+            IndexStats(namespaces: table.namespaceCountsByName, dimension: dimension, totalRecordCount: table.count, metric: metric)
         }
     }
 

@@ -109,6 +109,9 @@ final class DurableStore: @unchecked Sendable {
     /// The current manifest generation (1 when created, +1 per persist).
     var generation: UInt64 { state.withLock { $0.manifest.generation } }
 
+    /// Bytes in the current log (what opening would replay).
+    var logBytes: Int { state.withLock { $0.log.size } }
+
     /// The current segment's path, or nil before the first persist.
     var segmentPath: String? {
         state.withLock { $0.manifest.segment.isEmpty ? nil : directory + "/" + $0.manifest.segment }

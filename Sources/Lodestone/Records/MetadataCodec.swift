@@ -54,26 +54,58 @@ enum MetadataCodec {
     }
 
     /// Reads the binary form written by ``encode(_:into:)``.
-    static func decode(_ r: inout ByteReader) throws(LodestoneError) -> Metadata {
+    static func decode<R: LittleEndianReader>(_ r: inout R) throws(LodestoneError) -> Metadata {
         let count = Int(try r.u32())
         var out: Metadata = [:]
         for _ in 0..<count {
-            let name = try readString(&r)
-            let tag = try r.raw(1)[0]
-            switch tag {
-            case stringTag: out[name] = .string(try readString(&r))
-            case numberTag: out[name] = .number(Double(bitPattern: try r.u64()))
-            case boolTag: out[name] = .bool(try r.raw(1)[0] != 0)
-            case stringsTag:
-                let n = Int(try r.u32())
-                var list: [String] = []
-                for _ in 0..<n { list.append(try readString(&r)) }
-                out[name] = .strings(list)
-            default:
-                throw .invalidMetadata(field: name, reason: "unknown stored type tag \(tag)")
-            }
+            let name = try r.string(Int(try r.u32()))
+            out[name] = try value(tag: try r.u8(), field: name, &r)
         }
         return out
+    }
+
+    /// One field of the binary form, decoding nothing else (names are
+    /// compared as bytes, without making strings).
+    static func value<R: LittleEndianReader>(of field: [UInt8], in r: inout R) throws(LodestoneError) -> MetadataValue? {
+        let count = Int(try r.u32())
+        for _ in 0..<count {
+            let length = Int(try r.u32())
+            let order = try r.compare(length, with: field)
+            let tag = try r.u8()
+            if order == 0 { return try value(tag: tag, field: "", &r) }
+            try skipValue(tag: tag, &r)
+        }
+        return nil
+    }
+
+    private static func value<R: LittleEndianReader>(tag: UInt8, field: String, _ r: inout R) throws(LodestoneError)
+        -> MetadataValue
+    {
+        switch tag {
+        case stringTag: return .string(try r.string(Int(try r.u32())))
+        case numberTag: return .number(Double(bitPattern: try r.u64()))
+        case boolTag: return .bool(try r.u8() != 0)
+        case stringsTag:
+            let n = Int(try r.u32())
+            var list: [String] = []
+            for _ in 0..<n { list.append(try r.string(Int(try r.u32()))) }
+            return .strings(list)
+        default:
+            throw .invalidMetadata(field: field, reason: "unknown stored type tag \(tag)")
+        }
+    }
+
+    private static func skipValue<R: LittleEndianReader>(tag: UInt8, _ r: inout R) throws(LodestoneError) {
+        switch tag {
+        case stringTag: try r.skip(Int(try r.u32()))
+        case numberTag: try r.skip(8)
+        case boolTag: try r.skip(1)
+        case stringsTag:
+            let n = Int(try r.u32())
+            for _ in 0..<n { try r.skip(Int(try r.u32())) }
+        default:
+            throw .invalidMetadata(field: "", reason: "unknown stored type tag \(tag)")
+        }
     }
 
     static func readString(_ r: inout ByteReader) throws(LodestoneError) -> String {
@@ -142,3 +174,51 @@ enum JSONText {
     /// A float in its shortest form that reads back to the same float.
     static func number(_ f: Float) -> String { f.description }
 }
+
+/// What the metadata decoder reads from: a copied byte array
+/// (``ByteReader``, log records) or memory in place (``RawReader``,
+/// mapped segments).
+protocol LittleEndianReader {
+    mutating func u8() throws(LodestoneError) -> UInt8
+    mutating func u32() throws(LodestoneError) -> UInt32
+    mutating func u64() throws(LodestoneError) -> UInt64
+    /// The next `n` bytes as UTF-8 text.
+    mutating func string(_ n: Int) throws(LodestoneError) -> String
+    mutating func skip(_ n: Int) throws(LodestoneError)
+    /// Compares the next `n` bytes with `other` (negative, 0, positive, as
+    /// byte strings), consuming them.
+    mutating func compare(_ n: Int, with other: [UInt8]) throws(LodestoneError) -> Int
+}
+
+extension ByteReader: LittleEndianReader {
+    mutating func u8() throws(LodestoneError) -> UInt8 { try raw(1)[0] }
+    mutating func string(_ n: Int) throws(LodestoneError) -> String { String(decoding: try raw(n), as: UTF8.self) }
+    mutating func compare(_ n: Int, with other: [UInt8]) throws(LodestoneError) -> Int {
+        let mine = try raw(n)
+        return mine == other ? 0 : (mine.lexicographicallyPrecedes(other) ? -1 : 1)
+    }
+}
+
+extension RawReader: LittleEndianReader {
+    mutating func string(_ n: Int) throws(LodestoneError) -> String { String(decoding: try take(n), as: UTF8.self) }
+    mutating func skip(_ n: Int) throws(LodestoneError) { _ = try take(n) }
+    mutating func compare(_ n: Int, with other: [UInt8]) throws(LodestoneError) -> Int {
+        let mine = try take(n)
+        return other.withUnsafeBytes { o -> Int in
+            let common = min(mine.count, o.count)
+            if common > 0 {
+                let c = Int(memcmp(mine.baseAddress!, o.baseAddress!, common))
+                if c != 0 { return c }
+            }
+            return mine.count - o.count
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif

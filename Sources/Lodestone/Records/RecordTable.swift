@@ -4,74 +4,105 @@
 /// so slots are dense and reused once freed, and a filter's matching slots
 /// are directly the keys a search may return.
 ///
+/// An opened index's table is its segment's (a ``RecordBase``, read in
+/// place: nothing is decoded at open) with the changes since layered on
+/// top, as the vector index layers its changes over the mapped segment.
+///
 /// Not thread-safe: its owner serialises writers and readers.
 final class RecordTable {
-    private(set) var ids: [String?] = []
-    private(set) var namespaceOfSlot: [UInt32] = []
+    private let base: RecordBase?
+    /// Slots changed since open: the new record, or nil once cleared.
+    private var changed: [UInt32: Entry?] = [:]
+    /// Ids changed since open, per namespace number: the slot, or nil once deleted.
+    private var changedIDs: [[String: UInt32?]] = []
     private(set) var namespaceNames: [String] = []
     private var namespaceNumbers: [String: UInt32] = [:]
-    private var slotsByID: [[String: UInt32]] = []
+    private var namespaceCounts: [Int] = []
     private var freeSlots: [UInt32] = []
-    let metadata = MetadataIndex()
+    private(set) var capacity = 0
+    private(set) var count = 0
+    let metadata: MetadataIndex
     /// Bumped by every change (cached filter results check it).
     private(set) var version: UInt64 = 0
+
+    private struct Entry {
+        var namespace: UInt32
+        var id: String
+    }
 
     /// The largest id, in UTF-8 bytes (Pinecone's limit).
     static let maximumIDBytes = 512
 
-    init() {}
-
-    /// Slots covered (one past the highest slot ever used).
-    var capacity: Int { ids.count }
-
-    /// Records stored, over all namespaces.
-    var count: Int { slotsByID.reduce(0) { $0 + $1.count } }
+    /// An empty table, or an opened segment's.
+    init(base: RecordBase? = nil) {
+        self.base = base
+        metadata = MetadataIndex(source: base)
+        guard let base else { return }
+        namespaceNames = base.namespaces
+        for (i, name) in base.namespaces.enumerated() { namespaceNumbers[name] = UInt32(i) }
+        namespaceCounts = base.namespaceCounts
+        changedIDs = [[String: UInt32?]](repeating: [:], count: base.namespaces.count)
+        capacity = base.slotCount
+        count = base.recordCount
+        for s in (0..<UInt32(base.slotCount)).reversed() where !base.isInUse(Int(s)) { freeSlots.append(s) }
+    }
 
     /// Namespaces holding at least one record, with their counts.
-    var namespaceCounts: [String: Int] {
+    var namespaceCountsByName: [String: Int] {
         var out: [String: Int] = [:]
-        for (i, slots) in slotsByID.enumerated() where !slots.isEmpty { out[namespaceNames[i]] = slots.count }
+        for (i, n) in namespaceCounts.enumerated() where n > 0 { out[namespaceNames[i]] = n }
         return out
     }
 
     /// The records of a namespace (0 if it does not exist).
-    func count(namespace: String) -> Int {
-        namespaceNumbers[namespace].map { slotsByID[Int($0)].count } ?? 0
+    func count(namespace: String) -> Int { namespaceNumbers[namespace].map { namespaceCounts[Int($0)] } ?? 0 }
+
+    private func entry(_ slot: UInt32) -> Entry? {
+        if let c = changed[slot] { return c }
+        guard let base, base.isInUse(Int(slot)) else { return nil }
+        return Entry(namespace: base.namespace(ofSlot: Int(slot)), id: base.id(ofSlot: Int(slot))!)
+    }
+
+    /// The id stored in `slot`, if in use.
+    func id(ofSlot slot: Int) -> String? { slot < capacity ? entry(UInt32(slot))?.id : nil }
+
+    /// Whether `slot` holds a record.
+    func isInUse(_ slot: UInt32) -> Bool {
+        if let c = changed[slot] { return c != nil }
+        return base?.isInUse(Int(slot)) ?? false
     }
 
     /// The slot of `id` in `namespace`, if stored.
     func slot(id: String, namespace: String) -> UInt32? {
         guard let ns = namespaceNumbers[namespace] else { return nil }
-        return slotsByID[Int(ns)][id]
+        if let c = changedIDs[Int(ns)][id] { return c }
+        return base?.slot(id: id, namespace: ns)
     }
 
-    /// The ids of `namespace`, unordered.
-    func ids(namespace: String) -> [String] {
-        guard let ns = namespaceNumbers[namespace] else { return [] }
-        return Array(slotsByID[Int(ns)].keys)
-    }
-
-    /// The slots of `namespace`.
+    /// The slots of `namespace`, ascending.
     func slots(namespace: String) -> [UInt32] {
-        guard let ns = namespaceNumbers[namespace] else { return [] }
-        return Array(slotsByID[Int(ns)].values)
-    }
-
-    /// The slots of `namespace` as a set over ``capacity``.
-    func slotSet(namespace: String) -> Bitset {
-        var out = Bitset(capacity: capacity)
-        if let ns = namespaceNumbers[namespace] { for s in slotsByID[Int(ns)].values { out.insert(Int(s)) } }
+        guard let ns = namespaceNumbers[namespace], namespaceCounts[Int(ns)] > 0 else { return [] }
+        var out: [UInt32] = []
+        for s in 0..<UInt32(capacity) where entry(s)?.namespace == ns { out.append(s) }
         return out
     }
 
-    /// The namespace of a slot in use.
-    func namespace(ofSlot slot: UInt32) -> String { namespaceNames[Int(namespaceOfSlot[Int(slot)])] }
+    /// The ids of `namespace`, in slot order.
+    func ids(namespace: String) -> [String] {
+        guard let ns = namespaceNumbers[namespace], namespaceCounts[Int(ns)] > 0 else { return [] }
+        var out: [String] = []
+        for s in 0..<UInt32(capacity) { if let e = entry(s), e.namespace == ns { out.append(e.id) } }
+        return out
+    }
+
+    /// The slots of `namespace` as a set over ``capacity``.
+    func slotSet(namespace: String) -> Bitset { Bitset(capacity: capacity, slots: slots(namespace: namespace).map { Int($0) }) }
 
     /// Slots for `n` new records: freed ones first (most recently freed
     /// first), then fresh ones. Nothing is reserved until ``set``.
     func slotsForNewRecords(_ n: Int) -> [UInt32] {
         var out = Array(freeSlots.suffix(n).reversed())
-        var next = UInt32(ids.count)
+        var next = UInt32(capacity)
         while out.count < n {
             out.append(next)
             next += 1
@@ -81,24 +112,25 @@ final class RecordTable {
 
     /// Stores (or overwrites) the record in `slot`.
     func set(slot: UInt32, id: String, namespace: String, metadata: Metadata) {
-        let s = Int(slot)
-        if s >= ids.count {
-            for free in UInt32(ids.count)..<slot { freeSlots.append(free) }
-            ids += [String?](repeating: nil, count: s + 1 - ids.count)
-            namespaceOfSlot += [UInt32](repeating: 0, count: s + 1 - namespaceOfSlot.count)
+        if slot >= UInt32(capacity) {
+            for free in UInt32(capacity)..<slot { freeSlots.append(free) }
+            capacity = Int(slot) + 1
         } else if let i = freeSlots.lastIndex(of: slot) {
             freeSlots.remove(at: i)
         }
-        if let old = ids[s] {
+        let ns = number(of: namespace)
+        if let old = entry(slot) {
             // Overwriting a slot in use (a replaced record): drop its old id
             // mapping; the slot stays in use, never on the free list.
-            slotsByID[Int(namespaceOfSlot[s])][old] = nil
+            changedIDs[Int(old.namespace)][old.id] = .some(nil)
+            namespaceCounts[Int(old.namespace)] -= 1
+            count -= 1
         }
-        let ns = number(of: namespace)
-        ids[s] = id
-        namespaceOfSlot[s] = ns
-        slotsByID[Int(ns)][id] = slot
-        self.metadata.set(metadata, slot: s)
+        changed[slot] = .some(Entry(namespace: ns, id: id))
+        changedIDs[Int(ns)][id] = slot
+        namespaceCounts[Int(ns)] += 1
+        count += 1
+        self.metadata.set(metadata, slot: Int(slot))
         version &+= 1
     }
 
@@ -110,11 +142,12 @@ final class RecordTable {
 
     /// Frees a slot in use.
     func clear(slot: UInt32) {
-        let s = Int(slot)
-        guard s < ids.count, let id = ids[s] else { return }
-        slotsByID[Int(namespaceOfSlot[s])][id] = nil
-        ids[s] = nil
-        metadata.set(nil, slot: s)
+        guard Int(slot) < capacity, let old = entry(slot) else { return }
+        changedIDs[Int(old.namespace)][old.id] = .some(nil)
+        namespaceCounts[Int(old.namespace)] -= 1
+        count -= 1
+        changed[slot] = .some(nil)
+        metadata.set(nil, slot: Int(slot))
         freeSlots.append(slot)
         version &+= 1
     }
@@ -124,71 +157,19 @@ final class RecordTable {
         let n = UInt32(namespaceNames.count)
         namespaceNames.append(namespace)
         namespaceNumbers[namespace] = n
-        slotsByID.append([:])
+        namespaceCounts.append(0)
+        changedIDs.append([:])
         return n
     }
 
     // MARK: Persistence
 
-    /// The table as section bytes: namespaces, the slot count, then each
-    /// record in use (slot, namespace number, id, metadata).
-    func encoded() -> [UInt8] {
-        var w = ByteWriter()
-        w.u32(UInt32(namespaceNames.count))
-        for name in namespaceNames {
-            let b = Array(name.utf8)
-            w.u32(UInt32(b.count))
-            w.raw(b)
+    /// The table's segment sections (see ``RecordSections``).
+    func sections(fingerprint: VectorFingerprint) -> [PendingSection] {
+        RecordSections.sections(namespaces: namespaceNames, capacity: capacity, count: count,
+                                namespaceCounts: namespaceCounts, fingerprint: fingerprint) { slot in
+            guard let e = entry(slot) else { return nil }
+            return (e.namespace, e.id, metadata.metadata(slot: Int(slot)) ?? [:])
         }
-        w.u64(UInt64(ids.count))
-        w.u64(UInt64(count))
-        for (s, id) in ids.enumerated() {
-            guard let id else { continue }
-            w.u64(UInt64(s))
-            w.u32(namespaceOfSlot[s])
-            let b = Array(id.utf8)
-            w.u32(UInt32(b.count))
-            w.raw(b)
-            MetadataCodec.encode(metadata.metadata(slot: s) ?? [:], into: &w)
-        }
-        return w.bytes
-    }
-
-    /// A table from ``encoded()`` bytes; `corrupt` makes the error for
-    /// damage (checksums passed, so this means a bug or a forged file).
-    static func decode(_ bytes: [UInt8], corrupt: @escaping (String) -> LodestoneError) throws(LodestoneError) -> RecordTable {
-        var r = ByteReader(bytes) { corrupt("truncated") }
-        let table = RecordTable()
-        let namespaces = Int(try r.u32())
-        guard namespaces <= bytes.count else { throw corrupt("\(namespaces) namespaces") }
-        for _ in 0..<namespaces {
-            let name = try MetadataCodec.readString(&r)
-            guard table.namespaceNumbers[name] == nil else { throw corrupt("namespace \"\(name)\" listed twice") }
-            _ = table.number(of: name)
-        }
-        let capacity = try r.u64(), records = try r.u64()
-        guard capacity < 1 << 32, records <= capacity else { throw corrupt("\(records) records in \(capacity) slots") }
-        for _ in 0..<records {
-            let slot = try r.u64(), ns = try r.u32()
-            let id = try MetadataCodec.readString(&r)
-            let metadata: Metadata
-            do throws(LodestoneError) {
-                metadata = try MetadataCodec.decode(&r)
-            } catch {
-                throw corrupt("record \"\(id)\": \(error)")
-            }
-            guard slot < capacity, Int(ns) < namespaces, table.ids.count <= slot || table.ids[Int(slot)] == nil,
-                  table.slotsByID[Int(ns)][id] == nil else {
-                throw corrupt("record \"\(id)\" (slot \(slot), namespace \(ns)) is out of range or stored twice")
-            }
-            table.set(slot: UInt32(slot), id: id, namespace: table.namespaceNames[Int(ns)], metadata: metadata)
-        }
-        if table.ids.count < Int(capacity) {
-            for s in UInt32(table.ids.count)..<UInt32(capacity) { table.freeSlots.append(s) }
-            table.ids += [String?](repeating: nil, count: Int(capacity) - table.ids.count)
-            table.namespaceOfSlot += [UInt32](repeating: 0, count: Int(capacity) - table.namespaceOfSlot.count)
-        }
-        guard r.position == bytes.count else { throw corrupt("\(bytes.count - r.position) bytes after the last record") }
-        return table
     }
 }

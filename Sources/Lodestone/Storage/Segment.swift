@@ -30,7 +30,10 @@ enum SectionKind {
     static let hnswUpperLinks: UInt32 = 19
     static let hnswTombstones: UInt32 = 20
     static let hnswFreeUpperRuns: UInt32 = 21
-    static let records: UInt32 = 32
+    static let recordsHeader: UInt32 = 32
+    static let recordsSlots: UInt32 = 33
+    static let recordsHash: UInt32 = 34
+    static let recordsBlob: UInt32 = 35
 
     static func name(_ kind: UInt32) -> String {
         switch kind {
@@ -47,7 +50,10 @@ enum SectionKind {
         case hnswUpperLinks: return "hnsw.upper-links"
         case hnswTombstones: return "hnsw.tombstones"
         case hnswFreeUpperRuns: return "hnsw.free-upper-runs"
-        case records: return "records"
+        case recordsHeader: return "records.header"
+        case recordsSlots: return "records.slots"
+        case recordsHash: return "records.hash"
+        case recordsBlob: return "records.blob"
         default: return "section kind \(kind)"
         }
     }
