@@ -78,6 +78,7 @@ public final class Database: Sendable {
 
     /// The index named `name` (opened on first use).
     /// - Parameters:
+    ///   - name: the index's name.
     ///   - embeddingModel: when given, must be the model the index was built
     ///     with (else ``LodestoneError/embeddingModelMismatch(expected:actual:)``).
     ///   - durability: for writes through this instance, when this call opens it.

@@ -450,6 +450,12 @@ public final class Index: @unchecked Sendable {
     /// passes `filter`, best first: min(topK, matching records) of them.
     ///
     /// - Parameters:
+    ///   - vector: the query (the index's dimension).
+    ///   - topK: results wanted, 1 or more.
+    ///   - namespace: where to search (default `""`).
+    ///   - filter: a metadata filter; nil matches every record.
+    ///   - includeValues: return each match's stored vector.
+    ///   - includeMetadata: return each match's metadata.
     ///   - ef: the HNSW beam width (default: the index's `efSearch`).
     ///   - explain: report the plan and the work done in
     ///     ``QueryResponse/explanation``.
@@ -491,7 +497,7 @@ public final class Index: @unchecked Sendable {
     }
 
     /// Many queries at once, for offline jobs: without a filter on a flat
-    /// index they go through BLAS (``FlatIndex/search(batch:k:threads:)``),
+    /// index they go through BLAS (``FlatIndex/search(batch:k:threads:)-([Float],_,_)``),
     /// on HNSW through parallel graph searches; with a filter, each runs
     /// the planner on one of `threads` threads.
     public func queryBatch(vectors: [[Float]], topK: Int, namespace: String = "", filter: Filter? = nil,

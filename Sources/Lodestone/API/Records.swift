@@ -86,7 +86,7 @@ public struct IndexStats: Sendable, Hashable {
     public var metric: Metric
 }
 
-/// One page of ``Index/listIDs(namespace:prefix:limit:paginationToken:)``.
+/// One page of ``Index/listIDs(namespace:prefix:filter:limit:paginationToken:)``.
 public struct IDPage: Sendable, Hashable {
     /// Ids in ascending (byte) order.
     public var ids: [String]

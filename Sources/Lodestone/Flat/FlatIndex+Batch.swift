@@ -51,7 +51,7 @@ extension FlatIndex {
         try searchWithStatistics(batch: queries, k: k, threads: threads).results
     }
 
-    /// ``search(batch:k:threads:)`` for queries given as separate arrays.
+    /// ``search(batch:k:threads:)-([Float],_,_)`` for queries given as separate arrays.
     public func search(batch queries: [[Float]], k: Int, threads: Int = FlatIndex.defaultThreadCount)
         throws(LodestoneError) -> [[Neighbor]]
     {
@@ -61,7 +61,7 @@ extension FlatIndex {
         return try search(batch: queries.flatMap { $0 }, k: k, threads: threads)
     }
 
-    /// ``search(batch:k:threads:)``, also reporting where the time went.
+    /// ``search(batch:k:threads:)-([Float],_,_)``, also reporting where the time went.
     public func searchWithStatistics(batch queries: [Float], k: Int, threads: Int = FlatIndex.defaultThreadCount)
         throws(LodestoneError) -> (results: [[Neighbor]], statistics: BatchSearchStatistics)
     {

@@ -6,7 +6,7 @@
 ///
 /// - One query: ``search(_:k:)`` streams once over the rows with the SIMD
 ///   kernel and keeps a bounded heap; it allocates nothing per vector.
-/// - Many queries: ``search(batch:k:threads:)`` multiplies tiles of queries by
+/// - Many queries: ``search(batch:k:threads:)-([Float],_,_)`` multiplies tiles of queries by
 ///   tiles of rows with OpenBLAS `sgemm`, keeps a few more candidates than `k`,
 ///   then re-scores those with the same SIMD kernel as the single-query path,
 ///   so both paths return the same keys, order and scores, whatever the batch.

@@ -21,10 +21,13 @@ extension HNSWIndex {
     ///
     /// The format is described in `Sources/Lodestone/Storage/FORMAT.md`.
     ///
-    /// - Parameter compact: when true and nodes have been removed, first
-    ///   unlink every removed node, then write only the live nodes, renumbered
-    ///   densely with their links remapped: the file drops removed rows (this
-    ///   instance keeps its numbering; the file's takes effect when opened).
+    /// - Parameters:
+    ///   - path: the file to write (replaced atomically).
+    ///   - compact: when true and nodes have been removed, first unlink
+    ///     every removed node, then write only the live nodes, renumbered
+    ///     densely with their links remapped: the file drops removed rows
+    ///     (this instance keeps its numbering; the file's takes effect when
+    ///     opened).
     public func persist(to path: String, compact: Bool = false) throws(LodestoneError) {
         try persist(to: path, compact: compact, extraSections: [])
     }
@@ -174,7 +177,7 @@ extension HNSWIndex {
                                 sections: sections + extraSections)
     }
 
-    /// Opens an index persisted with ``persist(to:)``: the file is mapped
+    /// Opens an index persisted with ``persist(to:compact:)``: the file is mapped
     /// copy-on-write and its vectors and links are used in place; nothing is
     /// recomputed, and opening reads only the header, the directory and the
     /// small sections, so it costs about the same whatever the index's size.
@@ -183,7 +186,7 @@ extension HNSWIndex {
     /// makes searches throw ``LodestoneError/corruptSegment(path:section:reason:)``
     /// rather than answer from it. ``verify()`` checks everything at once.
     /// The index stays writable: changes live in memory until the next
-    /// ``persist(to:)``.
+    /// ``persist(to:compact:)``.
     /// - Throws: ``LodestoneError/corruptSegment(path:section:reason:)`` naming
     ///   the part at fault, ``LodestoneError/unsupportedFormatVersion(path:found:supported:)``,
     ///   or ``LodestoneError/io(path:operation:errno:)``.

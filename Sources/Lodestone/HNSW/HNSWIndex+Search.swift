@@ -26,6 +26,8 @@ extension HNSWIndex {
     /// The approximately `k` nearest live vectors to `query`, best first.
     ///
     /// - Parameters:
+    ///   - query: the query vector (the index's dimension).
+    ///   - k: results wanted, 1 or more.
     ///   - ef: the beam width (default ``HNSWParameters/efSearch``; raised to
     ///     `k`). Higher is slower and more accurate.
     /// - Throws: ``LodestoneError/invalidArgument(name:reason:)`` for `k < 1`
