@@ -133,8 +133,8 @@ public final class Database: Sendable {
             }
             let dir = directory(name)
             // The manifest goes first: a crash part-way leaves no half index.
-            unlink(dir + "/" + Manifest.fileName)
-            for file in DurableStore.directoryEntries(dir) { unlink(dir + "/" + file) }
+            StorageIO.unlink(dir + "/" + Manifest.fileName)
+            for file in DurableStore.directoryEntries(dir) { StorageIO.unlink(dir + "/" + file) }
             guard rmdir(dir) == 0 else { throw .io(path: dir, operation: "rmdir", errno: errno) }
         }
     }

@@ -59,6 +59,9 @@ final class DurableStore: @unchecked Sendable {
             guard access(directory + "/" + Manifest.fileName, F_OK) != 0 else {
                 throw .invalidArgument(name: "directory", reason: "\(directory) already holds an index (it has a MANIFEST)")
             }
+            // Files of an earlier create that crashed before its manifest
+            // was in place (the index never existed).
+            removeLeftovers(in: directory, keeping: ["LOCK"])
             let manifest = Manifest(generation: 1, segment: "", log: "wal-1.log", settings: settings)
             let log = try WriteAheadLog(path: directory + "/" + manifest.log, validLength: 0, durability: durability)
             try log.sync()
@@ -173,8 +176,8 @@ final class DurableStore: @unchecked Sendable {
             guard switched else { return }
             // The old files are no longer referenced (an open mapping keeps
             // the old segment's pages alive until its index lets go of it).
-            if !old.segment.isEmpty { unlink(directory + "/" + old.segment) }
-            unlink(directory + "/" + old.log)
+            if !old.segment.isEmpty { StorageIO.unlink(directory + "/" + old.segment) }
+            StorageIO.unlink(directory + "/" + old.log)
         }
     }
 
@@ -218,7 +221,7 @@ final class DurableStore: @unchecked Sendable {
     private static func removeLeftovers(in directory: String, keeping: Set<String>) {
         for name in directoryEntries(directory) {
             let ours = name.hasPrefix("segment-") || name.hasPrefix("wal-") || name.contains(".tmp")
-            if ours && !keeping.contains(name) { unlink(directory + "/" + name) }
+            if ours && !keeping.contains(name) { StorageIO.unlink(directory + "/" + name) }
         }
     }
 

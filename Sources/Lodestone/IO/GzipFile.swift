@@ -113,12 +113,12 @@ final class GzipWriter {
         }
         let fd = open(temporary, O_RDONLY)
         if fd >= 0 {
-            _ = fsync(fd)
+            _ = StorageIO.fsync(fd)
             close(fd)
         }
-        guard rename(temporary, path) == 0 else {
+        guard StorageIO.rename(temporary, path) == 0 else {
             let e = errno
-            unlink(temporary)
+            StorageIO.unlink(temporary)
             throw .io(path: path, operation: "rename", errno: e)
         }
     }

@@ -170,7 +170,7 @@ enum SegmentWriter {
         defer {
             if !succeeded {
                 close(fd)
-                unlink(temporary)
+                StorageIO.unlink(temporary)
             }
         }
         var offset = SegmentFormat.page
@@ -235,16 +235,16 @@ enum SegmentWriter {
         try withBytes(headerBytes) { (h: UnsafeRawBufferPointer) throws(LodestoneError) in
             try POSIXFile.writeAll(fd, h, at: 0, path: temporary)
         }
-        guard fsync(fd) == 0 else { throw .io(path: temporary, operation: "fsync", errno: errno) }
+        guard StorageIO.fsync(fd) == 0 else { throw .io(path: temporary, operation: "fsync", errno: errno) }
         guard close(fd) == 0 else {
             succeeded = true  // closed: do not close again
-            unlink(temporary)
+            StorageIO.unlink(temporary)
             throw .io(path: temporary, operation: "close", errno: errno)
         }
         succeeded = true
-        guard rename(temporary, path) == 0 else {
+        guard StorageIO.rename(temporary, path) == 0 else {
             let e = errno
-            unlink(temporary)
+            StorageIO.unlink(temporary)
             throw .io(path: path, operation: "rename", errno: e)
         }
         try syncDirectory(of: path)
@@ -281,7 +281,7 @@ enum SegmentWriter {
         let fd = open(dir, O_RDONLY | O_DIRECTORY)
         guard fd >= 0 else { throw .io(path: dir, operation: "open directory", errno: errno) }
         defer { close(fd) }
-        guard fsync(fd) == 0 else { throw .io(path: dir, operation: "fsync directory", errno: errno) }
+        guard StorageIO.fsyncDirectory(fd) == 0 else { throw .io(path: dir, operation: "fsync directory", errno: errno) }
     }
 }
 

@@ -54,7 +54,7 @@ final class WriteAheadLog: @unchecked Sendable {
         }
         size = Int(st.st_size)
         if let validLength, validLength < size {
-            guard ftruncate(fd, off_t(validLength)) == 0, fsync(fd) == 0 else {
+            guard StorageIO.ftruncate(fd, off_t(validLength)) == 0, StorageIO.fsync(fd) == 0 else {
                 close(fd)
                 throw .io(path: path, operation: "truncate torn tail", errno: errno)
             }
@@ -82,12 +82,12 @@ final class WriteAheadLog: @unchecked Sendable {
         } catch {
             // Cut off whatever part of the record reached the file, so the
             // next record starts at a clean boundary.
-            _ = ftruncate(fd, off_t(size))
+            _ = StorageIO.ftruncate(fd, off_t(size))
             throw error
         }
         size += bytes.count
         if durability == .synchronous {
-            guard fdatasync(fd) == 0 else { throw .io(path: path, operation: "fdatasync", errno: errno) }
+            guard StorageIO.fdatasync(fd) == 0 else { throw .io(path: path, operation: "fdatasync", errno: errno) }
         }
     }
 
@@ -100,14 +100,14 @@ final class WriteAheadLog: @unchecked Sendable {
         try flushLock.withLock { (durable: inout Int) throws(LodestoneError) in
             guard durable < end else { return }
             let target = currentSize()
-            guard fdatasync(fd) == 0 else { throw .io(path: path, operation: "fdatasync", errno: errno) }
+            guard StorageIO.fdatasync(fd) == 0 else { throw .io(path: path, operation: "fdatasync", errno: errno) }
             durable = max(durable, target)
         }
     }
 
     /// Forces everything appended so far to disk.
     func sync() throws(LodestoneError) {
-        guard fsync(fd) == 0 else { throw .io(path: path, operation: "fsync", errno: errno) }
+        guard StorageIO.fsync(fd) == 0 else { throw .io(path: path, operation: "fsync", errno: errno) }
     }
 
     /// The complete records of the log at `path`, the length of the prefix
@@ -216,16 +216,16 @@ struct Manifest: Equatable {
             try withBytes(encode()) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
                 try POSIXFile.writeAll(fd, b, at: 0, path: temporary)
             }
-            guard fsync(fd) == 0 else { throw .io(path: temporary, operation: "fsync", errno: errno) }
+            guard StorageIO.fsync(fd) == 0 else { throw .io(path: temporary, operation: "fsync", errno: errno) }
         } catch {
             close(fd)
-            unlink(temporary)
+            StorageIO.unlink(temporary)
             throw error
         }
         close(fd)
-        guard rename(temporary, path) == 0 else {
+        guard StorageIO.rename(temporary, path) == 0 else {
             let e = errno
-            unlink(temporary)
+            StorageIO.unlink(temporary)
             throw .io(path: path, operation: "rename", errno: e)
         }
         renamed()

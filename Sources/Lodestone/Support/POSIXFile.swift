@@ -26,7 +26,7 @@ enum POSIXFile {
     static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(LodestoneError) {
         var done = 0
         while done < bytes.count {
-            let w = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            let w = StorageIO.pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
             if w < 0 {
                 if errno == EINTR { continue }
                 throw .io(path: path, operation: "write", errno: errno)
