@@ -475,8 +475,9 @@ public final class Index: @unchecked Sendable {
                 return QueryResponse(matches: [], namespace: namespace, explanation: explain ? none : nil)
             }
             let (neighbors, statistics) = try engine.search(vector, k: topK, ef: ef, allowed: allowed, matches: matches)
-            return QueryResponse(matches: resolve(neighbors, includeValues: includeValues, includeMetadata: includeMetadata),
-                                 namespace: namespace, explanation: explain ? statistics : nil)
+            let matched = resolve(neighbors, includeValues: includeValues, includeMetadata: includeMetadata)
+            try engine.checkIntegrity()
+            return QueryResponse(matches: matched, namespace: namespace, explanation: explain ? statistics : nil)
         }
     }
 
@@ -488,8 +489,10 @@ public final class Index: @unchecked Sendable {
         -> QueryResponse
     {
         try checkOpen()
-        let v: [Float]? = lock.reading {
-            table.slot(id: id, namespace: namespace).flatMap { engine.vector(forKey: UInt64($0)) }
+        let v: [Float]? = try lock.reading { () throws(LodestoneError) -> [Float]? in
+            let v = table.slot(id: id, namespace: namespace).flatMap { engine.vector(forKey: UInt64($0)) }
+            try engine.checkIntegrity()
+            return v
         }
         guard let v else { throw .recordNotFound(id: id, namespace: namespace) }
         return try query(vector: v, topK: topK, namespace: namespace, filter: filter, includeValues: includeValues,
@@ -559,7 +562,7 @@ public final class Index: @unchecked Sendable {
     /// left out).
     public func fetch(ids: [String], namespace: String = "") throws(LodestoneError) -> [String: Record] {
         try checkOpen()
-        return lock.reading {
+        return try lock.reading { () throws(LodestoneError) -> [String: Record] in
             var out: [String: Record] = [:]
             for id in ids {
                 guard let slot = table.slot(id: id, namespace: namespace),
@@ -567,6 +570,8 @@ public final class Index: @unchecked Sendable {
                 let m = table.metadata.metadata(slot: Int(slot))
                 out[id] = Record(id: id, values: v, metadata: (m?.isEmpty ?? true) ? nil : m)
             }
+            // A damaged chunk met on the way gave fill bytes: never return them.
+            try engine.checkIntegrity()
             return out
         }
     }

@@ -91,6 +91,12 @@ final class VectorEngine: @unchecked Sendable {
         return flat!.vector(forKey: key)
     }
 
+    /// Throws the damage a lazily verified segment chunk showed when it was
+    /// first read (a read that met it got fill bytes, not data).
+    func checkIntegrity() throws(LodestoneError) {
+        if let failure = hnsw?.corruption() { throw failure }
+    }
+
     /// The `k` best keys among `allowed` (all when nil), with statistics.
     func search(_ query: [Float], k: Int, ef: Int?, allowed: Bitset?, matches: Int?)
         throws(LodestoneError) -> (results: [Neighbor], statistics: SearchStatistics)
