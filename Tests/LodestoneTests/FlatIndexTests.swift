@@ -138,7 +138,7 @@ struct FlatIndexTests {
         let data = Fixtures.sample
         let index = try Self.build(data)
         let expected = try (0..<data.queries.rows).map { try index.search(data.queries.row($0), k: 10) }
-        let results = Mutex<[Int: [Neighbor]]>([:])
+        let results = Locked<[Int: [Neighbor]]>([:])  // a pthread lock: ThreadSanitizer cannot see Mutex's futex
         DispatchQueue.concurrentPerform(iterations: 4) { worker in
             for qi in stride(from: worker, to: data.queries.rows, by: 4) {
                 let single = try! index.search(data.queries.row(qi), k: 10)

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The reliability suite: kill points (deterministic and random), hostile
+# files, and the concurrency tests under ThreadSanitizer and the corruption
+# tests under AddressSanitizer. Writes reliability-report.json at the
+# repository root and prints it as a table. CI runs it; exits 1 if any
+# failure column is non-zero.
+#
+#   scripts/reliability.sh            # the CI set (about 10 minutes on 2 cores)
+#   scripts/reliability.sh --quick    # kill points and hostile files only, fewer of them
+#
+# Scratch goes to /dev/shm when it exists (fsync on tmpfs is free).
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+scratch=/tmp
+[ -d /dev/shm ] && scratch=/dev/shm
+out="$lodestone_root/reliability-report.json"
+log="$(mktemp -d)"
+status=0
+
+echo "== release build ==" >&2
+swift build -c release --product lodestone >&2
+bin="$lodestone_root/.build/release/lodestone"
+
+echo "== kill points ==" >&2
+if [ $quick = 1 ]; then kill_args=(--limit 60 --random 20); else kill_args=(--random 100); fi
+"$bin" reliability-kill --work "$scratch/lodestone-kill-$$" "${kill_args[@]}" > "$log/kill.json" 2> "$log/kill.err" || status=1
+cat "$log/kill.json" >&2; head -20 "$log/kill.err" >&2
+
+echo "== hostile files ==" >&2
+if [ $quick = 1 ]; then hostile_args=(--count 1000 --no-exhaustive); else hostile_args=(--count 5000); fi
+"$bin" reliability-hostile --work "$scratch/lodestone-hostile-$$" "${hostile_args[@]}" > "$log/hostile.json" 2> "$log/hostile.err" || status=1
+cat "$log/hostile.json" >&2; head -20 "$log/hostile.err" >&2
+
+echo "== bad input ==" >&2
+"$bin" reliability-bad-input --work "$scratch/lodestone-bad-$$" > "$log/bad.json" 2> "$log/bad.err" || status=1
+cat "$log/bad.json" >&2; head -20 "$log/bad.err" >&2
+
+tsan=null asan=null
+if [ $quick = 0 ]; then
+    echo "== ThreadSanitizer: concurrency tests ==" >&2
+    swift test --scratch-path .build-tsan --sanitize=thread --filter "concurrent|Concurrent" > "$log/tsan.log" 2>&1 || status=1
+    tail -3 "$log/tsan.log" >&2
+    tsan=$(grep -c "WARNING: ThreadSanitizer" "$log/tsan.log" || true)
+
+    echo "== AddressSanitizer: corruption, bad input and API tests ==" >&2
+    LSAN_OPTIONS="suppressions=$lodestone_root/.ci/lsan.supp" \
+        swift test --scratch-path .build-asan --sanitize=address \
+        --filter "SegmentTests|IndexAPITests|TransferTests|FilterTests|VectorFilesTests|DurableIndexTests" > "$log/asan.log" 2>&1 || status=1
+    tail -3 "$log/asan.log" >&2
+    asan=$(grep -c "ERROR: AddressSanitizer\|ERROR: LeakSanitizer" "$log/asan.log" || true)
+fi
+
+python3 - "$log" "$out" "$tsan" "$asan" <<'EOF'
+import json, sys
+log, out, tsan, asan = sys.argv[1:]
+def load(name):
+    try:
+        return json.loads(open(f"{log}/{name}.json").read().strip().splitlines()[-1])
+    except Exception:
+        return {}
+kill, hostile, bad = load("kill"), load("hostile"), load("bad")
+def num(v):
+    return None if v == "null" else int(v)
+report = {
+    "kill_points_deterministic": kill.get("kill_points_deterministic"),
+    "kill_points_torn_writes": kill.get("kill_points_torn_writes"),
+    "kill_points_random": kill.get("kill_points_random"),
+    "kill_points_survived": kill.get("kill_points_survived"),
+    "kill_points_failed": kill.get("kill_points_failed"),
+    "io_operations_in_workload": kill.get("io_operations"),
+    "power_cuts": None,
+    "power_cut_violations": None,
+    "hostile_files": hostile.get("hostile_files"),
+    "hostile_truncations_exhaustive": hostile.get("hostile_truncations_exhaustive"),
+    "hostile_typed": hostile.get("hostile_typed"),
+    "hostile_identical": hostile.get("hostile_identical"),
+    "hostile_crashes": hostile.get("hostile_crashes"),
+    "hostile_hangs": hostile.get("hostile_hangs"),
+    "hostile_silent_divergences": hostile.get("hostile_silent_divergences"),
+    "bad_input_cases": bad.get("bad_input_cases"),
+    "bad_input_failures": bad.get("bad_input_failures"),
+    "fuzz_targets": None,
+    "fuzz_seconds_per_target": None,
+    "fuzz_findings": None,
+    "tsan_reports": num(tsan),
+    "asan_reports": num(asan),
+    "soak_seconds": None,
+    "soak_rss_slope_mib_per_min": None,
+    "not_yet_built": ["power_cuts", "fuzz", "soak"],
+}
+open(out, "w").write(json.dumps(report, indent=2) + "\n")
+width = max(len(k) for k in report)
+for k, v in report.items():
+    print(f"{k.ljust(width)}  {'-' if v is None else v}")
+EOF
+
+failed=$(python3 -c "import json;r=json.load(open('$out'));print(sum((r.get(k) or 0) for k in ['kill_points_failed','hostile_crashes','hostile_hangs','hostile_silent_divergences','bad_input_failures','tsan_reports','asan_reports']))")
+rm -rf "$log"
+if [ "$status" != 0 ] || [ "$failed" != 0 ]; then
+    echo "reliability: FAILED ($failed failures)" >&2
+    exit 1
+fi
+echo "reliability: all passed" >&2
