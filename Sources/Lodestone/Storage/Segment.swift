@@ -164,7 +164,7 @@ enum SegmentWriter {
             throw .invalidArgument(name: "embeddingModel", reason: "at most \(SegmentFormat.maxModelName) UTF-8 bytes")
         }
         let temporary = path + ".tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let fd = StorageIO.open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw .io(path: temporary, operation: "open", errno: errno) }
         var succeeded = false
         defer {
@@ -278,7 +278,7 @@ enum SegmentWriter {
         var dir = path
         if let slash = dir.lastIndex(of: "/") { dir = String(dir[..<slash]) } else { dir = "." }
         if dir.isEmpty { dir = "/" }
-        let fd = open(dir, O_RDONLY | O_DIRECTORY)
+        let fd = StorageIO.open(dir, O_RDONLY | O_DIRECTORY)
         guard fd >= 0 else { throw .io(path: dir, operation: "open directory", errno: errno) }
         defer { close(fd) }
         guard StorageIO.fsyncDirectory(fd) == 0 else { throw .io(path: dir, operation: "fsync directory", errno: errno) }

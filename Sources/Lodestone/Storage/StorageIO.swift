@@ -26,6 +26,70 @@ public enum StorageIO {
     /// The kinds of operation the seam numbers.
     public enum Operation: String, Sendable {
         case write, fsync, fdatasync, fsyncDirectory = "fsync-directory", rename, unlink, truncate
+        /// Not numbered: creating a file or a directory (journaled only).
+        case create, mkdir
+        /// A mark the caller puts in the journal (an acknowledgement).
+        case mark
+    }
+
+    /// One journaled operation (see ``startJournal()``).
+    public struct JournalEntry: Sendable {
+        public var operation: Operation
+        /// The file or directory (the source of a rename).
+        public var path: String
+        /// The destination of a rename, or the text of a mark.
+        public var other: String = ""
+        public var offset: Int = 0
+        /// A write's bytes, or a truncation's new length in `offset`.
+        public var bytes: [UInt8] = []
+    }
+
+    private static let journaling = Atomic<Bool>(false)
+    private static let journal = Locked<(entries: [JournalEntry], paths: [Int32: String])>(([], [:]))
+
+    /// Starts recording every operation with its data, in order (for the
+    /// power-cut simulator, which replays them onto a simulated disk).
+    public static func startJournal() {
+        journal.withLock { $0 = ([], [:]) }
+        journaling.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    /// Stops recording and returns the journal.
+    public static func stopJournal() -> [JournalEntry] {
+        journaling.store(false, ordering: .sequentiallyConsistent)
+        return journal.withLock { $0.entries }
+    }
+
+    /// Adds a mark to the journal (no-op when not journaling).
+    public static func mark(_ text: String) {
+        record(JournalEntry(operation: .mark, path: "", other: text))
+    }
+
+    @inline(__always)
+    private static func record(_ entry: @autoclosure () -> JournalEntry) {
+        guard journaling.load(ordering: .relaxed) else { return }
+        let e = entry()
+        journal.withLock { $0.entries.append(e) }
+    }
+
+    private static func path(of fd: Int32) -> String { journal.withLock { $0.paths[fd] ?? "?fd\(fd)" } }
+
+    /// `open(2)`, remembering the descriptor's path while journaling.
+    static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
+        let existed = journaling.load(ordering: .relaxed) && access(path, F_OK) == 0
+        let fd = Glibc.open(path, flags, mode)
+        guard fd >= 0, journaling.load(ordering: .relaxed) else { return fd }
+        journal.withLock { $0.paths[fd] = path }
+        if flags & O_CREAT != 0 && !existed { record(JournalEntry(operation: .create, path: path)) }
+        if flags & O_TRUNC != 0 { record(JournalEntry(operation: .truncate, path: path, offset: 0)) }
+        return fd
+    }
+
+    /// `mkdir(2)`.
+    static func mkdir(_ path: String, _ mode: mode_t) -> Int32 {
+        let r = Glibc.mkdir(path, mode)
+        if r == 0 { record(JournalEntry(operation: .mkdir, path: path)) }
+        return r
     }
 
     private struct Plan {
@@ -84,7 +148,13 @@ public enum StorageIO {
     /// `pwrite(2)`.
     static func pwrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int, _ offset: off_t) -> Int {
         switch next(.write) {
-        case 0: return Glibc.pwrite(fd, buffer, count, offset)
+        case 0:
+            let n = Glibc.pwrite(fd, buffer, count, offset)
+            if n > 0 {
+                record(JournalEntry(operation: .write, path: path(of: fd), offset: Int(offset),
+                                    bytes: Array(UnsafeRawBufferPointer(start: buffer, count: n))))
+            }
+            return n
         case -1: dieAfterTornWrite(fd, buffer, count, offset)
         case let e:
             errno = e
@@ -93,23 +163,42 @@ public enum StorageIO {
     }
 
     /// `fsync(2)`.
-    static func fsync(_ fd: Int32) -> Int32 { fail(.fsync) ?? Glibc.fsync(fd) }
+    static func fsync(_ fd: Int32) -> Int32 {
+        done(fail(.fsync) ?? Glibc.fsync(fd), JournalEntry(operation: .fsync, path: path(of: fd)))
+    }
 
     /// `fdatasync(2)`.
-    static func fdatasync(_ fd: Int32) -> Int32 { fail(.fdatasync) ?? Glibc.fdatasync(fd) }
+    static func fdatasync(_ fd: Int32) -> Int32 {
+        done(fail(.fdatasync) ?? Glibc.fdatasync(fd), JournalEntry(operation: .fdatasync, path: path(of: fd)))
+    }
 
     /// `fsync(2)` of a directory (after a rename or create in it).
-    static func fsyncDirectory(_ fd: Int32) -> Int32 { fail(.fsyncDirectory) ?? Glibc.fsync(fd) }
+    static func fsyncDirectory(_ fd: Int32) -> Int32 {
+        done(fail(.fsyncDirectory) ?? Glibc.fsync(fd), JournalEntry(operation: .fsyncDirectory, path: path(of: fd)))
+    }
 
     /// `rename(2)`.
-    static func rename(_ from: String, _ to: String) -> Int32 { fail(.rename) ?? Glibc.rename(from, to) }
+    static func rename(_ from: String, _ to: String) -> Int32 {
+        done(fail(.rename) ?? Glibc.rename(from, to), JournalEntry(operation: .rename, path: from, other: to))
+    }
 
     /// `unlink(2)`.
     @discardableResult
-    static func unlink(_ path: String) -> Int32 { fail(.unlink) ?? Glibc.unlink(path) }
+    static func unlink(_ path: String) -> Int32 {
+        done(fail(.unlink) ?? Glibc.unlink(path), JournalEntry(operation: .unlink, path: path))
+    }
 
     /// `ftruncate(2)`.
-    static func ftruncate(_ fd: Int32, _ length: off_t) -> Int32 { fail(.truncate) ?? Glibc.ftruncate(fd, length) }
+    static func ftruncate(_ fd: Int32, _ length: off_t) -> Int32 {
+        done(fail(.truncate) ?? Glibc.ftruncate(fd, length),
+             JournalEntry(operation: .truncate, path: path(of: fd), offset: Int(length)))
+    }
+
+    @inline(__always)
+    private static func done(_ result: Int32, _ entry: @autoclosure () -> JournalEntry) -> Int32 {
+        if result == 0 { record(entry()) }
+        return result
+    }
 
     private static func fail(_ op: Operation) -> Int32? {
         let e = next(op)

@@ -39,13 +39,15 @@ final class WriteAheadLog: @unchecked Sendable {
 
     static let recordHeader = 8
     static let maxRecord = 1 << 30
+    /// Records are padded with zeros to this boundary (see `append`).
+    static let sector = 512
 
     /// Opens (creating if needed) the log at `path` for appending, after
     /// cutting off a torn tail at `validLength`.
     init(path: String, validLength: Int? = nil, durability: Durability) throws(LodestoneError) {
         self.path = path
         self.durability = durability
-        let fd = open(path, O_RDWR | O_CREAT, 0o644)
+        let fd = StorageIO.open(path, O_RDWR | O_CREAT, 0o644)
         guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
@@ -74,6 +76,13 @@ final class WriteAheadLog: @unchecked Sendable {
         record.u32(UInt32(payload.count))
         record.u32(payload.withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress, $0.count) })
         record.raw(payload)
+        if durability != .none {
+            // Pad to the next sector: the next record's write then never
+            // shares a sector with this one, so a disk that garbles the whole
+            // sector of a write cut short cannot damage a record already
+            // acknowledged.
+            record.pad(to: (record.bytes.count + WriteAheadLog.sector - 1) / WriteAheadLog.sector * WriteAheadLog.sector)
+        }
         let bytes = record.bytes
         do throws(LodestoneError) {
             try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
@@ -122,11 +131,21 @@ final class WriteAheadLog: @unchecked Sendable {
         var records: [[UInt8]] = []
         var at = 0
         while at < bytes.count {
+            // Zeros up to the next sector boundary are padding: a record
+            // never starts with a zero length.
+            if at % sector != 0 {
+                let boundary = min((at / sector + 1) * sector, bytes.count)
+                if bytes[at..<boundary].allSatisfy({ $0 == 0 }) {
+                    at = boundary
+                    continue
+                }
+            }
             guard bytes.count - at >= recordHeader else { break }  // torn header
             var r = ByteReader(Array(bytes[at..<(at + recordHeader)])) {
                 .corruptSegment(path: path, section: "log record at offset \(at)", reason: "short header")
             }
             let length = Int(try r.u32()), crc = try r.u32()
+            guard length > 0 else { break }  // a torn header (records are never empty)
             let end = at + recordHeader + length
             guard length <= maxRecord, end <= bytes.count else {
                 if length > maxRecord && end < bytes.count {
@@ -210,7 +229,7 @@ struct Manifest: Equatable {
     func write(to directory: String, renamed: () -> Void = {}) throws(LodestoneError) {
         let path = directory + "/" + Manifest.fileName
         let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let fd = StorageIO.open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw .io(path: temporary, operation: "open", errno: errno) }
         do throws(LodestoneError) {
             try withBytes(encode()) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in

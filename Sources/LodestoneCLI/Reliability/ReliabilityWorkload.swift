@@ -75,8 +75,10 @@ enum ReliabilityWorkload {
         return s
     }
 
-    /// Runs steps `0..<steps` in `directory`, printing `ack i` after each.
-    static func run(directory: String, seed: Int) throws {
+    /// Runs steps `0..<steps` in `directory`, calling `acknowledge(i)` (by
+    /// default: printing `ack i`) after each.
+    static func run(directory: String, seed: Int,
+                    acknowledge: (Int) -> Void = { FileHandle.standardOutput.write(Data("ack \($0)\n".utf8)) }) throws {
         let db = try Database(path: directory)
         var handles: [Index] = []
         for name in indexes {
@@ -101,7 +103,7 @@ enum ReliabilityWorkload {
             case .importExport: _ = try db.importRecords(from: directory + "/export.jsonl.gz", into: "imported",
                                                          metric: .euclidean, options: IndexOptions(kind: .flat))
             }
-            FileHandle.standardOutput.write(Data("ack \(i)\n".utf8))
+            acknowledge(i)
         }
     }
 

@@ -1,0 +1,19 @@
+// swift-tools-version: 6.2
+//
+// libFuzzer targets for Lodestone, in their own package so that `swift build`
+// and `swift test` at the root stay plain (a fuzzer build links libFuzzer's
+// driver, which a normal build lacks). Build and run with scripts/fuzz.sh.
+import PackageDescription
+
+let targets = ["FuzzSegmentOpen", "FuzzLogReplay", "FuzzManifest", "FuzzImportLine", "FuzzImportGzip",
+               "FuzzFilter", "FuzzOperations"]
+
+let package = Package(
+    name: "LodestoneFuzz",
+    dependencies: [.package(name: "Lodestone", path: "..")],
+    targets: [
+        .target(name: "FuzzSupport", dependencies: [.product(name: "Lodestone", package: "Lodestone")]),
+    ] + targets.map { name in
+        .executableTarget(name: name, dependencies: ["FuzzSupport", .product(name: "Lodestone", package: "Lodestone")])
+    }
+)

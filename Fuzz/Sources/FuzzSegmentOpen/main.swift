@@ -1,0 +1,17 @@
+import FuzzSupport
+import Lodestone
+
+// A segment file's bytes: opening, verifying and searching must give typed
+// errors or answers, never crash, hang or run away with memory.
+seedCorpus([goldenFile("flat", "segment-"), goldenFile("graph", "segment-")])
+let path = scratch + "/segment"
+runFuzzer { data, count in
+    write(bytes(data, count), to: path)
+    let q = [Float](repeating: 0.5, count: 8)
+    if let index = try? HNSWIndex.open(path: path) {
+        _ = try? index.verify()
+        _ = try? index.search(q, k: 5)
+    }
+    if let index = try? FlatIndex.open(path: path) { _ = try? index.search(q, k: 5) }
+    return 0
+}
