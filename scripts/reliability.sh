@@ -5,8 +5,8 @@
 # repository root and prints it as a table. CI runs it; exits 1 if any
 # failure column is non-zero.
 #
-#   scripts/reliability.sh            # the CI set (about 10 minutes on 2 cores)
-#   scripts/reliability.sh --quick    # kill points and hostile files only, fewer of them
+#   scripts/reliability.sh            # the CI set (about 12 minutes on 2 cores, after the builds)
+#   scripts/reliability.sh --quick    # no sanitizers or fuzzing; fewer kill points and hostile files
 #
 # Scratch goes to /dev/shm when it exists (fsync on tmpfs is free).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -43,6 +43,10 @@ cat "$log/bad.json" >&2; head -20 "$log/bad.err" >&2
 
 tsan=null asan=null
 if [ $quick = 0 ]; then
+    echo "== fuzzing: 7 libFuzzer targets x 30 s (Fuzz/, ASan) ==" >&2
+    scripts/fuzz.sh 30 > "$log/fuzz.json" 2> "$log/fuzz.err" || { status=1; echo "fuzzing: failed" >&2; tail -20 "$log/fuzz.err" >&2; }
+    grep -E "exit|fuzz_targets" "$log/fuzz.err" "$log/fuzz.json" >&2 || true
+
     echo "== ThreadSanitizer: concurrency tests ==" >&2
     swift test --scratch-path .build-tsan --sanitize=thread --filter "concurrent|Concurrent" > "$log/tsan.log" 2>&1 \
         || { status=1; echo "ThreadSanitizer run: failed" >&2; grep -E "✘|error:" "$log/tsan.log" | head -20 >&2; }
@@ -68,7 +72,7 @@ def load(name):
         return json.loads(open(f"{log}/{name}.json").read().strip().splitlines()[-1])
     except Exception:
         return {}
-kill, hostile, bad, power = load("kill"), load("hostile"), load("bad"), load("power")
+kill, hostile, bad, power, fuzz = load("kill"), load("hostile"), load("bad"), load("power"), load("fuzz")
 def num(v):
     return None if v == "null" else int(v)
 report = {
@@ -90,14 +94,14 @@ report = {
     "hostile_silent_divergences": hostile.get("hostile_silent_divergences"),
     "bad_input_cases": bad.get("bad_input_cases"),
     "bad_input_failures": bad.get("bad_input_failures"),
-    "fuzz_targets": None,
-    "fuzz_seconds_per_target": None,
-    "fuzz_findings": None,
+    "fuzz_targets": fuzz.get("fuzz_targets"),
+    "fuzz_seconds_per_target": fuzz.get("fuzz_seconds_per_target"),
+    "fuzz_findings": fuzz.get("fuzz_findings"),
     "tsan_reports": num(tsan),
     "asan_reports": num(asan),
     "soak_seconds": None,
     "soak_rss_slope_mib_per_min": None,
-    "not_yet_built": ["fuzz", "soak"],
+    "not_yet_built": ["soak"],
 }
 open(out, "w").write(json.dumps(report, indent=2) + "\n")
 width = max(len(k) for k in report)
@@ -105,7 +109,7 @@ for k, v in report.items():
     print(f"{k.ljust(width)}  {'-' if v is None else v}")
 EOF
 
-failed=$(python3 -c "import json;r=json.load(open('$out'));print(sum((r.get(k) or 0) for k in ['kill_points_failed','power_cut_violations','hostile_crashes','hostile_hangs','hostile_silent_divergences','bad_input_failures','tsan_reports','asan_reports']))")
+failed=$(python3 -c "import json;r=json.load(open('$out'));print(sum((r.get(k) or 0) for k in ['kill_points_failed','power_cut_violations','fuzz_findings','hostile_crashes','hostile_hangs','hostile_silent_divergences','bad_input_failures','tsan_reports','asan_reports']))")
 rm -rf "$log"
 if [ "$status" != 0 ] || [ "$failed" != 0 ]; then
     echo "reliability: FAILED ($failed failures)" >&2

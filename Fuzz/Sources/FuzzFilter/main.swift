@@ -18,7 +18,7 @@ let metadataIndex: MetadataIndex = {
     for (slot, m) in records.enumerated() { index.set(m, slot: slot) }
     return index
 }()
-runFuzzer { data, count in
+let testOne: FuzzCallback = { data, count in
     let text = String(decoding: bytes(data, count), as: UTF8.self)
     guard let filter = try? Filter(json: text) else { return 0 }
     let fromIndex = metadataIndex.evaluate(filter)
@@ -27,3 +27,10 @@ runFuzzer { data, count in
     }
     return 0
 }
+
+// The classic entry point, exported too (ld.gold fails to link a fuzzer
+// without it).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt { testOne(data, count) }
+
+runFuzzer(testOne)

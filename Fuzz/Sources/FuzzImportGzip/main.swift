@@ -10,7 +10,7 @@ let seedExport: [UInt8] = {
 }()
 seedCorpus([seedExport])
 let file = scratch + "/import.jsonl.gz"
-runFuzzer { data, count in
+let testOne: FuzzCallback = { data, count in
     write(bytes(data, count), to: file)
     let dir = scratch + "/gzip-db"
     try? FileManager.default.removeItem(atPath: dir)
@@ -19,3 +19,10 @@ runFuzzer { data, count in
     }
     return 0
 }
+
+// The classic entry point, exported too (ld.gold fails to link a fuzzer
+// without it).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt { testOne(data, count) }
+
+runFuzzer(testOne)

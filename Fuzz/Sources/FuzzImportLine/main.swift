@@ -9,7 +9,7 @@ seedCorpus([
     Array("{\"id\": \"b\", \"values\": [0.5, -1e-3, 3e2]}\n{\"id\": \"c\", \"values\": [1, 1, 1]}".utf8),
 ])
 let file = scratch + "/import.jsonl"
-runFuzzer { data, count in
+let testOne: FuzzCallback = { data, count in
     write(bytes(data, count), to: file)
     let dir = scratch + "/import-db"
     try? FileManager.default.removeItem(atPath: dir)
@@ -20,3 +20,10 @@ runFuzzer { data, count in
     }
     return 0
 }
+
+// The classic entry point, exported too (ld.gold fails to link a fuzzer
+// without it).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt { testOne(data, count) }
+
+runFuzzer(testOne)

@@ -4,7 +4,7 @@ import Lodestone
 // A write-ahead log's bytes under a valid index: replay must apply whole
 // records, drop a torn tail or report damage, never crash.
 seedCorpus([goldenFile("flat", "wal-"), goldenFile("graph", "wal-")])
-runFuzzer { data, count in
+let testOne: FuzzCallback = { data, count in
     let input = bytes(data, count)
     for name in ["flat", "graph"] {
         let dir = goldenCopy(name, replacing: "wal-", with: input)
@@ -15,3 +15,10 @@ runFuzzer { data, count in
     }
     return 0
 }
+
+// The classic entry point, exported too (ld.gold fails to link a fuzzer
+// without it).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt { testOne(data, count) }
+
+runFuzzer(testOne)

@@ -3,7 +3,7 @@ import Lodestone
 
 // A MANIFEST's bytes: opening must give a typed error or a working index.
 seedCorpus([goldenFile("flat", "MANIFEST"), goldenFile("graph", "MANIFEST")])
-runFuzzer { data, count in
+let testOne: FuzzCallback = { data, count in
     let input = bytes(data, count)
     for name in ["flat", "graph"] {
         let dir = goldenCopy(name, replacing: "MANIFEST", with: input)
@@ -13,3 +13,10 @@ runFuzzer { data, count in
     }
     return 0
 }
+
+// The classic entry point, exported too (ld.gold fails to link a fuzzer
+// without it).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt { testOne(data, count) }
+
+runFuzzer(testOne)

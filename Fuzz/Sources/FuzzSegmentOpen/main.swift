@@ -5,7 +5,7 @@ import Lodestone
 // errors or answers, never crash, hang or run away with memory.
 seedCorpus([goldenFile("flat", "segment-"), goldenFile("graph", "segment-")])
 let path = scratch + "/segment"
-runFuzzer { data, count in
+let testOne: FuzzCallback = { data, count in
     write(bytes(data, count), to: path)
     let q = [Float](repeating: 0.5, count: 8)
     if let index = try? HNSWIndex.open(path: path) {
@@ -15,3 +15,10 @@ runFuzzer { data, count in
     if let index = try? FlatIndex.open(path: path) { _ = try? index.search(q, k: 5) }
     return 0
 }
+
+// The classic entry point, exported too (ld.gold fails to link a fuzzer
+// without it).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt { testOne(data, count) }
+
+runFuzzer(testOne)

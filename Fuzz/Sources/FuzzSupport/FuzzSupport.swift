@@ -51,10 +51,14 @@ public let golden: String = {
     for (name, kind) in [("flat", IndexKind.flat), ("graph", IndexKind.hnsw)] {
         let index = try! db.createIndex(name: name, dimension: 8, metric: .euclidean,
                                         options: IndexOptions(kind: kind, hnsw: HNSWParameters(m: 4, efConstruction: 16)))
-        try! index.upsert((0..<40).map { i in
-            Record(id: "r\(i)", values: (0..<8).map { Float(($0 * 7 + i * 13) % 17) - 8 },
-                   metadata: ["g": .number(Double(i % 5)), "t": .string("x\(i % 3)")])
-        })
+        var records: [Record] = []
+        for i in 0..<40 {
+            var values: [Float] = []
+            for d in 0..<8 { values.append(Float((d * 7 + i * 13) % 17) - 8) }
+            let metadata: Metadata = ["g": .number(Double(i % 5)), "t": .string("x\(i % 3)")]
+            records.append(Record(id: "r\(i)", values: values, metadata: metadata))
+        }
+        try! index.upsert(records)
         try! index.persist()
         try! index.upsert([Record(id: "tail", values: [Float](repeating: 1, count: 8))])
     }
