@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The reliability suite: kill points (deterministic and random), simulated
-# power cuts, hostile files, the bad-input matrix, and the concurrency tests under ThreadSanitizer and the corruption
+# power cuts, hostile files, the bad-input matrix, a soak, fuzzing, and the concurrency tests under ThreadSanitizer and the corruption
 # tests under AddressSanitizer. Writes reliability-report.json at the
 # repository root and prints it as a table. CI runs it; exits 1 if any
 # failure column is non-zero.
@@ -41,6 +41,11 @@ echo "== bad input ==" >&2
 "$bin" reliability-bad-input --work "$scratch/lodestone-bad-$$" > "$log/bad.json" 2> "$log/bad.err" || { status=1; echo "bad input: failed" >&2; }
 cat "$log/bad.json" >&2; head -20 "$log/bad.err" >&2
 
+echo "== soak ==" >&2
+if [ $quick = 1 ]; then soak_seconds=20; else soak_seconds=60; fi
+"$bin" reliability-soak --work "$scratch/lodestone-soak-$$" --seconds "$soak_seconds" > "$log/soak.json" 2> "$log/soak.err" || { status=1; echo "soak: failed" >&2; }
+cat "$log/soak.json" >&2; head -5 "$log/soak.err" >&2
+
 tsan=null asan=null
 if [ $quick = 0 ]; then
     echo "== fuzzing: 7 libFuzzer targets x 30 s (Fuzz/, ASan) ==" >&2
@@ -72,7 +77,7 @@ def load(name):
         return json.loads(open(f"{log}/{name}.json").read().strip().splitlines()[-1])
     except Exception:
         return {}
-kill, hostile, bad, power, fuzz = load("kill"), load("hostile"), load("bad"), load("power"), load("fuzz")
+kill, hostile, bad, power, fuzz, soak = (load(n) for n in ["kill", "hostile", "bad", "power", "fuzz", "soak"])
 def num(v):
     return None if v == "null" else int(v)
 report = {
@@ -99,9 +104,11 @@ report = {
     "fuzz_findings": fuzz.get("fuzz_findings"),
     "tsan_reports": num(tsan),
     "asan_reports": num(asan),
-    "soak_seconds": None,
-    "soak_rss_slope_mib_per_min": None,
-    "not_yet_built": ["soak"],
+    "soak_seconds": soak.get("soak_seconds"),
+    "soak_rss_slope_mib_per_min": soak.get("soak_rss_slope_mib_per_min"),
+    "soak_ops_per_s": soak.get("soak_ops_per_s"),
+    "soak_open_files": soak.get("soak_open_files"),
+    "soak_mappings": soak.get("soak_mappings"),
 }
 open(out, "w").write(json.dumps(report, indent=2) + "\n")
 width = max(len(k) for k in report)

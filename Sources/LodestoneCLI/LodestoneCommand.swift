@@ -13,7 +13,7 @@ struct LodestoneCommand: ParsableCommand {
                       DemoCommand.self, BenchCommand.self, KernelBenchCommand.self, OpenBenchCommand.self,
                       InfoCommand.self, CrashWorkloadCommand.self, ReliabilityWorkloadCommand.self,
                       ReliabilityKillCommand.self, ReliabilityOpenCheckCommand.self, ReliabilityHostileCommand.self,
-                      ReliabilityBadInputCommand.self, ReliabilityPowerCutCommand.self]
+                      ReliabilityBadInputCommand.self, ReliabilityPowerCutCommand.self, ReliabilitySoakCommand.self]
     )
 }
 

@@ -122,7 +122,7 @@ final class RecordTable {
         if let old = entry(slot) {
             // Overwriting a slot in use (a replaced record): drop its old id
             // mapping; the slot stays in use, never on the free list.
-            changedIDs[Int(old.namespace)][old.id] = .some(nil)
+            forget(id: old.id, namespace: old.namespace)
             namespaceCounts[Int(old.namespace)] -= 1
             count -= 1
         }
@@ -143,13 +143,25 @@ final class RecordTable {
     /// Frees a slot in use.
     func clear(slot: UInt32) {
         guard Int(slot) < capacity, let old = entry(slot) else { return }
-        changedIDs[Int(old.namespace)][old.id] = .some(nil)
+        forget(id: old.id, namespace: old.namespace)
         namespaceCounts[Int(old.namespace)] -= 1
         count -= 1
-        changed[slot] = .some(nil)
+        // A slot the segment never held needs no tombstone: the overlay stays
+        // as small as the changes that still matter (flat memory under churn).
+        if base?.isInUse(Int(slot)) ?? false { changed[slot] = .some(nil) } else { changed[slot] = nil }
         metadata.set(nil, slot: Int(slot))
         freeSlots.append(slot)
         version &+= 1
+    }
+
+    /// Drops `id`'s mapping: a tombstone when the segment holds the id,
+    /// else nothing at all.
+    private func forget(id: String, namespace ns: UInt32) {
+        if base?.slot(id: id, namespace: ns) != nil {
+            changedIDs[Int(ns)][id] = .some(nil)
+        } else {
+            changedIDs[Int(ns)][id] = nil
+        }
     }
 
     private func number(of namespace: String) -> UInt32 {
