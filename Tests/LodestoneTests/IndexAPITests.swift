@@ -562,3 +562,50 @@ extension IndexAPITests {
         }
     }
 }
+
+extension IndexAPITests {
+    @Test("concurrent readers while a writer upserts, updates, deletes and persists (compacting) in a loop")
+    func concurrentReadersWhilePersisting() throws {
+        let dir = Fixtures.temporaryDirectory("api-conc-persist")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let index = try Database(path: dir).createIndex(name: "p", dimension: 384, metric: .cosine,
+                                                        options: IndexOptions(durability: .none))
+        let records = Array(Fixtures.realRecords.prefix(900))
+        try index.upsert(Array(records.prefix(300)))
+        try index.persist()
+        let done = Atomic<Bool>(false)
+        let problems = Atomic<Int>(0), reads = Atomic<Int>(0)
+        let box = UncheckedSendable(index)
+        let filter = try Filter(json: #"{"year": {"$gte": 2020}}"#)
+        let readers = (0..<3).map { r in
+            Thread {
+                var i = r
+                while !done.load(ordering: .relaxed) {
+                    let rec = records[i % 300]
+                    do {
+                        let m = try box.value.query(vector: rec.values, topK: 5, filter: i % 2 == 0 ? filter : nil,
+                                                    includeMetadata: true).matches
+                        if i % 2 == 0 && !m.allSatisfy({ filter.matches($0.metadata ?? [:]) }) { problems.add(1, ordering: .relaxed) }
+                        _ = try box.value.fetch(ids: [rec.id])
+                    } catch {
+                        problems.add(1, ordering: .relaxed)
+                    }
+                    reads.add(1, ordering: .relaxed)
+                    i += 3
+                }
+            }
+        }
+        readers.forEach { $0.start() }
+        for round in 0..<6 {
+            try index.upsert(Array(records[(300 + round * 100)..<(400 + round * 100)]))
+            try index.delete(ids: records[(round * 40)..<(round * 40 + 20)].map(\.id))
+            try index.update(id: records[299 - round].id, setMetadata: ["round": .number(Double(round))])
+            try index.persist()
+        }
+        done.store(true, ordering: .relaxed)
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect(problems.load(ordering: .relaxed) == 0)
+        #expect(reads.load(ordering: .relaxed) > 0)
+        #expect(index.count == 900 - 6 * 20)
+    }
+}
