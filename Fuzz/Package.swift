@@ -2,7 +2,7 @@
 //
 // libFuzzer targets for Lodestone, in their own package so that `swift build`
 // and `swift test` at the root stay plain (a fuzzer build links libFuzzer's
-// driver, which a normal build lacks). Build and run with scripts/fuzz.sh.
+// driver, which a normal build lacks). Build and run with Scripts/fuzz.sh.
 import PackageDescription
 
 let targets = ["FuzzSegmentOpen", "FuzzLogReplay", "FuzzManifest", "FuzzImportLine", "FuzzImportGzip",

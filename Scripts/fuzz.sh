@@ -3,7 +3,7 @@
 # for SECONDS (default 30), two at a time. Corpora live in Fuzz/corpus/<target>
 # (seeded by the targets themselves when empty); findings go to
 # Fuzz/findings/. Prints one JSON line: targets, seconds, findings.
-#   scripts/fuzz.sh [SECONDS]
+#   Scripts/fuzz.sh [SECONDS]
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 seconds="${1:-30}"
 cd "$lodestone_root/Fuzz"

@@ -5,8 +5,8 @@
 # repository root and prints it as a table. CI runs it; exits 1 if any
 # failure column is non-zero.
 #
-#   scripts/reliability.sh            # the CI set (about 12 minutes on 2 cores, after the builds)
-#   scripts/reliability.sh --quick    # no sanitizers or fuzzing; fewer kill points and hostile files
+#   Scripts/reliability.sh            # the CI set (about 12 minutes on 2 cores, after the builds)
+#   Scripts/reliability.sh --quick    # no sanitizers or fuzzing; fewer kill points and hostile files
 #
 # Scratch goes to /dev/shm when it exists (fsync on tmpfs is free).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -49,7 +49,7 @@ cat "$log/soak.json" >&2; head -5 "$log/soak.err" >&2
 tsan=null asan=null
 if [ $quick = 0 ]; then
     echo "== fuzzing: 7 libFuzzer targets x 30 s (Fuzz/, ASan) ==" >&2
-    scripts/fuzz.sh 30 > "$log/fuzz.json" 2> "$log/fuzz.err" || { status=1; echo "fuzzing: failed" >&2; tail -20 "$log/fuzz.err" >&2; }
+    Scripts/fuzz.sh 30 > "$log/fuzz.json" 2> "$log/fuzz.err" || { status=1; echo "fuzzing: failed" >&2; tail -20 "$log/fuzz.err" >&2; }
     grep -E "exit|fuzz_targets" "$log/fuzz.err" "$log/fuzz.json" >&2 || true
 
     echo "== ThreadSanitizer: concurrency tests ==" >&2

@@ -1,4 +1,4 @@
-# Shared set-up for scripts/demo and scripts/test: makes sure the Swift
+# Shared set-up for Scripts/demo and Scripts/test: makes sure the Swift
 # toolchain and the system libraries Lodestone links (OpenBLAS, LZ4, zlib) are
 # there, installing the libraries with apt-get when they are missing.
 # Sourced, not run.
