@@ -40,7 +40,8 @@ let package = Package(
         .target(name: "CLodestoneKernels"),
         .target(
             name: "Lodestone",
-            dependencies: ["CLodestoneKernels", "CLodestoneBLAS", "CLodestoneLZ4", "CLodestoneZlib"]
+            dependencies: ["CLodestoneKernels", "CLodestoneBLAS", "CLodestoneLZ4", "CLodestoneZlib"],
+            exclude: ["Storage/FORMAT.md"]  // the on-disk format's spec, kept beside the code
         ),
         .executableTarget(
             name: "LodestoneCLI",
@@ -49,9 +50,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The fuzz targets' checks (Fuzz/ links them into libFuzzer
+        // executables; the tests replay the committed corpus through them).
+        .target(
+            name: "LodestoneFuzzChecks",
+            dependencies: ["Lodestone"],
+            path: "Tests/FuzzChecks"
+        ),
         .testTarget(
             name: "LodestoneTests",
-            dependencies: ["Lodestone", "CLodestoneKernels"]
+            dependencies: ["Lodestone", "CLodestoneKernels", "LodestoneFuzzChecks"]
         ),
     ]
 )

@@ -12,8 +12,11 @@ let package = Package(
     name: "LodestoneFuzz",
     dependencies: [.package(name: "Lodestone", path: "..")],
     targets: [
-        .target(name: "FuzzSupport", dependencies: [.product(name: "Lodestone", package: "Lodestone")]),
+        // The checks themselves: a symlink to ../Tests/FuzzChecks, which the
+        // root package's tests use to replay the committed corpus (Fuzz/seeds).
+        .target(name: "FuzzChecks", dependencies: [.product(name: "Lodestone", package: "Lodestone")]),
+        .target(name: "FuzzSupport", dependencies: ["FuzzChecks"]),
     ] + targets.map { name in
-        .executableTarget(name: name, dependencies: ["FuzzSupport", .product(name: "Lodestone", package: "Lodestone")])
+        .executableTarget(name: name, dependencies: ["FuzzSupport", "FuzzChecks"])
     }
 )

@@ -1,5 +1,5 @@
+import FuzzChecks
 import Foundation
-import Lodestone
 
 /// libFuzzer's driver (exported by the toolchain's libFuzzer when built with
 /// `-sanitize=fuzzer`).
@@ -10,57 +10,46 @@ func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
                          _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
                          _ callback: FuzzCallback) -> CInt
 
-/// Runs libFuzzer with the process's arguments and `callback`.
-public func runFuzzer(_ callback: FuzzCallback) -> Never {
+/// This process's workspace, in a scratch directory on tmpfs when there is
+/// one, removed at exit.
+let workspace: FuzzWorkspace = {
+    let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory()
+    let dir = base + "lodestone-fuzz-\(getpid())"
+    atexit {
+        let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory()
+        try? FileManager.default.removeItem(atPath: base + "lodestone-fuzz-\(getpid())")
+    }
+    return FuzzWorkspace(scratch: dir)
+}()
+
+/// Runs one input through `target`'s check; a broken invariant aborts, which
+/// libFuzzer records as a finding.
+public func fuzzOne(_ target: FuzzTarget, _ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    let input = count == 0 || data == nil ? [] : Array(UnsafeBufferPointer(start: data, count: count))
+    do {
+        try target.check(input, in: workspace)
+    } catch {
+        FileHandle.standardError.write(Data("INVARIANT VIOLATED (\(target.rawValue)): \(error)\n".utf8))
+        abort()
+    }
+    return 0
+}
+
+/// Seeds an empty corpus with `target`'s generated seeds, then runs libFuzzer
+/// with the process's arguments and `callback` (which calls ``fuzzOne(_:_:_:)``).
+public func runFuzzer(_ target: FuzzTarget, _ callback: FuzzCallback) -> Never {
+    seedCorpus(target)
     var argc = CommandLine.argc
     var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
     exit(LLVMFuzzerRunDriver(&argc, &argv, callback))
 }
 
-/// The input as bytes.
-public func bytes(_ data: UnsafePointer<UInt8>?, _ count: Int) -> [UInt8] {
-    count == 0 || data == nil ? [] : Array(UnsafeBufferPointer(start: data, count: count))
-}
-
-/// A scratch directory for this process (tmpfs when there is one).
-public let scratch: String = {
-    let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-    let dir = base + "/lodestone-fuzz-\(getpid())"
+/// Writes `target`'s generated seeds into the first corpus directory named on
+/// the command line when it is empty (libFuzzer then starts from them, and
+/// from the committed seeds in Fuzz/seeds/, which Scripts/fuzz.sh passes too).
+func seedCorpus(_ target: FuzzTarget) {
+    guard let dir = CommandLine.arguments.dropFirst().first(where: { !$0.hasPrefix("-") }) else { return }
     try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    atexit { try? FileManager.default.removeItem(atPath: "/dev/shm/lodestone-fuzz-\(getpid())") }
-    return dir
-}()
-
-/// Writes `bytes` to `path`.
-public func write(_ bytes: [UInt8], to path: String) {
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    guard (try? FileManager.default.contentsOfDirectory(atPath: dir))?.isEmpty ?? true else { return }
+    for (i, s) in target.generatedSeeds(in: workspace).enumerated() { workspace.write(s, to: dir + "/seed-\(i)") }
 }
-
-/// A fuzz finding that is not a crash: a broken invariant.
-public func violated(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("INVARIANT VIOLATED: \(message)\n".utf8))
-    abort()
-}
-
-/// A small golden database (a flat and an HNSW index over 8-d vectors with
-/// metadata, persisted) built once per process: the seed for the file targets.
-public let golden: String = {
-    let dir = scratch + "/golden"
-    if FileManager.default.fileExists(atPath: dir + "/flat/MANIFEST") { return dir }
-    let db = try! Database(path: dir)
-    for (name, kind) in [("flat", IndexKind.flat), ("graph", IndexKind.hnsw)] {
-        let index = try! db.createIndex(name: name, dimension: 8, metric: .euclidean,
-                                        options: IndexOptions(kind: kind, hnsw: HNSWParameters(m: 4, efConstruction: 16)))
-        var records: [Record] = []
-        for i in 0..<40 {
-            var values: [Float] = []
-            for d in 0..<8 { values.append(Float((d * 7 + i * 13) % 17) - 8) }
-            let metadata: Metadata = ["g": .number(Double(i % 5)), "t": .string("x\(i % 3)")]
-            records.append(Record(id: "r\(i)", values: values, metadata: metadata))
-        }
-        try! index.upsert(records)
-        try! index.persist()
-        try! index.upsert([Record(id: "tail", values: [Float](repeating: 1, count: 8))])
-    }
-    return dir
-}()
