@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # The reliability suite: kill points (deterministic and random), simulated
-# power cuts, hostile files, the bad-input matrix, a soak, fuzzing, and the concurrency tests under ThreadSanitizer and the corruption
+# power cuts, every storage operation failed in turn (ENOSPC/EIO), hostile
+# files, the bad-input matrix, a soak, fuzzing, and the concurrency tests
+# under ThreadSanitizer and the corruption
 # tests under AddressSanitizer. Writes reliability-report.json at the
 # repository root and prints it as a table. CI runs it; exits 1 if any
 # failure column is non-zero.
 #
 #   Scripts/reliability.sh            # the CI set (about 12 minutes on 2 cores, after the builds)
 #   Scripts/reliability.sh --quick    # no sanitizers or fuzzing; fewer kill points and hostile files
+#   Scripts/reliability.sh --long     # nightly: 3 workload seeds for kill points and failed
+#                                     # operations, 1,000 random kills, 20,000 hostile files,
+#                                     # fuzzing 10 minutes per target, a 30-minute soak
 #
 # Scratch goes to /dev/shm when it exists (fsync on tmpfs is free).
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
-quick=0
+quick=0 long=0
 [ "${1:-}" = "--quick" ] && quick=1
+[ "${1:-}" = "--long" ] && long=1
+seeds=(1)
+[ $long = 1 ] && seeds=(1 2 3)
 scratch=/tmp
 [ -d /dev/shm ] && scratch=/dev/shm
 out="$lodestone_root/reliability-report.json"
@@ -24,12 +32,23 @@ swift build -c release --product lodestone >&2
 bin="$lodestone_root/.build/release/lodestone"
 
 echo "== kill points ==" >&2
-if [ $quick = 1 ]; then kill_args=(--limit 60 --random 20); else kill_args=(--random 100); fi
-"$bin" reliability-kill --work "$scratch/lodestone-kill-$$" "${kill_args[@]}" > "$log/kill.json" 2> "$log/kill.err" || { status=1; echo "kill points: exit $?" >&2; }
-cat "$log/kill.json" >&2; head -20 "$log/kill.err" >&2
+if [ $quick = 1 ]; then kill_args=(--limit 60 --random 20); elif [ $long = 1 ]; then kill_args=(--random 1000); else kill_args=(--random 100); fi
+for seed in "${seeds[@]}"; do
+    "$bin" reliability-kill --work "$scratch/lodestone-kill-$$" --seed "$seed" "${kill_args[@]}" >> "$log/kill.jsonl" 2>> "$log/kill.err" \
+        || { status=1; echo "kill points (seed $seed): failed" >&2; }
+done
+cat "$log/kill.jsonl" >&2; head -20 "$log/kill.err" >&2
+
+echo "== failed operations (ENOSPC/EIO at every operation) ==" >&2
+if [ $quick = 1 ]; then fail_args=(--limit 60); else fail_args=(); fi
+for seed in "${seeds[@]}"; do
+    "$bin" reliability-fail --work "$scratch/lodestone-fail-$$" --seed "$seed" "${fail_args[@]}" >> "$log/fail.jsonl" 2>> "$log/fail.err" \
+        || { status=1; echo "failed operations (seed $seed): failed" >&2; }
+done
+cat "$log/fail.jsonl" >&2; head -20 "$log/fail.err" >&2
 
 echo "== hostile files ==" >&2
-if [ $quick = 1 ]; then hostile_args=(--count 1000 --no-exhaustive); else hostile_args=(--count 5000); fi
+if [ $quick = 1 ]; then hostile_args=(--count 1000 --no-exhaustive); elif [ $long = 1 ]; then hostile_args=(--count 20000); else hostile_args=(--count 5000); fi
 "$bin" reliability-hostile --work "$scratch/lodestone-hostile-$$" "${hostile_args[@]}" > "$log/hostile.json" 2> "$log/hostile.err" || { status=1; echo "hostile files: failed" >&2; }
 cat "$log/hostile.json" >&2; head -20 "$log/hostile.err" >&2
 
@@ -42,14 +61,16 @@ echo "== bad input ==" >&2
 cat "$log/bad.json" >&2; head -20 "$log/bad.err" >&2
 
 echo "== soak ==" >&2
-if [ $quick = 1 ]; then soak_seconds=20; else soak_seconds=60; fi
+if [ $quick = 1 ]; then soak_seconds=20; elif [ $long = 1 ]; then soak_seconds=1800; else soak_seconds=60; fi
 "$bin" reliability-soak --work "$scratch/lodestone-soak-$$" --seconds "$soak_seconds" > "$log/soak.json" 2> "$log/soak.err" || { status=1; echo "soak: failed" >&2; }
 cat "$log/soak.json" >&2; head -5 "$log/soak.err" >&2
 
 tsan=null asan=null
 if [ $quick = 0 ]; then
-    echo "== fuzzing: 7 libFuzzer targets x 30 s (Fuzz/, ASan) ==" >&2
-    Scripts/fuzz.sh 30 > "$log/fuzz.json" 2> "$log/fuzz.err" || { status=1; echo "fuzzing: failed" >&2; tail -20 "$log/fuzz.err" >&2; }
+    fuzz_seconds=30
+    [ $long = 1 ] && fuzz_seconds=600
+    echo "== fuzzing: 7 libFuzzer targets x $fuzz_seconds s (Fuzz/, ASan) ==" >&2
+    Scripts/fuzz.sh "$fuzz_seconds" > "$log/fuzz.json" 2> "$log/fuzz.err" || { status=1; echo "fuzzing: failed" >&2; tail -20 "$log/fuzz.err" >&2; }
     grep -E "exit|fuzz_targets" "$log/fuzz.err" "$log/fuzz.json" >&2 || true
 
     echo "== ThreadSanitizer: concurrency tests ==" >&2
@@ -77,7 +98,20 @@ def load(name):
         return json.loads(open(f"{log}/{name}.json").read().strip().splitlines()[-1])
     except Exception:
         return {}
-kill, hostile, bad, power, fuzz, soak = (load(n) for n in ["kill", "hostile", "bad", "power", "fuzz", "soak"])
+def load_sum(name):
+    """One JSON line per workload seed: numbers summed."""
+    total = {}
+    try:
+        lines = open(f"{log}/{name}.jsonl").read().strip().splitlines()
+    except Exception:
+        return total
+    for line in lines:
+        for k, v in json.loads(line).items():
+            if isinstance(v, (int, float)):
+                total[k] = total.get(k, 0) + v
+    return total
+hostile, bad, power, fuzz, soak = (load(n) for n in ["hostile", "bad", "power", "fuzz", "soak"])
+kill, fail = load_sum("kill"), load_sum("fail")
 def num(v):
     return None if v == "null" else int(v)
 report = {
@@ -87,6 +121,11 @@ report = {
     "kill_points_survived": kill.get("kill_points_survived"),
     "kill_points_failed": kill.get("kill_points_failed"),
     "io_operations_in_workload": kill.get("io_operations"),
+    "failed_operations": fail.get("failed_operations"),
+    "failed_operations_recovered_by_retry": fail.get("failed_recovered_by_retry"),
+    "failed_operations_refused_typed": fail.get("failed_refused_typed"),
+    "failed_operations_not_surfaced": fail.get("failed_not_surfaced"),
+    "failed_operation_violations": fail.get("failed_operation_violations"),
     "power_cuts": power.get("power_cuts"),
     "power_cut_violations": power.get("power_cut_violations"),
     "power_cuts_sector_model": power.get("cuts_sector"),
@@ -116,7 +155,7 @@ for k, v in report.items():
     print(f"{k.ljust(width)}  {'-' if v is None else v}")
 EOF
 
-failed=$(python3 -c "import json;r=json.load(open('$out'));print(sum((r.get(k) or 0) for k in ['kill_points_failed','power_cut_violations','fuzz_findings','hostile_crashes','hostile_hangs','hostile_silent_divergences','bad_input_failures','tsan_reports','asan_reports']))")
+failed=$(python3 -c "import json;r=json.load(open('$out'));print(sum((r.get(k) or 0) for k in ['kill_points_failed','failed_operation_violations','power_cut_violations','fuzz_findings','hostile_crashes','hostile_hangs','hostile_silent_divergences','bad_input_failures','tsan_reports','asan_reports']))")
 rm -rf "$log"
 if [ "$status" != 0 ] || [ "$failed" != 0 ]; then
     echo "reliability: FAILED ($failed failures)" >&2

@@ -12,7 +12,7 @@ struct LodestoneCommand: ParsableCommand {
                       ExportCommand.self, ImportCommand.self, InspectCommand.self, VerifyCommand.self,
                       DemoCommand.self, BenchCommand.self, KernelBenchCommand.self, OpenBenchCommand.self,
                       InfoCommand.self, CrashWorkloadCommand.self, ReliabilityWorkloadCommand.self,
-                      ReliabilityKillCommand.self, ReliabilityOpenCheckCommand.self, ReliabilityHostileCommand.self,
+                      ReliabilityKillCommand.self, ReliabilityFailCommand.self, ReliabilityOpenCheckCommand.self, ReliabilityHostileCommand.self,
                       ReliabilityBadInputCommand.self, ReliabilityPowerCutCommand.self, ReliabilitySoakCommand.self]
     )
 }

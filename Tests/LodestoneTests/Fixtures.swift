@@ -71,18 +71,8 @@ enum Fixtures {
         queries: VectorFiles.readFloats(sampleData.appendingPathComponent("query.fvecs").path),
         truth: VectorFiles.readInts(sampleData.appendingPathComponent("groundtruth.ivecs").path))
 
-    /// A repeatable generator (SplitMix64), so failures reproduce.
-    struct SeededGenerator: RandomNumberGenerator {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E3779B97F4A7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-            z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-            return z ^ (z >> 31)
-        }
-    }
+    /// A repeatable generator, so failures reproduce.
+    typealias SeededGenerator = SplitMix64
 
     static func randomVectors(count: Int, dimension: Int, seed: UInt64, scale: ClosedRange<Float> = 1...1) -> [Float] {
         var rng = SeededGenerator(seed: seed)

@@ -209,7 +209,7 @@ public final class Index: @unchecked Sendable {
         }
         _ = try FlatIndex.prepareRows(flat, count: records.count, dimension: dimension, metric: metric,
                                       kernels: engine.kernels)
-        let n = try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+        let n = try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
             try upsertLocked(records, rows: flat, namespace: namespace, log: log, threads: threads)
         }
         try persistIfLogIsLarge()
@@ -270,7 +270,7 @@ public final class Index: @unchecked Sendable {
         if let values {
             _ = try FlatIndex.prepareRows(values, count: 1, dimension: dimension, metric: metric, kernels: engine.kernels)
         }
-        try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
+        try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
             let current: (values: [Float], metadata: Metadata)? = lock.reading {
                 guard let slot = table.slot(id: id, namespace: namespace), let v = engine.vector(forKey: UInt64(slot)) else {
                     return nil
@@ -292,7 +292,7 @@ public final class Index: @unchecked Sendable {
     @discardableResult
     public func delete(ids: [String], namespace: String = "") throws(LodestoneError) -> Int {
         try checkOpen()
-        return try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+        return try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
             let slots: [UInt32] = lock.reading { Array(Set(ids.compactMap { table.slot(id: $0, namespace: namespace) })) }
             return try deleteSlots(slots, log: log)
         }
@@ -302,7 +302,7 @@ public final class Index: @unchecked Sendable {
     @discardableResult
     public func deleteAll(namespace: String = "") throws(LodestoneError) -> Int {
         try checkOpen()
-        return try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+        return try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
             try deleteSlots(lock.reading { table.slots(namespace: namespace) }, log: log)
         }
     }
@@ -312,7 +312,7 @@ public final class Index: @unchecked Sendable {
     @discardableResult
     public func delete(filter: Filter, namespace: String = "") throws(LodestoneError) -> Int {
         try checkOpen()
-        return try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+        return try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
             let slots: [UInt32] = lock.reading {
                 guard let (set, _) = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true) else { return [] }
                 var out: [UInt32] = []
@@ -332,6 +332,16 @@ public final class Index: @unchecked Sendable {
         try log(w.bytes)
         try Index.applyDelete(slots, engine: engine, table: table, lock: lock)
         return slots.count
+    }
+
+    /// Runs `body` under the store's writer lock with the log at hand. If a
+    /// failed sync left the log unusable, it first recovers by persisting
+    /// (a new segment from memory, a new log).
+    private func logged<T>(_ body: (_ log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T)
+        throws(LodestoneError) -> T
+    {
+        if store.needsRecovery { try persist() }
+        return try store.write(body)
     }
 
     /// Writes everything to a new segment (compacted), so that reopening

@@ -97,6 +97,7 @@ public final class DurableIndex: Sendable {
             w.u64(key)
             for j in 0..<d { w.u32(vectors[i * d + j].bitPattern) }
         }
+        try recoverIfNeeded()
         try store.append(w.bytes) { () throws(LodestoneError) in
             try DurableIndex.applyUpsert(vectors, keys: keys, to: index, threads: threads)
         }
@@ -109,9 +110,16 @@ public final class DurableIndex: Sendable {
         w.raw([DurableIndex.removeOp])
         w.u32(UInt32(keys.count))
         for key in keys { w.u64(key) }
+        try recoverIfNeeded()
         return try store.append(w.bytes) { () throws(LodestoneError) -> Int in
             keys.reduce(0) { $0 + (index.remove(key: $1) ? 1 : 0) }
         }
+    }
+
+    /// If a failed sync left the log unusable, recovers by persisting (a new
+    /// segment from memory, a new log) before the next write.
+    private func recoverIfNeeded() throws(LodestoneError) {
+        if store.needsRecovery { try persist() }
     }
 
     /// Writes the index as a new segment (compacted: removed rows dropped,

@@ -115,6 +115,12 @@ final class DurableStore: @unchecked Sendable {
     /// Bytes in the current log (what opening would replay).
     var logBytes: Int { state.withLock { $0.log.size } }
 
+    /// Whether the log refuses records after a failure it could not undo (a
+    /// failed group-commit flush, or a failed record that could not be cut
+    /// off). The owner recovers by persisting: the new segment is written
+    /// from memory and a new log replaces the old one.
+    var needsRecovery: Bool { state.withLock { $0.log.unusable != nil } }
+
     /// The current segment's path, or nil before the first persist.
     var segmentPath: String? {
         state.withLock { $0.manifest.segment.isEmpty ? nil : directory + "/" + $0.manifest.segment }
@@ -168,12 +174,20 @@ final class DurableStore: @unchecked Sendable {
             // Once the new manifest is in place, writes must go to the new
             // log even if syncing the directory then fails.
             var switched = false
-            try next.write(to: directory) {
-                s.manifest = next
-                s.log = log
-                switched = true
+            do throws(LodestoneError) {
+                try next.write(to: directory) {
+                    s.manifest = next
+                    s.log = log
+                    switched = true
+                }
+            } catch {
+                // Renamed but the directory sync failed: until a sync confirms
+                // the new manifest, a power cut could bring back the old one,
+                // which does not name the new log. Have the next write persist
+                // again first.
+                if switched { log.refuse(after: error) }
+                throw error
             }
-            guard switched else { return }
             // The old files are no longer referenced (an open mapping keeps
             // the old segment's pages alive until its index lets go of it).
             if !old.segment.isEmpty { StorageIO.unlink(directory + "/" + old.segment) }

@@ -228,10 +228,7 @@ public final class HNSWIndex: @unchecked Sendable {
     /// The level of a new node: ⌊−ln(U)·mL⌋ with U drawn from the seed and
     /// the insertion ordinal, so levels do not depend on thread timing.
     func drawLevel(ordinal: UInt64) -> Int {
-        var z = parameters.seed &+ ordinal &* 0x9E3779B97F4A7C15
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        z ^= z >> 31
+        let z = SplitMix64.mix(parameters.seed &+ ordinal &* SplitMix64.gamma)
         let u = (Double(z >> 11) + 1) / Double(1 << 53)  // (0, 1]
         return min(Int(-log(u) * levelMultiplier), 30)
     }

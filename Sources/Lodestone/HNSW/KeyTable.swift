@@ -13,10 +13,7 @@ struct KeyTable {
 
     @inline(__always)
     private static func hash(_ key: UInt64) -> UInt64 {
-        var z = key &+ 0x9E3779B97F4A7C15
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
+        SplitMix64.mix(key &+ SplitMix64.gamma)
     }
 
     /// The bucket holding `key`, or nil.

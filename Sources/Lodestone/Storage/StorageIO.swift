@@ -20,7 +20,7 @@ import Darwin
 ///   with `LODESTONE_IO_KILL_MODE=torn`, a write at N first writes half its
 ///   bytes (a torn write), then the process dies.
 /// - `LODESTONE_IO_FAIL_AT=N`: operation N fails with `LODESTONE_IO_FAIL_ERRNO`
-///   (default ENOSPC), as a full disk would.
+///   (default ENOSPC), as a full disk would (and `io-fail N op` goes to stderr).
 /// - `LODESTONE_IO_COUNT=1`: print `io-ops N` to stderr when the process exits.
 public enum StorageIO {
     /// The kinds of operation the seam numbers.
@@ -129,7 +129,11 @@ public enum StorageIO {
         let p = plan
         let n = counter.add(1, ordering: .relaxed).newValue
         if p.killAt == 0 && p.failAt == 0 { return 0 }
-        if n == p.failAt { return p.failErrno }
+        if n == p.failAt {
+            let line = "io-fail \(n) \(op.rawValue)\n"
+            _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+            return p.failErrno
+        }
         if n == p.killAt {
             let line = "io-kill \(n) \(op.rawValue)\n"
             _ = line.withCString { Glibc.write(2, $0, strlen($0)) }

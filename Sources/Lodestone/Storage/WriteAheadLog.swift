@@ -37,6 +37,16 @@ final class WriteAheadLog: @unchecked Sendable {
     private(set) var size: Int
     let durability: Durability
 
+    /// Set when the log can no longer take records: a record that failed
+    /// could not be cut off again, or a group-commit flush failed (after a
+    /// failed `fdatasync` the kernel may have dropped pages it never wrote,
+    /// so nothing appended since can be trusted to reach the disk). The
+    /// owner recovers by writing a new segment from memory and a new log.
+    private let failure = Locked<LodestoneError?>(nil)
+
+    /// Why the log refuses records, if it does.
+    var unusable: LodestoneError? { failure.withLock { $0 } }
+
     static let recordHeader = 8
     static let maxRecord = 1 << 30
     /// Records are padded with zeros to this boundary (see `append`).
@@ -83,20 +93,47 @@ final class WriteAheadLog: @unchecked Sendable {
             // acknowledged.
             record.pad(to: (record.bytes.count + WriteAheadLog.sector - 1) / WriteAheadLog.sector * WriteAheadLog.sector)
         }
+        if let refused = unusable { throw refused }
         let bytes = record.bytes
         do throws(LodestoneError) {
             try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
                 try POSIXFile.writeAll(fd, b, at: size, path: path)
             }
         } catch {
-            // Cut off whatever part of the record reached the file, so the
-            // next record starts at a clean boundary.
-            _ = StorageIO.ftruncate(fd, off_t(size))
+            cutOff(after: error)
             throw error
         }
-        size += bytes.count
         if durability == .synchronous {
-            guard StorageIO.fdatasync(fd) == 0 else { throw .io(path: path, operation: "fdatasync", errno: errno) }
+            guard StorageIO.fdatasync(fd) == 0 else {
+                // The caller is told the record failed and will not apply
+                // it, so it must not stay in the file for a replay to find.
+                let error = LodestoneError.io(path: path, operation: "fdatasync", errno: errno)
+                cutOff(after: error)
+                throw error
+            }
+        }
+        size += bytes.count
+    }
+
+    /// Makes the log refuse records (its owner must persist first) because
+    /// of `error`, which left what the log is part of unconfirmed on disk.
+    func refuse(after error: LodestoneError) {
+        failure.withLock {
+            $0 = .io(path: path, operation: "append (the switch to this log was not confirmed on disk: \(error); "
+                         + "persist() or reopening the index recovers)", errno: EIO)
+        }
+    }
+
+    /// Cuts the file back to the last whole record after a failed append, so
+    /// the next record starts at a clean boundary; if even that fails, the
+    /// log refuses further records.
+    private func cutOff(after error: LodestoneError) {
+        if StorageIO.ftruncate(fd, off_t(size)) != 0 {
+            let code = errno
+            failure.withLock {
+                $0 = .io(path: path, operation: "append (the log could not be cut back after a failed write: "
+                             + "\(error); persist() or reopening the index recovers)", errno: code)
+            }
         }
     }
 
@@ -108,8 +145,16 @@ final class WriteAheadLog: @unchecked Sendable {
     func flush(upTo end: Int, currentSize: () -> Int) throws(LodestoneError) {
         try flushLock.withLock { (durable: inout Int) throws(LodestoneError) in
             guard durable < end else { return }
+            if let refused = unusable { throw refused }
             let target = currentSize()
-            guard StorageIO.fdatasync(fd) == 0 else { throw .io(path: path, operation: "fdatasync", errno: errno) }
+            guard StorageIO.fdatasync(fd) == 0 else {
+                let code = errno
+                failure.withLock {
+                    $0 = .io(path: path, operation: "append (an earlier group-commit fdatasync of the log failed; "
+                                 + "persist() or reopening the index recovers)", errno: code)
+                }
+                throw .io(path: path, operation: "fdatasync", errno: code)
+            }
             durable = max(durable, target)
         }
     }

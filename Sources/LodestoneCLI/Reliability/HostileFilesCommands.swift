@@ -89,7 +89,7 @@ enum HostileFiles {
     /// segment when `exhaustive`.
     static func plan(count: Int, exhaustive: Bool, files: [String: (segment: Int, manifest: Int, sections: Int)],
                      seed: UInt64) -> [Mutation] {
-        var rng = SplitMix(seed)
+        var rng = SplitMix64(seed: seed)
         var out: [Mutation] = []
         let per = count / max(files.count, 1)
         for (index, f) in files.sorted(by: { $0.key < $1.key }) {
@@ -118,17 +118,6 @@ enum HostileFiles {
         return out
     }
 
-    struct SplitMix {
-        var state: UInt64
-        init(_ seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 }
 
 /// `lodestone reliability-open-check`: the child that opens damaged files.

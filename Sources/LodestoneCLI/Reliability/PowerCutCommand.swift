@@ -134,7 +134,7 @@ final class SimulatedDisk {
     }
 
     /// Writes what survives a cut under `model` into `target`.
-    func materialize(into target: String, model: Model, rng: inout HostileFiles.SplitMix) throws {
+    func materialize(into target: String, model: Model, rng: inout SplitMix64) throws {
         func coin(_ n: UInt64) -> UInt64 { rng.next() % n }
         var contents: [Int: [UInt8]] = [:]
         for (id, f) in files {
@@ -215,7 +215,7 @@ struct ReliabilityPowerCutCommand: ParsableCommand {
         let journal = StorageIO.stopJournal()
         var cuts: [SimulatedDisk.Model: Int] = [:], violations: [SimulatedDisk.Model: Int] = [:]
         var failures: [String] = []
-        var rng = HostileFiles.SplitMix(UInt64(seed) &* 7_919)
+        var rng = SplitMix64(seed: UInt64(seed) &* 7_919)
         var acked = 0
         let disk = SimulatedDisk(root: root)
         var n = 0

@@ -2,9 +2,9 @@ import Foundation
 import Lodestone
 
 /// The deterministic workload the kill-point tests run and check: two
-/// indexes ("flat", exact; "graph", HNSW) receiving the same upserts,
-/// metadata updates, deletes by id and by filter, persists, an export and an
-/// import into a third index. Step `i` is a pure function of the seed, so
+/// indexes ("flat", exact, synchronous; "graph", HNSW, group commit)
+/// receiving the same upserts, metadata updates, deletes by id and by
+/// filter, persists, an export and an import into a third index. Step `i` is a pure function of the seed, so
 /// the checker rebuilds the state after any number of acknowledged steps.
 enum ReliabilityWorkload {
     static let dimension = 8
@@ -27,10 +27,8 @@ enum ReliabilityWorkload {
     /// no exact distance ties, so the exact order is unambiguous.
     static func vector(_ seed: Int, _ i: Int, _ j: Int) -> [Float] {
         (0..<dimension).map { d in
-            var z = UInt64(truncatingIfNeeded: seed &* 1_000_003 &+ i &* 10_007 &+ j &* 101 &+ d) &+ 0x9E37_79B9_7F4A_7C15
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
+            let z = SplitMix64.mix(UInt64(truncatingIfNeeded: seed &* 1_000_003 &+ i &* 10_007 &+ j &* 101 &+ d)
+                                   &+ SplitMix64.gamma)
             return Float(z >> 40) / Float(1 << 24) * 4 - 2
         }
     }
@@ -75,36 +73,91 @@ enum ReliabilityWorkload {
         return s
     }
 
+    /// What the workload does when a step throws.
+    enum OnError {
+        /// Rethrow (the kill-point child never sees an error).
+        case stop
+        /// Report the error, check that the open indexes hold the model before
+        /// or after the step (nothing half-applied in memory), then retry the
+        /// step once, as a caller would; a second failure is rethrown.
+        case retryOnce(report: Report)
+        /// Report and check as above, then give the step up and go on with
+        /// the next (the model no longer applies; the caller compares what
+        /// the indexes held at the end with what reopening finds).
+        case skip(report: Report)
+
+        typealias Report = (_ step: Int, _ error: any Error, _ inconsistency: String?) -> Void
+    }
+
     /// Runs steps `0..<steps` in `directory`, calling `acknowledge(i)` (by
-    /// default: printing `ack i`) after each.
-    static func run(directory: String, seed: Int,
-                    acknowledge: (Int) -> Void = { FileHandle.standardOutput.write(Data("ack \($0)\n".utf8)) }) throws {
-        let db = try Database(path: directory)
-        var handles: [Index] = []
-        for name in indexes {
-            if db.listIndexes().contains(name) { handles.append(try db.index(name)) } else {
-                handles.append(try db.createIndex(
-                    name: name, dimension: dimension, metric: .euclidean,
-                    options: IndexOptions(kind: name == "flat" ? .flat : .hnsw,
-                                          hnsw: HNSWParameters(m: 8, efConstruction: 64))))
+    /// default: printing `ack i`) after each. Returns the records each of
+    /// ``indexes`` holds at the end, as its readers see them.
+    @discardableResult
+    static func run(directory: String, seed: Int, onError: OnError = .stop,
+                    acknowledge: (Int) -> Void = { FileHandle.standardOutput.write(Data("ack \($0)\n".utf8)) })
+        throws -> [State]
+    {
+        /// Runs `body`; on an error, acts as `onError` says. Returns nil when
+        /// the step was given up.
+        func attempt<T>(_ step: Int, _ handles: [Index], _ body: () throws -> T) throws -> T? {
+            do {
+                return try body()
+            } catch {
+                let report: OnError.Report
+                switch onError {
+                case .stop: throw error
+                case let .retryOnce(r), let .skip(r): report = r
+                }
+                var inconsistency: String? = nil
+                if case .retryOnce = onError {
+                    // (Skipping, earlier skips leave the model behind: only the
+                    // end state is compared.)
+                    let before = model(seed: seed, steps: max(step, 0)), after = model(seed: seed, steps: step + 1)
+                    for (name, h) in zip(indexes, handles) {
+                        guard let got = try? records(of: h) else { inconsistency = "\(name): unreadable after the error"; break }
+                        if !same(got, before) && !same(got, after) {
+                            inconsistency = "\(name): \(got.count) records in memory match neither the model before the step "
+                                + "(\(before.count)) nor after it (\(after.count))"
+                            break
+                        }
+                    }
+                }
+                report(step, error, inconsistency)
+                if case .skip = onError, step >= 0 { return nil }
+                return try body()
             }
         }
+        let db = try attempt(-1, []) { try Database(path: directory) }!
+        let handles = try attempt(-1, []) {
+            try indexes.map { name in
+                db.listIndexes().contains(name) ? try db.index(name) : try db.createIndex(
+                    name: name, dimension: dimension, metric: .euclidean,
+                    // The graph commits in groups, so both log paths (a sync
+                    // per record, a shared flush after it) meet every fault.
+                    options: IndexOptions(kind: name == "flat" ? .flat : .hnsw,
+                                          hnsw: HNSWParameters(m: 8, efConstruction: 64),
+                                          durability: name == "flat" ? .synchronous : .groupCommit))
+            }
+        }!
         for i in 0..<steps {
-            switch step(seed: seed, i) {
-            case let .upsert(records): for h in handles { try h.upsert(records) }
-            case let .update(id, metadata):
-                for h in handles {
-                    do { try h.update(id: id, setMetadata: metadata) } catch LodestoneError.recordNotFound {}
+            _ = try attempt(i, handles) {
+                switch step(seed: seed, i) {
+                case let .upsert(records): for h in handles { try h.upsert(records) }
+                case let .update(id, metadata):
+                    for h in handles {
+                        do { try h.update(id: id, setMetadata: metadata) } catch LodestoneError.recordNotFound {}
+                    }
+                case let .delete(ids): for h in handles { try h.delete(ids: ids) }
+                case let .deleteFilter(filter): for h in handles { try h.delete(filter: filter) }
+                case .persist: for h in handles { try h.persist() }
+                case .export: try handles[0].export(to: directory + "/export.jsonl.gz")
+                case .importExport: _ = try db.importRecords(from: directory + "/export.jsonl.gz", into: "imported",
+                                                             metric: .euclidean, options: IndexOptions(kind: .flat))
                 }
-            case let .delete(ids): for h in handles { try h.delete(ids: ids) }
-            case let .deleteFilter(filter): for h in handles { try h.delete(filter: filter) }
-            case .persist: for h in handles { try h.persist() }
-            case .export: try handles[0].export(to: directory + "/export.jsonl.gz")
-            case .importExport: _ = try db.importRecords(from: directory + "/export.jsonl.gz", into: "imported",
-                                                         metric: .euclidean, options: IndexOptions(kind: .flat))
             }
             acknowledge(i)
         }
+        return try handles.map(records(of:))
     }
 
     // MARK: Checking

@@ -59,7 +59,7 @@ struct ReliabilitySoakCommand: ParsableCommand {
         let index = try db.createIndex(name: "soak", dimension: dimension, metric: .cosine,
                                        options: IndexOptions(hnsw: HNSWParameters(m: 12, efConstruction: 64),
                                                              durability: .none))
-        var rng = HostileFiles.SplitMix(99)
+        var rng = SplitMix64(seed: 99)
         func vector() -> [Float] { (0..<dimension).map { _ in Float(rng.next() >> 40) / Float(1 << 24) - 0.5 } }
         func record(_ k: Int) -> Record {
             Record(id: "r\(k)", values: vector(), metadata: ["g": .number(Double(k % 10)), "k": .string("v\(k % 97)")])
