@@ -125,6 +125,7 @@ report = {
     "failed_operations_recovered_by_retry": fail.get("failed_recovered_by_retry"),
     "failed_operations_refused_typed": fail.get("failed_refused_typed"),
     "failed_operations_not_surfaced": fail.get("failed_not_surfaced"),
+    "failed_operations_given_up_then_reopened": fail.get("failed_given_up_then_reopened"),
     "failed_operation_violations": fail.get("failed_operation_violations"),
     "power_cuts": power.get("power_cuts"),
     "power_cut_violations": power.get("power_cut_violations"),

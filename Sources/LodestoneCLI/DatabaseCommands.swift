@@ -14,6 +14,18 @@ struct DatabaseOptions: ParsableArguments {
     @Flag(help: "Print JSON (one object per line) instead of text.") var json = false
 
     func open() throws -> Database { try Database(path: db) }
+
+    /// Prints one result: the JSON object `fields` fills with `--json`,
+    /// else `text`.
+    func report(_ text: @autoclosure () -> String, _ fields: (inout JSONLine) -> Void) {
+        if json {
+            var line = JSONLine()
+            fields(&line)
+            print(line.text)
+        } else {
+            print(text())
+        }
+    }
 }
 
 /// Exit codes: 0 success, 1 other failure, 2 usage, 3 not found (index or
@@ -71,16 +83,7 @@ func parseFilter(_ argument: String?) throws -> Filter? {
 
 func metadataJSON(_ m: Metadata?) -> String {
     guard let m, !m.isEmpty else { return "null" }
-    let object = m.mapValues { v -> Any in
-        switch v {
-        case let .string(s): return s
-        case let .number(n): return n
-        case let .bool(b): return b
-        case let .strings(l): return l
-        }
-    }
-    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-    return String(decoding: data, as: UTF8.self)
+    return m.jsonText
 }
 
 struct CreateCommand: ParsableCommand {
@@ -103,12 +106,8 @@ struct CreateCommand: ParsableCommand {
             try db.createIndex(name: name, dimension: dimension, metric: metric, embeddingModel: model,
                                options: IndexOptions(kind: kind, hnsw: HNSWParameters(m: m, efConstruction: efConstruction,
                                                                                        efSearch: efSearch)))
-            if options.json {
-                var line = JSONLine()
-                line.set("created", name)
-                print(line.text)
-            } else {
-                print("created \(kind.rawValue) index \"\(name)\" (\(dimension)-d, \(metric.rawValue)) in \(options.db)")
+            options.report("created \(kind.rawValue) index \"\(name)\" (\(dimension)-d, \(metric.rawValue)) in \(options.db)") {
+                $0.set("created", name)
             }
         }
     }
@@ -121,13 +120,7 @@ struct ListCommand: ParsableCommand {
     func run() throws {
         try CLIExit.run {
             for name in try options.open().listIndexes() {
-                if options.json {
-                    var line = JSONLine()
-                    line.set("name", name)
-                    print(line.text)
-                } else {
-                    print(name)
-                }
+                options.report(name) { $0.set("name", name) }
             }
         }
     }
@@ -171,13 +164,7 @@ struct DropCommand: ParsableCommand {
     func run() throws {
         try CLIExit.run {
             try options.open().deleteIndex(name)
-            if options.json {
-                var line = JSONLine()
-                line.set("dropped", name)
-                print(line.text)
-            } else {
-                print("dropped \"\(name)\"")
-            }
+            options.report("dropped \"\(name)\"") { $0.set("dropped", name) }
         }
     }
 }
@@ -276,13 +263,10 @@ struct UpsertCommand: ParsableCommand {
             // the next command maps it instead of replaying the inserts.
             if !noPersist { try db.index(name).persist() }
             progress.done()
-            if options.json {
-                var line = JSONLine()
-                line.set("upserted", count)
-                line.set("seconds", now() - start, digits: 3)
-                print(line.text)
-            } else {
-                print(String(format: "upserted %d records into \"%@\" in %.2f s", count, name, now() - start))
+            let seconds = now() - start
+            options.report(String(format: "upserted %d records into \"%@\" in %.2f s", count, name, seconds)) {
+                $0.set("upserted", count)
+                $0.set("seconds", seconds, digits: 3)
             }
         }
     }
@@ -455,13 +439,7 @@ struct DeleteCommand: ParsableCommand {
                 guard !ids.isEmpty else { throw ValidationError("give ids, --filter or --all") }
                 deleted = try index.delete(ids: ids, namespace: namespace)
             }
-            if options.json {
-                var line = JSONLine()
-                line.set("deleted", deleted)
-                print(line.text)
-            } else {
-                print("deleted \(deleted) records")
-            }
+            options.report("deleted \(deleted) records") { $0.set("deleted", deleted) }
         }
     }
 }
@@ -494,13 +472,9 @@ struct ExportCommand: ParsableCommand {
             let t0 = now()
             let n = try options.open().index(name).export(to: file) { p in progress.show("exported \(p.records) records") }
             progress.done()
-            if options.json {
-                var line = JSONLine()
-                line.set("exported", n)
-                line.set("file", file)
-                print(line.text)
-            } else {
-                print(String(format: "exported %d records to %@ in %.2f s", n, file, now() - t0))
+            options.report(String(format: "exported %d records to %@ in %.2f s", n, file, now() - t0)) {
+                $0.set("exported", n)
+                $0.set("file", file)
             }
         }
     }

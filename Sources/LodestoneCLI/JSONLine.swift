@@ -1,10 +1,11 @@
 import Foundation
+import Lodestone
 
 /// One JSON object printed on one line, keys in insertion order.
 struct JSONLine {
     private var fields: [(String, String)] = []
 
-    mutating func set(_ key: String, _ value: String) { fields.append((key, "\"\(escape(value))\"")) }
+    mutating func set(_ key: String, _ value: String) { fields.append((key, MetadataValue.string(value).jsonText)) }
     mutating func set(_ key: String, _ value: Int) { fields.append((key, String(value))) }
     mutating func set(_ key: String, _ value: Bool) { fields.append((key, value ? "true" : "false")) }
     mutating func set(_ key: String, _ value: Double, digits: Int = 4) {
@@ -12,21 +13,6 @@ struct JSONLine {
     }
 
     var text: String { "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}" }
-
-    private func escape(_ s: String) -> String {
-        var out = ""
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            default:
-                if ch.value < 0x20 { out += String(format: "\\u%04x", ch.value) } else { out.unicodeScalars.append(ch) }
-            }
-        }
-        return out
-    }
 }
 
 /// Percentile of sorted samples (nearest rank).

@@ -59,15 +59,13 @@ public final class Index: @unchecked Sendable {
         var model: String
         var parameters: HNSWParameters
 
+        /// The manifest's bytes: "LODEIDX1", the kind (UInt64: 0 HNSW, 1
+        /// flat), then ``VectorSettings``.
         func encoded() -> [UInt8] {
             var w = ByteWriter()
             w.raw(Array("LODEIDX1".utf8))
             w.u64(kind == .hnsw ? 0 : 1)
-            for v in [UInt64(dimension), metric.storageCode, UInt64(parameters.m), UInt64(parameters.efConstruction),
-                      UInt64(parameters.efSearch), parameters.seed] { w.u64(v) }
-            let m = Array(model.utf8)
-            w.u32(UInt32(m.count))
-            w.raw(m)
+            VectorSettings(dimension: dimension, metric: metric, parameters: parameters, model: model).encode(into: &w)
             return w.bytes
         }
 
@@ -76,19 +74,10 @@ public final class Index: @unchecked Sendable {
             var r = ByteReader(bytes) { corrupt("index settings truncated") }
             guard try r.raw(8) == Array("LODEIDX1".utf8) else { throw corrupt("not the settings of a Lodestone Index") }
             let kindCode = try r.u64()
-            func int() throws(LodestoneError) -> Int {
-                guard let v = Int(exactly: try r.u64()), v <= 1 << 20 else { throw corrupt("absurd setting") }
-                return v
-            }
-            let d = try int(), metricCode = try r.u64(), m = try int(), efc = try int(), efs = try int()
-            let seed = try r.u64()
-            let n = Int(try r.u32())
-            let model = String(decoding: try r.raw(n), as: UTF8.self)
-            guard kindCode <= 1, let metric = Metric(storageCode: metricCode), d >= 1 else {
-                throw corrupt("unknown kind \(kindCode) or metric \(metricCode), or dimension \(d)")
-            }
-            return Settings(kind: kindCode == 0 ? .hnsw : .flat, dimension: d, metric: metric, model: model,
-                            parameters: HNSWParameters(m: m, efConstruction: efc, efSearch: efs, seed: seed))
+            guard kindCode <= 1 else { throw corrupt("unknown kind \(kindCode)") }
+            let s = try VectorSettings.decode(from: &r, corrupt: corrupt)
+            return Settings(kind: kindCode == 0 ? .hnsw : .flat, dimension: s.dimension, metric: s.metric, model: s.model,
+                            parameters: s.parameters)
         }
     }
 
@@ -365,7 +354,7 @@ public final class Index: @unchecked Sendable {
         let op = try r.raw(1)[0]
         switch op {
         case upsertOp:
-            let namespace = try MetadataCodec.readString(&r)
+            let namespace = try r.lengthPrefixedString()
             let count = Int(try r.u32()), dim = Int(try r.u32())
             guard dim == d else { throw .dimensionMismatch(expected: d, actual: dim) }
             guard count <= record.count else { throw .invalidArgument(name: "log record", reason: "\(count) records") }
@@ -373,7 +362,7 @@ public final class Index: @unchecked Sendable {
             rows.reserveCapacity(count * d)
             for _ in 0..<count {
                 slots.append(try r.u32())
-                ids.append(try MetadataCodec.readString(&r))
+                ids.append(try r.lengthPrefixedString())
                 for _ in 0..<d { rows.append(Float(bitPattern: try r.u32())) }
                 metadata.append(try MetadataCodec.decode(&r))
             }
@@ -402,7 +391,7 @@ public final class Index: @unchecked Sendable {
             func body() throws(LodestoneError) {
                 // A slot held by another id (a replay over a reused slot) is
                 // cleared first; the engine replaces its vector.
-                try engine.upsert(piece, keys: keys, dimension: d, threads: threads)
+                try engine.upsert(piece, keys: keys, threads: threads)
                 for i in start..<end {
                     table.set(slot: slots[i], id: ids[i], namespace: namespace, metadata: metadata[i])
                 }

@@ -58,25 +58,11 @@ final class VectorEngine: @unchecked Sendable {
 
     /// Stores `rows` (row-major, validated) under `keys`, replacing vectors
     /// already stored under a key.
-    func upsert(_ rows: [Float], keys: [UInt64], dimension d: Int, threads: Int) throws(LodestoneError) {
-        var newRows: [Float] = [], newKeys: [UInt64] = []
-        for (i, key) in keys.enumerated() {
-            let v = Array(rows[(i * d)..<((i + 1) * d)])
-            if let hnsw {
-                if hnsw.contains(key: key) { try hnsw.replace(v, key: key) } else {
-                    newKeys.append(key)
-                    newRows += v
-                }
-            } else if flat!.contains(key: key) {
-                try flat!.replace(v, key: key)
-            } else {
-                newKeys.append(key)
-                newRows += v
-            }
-        }
-        guard !newKeys.isEmpty else { return }
-        if let hnsw { try hnsw.add(contentsOf: newRows, keys: newKeys, threads: threads) } else {
-            try flat!.add(contentsOf: newRows, keys: newKeys)
+    func upsert(_ rows: [Float], keys: [UInt64], threads: Int) throws(LodestoneError) {
+        if var graph = hnsw {
+            try graph.upsert(contentsOf: rows, keys: keys, threads: threads)
+        } else {
+            try flat!.upsert(contentsOf: rows, keys: keys, threads: threads)
         }
     }
 

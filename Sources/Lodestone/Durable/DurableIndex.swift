@@ -165,51 +165,22 @@ public final class DurableIndex: Sendable {
     private static func applyUpsert(_ vectors: [Float], keys: [UInt64], to index: HNSWIndex, threads: Int)
         throws(LodestoneError)
     {
-        let d = index.dimension
-        var newVectors: [Float] = [], newKeys: [UInt64] = []
-        for (i, key) in keys.enumerated() {
-            let v = Array(vectors[(i * d)..<((i + 1) * d)])
-            if index.contains(key: key) {
-                try index.replace(v, key: key)
-            } else {
-                newKeys.append(key)
-                newVectors += v
-            }
-        }
-        if !newKeys.isEmpty { try index.add(contentsOf: newVectors, keys: newKeys, threads: threads) }
+        var graph = index
+        try graph.upsert(contentsOf: vectors, keys: keys, threads: threads)
     }
 
-    // MARK: Settings and files
+    // MARK: Settings
 
     private static func encodeSettings(_ index: HNSWIndex) -> [UInt8] {
         var w = ByteWriter()
-        let p = index.parameters
-        for v in [UInt64(index.dimension), index.metric.storageCode,
-                  UInt64(p.m), UInt64(p.efConstruction), UInt64(p.efSearch), p.seed] { w.u64(v) }
-        let model = Array(index.embeddingModel.utf8)
-        w.u32(UInt32(model.count))
-        w.raw(model)
+        VectorSettings(dimension: index.dimension, metric: index.metric, parameters: index.parameters,
+                       model: index.embeddingModel).encode(into: &w)
         return w.bytes
     }
 
-    private static func decodeSettings(_ bytes: [UInt8], path: String) throws(LodestoneError)
-        -> (dimension: Int, metric: Metric, parameters: HNSWParameters, model: String)
-    {
-        var r = ByteReader(bytes) { .corruptSegment(path: path, section: "manifest", reason: "settings truncated") }
-        func int() throws(LodestoneError) -> Int {
-            guard let v = Int(exactly: try r.u64()), v <= 1 << 20 else {
-                throw .corruptSegment(path: path, section: "manifest", reason: "absurd setting")
-            }
-            return v
-        }
-        let d = try int(), metricCode = try r.u64()
-        let m = try int(), efc = try int(), efs = try int(), seed = try r.u64()
-        let n = Int(try r.u32())
-        let model = String(decoding: try r.raw(n), as: UTF8.self)
-        guard let metric = Metric(storageCode: metricCode) else {
-            throw .corruptSegment(path: path, section: "manifest", reason: "unknown metric")
-        }
-        return (d, metric,
-                HNSWParameters(m: m, efConstruction: efc, efSearch: efs, seed: seed), model)
+    private static func decodeSettings(_ bytes: [UInt8], path: String) throws(LodestoneError) -> VectorSettings {
+        func corrupt(_ reason: String) -> LodestoneError { .corruptSegment(path: path, section: "manifest", reason: reason) }
+        var r = ByteReader(bytes) { corrupt("settings truncated") }
+        return try VectorSettings.decode(from: &r, corrupt: corrupt)
     }
 }

@@ -58,7 +58,7 @@ enum MetadataCodec {
         let count = Int(try r.u32())
         var out: Metadata = [:]
         for _ in 0..<count {
-            let name = try r.string(Int(try r.u32()))
+            let name = try r.lengthPrefixedString()
             out[name] = try value(tag: try r.u8(), field: name, &r)
         }
         return out
@@ -82,13 +82,13 @@ enum MetadataCodec {
         -> MetadataValue
     {
         switch tag {
-        case stringTag: return .string(try r.string(Int(try r.u32())))
+        case stringTag: return .string(try r.lengthPrefixedString())
         case numberTag: return .number(Double(bitPattern: try r.u64()))
         case boolTag: return .bool(try r.u8() != 0)
         case stringsTag:
             let n = Int(try r.u32())
             var list: [String] = []
-            for _ in 0..<n { list.append(try r.string(Int(try r.u32()))) }
+            for _ in 0..<n { list.append(try r.lengthPrefixedString()) }
             return .strings(list)
         default:
             throw .invalidMetadata(field: field, reason: "unknown stored type tag \(tag)")
@@ -108,11 +108,6 @@ enum MetadataCodec {
         }
     }
 
-    static func readString(_ r: inout ByteReader) throws(LodestoneError) -> String {
-        let n = Int(try r.u32())
-        return String(decoding: try r.raw(n), as: UTF8.self)
-    }
-
     // MARK: JSON
 
     /// The JSON object text (fields sorted by name).
@@ -122,21 +117,42 @@ enum MetadataCodec {
             if i > 0 { out += "," }
             JSONText.appendString(name, to: &out)
             out += ":"
-            switch metadata[name]! {
-            case let .string(s): JSONText.appendString(s, to: &out)
-            case let .number(n): out += JSONText.number(n)
-            case let .bool(b): out += b ? "true" : "false"
-            case let .strings(list):
-                out += "["
-                for (j, s) in list.enumerated() {
-                    if j > 0 { out += "," }
-                    JSONText.appendString(s, to: &out)
-                }
-                out += "]"
-            }
+            append(metadata[name]!, to: &out)
         }
         return out + "}"
     }
+
+    /// Appends one value as JSON.
+    static func append(_ value: MetadataValue, to out: inout String) {
+        switch value {
+        case let .string(s): JSONText.appendString(s, to: &out)
+        case let .number(n): out += JSONText.number(n)
+        case let .bool(b): out += b ? "true" : "false"
+        case let .strings(list):
+            out += "["
+            for (j, s) in list.enumerated() {
+                if j > 0 { out += "," }
+                JSONText.appendString(s, to: &out)
+            }
+            out += "]"
+        }
+    }
+}
+
+extension MetadataValue {
+    /// The value as JSON text (a string literal, a number that reads back
+    /// to the same double, `true`/`false`, or an array of strings).
+    public var jsonText: String {
+        var out = ""
+        MetadataCodec.append(self, to: &out)
+        return out
+    }
+}
+
+extension Dictionary where Key == String, Value == MetadataValue {
+    /// The metadata as a JSON object, fields sorted by name: the shape
+    /// Pinecone returns and ``Index/export(to:)`` writes.
+    public var jsonText: String { MetadataCodec.json(self) }
 }
 
 /// Writing JSON text by hand (no Foundation on the export path, exact
@@ -188,6 +204,11 @@ protocol LittleEndianReader {
     /// Compares the next `n` bytes with `other` (negative, 0, positive, as
     /// byte strings), consuming them.
     mutating func compare(_ n: Int, with other: [UInt8]) throws(LodestoneError) -> Int
+}
+
+extension LittleEndianReader {
+    /// A string stored as its UTF-8 length (UInt32) and bytes.
+    mutating func lengthPrefixedString() throws(LodestoneError) -> String { try string(Int(try u32())) }
 }
 
 extension ByteReader: LittleEndianReader {

@@ -131,7 +131,7 @@ final class RecordBase: MetadataSource, @unchecked Sendable {
         guard n <= headerBytes.count else { throw corrupt("records.header", "\(n) namespaces") }
         var names: [String] = [], counts: [Int] = []
         for _ in 0..<n {
-            names.append(try MetadataCodec.readString(&r))
+            names.append(try r.lengthPrefixedString())
             counts.append(Int(try r.u64() & 0xFFFF_FFFF))
         }
         guard Set(names).count == names.count else { throw corrupt("records.header", "a namespace is listed twice") }

@@ -196,12 +196,8 @@ struct ReliabilityHostileCommand: ParsableCommand {
         try FileManager.default.createDirectory(atPath: golden, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         // The golden index: the reliability workload, persisted.
-        let quiet = Process()
-        quiet.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        quiet.arguments = ["reliability-workload", "--dir", golden, "--seed", "3"]
-        quiet.standardOutput = FileHandle.nullDevice
-        try quiet.run()
-        quiet.waitUntilExit()
+        let built = try WorkloadChild.run(golden, seed: 3, environment: [:])
+        guard built.status == 0 else { throw CLIError("the golden workload failed: \(built.stderr)") }
         var files: [String: (segment: Int, manifest: Int, sections: Int)] = [:]
         do {
             let db = try Database(path: golden)

@@ -1,0 +1,39 @@
+/// What a manifest records about a vector index so it can be recreated
+/// before its first segment exists and checked against the segment after:
+/// dimension, metric, HNSW parameters and embedding model.
+///
+/// Encoding (little-endian): dimension, metric code, m, efConstruction,
+/// efSearch, seed (UInt64 each), then the model's UTF-8 length (UInt32) and
+/// bytes. ``DurableIndex`` stores exactly this; an ``Index`` prefixes it with
+/// its own magic and kind.
+struct VectorSettings: Equatable {
+    var dimension: Int
+    var metric: Metric
+    var parameters: HNSWParameters
+    var model: String
+
+    func encode(into w: inout ByteWriter) {
+        for v in [UInt64(dimension), metric.storageCode, UInt64(parameters.m), UInt64(parameters.efConstruction),
+                  UInt64(parameters.efSearch), parameters.seed] { w.u64(v) }
+        let m = Array(model.utf8)
+        w.u32(UInt32(m.count))
+        w.raw(m)
+    }
+
+    /// Reads settings from `r`; `corrupt(reason)` makes the error (naming
+    /// the manifest) for absurd values.
+    static func decode(from r: inout ByteReader, corrupt: (String) -> LodestoneError) throws(LodestoneError) -> VectorSettings {
+        func int() throws(LodestoneError) -> Int {
+            guard let v = Int(exactly: try r.u64()), v <= 1 << 20 else { throw corrupt("absurd setting") }
+            return v
+        }
+        let d = try int(), metricCode = try r.u64(), m = try int(), efc = try int(), efs = try int()
+        let seed = try r.u64()
+        let model = try r.lengthPrefixedString()
+        guard let metric = Metric(storageCode: metricCode), d >= 1 else {
+            throw corrupt("unknown metric \(metricCode), or dimension \(d)")
+        }
+        return VectorSettings(dimension: d, metric: metric,
+                              parameters: HNSWParameters(m: m, efConstruction: efc, efSearch: efs, seed: seed), model: model)
+    }
+}
