@@ -26,7 +26,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Batch mode: run the batch this many times and report the fastest.") var repeats: Int = 3
     @Option(help: "Use only the first N queries.") var limitQueries: Int?
     @Flag(help: "Print JSON lines.") var json = false
-    @Option(help: "HNSW: a filter file (a Pinecone filter, or an object whose \"filter\" field is one); point --truth at the filtered ground truth.")
+    @Option(help: "A filter file (a Pinecone filter, or an object whose \"filter\" field is one); point --truth at the filtered ground truth.")
     var filter: String?
     @Option(help: "Metadata, JSON Lines in base-vector order (needed with --filter).") var metadata: String?
     @Option(help: "HNSW: also persist the index into this folder, reopen it in a fresh process and report persist_s, open_ms, open_rss_mb and the reopened index's recall and qps.")
@@ -81,7 +81,6 @@ struct BenchCommand: ParsableCommand {
         let nq = queryM.rows
         var allowed: (keys: Bitset, count: Int)? = nil
         if let filterPath = filter {
-            guard hnsw != nil else { throw ValidationError("--filter needs --index hnsw") }
             guard let metadataPath = metadata else { throw ValidationError("--filter needs --metadata M.jsonl") }
             var json = try JSONValue.parse(String(contentsOfFile: filterPath, encoding: .utf8))
             if case let .object(fields) = json, let inner = fields["filter"] { json = inner }
@@ -115,7 +114,12 @@ struct BenchCommand: ParsableCommand {
             line.set("queries", queryM.rows)
             var plans: [String: Int] = [:]
             func searchOne(_ q: [Float]) throws -> [Neighbor] {
-                if let flat { return try flat.search(q, k: k) }
+                if let flat {
+                    guard let allowed else { return try flat.search(q, k: k) }
+                    let (results, statistics) = try flat.search(q, k: k, allowedKeys: allowed.keys, matchCount: allowed.count)
+                    plans[statistics.plan.rawValue, default: 0] += 1
+                    return results
+                }
                 if let allowed {
                     let (results, statistics) = try hnsw!.search(q, k: k, ef: efValue, allowedKeys: allowed.keys,
                                                                  matchCount: allowed.count)
@@ -133,7 +137,11 @@ struct BenchCommand: ParsableCommand {
                     let s0 = now()
                     var r: [[Neighbor]]
                     var st: BatchSearchStatistics? = nil
-                    if let flat {
+                    if let flat, let allowed {
+                        r = try flat.search(batch: queryM.values, k: k, allowedKeys: allowed.keys, matchCount: allowed.count,
+                                            threads: threads)
+                        plans["flat-batch", default: 0] += nq
+                    } else if let flat {
                         let out = try flat.searchWithStatistics(batch: queryM.values, k: k, threads: threads)
                         r = out.results
                         st = out.statistics

@@ -215,10 +215,18 @@ struct IndexAPITests {
             #expect(one.map(\.id) == b.map(\.id))
             #expect(one.map(\.id) == Self.exactFiltered(q, records: records, filter: nil, k: 10))
         }
-        let filter = try Filter(json: #"{"year": {"$lt": 2015}}"#)
-        let filtered = try index.queryBatch(vectors: queries, topK: 10, filter: filter, threads: 2)
-        for (q, b) in zip(queries, filtered) {
-            #expect(b.map(\.id) == Self.exactFiltered(q, records: records, filter: filter, k: 10))
+        // Few matches (one filtered scan per query), some (the matching rows
+        // gathered, then BLAS), most (BLAS over every row, the rest passed
+        // over): each batch answer equals the single query's and the exact one.
+        for text in [#"{"year": {"$lt": 2015}}"#, #"{"year": {"$lt": 2022}}"#, #"{"year": {"$gte": 2016}}"#] {
+            let filter = try Filter(json: text)
+            let filtered = try index.queryBatch(vectors: queries, topK: 10, filter: filter, threads: 2)
+            for (q, b) in zip(queries, filtered) {
+                let one = try index.query(vector: q, topK: 10, filter: filter).matches
+                #expect(one.map(\.id) == b.map(\.id), "\(text)")
+                #expect(one.map(\.score) == b.map(\.score), "\(text)")
+                #expect(b.map(\.id) == Self.exactFiltered(q, records: records, filter: filter, k: 10), "\(text)")
+            }
         }
     }
 

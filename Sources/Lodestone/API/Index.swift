@@ -498,10 +498,13 @@ public final class Index: @unchecked Sendable {
                          includeMetadata: includeMetadata, ef: ef, explain: explain)
     }
 
-    /// Many queries at once, for offline jobs: without a filter on a flat
-    /// index they go through BLAS (``FlatIndex/search(batch:k:threads:)-([Float],_,_)``),
-    /// on HNSW through parallel graph searches; with a filter, each runs
-    /// the planner on one of `threads` threads.
+    /// Many queries at once, for offline jobs. On a flat index they go
+    /// through BLAS, filtered or not (a filter, or a namespace among
+    /// several, restricts the product to the matching rows: see
+    /// ``FlatIndex/search(batch:k:allowedKeys:matchCount:threads:)``); on
+    /// HNSW they run as parallel graph searches, and with a filter each runs
+    /// the planner on one of `threads` threads. Each query's answer equals
+    /// ``query(vector:topK:namespace:filter:includeValues:includeMetadata:ef:explain:embeddingModel:)``'s.
     public func queryBatch(vectors: [[Float]], topK: Int, namespace: String = "", filter: Filter? = nil,
                            includeValues: Bool = false, includeMetadata: Bool = false, ef: Int? = nil,
                            threads: Int = FlatIndex.defaultThreadCount) throws(LodestoneError) -> [[Match]] {
@@ -514,10 +517,15 @@ public final class Index: @unchecked Sendable {
                 return [[Match]](repeating: [], count: vectors.count)
             }
             let results: [[Neighbor]]
-            if allowed == nil {
-                results = try engine.search(batch: vectors.flatMap { $0 }, k: topK, ef: ef, threads: threads)
+            if let allowed {
+                if let batch = try engine.filteredBatch(vectors.flatMap { $0 }, k: topK, allowed: allowed,
+                                                        matches: matches, threads: threads) {
+                    results = batch
+                } else {
+                    results = try searchEach(vectors, k: topK, ef: ef, allowed: allowed, matches: matches, threads: threads)
+                }
             } else {
-                results = try searchEach(vectors, k: topK, ef: ef, allowed: allowed, matches: matches, threads: threads)
+                results = try engine.search(batch: vectors.flatMap { $0 }, k: topK, ef: ef, threads: threads)
             }
             return results.map { self.resolve($0, includeValues: includeValues, includeMetadata: includeMetadata) }
         }

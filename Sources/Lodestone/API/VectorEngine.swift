@@ -98,6 +98,16 @@ final class VectorEngine: @unchecked Sendable {
         return try flat!.search(batch: queries, k: k, threads: threads)
     }
 
+    /// Filtered searches of many queries as one batch (BLAS over the
+    /// matching rows) when the engine is flat; nil for a graph, whose
+    /// planner runs per query.
+    func filteredBatch(_ queries: [Float], k: Int, allowed: Bitset, matches: Int, threads: Int)
+        throws(LodestoneError) -> [[Neighbor]]?
+    {
+        guard let flat else { return nil }
+        return try flat.search(batch: queries, k: k, allowedKeys: allowed, matchCount: matches, threads: threads)
+    }
+
     /// Writes the engine and the owner's `extraSections` to a segment.
     func persist(to path: String, embeddingModel: String, extraSections: [PendingSection]) throws(LodestoneError) {
         if let hnsw {

@@ -132,9 +132,11 @@ extension FlatIndex {
     }
 
     /// GEMM candidates, then exact re-scoring, for `nq` prepared queries.
-    private func gemmSearch(
+    /// With `allowed` (keys; `mask` the same rows by slot), only those rows
+    /// are candidates, and `k` must not exceed their number.
+    func gemmSearch(
         queries: UnsafePointer<Float>, norms queryNorms: [Float], count nq: Int, k: Int, threads: Int,
-        statistics: inout BatchSearchStatistics
+        allowed: (keys: Bitset, slots: Bitset, matches: Int)? = nil, statistics: inout BatchSearchStatistics
     ) -> [[Candidate]] {
         BLAS.prepareForTiledCalls()
         let n = store.count, d = dimension, stride = store.stride
@@ -200,9 +202,10 @@ extension FlatIndex {
                                     let scores = tile + i * rowTile
                                     if isL2 {
                                         selectL2(scores: scores, count: w, firstRow: t, queryNorm: qNorms[q0 + i],
-                                                 rowNorms: rowNorms.baseAddress!, into: &heaps[i])
+                                                 rowNorms: rowNorms.baseAddress!, mask: allowed?.slots, into: &heaps[i])
                                     } else {
-                                        selectInnerProduct(scores: scores, count: w, firstRow: t, into: &heaps[i])
+                                        selectInnerProduct(scores: scores, count: w, firstRow: t, mask: allowed?.slots,
+                                                           into: &heaps[i])
                                     }
                                 }
                                 local.gemmSeconds += g1 - g0
@@ -244,7 +247,12 @@ extension FlatIndex {
                                                               maxRowNorm: store.maxNorm)
                                 if !(exact[k - 1].distance < bound - eps) {
                                     fallbacks.add(1, ordering: .relaxed)
-                                    results[qi] = scan(query: q, k: k)
+                                    if let allowed {
+                                        results[qi] = filteredScan(query: q, k: k, allowed: allowed.keys,
+                                                                   matches: allowed.matches).best
+                                    } else {
+                                        results[qi] = scan(query: q, k: k)
+                                    }
                                     continue
                                 }
                             }
@@ -270,14 +278,17 @@ extension FlatIndex {
     /// products with the query (rank value = −score). Once the heap is full
     /// almost every row is rejected: the SIMD `firstIndex` kernel skips to the
     /// next score that reaches the heap's threshold.
+    /// With a `mask` (by slot), rows outside it are passed over.
     @inline(__always)
-    private func selectInnerProduct(scores: UnsafeMutablePointer<Float>, count w: Int, firstRow: Int,
+    private func selectInnerProduct(scores: UnsafeMutablePointer<Float>, count w: Int, firstRow: Int, mask: Bitset?,
                                     into heap: inout TopKHeap) {
         var j = 0
         while true {
             j += kernels.firstIndex(scores + j, count: w - j, atLeast: -heap.threshold)
             if j >= w { break }
-            heap.consider(Candidate(distance: -scores[j], id: UInt64(firstRow + j)))
+            if mask?.contains(firstRow + j) ?? true {
+                heap.consider(Candidate(distance: -scores[j], id: UInt64(firstRow + j)))
+            }
             j += 1
         }
     }
@@ -287,9 +298,9 @@ extension FlatIndex {
     /// in place so the inner-product selection applies.
     @inline(__always)
     private func selectL2(scores: UnsafeMutablePointer<Float>, count w: Int, firstRow: Int, queryNorm: Float,
-                          rowNorms: UnsafePointer<Float>, into heap: inout TopKHeap) {
+                          rowNorms: UnsafePointer<Float>, mask: Bitset?, into heap: inout TopKHeap) {
         for j in 0..<w { scores[j] = 2 * scores[j] - queryNorm - rowNorms[firstRow + j] }
-        selectInnerProduct(scores: scores, count: w, firstRow: firstRow, into: &heap)
+        selectInnerProduct(scores: scores, count: w, firstRow: firstRow, mask: mask, into: &heap)
     }
 
     /// An upper bound of |GEMM rank value − kernel rank value| for one pair:

@@ -24,6 +24,19 @@ extension FlatIndex {
                     SearchStatistics(plan: .flatScan, candidates: n, matches: n, ef: 0, nodesVisited: n, distancesComputed: n))
         }
         let matches = matchCount ?? allowed.count
+        let (best, compared) = filteredScan(query: q, k: k, allowed: allowed, matches: matches)
+        return (best.map { Neighbor(key: $0.id, score: metric.score(rankValue: $0.distance)) },
+                SearchStatistics(plan: .flatScan, candidates: n, matches: matches, ef: 0, nodesVisited: compared,
+                                 distancesComputed: compared))
+    }
+
+    /// The exact best `k` (by rank value, best first) among the rows whose
+    /// keys are in `allowed` (`matches` of them), and how many rows were
+    /// compared.
+    func filteredScan(query q: UnsafePointer<Float>, k: Int, allowed: Bitset, matches: Int)
+        -> (best: [Candidate], compared: Int)
+    {
+        let n = count
         let heapStorage = UnsafeMutablePointer<Candidate>.allocate(capacity: max(k, 1))
         defer { heapStorage.deallocate() }
         var heap = TopKHeap(storage: heapStorage, capacity: k)
@@ -74,8 +87,6 @@ extension FlatIndex {
             }
             compared = n
         }
-        let best = heap.drainSorted().map { Neighbor(key: $0.id, score: metric.score(rankValue: $0.distance)) }
-        return (best, SearchStatistics(plan: .flatScan, candidates: n, matches: matches, ef: 0, nodesVisited: compared,
-                                       distancesComputed: compared))
+        return (heap.drainSorted(), compared)
     }
 }
