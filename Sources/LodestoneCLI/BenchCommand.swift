@@ -146,7 +146,9 @@ struct BenchCommand: ParsableCommand {
                         r = out.results
                         st = out.statistics
                     } else {
-                        r = try hnsw!.search(batch: queryM.values, k: k, ef: efValue, threads: threads)
+                        r = try hnsw!.search(batch: queryM.values, k: k, ef: efValue, allowedKeys: allowed?.keys,
+                                             matchCount: allowed?.count, threads: threads)
+                        if allowed != nil { plans["batch", default: 0] += nq }
                     }
                     let e = now() - s0
                     if e < elapsed {

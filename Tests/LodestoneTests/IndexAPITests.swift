@@ -54,6 +54,10 @@ struct IndexAPITests {
                 }
                 let recall = Double(hits) / Double(max(wanted, 1))
                 #expect(recall >= 0.95, "recall \(recall) for \(json) (\(matching) matches)")
+                // A batch answers each query as the single query does (a narrow
+                // filter's exact scan runs once for the batch, through BLAS).
+                let batch = try index.queryBatch(vectors: queries, topK: 10, filter: filter, threads: 2)
+                #expect(batch.map { $0.map(\.id) } == Array(before.suffix(queries.count)), "\(json)")
             }
             try index.persist()
         }

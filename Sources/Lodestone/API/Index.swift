@@ -503,7 +503,9 @@ public final class Index: @unchecked Sendable {
     /// several, restricts the product to the matching rows: see
     /// ``FlatIndex/search(batch:k:allowedKeys:matchCount:threads:)``); on
     /// HNSW they run as parallel graph searches, and with a filter each runs
-    /// the planner on one of `threads` threads. Each query's answer equals
+    /// the planner on one of `threads` threads, except that a filter narrow
+    /// enough for the planner's exact scan gathers the matching vectors once
+    /// and multiplies the whole batch by them (BLAS). Each query's answer equals
     /// ``query(vector:topK:namespace:filter:includeValues:includeMetadata:ef:explain:embeddingModel:)``'s.
     public func queryBatch(vectors: [[Float]], topK: Int, namespace: String = "", filter: Filter? = nil,
                            includeValues: Bool = false, includeMetadata: Bool = false, ef: Int? = nil,
@@ -516,42 +518,15 @@ public final class Index: @unchecked Sendable {
             guard let (allowed, matches) = allowedSlots(filter: filter, namespace: namespace), matches > 0 else {
                 return [[Match]](repeating: [], count: vectors.count)
             }
+            let rows = vectors.flatMap { $0 }
             let results: [[Neighbor]]
             if let allowed {
-                if let batch = try engine.filteredBatch(vectors.flatMap { $0 }, k: topK, allowed: allowed,
-                                                        matches: matches, threads: threads) {
-                    results = batch
-                } else {
-                    results = try searchEach(vectors, k: topK, ef: ef, allowed: allowed, matches: matches, threads: threads)
-                }
+                results = try engine.search(batch: rows, k: topK, ef: ef, allowed: allowed, matches: matches, threads: threads)
             } else {
-                results = try engine.search(batch: vectors.flatMap { $0 }, k: topK, ef: ef, threads: threads)
+                results = try engine.search(batch: rows, k: topK, ef: ef, threads: threads)
             }
             return results.map { self.resolve($0, includeValues: includeValues, includeMetadata: includeMetadata) }
         }
-    }
-
-    private func searchEach(_ vectors: [[Float]], k: Int, ef: Int?, allowed: Bitset?, matches: Int, threads: Int)
-        throws(LodestoneError) -> [[Neighbor]]
-    {
-        let out = Locked([[Neighbor]](repeating: [], count: vectors.count))
-        let failure = Locked<LodestoneError?>(nil)
-        let next = Atomic<Int>(0)
-        parallelRun(threads: max(1, min(threads, vectors.count))) { _ in
-            while true {
-                let i = next.add(1, ordering: .relaxed).oldValue
-                if i >= vectors.count { return }
-                do throws(LodestoneError) {
-                    let r = try engine.search(vectors[i], k: k, ef: ef, allowed: allowed, matches: matches).results
-                    out.withLock { $0[i] = r }
-                } catch {
-                    failure.withLock { $0 = error }
-                    return
-                }
-            }
-        }
-        if let e = failure.withLock({ $0 }) { throw e }
-        return out.withLock { $0 }
     }
 
     private func resolve(_ neighbors: [Neighbor], includeValues: Bool, includeMetadata: Bool) -> [Match] {

@@ -98,14 +98,17 @@ final class VectorEngine: @unchecked Sendable {
         return try flat!.search(batch: queries, k: k, threads: threads)
     }
 
-    /// Filtered searches of many queries as one batch (BLAS over the
-    /// matching rows) when the engine is flat; nil for a graph, whose
-    /// planner runs per query.
-    func filteredBatch(_ queries: [Float], k: Int, allowed: Bitset, matches: Int, threads: Int)
-        throws(LodestoneError) -> [[Neighbor]]?
+    /// Filtered searches of many queries (row-major) as one batch: on a
+    /// flat index, BLAS over the matching rows; on a graph, the planner per
+    /// query, except that a filter narrow enough for its exact scan runs it
+    /// once for the batch (BLAS over the gathered matches).
+    func search(batch queries: [Float], k: Int, ef: Int?, allowed: Bitset, matches: Int, threads: Int)
+        throws(LodestoneError) -> [[Neighbor]]
     {
-        guard let flat else { return nil }
-        return try flat.search(batch: queries, k: k, allowedKeys: allowed, matchCount: matches, threads: threads)
+        if let hnsw {
+            return try hnsw.search(batch: queries, k: k, ef: ef, allowedKeys: allowed, matchCount: matches, threads: threads)
+        }
+        return try flat!.search(batch: queries, k: k, allowedKeys: allowed, matchCount: matches, threads: threads)
     }
 
     /// Writes the engine and the owner's `extraSections` to a segment.

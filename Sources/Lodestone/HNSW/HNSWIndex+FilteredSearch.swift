@@ -118,6 +118,21 @@ extension HNSWIndex {
         }
     }
 
+    /// The exact scan for a batch of prepared queries: the matching vectors
+    /// are gathered once into a flat index, which multiplies the whole batch
+    /// by them (BLAS) and re-scores exactly.
+    func exactBatch(_ prepared: [Float], k: Int, allowedKeys: Bitset, threads: Int) throws(LodestoneError) -> [[Neighbor]] {
+        let nodes = nodes(forKeys: allowedKeys)
+        guard !nodes.isEmpty else { return [[Neighbor]](repeating: [], count: prepared.count / dimension) }
+        var rows: [Float] = []
+        rows.reserveCapacity(nodes.count * dimension)
+        for node in nodes { rows.append(contentsOf: UnsafeBufferPointer(start: vector(node), count: dimension)) }
+        if let failure = corruption() { throw failure }
+        var matching = try FlatIndex(dimension: dimension, metric: metric, kernels: kernels)
+        try matching.add(contentsOf: rows, keys: nodes.map(key))
+        return try matching.search(batch: prepared, k: k, threads: threads)
+    }
+
     /// Compares the query with every live node whose key is allowed: looks
     /// the matches up, then scores them in groups with the gather kernel.
     /// Returns the best `k` and how many vectors were compared.

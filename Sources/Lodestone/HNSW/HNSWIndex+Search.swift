@@ -64,8 +64,16 @@ extension HNSWIndex {
         return result
     }
 
-    /// ``search(_:k:ef:)`` for many queries (row-major), on `threads` threads.
-    public func search(batch queries: [Float], k: Int, ef: Int? = nil, threads: Int = FlatIndex.defaultThreadCount)
+    /// ``search(_:k:ef:)`` for many queries (row-major), on `threads`
+    /// threads; with `allowedKeys`, what
+    /// ``search(_:k:ef:allowedKeys:matchCount:)`` returns for each query.
+    ///
+    /// A filter narrow enough for the planner's exact scan (fewer matches
+    /// than ``exactScanSelectivity`` of the index) is answered for the whole
+    /// batch at once: the matching vectors are gathered once and the queries
+    /// multiplied by them with BLAS (an exact ``FlatIndex`` batch search).
+    public func search(batch queries: [Float], k: Int, ef: Int? = nil, allowedKeys: Bitset? = nil,
+                       matchCount: Int? = nil, threads: Int = FlatIndex.defaultThreadCount)
         throws(LodestoneError) -> [[Neighbor]]
     {
         guard threads >= 1 else { throw .invalidArgument(name: "threads", reason: "must be at least 1, got \(threads)") }
@@ -80,6 +88,10 @@ extension HNSWIndex {
             prepared.replaceSubrange((i * dimension)..<((i + 1) * dimension), with: q)
             efs = e
         }
+        if let allowedKeys, nq >= FlatIndex.gemmMinimumQueries,
+           Double(matchCount ?? allowedKeys.count) / Double(max(count, 1)) < HNSWIndex.exactScanSelectivity {
+            return try exactBatch(prepared, k: k, allowedKeys: allowedKeys, threads: threads)
+        }
         let out = UnsafeMutableBufferPointer<[Neighbor]>.allocate(capacity: nq)
         out.initialize(repeating: [])
         defer { out.deinitialize().deallocate() }
@@ -91,7 +103,12 @@ extension HNSWIndex {
                     while true {
                         let i = next.add(1, ordering: .relaxed).oldValue
                         if i >= nq { break }
-                        out[i] = searchPrepared(qp.baseAddress! + i * d, k: k, ef: efs, scratch: scratch)
+                        let q = qp.baseAddress! + i * d
+                        if let allowedKeys {
+                            out[i] = searchPlanned(q, k: k, ef: efs, allowedKeys: allowedKeys, matchCount: matchCount).results
+                        } else {
+                            out[i] = searchPrepared(q, k: k, ef: efs, scratch: scratch)
+                        }
                     }
                 }
             }
