@@ -234,6 +234,38 @@ struct IndexAPITests {
         }
     }
 
+    @Test("close persists the log, so reopening replays nothing and answers the same; a closed handle refuses calls")
+    func closeAndReopen() throws {
+        let dir = Fixtures.temporaryDirectory("api-close")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try Database(path: dir)
+        let index = try db.createIndex(name: "c", dimension: 384, metric: .cosine)
+        let records = Array(Fixtures.realRecords.prefix(500))
+        try index.upsert(records)
+        let q = Fixtures.realData.queries.row(0)
+        let before = try index.query(vector: q, topK: 10).matches.map(\.id)
+        try index.close()
+        #expect(throws: LodestoneError.indexClosed(name: "c")) { _ = try index.query(vector: q, topK: 10) }
+        #expect(throws: LodestoneError.indexClosed(name: "c")) { try index.upsert([records[0]]) }
+        // The log was folded into a segment; a new, empty log remains.
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/c")
+        let logs = files.filter { $0.hasPrefix("wal-") }
+        #expect(logs.count == 1 && files.contains { $0.hasPrefix("segment-") })
+        let logSize = try FileManager.default.attributesOfItem(atPath: dir + "/c/" + logs[0])[.size] as? Int
+        #expect(logSize == 0)
+        let reopened = try db.index("c")
+        #expect(reopened !== index)
+        #expect(try reopened.query(vector: q, topK: 10).matches.map(\.id) == before)
+        #expect(reopened.count == 500)
+        // Closing without persisting keeps the write in the log; the lock is
+        // released, so another Database (as another process) opens it.
+        try reopened.upsert([Record(id: "new", values: records[1].values)])
+        try db.close(persist: false)
+        let other = try Database(path: dir).index("c")
+        #expect(other.count == 501)
+        #expect(try other.fetch(ids: ["new"])["new"] != nil)
+    }
+
     @Test("fingerprint: the stored model's vectors pass, another distribution is flagged")
     func fingerprint() throws {
         let dir = Fixtures.temporaryDirectory("api-fp")

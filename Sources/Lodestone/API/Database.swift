@@ -88,7 +88,7 @@ public final class Database: Sendable {
     {
         try checkName(name)
         let index = try open.withLock { (open: inout [String: Index]) throws(LodestoneError) -> Index in
-            if let index = open[name] { return index }
+            if let index = open[name], !index.isClosed { return index }
             guard exists(name) else { throw .indexNotFound(name: name) }
             let index = try Index.open(name: name, directory: directory(name), durability: durability)
             open[name] = index
@@ -117,6 +117,26 @@ public final class Database: Sendable {
         return IndexDescription(name: name, dimension: index.dimension, metric: index.metric,
                                 embeddingModel: index.embeddingModel, kind: index.kind, recordCount: index.count,
                                 diskBytes: bytes, ready: true, fingerprint: index.vectorFingerprint)
+    }
+
+    /// Closes every index this database has opened
+    /// (``Index/close(persist:)``: by default each first persists what its
+    /// log holds, so the next open replays nothing). The database stays
+    /// usable: ``index(_:embeddingModel:durability:)`` opens an index again.
+    /// - Throws: the first error met; an index that failed to close stays
+    ///   open, and the others are closed regardless.
+    public func close(persist: Bool = true) throws(LodestoneError) {
+        let indexes = open.withLock { Array($0) }
+        var firstError: LodestoneError? = nil
+        for (name, index) in indexes where !index.isClosed {
+            do throws(LodestoneError) {
+                try index.close(persist: persist)
+                open.withLock { if $0[name] === index { $0[name] = nil } }
+            } catch {
+                if firstError == nil { firstError = error }
+            }
+        }
+        if let firstError { throw firstError }
     }
 
     /// Deletes an index and its files. Queries already running on it

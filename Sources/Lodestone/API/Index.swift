@@ -41,7 +41,8 @@ public final class Index: @unchecked Sendable {
     private var fingerprint: VectorFingerprint
     private let lock = ReadWriteLock()
     private let cache = Locked(FilterCache())
-    private let dropped = Atomic<Bool>(false)
+    /// 0 open, 1 deleted, 2 closed.
+    private let lifecycle = Atomic<UInt8>(0)
 
     /// Records applied under one hold of the write lock.
     public static let applyBatchSize = 1_024
@@ -149,10 +150,35 @@ public final class Index: @unchecked Sendable {
     }
 
     /// Marks the index deleted: later calls throw ``LodestoneError/indexNotFound(name:)``.
-    func markDropped() { dropped.store(true, ordering: .sequentiallyConsistent) }
+    func markDropped() { lifecycle.store(1, ordering: .sequentiallyConsistent) }
+
+    /// Whether ``close(persist:)`` was called on this instance.
+    var isClosed: Bool { lifecycle.load(ordering: .sequentiallyConsistent) == 2 }
 
     private func checkOpen() throws(LodestoneError) {
-        if dropped.load(ordering: .sequentiallyConsistent) { throw .indexNotFound(name: name) }
+        switch lifecycle.load(ordering: .sequentiallyConsistent) {
+        case 1: throw .indexNotFound(name: name)
+        case 2: throw .indexClosed(name: name)
+        default: break
+        }
+    }
+
+    /// Closes this index. First, unless `persist` is false, folds what its
+    /// log holds into a new segment (``persist()``), so the next open maps
+    /// that segment and replays nothing; then waits for writes and queries
+    /// in progress and releases the directory's lock. Later calls on this
+    /// instance throw ``LodestoneError/indexClosed(name:)``;
+    /// ``Database/index(_:embeddingModel:durability:)`` opens it again.
+    /// Without `close`, nothing is lost either: every acknowledged write is
+    /// in the log, and opening replays it.
+    public func close(persist: Bool = true) throws(LodestoneError) {
+        try checkOpen()
+        if persist && store.logBytes > 0 { try self.persist() }
+        try store.write { (_: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
+            lifecycle.store(2, ordering: .sequentiallyConsistent)
+        }
+        lock.writing {}  // queries that got in before the switch finish first
+        store.releaseLock()
     }
 
     private func checkModel(_ model: String?) throws(LodestoneError) {
@@ -330,7 +356,14 @@ public final class Index: @unchecked Sendable {
         throws(LodestoneError) -> T
     {
         if store.needsRecovery { try persist() }
-        return try store.write(body)
+        return try withoutActuallyEscaping(body) { (body) throws(LodestoneError) -> T in
+            try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T in
+                // Checked again under the writer lock: a close or delete that
+                // got there first wins, and nothing is logged after it.
+                try checkOpen()
+                return try body(log)
+            }
+        }
     }
 
     /// Writes everything to a new segment (compacted), so that reopening
@@ -338,6 +371,7 @@ public final class Index: @unchecked Sendable {
     public func persist() throws(LodestoneError) {
         try checkOpen()
         try store.persist { (path: String) throws(LodestoneError) in
+            try checkOpen()
             // The writer lock is held: nothing changes the table or engine.
             let sections = table.sections(fingerprint: fingerprint)
             try engine.persist(to: path, embeddingModel: embeddingModel, extraSections: sections)

@@ -36,17 +36,27 @@ final class DurableStore: @unchecked Sendable {
         var log: WriteAheadLog
     }
     private let state: Locked<State>
-    private let lockDescriptor: Int32
+    /// The directory lock's descriptor; -1 once released.
+    private let lockDescriptor: Locked<Int32>
 
     private init(directory: String, manifest: Manifest, log: WriteAheadLog, replayed: Int, dropped: Int, lock: Int32) {
         self.directory = directory
         self.state = Locked(State(manifest: manifest, log: log))
         self.replayedRecords = replayed
         self.droppedTailBytes = dropped
-        self.lockDescriptor = lock
+        self.lockDescriptor = Locked(lock)
     }
 
-    deinit { close(lockDescriptor) }
+    deinit { releaseLock() }
+
+    /// Releases the directory's lock, so the directory can be opened again
+    /// (in this process or another). The owner must not write afterwards.
+    func releaseLock() {
+        lockDescriptor.withLock { fd in
+            if fd >= 0 { close(fd) }
+            fd = -1
+        }
+    }
 
     // MARK: Creating and opening
 

@@ -44,6 +44,8 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
     case indexNotFound(name: String)
     /// An index of this name already exists in the database.
     case indexAlreadyExists(name: String)
+    /// This ``Index`` instance was closed (``Index/close(persist:)``).
+    case indexClosed(name: String)
     /// The index was built with embedding model `expected`; `actual` was given.
     case embeddingModelMismatch(expected: String, actual: String)
     /// A record id is not acceptable (empty, too long, or named twice in one batch).
@@ -83,6 +85,8 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
             return "\(path): \(operation) failed: \(String(cString: strerror(errno))) (errno \(errno))"
         case let .indexNotFound(name):
             return "no index named \"\(name)\" exists (listIndexes() shows those that do)"
+        case let .indexClosed(name):
+            return "index \"\(name)\" was closed: open it again with Database.index(\"\(name)\")"
         case let .indexAlreadyExists(name):
             return "an index named \"\(name)\" already exists: open it, or delete it first"
         case let .embeddingModelMismatch(expected, actual):
