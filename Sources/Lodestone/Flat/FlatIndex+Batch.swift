@@ -65,14 +65,7 @@ extension FlatIndex {
     public func searchWithStatistics(batch queries: [Float], k: Int, threads: Int = FlatIndex.defaultThreadCount)
         throws(LodestoneError) -> (results: [[Neighbor]], statistics: BatchSearchStatistics)
     {
-        try checkSearchable(k: k)
-        guard threads >= 1 else {
-            throw .invalidArgument(name: "threads", reason: "must be at least 1, got \(threads)")
-        }
-        guard queries.count % dimension == 0 else {
-            throw .dimensionMismatch(expected: dimension, actual: queries.count % dimension)
-        }
-        let nq = queries.count / dimension
+        let nq = try checkBatch(queries, k: k, threads: threads)
         let start = monotonicSeconds()
         let prepared = try prepareRows(queries, count: nq)
         let kk = min(k, count)
@@ -96,6 +89,18 @@ extension FlatIndex {
             list.map { Neighbor(key: $0.id, score: metric.score(rankValue: $0.distance)) }
         }
         return (results, stats)
+    }
+
+    /// Validates a batch's arguments; returns the number of queries.
+    func checkBatch(_ queries: [Float], k: Int, threads: Int) throws(LodestoneError) -> Int {
+        try checkSearchable(k: k)
+        guard threads >= 1 else {
+            throw .invalidArgument(name: "threads", reason: "must be at least 1, got \(threads)")
+        }
+        guard queries.count % dimension == 0 else {
+            throw .dimensionMismatch(expected: dimension, actual: queries.count % dimension)
+        }
+        return queries.count / dimension
     }
 
     /// Below this many queries the batch runs the single-query scan instead.

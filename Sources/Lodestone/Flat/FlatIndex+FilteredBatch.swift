@@ -18,14 +18,7 @@ extension FlatIndex {
                        threads: Int = FlatIndex.defaultThreadCount) throws(LodestoneError) -> [[Neighbor]]
     {
         guard let allowed = allowedKeys else { return try search(batch: queries, k: k, threads: threads) }
-        try checkSearchable(k: k)
-        guard threads >= 1 else {
-            throw .invalidArgument(name: "threads", reason: "must be at least 1, got \(threads)")
-        }
-        guard queries.count % dimension == 0 else {
-            throw .dimensionMismatch(expected: dimension, actual: queries.count % dimension)
-        }
-        let nq = queries.count / dimension
+        let nq = try checkBatch(queries, k: k, threads: threads)
         let matches = matchCount ?? allowed.count
         guard matches > 0, nq > 0 else { return [[Neighbor]](repeating: [], count: nq) }
         let kk = min(k, matches)

@@ -26,10 +26,8 @@ struct ReliabilityFailCommand: ParsableCommand {
 
     func run() throws {
         let t0 = now()
-        try? FileManager.default.removeItem(atPath: work)
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
-        let ioOps = try WorkloadChild.countOperations(work + "/count", seed: seed)
+        let ioOps = try WorkloadChild.prepare(work: work, seed: seed)
         let points = limit > 0 ? min(limit, ioOps) : ioOps
         var failures: [String] = []
         var recovered = 0, refused = 0, unnoticed = 0, skipped = 0

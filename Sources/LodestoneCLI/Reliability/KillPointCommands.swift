@@ -109,6 +109,15 @@ struct WorkloadChild {
         return outcome
     }
 
+    /// Makes `work` a fresh, empty scratch directory, then counts the
+    /// workload's storage operations in it (see ``countOperations(_:seed:)``).
+    /// The caller removes `work` when done.
+    static func prepare(work: String, seed: Int) throws -> Int {
+        try? FileManager.default.removeItem(atPath: work)
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        return try countOperations(work + "/count", seed: seed)
+    }
+
     /// Runs the workload uninterrupted with counting on, checks it, and
     /// returns how many storage operations it makes.
     static func countOperations(_ dir: String, seed: Int) throws -> Int {
@@ -139,10 +148,8 @@ struct ReliabilityKillCommand: ParsableCommand {
 
     func run() throws {
         let t0 = now()
-        try? FileManager.default.removeItem(atPath: work)
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
-        let ioOps = try WorkloadChild.countOperations(work + "/count", seed: seed)
+        let ioOps = try WorkloadChild.prepare(work: work, seed: seed)
         var failures: [String] = []
         var deterministic = 0, survived = 0, torn = 0
         var operations: [String: Int] = [:]
