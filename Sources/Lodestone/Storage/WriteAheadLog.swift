@@ -82,6 +82,7 @@ final class WriteAheadLog: @unchecked Sendable {
         guard payload.count <= WriteAheadLog.maxRecord else {
             throw .invalidArgument(name: "batch", reason: "\(payload.count) bytes in one log record; the limit is \(WriteAheadLog.maxRecord): split the batch")
         }
+        if let refused = unusable { throw refused }
         var record = ByteWriter()
         record.u32(UInt32(payload.count))
         record.u32(payload.withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress, $0.count) })
@@ -93,7 +94,6 @@ final class WriteAheadLog: @unchecked Sendable {
             // acknowledged.
             record.pad(to: (record.bytes.count + WriteAheadLog.sector - 1) / WriteAheadLog.sector * WriteAheadLog.sector)
         }
-        if let refused = unusable { throw refused }
         let bytes = record.bytes
         do throws(LodestoneError) {
             try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
@@ -118,9 +118,13 @@ final class WriteAheadLog: @unchecked Sendable {
     /// Makes the log refuse records (its owner must persist first) because
     /// of `error`, which left what the log is part of unconfirmed on disk.
     func refuse(after error: LodestoneError) {
+        markUnusable("the switch to this log was not confirmed on disk: \(error)", errno: EIO)
+    }
+
+    /// Records why the log refuses records from now on.
+    private func markUnusable(_ reason: String, errno code: Int32) {
         failure.withLock {
-            $0 = .io(path: path, operation: "append (the switch to this log was not confirmed on disk: \(error); "
-                         + "persist() or reopening the index recovers)", errno: EIO)
+            $0 = .io(path: path, operation: "append (\(reason); persist() or reopening the index recovers)", errno: code)
         }
     }
 
@@ -130,10 +134,7 @@ final class WriteAheadLog: @unchecked Sendable {
     private func cutOff(after error: LodestoneError) {
         if StorageIO.ftruncate(fd, off_t(size)) != 0 {
             let code = errno
-            failure.withLock {
-                $0 = .io(path: path, operation: "append (the log could not be cut back after a failed write: "
-                             + "\(error); persist() or reopening the index recovers)", errno: code)
-            }
+            markUnusable("the log could not be cut back after a failed write: \(error)", errno: code)
         }
     }
 
@@ -149,10 +150,7 @@ final class WriteAheadLog: @unchecked Sendable {
             let target = currentSize()
             guard StorageIO.fdatasync(fd) == 0 else {
                 let code = errno
-                failure.withLock {
-                    $0 = .io(path: path, operation: "append (an earlier group-commit fdatasync of the log failed; "
-                                 + "persist() or reopening the index recovers)", errno: code)
-                }
+                markUnusable("an earlier group-commit fdatasync of the log failed", errno: code)
                 throw .io(path: path, operation: "fdatasync", errno: code)
             }
             durable = max(durable, target)
