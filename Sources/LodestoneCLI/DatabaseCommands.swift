@@ -30,12 +30,13 @@ struct DatabaseOptions: ParsableArguments {
 
 /// Exit codes: 0 success, 1 other failure, 2 usage, 3 not found (index or
 /// record), 4 invalid input (vectors, ids, metadata, filters, files),
-/// 5 damaged files or I/O failure.
+/// 5 damaged files or I/O failure, 6 the index is open in another process.
 enum CLIExit {
     static func code(for error: LodestoneError) -> Int32 {
         switch error {
         case .indexNotFound, .recordNotFound, .emptyIndex, .keyNotFound: return 3
         case .corruptSegment, .unsupportedFormatVersion, .io: return 5
+        case .directoryLocked: return 6
         default: return 4
         }
     }

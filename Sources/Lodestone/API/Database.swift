@@ -20,8 +20,10 @@ import Darwin
 /// ```
 ///
 /// A `Database` keeps one open ``Index`` per name and hands the same
-/// instance to every caller; it is safe to share between threads. One
-/// process at a time may open an index (a `LOCK` file guards it).
+/// instance to every caller; it is safe to share between threads. Two
+/// `Database` values on the same path in one process share their indexes
+/// too. One process at a time may open an index (a `LOCK` file guards it):
+/// another process gets ``LodestoneError/directoryLocked(path:inThisProcess:)``.
 public final class Database: Sendable {
     /// The directory.
     public let path: String
@@ -69,8 +71,10 @@ public final class Database: Sendable {
             guard open[name] == nil, !exists(name) else { throw .indexAlreadyExists(name: name) }
             let settings = Index.Settings(kind: options.kind, dimension: dimension, metric: metric, model: embeddingModel,
                                           parameters: options.hnsw)
-            let index = try Index.create(name: name, directory: directory(name), settings: settings,
-                                         durability: options.durability)
+            let index = try OpenIndexes.index(in: directory(name)) { () throws(LodestoneError) -> Index in
+                try Index.create(name: name, directory: directory(name), settings: settings,
+                                 durability: options.durability)
+            }
             open[name] = index
             return index
         }
@@ -88,9 +92,12 @@ public final class Database: Sendable {
     {
         try checkName(name)
         let index = try open.withLock { (open: inout [String: Index]) throws(LodestoneError) -> Index in
-            if let index = open[name], !index.isClosed { return index }
+            if let index = open[name], index.isOpen { return index }
             guard exists(name) else { throw .indexNotFound(name: name) }
-            let index = try Index.open(name: name, directory: directory(name), durability: durability)
+            // Another Database in this process may have it open: share it.
+            let index = try OpenIndexes.index(in: directory(name)) { () throws(LodestoneError) -> Index in
+                try Index.open(name: name, directory: directory(name), durability: durability)
+            }
             open[name] = index
             return index
         }

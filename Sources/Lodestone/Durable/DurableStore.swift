@@ -53,7 +53,7 @@ final class DurableStore: @unchecked Sendable {
     /// (in this process or another). The owner must not write afterwards.
     func releaseLock() {
         lockDescriptor.withLock { fd in
-            if fd >= 0 { close(fd) }
+            if fd >= 0 { Self.unlockDirectory(fd) }
             fd = -1
         }
     }
@@ -78,7 +78,7 @@ final class DurableStore: @unchecked Sendable {
             try manifest.write(to: directory)
             return DurableStore(directory: directory, manifest: manifest, log: log, replayed: 0, dropped: 0, lock: lock)
         } catch {
-            close(lock)
+            unlockDirectory(lock)
             throw error
         }
     }
@@ -111,7 +111,7 @@ final class DurableStore: @unchecked Sendable {
                                      dropped: fileLength - validLength, lock: lock)
             return (store, owner)
         } catch {
-            close(lock)
+            unlockDirectory(lock)
             throw error
         }
     }
@@ -207,13 +207,15 @@ final class DurableStore: @unchecked Sendable {
 
     // MARK: Files
 
-    /// Takes the directory's lock, or throws if another process holds it.
+    /// Takes the directory's lock, or throws
+    /// ``LodestoneError/directoryLocked(path:inThisProcess:)`` if another
+    /// handle holds it (this process's, or another's).
     private static func lockDirectory(_ directory: String) throws(LodestoneError) -> Int32 {
         let path = directory + "/LOCK"
         #if canImport(Glibc)
-        let fd = Glibc.open(path, O_RDWR | O_CREAT, 0o644)
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         #else
-        let fd = Darwin.open(path, O_RDWR | O_CREAT, 0o644)
+        let fd = Darwin.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         #endif
         guard fd >= 0 else {
             if errno == ENOENT { throw .invalidArgument(name: "directory", reason: "\(directory) does not exist") }
@@ -223,11 +225,46 @@ final class DurableStore: @unchecked Sendable {
             let e = errno
             close(fd)
             if e == EWOULDBLOCK {
-                throw .invalidArgument(name: "directory", reason: "\(directory) is open in another process (LOCK is held)")
+                // flock locks belong to open file descriptions, so a second
+                // open in this process is refused like another process's:
+                // tell the two apart by the locks this process holds.
+                let mine = lockIdentity(fd: nil, path: path).map { id in heldLocks.withLock { $0[id] != nil } } ?? false
+                throw .directoryLocked(path: directory, inThisProcess: mine)
             }
             throw .io(path: path, operation: "flock", errno: e)
         }
+        if let id = lockIdentity(fd: fd, path: path) { heldLocks.withLock { $0[id, default: 0] += 1 } }
         return fd
+    }
+
+    /// A lock file's device and inode: the same file however the directory
+    /// was named (relative, through a symlink).
+    private struct LockIdentity: Hashable {
+        var device: UInt64 = 0
+        var inode: UInt64 = 0
+    }
+
+    private static func lockIdentity(fd: Int32?, path: String) -> LockIdentity? {
+        var st = stat()
+        if let fd {
+            guard fstat(fd, &st) == 0 else { return nil }
+        } else {
+            guard stat(path, &st) == 0 else { return nil }
+        }
+        return LockIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
+    /// The lock files this process holds (a count per file, for safety).
+    private static let heldLocks = Locked<[LockIdentity: Int]>([:])
+
+    /// Releases a lock taken by ``lockDirectory(_:)``.
+    private static func unlockDirectory(_ fd: Int32) {
+        if let id = lockIdentity(fd: fd, path: "") {
+            heldLocks.withLock { held in
+                if let n = held[id] { held[id] = n > 1 ? n - 1 : nil }
+            }
+        }
+        close(fd)
     }
 
     static func makeDirectory(_ path: String) throws(LodestoneError) {

@@ -50,3 +50,27 @@ extension Metadata {
         return out
     }
 }
+
+extension MetadataValue: CustomStringConvertible, CustomDebugStringConvertible {
+    /// The value as the JSON a user wrote: `"text"`, `2025`, `0.5`, `true`,
+    /// `["a","b"]`. Printing a ``Metadata`` dictionary therefore shows
+    /// `["year": 2025, "popular": true]`; ``Metadata``'s `jsonText` gives the
+    /// JSON object itself.
+    public var description: String { jsonText }
+    public var debugDescription: String { jsonText }
+}
+
+extension MetadataValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
+    ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral
+{
+    /// `"text"` in a ``Metadata`` literal: ``string(_:)``.
+    public init(stringLiteral value: String) { self = .string(value) }
+    /// `2025` in a ``Metadata`` literal: ``number(_:)``.
+    public init(integerLiteral value: Int) { self = .number(Double(value)) }
+    /// `0.5` in a ``Metadata`` literal: ``number(_:)``.
+    public init(floatLiteral value: Double) { self = .number(value) }
+    /// `true` in a ``Metadata`` literal: ``bool(_:)``.
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    /// `["a", "b"]` in a ``Metadata`` literal: ``strings(_:)``.
+    public init(arrayLiteral elements: String...) { self = .strings(elements) }
+}

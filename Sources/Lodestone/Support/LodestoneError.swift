@@ -46,6 +46,10 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
     case indexAlreadyExists(name: String)
     /// This ``Index`` instance was closed (``Index/close(persist:)``).
     case indexClosed(name: String)
+    /// The index directory at `path` is already open for writing: by another
+    /// handle in this process when `inThisProcess`, else by another process
+    /// (its `LOCK` file is held). One handle at a time may own a directory.
+    case directoryLocked(path: String, inThisProcess: Bool)
     /// The index was built with embedding model `expected`; `actual` was given.
     case embeddingModelMismatch(expected: String, actual: String)
     /// A record id is not acceptable (empty, too long, or named twice in one batch).
@@ -87,6 +91,13 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
             return "no index named \"\(name)\" exists (listIndexes() shows those that do)"
         case let .indexClosed(name):
             return "index \"\(name)\" was closed: open it again with Database.index(\"\(name)\")"
+        case let .directoryLocked(path, inThisProcess):
+            if inThisProcess {
+                return "\(path) is already open in this process: use the handle that opened it, or close it first "
+                    + "(a Database hands out one shared Index per directory, whichever Database asks)"
+            }
+            return "\(path) is open in another process (it holds the LOCK file): close it there first; "
+                + "one process at a time may open an index"
         case let .indexAlreadyExists(name):
             return "an index named \"\(name)\" already exists: open it, or delete it first"
         case let .embeddingModelMismatch(expected, actual):
