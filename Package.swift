@@ -13,6 +13,9 @@ let package = Package(
     products: [
         .library(name: "Lodestone", targets: ["Lodestone"]),
         .executable(name: "lodestone", targets: ["LodestoneCLI"]),
+        // The C ABI (lodestone.h) for Python and other languages; a library
+        // user who depends on `Lodestone` never builds it.
+        .library(name: "LodestoneC", type: .dynamic, targets: ["LodestoneCAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -42,6 +45,11 @@ let package = Package(
             name: "Lodestone",
             dependencies: ["CLodestoneKernels", "CLodestoneBLAS", "CLodestoneLZ4", "CLodestoneZlib"],
             exclude: ["Storage/FORMAT.md"]  // the on-disk format's spec, kept beside the code
+        ),
+        .target(
+            name: "LodestoneCAPI",
+            dependencies: ["Lodestone"],
+            exclude: ["lodestone.h"]  // the hand-written C header, checked against the exports in CI
         ),
         .executableTarget(
             name: "LodestoneCLI",

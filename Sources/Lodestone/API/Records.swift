@@ -28,6 +28,14 @@ public struct Match: Sendable, Hashable {
     public var values: [Float]?
     /// The record's metadata, when asked for and present.
     public var metadata: Metadata?
+
+    /// Creates a match.
+    public init(id: String, score: Float, values: [Float]? = nil, metadata: Metadata? = nil) {
+        self.id = id
+        self.score = score
+        self.values = values
+        self.metadata = metadata
+    }
 }
 
 /// The answer to a query.

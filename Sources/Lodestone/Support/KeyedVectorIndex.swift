@@ -40,3 +40,42 @@ extension FlatIndex: KeyedVectorIndex {
         try add(contentsOf: vectors, keys: keys)
     }
 }
+
+extension KeyedVectorIndex {
+    /// Checks a batch for ``upsertBatch(contentsOf:keys:threads:metric:kernels:)``
+    /// as a whole: row count, keys named once, every row valid for `metric`.
+    fileprivate func validateBatch(_ rows: [Float], keys: [UInt64], metric: Metric,
+                                   kernels: DistanceKernels) throws(LodestoneError) {
+        let d = dimension
+        guard rows.count == keys.count * d else {
+            throw .invalidArgument(name: "vectors", reason: "\(rows.count) floats for \(keys.count) keys of dimension \(d)")
+        }
+        var seen = Set<UInt64>(minimumCapacity: keys.count)
+        for key in keys where !seen.insert(key).inserted { throw .duplicateKey(key) }
+        _ = try FlatIndex.prepareRows(rows, count: keys.count, dimension: d, metric: metric, kernels: kernels)
+    }
+}
+
+extension HNSWIndex {
+    /// Adds or replaces many vectors (row-major) by key: present keys get
+    /// the new vector (links repaired), the rest are added as one batch on
+    /// `threads` threads. The batch is validated as a whole first (row
+    /// count, keys named once, finite values, not zero under cosine): on
+    /// error nothing changes.
+    public func upsert(contentsOf vectors: [Float], keys: [UInt64], threads: Int = 1) throws(LodestoneError) {
+        guard threads >= 1 else { throw .invalidArgument(name: "threads", reason: "must be at least 1, got \(threads)") }
+        try validateBatch(vectors, keys: keys, metric: metric, kernels: kernels)
+        var index = self
+        try index.upsert(contentsOf: vectors, keys: keys, threads: threads)
+    }
+}
+
+extension FlatIndex {
+    /// Adds or replaces many vectors (row-major) by key, validated as a
+    /// whole first (row count, keys named once, finite values, not zero
+    /// under cosine): on error nothing changes.
+    public mutating func upsert(contentsOf vectors: [Float], keys: [UInt64]) throws(LodestoneError) {
+        try validateBatch(vectors, keys: keys, metric: metric, kernels: kernels)
+        try upsert(contentsOf: vectors, keys: keys, threads: 1)
+    }
+}
