@@ -1,0 +1,70 @@
+"""Loading libLodestoneC.so through cffi (ABI mode: no compiler needed).
+
+Nothing here runs at import: the library is opened on first use, so a
+process may import lodestone and fork (ann-benchmarks, Spark and
+multiprocessing do) before any Swift code has run.
+"""
+
+import os
+import threading
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+_lock = threading.Lock()
+_state = {}
+
+
+def _candidates():
+    env = os.environ.get("LODESTONE_LIBRARY")
+    if env:
+        yield Path(env)
+    yield _HERE / "_lib" / "libLodestoneC.so"
+    # A source checkout: Python/lodestone -> the repository's release build.
+    yield _HERE.parent.parent / ".build" / "release" / "libLodestoneC.so"
+
+
+def _header_text(library: Path) -> str:
+    for header in (library.parent / "lodestone.h", _HERE / "_lib" / "lodestone.h",
+                   _HERE.parent.parent / "Sources" / "LodestoneCAPI" / "lodestone.h"):
+        if header.exists():
+            text = header.read_text()
+            begin = text.index("/* cdef-begin")
+            begin = text.index("*/", begin) + 2
+            return text[begin:text.index("/* cdef-end */")]
+    raise ImportError("lodestone: lodestone.h not found beside the library")
+
+
+def load():
+    """(ffi, lib): the library, opened once per process."""
+    if "lib" in _state:
+        return _state["ffi"], _state["lib"]
+    with _lock:
+        if "lib" in _state:
+            return _state["ffi"], _state["lib"]
+        # Swift's crash backtracer is on by default on Linux; in a host
+        # process it would intercept other libraries' crashes.
+        os.environ.setdefault("SWIFT_BACKTRACE", "enable=no")
+        import cffi
+
+        tried = []
+        for path in _candidates():
+            if path.exists():
+                break
+            tried.append(str(path))
+        else:
+            raise ImportError("lodestone: libLodestoneC.so not found (looked in: " + ", ".join(tried)
+                              + "); install with `pip install ./Python` or set LODESTONE_LIBRARY")
+        ffi = cffi.FFI()
+        ffi.cdef(_header_text(path))
+        lib = ffi.dlopen(str(path))
+        if lib.lds_abi_version() != lib.LDS_ABI_VERSION:
+            raise ImportError(f"lodestone: {path} implements ABI {lib.lds_abi_version()}, "
+                              f"this package needs {lib.LDS_ABI_VERSION}")
+        _state["ffi"], _state["lib"], _state["path"] = ffi, lib, path
+        return ffi, lib
+
+
+def library_path() -> str:
+    """Where the loaded library came from."""
+    load()
+    return str(_state["path"])

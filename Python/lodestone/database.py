@@ -1,0 +1,397 @@
+"""Database and Index: named, durable indexes of records (string id,
+vector, metadata) in namespaces, in the shape of Pinecone's client."""
+
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _native
+from .errors import InvalidArgument, raise_for
+from .vector_index import METRIC_NAMES, _matrix, metric_code
+
+KINDS = {"hnsw": 0, "flat": 1}
+DURABILITY = {"synchronous": 0, "group_commit": 1, "none": 2}
+
+Filter = Union[Dict[str, Any], str, None]
+
+
+@dataclass
+class Match:
+    """One query result: the record's id, its score on the metric's scale
+    (cosine similarity, inner product, or squared L2 distance), and its
+    values and metadata when asked for."""
+
+    id: str
+    score: float
+    values: Optional[np.ndarray] = None
+    metadata: Optional[Dict[str, Any]] = None
+
+
+@dataclass
+class Record:
+    """A stored record."""
+
+    id: str
+    values: np.ndarray
+    metadata: Optional[Dict[str, Any]] = field(default=None)
+
+
+def _c(s: Optional[str]):
+    """A str as NUL-terminated UTF-8, None as NULL."""
+    return None if s is None else s.encode("utf-8")
+
+
+def _filter_text(f: Filter):
+    if f is None:
+        return None
+    if isinstance(f, str):
+        return f.encode("utf-8")
+    return json.dumps(f, separators=(",", ":")).encode("utf-8")
+
+
+def _string_array(strings: Sequence[str]) -> Tuple[bytes, np.ndarray]:
+    """Strings as one UTF-8 buffer plus n + 1 offsets (lodestone.h's string arrays)."""
+    encoded = [s.encode("utf-8") for s in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    if encoded:
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return b"".join(encoded) + b"\0", offsets
+
+
+class _Native:
+    def __init__(self):
+        self._ffi, self._lib = _native.load()
+
+    def _call(self, fn, *args):
+        err = self._ffi.new("lds_error **")
+        status = fn(*args, err)
+        if status != 0:
+            raise_for(status, err, self._ffi, self._lib)
+
+    def _text(self, fn, *args) -> Any:
+        out = self._ffi.new("lds_text **")
+        self._call(fn, *args, out)
+        try:
+            size = self._ffi.new("size_t *")
+            data = self._lib.lds_text_data(out[0], size)
+            return json.loads(self._ffi.unpack(data, size[0]).decode("utf-8"))
+        finally:
+            self._lib.lds_text_free(out[0])
+
+    def _matches(self, fn, *args, dimension: int) -> List[List[Match]]:
+        ffi, lib = self._ffi, self._lib
+        out = ffi.new("lds_matches **")
+        self._call(fn, *args, out)
+        m = out[0]
+        try:
+            groups = int(lib.lds_matches_groups(m))
+            total = int(lib.lds_matches_count(m))
+            group_offsets = np.frombuffer(ffi.buffer(lib.lds_matches_offsets(m), 8 * (groups + 1)), dtype=np.int64)
+            scores = np.frombuffer(ffi.buffer(lib.lds_matches_scores(m), 4 * max(total, 1)), dtype=np.float32)[:total]
+            id_offsets_p = ffi.new("int64_t **")
+            id_bytes = lib.lds_matches_ids(m, id_offsets_p)
+            id_offsets = np.frombuffer(ffi.buffer(id_offsets_p[0], 8 * (total + 1)), dtype=np.int64)
+            blob = ffi.unpack(id_bytes, int(id_offsets[-1]))
+            ids = [blob[id_offsets[i]:id_offsets[i + 1]].decode("utf-8") for i in range(total)]
+            values_p = lib.lds_matches_values(m)
+            values = None
+            if values_p != ffi.NULL and total:
+                values = np.frombuffer(ffi.buffer(values_p, 4 * total * dimension), dtype=np.float32)
+                values = values.reshape(total, dimension).copy()
+            meta_offsets_p = ffi.new("int64_t **")
+            meta_bytes = lib.lds_matches_metadata(m, meta_offsets_p)
+            metadata = None
+            if meta_bytes != ffi.NULL:
+                meta_offsets = np.frombuffer(ffi.buffer(meta_offsets_p[0], 8 * (total + 1)), dtype=np.int64)
+                mblob = ffi.unpack(meta_bytes, int(meta_offsets[-1]))
+                metadata = [mblob[meta_offsets[i]:meta_offsets[i + 1]] for i in range(total)]
+            result = []
+            for g in range(groups):
+                row = []
+                for i in range(int(group_offsets[g]), int(group_offsets[g + 1])):
+                    md = None
+                    if metadata is not None and metadata[i]:
+                        md = json.loads(metadata[i])
+                    row.append(Match(ids[i], float(scores[i]), None if values is None else values[i], md))
+                result.append(row)
+            return result
+        finally:
+            lib.lds_matches_free(m)
+
+
+class Index(_Native):
+    """A named, durable index of records in namespaces.
+
+    Get one from `Database.create_index` or `Database.index`. Every write is
+    validated as a whole (nothing is stored on error), logged and synced,
+    then visible. Many threads may query while one writes; every call
+    releases the GIL.
+    """
+
+    def __init__(self, handle, name: str):
+        super().__init__()
+        self._handle = handle
+        self.name = name
+        self.dimension = int(self._lib.lds_index_dimension(handle))
+        self.metric = METRIC_NAMES[int(self._lib.lds_index_metric(handle))]
+        self.kind = "hnsw" if self._lib.lds_index_kind(handle) == 0 else "flat"
+        self.embedding_model = self._ffi.string(self._lib.lds_index_embedding_model(handle)).decode("utf-8")
+
+    def _h(self):
+        if self._handle is None:
+            from .errors import IndexClosed
+            raise IndexClosed(f'index "{self.name}" was closed')
+        return self._handle
+
+    def __len__(self) -> int:
+        return max(0, int(self._lib.lds_index_count(self._h())))
+
+    def __repr__(self):
+        return (f"Index(name={self.name!r}, dimension={self.dimension}, metric={self.metric!r}, "
+                f"kind={self.kind!r}, embedding_model={self.embedding_model!r})")
+
+    # -- writing ---------------------------------------------------------
+    def upsert(self, vectors: Optional[Iterable] = None, *, ids: Optional[Sequence[str]] = None, values=None,
+               metadata: Optional[Sequence[Optional[Dict[str, Any]]]] = None, namespace: str = "",
+               embedding_model: Optional[str] = None, threads: int = 1) -> int:
+        """Adds records, or replaces those whose id is already in `namespace`.
+
+        Either `vectors`, Pinecone-style: tuples `(id, values)` or
+        `(id, values, metadata)`, or dicts with "id", "values" and optional
+        "metadata"; or columns: `ids`, `values` (an (n, dimension) array) and
+        optional `metadata` (a list of dicts or None). Returns the count.
+        """
+        if vectors is not None:
+            if ids is not None or values is not None:
+                raise InvalidArgument("invalid arguments: pass either vectors or ids/values, not both")
+            ids, rows, metadata = [], [], []
+            for v in vectors:
+                if isinstance(v, dict):
+                    ids.append(v["id"]); rows.append(v["values"]); metadata.append(v.get("metadata"))
+                else:
+                    ids.append(v[0]); rows.append(v[1]); metadata.append(v[2] if len(v) > 2 else None)
+            values = rows
+        if ids is None or values is None:
+            raise InvalidArgument("invalid arguments: upsert needs records, or ids and values")
+        ids = list(ids)
+        if not ids:
+            return 0
+        x = _matrix(values, self.dimension, "values")
+        if x.shape[0] != len(ids):
+            raise InvalidArgument(f"invalid values: {x.shape[0]} vectors for {len(ids)} ids")
+        for i in ids:
+            if not isinstance(i, str):
+                raise InvalidArgument(f"invalid ids: record ids are strings, got {type(i).__name__} {i!r}")
+        id_bytes, id_offsets = _string_array(ids)
+        f = self._ffi
+        meta_buf, meta_off = f.NULL, f.NULL
+        if metadata is not None and any(m for m in metadata):
+            if len(metadata) != len(ids):
+                raise InvalidArgument(f"invalid metadata: {len(metadata)} entries for {len(ids)} ids")
+            texts = [json.dumps(m, separators=(",", ":")) if m else "" for m in metadata]
+            mb, mo = _string_array(texts)
+            meta_buf, meta_off = mb, f.from_buffer("int64_t[]", mo)
+        self._call(self._lib.lds_index_upsert, self._h(), id_bytes, f.from_buffer("int64_t[]", id_offsets), len(ids),
+                   f.from_buffer("float[]", x), meta_buf, meta_off, _c(namespace), _c(embedding_model), threads)
+        return len(ids)
+
+    def update(self, id: str, values=None, set_metadata: Optional[Dict[str, Any]] = None, namespace: str = "") -> None:
+        """Sets a record's values and/or merges `set_metadata` into its metadata."""
+        f = self._ffi
+        v = f.NULL
+        if values is not None:
+            v = f.from_buffer("float[]", _matrix(values, self.dimension, "values"))
+        m = None if set_metadata is None else json.dumps(set_metadata, separators=(",", ":")).encode("utf-8")
+        self._call(self._lib.lds_index_update, self._h(), id.encode("utf-8"), v, m, _c(namespace))
+
+    def delete(self, ids: Optional[Sequence[str]] = None, *, filter: Filter = None, delete_all: bool = False,
+               namespace: str = "") -> int:
+        """Deletes by ids, by filter, or everything in the namespace. Returns the count."""
+        deleted = self._ffi.new("int64_t *")
+        if sum(x is not None and x is not False for x in (ids, filter, delete_all or None)) != 1:
+            raise InvalidArgument("invalid arguments: delete takes exactly one of ids, filter and delete_all")
+        if delete_all:
+            self._call(self._lib.lds_index_delete_all, self._h(), _c(namespace), deleted)
+        elif filter is not None:
+            self._call(self._lib.lds_index_delete_filter, self._h(), _filter_text(filter), _c(namespace), deleted)
+        else:
+            b, o = _string_array(list(ids))
+            self._call(self._lib.lds_index_delete, self._h(), b, self._ffi.from_buffer("int64_t[]", o), len(ids),
+                       _c(namespace), deleted)
+        return int(deleted[0])
+
+    # -- reading ---------------------------------------------------------
+    def query(self, vector=None, *, id: Optional[str] = None, top_k: int = 10, namespace: str = "",
+              filter: Filter = None, include_values: bool = False, include_metadata: bool = False,
+              ef: int = 0) -> List[Match]:
+        """The top_k records nearest a vector (or a stored record's vector,
+        `id=`), best first, among those passing `filter` (Pinecone's
+        filter language, a dict or JSON text)."""
+        if (vector is None) == (id is None):
+            raise InvalidArgument("invalid arguments: query takes a vector or an id")
+        f = self._ffi
+        if id is not None:
+            return self._matches(self._lib.lds_index_query_id, self._h(), id.encode("utf-8"), top_k, _c(namespace),
+                                 _filter_text(filter), include_values, include_metadata, ef,
+                                 dimension=self.dimension)[0]
+        q = _matrix(vector, self.dimension, "vector")
+        if q.shape[0] != 1:
+            raise InvalidArgument("invalid vector: query takes one vector; use query_batch for many")
+        return self._matches(self._lib.lds_index_query, self._h(), f.from_buffer("float[]", q), top_k, _c(namespace),
+                             _filter_text(filter), include_values, include_metadata, ef, dimension=self.dimension)[0]
+
+    def query_batch(self, vectors, *, top_k: int = 10, namespace: str = "", filter: Filter = None,
+                    include_values: bool = False, include_metadata: bool = False, ef: int = 0,
+                    threads: int = 1) -> List[List[Match]]:
+        """Many queries at once (BLAS on a flat index); equal to asking them one by one."""
+        q = _matrix(vectors, self.dimension, "vectors")
+        return self._matches(self._lib.lds_index_query_batch, self._h(), self._ffi.from_buffer("float[]", q),
+                             q.shape[0], top_k, _c(namespace), _filter_text(filter), include_values,
+                             include_metadata, ef, threads, dimension=self.dimension)
+
+    def fetch(self, ids: Sequence[str], namespace: str = "") -> Dict[str, Record]:
+        """The records with these ids (absent ids are left out)."""
+        ids = list(ids)
+        b, o = _string_array(ids)
+        found = self._matches(self._lib.lds_index_fetch, self._h(), b, self._ffi.from_buffer("int64_t[]", o), len(ids),
+                              _c(namespace), dimension=self.dimension)[0]
+        return {m.id: Record(m.id, m.values, m.metadata) for m in found}
+
+    def list_ids(self, namespace: str = "", prefix: str = "", filter: Filter = None, limit: int = 100,
+                 pagination_token: Optional[str] = None) -> Tuple[List[str], Optional[str]]:
+        """A page of ids, sorted, and the token for the next page (None at the end)."""
+        page = self._text(self._lib.lds_index_list_ids, self._h(), _c(namespace), _c(prefix), _filter_text(filter),
+                          limit, _c(pagination_token))
+        return page["ids"], page["next"]
+
+    def describe_index_stats(self) -> Dict[str, Any]:
+        """Pinecone's shape: namespaces with their vector_count, dimension, total_vector_count, metric."""
+        return self._text(self._lib.lds_index_stats, self._h())
+
+    # -- files -----------------------------------------------------------
+    def persist(self) -> None:
+        """Folds the write-ahead log into a new segment (reopening then replays nothing)."""
+        self._call(self._lib.lds_index_persist, self._h())
+
+    def export(self, path: str) -> int:
+        """Writes every record as gzip'd JSON Lines (Pinecone's record shape). Returns the count."""
+        n = self._ffi.new("int64_t *")
+        self._call(self._lib.lds_index_export, self._h(), str(path).encode(), n)
+        return int(n[0])
+
+    # -- lifetime --------------------------------------------------------
+    def close(self, persist: bool = True) -> None:
+        """Closes the index (persisting its log first), releasing its lock."""
+        if self._handle is None:
+            return
+        try:
+            self._call(self._lib.lds_index_close, self._handle, int(persist))
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Drops this handle without closing the index (the database keeps it open)."""
+        h, self._handle = self._handle, None
+        if h is not None:
+            self._lib.lds_index_free(h)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.release()
+        except Exception:
+            pass
+
+
+class Database(_Native):
+    """A directory of named indexes.
+
+    >>> with lodestone.Database("vectors") as db:
+    ...     ix = db.create_index("docs", dimension=384, metric="cosine", embedding_model="all-MiniLM-L6-v2")
+    ...     ix.upsert([("a", v, {"year": 2024})])
+    ...     ix.query(q, top_k=10, filter={"year": {"$gte": 2020}}, include_metadata=True)
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        out = self._ffi.new("lds_db **")
+        self._call(self._lib.lds_db_open, str(path).encode(), out)
+        self._handle = out[0]
+        self.path = str(path)
+        self._lock = threading.Lock()
+
+    def _h(self):
+        if self._handle is None:
+            raise InvalidArgument("this Database was freed")
+        return self._handle
+
+    def create_index(self, name: str, dimension: int, metric: str = "cosine", embedding_model: Optional[str] = None,
+                     kind: str = "hnsw", m: int = 16, ef_construction: int = 200, ef_search: int = 64,
+                     durability: str = "synchronous") -> Index:
+        """Creates an empty index (kind 'hnsw' or 'flat'); the embedding
+        model's name is recorded and checked when the index is reopened."""
+        if kind not in KINDS:
+            raise InvalidArgument(f"invalid kind: {kind!r}; use 'hnsw' or 'flat'")
+        if durability not in DURABILITY:
+            raise InvalidArgument(f"invalid durability: {durability!r}; use one of {sorted(DURABILITY)}")
+        out = self._ffi.new("lds_index **")
+        self._call(self._lib.lds_db_create_index, self._h(), name.encode("utf-8"), int(dimension), metric_code(metric),
+                   _c(embedding_model), KINDS[kind], int(m), int(ef_construction), int(ef_search),
+                   DURABILITY[durability], out)
+        return Index(out[0], name)
+
+    def index(self, name: str, embedding_model: Optional[str] = None, durability: str = "synchronous") -> Index:
+        """Opens an index. With `embedding_model`, raises
+        EmbeddingModelMismatch (naming both) if the index was built with another."""
+        if durability not in DURABILITY:
+            raise InvalidArgument(f"invalid durability: {durability!r}; use one of {sorted(DURABILITY)}")
+        out = self._ffi.new("lds_index **")
+        self._call(self._lib.lds_db_open_index, self._h(), name.encode("utf-8"), _c(embedding_model),
+                   DURABILITY[durability], out)
+        return Index(out[0], name)
+
+    def list_indexes(self) -> List[str]:
+        return self._text(self._lib.lds_db_list_indexes, self._h())
+
+    def has_index(self, name: str) -> bool:
+        return name in self.list_indexes()
+
+    def describe_index(self, name: str) -> Dict[str, Any]:
+        return self._text(self._lib.lds_db_describe_index, self._h(), name.encode("utf-8"))
+
+    def delete_index(self, name: str) -> None:
+        self._call(self._lib.lds_db_delete_index, self._h(), name.encode("utf-8"))
+
+    def import_records(self, path: str, name: str, dimension: int = 0, metric: str = "cosine",
+                       embedding_model: Optional[str] = None, skip_bad_lines: bool = False) -> Dict[str, Any]:
+        """Imports gzip'd JSON Lines (as `Index.export` writes) into index
+        `name`, creating it if missing. Validates the whole file first."""
+        return self._text(self._lib.lds_db_import, self._h(), str(path).encode(), name.encode("utf-8"),
+                          int(dimension), metric_code(metric), _c(embedding_model), int(skip_bad_lines))
+
+    def close(self, persist: bool = True) -> None:
+        """Closes every index this database opened (persisting each first)."""
+        if self._handle is not None:
+            self._call(self._lib.lds_db_close, self._handle, int(persist))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        h, self._handle = getattr(self, "_handle", None), None
+        if h is not None:
+            try:
+                self._lib.lds_db_free(h)
+            except Exception:
+                pass
