@@ -264,3 +264,32 @@ extension HNSWIndexTests {
         #expect(recall >= (expectedPlan == .exactScan ? 1.0 : 0.95), "recall \(recall) with 1 in \(modulus) allowed")
     }
 }
+
+extension HNSWIndexTests {
+    @Test("batch upsert: present keys replaced, new keys added; a bad row anywhere changes nothing", arguments: [true, false])
+    func batchUpsert(graph: Bool) throws {
+        let data = Fixtures.sample
+        let d = data.base.dimension
+        let rows = Array(data.base.values[0..<(20 * d)])
+        let hnsw = try HNSWIndex(dimension: d, metric: .cosine)
+        var flat = try FlatIndex(dimension: d, metric: .cosine)
+        func upsert(_ v: [Float], _ keys: [UInt64]) throws(LodestoneError) {
+            if graph { try hnsw.upsert(contentsOf: v, keys: keys, threads: 2) } else { try flat.upsert(contentsOf: v, keys: keys) }
+        }
+        func vector(_ key: UInt64) -> [Float]? { graph ? hnsw.vector(forKey: key) : flat.vector(forKey: key) }
+        func count() -> Int { graph ? hnsw.count : flat.count }
+        try upsert(Array(rows[0..<(10 * d)]), (0..<10).map { UInt64($0) })
+        // Keys 5..<15: five replaced, five new.
+        try upsert(Array(rows[(10 * d)..<(20 * d)]), (5..<15).map { UInt64($0) })
+        #expect(count() == 15)
+        #expect(vector(5) == data.base.row(10) && vector(14) == data.base.row(19) && vector(4) == data.base.row(4))
+        // A zero row in the middle, or a key named twice: nothing changes.
+        var bad = Array(rows[0..<(3 * d)])
+        for j in d..<(2 * d) { bad[j] = 0 }
+        #expect(throws: LodestoneError.zeroVector) { try upsert(bad, [0, 100, 101]) }
+        #expect(throws: LodestoneError.duplicateKey(7)) { try upsert(Array(rows[0..<(2 * d)]), [7, 7]) }
+        #expect(count() == 15 && vector(0) == data.base.row(0) && vector(100) == nil)
+        let top = graph ? try hnsw.search(data.base.row(19), k: 1) : try flat.search(data.base.row(19), k: 1)
+        #expect(top.first?.key == 14)
+    }
+}

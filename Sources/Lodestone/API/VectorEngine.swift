@@ -60,9 +60,9 @@ final class VectorEngine: @unchecked Sendable {
     /// already stored under a key.
     func upsert(_ rows: [Float], keys: [UInt64], threads: Int) throws(LodestoneError) {
         if var graph = hnsw {
-            try graph.upsert(contentsOf: rows, keys: keys, threads: threads)
+            try graph.storeBatch(rows, keys: keys, threads: threads)
         } else {
-            try flat!.upsert(contentsOf: rows, keys: keys, threads: threads)
+            try flat!.storeBatch(rows, keys: keys, threads: threads)
         }
     }
 

@@ -166,7 +166,7 @@ public final class DurableIndex: Sendable {
         throws(LodestoneError)
     {
         var graph = index
-        try graph.upsert(contentsOf: vectors, keys: keys, threads: threads)
+        try graph.storeBatch(vectors, keys: keys, threads: threads)
     }
 
     // MARK: Settings

@@ -13,7 +13,7 @@ extension KeyedVectorIndex {
     /// Stores `rows` (row-major, validated) under `keys`: keys already
     /// present have their vector replaced in place, the others are added as
     /// one batch.
-    mutating func upsert(contentsOf rows: [Float], keys: [UInt64], threads: Int) throws(LodestoneError) {
+    mutating func storeBatch(_ rows: [Float], keys: [UInt64], threads: Int) throws(LodestoneError) {
         let d = dimension
         var newRows: [Float] = [], newKeys: [UInt64] = []
         for (i, key) in keys.enumerated() {
@@ -42,7 +42,7 @@ extension FlatIndex: KeyedVectorIndex {
 }
 
 extension KeyedVectorIndex {
-    /// Checks a batch for ``upsertBatch(contentsOf:keys:threads:metric:kernels:)``
+    /// Checks a batch for the public batch upserts
     /// as a whole: row count, keys named once, every row valid for `metric`.
     fileprivate func validateBatch(_ rows: [Float], keys: [UInt64], metric: Metric,
                                    kernels: DistanceKernels) throws(LodestoneError) {
@@ -66,7 +66,7 @@ extension HNSWIndex {
         guard threads >= 1 else { throw .invalidArgument(name: "threads", reason: "must be at least 1, got \(threads)") }
         try validateBatch(vectors, keys: keys, metric: metric, kernels: kernels)
         var index = self
-        try index.upsert(contentsOf: vectors, keys: keys, threads: threads)
+        try index.storeBatch(vectors, keys: keys, threads: threads)
     }
 }
 
@@ -76,6 +76,6 @@ extension FlatIndex {
     /// under cosine): on error nothing changes.
     public mutating func upsert(contentsOf vectors: [Float], keys: [UInt64]) throws(LodestoneError) {
         try validateBatch(vectors, keys: keys, metric: metric, kernels: kernels)
-        try upsert(contentsOf: vectors, keys: keys, threads: 1)
+        try storeBatch(vectors, keys: keys, threads: 1)
     }
 }
