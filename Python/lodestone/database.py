@@ -41,12 +41,12 @@ class Record:
 
 def _c(s: Optional[str]):
     """A str as NUL-terminated UTF-8, None as NULL."""
-    return None if s is None else s.encode("utf-8")
+    return _native.load()[0].NULL if s is None else s.encode("utf-8")
 
 
 def _filter_text(f: Filter):
     if f is None:
-        return None
+        return _native.load()[0].NULL
     if isinstance(f, str):
         return f.encode("utf-8")
     return json.dumps(f, separators=(",", ":")).encode("utf-8")
@@ -204,7 +204,7 @@ class Index(_Native):
         v = f.NULL
         if values is not None:
             v = f.from_buffer("float[]", _matrix(values, self.dimension, "values"))
-        m = None if set_metadata is None else json.dumps(set_metadata, separators=(",", ":")).encode("utf-8")
+        m = f.NULL if set_metadata is None else json.dumps(set_metadata, separators=(",", ":")).encode("utf-8")
         self._call(self._lib.lds_index_update, self._h(), id.encode("utf-8"), v, m, _c(namespace))
 
     def delete(self, ids: Optional[Sequence[str]] = None, *, filter: Filter = None, delete_all: bool = False,

@@ -1,0 +1,350 @@
+"""The ann-benchmarks interface (Benchmarks/ann-benchmarks/lodestone/), driven
+the way ann-benchmarks drives an algorithm, without an ann-benchmarks checkout.
+
+A stub `ann_benchmarks.algorithms.base.module.BaseANN` (the real class's
+defaults) stands in sys.modules, so module.py loads exactly as it does from
+`ann_benchmarks/algorithms/lodestone/`. The dataset is an HDF5 file in
+ann-benchmarks' format made from the real vectors in Data/. config.yml is
+expanded into (constructor, arguments, query argument groups) as
+ann-benchmarks' `definitions.py` does, and each definition is run as
+`runner.run` runs it: construct, `fit(train)`, then per query argument group
+`set_query_arguments(*group)` and every test query through `query(v, k)` or
+`batch_query` + `get_batch_results`. Recall is ann-benchmarks' `knn` metric:
+distances recomputed from the returned rows, counted against the k-th true
+distance + 1e-3.
+"""
+
+import importlib
+import importlib.machinery
+import itertools
+import os
+import subprocess
+import sys
+import time
+import types
+from multiprocessing.pool import ThreadPool
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ALGORITHM_DIR = REPO / "Benchmarks" / "ann-benchmarks" / "lodestone"
+MODULE = "ann_benchmarks.algorithms.lodestone.module"
+COUNT = 10  # run.py's default --count
+EPSILON = 1e-3  # plotting/metrics.py: knn
+
+
+class StubBaseANN:
+    """ann_benchmarks/algorithms/base/module.py's BaseANN, its defaults only
+    (get_memory_usage reads RSS from /proc instead of psutil)."""
+
+    def done(self):
+        pass
+
+    def get_memory_usage(self):
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024
+
+    def fit(self, X):
+        pass
+
+    def query(self, q, n):
+        return []
+
+    def batch_query(self, X, n):
+        pool = ThreadPool()
+        self.res = pool.map(lambda q: self.query(q, n), X)
+
+    def get_batch_results(self):
+        return self.res
+
+    def get_additional(self):
+        return {}
+
+    def __str__(self):
+        return self.name
+
+
+def _package(name: str, path=None) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    module.__path__ = [str(path)] if path else []
+    return module
+
+
+def load_algorithm_module():
+    """Puts the stub ann_benchmarks packages in sys.modules and imports
+    module.py as `ann_benchmarks.algorithms.lodestone.module`."""
+    base = types.ModuleType("ann_benchmarks.algorithms.base.module")
+    base.BaseANN = StubBaseANN
+    sys.modules.update({
+        "ann_benchmarks": _package("ann_benchmarks"),
+        "ann_benchmarks.algorithms": _package("ann_benchmarks.algorithms"),
+        "ann_benchmarks.algorithms.base": _package("ann_benchmarks.algorithms.base"),
+        "ann_benchmarks.algorithms.base.module": base,
+        "ann_benchmarks.algorithms.lodestone": _package("ann_benchmarks.algorithms.lodestone", ALGORITHM_DIR),
+    })
+    return importlib.import_module(MODULE)
+
+
+@pytest.fixture(scope="module")
+def algorithms():
+    """module.py, loaded under the stub; sys.modules is restored afterwards."""
+    names = ["ann_benchmarks", "ann_benchmarks.algorithms", "ann_benchmarks.algorithms.base",
+             "ann_benchmarks.algorithms.base.module", "ann_benchmarks.algorithms.lodestone", MODULE]
+    saved = {name: sys.modules.get(name) for name in names}
+    try:
+        yield load_algorithm_module()
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+# -- config.yml, expanded as ann_benchmarks/definitions.py does ----------------
+
+def _combinations(args):
+    """definitions._generate_combinations: the product of a list's elements
+    (a non-list element is one value) or of a dict's values."""
+    if isinstance(args, list):
+        return [list(x) for x in itertools.product(*[a if isinstance(a, list) else [a] for a in args])]
+    flat = [[(k, e) for e in v] if isinstance(v, list) else [(k, v)] for k, v in args.items()]
+    return [dict(x) for x in itertools.product(*flat)]
+
+
+def _argument_lists(run_group, groups_key, list_key):
+    """definitions.generate_arg_combinations for one run group."""
+    if groups_key in run_group:
+        return _combinations([_combinations(g) if isinstance(g, dict) else g for g in run_group[groups_key]])
+    return _combinations(run_group[list_key]) if list_key in run_group else []
+
+
+def definitions(distance: str, dimension: int):
+    """(name, constructor, arguments, query argument groups) of every run
+    config.yml defines for float data under `distance`."""
+    config = yaml.safe_load((ALGORITHM_DIR / "config.yml").read_text())["float"]
+    found = []
+    for algorithm in config.get("any", []) + config.get(distance, []):
+        assert algorithm["module"] == "ann_benchmarks.algorithms." + ALGORITHM_DIR.name
+        substitutions = {"@metric": distance, "@dimension": dimension, "@count": COUNT}
+        for run_group in algorithm["run_groups"].values():
+            query_groups = _argument_lists(run_group, "query_arg_groups", "query_args")
+            for group in _argument_lists(run_group, "arg_groups", "args"):
+                arguments = list(algorithm.get("base_args", [])) + (group if isinstance(group, list) else [group])
+                arguments = [substitutions.get(a, a) if isinstance(a, str) else a for a in arguments]
+                found.append((algorithm["name"], algorithm["constructor"], arguments, query_groups))
+    return found
+
+
+# -- the dataset, in ann-benchmarks' HDF5 format -----------------------------
+
+def read_fvecs(path: Path) -> np.ndarray:
+    """TEXMEX .fvecs: each row is an int32 dimension then float32 values."""
+    raw = np.fromfile(path, dtype=np.int32)
+    return raw.reshape(-1, int(raw[0]) + 1)[:, 1:].view(np.float32).copy()
+
+
+def exact_neighbors(train, test, distance, count=100):
+    """(neighbors, distances) of each test row, in float64, nearest first."""
+    a, b = train.astype(np.float64), test.astype(np.float64)
+    if distance == "angular":
+        d = 1 - (b / np.linalg.norm(b, axis=1, keepdims=True)) @ (a / np.linalg.norm(a, axis=1, keepdims=True)).T
+    else:
+        d = np.sqrt(np.maximum((b * b).sum(1)[:, None] - 2 * b @ a.T + (a * a).sum(1)[None, :], 0))
+    order = np.argsort(d, axis=1, kind="stable")[:, :count]
+    return order, np.take_along_axis(d, order, axis=1)
+
+
+@pytest.fixture(scope="module", params=["angular", "euclidean"])
+def dataset(request, tmp_path_factory):
+    """An ann-benchmarks dataset file (datasets.write_output's layout) of the
+    2,000 Data/ vectors and the 100 Data/ queries."""
+    train, test = read_fvecs(REPO / "Data" / "base.fvecs"), read_fvecs(REPO / "Data" / "query.fvecs")
+    neighbors, distances = exact_neighbors(train, test, request.param)
+    path = tmp_path_factory.mktemp("ann-benchmarks") / f"lodestone-minilm-384-{request.param}.hdf5"
+    with h5py.File(path, "w") as f:
+        f.attrs["type"] = "dense"
+        f.attrs["distance"] = request.param
+        f.attrs["dimension"] = train.shape[1]
+        f.attrs["point_type"] = "float"
+        f.create_dataset("train", data=train)
+        f.create_dataset("test", data=test)
+        f.create_dataset("neighbors", data=neighbors)
+        f.create_dataset("distances", data=distances)
+    return path
+
+
+# -- runner.run and plotting/metrics.knn --------------------------------------
+
+def distance_function(distance):
+    """distance.py's metrics[distance].distance."""
+    def norm(a):
+        return np.sum(a ** 2) ** 0.5
+    if distance == "angular":
+        return lambda a, b: 1 - np.dot(a, b) / (norm(a) * norm(b))
+    return lambda a, b: norm(a - b)
+
+
+def knn_recall(true_distances, run_distances, count=COUNT):
+    """plotting/metrics.knn: the mean share of returned distances within the
+    k-th true distance + epsilon."""
+    found = [sum(d <= truth[count - 1] + EPSILON for d in run[:count])
+             for truth, run in zip(true_distances, run_distances)]
+    return float(np.mean(found)) / count
+
+
+def run_definition(module, definition, dataset_path, batch):
+    """runner.run for one definition: per query argument group, a dict with
+    the algorithm's name, its recall, its QPS and the returned rows."""
+    _, constructor, arguments, query_groups = definition
+    algo = getattr(module, constructor)(*arguments)
+    assert not query_groups or hasattr(algo, "set_query_arguments")
+    with h5py.File(dataset_path, "r") as D:
+        X_train, X_test = np.array(D["train"]), np.array(D["test"])
+        distance, true_distances = D.attrs["distance"], np.array(D["distances"])
+    dist = distance_function(distance)
+    runs = []
+    try:
+        before = algo.get_memory_usage()
+        algo.fit(X_train)
+        assert algo.get_memory_usage() >= before
+        for query_arguments in query_groups or [[]]:
+            if query_arguments:
+                algo.set_query_arguments(*query_arguments)
+            if batch:
+                start = time.time()
+                algo.batch_query(X_test, COUNT)
+                elapsed = time.time() - start
+                rows = list(algo.get_batch_results())
+            else:
+                elapsed, rows = 0.0, []
+                for v in X_test:
+                    start = time.time()
+                    rows.append(algo.query(v, COUNT))
+                    elapsed += time.time() - start
+            assert len(rows) == len(X_test)
+            for r in rows:
+                assert len(r) == len(set(r)), "duplicated candidates"
+                assert all(0 <= int(i) < len(X_train) for i in r), "row index out of range"
+            run_distances = [[float(dist(v, X_train[i])) for i in r] for v, r in zip(X_test, rows)]
+            runs.append({"name": str(algo), "query_arguments": query_arguments,
+                         "recall": knn_recall(true_distances, run_distances),
+                         "qps": len(X_test) / elapsed, "rows": [[int(i) for i in r] for r in rows]})
+    finally:
+        algo.done()
+    return runs
+
+
+def report(label, definition, runs):
+    """One line per run (visible with pytest -s)."""
+    for run in runs:
+        print(f"{label} {definition[2]} {run['name']}: recall {run['recall']:.3f}, {run['qps']:,.0f} QPS")
+
+
+# -- the tests ----------------------------------------------------------------
+
+def test_config_defines_the_hnsw_sweep_and_the_flat_index():
+    runs = definitions("angular", 384)
+    hnsw = [d for d in runs if d[0] == "lodestone-hnsw"]
+    assert sorted((d[2][1]["M"], d[2][1]["efConstruction"]) for d in hnsw) == \
+        [(m, efc) for m in (12, 16, 24, 32) for efc in (200, 500)]
+    for name, constructor, arguments, query_groups in hnsw:
+        assert constructor == "LodestoneHNSW" and arguments[0] == "angular"
+        assert query_groups == [[ef] for ef in (10, 20, 40, 80, 120, 200, 400, 600, 800)]
+    assert [d for d in runs if d[0] == "lodestone-flat"] == [("lodestone-flat", "LodestoneFlat", ["angular"], [])]
+    assert len(runs) == len(hnsw) + 1
+    assert {d[2][0] for d in definitions("euclidean", 384)} == {"euclidean"}
+
+
+def test_hnsw_single_and_batch_recall(algorithms, dataset):
+    distance = "angular" if "angular" in dataset.name else "euclidean"
+    for definition in definitions(distance, 384):
+        if definition[0] != "lodestone-hnsw":
+            continue
+        single = run_definition(algorithms, definition, dataset, batch=False)
+        batch = run_definition(algorithms, definition, dataset, batch=True)
+        report(f"{distance} single", definition, single)
+        report(f"{distance} batch", definition, batch)
+        names = [run["name"] for run in single]
+        assert len(set(names)) == len(names), "the name must change with the query arguments"
+        for s, b in zip(single, batch):
+            assert f"ef={s['query_arguments'][0]}" in s["name"]
+            assert s["name"] == b["name"]
+            assert all(len(r) == COUNT for r in s["rows"])
+            assert s["rows"] == b["rows"], "a batch must answer what single queries answer"
+        recall = {run["query_arguments"][0]: run["recall"] for run in single}
+        assert recall[80] >= 0.95, (definition, recall)
+        assert recall[800] >= 0.99, (definition, recall)
+
+
+def test_flat_recall_is_exact(algorithms, dataset):
+    distance = "angular" if "angular" in dataset.name else "euclidean"
+    [definition] = [d for d in definitions(distance, 384) if d[0] == "lodestone-flat"]
+    for batch in (False, True):
+        [run] = run_definition(algorithms, definition, dataset, batch=batch)
+        report(f"{distance} {'batch' if batch else 'single'}", definition, [run])
+        assert run["name"] == "Lodestone-Flat()"
+        assert run["recall"] == 1.0
+        assert all(len(r) == COUNT for r in run["rows"])
+
+
+@pytest.mark.parametrize("constructor, arguments", [("LodestoneHNSW", [{"M": 16, "efConstruction": 200}]),
+                                                    ("LodestoneFlat", [])])
+def test_padding_is_stripped_when_the_index_holds_fewer_than_n(algorithms, constructor, arguments):
+    X = read_fvecs(REPO / "Data" / "base.fvecs")
+    algo = getattr(algorithms, constructor)("angular", *arguments)
+    try:
+        algo.fit(X[:5])
+        result = algo.query(X[7], COUNT)
+        assert sorted(int(i) for i in result) == [0, 1, 2, 3, 4]
+        algo.batch_query(X[5:9], COUNT)
+        assert [sorted(int(i) for i in r) for r in algo.get_batch_results()] == [[0, 1, 2, 3, 4]] * 4
+    finally:
+        algo.done()
+
+
+@pytest.mark.parametrize("metric", ["hamming", "jaccard"])
+def test_unsupported_metrics_are_refused(algorithms, metric):
+    with pytest.raises(NotImplementedError):
+        algorithms.LodestoneFlat(metric)
+    with pytest.raises(NotImplementedError):
+        algorithms.LodestoneHNSW(metric, {"M": 16, "efConstruction": 200})
+
+
+def test_import_loads_no_library_and_a_forked_worker_runs(tmp_path):
+    """run.py --local imports the module and constructs in the parent, then
+    forks the worker that fits and queries: nothing native may be loaded
+    before the fork."""
+    script = f"""
+import multiprocessing, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import numpy as np
+import test_ann_benchmarks as t
+m = t.load_algorithm_module()
+m.LodestoneHNSW("angular", {{"M": 16, "efConstruction": 200}})
+m.LodestoneFlat("euclidean")
+assert "lodestone" not in sys.modules, "importing or constructing loaded lodestone"
+
+def worker(queue):
+    X = t.read_fvecs(t.REPO / "Data" / "base.fvecs")[:200]
+    algo = m.LodestoneHNSW("angular", {{"M": 16, "efConstruction": 200}})
+    algo.fit(X)
+    algo.set_query_arguments(40)
+    queue.put([int(i) for i in algo.query(X[3], 5)])
+    algo.done()
+
+queue = multiprocessing.get_context("fork").Queue()
+p = multiprocessing.get_context("fork").Process(target=worker, args=(queue,))
+p.start()
+print(queue.get(timeout=120)[0])
+p.join(120)
+sys.exit(p.exitcode)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3"], out.stdout
