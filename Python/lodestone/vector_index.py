@@ -41,6 +41,18 @@ def _keys(ids, n: int) -> np.ndarray:
     return k
 
 
+class _Scratch:
+    """Out-parameters a thread reuses across calls, so a single-query search allocates
+    nothing on the cffi side."""
+
+    def __init__(self, ffi):
+        self.err = ffi.new("lds_error **")
+        self.count = ffi.new("int32_t[1]")
+
+
+_thread_scratch = threading.local()
+
+
 class _VectorIndex:
     """Shared by HNSWIndex and FlatIndex (a handle on an lds_vindex)."""
 
@@ -122,26 +134,49 @@ class _VectorIndex:
         restricts the results to those ids. The call releases the GIL, and
         a batch equals the same queries asked one at a time.
         """
-        single = np.ndim(queries) == 1
-        q = _matrix(queries, self._dimension, "queries")
+        q = queries
+        if not (type(q) is np.ndarray and q.dtype == np.float32 and q.flags.c_contiguous):
+            q = np.ascontiguousarray(q, dtype=np.float32)
+        fb = self._ffi.from_buffer
+        scratch = self._scratch()
+        if q.ndim == 1 and filter_ids is None:
+            # One vector: the path ann-benchmarks and per-request callers take, kept short.
+            if q.shape[0] != self._dimension:
+                q = _matrix(q, self._dimension, "queries")
+            keys = np.empty(k, dtype=np.uint64)
+            scores = np.empty(k, dtype=np.float32)
+            status = self._lib.lds_vindex_search(self._h(), fb("float[]", q), 1, k, ef, threads,
+                                                 fb("uint64_t[]", keys), fb("float[]", scores), scratch.count,
+                                                 scratch.err)
+            if status != 0:
+                raise_for(status, scratch.err, self._ffi, self._lib)
+            return (keys, scores, int(scratch.count[0])) if return_counts else (keys, scores)
+        single = q.ndim == 1
+        q = _matrix(q, self._dimension, "queries")
         nq = q.shape[0]
         keys = np.empty((nq, k), dtype=np.uint64)
         scores = np.empty((nq, k), dtype=np.float32)
         counts = np.empty(nq, dtype=np.int32)
-        f = self._ffi
         if filter_ids is None:
-            self._call(self._lib.lds_vindex_search, self._h(), f.from_buffer("float[]", q), nq, k, ef, threads,
-                       f.from_buffer("uint64_t[]", keys), f.from_buffer("float[]", scores),
-                       f.from_buffer("int32_t[]", counts))
+            self._call(self._lib.lds_vindex_search, self._h(), fb("float[]", q), nq, k, ef, threads,
+                       fb("uint64_t[]", keys), fb("float[]", scores), fb("int32_t[]", counts))
         else:
             allowed = np.ascontiguousarray(filter_ids, dtype=np.uint64).reshape(-1)
-            self._call(self._lib.lds_vindex_search_filtered, self._h(), f.from_buffer("float[]", q), nq, k, ef,
-                       f.from_buffer("uint64_t[]", allowed), allowed.shape[0], threads,
-                       f.from_buffer("uint64_t[]", keys), f.from_buffer("float[]", scores),
-                       f.from_buffer("int32_t[]", counts))
+            self._call(self._lib.lds_vindex_search_filtered, self._h(), fb("float[]", q), nq, k, ef,
+                       fb("uint64_t[]", allowed), allowed.shape[0], threads,
+                       fb("uint64_t[]", keys), fb("float[]", scores), fb("int32_t[]", counts))
         if single:
             keys, scores, counts = keys[0], scores[0], counts[0]
         return (keys, scores, counts) if return_counts else (keys, scores)
+
+    def _scratch(self):
+        """This thread's reusable out-parameters (an lds_error slot and a count)."""
+        try:
+            return _thread_scratch.value
+        except AttributeError:
+            value = _Scratch(self._ffi)
+            _thread_scratch.value = value
+            return value
 
     def get(self, id) -> np.ndarray:
         """The stored vector of `id` (unit length under cosine)."""

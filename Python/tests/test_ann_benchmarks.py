@@ -124,10 +124,10 @@ def _argument_lists(run_group, groups_key, list_key):
     return _combinations(run_group[list_key]) if list_key in run_group else []
 
 
-def definitions(distance: str, dimension: int):
+def definitions(distance: str, dimension: int, point_type: str = "float"):
     """(name, constructor, arguments, query argument groups) of every run
-    config.yml defines for float data under `distance`."""
-    config = yaml.safe_load((ALGORITHM_DIR / "config.yml").read_text())["float"]
+    config.yml defines for `point_type` data under `distance`."""
+    config = yaml.safe_load((ALGORITHM_DIR / "config.yml").read_text())[point_type]
     found = []
     for algorithm in config.get("any", []) + config.get(distance, []):
         assert algorithm["module"] == "ann_benchmarks.algorithms." + ALGORITHM_DIR.name
@@ -163,8 +163,14 @@ def exact_neighbors(train, test, distance, count=100):
 @pytest.fixture(scope="module", params=["angular", "euclidean"])
 def dataset(request, tmp_path_factory):
     """An ann-benchmarks dataset file (datasets.write_output's layout) of the
-    2,000 Data/ vectors and the 100 Data/ queries."""
+    2,000 Data/ vectors and the 100 Data/ queries. The embeddings are unit
+    length, on which cosine, euclidean and dot product rank alike; each row
+    is scaled by a factor in [0.5, 2] (as in ann-benchmarks' angular sets,
+    whose vectors are not normalized) so that a metric mix-up shows."""
+    rng = np.random.default_rng(7)
     train, test = read_fvecs(REPO / "Data" / "base.fvecs"), read_fvecs(REPO / "Data" / "query.fvecs")
+    train *= rng.uniform(0.5, 2.0, size=(len(train), 1)).astype(np.float32)
+    test *= rng.uniform(0.5, 2.0, size=(len(test), 1)).astype(np.float32)
     neighbors, distances = exact_neighbors(train, test, request.param)
     path = tmp_path_factory.mktemp("ann-benchmarks") / f"lodestone-minilm-384-{request.param}.hdf5"
     with h5py.File(path, "w") as f:
@@ -198,9 +204,36 @@ def knn_recall(true_distances, run_distances, count=COUNT):
     return float(np.mean(found)) / count
 
 
-def run_definition(module, definition, dataset_path, batch):
-    """runner.run for one definition: per query argument group, a dict with
-    the algorithm's name, its recall, its QPS and the returned rows."""
+def dataset_definitions(dataset_path, name=None):
+    """main.py: the definitions for a dataset file's point type, distance
+    and dimension (only those of algorithm `name` if given)."""
+    with h5py.File(dataset_path, "r") as D:
+        found = definitions(D.attrs["distance"], int(D.attrs["dimension"]), D.attrs["point_type"])
+    return [d for d in found if name is None or d[0] == name]
+
+
+def answer(algo, X_test, batch):
+    """runner.run_individual_query's timed part: (seconds, rows returned)."""
+    if batch:
+        start = time.time()
+        algo.batch_query(X_test, COUNT)
+        elapsed = time.time() - start
+        return elapsed, list(algo.get_batch_results())
+    elapsed, rows = 0.0, []
+    for v in X_test:
+        start = time.time()
+        rows.append(algo.query(v, COUNT))
+        elapsed += time.time() - start
+    return elapsed, rows
+
+
+def run_definition(module, definition, dataset_path):
+    """runner.run for one definition. ann-benchmarks answers either one
+    query at a time or (--batch) as a batch, each in its own process with
+    its own fit; here every query argument group is answered both ways on
+    one index, so the two can be compared. Returns, per group, its name
+    (str(algo)), its query arguments and, per mode, the recall, the QPS and
+    the rows returned."""
     _, constructor, arguments, query_groups = definition
     algo = getattr(module, constructor)(*arguments)
     assert not query_groups or hasattr(algo, "set_query_arguments")
@@ -210,40 +243,27 @@ def run_definition(module, definition, dataset_path, batch):
     dist = distance_function(distance)
     runs = []
     try:
-        before = algo.get_memory_usage()
         algo.fit(X_train)
-        assert algo.get_memory_usage() >= before
         for query_arguments in query_groups or [[]]:
             if query_arguments:
                 algo.set_query_arguments(*query_arguments)
-            if batch:
-                start = time.time()
-                algo.batch_query(X_test, COUNT)
-                elapsed = time.time() - start
-                rows = list(algo.get_batch_results())
-            else:
-                elapsed, rows = 0.0, []
-                for v in X_test:
-                    start = time.time()
-                    rows.append(algo.query(v, COUNT))
-                    elapsed += time.time() - start
-            assert len(rows) == len(X_test)
-            for r in rows:
-                assert len(r) == len(set(r)), "duplicated candidates"
-                assert all(0 <= int(i) < len(X_train) for i in r), "row index out of range"
-            run_distances = [[float(dist(v, X_train[i])) for i in r] for v, r in zip(X_test, rows)]
-            runs.append({"name": str(algo), "query_arguments": query_arguments,
-                         "recall": knn_recall(true_distances, run_distances),
-                         "qps": len(X_test) / elapsed, "rows": [[int(i) for i in r] for r in rows]})
+            run = {"name": str(algo), "query_arguments": query_arguments}
+            for mode in ("single", "batch"):
+                elapsed, rows = answer(algo, X_test, mode == "batch")
+                assert len(rows) == len(X_test)
+                for r in rows:
+                    assert len(r) == len(set(r)), "duplicated candidates"
+                    assert all(0 <= int(i) < len(X_train) for i in r), "row index out of range"
+                run_distances = [[float(dist(v, X_train[i])) for i in r] for v, r in zip(X_test, rows)]
+                run[mode] = {"recall": knn_recall(true_distances, run_distances), "qps": len(X_test) / elapsed,
+                             "rows": [[int(i) for i in r] for r in rows]}
+            print(f"{Path(dataset_path).stem} {run['name']}: recall {run['single']['recall']:.3f} "
+                  f"({run['batch']['recall']:.3f} batch), {run['single']['qps']:,.0f} QPS "
+                  f"({run['batch']['qps']:,.0f} batch)")
+            runs.append(run)
     finally:
         algo.done()
     return runs
-
-
-def report(label, definition, runs):
-    """One line per run (visible with pytest -s)."""
-    for run in runs:
-        print(f"{label} {definition[2]} {run['name']}: recall {run['recall']:.3f}, {run['qps']:,.0f} QPS")
 
 
 # -- the tests ----------------------------------------------------------------
@@ -262,35 +282,28 @@ def test_config_defines_the_hnsw_sweep_and_the_flat_index():
 
 
 def test_hnsw_single_and_batch_recall(algorithms, dataset):
-    distance = "angular" if "angular" in dataset.name else "euclidean"
-    for definition in definitions(distance, 384):
-        if definition[0] != "lodestone-hnsw":
-            continue
-        single = run_definition(algorithms, definition, dataset, batch=False)
-        batch = run_definition(algorithms, definition, dataset, batch=True)
-        report(f"{distance} single", definition, single)
-        report(f"{distance} batch", definition, batch)
-        names = [run["name"] for run in single]
+    hnsw = dataset_definitions(dataset, "lodestone-hnsw")
+    assert len(hnsw) == 8
+    for definition in hnsw:
+        runs = run_definition(algorithms, definition, dataset)
+        names = [run["name"] for run in runs]
         assert len(set(names)) == len(names), "the name must change with the query arguments"
-        for s, b in zip(single, batch):
-            assert f"ef={s['query_arguments'][0]}" in s["name"]
-            assert s["name"] == b["name"]
-            assert all(len(r) == COUNT for r in s["rows"])
-            assert s["rows"] == b["rows"], "a batch must answer what single queries answer"
-        recall = {run["query_arguments"][0]: run["recall"] for run in single}
+        for run in runs:
+            assert f"ef={run['query_arguments'][0]}" in run["name"]
+            assert all(len(r) == COUNT for r in run["single"]["rows"])
+            assert run["single"]["rows"] == run["batch"]["rows"], "a batch must answer what single queries answer"
+        recall = {run["query_arguments"][0]: run["single"]["recall"] for run in runs}
         assert recall[80] >= 0.95, (definition, recall)
         assert recall[800] >= 0.99, (definition, recall)
 
 
 def test_flat_recall_is_exact(algorithms, dataset):
-    distance = "angular" if "angular" in dataset.name else "euclidean"
-    [definition] = [d for d in definitions(distance, 384) if d[0] == "lodestone-flat"]
-    for batch in (False, True):
-        [run] = run_definition(algorithms, definition, dataset, batch=batch)
-        report(f"{distance} {'batch' if batch else 'single'}", definition, [run])
-        assert run["name"] == "Lodestone-Flat()"
-        assert run["recall"] == 1.0
-        assert all(len(r) == COUNT for r in run["rows"])
+    [definition] = dataset_definitions(dataset, "lodestone-flat")
+    [run] = run_definition(algorithms, definition, dataset)
+    assert run["name"] == "Lodestone-Flat()"
+    for mode in ("single", "batch"):
+        assert run[mode]["recall"] == 1.0
+        assert all(len(r) == COUNT for r in run[mode]["rows"])
 
 
 @pytest.mark.parametrize("constructor, arguments", [("LodestoneHNSW", [{"M": 16, "efConstruction": 200}]),

@@ -180,3 +180,10 @@ def test_import_loads_nothing_native_and_starts_no_thread():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("LODESTONE_EXPECT_INSTALLED"), reason="run by Scripts/python-test")
+def test_installed_package_bundles_its_library():
+    info = lodestone.library_info()
+    assert "site-packages" in info["path"] and info["path"].endswith("lodestone/_lib/libLodestoneC.so"), info
+    assert info["abi"] == 1 and info["kernel"] in ("avx2", "avx512", "neon", "portable")

@@ -201,7 +201,13 @@ enum Check {
     /// Metadata from a JSON object's text; "" is no metadata.
     static func metadata(_ text: String) throws(LodestoneError) -> Metadata? {
         if text.isEmpty { return nil }
-        return try Metadata.from(json: JSONValue.parse(text))
+        let json: JSONValue
+        do throws(LodestoneError) {
+            json = try JSONValue.parse(text)
+        } catch let .invalidFilter(_, reason) {
+            throw .invalidMetadata(field: "", reason: reason)  // the parser's words, without "filter"
+        }
+        return try Metadata.from(json: json)
     }
 }
 

@@ -74,3 +74,26 @@ struct OpenTwiceTests {
         #expect(!"\(real)".contains("MetadataValue") && !"\(real)".contains(".number("))
     }
 }
+
+extension OpenTwiceTests {
+    @Test("opening for another model is refused without leaving the index open (its lock is free)")
+    func refusedOpenReleasesTheLock() throws {
+        let dir = Fixtures.temporaryDirectory("refused")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try Database(path: dir)
+        try db.createIndex(name: "docs", dimension: 3, metric: .euclidean, embeddingModel: "model-a")
+            .upsert([Record(id: "a", values: [1, 2, 3])])
+        try db.close()
+        #expect(throws: LodestoneError.embeddingModelMismatch(expected: "model-a", actual: "model-b")) {
+            _ = try db.index("docs", embeddingModel: "model-b")
+        }
+        // Nothing holds the directory: another process may take its lock.
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+        probe.arguments = ["-n", dir + "/docs/LOCK", "true"]
+        try probe.run()
+        probe.waitUntilExit()
+        #expect(probe.terminationStatus == 0, "the refused open left the LOCK held")
+        #expect(try db.index("docs", embeddingModel: "model-a").count == 1)
+    }
+}

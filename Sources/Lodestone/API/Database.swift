@@ -96,7 +96,13 @@ public final class Database: Sendable {
             guard exists(name) else { throw .indexNotFound(name: name) }
             // Another Database in this process may have it open: share it.
             let index = try OpenIndexes.index(in: directory(name)) { () throws(LodestoneError) -> Index in
-                try Index.open(name: name, directory: directory(name), durability: durability)
+                let index = try Index.open(name: name, directory: directory(name), durability: durability)
+                // Refused for another model: not left open (holding the lock).
+                if let embeddingModel, embeddingModel != index.embeddingModel {
+                    try? index.close(persist: false)
+                    throw .embeddingModelMismatch(expected: index.embeddingModel, actual: embeddingModel)
+                }
+                return index
             }
             open[name] = index
             return index
