@@ -138,16 +138,19 @@ class _VectorIndex:
         if not (type(q) is np.ndarray and q.dtype == np.float32 and q.flags.c_contiguous):
             q = np.ascontiguousarray(q, dtype=np.float32)
         fb = self._ffi.from_buffer
-        scratch = self._scratch()
-        if q.ndim == 1 and filter_ids is None:
+        if q.ndim == 1 and filter_ids is None and q.shape[0] == self._dimension:
             # One vector: the path ann-benchmarks and per-request callers take, kept short.
-            if q.shape[0] != self._dimension:
-                q = _matrix(q, self._dimension, "queries")
+            h = self._handle
+            if h is None:
+                self._h()
+            try:
+                scratch = _thread_scratch.value
+            except AttributeError:
+                scratch = self._scratch()
             keys = np.empty(k, dtype=np.uint64)
             scores = np.empty(k, dtype=np.float32)
-            status = self._lib.lds_vindex_search(self._h(), fb("float[]", q), 1, k, ef, threads,
-                                                 fb("uint64_t[]", keys), fb("float[]", scores), scratch.count,
-                                                 scratch.err)
+            status = self._lib.lds_vindex_search(h, fb("float[]", q), 1, k, ef, threads, fb("uint64_t[]", keys),
+                                                 fb("float[]", scores), scratch.count, scratch.err)
             if status != 0:
                 raise_for(status, scratch.err, self._ffi, self._lib)
             return (keys, scores, int(scratch.count[0])) if return_counts else (keys, scores)
@@ -170,13 +173,10 @@ class _VectorIndex:
         return (keys, scores, counts) if return_counts else (keys, scores)
 
     def _scratch(self):
-        """This thread's reusable out-parameters (an lds_error slot and a count)."""
-        try:
-            return _thread_scratch.value
-        except AttributeError:
-            value = _Scratch(self._ffi)
-            _thread_scratch.value = value
-            return value
+        """This thread's reusable out-parameters (an lds_error slot and a count), made on first use."""
+        value = _Scratch(self._ffi)
+        _thread_scratch.value = value
+        return value
 
     def get(self, id) -> np.ndarray:
         """The stored vector of `id` (unit length under cosine)."""
