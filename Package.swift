@@ -37,6 +37,14 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // HDF5, for the lodestone command only (reading ann-benchmarks'
+        // data files); the library never links it.
+        .systemLibrary(
+            name: "CLodestoneHDF5",
+            pkgConfig: "hdf5",
+            providers: [.apt(["libhdf5-dev"])]
+        ),
+        .target(name: "CLodestoneHDF5Reader", dependencies: ["CLodestoneHDF5"]),
         // Distance kernels in C: each ISA variant carries its own
         // __attribute__((target(...))), so no compiler flags are needed and
         // the package stays consumable as a dependency.
@@ -55,6 +63,7 @@ let package = Package(
             name: "LodestoneCLI",
             dependencies: [
                 "Lodestone",
+                "CLodestoneHDF5Reader",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,5 +1,6 @@
 # Shared set-up for Scripts/demo and Scripts/test: makes sure the Swift
-# toolchain and the system libraries Lodestone links (OpenBLAS, LZ4, zlib) are
+# toolchain and the system libraries Lodestone links (OpenBLAS, LZ4, zlib; and
+# HDF5, for the lodestone command's ann-benchmarks files) are
 # there, installing the libraries with apt-get when they are missing.
 # Sourced, not run.
 set -euo pipefail
@@ -17,20 +18,20 @@ fi
 
 lodestone_need_packages() {
     command -v pkg-config >/dev/null 2>&1 || return 0
-    pkg-config --exists openblas liblz4 zlib || return 0
+    pkg-config --exists openblas liblz4 zlib hdf5 || return 0
     return 1
 }
 
 if lodestone_need_packages; then
-    echo "Installing libopenblas-dev, liblz4-dev, zlib1g-dev and pkg-config ..." >&2
+    echo "Installing libopenblas-dev, liblz4-dev, zlib1g-dev, libhdf5-dev and pkg-config ..." >&2
     sudo_cmd=""
     if [ "$(id -u)" -ne 0 ]; then
         if command -v sudo >/dev/null 2>&1; then sudo_cmd="sudo"; else
-            echo "error: need root (or sudo) to apt-get install libopenblas-dev liblz4-dev zlib1g-dev pkg-config" >&2
+            echo "error: need root (or sudo) to apt-get install libopenblas-dev liblz4-dev zlib1g-dev libhdf5-dev pkg-config" >&2
             exit 1
         fi
     fi
     export DEBIAN_FRONTEND=noninteractive
     $sudo_cmd apt-get update -qq
-    $sudo_cmd apt-get install -y -qq libopenblas-dev liblz4-dev zlib1g-dev pkg-config >/dev/null
+    $sudo_cmd apt-get install -y -qq libopenblas-dev liblz4-dev zlib1g-dev libhdf5-dev pkg-config >/dev/null
 fi

@@ -12,10 +12,12 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure recall and speed of an index on fvecs/ivecs/npy files.")
 
-    @Option(help: "Base vectors (.fvecs or .npy float32).") var base: String
-    @Option(help: "Query vectors (.fvecs or .npy float32).") var queries: String
-    @Option(help: "Ground truth: each query's nearest base rows, best first (.ivecs or .npy int32).") var truth: String
-    @Option(help: "cosine, euclidean or dotproduct.") var metric: String = "cosine"
+    @Option(help: "Base vectors (.fvecs or .npy float32).") var base: String?
+    @Option(help: "Query vectors (.fvecs or .npy float32).") var queries: String?
+    @Option(help: "Ground truth: each query's nearest base rows, best first (.ivecs or .npy int32).") var truth: String?
+    @Option(help: "An ann-benchmarks HDF5 file, in place of --base, --queries, --truth and --metric (train, test, neighbors and its distance attribute).")
+    var hdf5: String?
+    @Option(help: "cosine, euclidean or dotproduct (default: cosine, or the --hdf5 file's distance).") var metric: String?
     @Option(help: "Neighbours per query.") var k: Int = 10
     @Option(help: "Index kind: flat or hnsw.") var index: String = "flat"
     @Option(help: "HNSW: links per node (layer 0 keeps 2m).") var m: Int = 16
@@ -32,10 +34,30 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "HNSW: also persist the index into this folder, reopen it in a fresh process and report persist_s, open_ms, open_rss_mb and the reopened index's recall and qps.")
     var persist: String?
 
+    /// Base vectors, queries, ground truth and the metric the data names:
+    /// from an ann-benchmarks HDF5 file, or from the three vector files.
+    func loadData() throws -> (Matrix<Float>, Matrix<Float>, Matrix<Int32>, Metric?) {
+        if let hdf5 {
+            guard base == nil, queries == nil, truth == nil else {
+                throw ValidationError("--hdf5 replaces --base, --queries and --truth: give one or the other")
+            }
+            let file = HDF5File(path: hdf5)
+            return (try file.floats("train"), try file.floats("test"), try file.ints("neighbors"), try file.metric())
+        }
+        guard let base, let queries, let truth else {
+            throw ValidationError("give --base, --queries and --truth (vector files), or --hdf5 (an ann-benchmarks file)")
+        }
+        return (try VectorFiles.readFloats(base), try VectorFiles.readFloats(queries), try VectorFiles.readInts(truth), .cosine)
+    }
+
     func run() throws {
         BenchEnvironment.reexecWithoutOpenBLASOverrides()
-        guard let metric = Metric(name: metric) else {
-            throw ValidationError("unknown metric '\(self.metric)': use cosine, euclidean or dotproduct")
+        let (baseM, loadedQueries, truthM, fileMetric) = try loadData()
+        var queryM = loadedQueries
+        let queries = hdf5.map { $0 + " (test)" } ?? self.queries!
+        let truth = hdf5.map { $0 + " (neighbors)" } ?? self.truth!
+        guard let metric = self.metric.map({ Metric(name: $0) }) ?? fileMetric else {
+            throw ValidationError("unknown metric '\(self.metric ?? "")': use cosine, euclidean or dotproduct")
         }
         guard index == "flat" || index == "hnsw" else {
             throw ValidationError("unknown index '\(index)': use flat or hnsw")
@@ -49,9 +71,6 @@ struct BenchCommand: ParsableCommand {
         guard k >= 1 else { throw ValidationError("--k must be at least 1") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
 
-        let baseM = try VectorFiles.readFloats(base)
-        var queryM = try VectorFiles.readFloats(queries)
-        let truthM = try VectorFiles.readInts(truth)
         if let limit = limitQueries { queryM = queryM.prefix(limit) }
         guard queryM.dimension == baseM.dimension else {
             throw CLIError("\(queries): queries have \(queryM.dimension) components, base vectors \(baseM.dimension)")

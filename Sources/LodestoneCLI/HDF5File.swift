@@ -1,0 +1,54 @@
+import CLodestoneHDF5Reader
+import Lodestone
+
+/// ann-benchmarks' HDF5 data files: `train` (base vectors), `test`
+/// (queries), `neighbors` (each query's exact neighbours, best first) and
+/// the root attribute `distance` (`angular` is cosine).
+struct HDF5File {
+    let path: String
+
+    private func check(_ status: Int32, _ err: [CChar]) throws {
+        if status != 0 {
+            throw CLIError(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+    }
+
+    private func shape(_ dataset: String) throws -> (rows: Int, cols: Int) {
+        var rows: Int64 = 0, cols: Int64 = 0
+        var err = [CChar](repeating: 0, count: 512)
+        try check(lodestone_h5_shape(path, dataset, &rows, &cols, &err, err.count), err)
+        return (Int(rows), Int(cols))
+    }
+
+    /// A dataset as float32 rows.
+    func floats(_ dataset: String) throws -> Matrix<Float> {
+        let (rows, cols) = try shape(dataset)
+        var values = [Float](repeating: 0, count: rows * cols)
+        var err = [CChar](repeating: 0, count: 512)
+        try check(lodestone_h5_read_float(path, dataset, &values, &err, err.count), err)
+        return Matrix(rows: rows, dimension: cols, values: values)
+    }
+
+    /// A dataset as int32 rows.
+    func ints(_ dataset: String) throws -> Matrix<Int32> {
+        let (rows, cols) = try shape(dataset)
+        var values = [Int32](repeating: 0, count: rows * cols)
+        var err = [CChar](repeating: 0, count: 512)
+        try check(lodestone_h5_read_int32(path, dataset, &values, &err, err.count), err)
+        return Matrix(rows: rows, dimension: cols, values: values)
+    }
+
+    /// The metric its `distance` attribute names.
+    func metric() throws -> Metric {
+        var out = [CChar](repeating: 0, count: 256)
+        var err = [CChar](repeating: 0, count: 512)
+        try check(lodestone_h5_string_attribute(path, "distance", &out, out.count, &err, err.count), err)
+        let name = String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        switch name {
+        case "angular", "cosine": return .cosine
+        case "euclidean", "l2": return .euclidean
+        case "dot", "ip", "dotproduct": return .dotProduct
+        default: throw CLIError("\(path): distance \"\(name)\" is not one Lodestone indexes (angular, euclidean, dot)")
+        }
+    }
+}
