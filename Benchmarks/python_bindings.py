@@ -10,10 +10,14 @@ Needs the lodestone package (pip install ./Python), hnswlib, faiss-cpu and numpy
    engine's work is a single 384-d dot product), so the time per call is
    what the binding costs: lodestone, hnswlib and faiss from Python.
 2. Single queries on the 100k HNSW graph, one thread, one call per query:
-   the same persisted segment searched by `lodestone bench-open` (Swift)
-   and by the Python package; the difference per query is the binding's
-   overhead. Rounds alternate; medians reported.
-3. Batches: one call with every query, 2 threads: the Python package
+   the same persisted segment searched by `lodestone bench-open` (Swift, in
+   its own process), by the C function called from Python with buffers
+   made beforehand, and by the Python package's `search`; the package's
+   overhead is its time minus the C call's, measured back to back in one
+   process. Rounds alternate; medians reported.
+3. Two Python threads issuing single queries against one: the calls
+   release the GIL, so two threads should run about twice as many.
+4. Batches: one call with every query, 2 threads: the Python package
    against `lodestone bench-open --batch` (HNSW) and `lodestone bench
    --batch` (flat, BLAS), and hnswlib's knn_query / faiss's search with
    the same thread count.
@@ -135,9 +139,17 @@ def main():
     # 2. Single queries, one thread; 3. batches. The rows are split once,
     # outside the timed loops, for every engine alike.
     qrows, nqrows = list(queries), list(nq)
+    out_keys, out_scores = np.empty(10, np.uint64), np.empty(10, np.float32)
+    kb, sb = ffi.from_buffer("uint64_t[]", out_keys), ffi.from_buffer("float[]", out_scores)
+    cb, eb = ffi.new("int32_t[1]"), ffi.new("lds_error **")
+    qbufs = [ffi.from_buffer("float[]", q) for q in qrows]
+
+    def raw_calls(ef):
+        return [(opened._handle, qb, 1, 10, ef, 1, kb, sb, cb, eb) for qb in qbufs]
+
     rows = []
     for ef in [int(e) for e in args.ef.split(",")]:
-        r = {"ef": ef, "swift_us": [], "python_us": [], "hnswlib_us": [], "faiss_us": [],
+        r = {"ef": ef, "swift_us": [], "c_call_us": [], "python_us": [], "hnswlib_us": [], "faiss_us": [],
              "swift_batch_qps": [], "python_batch_qps": [], "hnswlib_batch_qps": [], "faiss_batch_qps": []}
         hh.set_ef(ef)
         fh.hnsw.efSearch = ef
@@ -149,6 +161,9 @@ def main():
             r["swift_us"].append(1e6 / line["reopened_qps"])
             r["swift_batch_qps"].append(line["batch_qps"])
             hh.set_num_threads(1); faiss.omp_set_num_threads(1)
+            # The same queries through the C function with buffers made
+            # beforehand (what the Python layer adds is the difference).
+            r["c_call_us"].append(per_call(lambda c: lib.lds_vindex_search(*c), raw_calls(ef), 1) * 1e6)
             r["python_us"].append(per_call(lambda q: opened.search(q, 10, ef=ef), qrows, 1) * 1e6)
             r["hnswlib_us"].append(per_call(lambda q: hh.knn_query(q, k=10), qrows, 1) * 1e6)
             r["faiss_us"].append(per_call(lambda q: fh.search(q.reshape(1, -1), 10), nqrows, 1) * 1e6)
@@ -160,11 +175,33 @@ def main():
         r["recall"] = {"lodestone": round(recall(opened.search(queries, 10, ef=ef, threads=2)[0].astype(np.int64), truth), 4),
                        "hnswlib": round(recall(hh.knn_query(queries, k=10)[0].astype(np.int64), truth), 4),
                        "faiss": round(recall(fh.search(nq, 10)[1], truth), 4)}
-        r["overhead_us"] = round(r["python_us"] - r["swift_us"], 2)
+        r["overhead_us"] = round(r["python_us"] - r["c_call_us"], 2)
         r["python_batch_vs_swift"] = round(r["python_batch_qps"] / r["swift_batch_qps"], 3)
         print(json.dumps(r), flush=True)
         rows.append(r)
     out["hnsw"] = rows
+
+    # The GIL: single-query calls from 1 and from 2 Python threads (ef 64).
+    import threading
+
+    def run_threads(n):
+        parts = [qrows[i::n] for i in range(n)]
+        workers = [threading.Thread(target=lambda p=p: [opened.search(q, 10, ef=64) for q in p]) for p in parts]
+        t = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return len(qrows) / (time.perf_counter() - t)
+
+    gil = {"one_thread_qps": [], "two_threads_qps": []}
+    for _ in range(args.rounds):
+        gil["one_thread_qps"].append(run_threads(1))
+        gil["two_threads_qps"].append(run_threads(2))
+    gil = {k: round(statistics.median(v), 1) for k, v in gil.items()}
+    gil["speedup"] = round(gil["two_threads_qps"] / gil["one_thread_qps"], 2)
+    print(json.dumps({"python_threads": gil}), flush=True)
+    out["python_threads"] = gil
 
     # Flat batches (BLAS): Python against the CLI, and faiss.
     lflat = lodestone.FlatIndex(d, "cosine"); lflat.add(np.arange(n), base)
