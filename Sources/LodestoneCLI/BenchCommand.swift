@@ -28,8 +28,15 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Batch mode: run the batch this many times and report the fastest.") var repeats: Int = 3
     @Option(help: "Use only the first N queries.") var limitQueries: Int?
     @Flag(help: "Print JSON lines.") var json = false
-    @Option(help: "A filter file (a Pinecone filter, or an object whose \"filter\" field is one); point --truth at the filtered ground truth.")
-    var filter: String?
+    @Option(help: """
+        A filter file (a Pinecone filter, or an object whose "filter" field is one); repeat for several \
+        filters in one run (one build, then each filter's sweep; "none" is the unfiltered sweep). With one \
+        filter, --truth is its ground truth; with several, each file names its own ("groundtruth": beside \
+        the file, else in --filter-truth-dir).
+        """)
+    var filter: [String] = []
+    @Option(help: "Where to look for the ground truth a filter file names when it is not beside the file.")
+    var filterTruthDir: String?
     @Option(help: "Metadata, JSON Lines in base-vector order (needed with --filter).") var metadata: String?
     @Option(help: "HNSW: also persist the index into this folder, reopen it in a fresh process and report persist_s, open_ms, open_rss_mb and the reopened index's recall and qps.")
     var persist: String?
@@ -98,18 +105,7 @@ struct BenchCommand: ParsableCommand {
         }
         let buildSeconds = now() - t0
         let nq = queryM.rows
-        var allowed: (keys: Bitset, count: Int)? = nil
-        if let filterPath = filter {
-            guard let metadataPath = metadata else { throw ValidationError("--filter needs --metadata M.jsonl") }
-            var json = try JSONValue.parse(String(contentsOfFile: filterPath, encoding: .utf8))
-            if case let .object(fields) = json, let inner = fields["filter"] { json = inner }
-            let parsed = try Filter(json: json)
-            let index = MetadataIndex()
-            let lines = try String(contentsOfFile: metadataPath, encoding: .utf8).split(separator: "\n")
-            for (row, line) in lines.enumerated() { index.set(try Metadata.from(json: JSONValue.parse(String(line))), slot: row) }
-            let matching = index.evaluate(parsed)
-            allowed = (matching, matching.count)
-        }
+        let cases = try filterCases(truth: truthM, rows: baseM.rows)
         var persistSeconds = 0.0
         var segmentPath: String? = nil
         if let dir = persist {
@@ -123,8 +119,10 @@ struct BenchCommand: ParsableCommand {
         }
         let rows = (0..<nq).map { queryM.row($0) }
 
+        for (filterName, allowed, truthM) in cases {
         for efValue in (index == "hnsw" ? efs : [0]) {
             var line = JSONLine()
+            if let filterName { line.set("filter", filterName) }
             line.set("index", index)
             line.set("metric", metric.rawValue)
             line.set("k", k)
@@ -132,6 +130,7 @@ struct BenchCommand: ParsableCommand {
             line.set("dim", baseM.dimension)
             line.set("queries", queryM.rows)
             var plans: [String: Int] = [:]
+            var distances = 0
             func searchOne(_ q: [Float]) throws -> [Neighbor] {
                 if let flat {
                     guard let allowed else { return try flat.search(q, k: k) }
@@ -143,9 +142,12 @@ struct BenchCommand: ParsableCommand {
                     let (results, statistics) = try hnsw!.search(q, k: k, ef: efValue, allowedKeys: allowed.keys,
                                                                  matchCount: allowed.count)
                     plans[statistics.plan.rawValue, default: 0] += 1
+                    distances += statistics.distancesComputed
                     return results
                 }
-                return try hnsw!.search(q, k: k, ef: efValue)
+                let (results, statistics) = try hnsw!.search(q, k: k, ef: efValue, allowedKeys: nil)
+                distances += statistics.distancesComputed
+                return results
             }
             var results: [[Neighbor]] = []
             var latencies: [Double] = []
@@ -207,8 +209,10 @@ struct BenchCommand: ParsableCommand {
                 line.set("plan", plans.keys.sorted().joined(separator: "+"))
                 line.set("filter_matches", allowed.count)
                 line.set("selectivity", Double(allowed.count) / Double(baseM.rows), digits: 4)
+
             }
             if let hnsw {
+                if !batch { line.set("distances_per_query", Double(distances) / Double(nq + min(10, nq)), digits: 1) }
                 line.set("ef", efValue)
                 line.set("m", m)
                 line.set("ef_construction", efConstruction)
@@ -248,8 +252,50 @@ struct BenchCommand: ParsableCommand {
                     : String(format: ", p50 %.0f µs, p99 %.0f µs", percentile(latencies, 50) * 1e6, percentile(latencies, 99) * 1e6)
                 print("\(index)\(hnsw != nil ? " ef=\(efValue)" : "") \(metric.rawValue) k=\(k) n=\(baseM.rows) queries=\(nq): "
                       + String(format: "recall@%d %.4f, %.1f queries/s", k, recall, Double(nq) / elapsed)
-                      + mode + String(format: ", build %.2f s", buildSeconds))
+                      + mode + String(format: ", build %.2f s", buildSeconds) + (filterName.map { ", filter \($0)" } ?? ""))
             }
+        }
+        }
+    }
+
+    /// The sweeps to run: unfiltered, or each `--filter` with its matching
+    /// keys and ground truth ("none" is the unfiltered sweep, with --truth).
+    func filterCases(truth: Matrix<Int32>, rows: Int) throws
+        -> [(name: String?, allowed: (keys: Bitset, count: Int)?, truth: Matrix<Int32>)]
+    {
+        if filter.isEmpty { return [(nil, nil, truth)] }
+        let named = filter.filter { $0 != "none" }
+        var metadataIndex: MetadataIndex? = nil
+        if !named.isEmpty {
+            guard let metadataPath = metadata else { throw ValidationError("--filter needs --metadata M.jsonl") }
+            let index = MetadataIndex()
+            let lines = try String(contentsOfFile: metadataPath, encoding: .utf8).split(separator: "\n")
+            for (row, line) in lines.enumerated() { index.set(try Metadata.from(json: JSONValue.parse(String(line))), slot: row) }
+            metadataIndex = index
+        }
+        return try filter.map { path in
+            if path == "none" { return ("none", nil, truth) }
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            var json = try JSONValue.parse(text)
+            var name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+            var filterTruth = truth
+            if case let .object(fields) = json, let inner = fields["filter"] {
+                json = inner
+                if case let .string(n)? = fields["name"] { name = n }
+                if named.count > 1, case let .string(file)? = fields["groundtruth"] {
+                    let beside = ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(file)
+                    let truthPath = FileManager.default.fileExists(atPath: beside) || filterTruthDir == nil
+                        ? beside : (filterTruthDir! as NSString).appendingPathComponent(file)
+                    filterTruth = try VectorFiles.readInts(truthPath)
+                    guard filterTruth.rows >= (limitQueries ?? 0), filterTruth.dimension >= k else {
+                        throw CLIError("\(truthPath): too few rows or neighbours for these queries and k = \(k)")
+                    }
+                } else if named.count > 1 {
+                    throw CLIError("\(path): with several --filter files, each must name its \"groundtruth\"")
+                }
+            }
+            let matching = metadataIndex!.evaluate(try Filter(json: json))
+            return (name, (matching, matching.count), filterTruth)
         }
     }
 }

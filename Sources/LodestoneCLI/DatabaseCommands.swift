@@ -344,7 +344,10 @@ struct QueryCommand: ParsableCommand {
                     if let e = r.explanation {
                         print("plan: \(e.plan.rawValue); matches \(e.matches) of \(e.candidates) "
                               + String(format: "(selectivity %.4f)", e.selectivity)
-                              + "; ef \(e.ef); nodes visited \(e.nodesVisited); distances computed \(e.distancesComputed)")
+                              + "; ef \(e.ef); nodes visited \(e.nodesVisited); distances computed \(e.distancesComputed)"
+                              + (e.estimatedScanCost > 0 || e.estimatedGraphCost > 0
+                                 ? String(format: "; estimated cost: exact scan %.0f, graph walk %.0f", e.estimatedScanCost,
+                                          e.estimatedGraphCost) : ""))
                     }
                 }
             }
@@ -362,6 +365,8 @@ struct QueryCommand: ParsableCommand {
         line.set("ef", e.ef)
         line.set("nodes_visited", e.nodesVisited)
         line.set("distances_computed", e.distancesComputed)
+        line.set("estimated_scan_cost", e.estimatedScanCost, digits: 1)
+        line.set("estimated_graph_cost", e.estimatedGraphCost, digits: 1)
         return line
     }
 

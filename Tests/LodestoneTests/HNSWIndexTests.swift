@@ -237,8 +237,8 @@ extension HNSWIndexTests {
 }
 
 extension HNSWIndexTests {
-    @Test("filtered search plans: exact scan when few match, filtered graph when many; min(k, matches) results",
-          arguments: [(50, SearchPlan.exactScan), (2, SearchPlan.filteredGraph), (3000, SearchPlan.exactScan)])
+    @Test("filtered search plans: exact scan when few match, the walk with the filter applied to results when most do; min(k, matches) results",
+          arguments: [(50, SearchPlan.exactScan), (2, SearchPlan.postFilteredGraph), (3000, SearchPlan.exactScan)])
     func plannedFilter(modulus: Int, expectedPlan: SearchPlan) throws {
         let data = Fixtures.realData
         let index = Self.realIndex
@@ -291,5 +291,75 @@ extension HNSWIndexTests {
         #expect(count() == 15 && vector(0) == data.base.row(0) && vector(100) == nil)
         let top = graph ? try hnsw.search(data.base.row(19), k: 1) : try flat.search(data.base.row(19), k: 1)
         #expect(top.first?.key == 14)
+    }
+}
+
+extension HNSWIndexTests {
+    @Test("cost-based planner: every selectivity returns min(k, matches) passing results at recall ≥ 0.95; explain reports both estimates",
+          arguments: [0.001, 0.01, 0.05, 0.2, 0.5, 1.0])
+    func plannerAcrossSelectivities(share: Double) throws {
+        let data = Fixtures.realData
+        let index = Self.realIndex
+        let n = data.base.rows
+        // A filter that follows the data's meaning at low shares: the rows
+        // nearest one base vector (a region of the embedding space), else
+        // every m-th row (spread out).
+        let anchor = data.base.row(7)
+        var flatAll = try FlatIndex(dimension: data.base.dimension, metric: .cosine)
+        try flatAll.add(contentsOf: data.base.values, keys: (0..<UInt64(n)).map { $0 })
+        let matching = max(1, Int(Double(n) * share))
+        let keys: [UInt64] = share <= 0.05
+            ? try flatAll.search(anchor, k: matching).map(\.key)
+            : (0..<UInt64(n)).filter { Double($0 % 1000) < share * 1000 }
+        let allowed = Bitset(capacity: n, slots: keys.map { Int($0) })
+        var flat = try FlatIndex(dimension: data.base.dimension, metric: .cosine)
+        try flat.add(contentsOf: keys.flatMap { data.base.row(Int($0)) }, keys: keys)
+        var hits = 0, wanted = 0
+        for qi in 0..<min(50, data.queries.rows) {
+            let q = data.queries.row(qi)
+            let (results, statistics) = try index.search(q, k: 10, ef: 64, allowedKeys: allowed, matchCount: allowed.count)
+            #expect(results.count == min(10, allowed.count))
+            #expect(results.allSatisfy { allowed.contains(Int($0.key)) })
+            #expect(statistics.estimatedScanCost > 0 && statistics.estimatedGraphCost > 0)
+            let truth = Set(try flat.search(q, k: 10).map(\.key))
+            hits += results.filter { truth.contains($0.key) }.count
+            wanted += truth.count
+        }
+        let recall = Double(hits) / Double(wanted)
+        #expect(recall >= 0.95, "recall \(recall) with \(keys.count) of \(n) allowed")
+    }
+}
+
+extension HNSWIndexTests {
+    @Test("the two-hop filtered walk: only passing results, high recall at mid selectivity; over budget it gives up",
+          arguments: [0.05, 0.2, 0.5])
+    func twoHopWalk(share: Double) throws {
+        let data = Fixtures.realData
+        let index = Self.realIndex
+        let n = data.base.rows
+        let keys = (0..<UInt64(n)).filter { Double(($0 &* 2_654_435_761) % 1000) < share * 1000 }
+        let allowed = Bitset(capacity: n, slots: keys.map { Int($0) })
+        var flat = try FlatIndex(dimension: data.base.dimension, metric: .cosine)
+        try flat.add(contentsOf: keys.flatMap { data.base.row(Int($0)) }, keys: keys)
+        var hits = 0, wanted = 0
+        for qi in 0..<min(50, data.queries.rows) {
+            let q = try VectorPreparation.prepared(data.queries.row(qi), dimension: data.base.dimension, metric: .cosine,
+                                                   kernels: index.kernels).vector
+            let walked = q.withUnsafeBufferPointer {
+                index.walk($0.baseAddress!, k: 10, ef: 128, budget: .max, admission: LiveKeysIn(index: index, keys: allowed))
+            }
+            let results = try #require(walked).results
+            #expect(results.count == 10 && results.allSatisfy { allowed.contains(Int($0.key)) })
+            let truth = Set(try flat.search(data.queries.row(qi), k: 10).map(\.key))
+            hits += results.filter { truth.contains($0.key) }.count
+            wanted += truth.count
+            // A budget of a few distances: the walk gives up (the planner then scans).
+            let starved = q.withUnsafeBufferPointer {
+                index.walk($0.baseAddress!, k: 10, ef: 128, budget: 5, admission: LiveKeysIn(index: index, keys: allowed))
+            }
+            #expect(starved == nil)
+        }
+        let recall = Double(hits) / Double(wanted)
+        #expect(recall >= 0.93, "two-hop walk recall \(recall) with \(keys.count) of \(n) allowed")
     }
 }

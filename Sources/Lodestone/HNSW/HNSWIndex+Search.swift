@@ -7,6 +7,55 @@ protocol NodeAdmission {
     func admits(_ id: UInt32) -> Bool
 }
 
+/// Sees every node a beam search scores (its id and rank value).
+protocol NodeCollector {
+    mutating func observe(_ id: UInt32, _ distance: Float)
+}
+
+/// Sees nothing (the plain search; compiled away).
+struct NoCollector: NodeCollector {
+    @inline(__always) mutating func observe(_ id: UInt32, _ distance: Float) {}
+}
+
+/// Keeps the best scored nodes that pass a filter, in a bounded heap: the
+/// filtered search that walks the graph as if unfiltered.
+struct AdmittedCollector<A: NodeAdmission>: NodeCollector {
+    let admission: A
+    var heap: TopKHeap
+    @inline(__always) mutating func observe(_ id: UInt32, _ distance: Float) {
+        if distance < heap.threshold, admission.admits(id) { heap.consider(Candidate(distance: distance, id: UInt64(id))) }
+    }
+}
+
+/// Chooses, after a beam search expands a node, which nodes it scores.
+protocol NeighbourGatherer {
+    /// Copies the nodes to score into `scratch.ids`/`scratch.rows`, marking
+    /// them visited; returns how many.
+    func gather(_ index: HNSWIndex, of id: UInt32, layer: Int, scratch: SearchScratch,
+                marks: UnsafeMutablePointer<UInt16>, generation: UInt16, bound: Int) -> Int
+}
+
+/// Every unvisited neighbour (the plain HNSW search).
+struct AllNeighbours: NeighbourGatherer {
+    @inline(__always)
+    func gather(_ index: HNSWIndex, of id: UInt32, layer: Int, scratch: SearchScratch,
+                marks: UnsafeMutablePointer<UInt16>, generation: UInt16, bound: Int) -> Int {
+        index.gatherNeighbours(of: id, layer: layer, scratch: scratch, visited: (marks, generation, bound))
+    }
+}
+
+/// The neighbours, and neighbours' neighbours, that pass a filter (see
+/// ``HNSWIndex/gatherAdmitted(of:scratch:marks:generation:bound:admission:)``; layer 0 only).
+struct AdmittedNeighbours<A: NodeAdmission>: NeighbourGatherer {
+    let admission: A
+    @inline(__always)
+    func gather(_ index: HNSWIndex, of id: UInt32, layer: Int, scratch: SearchScratch,
+                marks: UnsafeMutablePointer<UInt16>, generation: UInt16, bound: Int) -> Int {
+        index.gatherAdmitted(of: id, scratch: scratch, marks: marks, generation: generation, bound: bound,
+                             admission: admission)
+    }
+}
+
 /// Admits live nodes.
 struct LiveNodes: NodeAdmission {
     let index: HNSWIndex
@@ -68,8 +117,8 @@ extension HNSWIndex {
     /// threads; with `allowedKeys`, what
     /// ``search(_:k:ef:allowedKeys:matchCount:)`` returns for each query.
     ///
-    /// A filter narrow enough for the planner's exact scan (fewer matches
-    /// than ``exactScanSelectivity`` of the index) is answered for the whole
+    /// A filter the planner would scan exactly (see
+    /// ``search(_:k:ef:allowedKeys:matchCount:)``) is answered for the whole
     /// batch at once: the matching vectors are gathered once and the queries
     /// multiplied by them with BLAS (an exact ``FlatIndex`` batch search).
     public func search(batch queries: [Float], k: Int, ef: Int? = nil, allowedKeys: Bitset? = nil,
@@ -89,7 +138,7 @@ extension HNSWIndex {
             efs = e
         }
         if let allowedKeys, nq >= FlatIndex.gemmMinimumQueries,
-           Double(matchCount ?? allowedKeys.count) / Double(max(count, 1)) < HNSWIndex.exactScanSelectivity {
+           plansExactScan(matches: matchCount ?? allowedKeys.count, ef: efs).exact {
             return try exactBatch(prepared, k: k, allowedKeys: allowedKeys, threads: threads)
         }
         let out = UnsafeMutableBufferPointer<[Neighbor]>.allocate(capacity: nq)
@@ -215,26 +264,43 @@ extension HNSWIndex {
     /// the role of HNSW's "furthest result").
     func searchLayer(_ q: UnsafePointer<Float>, entry start: UInt32, entryDistance: Float, ef: Int, layer: Int,
                      scratch: SearchScratch) -> Int {
+        var none = NoCollector()
+        return beamSearch(q, entry: start, entryDistance: entryDistance, ef: ef, layer: layer, scratch: scratch,
+                          gatherer: AllNeighbours(), collector: &none, budget: .max)
+    }
+
+    /// ``searchLayer(_:entry:entryDistance:ef:layer:scratch:)`` with the
+    /// nodes to score after each expansion chosen by `gatherer`, and every
+    /// node scored shown to `collector`; returns -1 once more than `budget`
+    /// distances have been computed (the caller then takes another plan).
+    func beamSearch<G: NeighbourGatherer, C: NodeCollector>(
+        _ q: UnsafePointer<Float>, entry start: UInt32, entryDistance: Float, ef: Int, layer: Int,
+        scratch: SearchScratch, gatherer: G, collector: inout C, budget: Int
+    ) -> Int {
         let bound = nodeCount.load(ordering: .acquiring)
         let generation = scratch.beginSearch(nodes: bound, poolSize: ef)
         let marks = scratch.visited
         let pool = scratch.pool
         marks[Int(start)] = generation
         pool[0] = PoolEntry(distance: entryDistance, id: start)
+        collector.observe(start, entryDistance)
         var count = 1
         var cursor = 0
+        let spentBefore = scratch.distancesComputed
         while cursor < count {
             let current = pool[cursor].id
             pool[cursor].tagged |= PoolEntry.expandedBit
-            let n = gatherNeighbours(of: current, layer: layer, scratch: scratch,
-                                     visited: (marks, generation, bound))
+            let n = gatherer.gather(self, of: current, layer: layer, scratch: scratch, marks: marks,
+                                    generation: generation, bound: bound)
             scratch.nodesExpanded += 1
             scratch.distancesComputed += n
+            if scratch.distancesComputed - spentBefore > budget { return -1 }
             var lowest = cursor + 1
             if n > 0 {
                 kernels.rankValues(metric, q, rows: scratch.rows, count: n, dimension: dimension, into: scratch.values)
                 for j in 0..<n {
                     let d = scratch.values[j]
+                    collector.observe(scratch.ids[j], d)
                     if count == ef && d >= pool[count - 1].distance { continue }
                     // Binary search for the first entry farther than d.
                     var lo = 0, hi = count
@@ -257,6 +323,67 @@ extension HNSWIndex {
             while cursor < count && pool[cursor].isExpanded { cursor += 1 }
         }
         return count
+    }
+
+    /// Copies into the scratch buffers the nodes a filtered walk scores
+    /// next from `id` (ACORN's predicate-aware expansion, on the ordinary
+    /// graph): its neighbours that pass `admission`, then, looking through
+    /// those that do not, their neighbours that pass, up to one neighbour
+    /// list's worth. Only admitted nodes get a distance, so a selective
+    /// filter does not make the walk score the whole index. When nothing
+    /// within two hops passes, the neighbours that do not are returned
+    /// instead, so the walk can cross a region the filter excludes.
+    @inline(__always)
+    func gatherAdmitted<A: NodeAdmission>(of id: UInt32, scratch: SearchScratch, marks: UnsafeMutablePointer<UInt16>,
+                                          generation: UInt16, bound: Int, admission: A) -> Int {
+        let capacity = linkCapacity(layer: 0)
+        let slots = links(id, layer: 0)
+        var n = 0, passed = 0
+        for j in 0..<capacity {
+            let nb = lodestone_load_u32(slots + j)
+            if nb == HNSWIndex.noNode { break }
+            if Int(nb) >= bound || marks[Int(nb)] == generation { continue }
+            marks[Int(nb)] = generation
+            if admission.admits(nb) {
+                scratch.ids[n] = nb
+                scratch.rows[n] = UnsafePointer(vector(nb))
+                n += 1
+            } else {
+                scratch.transit[passed] = nb
+                passed += 1
+            }
+        }
+        // As many as the unfiltered walk would score here: the new
+        // neighbours, those that pass and those replaced by two-hop ones.
+        let limit = n + passed
+        // The lists about to be read are scattered: ask for them all at
+        // once, so their cache misses overlap.
+        for t in 0..<min(passed, limit - n) { lodestone_prefetch(links0.record(scratch.transit[t])) }
+        var i = 0
+        while i < passed && n < limit {
+            let second = links(scratch.transit[i], layer: 0)
+            var j = 0
+            while j < capacity && n < limit {
+                let nb = lodestone_load_u32(second + j)
+                if nb == HNSWIndex.noNode { break }
+                j += 1
+                if Int(nb) >= bound || marks[Int(nb)] == generation || !admission.admits(nb) { continue }
+                marks[Int(nb)] = generation
+                scratch.ids[n] = nb
+                scratch.rows[n] = UnsafePointer(vector(nb))
+                n += 1
+            }
+            i += 1
+        }
+        scratch.nodesExpanded += i
+        if n == 0 {
+            for t in 0..<passed {
+                scratch.ids[t] = scratch.transit[t]
+                scratch.rows[t] = UnsafePointer(vector(scratch.transit[t]))
+            }
+            n = passed
+        }
+        return n
     }
 
     /// The filtered search (hnswlib's): an unbounded candidate min-heap and

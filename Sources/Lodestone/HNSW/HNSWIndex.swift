@@ -84,6 +84,9 @@ public final class HNSWIndex: @unchecked Sendable {
         /// False after opening a segment until the key table is built from
         /// its keys section (on the first operation that needs it).
         var keysBuilt = true
+        /// The nodes of the last filter a walk ran with (see
+        /// ``allowedNodes(for:)``).
+        var filterNodes: FilterNodes? = nil
     }
 
     /// Set once a mapped chunk fails verification; searches then throw.

@@ -7,6 +7,9 @@
 struct KeyTable {
     private var buckets: [UInt32] = []
     private(set) var count = 0
+    /// Bumped by every insert and remove: caches derived from the table
+    /// (a filter's matching nodes) compare it to know they still hold.
+    private(set) var version: UInt64 = 0
 
     /// Bytes held by the table.
     var allocatedBytes: Int { buckets.capacity * 4 }
@@ -36,6 +39,7 @@ struct KeyTable {
 
     /// Records `node` under `key` (which must not be present).
     mutating func insert(key: UInt64, node: UInt32, keyOf: (UInt32) -> UInt64) {
+        version &+= 1
         if (count + 1) * 5 > buckets.count * 4 { grow(keyOf: keyOf) }
         let mask = buckets.count - 1
         var i = Int(truncatingIfNeeded: KeyTable.hash(key)) & mask
@@ -48,6 +52,7 @@ struct KeyTable {
     @discardableResult
     mutating func remove(key: UInt64, keyOf: (UInt32) -> UInt64) -> UInt32? {
         guard let i = bucket(of: key, keyOf: keyOf) else { return nil }
+        version &+= 1
         let mask = buckets.count - 1
         let removed = buckets[i] - 1
         // Backward shift: pull later entries of the probe run into the hole.

@@ -34,6 +34,9 @@ final class SearchScratch {
     let rows: UnsafeMutablePointer<UnsafePointer<Float>?>
     let values: UnsafeMutablePointer<Float>
     let neighbourCapacity: Int
+    /// A filtered walk's neighbours that do not pass the filter (it looks
+    /// through them to their neighbours).
+    let transit: UnsafeMutablePointer<UInt32>
 
     /// A min-heap of candidates and a bounded max-heap of results, for the
     /// filtered search.
@@ -52,6 +55,7 @@ final class SearchScratch {
         ids = .allocate(capacity: maxNeighbours)
         rows = .allocate(capacity: maxNeighbours)
         values = .allocate(capacity: maxNeighbours)
+        transit = .allocate(capacity: maxNeighbours)
         visited = .allocate(capacity: 1)
         pool = .allocate(capacity: 1)
         heap = .allocate(capacity: 1)
@@ -62,6 +66,7 @@ final class SearchScratch {
         ids.deallocate()
         rows.deallocate()
         values.deallocate()
+        transit.deallocate()
         visited.deallocate()
         pool.deallocate()
         heap.deallocate()
