@@ -8,8 +8,10 @@ enum Fixtures {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// `../shared/data/pypi-minilm` beside the repository (or
-    /// `$LODESTONE_SHARED_DATA`), if it exists.
+    /// `$LODESTONE_SHARED_DATA`; `none` for the sample only), if it exists.
     static let sharedData: URL? = {
+        // LODESTONE_SHARED_DATA=none: the sample only, as in a fresh clone.
+        if ProcessInfo.processInfo.environment["LODESTONE_SHARED_DATA"] == "none" { return nil }
         let candidates = [
             ProcessInfo.processInfo.environment["LODESTONE_SHARED_DATA"].map { URL(fileURLWithPath: $0) },
             repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data/pypi-minilm"),
