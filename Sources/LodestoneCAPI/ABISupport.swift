@@ -216,34 +216,6 @@ func staticCString(_ s: String) -> UnsafePointer<CChar> {
     UnsafePointer(strdup(s)!)
 }
 
-/// A many-readers, one-writer lock (pthread) guarding a flat index, which
-/// is a value and not safe to read while written.
-final class RWLock: @unchecked Sendable {
-    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
-
-    init() {
-        lock = .allocate(capacity: 1)
-        pthread_rwlock_init(lock, nil)
-    }
-
-    deinit {
-        pthread_rwlock_destroy(lock)
-        lock.deallocate()
-    }
-
-    func reading<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
-        pthread_rwlock_rdlock(lock)
-        defer { pthread_rwlock_unlock(lock) }
-        return try body()
-    }
-
-    func writing<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
-        pthread_rwlock_wrlock(lock)
-        defer { pthread_rwlock_unlock(lock) }
-        return try body()
-    }
-}
-
 // MARK: Library and errors
 
 @_cdecl("lds_abi_version")

@@ -13,7 +13,7 @@ final class VectorIndexBox {
 
     private let hnsw: HNSWIndex?
     private var flat: FlatIndex?  // guarded by `lock`
-    private let lock = RWLock()
+    private let lock = ReadWriteLock()
     let dimension: Int
     let metric: Metric
 
@@ -109,30 +109,31 @@ private func batch(_ index: VectorIndexBox, _ vectors: UnsafePointer<Float>?, _ 
     return (rows, Array(UnsafeBufferPointer(start: try Check.pointer(keys, "keys"), count: n)))
 }
 
+/// Adds (`replace` false) or upserts a checked batch.
+private func store(_ handle: OpaquePointer?, _ vectors: UnsafePointer<Float>?, _ keys: UnsafePointer<UInt64>?, _ n: Int64,
+                   _ threads: Int32, replace: Bool) throws(LodestoneError) {
+    let index = try box(handle)
+    let threads = try Check.threads(threads)
+    let (rows, keys) = try batch(index, vectors, keys, n)
+    if keys.isEmpty { return }
+    try index.write(hnsw: { (i: HNSWIndex) throws(LodestoneError) in
+        if replace { try i.upsert(contentsOf: rows, keys: keys, threads: threads) }
+        else { try i.add(contentsOf: rows, keys: keys, threads: threads) }
+    }, flat: { (i: inout FlatIndex) throws(LodestoneError) in
+        if replace { try i.upsert(contentsOf: rows, keys: keys) } else { try i.add(contentsOf: rows, keys: keys) }
+    })
+}
+
 @_cdecl("lds_vindex_add")
 public func lds_vindex_add(_ handle: OpaquePointer?, _ vectors: UnsafePointer<Float>?, _ keys: UnsafePointer<UInt64>?,
                            _ n: Int64, _ threads: Int32, _ err: ErrorOut) -> Int32 {
-    withStatus(err) { () throws(LodestoneError) in
-        let index = try box(handle)
-        let threads = try Check.threads(threads)
-        let (rows, keys) = try batch(index, vectors, keys, n)
-        if keys.isEmpty { return }
-        try index.write(hnsw: { (i: HNSWIndex) throws(LodestoneError) in try i.add(contentsOf: rows, keys: keys, threads: threads) },
-                        flat: { (i: inout FlatIndex) throws(LodestoneError) in try i.add(contentsOf: rows, keys: keys) })
-    }
+    withStatus(err) { () throws(LodestoneError) in try store(handle, vectors, keys, n, threads, replace: false) }
 }
 
 @_cdecl("lds_vindex_upsert")
 public func lds_vindex_upsert(_ handle: OpaquePointer?, _ vectors: UnsafePointer<Float>?, _ keys: UnsafePointer<UInt64>?,
                               _ n: Int64, _ threads: Int32, _ err: ErrorOut) -> Int32 {
-    withStatus(err) { () throws(LodestoneError) in
-        let index = try box(handle)
-        let threads = try Check.threads(threads)
-        let (rows, keys) = try batch(index, vectors, keys, n)
-        if keys.isEmpty { return }
-        try index.write(hnsw: { (i: HNSWIndex) throws(LodestoneError) in try i.upsert(contentsOf: rows, keys: keys, threads: threads) },
-                        flat: { (i: inout FlatIndex) throws(LodestoneError) in try i.upsert(contentsOf: rows, keys: keys) })
-    }
+    withStatus(err) { () throws(LodestoneError) in try store(handle, vectors, keys, n, threads, replace: true) }
 }
 
 @_cdecl("lds_vindex_remove")

@@ -8,11 +8,13 @@ import Darwin
 
 /// A reader-writer lock: many readers at once, or one writer. On glibc it
 /// prefers writers, so a steady stream of readers cannot starve one.
-final class ReadWriteLock: @unchecked Sendable {
+/// Visible to the package's other targets (the C ABI guards its flat
+/// indexes with it), not to its users.
+package final class ReadWriteLock: @unchecked Sendable {
     // @unchecked: the pthread lock is the synchronisation.
     private let lock: UnsafeMutablePointer<pthread_rwlock_t>
 
-    init() {
+    package init() {
         lock = .allocate(capacity: 1)
         var attributes = pthread_rwlockattr_t()
         pthread_rwlockattr_init(&attributes)
@@ -29,14 +31,14 @@ final class ReadWriteLock: @unchecked Sendable {
     }
 
     /// Runs `body` holding the lock shared.
-    func reading<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+    package func reading<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         pthread_rwlock_rdlock(lock)
         defer { pthread_rwlock_unlock(lock) }
         return try body()
     }
 
     /// Runs `body` holding the lock exclusively.
-    func writing<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+    package func writing<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         pthread_rwlock_wrlock(lock)
         defer { pthread_rwlock_unlock(lock) }
         return try body()
