@@ -57,6 +57,7 @@ extension MetadataValue: CustomStringConvertible, CustomDebugStringConvertible {
     /// `["year": 2025, "popular": true]`; ``Metadata``'s `jsonText` gives the
     /// JSON object itself.
     public var description: String { jsonText }
+    /// The same JSON text (so dictionaries of values print it too).
     public var debugDescription: String { jsonText }
 }
 
