@@ -2,13 +2,13 @@
 vector, metadata) in namespaces, in the shape of Pinecone's client."""
 
 import json
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _native
+from ._handle import Handle
 from .errors import InvalidArgument, raise_for
 from .vector_index import METRIC_NAMES, _matrix, metric_code
 
@@ -52,6 +52,14 @@ def _filter_text(f: Filter):
     return json.dumps(f, separators=(",", ":")).encode("utf-8")
 
 
+def _id_list(ids) -> List[str]:
+    """A sequence of ids as a list; a lone string is refused (it would be
+    taken as a sequence of one-character ids)."""
+    if isinstance(ids, (str, bytes)):
+        raise InvalidArgument(f"invalid ids: pass a list of ids, not a single string ({ids!r})")
+    return list(ids)
+
+
 def _string_array(strings: Sequence[str]) -> Tuple[bytes, np.ndarray]:
     """Strings as one UTF-8 buffer plus n + 1 offsets (lodestone.h's string arrays)."""
     encoded = [s.encode("utf-8") for s in strings]
@@ -62,12 +70,16 @@ def _string_array(strings: Sequence[str]) -> Tuple[bytes, np.ndarray]:
 
 
 class _Native:
+    """Calls into the library holding `self._handle` (a Handle)."""
+
     def __init__(self):
         self._ffi, self._lib = _native.load()
 
     def _call(self, fn, *args):
+        """`fn(handle, *args, err)`, raising the typed exception on failure."""
         err = self._ffi.new("lds_error **")
-        status = fn(*args, err)
+        with self._handle as h:
+            status = fn(h, *args, err)
         if status != 0:
             raise_for(status, err, self._ffi, self._lib)
 
@@ -133,21 +145,20 @@ class Index(_Native):
 
     def __init__(self, handle, name: str):
         super().__init__()
-        self._handle = handle
+        self._handle = Handle(handle, self._lib.lds_index_free, f'index "{name}"')
         self.name = name
         self.dimension = int(self._lib.lds_index_dimension(handle))
         self.metric = METRIC_NAMES[int(self._lib.lds_index_metric(handle))]
         self.kind = "hnsw" if self._lib.lds_index_kind(handle) == 0 else "flat"
         self.embedding_model = self._ffi.string(self._lib.lds_index_embedding_model(handle)).decode("utf-8")
 
-    def _h(self):
-        if self._handle is None:
+    def __len__(self) -> int:
+        with self._handle as h:
+            count = int(self._lib.lds_index_count(h))
+        if count < 0:
             from .errors import IndexClosed
             raise IndexClosed(f'index "{self.name}" was closed')
-        return self._handle
-
-    def __len__(self) -> int:
-        return max(0, int(self._lib.lds_index_count(self._h())))
+        return count
 
     def __repr__(self):
         return (f"Index(name={self.name!r}, dimension={self.dimension}, metric={self.metric!r}, "
@@ -188,13 +199,13 @@ class Index(_Native):
         id_bytes, id_offsets = _string_array(ids)
         f = self._ffi
         meta_buf, meta_off = f.NULL, f.NULL
+        if metadata is not None and len(metadata) != len(ids):
+            raise InvalidArgument(f"invalid metadata: {len(metadata)} entries for {len(ids)} ids")
         if metadata is not None and any(m for m in metadata):
-            if len(metadata) != len(ids):
-                raise InvalidArgument(f"invalid metadata: {len(metadata)} entries for {len(ids)} ids")
             texts = [json.dumps(m, separators=(",", ":")) if m else "" for m in metadata]
             mb, mo = _string_array(texts)
             meta_buf, meta_off = mb, f.from_buffer("int64_t[]", mo)
-        self._call(self._lib.lds_index_upsert, self._h(), id_bytes, f.from_buffer("int64_t[]", id_offsets), len(ids),
+        self._call(self._lib.lds_index_upsert, id_bytes, f.from_buffer("int64_t[]", id_offsets), len(ids),
                    f.from_buffer("float[]", x), meta_buf, meta_off, _c(namespace), _c(embedding_model), threads)
         return len(ids)
 
@@ -203,9 +214,12 @@ class Index(_Native):
         f = self._ffi
         v = f.NULL
         if values is not None:
-            v = f.from_buffer("float[]", _matrix(values, self.dimension, "values"))
+            row = _matrix(values, self.dimension, "values")
+            if row.shape[0] != 1:
+                raise InvalidArgument(f"invalid values: update takes one vector, got {row.shape[0]}")
+            v = f.from_buffer("float[]", row)
         m = f.NULL if set_metadata is None else json.dumps(set_metadata, separators=(",", ":")).encode("utf-8")
-        self._call(self._lib.lds_index_update, self._h(), id.encode("utf-8"), v, m, _c(namespace))
+        self._call(self._lib.lds_index_update, id.encode("utf-8"), v, m, _c(namespace))
 
     def delete(self, ids: Optional[Sequence[str]] = None, *, filter: Filter = None, delete_all: bool = False,
                namespace: str = "") -> int:
@@ -214,12 +228,13 @@ class Index(_Native):
         if sum(x is not None and x is not False for x in (ids, filter, delete_all or None)) != 1:
             raise InvalidArgument("invalid arguments: delete takes exactly one of ids, filter and delete_all")
         if delete_all:
-            self._call(self._lib.lds_index_delete_all, self._h(), _c(namespace), deleted)
+            self._call(self._lib.lds_index_delete_all, _c(namespace), deleted)
         elif filter is not None:
-            self._call(self._lib.lds_index_delete_filter, self._h(), _filter_text(filter), _c(namespace), deleted)
+            self._call(self._lib.lds_index_delete_filter, _filter_text(filter), _c(namespace), deleted)
         else:
-            b, o = _string_array(list(ids))
-            self._call(self._lib.lds_index_delete, self._h(), b, self._ffi.from_buffer("int64_t[]", o), len(ids),
+            ids = _id_list(ids)
+            b, o = _string_array(ids)
+            self._call(self._lib.lds_index_delete, b, self._ffi.from_buffer("int64_t[]", o), len(ids),
                        _c(namespace), deleted)
         return int(deleted[0])
 
@@ -234,13 +249,13 @@ class Index(_Native):
             raise InvalidArgument("invalid arguments: query takes a vector or an id")
         f = self._ffi
         if id is not None:
-            return self._matches(self._lib.lds_index_query_id, self._h(), id.encode("utf-8"), top_k, _c(namespace),
+            return self._matches(self._lib.lds_index_query_id, id.encode("utf-8"), top_k, _c(namespace),
                                  _filter_text(filter), include_values, include_metadata, ef,
                                  dimension=self.dimension)[0]
         q = _matrix(vector, self.dimension, "vector")
         if q.shape[0] != 1:
             raise InvalidArgument("invalid vector: query takes one vector; use query_batch for many")
-        return self._matches(self._lib.lds_index_query, self._h(), f.from_buffer("float[]", q), top_k, _c(namespace),
+        return self._matches(self._lib.lds_index_query, f.from_buffer("float[]", q), top_k, _c(namespace),
                              _filter_text(filter), include_values, include_metadata, ef, dimension=self.dimension)[0]
 
     def query_batch(self, vectors, *, top_k: int = 10, namespace: str = "", filter: Filter = None,
@@ -248,55 +263,57 @@ class Index(_Native):
                     threads: int = 1) -> List[List[Match]]:
         """Many queries at once (BLAS on a flat index); equal to asking them one by one."""
         q = _matrix(vectors, self.dimension, "vectors")
-        return self._matches(self._lib.lds_index_query_batch, self._h(), self._ffi.from_buffer("float[]", q),
+        return self._matches(self._lib.lds_index_query_batch, self._ffi.from_buffer("float[]", q),
                              q.shape[0], top_k, _c(namespace), _filter_text(filter), include_values,
                              include_metadata, ef, threads, dimension=self.dimension)
 
     def fetch(self, ids: Sequence[str], namespace: str = "") -> Dict[str, Record]:
         """The records with these ids (absent ids are left out)."""
-        ids = list(ids)
+        ids = _id_list(ids)
         b, o = _string_array(ids)
-        found = self._matches(self._lib.lds_index_fetch, self._h(), b, self._ffi.from_buffer("int64_t[]", o), len(ids),
+        found = self._matches(self._lib.lds_index_fetch, b, self._ffi.from_buffer("int64_t[]", o), len(ids),
                               _c(namespace), dimension=self.dimension)[0]
         return {m.id: Record(m.id, m.values, m.metadata) for m in found}
 
     def list_ids(self, namespace: str = "", prefix: str = "", filter: Filter = None, limit: int = 100,
                  pagination_token: Optional[str] = None) -> Tuple[List[str], Optional[str]]:
         """A page of ids, sorted, and the token for the next page (None at the end)."""
-        page = self._text(self._lib.lds_index_list_ids, self._h(), _c(namespace), _c(prefix), _filter_text(filter),
+        page = self._text(self._lib.lds_index_list_ids, _c(namespace), _c(prefix), _filter_text(filter),
                           limit, _c(pagination_token))
         return page["ids"], page["next"]
 
     def describe_index_stats(self) -> Dict[str, Any]:
         """Pinecone's shape: namespaces with their vector_count, dimension, total_vector_count, metric."""
-        return self._text(self._lib.lds_index_stats, self._h())
+        return self._text(self._lib.lds_index_stats, )
 
     # -- files -----------------------------------------------------------
     def persist(self) -> None:
         """Folds the write-ahead log into a new segment (reopening then replays nothing)."""
-        self._call(self._lib.lds_index_persist, self._h())
+        self._call(self._lib.lds_index_persist, )
 
     def export(self, path: str) -> int:
         """Writes every record as gzip'd JSON Lines (Pinecone's record shape). Returns the count."""
         n = self._ffi.new("int64_t *")
-        self._call(self._lib.lds_index_export, self._h(), str(path).encode(), n)
+        self._call(self._lib.lds_index_export, str(path).encode(), n)
         return int(n[0])
 
     # -- lifetime --------------------------------------------------------
     def close(self, persist: bool = True) -> None:
-        """Closes the index (persisting its log first), releasing its lock."""
-        if self._handle is None:
+        """Closes the index (persisting its log first), releasing its lock.
+        Closing an index the database already closed is not an error."""
+        if self._handle.closed:
             return
+        from .errors import IndexClosed
         try:
-            self._call(self._lib.lds_index_close, self._handle, int(persist))
+            self._call(self._lib.lds_index_close, int(persist))
+        except IndexClosed:
+            pass
         finally:
-            self.release()
+            self._handle.close()
 
     def release(self) -> None:
         """Drops this handle without closing the index (the database keeps it open)."""
-        h, self._handle = self._handle, None
-        if h is not None:
-            self._lib.lds_index_free(h)
+        self._handle.close()
 
     def __enter__(self):
         return self
@@ -323,15 +340,12 @@ class Database(_Native):
     def __init__(self, path: str):
         super().__init__()
         out = self._ffi.new("lds_db **")
-        self._call(self._lib.lds_db_open, str(path).encode(), out)
-        self._handle = out[0]
+        err = self._ffi.new("lds_error **")
+        status = self._lib.lds_db_open(str(path).encode(), out, err)
+        if status != 0:
+            raise_for(status, err, self._ffi, self._lib)
+        self._handle = Handle(out[0], self._lib.lds_db_free, "this Database")
         self.path = str(path)
-        self._lock = threading.Lock()
-
-    def _h(self):
-        if self._handle is None:
-            raise InvalidArgument("this Database was freed")
-        return self._handle
 
     def create_index(self, name: str, dimension: int, metric: str = "cosine", embedding_model: Optional[str] = None,
                      kind: str = "hnsw", m: int = 16, ef_construction: int = 200, ef_search: int = 64,
@@ -343,7 +357,7 @@ class Database(_Native):
         if durability not in DURABILITY:
             raise InvalidArgument(f"invalid durability: {durability!r}; use one of {sorted(DURABILITY)}")
         out = self._ffi.new("lds_index **")
-        self._call(self._lib.lds_db_create_index, self._h(), name.encode("utf-8"), int(dimension), metric_code(metric),
+        self._call(self._lib.lds_db_create_index, name.encode("utf-8"), int(dimension), metric_code(metric),
                    _c(embedding_model), KINDS[kind], int(m), int(ef_construction), int(ef_search),
                    DURABILITY[durability], out)
         return Index(out[0], name)
@@ -354,33 +368,34 @@ class Database(_Native):
         if durability not in DURABILITY:
             raise InvalidArgument(f"invalid durability: {durability!r}; use one of {sorted(DURABILITY)}")
         out = self._ffi.new("lds_index **")
-        self._call(self._lib.lds_db_open_index, self._h(), name.encode("utf-8"), _c(embedding_model),
+        self._call(self._lib.lds_db_open_index, name.encode("utf-8"), _c(embedding_model),
                    DURABILITY[durability], out)
         return Index(out[0], name)
 
     def list_indexes(self) -> List[str]:
-        return self._text(self._lib.lds_db_list_indexes, self._h())
+        return self._text(self._lib.lds_db_list_indexes, )
 
     def has_index(self, name: str) -> bool:
         return name in self.list_indexes()
 
     def describe_index(self, name: str) -> Dict[str, Any]:
-        return self._text(self._lib.lds_db_describe_index, self._h(), name.encode("utf-8"))
+        return self._text(self._lib.lds_db_describe_index, name.encode("utf-8"))
 
     def delete_index(self, name: str) -> None:
-        self._call(self._lib.lds_db_delete_index, self._h(), name.encode("utf-8"))
+        self._call(self._lib.lds_db_delete_index, name.encode("utf-8"))
 
     def import_records(self, path: str, name: str, dimension: int = 0, metric: str = "cosine",
                        embedding_model: Optional[str] = None, skip_bad_lines: bool = False) -> Dict[str, Any]:
         """Imports gzip'd JSON Lines (as `Index.export` writes) into index
         `name`, creating it if missing. Validates the whole file first."""
-        return self._text(self._lib.lds_db_import, self._h(), str(path).encode(), name.encode("utf-8"),
+        return self._text(self._lib.lds_db_import, str(path).encode(), name.encode("utf-8"),
                           int(dimension), metric_code(metric), _c(embedding_model), int(skip_bad_lines))
 
     def close(self, persist: bool = True) -> None:
-        """Closes every index this database opened (persisting each first)."""
-        if self._handle is not None:
-            self._call(self._lib.lds_db_close, self._handle, int(persist))
+        """Closes every index this database opened (persisting each first).
+        The Database stays usable: `index` opens an index again."""
+        if not self._handle.closed:
+            self._call(self._lib.lds_db_close, int(persist))
 
     def __enter__(self):
         return self
@@ -389,9 +404,6 @@ class Database(_Native):
         self.close()
 
     def __del__(self):
-        h, self._handle = getattr(self, "_handle", None), None
-        if h is not None:
-            try:
-                self._lib.lds_db_free(h)
-            except Exception:
-                pass
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            handle.close()

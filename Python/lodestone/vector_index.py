@@ -6,6 +6,7 @@ import threading
 import numpy as np
 
 from . import _native
+from ._handle import Handle
 from .errors import InvalidArgument, raise_for
 
 METRICS = {"cosine": 0, "euclidean": 1, "l2": 1, "dotproduct": 2, "dot": 2, "ip": 2}
@@ -58,23 +59,21 @@ class _VectorIndex:
 
     def __init__(self, handle):
         self._ffi, self._lib = _native.load()
-        self._handle = handle
-        self._closing = threading.Lock()
+        self._handle = Handle(handle, self._lib.lds_vindex_free, "this index")
         self._dimension = int(self._lib.lds_vindex_dimension(handle))
 
     # -- plumbing --------------------------------------------------------
-    def _h(self):
-        h = self._handle
-        if h is None:
-            from .errors import IndexClosed
-            raise IndexClosed("this index was closed")
-        return h
-
     def _call(self, fn, *args):
+        """Calls `fn(handle, *args, err)` holding the handle; raises on failure."""
         err = self._ffi.new("lds_error **")
-        status = fn(*args, err)
+        with self._handle as h:
+            status = fn(h, *args, err)
         if status != 0:
             raise_for(status, err, self._ffi, self._lib)
+
+    def _get(self, fn):
+        with self._handle as h:
+            return fn(h)
 
     # -- properties ------------------------------------------------------
     @property
@@ -85,15 +84,15 @@ class _VectorIndex:
     @property
     def metric(self) -> str:
         """'cosine', 'euclidean' (scores are squared L2 distances) or 'dotproduct'."""
-        return METRIC_NAMES[int(self._lib.lds_vindex_metric(self._h()))]
+        return METRIC_NAMES[int(self._get(self._lib.lds_vindex_metric))]
 
     @property
     def memory_bytes(self) -> int:
         """Approximate bytes the index holds in memory."""
-        return int(self._lib.lds_vindex_memory_bytes(self._h()))
+        return int(self._get(self._lib.lds_vindex_memory_bytes))
 
     def __len__(self) -> int:
-        return int(self._lib.lds_vindex_count(self._h()))
+        return int(self._get(self._lib.lds_vindex_count))
 
     # -- writing ---------------------------------------------------------
     def add(self, ids, vectors, threads: int = 1) -> None:
@@ -103,7 +102,7 @@ class _VectorIndex:
         x = _matrix(vectors, self._dimension, "vectors")
         k = _keys(ids, x.shape[0])
         f = self._ffi
-        self._call(self._lib.lds_vindex_add, self._h(), f.from_buffer("float[]", x), f.from_buffer("uint64_t[]", k),
+        self._call(self._lib.lds_vindex_add, f.from_buffer("float[]", x), f.from_buffer("uint64_t[]", k),
                    x.shape[0], threads)
 
     def upsert(self, ids, vectors, threads: int = 1) -> None:
@@ -111,14 +110,14 @@ class _VectorIndex:
         x = _matrix(vectors, self._dimension, "vectors")
         k = _keys(ids, x.shape[0])
         f = self._ffi
-        self._call(self._lib.lds_vindex_upsert, self._h(), f.from_buffer("float[]", x),
+        self._call(self._lib.lds_vindex_upsert, f.from_buffer("float[]", x),
                    f.from_buffer("uint64_t[]", k), x.shape[0], threads)
 
     def remove(self, ids) -> int:
         """Removes ids; returns how many were present."""
         k = np.ascontiguousarray(ids, dtype=np.uint64).reshape(-1)
         removed = self._ffi.new("int64_t *")
-        self._call(self._lib.lds_vindex_remove, self._h(), self._ffi.from_buffer("uint64_t[]", k), k.shape[0], removed)
+        self._call(self._lib.lds_vindex_remove, self._ffi.from_buffer("uint64_t[]", k), k.shape[0], removed)
         return int(removed[0])
 
     # -- reading ---------------------------------------------------------
@@ -140,17 +139,15 @@ class _VectorIndex:
         fb = self._ffi.from_buffer
         if q.ndim == 1 and filter_ids is None and q.shape[0] == self._dimension:
             # One vector: the path ann-benchmarks and per-request callers take, kept short.
-            h = self._handle
-            if h is None:
-                self._h()
             try:
                 scratch = _thread_scratch.value
             except AttributeError:
                 scratch = self._scratch()
             keys = np.empty(k, dtype=np.uint64)
             scores = np.empty(k, dtype=np.float32)
-            status = self._lib.lds_vindex_search(h, fb("float[]", q), 1, k, ef, threads, fb("uint64_t[]", keys),
-                                                 fb("float[]", scores), scratch.count, scratch.err)
+            with self._handle as h:
+                status = self._lib.lds_vindex_search(h, fb("float[]", q), 1, k, ef, threads, fb("uint64_t[]", keys),
+                                                     fb("float[]", scores), scratch.count, scratch.err)
             if status != 0:
                 raise_for(status, scratch.err, self._ffi, self._lib)
             return (keys, scores, int(scratch.count[0])) if return_counts else (keys, scores)
@@ -161,15 +158,15 @@ class _VectorIndex:
         scores = np.empty((nq, k), dtype=np.float32)
         counts = np.empty(nq, dtype=np.int32)
         if filter_ids is None:
-            self._call(self._lib.lds_vindex_search, self._h(), fb("float[]", q), nq, k, ef, threads,
+            self._call(self._lib.lds_vindex_search, fb("float[]", q), nq, k, ef, threads,
                        fb("uint64_t[]", keys), fb("float[]", scores), fb("int32_t[]", counts))
         else:
             allowed = np.ascontiguousarray(filter_ids, dtype=np.uint64).reshape(-1)
-            self._call(self._lib.lds_vindex_search_filtered, self._h(), fb("float[]", q), nq, k, ef,
+            self._call(self._lib.lds_vindex_search_filtered, fb("float[]", q), nq, k, ef,
                        fb("uint64_t[]", allowed), allowed.shape[0], threads,
                        fb("uint64_t[]", keys), fb("float[]", scores), fb("int32_t[]", counts))
         if single:
-            keys, scores, counts = keys[0], scores[0], counts[0]
+            keys, scores, counts = keys[0], scores[0], int(counts[0])
         return (keys, scores, counts) if return_counts else (keys, scores)
 
     def _scratch(self):
@@ -181,20 +178,18 @@ class _VectorIndex:
     def get(self, id) -> np.ndarray:
         """The stored vector of `id` (unit length under cosine)."""
         out = np.empty(self._dimension, dtype=np.float32)
-        self._call(self._lib.lds_vindex_get, self._h(), int(id), self._ffi.from_buffer("float[]", out))
+        self._call(self._lib.lds_vindex_get, int(id), self._ffi.from_buffer("float[]", out))
         return out
 
     def persist(self, path: str) -> None:
         """Writes the index to one checksummed segment file, atomically."""
-        self._call(self._lib.lds_vindex_persist, self._h(), str(path).encode())
+        self._call(self._lib.lds_vindex_persist, str(path).encode())
 
     # -- lifetime --------------------------------------------------------
     def close(self) -> None:
-        """Releases the index (idempotent). Not persisted: call persist first."""
-        with self._closing:
-            h, self._handle = self._handle, None
-        if h is not None:
-            self._lib.lds_vindex_free(h)
+        """Releases the index (idempotent; calls still running on other
+        threads finish first). Not persisted: call persist first."""
+        self._handle.close()
 
     def __enter__(self):
         return self

@@ -237,3 +237,24 @@ def test_export_import_round_trip(db, data, tmp_path):
     assert sorted(db.list_indexes()) == ["copy", "src"] and db.has_index("copy")
     db.delete_index("copy")
     assert db.list_indexes() == ["src"]
+
+
+def test_python_argument_mistakes_are_refused(db, data):
+    ix = db.create_index("args", dimension=384, metric="cosine")
+    ix.upsert(ids=["d", "x", "y", "dxy"], values=data.base[:4])
+    with pytest.raises(lodestone.InvalidArgument, match="single string"):
+        ix.delete("dxy")  # would otherwise delete "d", "x" and "y"
+    with pytest.raises(lodestone.InvalidArgument, match="single string"):
+        ix.fetch("dxy")
+    with pytest.raises(lodestone.InvalidArgument, match="one vector"):
+        ix.update("d", values=data.base[5:7])
+    with pytest.raises(lodestone.InvalidArgument, match="entries"):
+        ix.upsert(ids=["a", "b"], values=data.base[:2], metadata=[None])
+    assert len(ix) == 4 and sorted(ix.fetch(["d", "x", "y", "dxy"])) == ["d", "dxy", "x", "y"]
+    db.close()  # closes the index under this handle
+    with pytest.raises(lodestone.IndexClosed):
+        len(ix)
+    ix.close()  # closing what the database closed is not an error
+    with pytest.raises(lodestone.IndexClosed):
+        ix.query(data.base[0], top_k=1)
+    assert len(db.index("args")) == 4

@@ -187,3 +187,41 @@ def test_installed_package_bundles_its_library():
     info = lodestone.library_info()
     assert "site-packages" in info["path"] and info["path"].endswith("lodestone/_lib/libLodestoneC.so"), info
     assert info["abi"] == 1 and info["kernel"] in ("avx2", "avx512", "neon", "portable")
+
+
+def test_close_while_other_threads_search_is_safe(data):
+    """close() on one thread while others search: they finish or get IndexClosed; nothing crashes."""
+    import sys
+    ix = lodestone.FlatIndex(384, "cosine")
+    ix.add(np.arange(len(data.base)), data.base)
+    outcomes = {"ok": 0, "closed": 0, "other": []}
+    start = threading.Event()
+
+    def worker():
+        start.wait()
+        for i in range(2000):
+            try:
+                ix.search(data.queries[i % len(data.queries)], 5)
+                outcomes["ok"] += 1
+            except lodestone.IndexClosed:
+                outcomes["closed"] += 1
+                return
+            except Exception as e:  # pragma: no cover - a failure to report
+                outcomes["other"].append(repr(e))
+                return
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(3)]
+        for t in threads:
+            t.start()
+        start.set()
+        ix.close()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert outcomes["other"] == [] and outcomes["closed"] >= 1
+    with pytest.raises(lodestone.IndexClosed):
+        len(ix)
