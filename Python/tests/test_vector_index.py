@@ -225,3 +225,24 @@ def test_close_while_other_threads_search_is_safe(data):
     assert outcomes["other"] == [] and outcomes["closed"] >= 1
     with pytest.raises(lodestone.IndexClosed):
         len(ix)
+
+
+def test_filter_ids_with_huge_keys_and_empty_filters(data):
+    """Keys far beyond the index's size take the exact subset path (no
+    giant bitset); an empty filter still checks the query."""
+    import resource
+    for kind in ("flat", "hnsw"):
+        ix = lodestone.FlatIndex(384, "cosine") if kind == "flat" else lodestone.HNSWIndex(384, "cosine")
+        keys = np.arange(500, dtype=np.uint64) * np.uint64(2**40)
+        ix.add(keys, data.base[:500])
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        allowed = keys[::7]
+        ids, scores, counts = ix.search(data.queries[:3], 10, filter_ids=np.append(allowed, np.uint64(2**63)),
+                                        return_counts=True)
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB
+        rows, _ = exact_top_k(data.base[:500][::7], data.queries[:3], 10)
+        assert np.all(counts == 10) and np.array_equal(ids, allowed[rows])
+        with pytest.raises(lodestone.NonFiniteValue):
+            ix.search(np.full(384, np.nan, np.float32), 3, filter_ids=[])
+        empty_ids, _, empty_counts = ix.search(data.queries[0], 3, filter_ids=[], return_counts=True)
+        assert empty_counts == 0 and np.all(empty_ids == MISSING)

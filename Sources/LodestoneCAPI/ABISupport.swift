@@ -156,14 +156,25 @@ enum Check {
         return Int(n)
     }
 
-    /// A NUL-terminated string; nil stays nil.
-    static func string(_ p: UnsafePointer<CChar>?) -> String? {
-        p.map { String(cString: $0) }
+    /// A NUL-terminated UTF-8 string; nil stays nil. Bytes that are not
+    /// UTF-8 are refused (repairing them would store another string).
+    static func optionalString(_ p: UnsafePointer<CChar>?, _ name: String) throws(LodestoneError) -> String? {
+        guard let p else { return nil }
+        return try utf8(UnsafeRawBufferPointer(start: p, count: strlen(p)), name)
     }
 
+    /// A required NUL-terminated UTF-8 string.
     static func string(_ p: UnsafePointer<CChar>?, _ name: String) throws(LodestoneError) -> String {
-        guard let p else { throw .invalidArgument(name: name, reason: "is NULL") }
-        return String(cString: p)
+        guard let s = try optionalString(p, name) else { throw .invalidArgument(name: name, reason: "is NULL") }
+        return s
+    }
+
+    /// Bytes as a string, refusing any that are not UTF-8.
+    static func utf8(_ bytes: UnsafeRawBufferPointer, _ name: String) throws(LodestoneError) -> String {
+        guard let s = String(validating: bytes, as: UTF8.self) else {
+            throw .invalidArgument(name: name, reason: "is not valid UTF-8")
+        }
+        return s
     }
 
     /// `n` floats as an array.
@@ -185,17 +196,20 @@ enum Check {
         }
         guard offsets[n] <= 1 << 40 else { throw .invalidArgument(name: name + " offsets", reason: "too large") }
         if offsets[n] == 0 { return [String](repeating: "", count: n) }
-        let base = UnsafeRawPointer(try pointer(bytes, name)).assumingMemoryBound(to: UInt8.self)
-        return (0..<n).map { i in
-            String(decoding: UnsafeBufferPointer(start: base + Int(offsets[i]), count: Int(offsets[i + 1] - offsets[i])),
-                   as: UTF8.self)
+        let base = UnsafeRawPointer(try pointer(bytes, name))
+        var out: [String] = []
+        out.reserveCapacity(n)
+        for i in 0..<n {
+            out.append(try utf8(UnsafeRawBufferPointer(start: base + Int(offsets[i]), count: Int(offsets[i + 1] - offsets[i])),
+                                "\(name)[\(i)]"))
         }
+        return out
     }
 
     /// A filter from JSON text; nil stays nil.
     static func filter(_ p: UnsafePointer<CChar>?) throws(LodestoneError) -> Filter? {
-        guard let p else { return nil }
-        return try Filter(json: String(cString: p))
+        guard let text = try optionalString(p, "filter_json") else { return nil }
+        return try Filter(json: text)
     }
 
     /// Metadata from a JSON object's text; "" is no metadata.

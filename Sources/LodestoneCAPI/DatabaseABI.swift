@@ -77,7 +77,7 @@ public func lds_db_create_index(_ handle: OpaquePointer?, _ name: UnsafePointer<
         let options = IndexOptions(kind: try Check.kind(kind), hnsw: parameters, durability: try Check.durability(durability))
         let index = try database.createIndex(name: try Check.string(name, "name"),
                                              dimension: try Check.count(dimension, "dimension", atLeast: 1, atMost: 65_536),
-                                             metric: try Check.metric(metric), embeddingModel: Check.string(model) ?? "",
+                                             metric: try Check.metric(metric), embeddingModel: try Check.optionalString(model, "embedding_model") ?? "",
                                              options: options)
         out.pointee = retain(IndexBox(index))
     }
@@ -89,7 +89,7 @@ public func lds_db_open_index(_ handle: OpaquePointer?, _ name: UnsafePointer<CC
     withStatus(err) { () throws(LodestoneError) in
         let database = try db(handle)
         let out = try Check.pointer(out, "out")
-        let index = try database.index(try Check.string(name, "name"), embeddingModel: Check.string(model),
+        let index = try database.index(try Check.string(name, "name"), embeddingModel: try Check.optionalString(model, "embedding_model"),
                                        durability: try Check.durability(durability))
         out.pointee = retain(IndexBox(index))
     }
@@ -131,7 +131,7 @@ public func lds_db_import(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>
         let d = try Check.count(dimension, "dimension", atMost: 65_536)
         let report = try database.importRecords(from: try Check.string(path, "path"), into: try Check.string(name, "name"),
                                                 dimension: d == 0 ? nil : d, metric: try Check.metric(metric),
-                                                embeddingModel: Check.string(model) ?? "", skipBadLines: skipBadLines != 0)
+                                                embeddingModel: try Check.optionalString(model, "embedding_model") ?? "", skipBadLines: skipBadLines != 0)
         text(out, #"{"records":\#(report.records),"skipped_lines":\#(report.skippedLines),"#
              + #""skipped_errors":\#(json(report.skippedErrors)),"created_index":\#(report.createdIndex)}"#)
     }
@@ -165,7 +165,7 @@ public func lds_index_embedding_model(_ handle: OpaquePointer?) -> UnsafePointer
 
 @_cdecl("lds_index_count")
 public func lds_index_count(_ handle: OpaquePointer?) -> Int64 {
-    guard let index = try? ix(handle), (try? index.describeStats()) != nil else { return -1 }
+    guard let index = try? ix(handle), index.isOpen else { return -1 }
     return Int64(index.count)
 }
 
@@ -198,7 +198,7 @@ public func lds_index_upsert(_ handle: OpaquePointer?, _ ids: UnsafePointer<CCha
             }
             records.append(Record(id: idList[i], values: Array(rows[(i * d)..<((i + 1) * d)]), metadata: m))
         }
-        try index.upsert(records, namespace: Check.string(namespace) ?? "", embeddingModel: Check.string(model),
+        try index.upsert(records, namespace: try Check.optionalString(namespace, "namespace") ?? "", embeddingModel: try Check.optionalString(model, "embedding_model"),
                          threads: threads)
     }
 }
@@ -220,7 +220,7 @@ public func lds_index_query(_ handle: OpaquePointer?, _ vector: UnsafePointer<Fl
         let out = try Check.pointer(out, "out")
         let (k, e) = try queryOptions(topK, ef)
         let v = try Check.floats(vector, count: index.dimension, "vector")
-        let r = try index.query(vector: v, topK: k, namespace: Check.string(namespace) ?? "", filter: try Check.filter(filter),
+        let r = try index.query(vector: v, topK: k, namespace: try Check.optionalString(namespace, "namespace") ?? "", filter: try Check.filter(filter),
                                 includeValues: includeValues != 0, includeMetadata: includeMetadata != 0, ef: e)
         out.pointee = retain(MatchesBox(groups: [r.matches], dimension: index.dimension, values: includeValues != 0,
                                         metadata: includeMetadata != 0))
@@ -236,7 +236,7 @@ public func lds_index_query_id(_ handle: OpaquePointer?, _ id: UnsafePointer<CCh
         let index = try ix(handle)
         let out = try Check.pointer(out, "out")
         let (k, e) = try queryOptions(topK, ef)
-        let r = try index.query(id: try Check.string(id, "id"), topK: k, namespace: Check.string(namespace) ?? "",
+        let r = try index.query(id: try Check.string(id, "id"), topK: k, namespace: try Check.optionalString(namespace, "namespace") ?? "",
                                 filter: try Check.filter(filter), includeValues: includeValues != 0,
                                 includeMetadata: includeMetadata != 0, ef: e)
         out.pointee = retain(MatchesBox(groups: [r.matches], dimension: index.dimension, values: includeValues != 0,
@@ -258,7 +258,7 @@ public func lds_index_query_batch(_ handle: OpaquePointer?, _ vectors: UnsafePoi
         let d = index.dimension
         let rows = try Check.floats(vectors, count: try Check.product(nq, d, "vectors"), "vectors")
         let queries = (0..<nq).map { Array(rows[($0 * d)..<(($0 + 1) * d)]) }
-        let groups = try index.queryBatch(vectors: queries, topK: k, namespace: Check.string(namespace) ?? "",
+        let groups = try index.queryBatch(vectors: queries, topK: k, namespace: try Check.optionalString(namespace, "namespace") ?? "",
                                           filter: try Check.filter(filter), includeValues: includeValues != 0,
                                           includeMetadata: includeMetadata != 0, ef: e, threads: threads)
         out.pointee = retain(MatchesBox(groups: groups, dimension: d, values: includeValues != 0,
@@ -274,7 +274,7 @@ public func lds_index_fetch(_ handle: OpaquePointer?, _ ids: UnsafePointer<CChar
         let index = try ix(handle)
         let out = try Check.pointer(out, "out")
         let idList = try Check.strings(ids, idOffsets, count: try Check.count(n, "n", atMost: Int64(Int32.max)), "ids")
-        let found = try index.fetch(ids: idList, namespace: Check.string(namespace) ?? "")
+        let found = try index.fetch(ids: idList, namespace: try Check.optionalString(namespace, "namespace") ?? "")
         var seen = Set<String>()
         let list = idList.compactMap { id -> Match? in
             guard seen.insert(id).inserted, let r = found[id] else { return nil }
@@ -291,10 +291,10 @@ public func lds_index_update(_ handle: OpaquePointer?, _ id: UnsafePointer<CChar
     withStatus(err) { () throws(LodestoneError) in
         let index = try ix(handle)
         let v = values == nil ? nil : try Check.floats(values, count: index.dimension, "values")
-        let m = try Check.string(setMetadata).map { (text: String) throws(LodestoneError) -> Metadata in
+        let m = try Check.optionalString(setMetadata, "set_metadata_json").map { (text: String) throws(LodestoneError) -> Metadata in
             try Check.metadata(text) ?? [:]
         }
-        try index.update(id: try Check.string(id, "id"), values: v, setMetadata: m, namespace: Check.string(namespace) ?? "")
+        try index.update(id: try Check.string(id, "id"), values: v, setMetadata: m, namespace: try Check.optionalString(namespace, "namespace") ?? "")
     }
 }
 
@@ -305,7 +305,7 @@ public func lds_index_delete(_ handle: OpaquePointer?, _ ids: UnsafePointer<CCha
     withStatus(err) { () throws(LodestoneError) in
         let index = try ix(handle)
         let idList = try Check.strings(ids, idOffsets, count: try Check.count(n, "n", atMost: Int64(Int32.max)), "ids")
-        let count = try index.delete(ids: idList, namespace: Check.string(namespace) ?? "")
+        let count = try index.delete(ids: idList, namespace: try Check.optionalString(namespace, "namespace") ?? "")
         deleted?.pointee = Int64(count)
     }
 }
@@ -317,7 +317,7 @@ public func lds_index_delete_filter(_ handle: OpaquePointer?, _ filter: UnsafePo
     withStatus(err) { () throws(LodestoneError) in
         let index = try ix(handle)
         guard let f = try Check.filter(try Check.pointer(filter, "filter_json")) else { return }
-        deleted?.pointee = Int64(try index.delete(filter: f, namespace: Check.string(namespace) ?? ""))
+        deleted?.pointee = Int64(try index.delete(filter: f, namespace: try Check.optionalString(namespace, "namespace") ?? ""))
     }
 }
 
@@ -326,7 +326,7 @@ public func lds_index_delete_all(_ handle: OpaquePointer?, _ namespace: UnsafePo
                                  _ deleted: UnsafeMutablePointer<Int64>?, _ err: ErrorOut) -> Int32 {
     withStatus(err) { () throws(LodestoneError) in
         let index = try ix(handle)
-        deleted?.pointee = Int64(try index.deleteAll(namespace: Check.string(namespace) ?? ""))
+        deleted?.pointee = Int64(try index.deleteAll(namespace: try Check.optionalString(namespace, "namespace") ?? ""))
     }
 }
 
@@ -337,10 +337,10 @@ public func lds_index_list_ids(_ handle: OpaquePointer?, _ namespace: UnsafePoin
     withStatus(err) { () throws(LodestoneError) in
         let index = try ix(handle)
         let out = try Check.pointer(out, "out")
-        let page = try index.listIDs(namespace: Check.string(namespace) ?? "", prefix: Check.string(prefix) ?? "",
+        let page = try index.listIDs(namespace: try Check.optionalString(namespace, "namespace") ?? "", prefix: try Check.optionalString(prefix, "prefix") ?? "",
                                      filter: try Check.filter(filter),
                                      limit: try Check.count(limit, "limit", atLeast: 1, atMost: 1 << 40),
-                                     paginationToken: Check.string(token))
+                                     paginationToken: try Check.optionalString(token, "pagination_token"))
         text(out, #"{"ids":\#(json(page.ids)),"next":\#(page.nextToken.map(json) ?? "null")}"#)
     }
 }

@@ -182,23 +182,27 @@ private func search(_ handle: OpaquePointer?, _ queries: UnsafePointer<Float>?, 
     let countsOut = try Check.pointer(countsOut, "counts_out")
     _ = try Check.product(nq, k, "results")
     let rows = try Check.floats(queries, count: try Check.product(nq, index.dimension, "queries"), "queries")
+    let efArgument: Int? = ef == 0 ? nil : ef
     var allowedKeys: Bitset? = nil
+    var sparseKeys: Set<UInt64>? = nil
     if let (pointer, n) = allowed {
         let n = try Check.count(n, "n_allowed", atMost: 1 << 40)
-        var largest: UInt64 = 0
         let list = n == 0 ? UnsafeBufferPointer(start: nil, count: 0)
                           : UnsafeBufferPointer(start: try Check.pointer(pointer, "allowed_keys"), count: n)
-        for key in list { largest = max(largest, key) }
-        guard largest < 1 << 32 else {
-            throw .invalidArgument(name: "allowed_keys", reason: "filtered search takes keys below 2^32, got \(largest)")
+        let largest = list.max() ?? 0
+        // A set of bits up to the largest key, unless the keys are so large
+        // that it would dwarf the index: then a hash set of them.
+        if largest < UInt64(max(1 << 20, 64 * index.count)) {
+            var set = Bitset(capacity: n == 0 ? 0 : Int(largest) + 1)
+            for key in list { set.insert(Int(key)) }
+            allowedKeys = set
+        } else {
+            sparseKeys = Set(list)
         }
-        var set = Bitset(capacity: n == 0 ? 0 : Int(largest) + 1)
-        for key in list { set.insert(Int(key)) }
-        allowedKeys = set
     }
-    let efArgument: Int? = ef == 0 ? nil : ef
     let results: [[Neighbor]] = try index.read { (engine) throws(LodestoneError) -> [[Neighbor]] in
-        if allowedKeys != nil && allowedKeys!.capacity == 0 { return [[Neighbor]](repeating: [], count: nq) }
+        if let sparseKeys { return try sparseSearch(engine, rows, nq: nq, k: k, keys: sparseKeys, threads: threads,
+                                                    dimension: index.dimension, metric: index.metric) }
         switch engine {
         case let .hnsw(i):
             if nq == 1 {
@@ -217,6 +221,39 @@ private func search(_ handle: OpaquePointer?, _ queries: UnsafePointer<Float>?, 
         }
     }
     write(results, k: k, keys: keysOut, scores: scoresOut, counts: countsOut)
+}
+
+/// A search among keys too large for a set of bits: an exact index of
+/// just their vectors (exact, so each query gets min(k, matches)).
+private func sparseSearch(_ engine: VectorIndexBox.Engine, _ rows: [Float], nq: Int, k: Int, keys: Set<UInt64>,
+                          threads: Int, dimension: Int, metric: Metric) throws(LodestoneError) -> [[Neighbor]] {
+    func vector(_ key: UInt64) -> [Float]? {
+        switch engine {
+        case let .hnsw(i): return i.vector(forKey: key)
+        case let .flat(i): return i.vector(forKey: key)
+        }
+    }
+    var subset = try FlatIndex(dimension: dimension, metric: metric)
+    for key in keys.sorted() { if let v = vector(key) { try subset.add(v, key: key) } }
+    guard !subset.isEmpty else {
+        // No allowed key is stored: the queries are still checked, as the
+        // index would check them.
+        let stored: Int
+        switch engine {
+        case let .hnsw(i): stored = i.count
+        case let .flat(i): stored = i.count
+        }
+        if stored == 0 { throw .emptyIndex }
+        for q in 0..<nq {
+            let row = rows[(q * dimension)..<((q + 1) * dimension)]
+            if let j = row.firstIndex(where: { !$0.isFinite }) {
+                throw .nonFiniteComponent(index: j - q * dimension, value: row[j])
+            }
+            if metric == .cosine && row.allSatisfy({ $0 == 0 }) { throw .zeroVector }
+        }
+        return [[Neighbor]](repeating: [], count: nq)
+    }
+    return try subset.search(batch: rows, k: k, threads: threads)
 }
 
 @_cdecl("lds_vindex_search")

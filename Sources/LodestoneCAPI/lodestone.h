@@ -142,8 +142,8 @@ int32_t lds_vindex_remove(lds_vindex *index, const uint64_t *keys, int64_t n, in
 
 /* Top-k for nq queries (nq * dimension floats), best first. Writes
  * keys_out[nq * k], scores_out[nq * k] and counts_out[nq] (results found
- * for each query: min(k, count), fewer only if the index holds fewer);
- * slots past a query's count hold key UINT64_MAX and a NaN score.
+ * for each query: min(k, count)); slots past a query's count hold key
+ * UINT64_MAX and a NaN score. An empty index is LDS_E_EMPTY_INDEX.
  * ef: the HNSW beam (0 = the index's default; ignored by a flat index).
  * threads: >= 1; a flat index answers a batch through BLAS. Batches return
  * exactly what one-at-a-time calls return. */
@@ -152,7 +152,9 @@ int32_t lds_vindex_search(const lds_vindex *index, const float *queries, int64_t
                           lds_error **err);
 
 /* Like lds_vindex_search, among the keys in allowed_keys only (n_allowed
- * keys; keys not in the index are ignored). */
+ * keys, any uint64 values; keys not in the index are ignored). Each query
+ * gets min(k, matches) results; the queries are validated even when no
+ * key is allowed. */
 int32_t lds_vindex_search_filtered(const lds_vindex *index, const float *queries, int64_t nq, int64_t k,
                                    int64_t ef, const uint64_t *allowed_keys, int64_t n_allowed, int32_t threads,
                                    uint64_t *keys_out, float *scores_out, int32_t *counts_out, lds_error **err);

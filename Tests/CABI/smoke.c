@@ -141,6 +141,12 @@ static void database(void) {
     const int64_t bad_offsets[] = {0, 9, 5, 14};
     expect_error(lds_index_upsert(ix, ids, bad_offsets, 3, values, NULL, NULL, NULL, NULL, 1, &err), &err,
                  LDS_E_INVALID_ARGUMENT, "offsets");
+    /* Bytes that are not UTF-8 are refused, not repaired into another id. */
+    const char bad_ids[] = "\xff\xfe";
+    const int64_t bad_id_offsets[] = {0, 1, 2};
+    expect_error(lds_index_upsert(ix, bad_ids, bad_id_offsets, 2, values, NULL, NULL, NULL, NULL, 1, &err), &err,
+                 LDS_E_INVALID_ARGUMENT, "UTF-8");
+    CHECK(lds_index_count(ix) == 3);
     lds_text *text = NULL;
     CHECK(lds_index_stats(ix, &text, &err) == LDS_OK);
     size_t length = 0;

@@ -155,8 +155,9 @@ public final class Index: @unchecked Sendable {
     /// Whether ``close(persist:)`` was called on this instance.
     var isClosed: Bool { lifecycle.load(ordering: .sequentiallyConsistent) == 2 }
 
-    /// Whether this instance is neither closed nor deleted.
-    var isOpen: Bool { lifecycle.load(ordering: .sequentiallyConsistent) == 0 }
+    /// Whether this instance is neither closed (``close(persist:)``) nor
+    /// deleted (``Database/deleteIndex(_:)``).
+    public var isOpen: Bool { lifecycle.load(ordering: .sequentiallyConsistent) == 0 }
 
     private func checkOpen() throws(LodestoneError) {
         switch lifecycle.load(ordering: .sequentiallyConsistent) {
