@@ -75,7 +75,7 @@ if [ $quick = 0 ]; then
 
     echo "== ThreadSanitizer: concurrency tests ==" >&2
     swift test --scratch-path .build-tsan --sanitize=thread --filter "concurrent|Concurrent" > "$log/tsan.log" 2>&1 \
-        || { status=1; echo "ThreadSanitizer run: failed" >&2; grep -E "✘|error:" "$log/tsan.log" | head -20 >&2; }
+        || { status=1; echo "ThreadSanitizer run: failed" >&2; grep -E "✘|error:|ERROR|SUMMARY" "$log/tsan.log" | head -20 >&2 || true; }
     tail -3 "$log/tsan.log" >&2
     tsan=$(grep -c "WARNING: ThreadSanitizer" "$log/tsan.log" || true)
 
@@ -85,8 +85,8 @@ if [ $quick = 0 ]; then
     LSAN_OPTIONS="suppressions=$lodestone_root/.ci/lsan.supp" \
         swift test --scratch-path .build-asan --sanitize=address \
         --filter "SegmentTests|IndexAPITests|TransferTests|FilterTests|VectorFilesTests|DurableIndexTests/(reopen|tornTail|manifest|groupCommit)" > "$log/asan.log" 2>&1 \
-        || { status=1; echo "AddressSanitizer run: failed" >&2; grep -E "✘|error:|ERROR|SUMMARY" "$log/asan.log" | head -30 >&2; }
-    grep -E "Test run with" "$log/asan.log" >&2
+        || { status=1; echo "AddressSanitizer run: failed" >&2; grep -E "✘|error:|ERROR|SUMMARY" "$log/asan.log" | head -30 >&2 || true; }
+    grep -E "Test run with" "$log/asan.log" >&2 || true
     asan=$(grep -c "ERROR: AddressSanitizer\|ERROR: LeakSanitizer" "$log/asan.log" || true)
 fi
 

@@ -14,6 +14,10 @@ protocol NodeCollector {
 
 /// Sees nothing (the plain search; compiled away).
 struct NoCollector: NodeCollector {
+    /// Not zero-sized: ThreadSanitizer instruments the `inout` access to a
+    /// collector by its address, and a zero-sized value has none it can
+    /// map (it crashed with SEGV in its shadow-memory lookup).
+    private var unused: UInt8 = 0
     @inline(__always) mutating func observe(_ id: UInt32, _ distance: Float) {}
 }
 
