@@ -350,7 +350,7 @@ extension HNSWIndexTests {
             let q = try VectorPreparation.prepared(data.queries.row(qi), dimension: data.base.dimension, metric: .cosine,
                                                    kernels: index.kernels).vector
             let walked = q.withUnsafeBufferPointer {
-                index.walk($0.baseAddress!, k: 10, ef: 128, budget: .max, admission: LiveKeysIn(index: index, keys: allowed))
+                index.walk($0.baseAddress!, k: 10, ef: 128, budget: .max, admission: FilterAdmission(index: index, keys: allowed, nodes: nil))
             }
             let results = try #require(walked).results
             #expect(results.count == 10 && results.allSatisfy { allowed.contains(Int($0.key)) })
@@ -359,7 +359,7 @@ extension HNSWIndexTests {
             wanted += truth.count
             // A budget of a few distances: the walk gives up (the planner then scans).
             let starved = q.withUnsafeBufferPointer {
-                index.walk($0.baseAddress!, k: 10, ef: 128, budget: 5, admission: LiveKeysIn(index: index, keys: allowed))
+                index.walk($0.baseAddress!, k: 10, ef: 128, budget: 5, admission: FilterAdmission(index: index, keys: allowed, nodes: nil))
             }
             #expect(starved == nil)
         }

@@ -142,12 +142,11 @@ extension HNSWIndex {
         // not lead, as with filters that follow the text's meaning): it
         // stops once it has computed as many distances as the exact scan
         // would cost, and the scan runs instead.
-        let nodes = allowedNodes(for: allowedKeys)
+        let admission = FilterAdmission(index: self, keys: allowedKeys, nodes: allowedNodes(for: allowedKeys))
         if Double(matches) / Double(max(live, 1)) * Double(efs) >= HNSWIndex.postFilterCoverage * Double(k) {
             // So many records pass that the unfiltered walk's beam holds
             // enough of them: walk as unfiltered, keep the best that pass.
-            let broad = nodes.map { postFilteredWalk(q, k: k, ef: efs, admission: LiveNodesIn(index: self, nodes: $0)) }
-                ?? postFilteredWalk(q, k: k, ef: efs, admission: LiveKeysIn(index: self, keys: allowedKeys))
+            let broad = postFilteredWalk(q, k: k, ef: efs, admission: admission)
             if broad.results.count >= min(k, matches) {
                 return (broad.results, SearchStatistics(plan: .postFilteredGraph, candidates: live, matches: matches,
                                                         ef: efs, nodesVisited: broad.visited,
@@ -157,9 +156,7 @@ extension HNSWIndex {
             }
         }
         let budget = Int(plan.scanCost.rounded(.up))
-        let walked = nodes.map { nodes in
-            walk(q, k: k, ef: efs, budget: budget, admission: LiveNodesIn(index: self, nodes: nodes))
-        } ?? walk(q, k: k, ef: efs, budget: budget, admission: LiveKeysIn(index: self, keys: allowedKeys))
+        let walked = walk(q, k: k, ef: efs, budget: budget, admission: admission)
         guard let walked, walked.results.count >= min(k, matches) else {
             return scan(visited: walked?.visited ?? 0, distances: walked?.distances ?? budget)
         }
@@ -224,7 +221,14 @@ extension HNSWIndex {
     /// The live nodes of the keys in `keys` (one writer-lock acquisition for
     /// all of them).
     func nodes(forKeys keys: Bitset) -> [UInt32] {
-        writer.withLock { w in
+        // A filter seen before has its nodes at hand; else look each key up.
+        if let cached = allowedNodes(for: keys) {
+            var out: [UInt32] = []
+            out.reserveCapacity(keys.count)
+            cached.forEach { node in if state(UInt32(node)) == .live { out.append(UInt32(node)) } }
+            return out
+        }
+        return writer.withLock { w in
             ensureKeys(&w)
             var out: [UInt32] = []
             keys.forEach { key in
@@ -253,14 +257,7 @@ extension HNSWIndex {
     /// the matches up, then scores them in groups with the gather kernel.
     /// Returns the best `k` and how many vectors were compared.
     func exactScan(_ q: UnsafePointer<Float>, k: Int, allowedKeys: Bitset) -> ([Neighbor], Int) {
-        // A filter seen before has its nodes at hand; else look each key up.
-        var nodes: [UInt32] = []
-        if let cached = allowedNodes(for: allowedKeys) {
-            nodes.reserveCapacity(allowedKeys.count)
-            cached.forEach { node in if state(UInt32(node)) == .live { nodes.append(UInt32(node)) } }
-        } else {
-            nodes = self.nodes(forKeys: allowedKeys)
-        }
+        let nodes = nodes(forKeys: allowedKeys)
         let group = 64
         let heapStorage = UnsafeMutablePointer<Candidate>.allocate(capacity: k)
         let rows = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: group)
@@ -326,20 +323,15 @@ extension HNSWIndex {
     }
 }
 
-/// Admits live nodes in a set of node ids.
-struct LiveNodesIn: NodeAdmission {
-    let index: HNSWIndex
-    let nodes: Bitset
-    @inline(__always) func admits(_ id: UInt32) -> Bool {
-        nodes.contains(Int(id)) && index.state(id) == .live
-    }
-}
-
-/// Admits live nodes whose key is in a set.
-struct LiveKeysIn: NodeAdmission {
+/// Admits live nodes whose key is in a filter's set: through the filter's
+/// node set when one is cached (``HNSWIndex/allowedNodes(for:)``), else by
+/// loading each node's key.
+struct FilterAdmission: NodeAdmission {
     let index: HNSWIndex
     let keys: Bitset
+    let nodes: Bitset?
     @inline(__always) func admits(_ id: UInt32) -> Bool {
+        if let nodes { return nodes.contains(Int(id)) && index.state(id) == .live }
         guard index.state(id) == .live else { return false }
         let key = index.key(id)
         return key < UInt64(keys.capacity) && keys.contains(Int(key))
