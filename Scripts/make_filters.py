@@ -15,11 +15,13 @@ The filters span 0.1% to 50% of the index and every operator class
 families named in the id, and the popular packages), the hard case for a
 filtered graph walk.
 """
-import argparse, json, os, re
+import argparse, json, os, re, sys
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "Benchmarks"))
+from peers import pinecone_match  # noqa: E402  (the filter semantics the benchmarks' peers use)
 
 
 def filters(meta):
@@ -39,41 +41,6 @@ def filters(meta):
         ("years_2024_2026", "48%: $in of two years", {"year": {"$in": [2024, 2026]}}),
         ("ranked_or_recent", "40%: has a rank ($exists) or 2026", {"$or": [{"rank": {"$exists": True}}, {"year": 2026}]}),
     ]
-
-
-def passes(m, f):
-    """Pinecone's filter semantics (the engine's are tested against the same rules)."""
-    for key, cond in f.items():
-        if key == "$and":
-            if not all(passes(m, c) for c in cond):
-                return False
-            continue
-        if key == "$or":
-            if not any(passes(m, c) for c in cond):
-                return False
-            continue
-        if not isinstance(cond, dict):
-            cond = {"$eq": cond}
-        v = m.get(key)
-        for op, arg in cond.items():
-            if op == "$exists":
-                ok = (v is not None) == arg
-            elif v is None:
-                ok = op in ("$ne", "$nin")
-            elif op == "$eq":
-                ok = v == arg
-            elif op == "$ne":
-                ok = v != arg
-            elif op == "$in":
-                ok = v in arg
-            elif op == "$nin":
-                ok = v not in arg
-            else:
-                ok = isinstance(v, (int, float)) and not isinstance(v, bool) and \
-                    {"$gt": v > arg, "$gte": v >= arg, "$lt": v < arg, "$lte": v <= arg}[op]
-            if not ok:
-                return False
-    return True
 
 
 def read_vecs(path, dtype):
@@ -103,7 +70,7 @@ def main():
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     scores = queries @ base.T  # 1,000 x 100,000, float64
     for name, description, f in filters(meta):
-        rows = np.array([i for i, m in enumerate(meta) if passes(m, f)], dtype=np.int64)
+        rows = np.array([i for i, m in enumerate(meta) if pinecone_match(f, m)], dtype=np.int64)
         s = scores[:, rows]
         k = min(args.k, len(rows))
         order = np.lexsort((np.broadcast_to(rows, s.shape), -s), axis=1)[:, :k]

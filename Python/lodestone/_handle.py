@@ -53,3 +53,26 @@ class Handle:
         ptr, self._ptr = self._ptr, None
         if ptr is not None:
             self._free(ptr)
+
+
+class NativeObject:
+    """What every wrapper of a native handle shares: the library, and calls
+    made holding `self._handle` (a Handle)."""
+
+    def __init__(self):
+        from . import _native
+        self._ffi, self._lib = _native.load()
+
+    def _call(self, fn, *args):
+        """`fn(handle, *args, err)`, raising the typed exception on failure."""
+        from .errors import raise_for
+        err = self._ffi.new("lds_error **")
+        with self._handle as h:
+            status = fn(h, *args, err)
+        if status != 0:
+            raise_for(status, err, self._ffi, self._lib)
+
+    def _get(self, fn):
+        """`fn(handle)` for a getter that cannot fail."""
+        with self._handle as h:
+            return fn(h)

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _native
-from ._handle import Handle
+from ._handle import Handle, NativeObject
 from .errors import InvalidArgument, raise_for
 from .vector_index import METRIC_NAMES, _matrix, metric_code
 
@@ -69,19 +69,8 @@ def _string_array(strings: Sequence[str]) -> Tuple[bytes, np.ndarray]:
     return b"".join(encoded) + b"\0", offsets
 
 
-class _Native:
-    """Calls into the library holding `self._handle` (a Handle)."""
-
-    def __init__(self):
-        self._ffi, self._lib = _native.load()
-
-    def _call(self, fn, *args):
-        """`fn(handle, *args, err)`, raising the typed exception on failure."""
-        err = self._ffi.new("lds_error **")
-        with self._handle as h:
-            status = fn(h, *args, err)
-        if status != 0:
-            raise_for(status, err, self._ffi, self._lib)
+class _Native(NativeObject):
+    """NativeObject with the two variable-size results, text and matches."""
 
     def _text(self, fn, *args) -> Any:
         out = self._ffi.new("lds_text **")

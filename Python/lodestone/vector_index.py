@@ -6,7 +6,7 @@ import threading
 import numpy as np
 
 from . import _native
-from ._handle import Handle
+from ._handle import Handle, NativeObject
 from .errors import InvalidArgument, raise_for
 
 METRICS = {"cosine": 0, "euclidean": 1, "l2": 1, "dotproduct": 2, "dot": 2, "ip": 2}
@@ -54,26 +54,13 @@ class _Scratch:
 _thread_scratch = threading.local()
 
 
-class _VectorIndex:
+class _VectorIndex(NativeObject):
     """Shared by HNSWIndex and FlatIndex (a handle on an lds_vindex)."""
 
     def __init__(self, handle):
-        self._ffi, self._lib = _native.load()
+        super().__init__()
         self._handle = Handle(handle, self._lib.lds_vindex_free, "this index")
         self._dimension = int(self._lib.lds_vindex_dimension(handle))
-
-    # -- plumbing --------------------------------------------------------
-    def _call(self, fn, *args):
-        """Calls `fn(handle, *args, err)` holding the handle; raises on failure."""
-        err = self._ffi.new("lds_error **")
-        with self._handle as h:
-            status = fn(h, *args, err)
-        if status != 0:
-            raise_for(status, err, self._ffi, self._lib)
-
-    def _get(self, fn):
-        with self._handle as h:
-            return fn(h)
 
     # -- properties ------------------------------------------------------
     @property

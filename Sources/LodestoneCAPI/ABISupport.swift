@@ -163,6 +163,11 @@ enum Check {
         return try utf8(UnsafeRawBufferPointer(start: p, count: strlen(p)), name)
     }
 
+    /// A namespace (NULL is the default namespace, "").
+    static func namespace(_ p: UnsafePointer<CChar>?) throws(LodestoneError) -> String {
+        try optionalString(p, "namespace") ?? ""
+    }
+
     /// A required NUL-terminated UTF-8 string.
     static func string(_ p: UnsafePointer<CChar>?, _ name: String) throws(LodestoneError) -> String {
         guard let s = try optionalString(p, name) else { throw .invalidArgument(name: name, reason: "is NULL") }

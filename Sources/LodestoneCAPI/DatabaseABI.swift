@@ -198,16 +198,35 @@ public func lds_index_upsert(_ handle: OpaquePointer?, _ ids: UnsafePointer<CCha
             }
             records.append(Record(id: idList[i], values: Array(rows[(i * d)..<((i + 1) * d)]), metadata: m))
         }
-        try index.upsert(records, namespace: try Check.optionalString(namespace, "namespace") ?? "", embeddingModel: try Check.optionalString(model, "embedding_model"),
+        try index.upsert(records, namespace: try Check.namespace(namespace), embeddingModel: try Check.optionalString(model, "embedding_model"),
                          threads: threads)
     }
 }
 
-/// The query options shared by the three queries.
-private func queryOptions(_ topK: Int64, _ ef: Int64) throws(LodestoneError) -> (topK: Int, ef: Int?) {
-    let k = try Check.count(topK, "top_k", atLeast: 1, atMost: 100_000)
-    let e = try Check.count(ef, "ef", atMost: 1_000_000)
-    return (k, e == 0 ? nil : e)
+/// The arguments the three queries share, checked.
+private struct QueryArguments {
+    let topK: Int
+    let ef: Int?
+    let namespace: String
+    let filter: Filter?
+    let values: Bool
+    let metadata: Bool
+
+    init(_ topK: Int64, _ ef: Int64, _ namespace: UnsafePointer<CChar>?, _ filter: UnsafePointer<CChar>?,
+         _ includeValues: Int32, _ includeMetadata: Int32) throws(LodestoneError) {
+        self.topK = try Check.count(topK, "top_k", atLeast: 1, atMost: 100_000)
+        let e = try Check.count(ef, "ef", atMost: 1_000_000)
+        self.ef = e == 0 ? nil : e
+        self.namespace = try Check.namespace(namespace)
+        self.filter = try Check.filter(filter)
+        values = includeValues != 0
+        metadata = includeMetadata != 0
+    }
+
+    /// The answers as an `lds_matches` handle in `out`.
+    func hand(_ groups: [[Match]], dimension: Int, to out: UnsafeMutablePointer<OpaquePointer?>) {
+        out.pointee = retain(MatchesBox(groups: groups, dimension: dimension, values: values, metadata: metadata))
+    }
 }
 
 @_cdecl("lds_index_query")
@@ -218,12 +237,11 @@ public func lds_index_query(_ handle: OpaquePointer?, _ vector: UnsafePointer<Fl
     withStatus(err) { () throws(LodestoneError) in
         let index = try ix(handle)
         let out = try Check.pointer(out, "out")
-        let (k, e) = try queryOptions(topK, ef)
+        let a = try QueryArguments(topK, ef, namespace, filter, includeValues, includeMetadata)
         let v = try Check.floats(vector, count: index.dimension, "vector")
-        let r = try index.query(vector: v, topK: k, namespace: try Check.optionalString(namespace, "namespace") ?? "", filter: try Check.filter(filter),
-                                includeValues: includeValues != 0, includeMetadata: includeMetadata != 0, ef: e)
-        out.pointee = retain(MatchesBox(groups: [r.matches], dimension: index.dimension, values: includeValues != 0,
-                                        metadata: includeMetadata != 0))
+        let r = try index.query(vector: v, topK: a.topK, namespace: a.namespace, filter: a.filter, includeValues: a.values,
+                                includeMetadata: a.metadata, ef: a.ef)
+        a.hand([r.matches], dimension: index.dimension, to: out)
     }
 }
 
@@ -235,12 +253,10 @@ public func lds_index_query_id(_ handle: OpaquePointer?, _ id: UnsafePointer<CCh
     withStatus(err) { () throws(LodestoneError) in
         let index = try ix(handle)
         let out = try Check.pointer(out, "out")
-        let (k, e) = try queryOptions(topK, ef)
-        let r = try index.query(id: try Check.string(id, "id"), topK: k, namespace: try Check.optionalString(namespace, "namespace") ?? "",
-                                filter: try Check.filter(filter), includeValues: includeValues != 0,
-                                includeMetadata: includeMetadata != 0, ef: e)
-        out.pointee = retain(MatchesBox(groups: [r.matches], dimension: index.dimension, values: includeValues != 0,
-                                        metadata: includeMetadata != 0))
+        let a = try QueryArguments(topK, ef, namespace, filter, includeValues, includeMetadata)
+        let r = try index.query(id: try Check.string(id, "id"), topK: a.topK, namespace: a.namespace, filter: a.filter,
+                                includeValues: a.values, includeMetadata: a.metadata, ef: a.ef)
+        a.hand([r.matches], dimension: index.dimension, to: out)
     }
 }
 
@@ -252,17 +268,15 @@ public func lds_index_query_batch(_ handle: OpaquePointer?, _ vectors: UnsafePoi
     withStatus(err) { () throws(LodestoneError) in
         let index = try ix(handle)
         let out = try Check.pointer(out, "out")
-        let (k, e) = try queryOptions(topK, ef)
+        let a = try QueryArguments(topK, ef, namespace, filter, includeValues, includeMetadata)
         let threads = try Check.threads(threads)
         let nq = try Check.count(nq, "nq", atMost: Int64(Int32.max))
         let d = index.dimension
         let rows = try Check.floats(vectors, count: try Check.product(nq, d, "vectors"), "vectors")
         let queries = (0..<nq).map { Array(rows[($0 * d)..<(($0 + 1) * d)]) }
-        let groups = try index.queryBatch(vectors: queries, topK: k, namespace: try Check.optionalString(namespace, "namespace") ?? "",
-                                          filter: try Check.filter(filter), includeValues: includeValues != 0,
-                                          includeMetadata: includeMetadata != 0, ef: e, threads: threads)
-        out.pointee = retain(MatchesBox(groups: groups, dimension: d, values: includeValues != 0,
-                                        metadata: includeMetadata != 0))
+        let groups = try index.queryBatch(vectors: queries, topK: a.topK, namespace: a.namespace, filter: a.filter,
+                                          includeValues: a.values, includeMetadata: a.metadata, ef: a.ef, threads: threads)
+        a.hand(groups, dimension: d, to: out)
     }
 }
 
@@ -274,7 +288,7 @@ public func lds_index_fetch(_ handle: OpaquePointer?, _ ids: UnsafePointer<CChar
         let index = try ix(handle)
         let out = try Check.pointer(out, "out")
         let idList = try Check.strings(ids, idOffsets, count: try Check.count(n, "n", atMost: Int64(Int32.max)), "ids")
-        let found = try index.fetch(ids: idList, namespace: try Check.optionalString(namespace, "namespace") ?? "")
+        let found = try index.fetch(ids: idList, namespace: try Check.namespace(namespace))
         var seen = Set<String>()
         let list = idList.compactMap { id -> Match? in
             guard seen.insert(id).inserted, let r = found[id] else { return nil }
@@ -294,7 +308,7 @@ public func lds_index_update(_ handle: OpaquePointer?, _ id: UnsafePointer<CChar
         let m = try Check.optionalString(setMetadata, "set_metadata_json").map { (text: String) throws(LodestoneError) -> Metadata in
             try Check.metadata(text) ?? [:]
         }
-        try index.update(id: try Check.string(id, "id"), values: v, setMetadata: m, namespace: try Check.optionalString(namespace, "namespace") ?? "")
+        try index.update(id: try Check.string(id, "id"), values: v, setMetadata: m, namespace: try Check.namespace(namespace))
     }
 }
 
@@ -305,7 +319,7 @@ public func lds_index_delete(_ handle: OpaquePointer?, _ ids: UnsafePointer<CCha
     withStatus(err) { () throws(LodestoneError) in
         let index = try ix(handle)
         let idList = try Check.strings(ids, idOffsets, count: try Check.count(n, "n", atMost: Int64(Int32.max)), "ids")
-        let count = try index.delete(ids: idList, namespace: try Check.optionalString(namespace, "namespace") ?? "")
+        let count = try index.delete(ids: idList, namespace: try Check.namespace(namespace))
         deleted?.pointee = Int64(count)
     }
 }
@@ -317,7 +331,7 @@ public func lds_index_delete_filter(_ handle: OpaquePointer?, _ filter: UnsafePo
     withStatus(err) { () throws(LodestoneError) in
         let index = try ix(handle)
         guard let f = try Check.filter(try Check.pointer(filter, "filter_json")) else { return }
-        deleted?.pointee = Int64(try index.delete(filter: f, namespace: try Check.optionalString(namespace, "namespace") ?? ""))
+        deleted?.pointee = Int64(try index.delete(filter: f, namespace: try Check.namespace(namespace)))
     }
 }
 
@@ -326,7 +340,7 @@ public func lds_index_delete_all(_ handle: OpaquePointer?, _ namespace: UnsafePo
                                  _ deleted: UnsafeMutablePointer<Int64>?, _ err: ErrorOut) -> Int32 {
     withStatus(err) { () throws(LodestoneError) in
         let index = try ix(handle)
-        deleted?.pointee = Int64(try index.deleteAll(namespace: try Check.optionalString(namespace, "namespace") ?? ""))
+        deleted?.pointee = Int64(try index.deleteAll(namespace: try Check.namespace(namespace)))
     }
 }
 
@@ -337,7 +351,7 @@ public func lds_index_list_ids(_ handle: OpaquePointer?, _ namespace: UnsafePoin
     withStatus(err) { () throws(LodestoneError) in
         let index = try ix(handle)
         let out = try Check.pointer(out, "out")
-        let page = try index.listIDs(namespace: try Check.optionalString(namespace, "namespace") ?? "", prefix: try Check.optionalString(prefix, "prefix") ?? "",
+        let page = try index.listIDs(namespace: try Check.namespace(namespace), prefix: try Check.optionalString(prefix, "prefix") ?? "",
                                      filter: try Check.filter(filter),
                                      limit: try Check.count(limit, "limit", atLeast: 1, atMost: 1 << 40),
                                      paginationToken: try Check.optionalString(token, "pagination_token"))

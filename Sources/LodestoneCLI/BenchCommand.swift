@@ -209,7 +209,6 @@ struct BenchCommand: ParsableCommand {
                 line.set("plan", plans.keys.sorted().joined(separator: "+"))
                 line.set("filter_matches", allowed.count)
                 line.set("selectivity", Double(allowed.count) / Double(baseM.rows), digits: 4)
-
             }
             if let hnsw {
                 if !batch { line.set("distances_per_query", Double(distances) / Double(nq + min(10, nq)), digits: 1) }

@@ -20,22 +20,26 @@ struct HDF5File {
         return (Int(rows), Int(cols))
     }
 
+    /// A dataset converted to `T` by `read` (one of the reader's typed reads).
+    private func matrix<T: Sendable>(
+        _ dataset: String, zero: T,
+        read: (UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutablePointer<T>?, UnsafeMutablePointer<CChar>?, Int) -> Int32
+    ) throws -> Matrix<T> {
+        let (rows, cols) = try shape(dataset)
+        var values = [T](repeating: zero, count: rows * cols)
+        var err = [CChar](repeating: 0, count: 512)
+        try check(read(path, dataset, &values, &err, err.count), err)
+        return Matrix(rows: rows, dimension: cols, values: values)
+    }
+
     /// A dataset as float32 rows.
     func floats(_ dataset: String) throws -> Matrix<Float> {
-        let (rows, cols) = try shape(dataset)
-        var values = [Float](repeating: 0, count: rows * cols)
-        var err = [CChar](repeating: 0, count: 512)
-        try check(lodestone_h5_read_float(path, dataset, &values, &err, err.count), err)
-        return Matrix(rows: rows, dimension: cols, values: values)
+        try matrix(dataset, zero: 0, read: lodestone_h5_read_float)
     }
 
     /// A dataset as int32 rows.
     func ints(_ dataset: String) throws -> Matrix<Int32> {
-        let (rows, cols) = try shape(dataset)
-        var values = [Int32](repeating: 0, count: rows * cols)
-        var err = [CChar](repeating: 0, count: 512)
-        try check(lodestone_h5_read_int32(path, dataset, &values, &err, err.count), err)
-        return Matrix(rows: rows, dimension: cols, values: values)
+        try matrix(dataset, zero: 0, read: lodestone_h5_read_int32)
     }
 
     /// The metric its `distance` attribute names.
