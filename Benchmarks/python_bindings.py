@@ -94,7 +94,9 @@ def main():
     from lodestone import _native
     ffi, lib = _native.load()
     keys, scores = np.empty(1, np.uint64), np.empty(1, np.float32)
-    raw = (lf._handle, ffi.from_buffer("float[]", q), 1, 1, 0, 1, ffi.from_buffer("uint64_t[]", keys),
+    # The raw C calls hold the wrappers' handles for the whole run.
+    flat_ptr = lf._handle.__enter__()
+    raw = (flat_ptr, ffi.from_buffer("float[]", q), 1, 1, 0, 1, ffi.from_buffer("uint64_t[]", keys),
            ffi.from_buffer("float[]", scores), ffi.new("int32_t[1]"), ffi.new("lds_error **"))
 
     def floor_of(fn, n=20000, passes=7):
@@ -110,7 +112,7 @@ def main():
     out["floor_us"] = {
         "lodestone": floor_of(lambda: lf.search(q, 1)),
         "lodestone_c_call": floor_of(lambda: lib.lds_vindex_search(*raw)),
-        "empty_c_call": floor_of(lambda: lib.lds_vindex_count(lf._handle)),
+        "empty_c_call": floor_of(lambda: lib.lds_vindex_count(flat_ptr)),
         "hnswlib": floor_of(lambda: hl.knn_query(q, k=1)),
         "faiss": floor_of(lambda: ff.search(q2, 1)),
     }
@@ -146,8 +148,10 @@ def main():
     cb, eb = ffi.new("int32_t[1]"), ffi.new("lds_error **")
     qbufs = [ffi.from_buffer("float[]", q) for q in qrows]
 
+    opened_ptr = opened._handle.__enter__()
+
     def raw_calls(ef):
-        return [(opened._handle, qb, 1, 10, ef, 1, kb, sb, cb, eb) for qb in qbufs]
+        return [(opened_ptr, qb, 1, 10, ef, 1, kb, sb, cb, eb) for qb in qbufs]
 
     rows = []
     for ef in [int(e) for e in args.ef.split(",")]:
