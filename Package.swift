@@ -19,6 +19,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // The HTTP server of `lodestone serve` only; the library never links it.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -59,11 +63,25 @@ let package = Package(
             dependencies: ["Lodestone"],
             exclude: ["lodestone.h"]  // the hand-written C header, checked against the exports in CI
         ),
+        // The Pinecone-compatible HTTP server (`lodestone serve`), on
+        // Hummingbird; a library user who depends on `Lodestone` never builds it.
+        .target(
+            name: "LodestoneServer",
+            dependencies: [
+                "Lodestone",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["PROTOCOL.md", "openapi.yaml"]  // what is served, written down beside the code
+        ),
         .executableTarget(
             name: "LodestoneCLI",
             dependencies: [
                 "Lodestone",
+                "LodestoneServer",
                 "CLodestoneHDF5Reader",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -113,6 +113,28 @@ public final class Database: Sendable {
         return index
     }
 
+    /// Creates index `name` from a snapshot that ``Index/snapshot(to:)``
+    /// wrote, without re-inserting anything: the snapshot's segment is
+    /// hard-linked (or copied) and opened. The snapshot stays as it was.
+    /// - Throws: ``LodestoneError/indexAlreadyExists(name:)``, or
+    ///   ``LodestoneError/invalidArgument(name:reason:)`` when `directory`
+    ///   is not a snapshot.
+    @discardableResult
+    public func restoreIndex(name: String, from directory: String, durability: Durability = .synchronous)
+        throws(LodestoneError) -> Index
+    {
+        try checkName(name)
+        return try open.withLock { (open: inout [String: Index]) throws(LodestoneError) -> Index in
+            guard open[name] == nil, !exists(name) else { throw .indexAlreadyExists(name: name) }
+            try DurableStore.restore(from: directory, into: self.directory(name))
+            let index = try OpenIndexes.index(in: self.directory(name)) { () throws(LodestoneError) -> Index in
+                try Index.open(name: name, directory: self.directory(name), durability: durability)
+            }
+            open[name] = index
+            return index
+        }
+    }
+
     /// The names of the indexes, sorted.
     public func listIndexes() -> [String] {
         DurableStore.directoryEntries(path).filter { Self.isValidName($0) && exists($0) }.sorted()

@@ -14,7 +14,7 @@ public struct TransferProgress: Sendable {
     public var phase: String
 }
 
-/// What ``Database/importRecords(from:into:dimension:metric:embeddingModel:options:skipBadLines:batchSize:progress:)`` did.
+/// What ``Database/importRecords(from:into:dimension:metric:embeddingModel:options:skipBadLines:batchSize:progress:shouldStop:)`` did.
 public struct ImportReport: Sendable, Hashable {
     /// Records upserted.
     public var records: Int
@@ -24,6 +24,9 @@ public struct ImportReport: Sendable, Hashable {
     public var skippedErrors: [String]
     /// Whether the index was created by the import.
     public var createdIndex: Bool
+    /// Whether `shouldStop` ended the import early (the batches stored
+    /// before it stay stored).
+    public var stopped = false
 }
 
 /// One line of a Pinecone-shaped JSON Lines export.
@@ -86,11 +89,13 @@ extension Database {
     /// validates every line (JSON, id, dimension, finite values, metadata)
     /// without storing anything, so a bad line is reported with its number
     /// before anything is written; unless `skipBadLines`, which skips and
-    /// counts them. A second pass upserts in batches of `batchSize`.
+    /// counts them. A second pass upserts in batches of `batchSize`;
+    /// `shouldStop`, asked before each batch, ends it early when it says so.
     public func importRecords(from path: String, into name: String, dimension: Int? = nil, metric: Metric = .cosine,
                               embeddingModel: String = "", options: IndexOptions = IndexOptions(),
                               skipBadLines: Bool = false, batchSize: Int = 1_000,
-                              progress: ((TransferProgress) -> Void)? = nil) throws(LodestoneError) -> ImportReport {
+                              progress: ((TransferProgress) -> Void)? = nil,
+                              shouldStop: (() -> Bool)? = nil) throws(LodestoneError) -> ImportReport {
         let existing: Index? = listIndexes().contains(name) ? try index(name) : nil
         if let existing, !embeddingModel.isEmpty, embeddingModel != existing.embeddingModel {
             throw .embeddingModelMismatch(expected: existing.embeddingModel, actual: embeddingModel)
@@ -173,17 +178,24 @@ extension Database {
             batch.removeAll(keepingCapacity: true)
             progress?(TransferProgress(lines: reader.lineNumber, records: stored, phase: "import"))
         }
+        var stopped = false
         while let line = try reader.nextLine() {
             if bad.contains(reader.lineNumber) { continue }
             guard let (record, namespace) = try parse(line, number: reader.lineNumber) else { continue }
             if namespace != batchNamespace || batch.count >= batchSize {
+                if shouldStop?() == true {
+                    batch.removeAll()
+                    stopped = true
+                    break
+                }
                 try flush()
                 batchNamespace = namespace
             }
             batch.append(record)
         }
-        try flush()
-        return ImportReport(records: stored, skippedLines: bad.count, skippedErrors: errors, createdIndex: created)
+        if !stopped { try flush() }
+        return ImportReport(records: stored, skippedLines: bad.count, skippedErrors: errors, createdIndex: created,
+                            stopped: stopped)
     }
 
     private static func brief(_ error: Error) -> String {

@@ -374,12 +374,27 @@ public final class Index: @unchecked Sendable {
     /// maps it instead of replaying the log. Queries continue meanwhile.
     public func persist() throws(LodestoneError) {
         try checkOpen()
-        try store.persist { (path: String) throws(LodestoneError) in
-            try checkOpen()
-            // The writer lock is held: nothing changes the table or engine.
-            let sections = table.sections(fingerprint: fingerprint)
-            try engine.persist(to: path, embeddingModel: embeddingModel, extraSections: sections)
-        }
+        try store.persist(writeSegment: writeSegment)
+    }
+
+    /// Writes a consistent snapshot of the index, as of this call, into
+    /// `directory` (created if missing; it must not hold an index):
+    /// ``Database/restoreIndex(name:from:durability:)`` opens it as a new
+    /// index without re-inserting anything. What the log holds is first
+    /// folded into a new segment (``persist()``); the segment, which is
+    /// immutable, is then hard-linked, so a snapshot of an index persisted
+    /// since its last write costs no copy. Queries continue meanwhile.
+    public func snapshot(to directory: String) throws(LodestoneError) {
+        try checkOpen()
+        try store.snapshot(into: directory, writeSegment: writeSegment)
+    }
+
+    /// Writes the segment of everything at `path`; the store's writer lock
+    /// is held, so nothing changes the table or engine meanwhile.
+    private func writeSegment(_ path: String) throws(LodestoneError) {
+        try checkOpen()
+        let sections = table.sections(fingerprint: fingerprint)
+        try engine.persist(to: path, embeddingModel: embeddingModel, extraSections: sections)
     }
 
     // MARK: Applying (live and at replay)

@@ -172,37 +172,103 @@ final class DurableStore: @unchecked Sendable {
     /// manifest at it and at a new empty log, then deletes the old segment
     /// and log. Writers wait meanwhile; the owner's readers do not.
     func persist(writeSegment: (String) throws(LodestoneError) -> Void) throws(LodestoneError) {
-        try state.withLock { (s: inout State) throws(LodestoneError) in
-            let generation = s.manifest.generation + 1
-            let segment = "segment-\(generation).lodestone", logName = "wal-\(generation).log"
-            try writeSegment(directory + "/" + segment)
-            let log = try WriteAheadLog(path: directory + "/" + logName, validLength: 0, durability: s.log.durability)
-            try log.sync()
-            try SegmentWriter.syncDirectory(of: directory + "/" + logName)
-            let next = Manifest(generation: generation, segment: segment, log: logName, settings: s.manifest.settings)
-            let old = s.manifest
-            // Once the new manifest is in place, writes must go to the new
-            // log even if syncing the directory then fails.
-            var switched = false
-            do throws(LodestoneError) {
-                try next.write(to: directory) {
-                    s.manifest = next
-                    s.log = log
-                    switched = true
-                }
-            } catch {
-                // Renamed but the directory sync failed: until a sync confirms
-                // the new manifest, a power cut could bring back the old one,
-                // which does not name the new log. Have the next write persist
-                // again first.
-                if switched { log.refuse(after: error) }
-                throw error
+        try state.withLock { (s: inout State) throws(LodestoneError) in try persistLocked(&s, writeSegment: writeSegment) }
+    }
+
+    private func persistLocked(_ s: inout State, writeSegment: (String) throws(LodestoneError) -> Void)
+        throws(LodestoneError)
+    {
+        let generation = s.manifest.generation + 1
+        let segment = "segment-\(generation).lodestone", logName = "wal-\(generation).log"
+        try writeSegment(directory + "/" + segment)
+        let log = try WriteAheadLog(path: directory + "/" + logName, validLength: 0, durability: s.log.durability)
+        try log.sync()
+        try SegmentWriter.syncDirectory(of: directory + "/" + logName)
+        let next = Manifest(generation: generation, segment: segment, log: logName, settings: s.manifest.settings)
+        let old = s.manifest
+        // Once the new manifest is in place, writes must go to the new
+        // log even if syncing the directory then fails.
+        var switched = false
+        do throws(LodestoneError) {
+            try next.write(to: directory) {
+                s.manifest = next
+                s.log = log
+                switched = true
             }
-            // The old files are no longer referenced (an open mapping keeps
-            // the old segment's pages alive until its index lets go of it).
-            if !old.segment.isEmpty { StorageIO.unlink(directory + "/" + old.segment) }
-            StorageIO.unlink(directory + "/" + old.log)
+        } catch {
+            // Renamed but the directory sync failed: until a sync confirms
+            // the new manifest, a power cut could bring back the old one,
+            // which does not name the new log. Have the next write persist
+            // again first.
+            if switched { log.refuse(after: error) }
+            throw error
         }
+        // The old files are no longer referenced (an open mapping keeps
+        // the old segment's pages alive until its index lets go of it).
+        if !old.segment.isEmpty { StorageIO.unlink(directory + "/" + old.segment) }
+        StorageIO.unlink(directory + "/" + old.log)
+    }
+
+    // MARK: Snapshots
+
+    /// Writes a consistent copy of the store as of now into `target` (a
+    /// directory that must not hold an index): a closed, complete store
+    /// that ``open(directory:durability:load:replay:)`` opens as it is.
+    ///
+    /// If the log holds records they are first folded into a new segment
+    /// (``persist(writeSegment:)``); then the segment, which is immutable,
+    /// is hard-linked into `target` (copied where linking fails, as across
+    /// file systems), and an empty log and a manifest naming both are
+    /// written and synced. Writers wait meanwhile; readers do not. A crash
+    /// part-way leaves `target` without a manifest: not a store.
+    func snapshot(into target: String, writeSegment: (String) throws(LodestoneError) -> Void) throws(LodestoneError) {
+        try state.withLock { (s: inout State) throws(LodestoneError) in
+            if s.log.size > 0 { try persistLocked(&s, writeSegment: writeSegment) }
+            try Self.copyStore(manifest: s.manifest, from: directory, to: target)
+        }
+    }
+
+    /// Copies the closed store in `source` (its manifest and segment; its
+    /// log must be empty, as a snapshot's is) into a new store in `target`.
+    static func restore(from source: String, into target: String) throws(LodestoneError) {
+        let manifest = try Manifest.read(from: source)
+        let (records, _, _) = try WriteAheadLog.read(path: source + "/" + manifest.log)
+        guard records.isEmpty else {
+            throw .invalidArgument(name: "snapshot", reason: "\(source) has \(records.count) log records: "
+                                   + "it is a live index directory, not a snapshot")
+        }
+        try copyStore(manifest: manifest, from: source, to: target)
+    }
+
+    /// Links (or copies) `manifest`'s segment from `source` into `target`,
+    /// with a new empty log and the manifest written last.
+    private static func copyStore(manifest: Manifest, from source: String, to target: String) throws(LodestoneError) {
+        try makeDirectory(target)
+        guard access(target + "/" + Manifest.fileName, F_OK) != 0 else {
+            throw .invalidArgument(name: "directory", reason: "\(target) already holds an index (it has a MANIFEST)")
+        }
+        if !manifest.segment.isEmpty {
+            try linkOrCopy(source + "/" + manifest.segment, to: target + "/" + manifest.segment)
+        }
+        let log = try WriteAheadLog(path: target + "/" + manifest.log, validLength: 0, durability: .synchronous)
+        try log.sync()
+        try SegmentWriter.syncDirectory(of: target + "/" + manifest.log)
+        try manifest.write(to: target)
+    }
+
+    /// A hard link to `source` at `target`, or a synced copy where the
+    /// file system refuses the link.
+    private static func linkOrCopy(_ source: String, to target: String) throws(LodestoneError) {
+        StorageIO.unlink(target)
+        if link(source, target) == 0 { return }
+        let bytes = try VectorFiles.readFile(source)
+        let fd = StorageIO.open(target, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw .io(path: target, operation: "open", errno: errno) }
+        defer { close(fd) }
+        try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
+            try POSIXFile.writeAll(fd, b, at: 0, path: target)
+        }
+        guard StorageIO.fsync(fd) == 0 else { throw .io(path: target, operation: "fsync", errno: errno) }
     }
 
     // MARK: Files
