@@ -291,7 +291,7 @@ public final class Index: @unchecked Sendable {
         }
         try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
             let current: (values: [Float], metadata: Metadata)? = lock.reading {
-                guard let slot = table.slot(id: id, namespace: namespace), let v = engine.vector(forKey: UInt64(slot)) else {
+                guard let slot = table.slot(id: id, namespace: namespace), let v = self.values(ofSlot: slot) else {
                     return nil
                 }
                 return (v, table.metadata.metadata(slot: Int(slot)) ?? [:])
@@ -436,6 +436,13 @@ public final class Index: @unchecked Sendable {
                                     engine: VectorEngine, table: RecordTable, fingerprint: inout VectorFingerprint,
                                     dimension d: Int, lock: ReadWriteLock?, threads: Int) throws(LodestoneError) {
         fingerprint.add(rows, dimension: d)
+        // A cosine index stores unit vectors: keep each one's length, so the
+        // values come back as they were given.
+        let norms: [Float] = engine.metric != .cosine ? [] : (0..<ids.count).map { i in
+            var sum = 0.0
+            for v in rows[(i * d)..<((i + 1) * d)] { sum += Double(v) * Double(v) }
+            return Float(sum.squareRoot())
+        }
         var start = 0
         while start < ids.count {
             let end = min(ids.count, start + applyBatchSize)
@@ -446,7 +453,8 @@ public final class Index: @unchecked Sendable {
                 // cleared first; the engine replaces its vector.
                 try engine.upsert(piece, keys: keys, threads: threads)
                 for i in start..<end {
-                    table.set(slot: slots[i], id: ids[i], namespace: namespace, metadata: metadata[i])
+                    table.set(slot: slots[i], id: ids[i], namespace: namespace, metadata: metadata[i],
+                              norm: norms.isEmpty ? 0 : norms[i])
                 }
             }
             if let lock { try lock.writing { () throws(LodestoneError) in try body() } } else { try body() }
@@ -542,7 +550,7 @@ public final class Index: @unchecked Sendable {
     {
         try checkOpen()
         let v: [Float]? = try lock.reading { () throws(LodestoneError) -> [Float]? in
-            let v = table.slot(id: id, namespace: namespace).flatMap { engine.vector(forKey: UInt64($0)) }
+            let v = table.slot(id: id, namespace: namespace).flatMap { values(ofSlot: $0) }
             try engine.checkIntegrity()
             return v
         }
@@ -582,13 +590,22 @@ public final class Index: @unchecked Sendable {
         }
     }
 
+    /// A record's vector as it was given: a cosine index's unit vector times
+    /// the length it had (when recorded). Called under the read lock.
+    private func values(ofSlot slot: UInt32) -> [Float]? {
+        guard var v = engine.vector(forKey: UInt64(slot)) else { return nil }
+        let norm = table.norm(ofSlot: Int(slot))
+        if metric == .cosine && norm > 0 { for i in v.indices { v[i] *= norm } }
+        return v
+    }
+
     private func resolve(_ neighbors: [Neighbor], includeValues: Bool, includeMetadata: Bool) -> [Match] {
         neighbors.compactMap { n in
             let slot = Int(n.key)
             guard let id = table.id(ofSlot: slot) else { return nil }
             var metadata: Metadata? = nil
             if includeMetadata, let m = table.metadata.metadata(slot: slot), !m.isEmpty { metadata = m }
-            return Match(id: id, score: n.score, values: includeValues ? engine.vector(forKey: n.key) : nil,
+            return Match(id: id, score: n.score, values: includeValues ? values(ofSlot: UInt32(n.key)) : nil,
                          metadata: metadata)
         }
     }
@@ -601,7 +618,7 @@ public final class Index: @unchecked Sendable {
             var out: [String: Record] = [:]
             for id in ids {
                 guard let slot = table.slot(id: id, namespace: namespace),
-                      let v = engine.vector(forKey: UInt64(slot)) else { continue }
+                      let v = values(ofSlot: slot) else { continue }
                 let m = table.metadata.metadata(slot: Int(slot))
                 out[id] = Record(id: id, values: v, metadata: (m?.isEmpty ?? true) ? nil : m)
             }

@@ -6,7 +6,8 @@
 /// Sections (FORMAT.md): `records.header` (namespaces, counts, the vector
 /// fingerprint), `records.slots` (24 bytes per slot: namespace number or
 /// 0xFFFFFFFF for a free slot, id length, offset of the id in the blob,
-/// metadata length, reserved), `records.hash` (open-addressing buckets of
+/// metadata length, the vector's norm before cosine normalisation as a
+/// float32, 0 when not recorded), `records.hash` (open-addressing buckets of
 /// slot + 1, 0 = empty, over FNV-1a of namespace number and id) and
 /// `records.blob` (each record's id bytes followed by its binary metadata).
 enum RecordSections {
@@ -32,7 +33,9 @@ enum RecordSections {
     /// each slot in use's namespace number, id and metadata.
     static func sections(namespaces: [String], capacity: Int, count: Int, namespaceCounts: [Int],
                          fingerprint: VectorFingerprint,
-                         record: (UInt32) -> (namespace: UInt32, id: String, metadata: Metadata)?) -> [PendingSection] {
+                         record: (UInt32) -> (namespace: UInt32, id: String, metadata: Metadata, norm: Float)?)
+        -> [PendingSection]
+    {
         var slots = ByteWriter()
         var blob = ByteWriter()
         var hashes: [(UInt64, UInt32)] = []
@@ -53,7 +56,7 @@ enum RecordSections {
             slots.u32(UInt32(idBytes.count))
             slots.u64(UInt64(offset))
             slots.u32(UInt32(m.bytes.count))
-            slots.u32(0)
+            slots.u32(r.norm.bitPattern)
             let h = idBytes.withUnsafeBytes { hash(namespace: r.namespace, id: $0) }
             hashes.append((h, s))
         }
@@ -192,6 +195,12 @@ final class RecordBase: MetadataSource, @unchecked Sendable {
 
     func isInUse(_ slot: Int) -> Bool {
         slot < slotCount && entry(slot).loadUnaligned(as: UInt32.self) != RecordSections.freeNamespace
+    }
+
+    /// The norm recorded for a slot in use (0: none; see ``RecordTable/norm(ofSlot:)``).
+    func norm(ofSlot slot: Int) -> Float {
+        let n = Float(bitPattern: entry(slot).loadUnaligned(fromByteOffset: 20, as: UInt32.self))
+        return n.isFinite && n > 0 ? n : 0
     }
 
     /// The namespace number of a slot in use.

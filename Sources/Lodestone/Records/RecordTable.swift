@@ -28,6 +28,8 @@ final class RecordTable {
     private struct Entry {
         var namespace: UInt32
         var id: String
+        /// The vector's length before cosine normalisation (0: not recorded).
+        var norm: Float
     }
 
     /// The largest id, in UTF-8 bytes (Pinecone's limit).
@@ -60,8 +62,14 @@ final class RecordTable {
     private func entry(_ slot: UInt32) -> Entry? {
         if let c = changed[slot] { return c }
         guard let base, base.isInUse(Int(slot)) else { return nil }
-        return Entry(namespace: base.namespace(ofSlot: Int(slot)), id: base.id(ofSlot: Int(slot))!)
+        return Entry(namespace: base.namespace(ofSlot: Int(slot)), id: base.id(ofSlot: Int(slot))!,
+                     norm: base.norm(ofSlot: Int(slot)))
     }
+
+    /// The length the record's vector had before a cosine index normalised
+    /// it, or 0 when not recorded (euclidean and dot-product indexes keep
+    /// vectors as given; segments written before norms were kept say 0).
+    func norm(ofSlot slot: Int) -> Float { slot < capacity ? entry(UInt32(slot))?.norm ?? 0 : 0 }
 
     /// The id stored in `slot`, if in use.
     func id(ofSlot slot: Int) -> String? { slot < capacity ? entry(UInt32(slot))?.id : nil }
@@ -110,8 +118,8 @@ final class RecordTable {
         return out
     }
 
-    /// Stores (or overwrites) the record in `slot`.
-    func set(slot: UInt32, id: String, namespace: String, metadata: Metadata) {
+    /// Stores (or overwrites) the record in `slot`; `norm` as ``norm(ofSlot:)``.
+    func set(slot: UInt32, id: String, namespace: String, metadata: Metadata, norm: Float = 0) {
         if slot >= UInt32(capacity) {
             for free in UInt32(capacity)..<slot { freeSlots.append(free) }
             capacity = Int(slot) + 1
@@ -126,7 +134,7 @@ final class RecordTable {
             namespaceCounts[Int(old.namespace)] -= 1
             count -= 1
         }
-        changed[slot] = .some(Entry(namespace: ns, id: id))
+        changed[slot] = .some(Entry(namespace: ns, id: id, norm: norm))
         changedIDs[Int(ns)][id] = slot
         namespaceCounts[Int(ns)] += 1
         count += 1
@@ -181,7 +189,7 @@ final class RecordTable {
         RecordSections.sections(namespaces: namespaceNames, capacity: capacity, count: count,
                                 namespaceCounts: namespaceCounts, fingerprint: fingerprint) { slot in
             guard let e = entry(slot) else { return nil }
-            return (e.namespace, e.id, metadata.metadata(slot: Int(slot)) ?? [:])
+            return (e.namespace, e.id, metadata.metadata(slot: Int(slot)) ?? [:], e.norm)
         }
     }
 }
