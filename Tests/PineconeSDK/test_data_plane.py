@@ -1,0 +1,203 @@
+"""The data plane through Pinecone's SDK on real data (pypi-minilm
+embeddings with their metadata), checked against float64 brute force."""
+
+import json
+import signal
+
+import numpy as np
+import pytest
+from pinecone import ServerlessSpec
+from pinecone.exceptions import NotFoundException, PineconeApiException
+
+from conftest import exact_top_k
+from test_control_plane import raw
+
+N = 3_000  # records upserted (fewer when the data has fewer)
+
+
+def metadata_of(m):
+    """The record's metadata as Pinecone takes it (no nulls)."""
+    return {k: v for k, v in m.items() if k != "id" and v is not None}
+
+
+@pytest.fixture()
+def loaded(pc, index_name, data):
+    pc.create_index(name=index_name, dimension=384, metric="cosine", spec=ServerlessSpec(cloud="aws", region="us-east-1"))
+    index = pc.Index(index_name)
+    n = min(N, len(data.base))
+    ids = [m["id"] for m in data.metadata[:n]]
+    records = [{"id": i, "values": v.tolist(), "metadata": metadata_of(m)}
+               for i, v, m in zip(ids, data.base[:n], data.metadata[:n])]
+    response = index.upsert(vectors=records, batch_size=250)
+    assert response.upserted_count == n
+    return index, ids, data.base[:n], [metadata_of(m) for m in data.metadata[:n]]
+
+
+def passes(m, flt):
+    """Pinecone's filter semantics for the filters used here."""
+    for k, cond in flt.items():
+        if k == "$and":
+            if not all(passes(m, c) for c in cond):
+                return False
+            continue
+        if k == "$or":
+            if not any(passes(m, c) for c in cond):
+                return False
+            continue
+        v = m.get(k)
+        for op, x in (cond.items() if isinstance(cond, dict) else [("$eq", cond)]):
+            ok = {"$eq": lambda: v == x, "$ne": lambda: v != x, "$gte": lambda: v is not None and v >= x,
+                  "$lt": lambda: v is not None and v < x, "$in": lambda: v in x,
+                  "$exists": lambda: (v is not None) == x}[op]()
+            if not ok:
+                return False
+    return True
+
+
+FILTERS = [
+    {"year": {"$gte": 2024}},
+    {"popular": True},
+    {"$and": [{"year": {"$in": [2019, 2020, 2021]}}, {"words": {"$lt": 12}}]},
+    {"$or": [{"year": {"$lt": 2012}}, {"rank": {"$exists": True}}]},
+]
+
+
+def test_query_recall_filters_and_values(loaded, data):
+    index, ids, base, metas = loaded
+    queries = data.queries[:40]
+    for flt in [None] + FILTERS:
+        rows = [i for i, m in enumerate(metas) if flt is None or passes(m, flt)]
+        order, scores = exact_top_k(base[rows], queries, 10)
+        hits = total = 0
+        for q, (o, s) in enumerate(zip(order, scores)):
+            r = index.query(vector=queries[q].tolist(), top_k=10, filter=flt, include_metadata=True)
+            assert len(r.matches) == min(10, len(rows))
+            for m in r.matches:
+                assert flt is None or passes(m.metadata, flt)
+            got = {m.id for m in r.matches}
+            hits += len(got & {ids[rows[i]] for i in o})
+            total += len(o)
+            # Scores are cosine similarities, best first.
+            assert all(a.score >= b.score - 1e-6 for a, b in zip(r.matches, r.matches[1:]))
+        assert hits / total >= 0.95, (flt, hits / total)
+    # By id, with values: the record itself first, its values as upserted.
+    r = index.query(id=ids[5], top_k=3, include_values=True)
+    assert r.matches[0].id == ids[5]
+    np.testing.assert_allclose(r.matches[0].values, base[5], rtol=1e-5, atol=1e-7)
+    # A zero vector under cosine has no direction: scores 0, filter honoured (LlamaIndex sends one).
+    r = index.query(vector=[0.0] * 384, top_k=5, filter={"popular": True}, include_metadata=True)
+    assert len(r.matches) == min(5, sum(m.get("popular") is True for m in metas))
+    assert all(m.score == 0 and m.metadata["popular"] is True for m in r.matches)
+    # `filter: {}` matches everything; an absent id gives no matches.
+    assert len(index.query(vector=base[0].tolist(), top_k=7, filter={}).matches) == 7
+    assert index.query(id="no-such-id", top_k=3).matches == []
+
+
+def test_fetch_update_delete_stats_list(loaded):
+    index, ids, base, metas = loaded
+    got = index.fetch(ids=[ids[0], ids[1], "absent#1"])
+    assert set(got.vectors) == {ids[0], ids[1]}
+    np.testing.assert_allclose(got.vectors[ids[1]].values, base[1], rtol=1e-5, atol=1e-7)
+    assert got.vectors[ids[1]].metadata == metas[1]
+    # update: new values, merged metadata
+    index.update(id=ids[0], values=(base[1] * 2).tolist(), set_metadata={"note": "edited", "year": 1999})
+    r = index.fetch(ids=[ids[0]]).vectors[ids[0]]
+    np.testing.assert_allclose(r.values, base[1] * 2, rtol=1e-5, atol=1e-7)
+    assert r.metadata == {**metas[0], "note": "edited", "year": 1999}
+    # update by filter (metadata only), dry run first
+    n_popular = sum(m.get("popular") is True for m in metas)
+    assert index.update(filter={"popular": True}, set_metadata={"flag": "x"}, dry_run=True).matched_records == n_popular
+    assert index.describe_index_stats(filter={"flag": "x"}).total_vector_count == 0
+    assert index.update(filter={"popular": True}, set_metadata={"flag": "x"}).matched_records == n_popular
+    assert index.describe_index_stats(filter={"flag": "x"}).total_vector_count == n_popular
+    # fetch by metadata, paged
+    seen, token = set(), None
+    while True:
+        page = index.fetch_by_metadata(filter={"flag": "x"}, limit=7, pagination_token=token)
+        seen |= set(page.vectors)
+        token = page.pagination.next if page.pagination else None
+        if not token:
+            break
+    assert len(seen) == n_popular
+    # list ids by prefix, paged
+    prefix = ids[10][:2]
+    want = sorted(i for i in ids if i.startswith(prefix))
+    listed = [v.id for page in index.list(prefix=prefix, limit=3) for v in page.vectors]
+    assert sorted(listed) == want
+    # delete by ids, by filter, stats
+    index.delete(ids=[ids[2], ids[3]])
+    assert index.fetch(ids=[ids[2]]).vectors == {}
+    index.delete(filter={"flag": "x"})
+    stats = index.describe_index_stats()
+    assert stats.dimension == 384
+    assert stats.total_vector_count == len(ids) - 2 - n_popular + sum(
+        1 for i in (2, 3) if metas[i].get("popular") is True)
+    assert stats.namespaces["__default__"].vector_count == stats.total_vector_count
+
+
+def test_namespaces(loaded, data):
+    index, ids, base, metas = loaded
+    index.upsert(vectors=[(f"n{i}", base[i].tolist()) for i in range(20)], namespace="other")
+    assert index.query(vector=base[0].tolist(), top_k=3, namespace="other").matches[0].id == "n0"
+    assert index.fetch(ids=["n0"]).vectors == {}  # not in the default namespace
+    assert index.describe_index_stats().namespaces["other"].vector_count == 20
+    index.create_namespace(name="empty")
+    names = {ns.name: int(ns.record_count) for page in index.list_namespaces() for ns in page.namespaces}
+    assert names == {"__default__": len(ids), "other": 20, "empty": 0}
+    assert int(index.describe_namespace(name="other").record_count) == 20
+    index.delete_namespace(name="other")
+    with pytest.raises(NotFoundException):
+        index.describe_namespace(name="other")
+    index.delete(delete_all=True, namespace="empty")
+    index.delete(delete_all=True)
+    assert index.describe_index_stats().total_vector_count == 0
+
+
+def test_data_plane_errors_leave_data_intact(loaded, server, index_name):
+    index, ids, base, metas = loaded
+    before = index.describe_index_stats().total_vector_count
+    path = "/_data/" + index_name
+    bad = [
+        ("/vectors/upsert", {"vectors": [{"id": "x", "values": [0.1] * 3}]}, "dimension"),
+        ("/vectors/upsert", {"vectors": [{"id": "ok", "values": [0.1] * 384}, {"id": "nan", "values": [0.1] * 383 + ["x"]}]}, "numbers"),
+        ("/vectors/upsert", {"vectors": [{"id": "z", "values": [0.0] * 384}]}, "zero vector"),
+        ("/vectors/upsert", {"vectors": [{"id": "s", "values": [0.1] * 384, "sparseValues": {"indices": [1], "values": [0.5]}}]}, "sparse"),
+        ("/vectors/upsert", {"vectors": [{"id": "m", "values": [0.1] * 384, "metadata": {"nested": {"a": 1}}}]}, "metadata"),
+        ("/vectors/upsert", {"vectors": [{"id": "", "values": [0.1] * 384}]}, "id"),
+        ("/vectors/upsert", {"vectors": "nope"}, "array"),
+        ("/query", {"topK": 0, "vector": [0.1] * 384}, "topK"),
+        ("/query", {"topK": 3}, "vector"),
+        ("/query", {"topK": 3, "vector": [0.1] * 384, "filter": {"year": {"$regex": "x"}}}, "filter"),
+        ("/query", {"topK": 3, "vector": [0.1] * 384, "sparseVector": {"indices": [1], "values": [1.0]}}, "sparse"),
+        ("/vectors/delete", {}, "exactly one"),
+        ("/vectors/update", {"values": [0.1] * 384}, "id"),
+    ]
+    for route, body, words in bad:
+        status, answer = raw(server, "POST", path + route, body)
+        assert status == 400, (route, body, answer)
+        assert words in answer["message"], (route, answer["message"])
+        assert answer["code"] == 3
+    for route, body, code in [("/query", b'{"topK": 3, "vector": [0.1, ', 400), ("/vectors/upsert", b"\xff\xfe", 400),
+                              ("/nowhere", b"{}", 404)]:
+        assert raw(server, "POST", path + route, body)[0] == code
+    assert raw(server, "POST", "/_data/no-such-index/query", {"topK": 1, "vector": [0.1]})[0] == 404
+    assert index.describe_index_stats().total_vector_count == before
+    assert index.fetch(ids=["ok"]).vectors == {}  # the good record of a bad batch was not stored
+    with pytest.raises(PineconeApiException):
+        index.upsert(vectors=[("short", [0.1, 0.2])])
+
+
+def test_restart_keeps_everything(loaded, server, pc, index_name, data):
+    """SIGTERM closes (persists) every index; SIGKILL loses no acknowledged write."""
+    index, ids, base, metas = loaded
+    q = data.queries[0].tolist()
+    before = [m.id for m in index.query(vector=q, top_k=10).matches]
+    server.restart(signal.SIGTERM)
+    index = pc.Index(host=f"{server.url}/_data/{index_name}")
+    assert [m.id for m in index.query(vector=q, top_k=10).matches] == before
+    index.upsert(vectors=[("after-restart", base[0].tolist(), {"late": True})])
+    server.restart(signal.SIGKILL)
+    index = pc.Index(host=f"{server.url}/_data/{index_name}")
+    got = index.fetch(ids=["after-restart"]).vectors["after-restart"]
+    assert got.metadata == {"late": True}
+    assert index.describe_index_stats().total_vector_count == len(ids) + 1
