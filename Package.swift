@@ -94,7 +94,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LodestoneTests",
-            dependencies: ["Lodestone", "CLodestoneKernels", "LodestoneFuzzChecks"]
+            dependencies: ["Lodestone", "CLodestoneKernels", "LodestoneFuzzChecks", "LodestoneServer"]
         ),
     ]
 )

@@ -93,7 +93,11 @@ extension PineconeService {
         }
         let count = records.count, batch = records
         try await writing { () throws(APIError) in
-            _ = try library { () throws(LodestoneError) -> Int in try index.upsert(batch, namespace: namespace) }
+            // A large batch inserts on every core; a small one is not worth the hand-off.
+            let threads = batch.count >= 256 ? FlatIndex.defaultThreadCount : 1
+            _ = try library { () throws(LodestoneError) -> Int in
+                try index.upsert(batch, namespace: namespace, threads: threads)
+            }
         }
         return Reply { w in w.object { w in w.field("upsertedCount", count) } }
     }
@@ -176,6 +180,8 @@ extension PineconeService {
         let includeMetadata = try body.bool("includeMetadata") ?? false
         let vector = try body.floats("vector")
         let id = try body.string("id")
+        // Lodestone's own knob: the HNSW beam width for this query.
+        let ef = try body.object("lodestone")?.int("ef", in: 1...10_000)
         guard (vector == nil) != (id == nil) else { throw .badRequest("give exactly one of \"vector\" or \"id\"") }
         let matches: [Match]
         if let vector, index.metric == .cosine, !vector.isEmpty, vector.allSatisfy({ $0 == 0 }) {
@@ -197,12 +203,12 @@ extension PineconeService {
         } else if let vector {
             matches = try library { () throws(LodestoneError) -> [Match] in
                 try index.query(vector: vector, topK: topK, namespace: namespace, filter: filter,
-                                includeValues: includeValues, includeMetadata: includeMetadata).matches
+                                includeValues: includeValues, includeMetadata: includeMetadata, ef: ef).matches
             }
         } else {
             do {
                 matches = try index.query(id: id!, topK: topK, namespace: namespace, filter: filter,
-                                          includeValues: includeValues, includeMetadata: includeMetadata).matches
+                                          includeValues: includeValues, includeMetadata: includeMetadata, ef: ef).matches
             } catch .recordNotFound {
                 matches = []  // Pinecone answers a query by an absent id with no matches
             } catch {
