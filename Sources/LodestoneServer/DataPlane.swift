@@ -275,9 +275,9 @@ extension PineconeService {
         let namespace = Self.namespace(try body.string("namespace"))
         let limit = try body.int("limit", in: 1...10_000) ?? 100
         let filter = try Self.filter(body)
+        let token = try body.string("paginationToken").flatMap { $0.isEmpty ? nil : $0 }
         let page = try library { () throws(LodestoneError) -> IDPage in
-            try index.listIDs(namespace: namespace, filter: filter, limit: limit,
-                              paginationToken: try? body.string("paginationToken"))
+            try index.listIDs(namespace: namespace, filter: filter, limit: limit, paginationToken: token)
         }
         let records = try library { () throws(LodestoneError) -> [String: Record] in
             try index.fetch(ids: page.ids, namespace: namespace)
