@@ -73,6 +73,39 @@ int lodestone_h5_read_int32(const char *path, const char *dataset, int32_t *out,
     return read_as(path, dataset, H5T_NATIVE_INT32, out, err, errlen);
 }
 
+int lodestone_h5_read_float_rows(const char *path, const char *dataset, int64_t start, int64_t count, float *out,
+                                  char *err, size_t errlen) {
+    hid_t file = open_file(path, err, errlen);
+    if (file < 0) return -1;
+    int status = -1;
+    hid_t set = H5Dopen2(file, dataset, H5P_DEFAULT);
+    if (set < 0) {
+        fail(err, errlen, "has no dataset", path, dataset);
+    } else {
+        hid_t space = H5Dget_space(set);
+        int rank = H5Sget_simple_extent_ndims(space);
+        hsize_t dims[2] = {0, 1};
+        if (rank == 2) H5Sget_simple_extent_dims(space, dims, NULL);
+        if (rank != 2 || start < 0 || count < 0 || (hsize_t)(start + count) > dims[0]) {
+            fail(err, errlen, "rows out of range (or not a two-dimensional dataset):", path, dataset);
+        } else {
+            hsize_t offset[2] = {(hsize_t)start, 0}, size[2] = {(hsize_t)count, dims[1]};
+            hid_t memory = H5Screate_simple(2, size, NULL);
+            if (H5Sselect_hyperslab(space, H5S_SELECT_SET, offset, NULL, size, NULL) < 0 ||
+                H5Dread(set, H5T_NATIVE_FLOAT, memory, space, H5P_DEFAULT, out) < 0) {
+                fail(err, errlen, "cannot read rows of dataset", path, dataset);
+            } else {
+                status = 0;
+            }
+            H5Sclose(memory);
+        }
+        H5Sclose(space);
+        H5Dclose(set);
+    }
+    H5Fclose(file);
+    return status;
+}
+
 int lodestone_h5_string_attribute(const char *path, const char *name, char *out, size_t outlen, char *err, size_t errlen) {
     hid_t file = open_file(path, err, errlen);
     if (file < 0) return -1;

@@ -314,10 +314,17 @@ struct QueryCommand: ParsableCommand {
                     }
                 }
                 guard !vectors.isEmpty else { throw ValidationError("give --vector, --id or --text-file") }
-                for v in vectors {
-                    responses.append(try index.query(vector: v, topK: topK, namespace: namespace, filter: f,
-                                                     includeValues: includeValues, includeMetadata: includeMetadata,
-                                                     ef: ef, explain: explain))
+                if vectors.count > 1 && !explain {
+                    // Many queries: one batch on every core (BLAS on a flat index), as `knn` runs them.
+                    let batch = try index.queryBatch(vectors: vectors, topK: topK, namespace: namespace, filter: f,
+                                                     includeValues: includeValues, includeMetadata: includeMetadata, ef: ef)
+                    responses = batch.map { QueryResponse(matches: $0, namespace: namespace, explanation: nil) }
+                } else {
+                    for v in vectors {
+                        responses.append(try index.query(vector: v, topK: topK, namespace: namespace, filter: f,
+                                                         includeValues: includeValues, includeMetadata: includeMetadata,
+                                                         ef: ef, explain: explain))
+                    }
                 }
             }
             for (qi, r) in responses.enumerated() {

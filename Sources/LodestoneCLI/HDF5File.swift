@@ -13,7 +13,7 @@ struct HDF5File {
         }
     }
 
-    private func shape(_ dataset: String) throws -> (rows: Int, cols: Int) {
+    func shape(_ dataset: String) throws -> (rows: Int, cols: Int) {
         var rows: Int64 = 0, cols: Int64 = 0
         var err = [CChar](repeating: 0, count: 512)
         try check(lodestone_h5_shape(path, dataset, &rows, &cols, &err, err.count), err)
@@ -35,6 +35,15 @@ struct HDF5File {
     /// A dataset as float32 rows.
     func floats(_ dataset: String) throws -> Matrix<Float> {
         try matrix(dataset, zero: 0, read: lodestone_h5_read_float)
+    }
+
+    /// Rows `range` of a two-dimensional dataset, as float32, row-major.
+    func floatRows(_ dataset: String, _ range: Range<Int>, dimension: Int) throws -> [Float] {
+        var values = [Float](repeating: 0, count: range.count * dimension)
+        var err = [CChar](repeating: 0, count: 512)
+        try check(lodestone_h5_read_float_rows(path, dataset, Int64(range.lowerBound), Int64(range.count), &values,
+                                               &err, err.count), err)
+        return values
     }
 
     /// A dataset as int32 rows.

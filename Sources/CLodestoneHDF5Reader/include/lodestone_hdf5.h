@@ -15,6 +15,9 @@ int lodestone_h5_read_float(const char *path, const char *dataset, float *out, c
 /// Reads `dataset` converted to int32 into out[rows * cols].
 int lodestone_h5_read_int32(const char *path, const char *dataset, int32_t *out, char *err, size_t errlen);
 /// Reads the root group's string attribute `name` into out (NUL-terminated).
+/* Rows [start, start + count) of a two-dimensional dataset, as float32, row-major into out. */
+int lodestone_h5_read_float_rows(const char *path, const char *dataset, int64_t start, int64_t count, float *out,
+                                  char *err, size_t errlen);
 int lodestone_h5_string_attribute(const char *path, const char *name, char *out, size_t outlen, char *err, size_t errlen);
 
 #endif

@@ -46,6 +46,13 @@ public struct QueryResponse: Sendable {
     public var namespace: String
     /// What the search did, when `explain` was asked for.
     public var explanation: SearchStatistics?
+
+    /// A response of these matches (batch paths assemble one per query).
+    public init(matches: [Match], namespace: String, explanation: SearchStatistics? = nil) {
+        self.matches = matches
+        self.namespace = namespace
+        self.explanation = explanation
+    }
 }
 
 /// How a new index is built and written.

@@ -10,16 +10,19 @@ import Darwin
 
 /// Reads a gzip-compressed (or plain) text file line by line, in constant
 /// memory (the only file that calls zlib for reading).
-final class GzipLineReader {
-    let path: String
+public final class GzipLineReader {
+    /// The file.
+    public let path: String
     private let file: gzFile
     private var buffer: [UInt8] = []
     private var start = 0
     private var finished = false
     /// The 1-based number of the last line returned.
-    private(set) var lineNumber = 0
+    public private(set) var lineNumber = 0
 
-    init(path: String) throws(LodestoneError) {
+    /// Opens `path` (gzip'd or plain text).
+    /// - Throws: ``LodestoneError/io(path:operation:errno:)``.
+    public init(path: String) throws(LodestoneError) {
         self.path = path
         guard access(path, R_OK) == 0 else { throw .io(path: path, operation: "open", errno: errno) }
         guard let f = gzopen(path, "rb") else { throw .io(path: path, operation: "gzopen", errno: errno) }
@@ -30,7 +33,7 @@ final class GzipLineReader {
     deinit { gzclose(file) }
 
     /// The next line (without its newline), or nil at the end.
-    func nextLine() throws(LodestoneError) -> [UInt8]? {
+    public func nextLine() throws(LodestoneError) -> [UInt8]? {
         while true {
             if let newline = buffer[start...].firstIndex(of: 10) {
                 let line = Array(buffer[start..<newline])

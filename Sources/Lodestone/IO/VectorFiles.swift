@@ -74,6 +74,28 @@ public enum VectorFiles {
     }
 
     static func parseNPY<T: FixedWidthScalar>(_ bytes: [UInt8], path: String, as: T.Type, descr expected: String) throws(LodestoneError) -> Matrix<T> {
+        let (dataStart, rows, d) = try npyLayout(bytes, fileSize: bytes.count, path: path, descr: expected)
+        var values = [T](repeating: T.zero, count: rows * d)
+        for i in 0..<(rows * d) { values[i] = T(littleEndianBytes: bytes, at: dataStart + 4 * i) }
+        return Matrix(rows: rows, dimension: d, values: values)
+    }
+
+    /// The length of an `.npy` file's preamble, from its first 12 bytes
+    /// (nil if they are not an `.npy` preamble's start).
+    static func npyPreambleLength(_ first: [UInt8]) -> Int? {
+        guard first.count >= 12, Array(first[0..<6]) == [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59] else { return nil }
+        switch first[6] {
+        case 1: return 10 + (Int(first[8]) | Int(first[9]) << 8)
+        case 2, 3: return 12 + Int(UInt32(littleEndianBytes: first, at: 8))
+        default: return nil
+        }
+    }
+
+    /// Where an `.npy` file's data starts and its shape, from its preamble
+    /// (`bytes` holds at least the preamble; `fileSize` is the whole file's).
+    static func npyLayout(_ bytes: [UInt8], fileSize: Int, path: String, descr expected: String)
+        throws(LodestoneError) -> (dataStart: Int, rows: Int, dimension: Int)
+    {
         let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
         guard bytes.count >= 10, Array(bytes[0..<6]) == magic else {
             throw .malformedFile(path: path, reason: "not a NumPy .npy file (missing the \\x93NUMPY magic)")
@@ -121,12 +143,10 @@ public enum VectorFiles {
         }
         let dataStart = headerStart + headerLength
         let (total, overflow) = rows.multipliedReportingOverflow(by: d * 4)
-        guard !overflow, bytes.count - dataStart == total else {
-            throw .malformedFile(path: path, reason: "truncated or oversized .npy data: shape (\(rows), \(d)) needs \(total) bytes, found \(bytes.count - dataStart)")
+        guard !overflow, fileSize - dataStart == total else {
+            throw .malformedFile(path: path, reason: "truncated or oversized .npy data: shape (\(rows), \(d)) needs \(total) bytes, found \(fileSize - dataStart)")
         }
-        var values = [T](repeating: T.zero, count: rows * d)
-        for i in 0..<(rows * d) { values[i] = T(littleEndianBytes: bytes, at: dataStart + 4 * i) }
-        return Matrix(rows: rows, dimension: d, values: values)
+        return (dataStart, rows, d)
     }
 
     private static func npyField(_ header: String, _ name: String) -> Substring? {

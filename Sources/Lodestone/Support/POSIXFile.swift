@@ -34,4 +34,29 @@ enum POSIXFile {
             done += w
         }
     }
+
+    /// Reads exactly `count` bytes at `offset`, retrying short reads and
+    /// EINTR; a file that ends first is `malformedFile`.
+    static func readAll(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String)
+        throws(LodestoneError)
+    {
+        var done = 0
+        while done < buffer.count {
+            let r = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if r < 0 {
+                if errno == EINTR { continue }
+                throw .io(path: path, operation: "read", errno: errno)
+            }
+            guard r > 0 else { throw .malformedFile(path: path, reason: "ends at byte \(offset + done), inside a read") }
+            done += r
+        }
+    }
+
+    /// `count` bytes read at `offset` (see ``readAll(_:_:at:path:)``).
+    static func read(_ fd: Int32, count: Int, at offset: Int, path: String) throws(LodestoneError) -> [UInt8] {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
+        defer { buffer.deallocate() }
+        try readAll(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), at: offset, path: path)
+        return Array(buffer[0..<count])
+    }
 }
