@@ -274,8 +274,8 @@ class LodestoneVectorStore(BasePydanticVectorStore):
         """The stored nodes with these ids and/or passing these filters
         (every node when given neither), in `node_ids`' order when given.
 
-        Each is a TextNode with its id, stored embedding (scaled to unit
-        length by a cosine index), stored metadata and source-document
+        Each is a TextNode with its id, stored embedding (as it was added,
+        to float precision), stored metadata and source-document
         relationship, and empty text: the text is in the docstore
         (`index.docstore.get_nodes(ids)`).
         """
