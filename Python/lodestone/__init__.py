@@ -9,7 +9,7 @@ from .database import Database, Index, Match, Record
 from .errors import (CorruptFile, DimensionMismatch, DuplicateKey, EmbeddingModelMismatch, EmptyIndex,
                      IndexAlreadyExists, IndexClosed, IndexLocked, IndexNotFound, InvalidArgument, InvalidFilter,
                      InvalidID, InvalidMetadata, KeyNotFound, LodestoneError, MalformedFile, MalformedLine,
-                     NonFiniteValue, RecordNotFound, StorageError, UnsupportedFormatVersion, ZeroVector)
+                     NonFiniteValue, ReadOnly, RecordNotFound, StorageError, UnsupportedFormatVersion, ZeroVector)
 from .vector_index import FlatIndex, HNSWIndex, open_index
 
 __version__ = "0.1.0"
@@ -28,5 +28,5 @@ __all__ = [
     "LodestoneError", "InvalidArgument", "DimensionMismatch", "NonFiniteValue", "ZeroVector", "EmptyIndex",
     "KeyNotFound", "DuplicateKey", "MalformedFile", "CorruptFile", "UnsupportedFormatVersion", "InvalidFilter",
     "InvalidMetadata", "StorageError", "IndexNotFound", "IndexAlreadyExists", "IndexClosed", "IndexLocked",
-    "EmbeddingModelMismatch", "InvalidID", "RecordNotFound", "MalformedLine",
+    "EmbeddingModelMismatch", "InvalidID", "RecordNotFound", "MalformedLine", "ReadOnly",
 ]

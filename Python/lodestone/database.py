@@ -326,11 +326,17 @@ class Database(_Native):
     ...     ix.query(q, top_k=10, filter={"year": {"$gte": 2020}}, include_metadata=True)
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, read_only: bool = False):
+        """Opens (creating if missing) the database at `path`; with
+        `read_only`, opens an existing one without changing it: its indexes
+        search and fetch, writes raise ReadOnly, and any number of processes
+        may hold it read-only at once, sharing one copy of each index's
+        pages (none may while another process writes it: IndexLocked)."""
         super().__init__()
         out = self._ffi.new("lds_db **")
         err = self._ffi.new("lds_error **")
-        status = self._lib.lds_db_open(str(path).encode(), out, err)
+        open_ = self._lib.lds_db_open_read_only if read_only else self._lib.lds_db_open
+        status = open_(str(path).encode(), out, err)
         if status != 0:
             raise_for(status, err, self._ffi, self._lib)
         self._handle = Handle(out[0], self._lib.lds_db_free, "this Database")

@@ -104,11 +104,16 @@ class MalformedLine(LodestoneError, ValueError):
     code = 21
 
 
+class ReadOnly(LodestoneError, PermissionError):
+    """A write to an index of a Database opened with read_only=True."""
+    code = 22
+
+
 _BY_CODE = {cls.code: cls for cls in (
     InvalidArgument, DimensionMismatch, NonFiniteValue, ZeroVector, EmptyIndex, KeyNotFound, DuplicateKey,
     MalformedFile, CorruptFile, UnsupportedFormatVersion, InvalidFilter, InvalidMetadata, StorageError,
     IndexNotFound, IndexAlreadyExists, IndexClosed, IndexLocked, EmbeddingModelMismatch, InvalidID,
-    RecordNotFound, MalformedLine)}
+    RecordNotFound, MalformedLine, ReadOnly)}
 
 
 def raise_for(status: int, err_ptr, ffi, lib):

@@ -216,6 +216,44 @@ def test_locked_by_another_process(tmp_path):
     assert len(lodestone.Database(path).index("held")) == 1
 
 
+def test_read_only_processes_share_an_index_and_exclude_a_writer(tmp_path, data):
+    path = str(tmp_path / "db")
+    ids, metas = records(data)
+    with lodestone.Database(path) as db:
+        ix = db.create_index("pypi", dimension=384, metric="cosine")
+        ix.upsert(ids=ids[:1000], values=data.base[:1000], metadata=metas[:1000], threads=2)
+        want = [[m.id for m in ix.query(q, top_k=5)] for q in data.queries[:5]]
+    np.save(tmp_path / "q.npy", data.queries[:5])
+    reader = textwrap.dedent(f"""
+        import json, sys, numpy as np, lodestone
+        ix = lodestone.Database({path!r}, read_only=True).index("pypi")
+        q = np.load({str(tmp_path / 'q.npy')!r})
+        print(json.dumps([[m.id for m in ix.query(v, top_k=5)] for v in q]), flush=True)
+        sys.stdin.readline()
+    """)
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO / "Python")}
+    readers = [subprocess.Popen([sys.executable, "-c", reader], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    try:
+        for r in readers:  # both hold the index at once, and see what was written
+            assert json.loads(r.stdout.readline()) == want
+        with pytest.raises(lodestone.IndexLocked, match="another process"):
+            lodestone.Database(path).index("pypi")
+        ro = lodestone.Database(path, read_only=True).index("pypi")
+        assert [[m.id for m in ro.query(q, top_k=5)] for q in data.queries[:5]] == want
+        with pytest.raises(lodestone.ReadOnly, match="read-only"):
+            ro.upsert(ids=["x"], values=data.base[:1])
+        with pytest.raises(PermissionError):
+            ro.delete(ids=[ids[0]])
+        ro.close()
+    finally:
+        for r in readers:
+            r.communicate("\n")
+    assert all(r.returncode == 0 for r in readers)
+    with lodestone.Database(path) as db:  # the readers gone, a writer opens it
+        assert len(db.index("pypi")) == 1000
+
+
 def test_export_import_round_trip(db, data, tmp_path):
     ids, metas = records(data)
     ix = db.create_index("src", dimension=384, metric="cosine", embedding_model=MODEL)

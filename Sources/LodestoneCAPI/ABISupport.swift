@@ -50,6 +50,7 @@ func statusCode(_ error: LodestoneError) -> Int32 {
     case .invalidID: return 19
     case .recordNotFound: return 20
     case .malformedLine: return 21
+    case .readOnly: return 22
     }
 }
 

@@ -53,6 +53,15 @@ public func lds_db_open(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePoint
     }
 }
 
+@_cdecl("lds_db_open_read_only")
+public func lds_db_open_read_only(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                                  _ err: ErrorOut) -> Int32 {
+    withStatus(err) { () throws(LodestoneError) in
+        let out = try Check.pointer(out, "out")
+        out.pointee = retain(DatabaseBox(try Database(path: try Check.string(path, "path"), readOnly: true)))
+    }
+}
+
 @_cdecl("lds_db_close")
 public func lds_db_close(_ handle: OpaquePointer?, _ persist: Int32, _ err: ErrorOut) -> Int32 {
     withStatus(err) { () throws(LodestoneError) in try db(handle).close(persist: persist != 0) }

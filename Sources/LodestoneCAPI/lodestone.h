@@ -73,6 +73,7 @@ extern "C" {
 #define LDS_E_INVALID_ID 19
 #define LDS_E_RECORD_NOT_FOUND 20
 #define LDS_E_MALFORMED_LINE 21
+#define LDS_E_READ_ONLY 22
 #define LDS_E_INTERNAL 99
 
 #define LDS_METRIC_COSINE 0
@@ -180,6 +181,12 @@ int64_t lds_vindex_memory_bytes(const lds_vindex *index);
 
 /* Opens (creating if missing) the database directory `path`. */
 int32_t lds_db_open(const char *path, lds_db **out, lds_error **err);
+/* Opens the existing database directory `path` read-only: its indexes
+ * search, fetch and list; writes fail with LDS_E_READ_ONLY. Any number of
+ * processes may hold it read-only at once (sharing the mapped segments'
+ * pages); none may while a process has an index open for writing
+ * (LDS_E_LOCKED), and a writer is refused while readers hold it. */
+int32_t lds_db_open_read_only(const char *path, lds_db **out, lds_error **err);
 /* Closes every index this database opened (persisting each first when
  * `persist` is non-zero). The handle stays usable. */
 int32_t lds_db_close(lds_db *db, int32_t persist, lds_error **err);

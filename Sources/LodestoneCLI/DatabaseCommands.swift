@@ -12,8 +12,10 @@ struct DatabaseOptions: ParsableArguments {
     @Option(help: "The database directory (default: $LODESTONE_DB, else ./lodestone-data).")
     var db: String = ProcessInfo.processInfo.environment["LODESTONE_DB"] ?? "lodestone-data"
     @Flag(help: "Print JSON (one object per line) instead of text.") var json = false
+    @Flag(help: "Open the database read-only (other read-only processes may share it; writes fail).")
+    var readOnly = false
 
-    func open() throws -> Database { try Database(path: db) }
+    func open() throws -> Database { try Database(path: db, readOnly: readOnly) }
 
     /// Prints one result: the JSON object `fields` fills with `--json`,
     /// else `text`.
@@ -36,7 +38,7 @@ enum CLIExit {
         switch error {
         case .indexNotFound, .recordNotFound, .emptyIndex, .keyNotFound: return 3
         case .corruptSegment, .unsupportedFormatVersion, .io: return 5
-        case .directoryLocked: return 6
+        case .directoryLocked, .readOnly: return 6
         default: return 4
         }
     }

@@ -72,7 +72,7 @@ struct APIError: Error, Sendable {
             self = APIError(status: .notFound, code: "NOT_FOUND", message: message)
         case .indexAlreadyExists:
             self = APIError(status: .conflict, code: "ALREADY_EXISTS", message: message)
-        case .directoryLocked:
+        case .directoryLocked, .readOnly:
             self = APIError(status: .init(code: 412), code: "FAILED_PRECONDITION", message: message)
         case .indexClosed:
             self = APIError(status: .init(code: 412), code: "FAILED_PRECONDITION",

@@ -88,17 +88,7 @@ struct BackupRecord: Sendable {
             w.field("size_bytes", sizeBytes)
             w.field("created_at", isoDate(createdAt))
             w.key("schema")
-            w.object { w in
-                w.key("fields")
-                w.object { w in
-                    w.key("_values")
-                    w.object { w in
-                        w.field("type", "dense_vector")
-                        w.field("dimension", dimension)
-                        w.field("metric", metric)
-                    }
-                }
-            }
+            w.denseSchema(dimension: dimension, metric: metric)
         }
     }
 }
@@ -135,11 +125,7 @@ final class BackupStore: Sendable {
 
     init(database: String) throws(APIError) {
         directory = database + "/.backups"
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw APIError(status: .internalServerError, code: "UNKNOWN", message: "cannot create \(directory): \(error)")
-        }
+        try makeServerDirectory(directory)
     }
 
     func path(_ id: String) -> String { directory + "/" + id }
@@ -221,16 +207,8 @@ extension PineconeService {
         let after = r.parameter("paginationToken").flatMap { $0.isEmpty ? nil : $0 }
         var all = backups.all().filter { name == nil || $0.sourceIndex == name }
         if let after, let i = all.firstIndex(where: { $0.id == after }) { all = Array(all[(i + 1)...]) }
-        let page = all.prefix(limit)
         return Reply { w in
-            w.object { w in
-                w.key("data")
-                w.array { w in for b in page { b.write(&w) } }
-                if all.count > limit, let last = page.last {
-                    w.key("pagination")
-                    w.object { w in w.field("next", last.id) }
-                }
-            }
+            w.page(all.prefix(limit), more: all.count > limit, next: \.id) { w, backup in backup.write(&w) }
         }
     }
 
@@ -278,12 +256,7 @@ extension PineconeService {
 
     func listRestoreJobs(_ r: ServerRequest) throws(APIError) -> Reply {
         let jobs = backups.restoreJobs
-        return Reply { w in
-            w.object { w in
-                w.key("data")
-                w.array { w in for j in jobs { j.write(&w) } }
-            }
-        }
+        return Reply { w in w.page(jobs[...], more: false, next: \.id) { w, job in job.write(&w) } }
     }
 
     func describeRestoreJob(_ id: String) throws(APIError) -> Reply {

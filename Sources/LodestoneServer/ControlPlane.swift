@@ -67,17 +67,7 @@ extension PineconeService {
                 w.object { w in for k in settings.tags.keys.sorted() { w.field(k, settings.tags[k]!) } }
             }
             w.key("schema")
-            w.object { w in
-                w.key("fields")
-                w.object { w in
-                    w.key("_values")
-                    w.object { w in
-                        w.field("type", "dense_vector")
-                        w.field("dimension", index.dimension)
-                        w.field("metric", metric)
-                    }
-                }
-            }
+            w.denseSchema(dimension: index.dimension, metric: metric)
             w.key("deployment")
             w.json(.object(settings.deployment))
             if settings.createdAt > 0 {

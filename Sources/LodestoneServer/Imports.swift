@@ -153,16 +153,8 @@ extension PineconeService {
         let limit = try r.intParameter("limit", in: 1...100) ?? 100
         let after = r.parameter("paginationToken").flatMap { Int($0) } ?? 0
         let all = imports.all(index: index.name).filter { Int($0.id)! > after }
-        let page = all.prefix(limit)
         return Reply { w in
-            w.object { w in
-                w.key("data")
-                w.array { w in for job in page { job.write(&w) } }
-                if all.count > limit, let last = page.last {
-                    w.key("pagination")
-                    w.object { w in w.field("next", last.id) }
-                }
-            }
+            w.page(all.prefix(limit), more: all.count > limit, next: \.id) { w, job in job.write(&w) }
         }
     }
 

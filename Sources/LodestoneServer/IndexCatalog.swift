@@ -106,6 +106,16 @@ struct PineconeSettings: Sendable, Equatable {
     }
 }
 
+/// Creates one of the server's own folders in the database directory
+/// (beside the indexes, which never list a name starting with ".").
+func makeServerDirectory(_ path: String) throws(APIError) {
+    do {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    } catch {
+        throw APIError(status: .internalServerError, code: "UNKNOWN", message: "cannot create \(path): \(error)")
+    }
+}
+
 /// The server's settings per index, one small JSON file each in
 /// `<db>/.pinecone/` (beside the indexes, which never see it).
 final class IndexCatalog: Sendable {
@@ -116,11 +126,7 @@ final class IndexCatalog: Sendable {
 
     init(database: String) throws(APIError) {
         directory = database + "/.pinecone"
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw APIError(status: .internalServerError, code: "UNKNOWN", message: "cannot create \(directory): \(error)")
-        }
+        try makeServerDirectory(directory)
     }
 
     private func path(_ name: String) -> String { directory + "/" + name + ".json" }

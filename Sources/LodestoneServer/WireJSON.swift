@@ -286,6 +286,35 @@ struct JSONWriter {
     mutating func field(_ name: String, _ value: Int) { key(name); int(value) }
     mutating func field(_ name: String, _ value: Bool) { key(name); bool(value) }
 
+    /// Pinecone 2026-07's `schema` of a dense index: its one vector field,
+    /// `_values`.
+    mutating func denseSchema(dimension: Int, metric: String) {
+        object { w in
+            w.key("fields")
+            w.object { w in
+                w.key("_values")
+                w.object { w in
+                    w.field("type", "dense_vector")
+                    w.field("dimension", dimension)
+                    w.field("metric", metric)
+                }
+            }
+        }
+    }
+
+    /// One page of a list (`{"data": [...], "pagination": {"next"}?}`, as
+    /// backups, restore jobs and imports are listed).
+    mutating func page<T>(_ items: ArraySlice<T>, more: Bool, next: (T) -> String, write: (inout JSONWriter, T) -> Void) {
+        object { w in
+            w.key("data")
+            w.array { w in for item in items { write(&w, item) } }
+            if more, let last = items.last {
+                w.key("pagination")
+                w.object { w in w.field("next", next(last)) }
+            }
+        }
+    }
+
     mutating func metadata(_ m: Metadata) {
         object { w in
             for name in m.keys.sorted() {

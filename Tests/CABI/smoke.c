@@ -161,6 +161,19 @@ static void database(void) {
     lds_index_free(ix);
     CHECK(lds_db_open_index(db, "docs", "model-a", 0, &ix, NULL) == LDS_OK && lds_index_count(ix) == 2);
     lds_index_free(ix);
+    /* Read-only: it reads what was written, refuses writes, and a writer is refused while it is open. */
+    CHECK(lds_db_close(db, 1, NULL) == LDS_OK);
+    lds_db *reader = NULL;
+    CHECK(lds_db_open_read_only(dir, &reader, &err) == LDS_OK);
+    CHECK(lds_db_open_index(reader, "docs", NULL, 0, &ix, NULL) == LDS_OK && lds_index_count(ix) == 2);
+    expect_error(lds_index_upsert(ix, ids, id_offsets, 3, values, NULL, NULL, NULL, NULL, 1, &err), &err,
+                 LDS_E_READ_ONLY, "read-only");
+    lds_index *writer = NULL;
+    expect_error(lds_db_open_index(db, "docs", NULL, 0, &writer, &err), &err, LDS_E_LOCKED, "docs");
+    CHECK(lds_index_close(ix, 1, NULL) == LDS_OK);
+    lds_index_free(ix);
+    lds_db_free(reader);
+    expect_error(lds_db_open_read_only("/nonexistent/lodestone-db", &reader, &err), &err, LDS_E_IO, "nonexistent");
     CHECK(lds_db_delete_index(db, "docs", NULL) == LDS_OK);
     CHECK(lds_db_close(db, 1, NULL) == LDS_OK);
     lds_db_free(db);

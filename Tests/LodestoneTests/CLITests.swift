@@ -10,10 +10,13 @@ struct CLITests {
         let errors: String
     }
 
-    static func lodestone(_ arguments: [String], db: String) throws -> Run {
+    static func lodestone(_ arguments: [String], db: String) throws -> Run { try run(arguments + ["--db", db]) }
+
+    /// Runs the lodestone command (the build under test) to completion.
+    static func run(_ arguments: [String]) throws -> Run {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: DurableIndexTests.executable)
-        p.arguments = arguments + ["--db", db]
+        p.arguments = arguments
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err

@@ -5,19 +5,7 @@ import Testing
 /// `lodestone knn`, end to end through the command (the debug build).
 @Suite("lodestone knn: batch jobs to files, resumable")
 struct KnnTests {
-    static func run(_ arguments: [String]) throws -> CLITests.Run {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: DurableIndexTests.executable)
-        p.arguments = ["knn"] + arguments
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return CLITests.Run(status: p.terminationStatus, output: String(decoding: o, as: UTF8.self),
-                            errors: String(decoding: e, as: UTF8.self))
-    }
+    static func run(_ arguments: [String]) throws -> CLITests.Run { try CLITests.run(["knn"] + arguments) }
 
     static func ok(_ arguments: [String]) throws -> String {
         let r = try run(arguments)

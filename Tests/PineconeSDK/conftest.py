@@ -25,6 +25,11 @@ _spec = importlib.util.spec_from_file_location("lodestone_test_data", REPO / "Py
 test_data = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(test_data)
 exact_top_k = test_data.exact_top_k
+# Pinecone's filter semantics, written independently of the engine (the benchmarks' evaluator).
+_spec = importlib.util.spec_from_file_location("lodestone_peers", REPO / "Benchmarks" / "peers.py")
+_peers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_peers)
+pinecone_match = _peers.pinecone_match
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 from pinecone import ServerlessSpec
 from pinecone.exceptions import NotFoundException, PineconeApiException
 
-from conftest import exact_top_k
+from conftest import exact_top_k, pinecone_match as passes
 from test_control_plane import raw
 
 N = 3_000  # records upserted (fewer when the data has fewer)
@@ -33,27 +33,6 @@ def loaded(pc, index_name, data):
     return index, ids, data.base[:n], [metadata_of(m) for m in data.metadata[:n]]
 
 
-def passes(m, flt):
-    """Pinecone's filter semantics for the filters used here."""
-    for k, cond in flt.items():
-        if k == "$and":
-            if not all(passes(m, c) for c in cond):
-                return False
-            continue
-        if k == "$or":
-            if not any(passes(m, c) for c in cond):
-                return False
-            continue
-        v = m.get(k)
-        for op, x in (cond.items() if isinstance(cond, dict) else [("$eq", cond)]):
-            ok = {"$eq": lambda: v == x, "$ne": lambda: v != x, "$gte": lambda: v is not None and v >= x,
-                  "$lt": lambda: v is not None and v < x, "$in": lambda: v in x,
-                  "$exists": lambda: (v is not None) == x}[op]()
-            if not ok:
-                return False
-    return True
-
-
 FILTERS = [
     {"year": {"$gte": 2024}},
     {"popular": True},
@@ -66,14 +45,14 @@ def test_query_recall_filters_and_values(loaded, data):
     index, ids, base, metas = loaded
     queries = data.queries[:40]
     for flt in [None] + FILTERS:
-        rows = [i for i, m in enumerate(metas) if flt is None or passes(m, flt)]
+        rows = [i for i, m in enumerate(metas) if flt is None or passes(flt, m)]
         order, scores = exact_top_k(base[rows], queries, 10)
         hits = total = 0
         for q, (o, s) in enumerate(zip(order, scores)):
             r = index.query(vector=queries[q].tolist(), top_k=10, filter=flt, include_metadata=True)
             assert len(r.matches) == min(10, len(rows))
             for m in r.matches:
-                assert flt is None or passes(m.metadata, flt)
+                assert flt is None or passes(flt, m.metadata)
             got = {m.id for m in r.matches}
             hits += len(got & {ids[rows[i]] for i in o})
             total += len(o)

@@ -24,15 +24,33 @@ import Darwin
 /// `Database` values on the same path in one process share their indexes
 /// too. One process at a time may open an index (a `LOCK` file guards it):
 /// another process gets ``LodestoneError/directoryLocked(path:inThisProcess:)``.
+/// Any number of processes may instead open a database read-only
+/// (`readOnly: true`): they share each index's mapped segment pages (one
+/// copy in memory however many processes serve it) while no process has
+/// it open for writing.
 public final class Database: Sendable {
     /// The directory.
     public let path: String
+    /// Whether indexes open read-only (searches, fetches, listing, stats;
+    /// every write throws ``LodestoneError/readOnly(name:)``).
+    public let isReadOnly: Bool
     private let open = Locked<[String: Index]>([:])
 
-    /// Opens (creating the directory if missing) the database at `path`.
-    public init(path: String) throws(LodestoneError) {
+    /// Opens the database at `path`: for writing (creating the directory if
+    /// missing), or `readOnly` (the directory must exist; nothing in it is
+    /// changed, and other read-only processes may open it at the same time).
+    public init(path: String, readOnly: Bool = false) throws(LodestoneError) {
         self.path = path
-        try DurableStore.makeDirectory(path)
+        self.isReadOnly = readOnly
+        if readOnly {
+            guard access(path, F_OK) == 0 else { throw .io(path: path, operation: "open", errno: errno) }
+        } else {
+            try DurableStore.makeDirectory(path)
+        }
+    }
+
+    private func checkWritable(_ name: String) throws(LodestoneError) {
+        if isReadOnly { throw .readOnly(name: name) }
     }
 
     /// Whether `name` is a valid index name: 1-45 characters, lowercase
@@ -64,6 +82,7 @@ public final class Database: Sendable {
     public func createIndex(name: String, dimension: Int, metric: Metric, embeddingModel: String = "",
                             options: IndexOptions = IndexOptions()) throws(LodestoneError) -> Index {
         try checkName(name)
+        try checkWritable(name)
         guard (1...65_536).contains(dimension) else {
             throw .invalidArgument(name: "dimension", reason: "must be in 1...65536, got \(dimension)")
         }
@@ -94,15 +113,20 @@ public final class Database: Sendable {
         let index = try open.withLock { (open: inout [String: Index]) throws(LodestoneError) -> Index in
             if let index = open[name], index.isOpen { return index }
             guard exists(name) else { throw .indexNotFound(name: name) }
-            // Another Database in this process may have it open: share it.
+            // Another Database in this process may have it open: share it
+            // (a writer's instance serves a reader; a reader's cannot write).
             let index = try OpenIndexes.index(in: directory(name)) { () throws(LodestoneError) -> Index in
-                let index = try Index.open(name: name, directory: directory(name), durability: durability)
+                let index = try Index.open(name: name, directory: directory(name), durability: durability,
+                                           readOnly: isReadOnly)
                 // Refused for another model: not left open (holding the lock).
                 if let embeddingModel, embeddingModel != index.embeddingModel {
                     try? index.close(persist: false)
                     throw .embeddingModelMismatch(expected: index.embeddingModel, actual: embeddingModel)
                 }
                 return index
+            }
+            if index.isReadOnly && !isReadOnly {
+                throw .directoryLocked(path: directory(name), inThisProcess: true)
             }
             open[name] = index
             return index
@@ -124,6 +148,7 @@ public final class Database: Sendable {
         throws(LodestoneError) -> Index
     {
         try checkName(name)
+        try checkWritable(name)
         return try open.withLock { (open: inout [String: Index]) throws(LodestoneError) -> Index in
             guard open[name] == nil, !exists(name) else { throw .indexAlreadyExists(name: name) }
             try DurableStore.restore(from: directory, into: self.directory(name))
@@ -178,6 +203,7 @@ public final class Database: Sendable {
     /// finish; later calls on it throw ``LodestoneError/indexNotFound(name:)``.
     public func deleteIndex(_ name: String) throws(LodestoneError) {
         try checkName(name)
+        try checkWritable(name)
         try open.withLock { (open: inout [String: Index]) throws(LodestoneError) in
             guard open[name] != nil || exists(name) else { throw .indexNotFound(name: name) }
             if let index = open.removeValue(forKey: name) {

@@ -34,6 +34,9 @@ public final class Index: @unchecked Sendable {
     public let embeddingModel: String
     /// HNSW or flat.
     public let kind: IndexKind
+    /// Whether this instance was opened read-only (``Database/init(path:readOnly:)``):
+    /// it searches and fetches, and every write throws ``LodestoneError/readOnly(name:)``.
+    public var isReadOnly: Bool { store.readOnly }
 
     let store: DurableStore
     private let engine: VectorEngine
@@ -112,7 +115,9 @@ public final class Index: @unchecked Sendable {
 
     /// Opens the index in `directory`: maps its segment, loads its records
     /// and replays its log.
-    static func open(name: String, directory: String, durability: Durability) throws(LodestoneError) -> Index {
+    static func open(name: String, directory: String, durability: Durability, readOnly: Bool = false)
+        throws(LodestoneError) -> Index
+    {
         final class Loaded {
             let settings: Settings, engine: VectorEngine, table: RecordTable
             var fingerprint: VectorFingerprint
@@ -121,7 +126,7 @@ public final class Index: @unchecked Sendable {
             }
         }
         let (store, loaded) = try DurableStore.open(
-            directory: directory, durability: durability,
+            directory: directory, durability: durability, readOnly: readOnly,
             load: { (manifest: Manifest) throws(LodestoneError) -> Loaded in
                 let settings = try Settings.decode(manifest.settings, path: directory + "/" + Manifest.fileName)
                 guard !manifest.segment.isEmpty else {
@@ -177,12 +182,16 @@ public final class Index: @unchecked Sendable {
     /// in the log, and opening replays it.
     public func close(persist: Bool = true) throws(LodestoneError) {
         try checkOpen()
-        if persist && store.logBytes > 0 { try self.persist() }
+        if persist && !isReadOnly && store.logBytes > 0 { try self.persist() }
         try store.write { (_: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
             lifecycle.store(2, ordering: .sequentiallyConsistent)
         }
         lock.writing {}  // queries that got in before the switch finish first
         store.releaseLock()
+    }
+
+    private func checkWritable() throws(LodestoneError) {
+        if isReadOnly { throw .readOnly(name: name) }
     }
 
     private func checkModel(_ model: String?) throws(LodestoneError) {
@@ -203,6 +212,7 @@ public final class Index: @unchecked Sendable {
     public func upsert(_ records: [Record], namespace: String = "", embeddingModel: String? = nil,
                        threads: Int = 1) throws(LodestoneError) -> Int {
         try checkOpen()
+        try checkWritable()
         try checkModel(embeddingModel)
         guard !records.isEmpty else { return 0 }
         try Self.validateNamespace(namespace)
@@ -285,6 +295,7 @@ public final class Index: @unchecked Sendable {
         throws(LodestoneError)
     {
         try checkOpen()
+        try checkWritable()
         if let values, values.count != dimension { throw .dimensionMismatch(expected: dimension, actual: values.count) }
         if let values {
             _ = try FlatIndex.prepareRows(values, count: 1, dimension: dimension, metric: metric, kernels: engine.kernels)
@@ -311,6 +322,7 @@ public final class Index: @unchecked Sendable {
     @discardableResult
     public func delete(ids: [String], namespace: String = "") throws(LodestoneError) -> Int {
         try checkOpen()
+        try checkWritable()
         return try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
             let slots: [UInt32] = lock.reading { Array(Set(ids.compactMap { table.slot(id: $0, namespace: namespace) })) }
             return try deleteSlots(slots, log: log)
@@ -321,6 +333,7 @@ public final class Index: @unchecked Sendable {
     @discardableResult
     public func deleteAll(namespace: String = "") throws(LodestoneError) -> Int {
         try checkOpen()
+        try checkWritable()
         return try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
             try deleteSlots(lock.reading { table.slots(namespace: namespace) }, log: log)
         }
@@ -331,6 +344,7 @@ public final class Index: @unchecked Sendable {
     @discardableResult
     public func delete(filter: Filter, namespace: String = "") throws(LodestoneError) -> Int {
         try checkOpen()
+        try checkWritable()
         return try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
             let slots: [UInt32] = lock.reading {
                 guard let (set, _) = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true) else { return [] }
@@ -374,6 +388,7 @@ public final class Index: @unchecked Sendable {
     /// maps it instead of replaying the log. Queries continue meanwhile.
     public func persist() throws(LodestoneError) {
         try checkOpen()
+        try checkWritable()
         try store.persist(writeSegment: writeSegment)
     }
 
@@ -386,6 +401,8 @@ public final class Index: @unchecked Sendable {
     /// since its last write costs no copy. Queries continue meanwhile.
     public func snapshot(to directory: String) throws(LodestoneError) {
         try checkOpen()
+        // Read-only, it can snapshot only what its segment already holds.
+        if isReadOnly && store.logBytes > 0 { throw .readOnly(name: name) }
         try store.snapshot(into: directory, writeSegment: writeSegment)
     }
 

@@ -26,6 +26,9 @@ final class DurableStore: @unchecked Sendable {
     // @unchecked: mutable state lives in the lock.
 
     let directory: String
+    /// Opened read-only: a shared lock (other readers welcome, no writer),
+    /// nothing written, persist refused.
+    let readOnly: Bool
     /// Log records replayed when this instance opened.
     let replayedRecords: Int
     /// Bytes of a torn last log record dropped when this instance opened.
@@ -39,8 +42,10 @@ final class DurableStore: @unchecked Sendable {
     /// The directory lock's descriptor; -1 once released.
     private let lockDescriptor: Locked<Int32>
 
-    private init(directory: String, manifest: Manifest, log: WriteAheadLog, replayed: Int, dropped: Int, lock: Int32) {
+    private init(directory: String, manifest: Manifest, log: WriteAheadLog, replayed: Int, dropped: Int, lock: Int32,
+                 readOnly: Bool = false) {
         self.directory = directory
+        self.readOnly = readOnly
         self.state = Locked(State(manifest: manifest, log: log))
         self.replayedRecords = replayed
         self.droppedTailBytes = dropped
@@ -86,13 +91,15 @@ final class DurableStore: @unchecked Sendable {
     /// Opens `directory`: reads the manifest, lets `load` build the owner's
     /// state from it (the segment path is `directory/manifest.segment`, or
     /// there is no segment yet), replays every complete log record through
-    /// `replay`, and removes files a crash left behind.
-    static func open<Owner>(directory: String, durability: Durability,
+    /// `replay`, and removes files a crash left behind. `readOnly` takes
+    /// the lock shared (any number of readers, no writer) and changes no
+    /// file: a torn log tail is skipped, not cut off.
+    static func open<Owner>(directory: String, durability: Durability, readOnly: Bool = false,
                             load: (Manifest) throws(LodestoneError) -> Owner,
                             replay: (Owner, [UInt8]) throws(LodestoneError) -> Void)
         throws(LodestoneError) -> (store: DurableStore, owner: Owner)
     {
-        let lock = try lockDirectory(directory)
+        let lock = try lockDirectory(directory, shared: readOnly)
         do throws(LodestoneError) {
             let manifest = try Manifest.read(from: directory)
             let owner = try load(manifest)
@@ -105,10 +112,13 @@ final class DurableStore: @unchecked Sendable {
                     throw .corruptSegment(path: logPath, section: "log record \(i)", reason: "cannot be applied: \(error)")
                 }
             }
-            let log = try WriteAheadLog(path: logPath, validLength: validLength, durability: durability)
-            removeLeftovers(in: directory, keeping: [manifest.segment, manifest.log, Manifest.fileName, "LOCK"])
+            let log = try WriteAheadLog(path: logPath, validLength: validLength, durability: durability,
+                                        readOnly: readOnly)
+            if !readOnly {
+                removeLeftovers(in: directory, keeping: [manifest.segment, manifest.log, Manifest.fileName, "LOCK"])
+            }
             let store = DurableStore(directory: directory, manifest: manifest, log: log, replayed: records.count,
-                                     dropped: fileLength - validLength, lock: lock)
+                                     dropped: fileLength - validLength, lock: lock, readOnly: readOnly)
             return (store, owner)
         } catch {
             unlockDirectory(lock)
@@ -172,6 +182,7 @@ final class DurableStore: @unchecked Sendable {
     /// manifest at it and at a new empty log, then deletes the old segment
     /// and log. Writers wait meanwhile; the owner's readers do not.
     func persist(writeSegment: (String) throws(LodestoneError) -> Void) throws(LodestoneError) {
+        guard !readOnly else { throw .readOnly(name: directory) }
         try state.withLock { (s: inout State) throws(LodestoneError) in try persistLocked(&s, writeSegment: writeSegment) }
     }
 
@@ -223,7 +234,11 @@ final class DurableStore: @unchecked Sendable {
     /// part-way leaves `target` without a manifest: not a store.
     func snapshot(into target: String, writeSegment: (String) throws(LodestoneError) -> Void) throws(LodestoneError) {
         try state.withLock { (s: inout State) throws(LodestoneError) in
-            if s.log.size > 0 { try persistLocked(&s, writeSegment: writeSegment) }
+            if s.log.size > 0 {
+                // A read-only store cannot fold its log into a segment.
+                guard !readOnly else { throw .readOnly(name: directory) }
+                try persistLocked(&s, writeSegment: writeSegment)
+            }
             try Self.copyStore(manifest: s.manifest, from: directory, to: target)
         }
     }
@@ -273,10 +288,11 @@ final class DurableStore: @unchecked Sendable {
 
     // MARK: Files
 
-    /// Takes the directory's lock, or throws
-    /// ``LodestoneError/directoryLocked(path:inThisProcess:)`` if another
-    /// handle holds it (this process's, or another's).
-    private static func lockDirectory(_ directory: String) throws(LodestoneError) -> Int32 {
+    /// Takes the directory's lock (exclusive to write, `shared` to read),
+    /// or throws ``LodestoneError/directoryLocked(path:inThisProcess:)`` if
+    /// another handle holds it in a way that excludes this one (this
+    /// process's, or another's).
+    private static func lockDirectory(_ directory: String, shared: Bool = false) throws(LodestoneError) -> Int32 {
         let path = directory + "/LOCK"
         #if canImport(Glibc)
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
@@ -287,7 +303,7 @@ final class DurableStore: @unchecked Sendable {
             if errno == ENOENT { throw .invalidArgument(name: "directory", reason: "\(directory) does not exist") }
             throw .io(path: path, operation: "open", errno: errno)
         }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        guard flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0 else {
             let e = errno
             close(fd)
             if e == EWOULDBLOCK {

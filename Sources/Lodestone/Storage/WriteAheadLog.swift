@@ -53,11 +53,12 @@ final class WriteAheadLog: @unchecked Sendable {
     static let sector = 512
 
     /// Opens (creating if needed) the log at `path` for appending, after
-    /// cutting off a torn tail at `validLength`.
-    init(path: String, validLength: Int? = nil, durability: Durability) throws(LodestoneError) {
+    /// cutting off a torn tail at `validLength`; or, `readOnly`, opens it
+    /// as it is and refuses every record.
+    init(path: String, validLength: Int? = nil, durability: Durability, readOnly: Bool = false) throws(LodestoneError) {
         self.path = path
         self.durability = durability
-        let fd = StorageIO.open(path, O_RDWR | O_CREAT, 0o644)
+        let fd = StorageIO.open(path, readOnly ? O_RDONLY : O_RDWR | O_CREAT, 0o644)
         guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
@@ -65,7 +66,7 @@ final class WriteAheadLog: @unchecked Sendable {
             throw .io(path: path, operation: "fstat", errno: errno)
         }
         size = Int(st.st_size)
-        if let validLength, validLength < size {
+        if let validLength, validLength < size, !readOnly {
             guard StorageIO.ftruncate(fd, off_t(validLength)) == 0, StorageIO.fsync(fd) == 0 else {
                 close(fd)
                 throw .io(path: path, operation: "truncate torn tail", errno: errno)
@@ -73,6 +74,7 @@ final class WriteAheadLog: @unchecked Sendable {
             size = validLength
         }
         self.fd = fd
+        if readOnly { failure.withLock { $0 = .readOnly(name: path) } }
     }
 
     deinit { close(fd) }

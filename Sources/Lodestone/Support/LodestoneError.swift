@@ -58,6 +58,9 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
     case recordNotFound(id: String, namespace: String)
     /// A line of a JSON Lines file is not an acceptable record.
     case malformedLine(path: String, line: Int, reason: String)
+    /// A write (or persist, create, delete) was asked of an index or
+    /// database opened read-only.
+    case readOnly(name: String)
 
     public var description: String {
         switch self {
@@ -97,7 +100,7 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
                     + "(a Database hands out one shared Index per directory, whichever Database asks)"
             }
             return "\(path) is open in another process (it holds the LOCK file): close it there first; "
-                + "one process at a time may open an index"
+                + "one process at a time may open an index for writing, and only while no process has it open read-only"
         case let .indexAlreadyExists(name):
             return "an index named \"\(name)\" already exists: open it, or delete it first"
         case let .embeddingModelMismatch(expected, actual):
@@ -109,6 +112,8 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
             return "no record with id \"\(id)\" in namespace \"\(namespace)\""
         case let .malformedLine(path, line, reason):
             return "\(path):\(line): \(reason)"
+        case let .readOnly(name):
+            return "\"\(name)\" was opened read-only: writes go through the one process that opens it for writing"
         }
     }
 }

@@ -89,7 +89,8 @@ struct KnnCommand: ParsableCommand {
         let target: KnnTarget
         var source: QuerySource
         if let index {
-            let opened = try Database(path: db).index(index)
+            // Read-only: any number of jobs (and other readers) may share the index.
+            let opened = try Database(path: db, readOnly: true).index(index)
             target = IndexTarget(index: opened, namespace: namespace, filter: try parseFilter(filter), ef: ef)
             source = selfJoin ? try IndexRecordsSource(index: opened, namespace: namespace) : try querySource()
         } else {
