@@ -86,7 +86,7 @@ extension PineconeService {
         var open: [(String, Index)] = []
         for name in database.listIndexes() {
             // An index deleted meanwhile, or held by another process, is left out.
-            if let index = try? database.index(name) { open.append((name, index)) }
+            if let index = try? database.index(name, durability: configuration.durability) { open.append((name, index)) }
         }
         return Reply { w in
             w.object { w in
@@ -174,6 +174,26 @@ extension PineconeService {
         return options
     }
 
+    /// A deployment field a configure request may change, checked (the
+    /// value is echoed in every later description, which SDKs decode).
+    static func deploymentField(_ name: String, _ value: JSONValue) throws(APIError) -> JSONValue? {
+        switch (name, value) {
+        case (_, .null): return nil
+        case ("replicas", .number(let n)), ("shards", .number(let n)), ("pods", .number(let n)):
+            guard n == n.rounded(), (1...100).contains(n) else { throw .badRequest("\"\(name)\" must be an integer in 1...100") }
+            return value
+        case ("pod_type", .string), ("environment", .string), ("cloud", .string), ("region", .string):
+            return value
+        case ("replicas", _), ("shards", _), ("pods", _):
+            throw .badRequest("\"\(name)\" must be an integer in 1...100")
+        case ("pod_type", _), ("environment", _), ("cloud", _), ("region", _):
+            throw .badRequest("\"\(name)\" must be a string")
+        default:
+            throw .badRequest("deployment field \"\(name)\" cannot be configured (replicas, shards, pod_type, "
+                              + "environment, cloud, region can)")
+        }
+    }
+
     static func deletionProtection(_ body: Fields) throws(APIError) -> Bool? {
         guard let v = try body.string("deletion_protection") else { return nil }
         switch v {
@@ -209,11 +229,11 @@ extension PineconeService {
         _ = try catalog.update(name) { (s: inout PineconeSettings) throws(APIError) in
             if let protection { s.deletionProtection = protection }
             s.tags = try Self.tags(body, merging: s.tags)
-            if let d = try body.object("deployment") {
-                for (k, v) in d.values where k != "deployment_type" { s.deployment[k] = v }
-            }
-            if let pod = try body.object("spec")?.object("pod") {
-                for (k, v) in pod.values { s.deployment[k] = v }
+            for fields in [try body.object("deployment"), try body.object("spec")?.object("pod")] {
+                guard let fields else { continue }
+                for (k, v) in fields.values where k != "deployment_type" {
+                    s.deployment[k] = try Self.deploymentField(k, v)
+                }
             }
         }
         return Reply(.accepted) { w in writeModel(&w, name: name, index: index, r) }
@@ -238,6 +258,8 @@ extension PineconeService {
     /// The open index `name`; 404 when there is none.
     func openIndex(_ name: String) throws(APIError) -> Index {
         guard Database.isValidName(name) else { throw .notFound("no index named \"\(name)\" exists") }
-        return try library { () throws(LodestoneError) -> Index in try database.index(name) }
+        return try library { () throws(LodestoneError) -> Index in
+            try database.index(name, durability: configuration.durability)
+        }
     }
 }

@@ -132,15 +132,11 @@ extension PineconeService {
         guard values == nil else { throw .badRequest("an update by filter sets metadata only; \"values\" needs an \"id\"") }
         let dryRun = try body.bool("dryRun") ?? false
         let matched = try await writing { () throws(APIError) -> Int in
-            let ids = try self.allIDs(index, namespace: namespace, filter: filter)
-            if !dryRun, let setMetadata {
-                for id in ids {
-                    try library { () throws(LodestoneError) in
-                        try index.update(id: id, setMetadata: setMetadata, namespace: namespace)
-                    }
-                }
+            guard !dryRun, let setMetadata else { return try self.allIDs(index, namespace: namespace, filter: filter).count }
+            // One write: every merged record validated first, then one log record.
+            return try library { () throws(LodestoneError) -> Int in
+                try index.update(filter: filter, setMetadata: setMetadata, namespace: namespace)
             }
-            return ids.count
         }
         return Reply { w in w.object { w in w.field("matchedRecords", matched) } }
     }
@@ -319,15 +315,20 @@ extension PineconeService {
         }
     }
 
-    /// Record counts per namespace (those passing `filter` when given),
-    /// with the namespaces made empty by `POST /namespaces`.
+    /// Record counts per namespace as clients name them (records stored
+    /// under a literal "__default__", which the library and its imports
+    /// allow, count with the default namespace), those passing `filter`
+    /// when given, with the namespaces made empty by `POST /namespaces`.
     func namespaceCounts(_ index: Index, filter: Filter?) throws(APIError) -> [String: Int] {
         let stats = try library { () throws(LodestoneError) -> IndexStats in try index.describeStats() }
-        var counts = stats.namespaces.filter { $0.value > 0 }
-        for ns in catalog.settings(index.name).namespaces where counts[ns] == nil { counts[ns] = 0 }
-        if let filter {
-            for ns in counts.keys { counts[ns] = try allIDs(index, namespace: ns, filter: filter).count }
+        var counts: [String: Int] = [:]
+        for (ns, n) in stats.namespaces where n > 0 {
+            let matching = try filter.map { (f) throws(APIError) -> Int in
+                try allIDs(index, namespace: ns, filter: f).count
+            } ?? n
+            counts[Self.namespace(ns), default: 0] += matching
         }
+        for ns in catalog.settings(index.name).namespaces where counts[ns] == nil { counts[ns] = 0 }
         return counts
     }
 
@@ -385,7 +386,7 @@ extension PineconeService {
         return Reply { w in
             w.object { w in
                 w.key("namespaces")
-                w.array { w in for n in page { writeNamespace(&w, Self.namespace(n), count: counts[Self.namespace(n)]!) } }
+                w.array { w in for n in page { writeNamespace(&w, Self.namespace(n), count: counts[Self.namespace(n)] ?? 0) } }
                 if names.count > limit, let last = page.last {
                     w.key("pagination")
                     w.object { w in w.field("next", last) }

@@ -72,10 +72,14 @@ final class ImportJobs: Sendable {
     /// Runs imports one at a time, in the order they were started.
     func run(_ body: @escaping @Sendable () -> Void) { queue.async(execute: body) }
 
-    /// Asks every running import to stop after its current batch, and waits.
+    /// Cancels pending imports and asks the running one to stop after its
+    /// current batch, and waits for it.
     func cancelAll() {
         jobs.withLock { state in
-            for id in state.byID.keys where !state.byID[id]!.isFinished { state.byID[id]!.cancelRequested = true }
+            for id in state.byID.keys where !state.byID[id]!.isFinished {
+                state.byID[id]!.cancelRequested = true
+                if state.byID[id]!.status == "Pending" { state.byID[id]!.status = "Cancelled" }
+            }
         }
         queue.sync {}
     }
@@ -121,6 +125,11 @@ extension PineconeService {
             var failure: String? = nil
             var stopped = false
             for (n, file) in files.enumerated() {
+                // Deleted meanwhile: fail, never create it anew with defaults.
+                guard (try? database.index(name)) != nil else {
+                    failure = "index \"\(name)\" was deleted during the import"
+                    break
+                }
                 do {
                     let report = try database.importRecords(
                         from: file, into: name, skipBadLines: onError == "continue",

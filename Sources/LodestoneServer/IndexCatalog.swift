@@ -134,14 +134,18 @@ final class IndexCatalog: Sendable {
     /// The settings of `name` (the defaults for an index made without the
     /// server, by the library or the CLI).
     func settings(_ name: String) -> PineconeSettings {
-        if let s = cache.withLock({ $0[name] }) { return s }
-        var settings = PineconeSettings(deployment: PineconeSettings.defaultDeployment, createdAt: 0)
-        if let data = FileManager.default.contents(atPath: path(name)),
-           let json = try? JSONReader.parse(Array(data)), let s = try? PineconeSettings(json: json) {
-            settings = s
+        // Read under the cache's lock, so a store in between cannot be
+        // overwritten by what the file said before it.
+        cache.withLock { cache in
+            if let s = cache[name] { return s }
+            var settings = PineconeSettings(deployment: PineconeSettings.defaultDeployment, createdAt: 0)
+            if let data = FileManager.default.contents(atPath: path(name)),
+               let json = try? JSONReader.parse(Array(data)), let s = try? PineconeSettings(json: json) {
+                settings = s
+            }
+            cache[name] = settings
+            return settings
         }
-        cache.withLock { $0[name] = settings }
-        return settings
     }
 
     /// Stores `name`'s settings (written to a new file, then renamed over

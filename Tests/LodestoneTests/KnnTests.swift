@@ -139,6 +139,7 @@ struct KnnTests {
         let dir = Fixtures.temporaryDirectory("knn-bad")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (base, queries, _) = Self.files
+        _ = try Database(path: dir + "/db")  // an empty database
         let short = dir + "/short.jsonl"
         try "[1, 2, 3]\n".write(toFile: short, atomically: true, encoding: .utf8)
         let cases: [([String], Int32, String)] = [
@@ -149,6 +150,7 @@ struct KnnTests {
             (["--base", base, "--queries", queries, "--k", "0", "--out", dir + "/x.jsonl"], 64, "--k"),
             (["--base", dir + "/missing.fvecs", "--queries", queries, "--out", dir + "/x.jsonl"], 5, "missing.fvecs"),
             (["--db", dir + "/db", "--index", "nope", "--self", "--out", dir + "/x.jsonl"], 3, "nope"),
+            (["--db", dir + "/no-db", "--index", "nope", "--self", "--out", dir + "/x.jsonl"], 5, "no-db"),
         ]
         for (args, status, words) in cases {
             let r = try Self.run(args)

@@ -42,7 +42,8 @@ struct ReadOnlyTests {
         }
         let before = Self.state(dir)
         let ro = try Database(path: dir, readOnly: true)
-        let index = try ro.index("docs")
+        // Group commit would flush the log on close: read-only, there is nothing to flush.
+        let index = try ro.index("docs", durability: .groupCommit)
         #expect(index.isReadOnly && index.count == 550)
         for r in [records[3], records[520]] {
             #expect(try index.query(vector: r.values, topK: 1).matches.first?.id == r.id)
@@ -75,6 +76,13 @@ struct ReadOnlyTests {
             _ = try Database(path: dir).index("docs")
         }
         try ro.close()
+        // And the other way round: the writer's instance is not handed to a reader.
+        let writer = try Database(path: dir)
+        _ = try writer.index("docs")
+        #expect(throws: LodestoneError.directoryLocked(path: dir + "/docs", inThisProcess: true)) {
+            _ = try Database(path: dir, readOnly: true).index("docs")
+        }
+        try writer.close(persist: false)
         #expect(Self.state(dir) == before, "a read-only open changed the directory")
         #expect(throws: LodestoneError.self) { _ = try Database(path: dir + "/missing", readOnly: true) }
     }
@@ -96,13 +104,50 @@ struct ReadOnlyTests {
         }
         release.write(Data("\n".utf8))
         holder.waitUntilExit()
-        // Another process writing: no reader.
+        // Another process writing: no reader, and no deleting it under that process.
         (holder, release) = try Self.holdLock(dir + "/docs", shared: false)
         #expect(throws: LodestoneError.directoryLocked(path: dir + "/docs", inThisProcess: false)) {
             _ = try Database(path: dir, readOnly: true).index("docs")
         }
+        #expect(throws: LodestoneError.directoryLocked(path: dir + "/docs", inThisProcess: false)) {
+            try Database(path: dir).deleteIndex("docs")
+        }
+        #expect(FileManager.default.fileExists(atPath: dir + "/docs/MANIFEST"))
         release.write(Data("\n".utf8))
         holder.waitUntilExit()
         #expect(try Database(path: dir, readOnly: true).index("docs").count == 1)
+    }
+
+    @Test("update by filter: one write, validated whole (nothing changes if one record fails), replayed from the log, vectors untouched")
+    func updateByFilter() throws {
+        let dir = Fixtures.temporaryDirectory("update-filter")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let records = Array(Fixtures.realRecords.prefix(400))
+        let popular = try Filter(json: #"{"popular": true}"#)
+        let matching = records.filter { popular.matches($0.metadata ?? [:]) }
+        let db = try Database(path: dir)
+        let index = try db.createIndex(name: "docs", dimension: 384, metric: .cosine)
+        try index.upsert(records)
+        try index.persist()
+        #expect(try index.update(filter: popular, setMetadata: ["flag": "x"]) == matching.count)
+        // A value that makes one merged record too large: refused, nothing changed.
+        let big = MetadataValue.string(String(repeating: "y", count: Metadata.maximumBytes))
+        #expect(throws: LodestoneError.self) { try index.update(filter: popular, setMetadata: ["flag": "z", "big": big]) }
+        try db.close(persist: false)  // reopen replays the metadata-only log record
+        let again = try db.index("docs")
+        let flagged = try Filter(json: #"{"flag": "x"}"#)
+        #expect(try again.listIDs(filter: flagged, limit: 1_000).ids.sorted() == matching.map(\.id).sorted())
+        for r in matching.prefix(5) {
+            let got = try again.fetch(ids: [r.id])[r.id]
+            var want = r.metadata ?? [:]
+            want["flag"] = "x"
+            #expect(got?.metadata == want)
+            #expect(try again.query(vector: r.values, topK: 1).matches.first?.id == r.id)
+        }
+        try again.update(id: records[0].id, setMetadata: ["note": "kept"])  // metadata only: the vector stays
+        #expect(try again.fetch(ids: [records[0].id])[records[0].id]?.values.count == 384)
+        try db.close()
+        #expect(try db.index("docs").fetch(ids: [records[0].id])[records[0].id]?.metadata?["note"] == "kept")
+        try db.close()
     }
 }

@@ -67,8 +67,9 @@ def wait_for(index, import_id):
 def test_bulk_import(pc, loaded, tmp_path, data):
     index, ids, base, metas = loaded
     n = min(500, len(data.base) - len(ids))
+    # Odd rows to "imported"; even rows to the default namespace, some of them spelled "__default__".
     rows = [{"id": f"imp-{i}", "values": data.base[len(ids) + i].tolist(), "metadata": {"batch": "import", "i": i},
-             "namespace": "imported" if i % 2 else ""} for i in range(n)]
+             "namespace": "imported" if i % 2 else ("__default__" if i % 4 == 0 else "")} for i in range(n)]
     good = tmp_path / "good.jsonl.gz"
     write_jsonl_gz(good, rows)
     op = wait_for(index, index.start_import(f"file://{good}").id)
@@ -76,6 +77,9 @@ def test_bulk_import(pc, loaded, tmp_path, data):
     stats = index.describe_index_stats()
     assert stats.namespaces["imported"].vector_count == n // 2
     assert stats.total_vector_count == len(ids) + n
+    assert stats.namespaces["__default__"].vector_count == len(ids) + n - n // 2
+    names = {ns.name: int(ns.record_count) for page in index.list_namespaces() for ns in page.namespaces}
+    assert names == {"__default__": len(ids) + n - n // 2, "imported": n // 2}
     got = index.fetch(ids=["imp-1"], namespace="imported").vectors["imp-1"]
     np.testing.assert_allclose(got.values, rows[1]["values"], rtol=1e-5, atol=1e-7)
 

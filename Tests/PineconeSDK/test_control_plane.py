@@ -86,7 +86,7 @@ def test_describe_shape_and_both_create_families(pc, server, index_name):
         pc.delete_index(other)
 
 
-def test_configure_and_deletion_protection(pc, index_name):
+def test_configure_and_deletion_protection(pc, server, index_name):
     pc.create_index(name=index_name, dimension=4, metric="cosine", spec=ServerlessSpec(cloud="aws", region="us-east-1"),
                     deletion_protection="enabled", tags={"a": "1", "b": "2"})
     with pytest.raises(ForbiddenException):
@@ -94,6 +94,12 @@ def test_configure_and_deletion_protection(pc, index_name):
     assert pc.has_index(index_name)
     pc.configure_index(index_name, tags={"b": "", "c": "3"})  # "" removes a tag
     assert pc.describe_index(index_name).tags == {"a": "1", "c": "3"}
+    # Deployment fields are checked before they are kept (every later description echoes them).
+    for body in [{"deployment": {"replicas": "3"}}, {"deployment": {"pod_type": 7}}, {"spec": {"pod": {"bogus": 1}}}]:
+        status, answer = raw(server, "PATCH", "/indexes/" + index_name, body)
+        assert status == 400, (body, answer)
+    assert raw(server, "PATCH", "/indexes/" + index_name, {"deployment": {"replicas": 2, "pod_type": None}})[0] == 202
+    assert pc.describe_index(index_name).status["ready"]  # still decodes
     pc.configure_index(index_name, deletion_protection="disabled")
     pc.delete_index(index_name)  # synchronous: gone at once
     assert not pc.has_index(index_name)

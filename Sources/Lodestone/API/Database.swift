@@ -125,7 +125,10 @@ public final class Database: Sendable {
                 }
                 return index
             }
-            if index.isReadOnly && !isReadOnly {
+            // One instance per directory in a process: a read-only database
+            // cannot hand out the writer's (writes would go through it), nor
+            // a writable one the readers'.
+            if index.isReadOnly != isReadOnly {
                 throw .directoryLocked(path: directory(name), inThisProcess: true)
             }
             open[name] = index
@@ -152,8 +155,15 @@ public final class Database: Sendable {
         return try open.withLock { (open: inout [String: Index]) throws(LodestoneError) -> Index in
             guard open[name] == nil, !exists(name) else { throw .indexAlreadyExists(name: name) }
             try DurableStore.restore(from: directory, into: self.directory(name))
-            let index = try OpenIndexes.index(in: self.directory(name)) { () throws(LodestoneError) -> Index in
-                try Index.open(name: name, directory: self.directory(name), durability: durability)
+            let index: Index
+            do throws(LodestoneError) {
+                index = try OpenIndexes.index(in: self.directory(name)) { () throws(LodestoneError) -> Index in
+                    try Index.open(name: name, directory: self.directory(name), durability: durability)
+                }
+            } catch {
+                // Not left behind half made: no MANIFEST, no index of that name.
+                try? DurableStore.remove(directory: self.directory(name))
+                throw error
             }
             open[name] = index
             return index
@@ -211,12 +221,11 @@ public final class Database: Sendable {
                 try index.store.write { (_: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
                     index.markDropped()
                 }
+                index.store.releaseLock()
             }
-            let dir = directory(name)
-            // The manifest goes first: a crash part-way leaves no half index.
-            StorageIO.unlink(dir + "/" + Manifest.fileName)
-            for file in DurableStore.directoryEntries(dir) { StorageIO.unlink(dir + "/" + file) }
-            guard rmdir(dir) == 0 else { throw .io(path: dir, operation: "rmdir", errno: errno) }
+            // Under the directory's lock: an index another process has open
+            // is refused (directoryLocked), not deleted under it.
+            try DurableStore.remove(directory: directory(name))
         }
     }
 }

@@ -90,7 +90,8 @@ extension Database {
     /// without storing anything, so a bad line is reported with its number
     /// before anything is written; unless `skipBadLines`, which skips and
     /// counts them. A second pass upserts in batches of `batchSize`;
-    /// `shouldStop`, asked before each batch, ends it early when it says so.
+    /// `shouldStop`, asked before each batch (and every 10,000 lines while
+    /// validating), ends it early when it says so.
     public func importRecords(from path: String, into name: String, dimension: Int? = nil, metric: Metric = .cosine,
                               embeddingModel: String = "", options: IndexOptions = IndexOptions(),
                               skipBadLines: Bool = false, batchSize: Int = 1_000,
@@ -146,6 +147,11 @@ extension Database {
                     guard skipBadLines else { throw error }
                     bad.insert(reader.lineNumber)
                     if errors.count < 10 { errors.append("\(error)") }
+                }
+                if reader.lineNumber % 10_000 == 0, shouldStop?() == true {
+                    // Stopped while validating: nothing was stored.
+                    return ImportReport(records: 0, skippedLines: bad.count, skippedErrors: errors, createdIndex: false,
+                                        stopped: true)
                 }
                 if reader.lineNumber % 10_000 == 0 {
                     progress?(TransferProgress(lines: reader.lineNumber, records: 0, phase: "validate"))

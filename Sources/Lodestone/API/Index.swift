@@ -311,10 +311,67 @@ public final class Index: @unchecked Sendable {
             var merged = current.metadata
             for (k, v) in setMetadata ?? [:] { merged[k] = v }
             try MetadataCodec.validate(merged)
-            let v = values ?? current.values
-            _ = try upsertLocked([Record(id: id, values: v, metadata: merged)], rows: v, namespace: namespace, log: log,
-                                 threads: 1)
+            guard let values else {
+                // Metadata only: the vector (and the graph) stay as they are.
+                let slot = lock.reading { table.slot(id: id, namespace: namespace)! }
+                try setMetadataLocked([(slot, merged)], log: log)
+                return
+            }
+            _ = try upsertLocked([Record(id: id, values: values, metadata: merged)], rows: values, namespace: namespace,
+                                 log: log, threads: 1)
         }
+    }
+
+    /// Sets the fields of `setMetadata` (others are kept) on every record of
+    /// `namespace` whose metadata passes `filter`, as one write: every
+    /// merged record is validated first (nothing changes if one fails),
+    /// then one log record holds them all. Vectors are untouched.
+    /// - Returns: how many records matched.
+    @discardableResult
+    public func update(filter: Filter, setMetadata: Metadata, namespace: String = "") throws(LodestoneError) -> Int {
+        try checkOpen()
+        try checkWritable()
+        return try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+            let changes: [(UInt32, Metadata)] = try lock.reading { () throws(LodestoneError) -> [(UInt32, Metadata)] in
+                guard let (set, _) = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true) else {
+                    return []
+                }
+                var out: [(UInt32, Metadata)] = []
+                var failure: LodestoneError? = nil
+                set!.forEach { slot in
+                    guard failure == nil else { return }
+                    var merged = table.metadata.metadata(slot: slot) ?? [:]
+                    for (k, v) in setMetadata { merged[k] = v }
+                    do throws(LodestoneError) {
+                        try MetadataCodec.validate(merged)
+                        out.append((UInt32(slot), merged))
+                    } catch {
+                        failure = error
+                    }
+                }
+                if let failure { throw failure }
+                return out
+            }
+            try setMetadataLocked(changes, log: log)
+            return changes.count
+        }
+    }
+
+    /// Logs and applies new metadata for slots in use; the caller holds the
+    /// writer lock.
+    private func setMetadataLocked(_ changes: [(UInt32, Metadata)], log: ([UInt8]) throws(LodestoneError) -> Void)
+        throws(LodestoneError)
+    {
+        guard !changes.isEmpty else { return }
+        var w = ByteWriter()
+        w.raw([Index.metadataOp])
+        w.u32(UInt32(changes.count))
+        for (slot, metadata) in changes {
+            w.u32(slot)
+            MetadataCodec.encode(metadata, into: &w)
+        }
+        try log(w.bytes)
+        Index.applyMetadata(changes, table: table, lock: lock)
     }
 
     /// Deletes the records with these ids from `namespace`; ids not present
@@ -444,6 +501,18 @@ public final class Index: @unchecked Sendable {
             var slots: [UInt32] = []
             for _ in 0..<count { slots.append(try r.u32()) }
             try applyDelete(slots, engine: engine, table: table, lock: lock)
+        case metadataOp:
+            let count = Int(try r.u32())
+            guard count <= record.count else { throw .invalidArgument(name: "log record", reason: "\(count) records") }
+            var changes: [(UInt32, Metadata)] = []
+            for _ in 0..<count {
+                let slot = try r.u32()
+                changes.append((slot, try MetadataCodec.decode(&r)))
+            }
+            for (slot, _) in changes where !table.isInUse(slot) {
+                throw .invalidArgument(name: "log record", reason: "metadata for slot \(slot), which holds no record")
+            }
+            applyMetadata(changes, table: table, lock: lock)
         default:
             throw .invalidArgument(name: "log record", reason: "unknown operation \(op)")
         }
@@ -477,6 +546,11 @@ public final class Index: @unchecked Sendable {
             if let lock { try lock.writing { () throws(LodestoneError) in try body() } } else { try body() }
             start = end
         }
+    }
+
+    private static func applyMetadata(_ changes: [(UInt32, Metadata)], table: RecordTable, lock: ReadWriteLock?) {
+        let body = { for (slot, metadata) in changes { table.setMetadata(metadata, slot: slot) } }
+        if let lock { lock.writing(body) } else { body() }
     }
 
     private static func applyDelete(_ slots: [UInt32], engine: VectorEngine, table: RecordTable, lock: ReadWriteLock?)

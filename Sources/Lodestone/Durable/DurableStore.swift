@@ -170,7 +170,7 @@ final class DurableStore: @unchecked Sendable {
             let result = try body { (record: [UInt8]) throws(LodestoneError) in try log.append(record) }
             return (result, log, log.size)
         }
-        if log.durability == .groupCommit {
+        if log.durability == .groupCommit && !readOnly {
             // Outside the writer lock, so other writers append meanwhile and
             // share this flush.
             try log.flush(upTo: end) { state.withLock { $0.log === log ? $0.log.size : end } }
@@ -255,6 +255,18 @@ final class DurableStore: @unchecked Sendable {
         try copyStore(manifest: manifest, from: source, to: target)
     }
 
+    /// Deletes the store in `directory` under its exclusive lock (another
+    /// handle holding it: ``LodestoneError/directoryLocked(path:inThisProcess:)``,
+    /// nothing deleted). The manifest goes first, so a crash part-way leaves
+    /// no half store.
+    static func remove(directory: String) throws(LodestoneError) {
+        let lock = try lockDirectory(directory)
+        defer { unlockDirectory(lock) }
+        StorageIO.unlink(directory + "/" + Manifest.fileName)
+        for file in directoryEntries(directory) { StorageIO.unlink(directory + "/" + file) }
+        guard rmdir(directory) == 0 else { throw .io(path: directory, operation: "rmdir", errno: errno) }
+    }
+
     /// Links (or copies) `manifest`'s segment from `source` into `target`,
     /// with a new empty log and the manifest written last.
     private static func copyStore(manifest: Manifest, from source: String, to target: String) throws(LodestoneError) {
@@ -294,11 +306,15 @@ final class DurableStore: @unchecked Sendable {
     /// process's, or another's).
     private static func lockDirectory(_ directory: String, shared: Bool = false) throws(LodestoneError) -> Int32 {
         let path = directory + "/LOCK"
+        // A reader needs no write access: it opens the LOCK read-only and,
+        // where there is none (a snapshot), holds nothing rather than make one.
+        let flags = shared ? O_RDONLY | O_CLOEXEC : O_RDWR | O_CREAT | O_CLOEXEC
         #if canImport(Glibc)
-        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = Glibc.open(path, flags, 0o644)
         #else
-        let fd = Darwin.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = Darwin.open(path, flags, 0o644)
         #endif
+        if fd < 0 && shared && errno == ENOENT && access(directory, F_OK) == 0 { return -1 }
         guard fd >= 0 else {
             if errno == ENOENT { throw .invalidArgument(name: "directory", reason: "\(directory) does not exist") }
             throw .io(path: path, operation: "open", errno: errno)
@@ -341,6 +357,7 @@ final class DurableStore: @unchecked Sendable {
 
     /// Releases a lock taken by ``lockDirectory(_:)``.
     private static func unlockDirectory(_ fd: Int32) {
+        guard fd >= 0 else { return }  // a reader of a directory without a LOCK held none
         if let id = lockIdentity(fd: fd, path: "") {
             heldLocks.withLock { held in
                 if let n = held[id] { held[id] = n > 1 ? n - 1 : nil }

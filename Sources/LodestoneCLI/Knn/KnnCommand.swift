@@ -188,7 +188,14 @@ struct KnnCommand: ParsableCommand {
             let mtime = (a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
             return "\(path)@\(size):\(Int(mtime))"
         }
-        let what = index.map { "index \(db)/\($0) ns=\(namespace) filter=\(filter ?? "-") ef=\(ef.map(String.init) ?? "-")" }
+        // An index is identified by its files as well (any write changes
+        // them), and a filter given as @file by that file's stamp.
+        let indexFiles = index.map { name in
+            ((try? FileManager.default.contentsOfDirectory(atPath: db + "/" + name)) ?? []).sorted()
+                .filter { $0 != "LOCK" }.map { fileStamp(db + "/" + name + "/" + $0) }.joined(separator: ",")
+        }
+        let filterText = filter.map { $0.hasPrefix("@") ? fileStamp(String($0.dropFirst())) : $0 } ?? "-"
+        let what = index.map { "index \(db)/\($0) [\(indexFiles!)] ns=\(namespace) filter=\(filterText) ef=\(ef.map(String.init) ?? "-")" }
             ?? "base \(fileStamp(base)) \(metric)"
         let queries = selfJoin ? "self" : "\(fileStamp(self.queries)) dataset=\(dataset)"
         return "\(what); queries \(queries); k=\(k); block=\(block); format=\(format.rawValue)"

@@ -96,7 +96,7 @@ final class ParquetWriter {
         var chunks: [ParquetRowGroup.Chunk] = []
         for (field, column) in zip(fields, columns) {
             precondition(column.rows == rows)
-            let (page, values) = Self.page(field, column)
+            let (page, values) = try Self.page(field, column)
             try handle.write(contentsOf: Data(page))
             chunks.append(.init(offset: offset, size: Int64(page.count), values: values))
             offset += Int64(page.count)
@@ -122,7 +122,7 @@ final class ParquetWriter {
 
     /// One data page (header and body) holding a whole column chunk, and
     /// its number of level entries.
-    private static func page(_ field: ParquetField, _ column: ParquetColumn) -> ([UInt8], Int64) {
+    private static func page(_ field: ParquetField, _ column: ParquetColumn) throws -> ([UInt8], Int64) {
         var body: [UInt8] = []
         var entries = 0
         func plain(_ v: Int64) { withUnsafeBytes(of: v.littleEndian) { body += $0 } }
@@ -158,6 +158,11 @@ final class ParquetWriter {
         case let .int64Lists(v): levels(v); v.forEach { $0.forEach(plain) }
         case let .stringLists(v): levels(v); v.forEach { $0.forEach(plain) }
         case let .floatLists(v): levels(v); v.forEach { $0.forEach(plain) }
+        }
+        // A page's sizes and count are int32 in the format.
+        guard body.count < Int(Int32.max), entries < Int(Int32.max) else {
+            throw CLIError("a block's \(field.name) column is \(body.count) bytes, more than a Parquet page holds: "
+                           + "use a smaller --block")
         }
         var h = ThriftWriter()
         h.structBegin()
