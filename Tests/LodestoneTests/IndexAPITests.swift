@@ -653,3 +653,46 @@ extension IndexAPITests {
         #expect(index.count == 900 - 6 * 20)
     }
 }
+
+extension IndexAPITests {
+    @Test("listIDs pages equal a sorted reference for every prefix, filter and page size, and follow writes")
+    func listIDsPages() throws {
+        let dir = Fixtures.temporaryDirectory("list-ids")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let records = Array(Fixtures.realRecords.prefix(1_200))
+        let index = try Database(path: dir).createIndex(name: "ids", dimension: 384, metric: .cosine,
+                                                        options: IndexOptions(kind: .flat))
+        try index.upsert(records)
+        func reference(_ prefix: String, _ filter: Filter?, _ live: [Record]) -> [String] {
+            live.filter { Array($0.id.utf8).starts(with: Array(prefix.utf8)) && (filter?.matches($0.metadata ?? [:]) ?? true) }
+                .map(\.id).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        }
+        func pages(_ prefix: String, _ filter: Filter?, _ limit: Int) throws -> [String] {
+            var out: [String] = [], token: String? = nil
+            repeat {
+                let page = try index.listIDs(prefix: prefix, filter: filter, limit: limit, paginationToken: token)
+                #expect(page.ids.count <= limit)
+                out += page.ids
+                token = page.nextToken
+            } while token != nil
+            return out
+        }
+        var live = records
+        for round in 0..<2 {
+            for prefix in ["", "p", "py", "a", "zz-none"] {
+                for filter in [nil, try Filter(json: #"{"year": {"$gte": 2020}}"#)] {
+                    for limit in [1, 7, 100, 5_000] {
+                        #expect(try pages(prefix, filter, limit) == reference(prefix, filter, live),
+                                "round \(round) prefix \(prefix) limit \(limit)")
+                    }
+                }
+            }
+            // A write changes the order's version: the next pages see it.
+            let gone = live.prefix(100).map(\.id)
+            try index.delete(ids: gone)
+            live.removeFirst(100)
+            try index.upsert([Record(id: "pz-new", values: records[0].values)])
+            live.append(Record(id: "pz-new", values: records[0].values))
+        }
+    }
+}

@@ -44,6 +44,9 @@ public final class Index: @unchecked Sendable {
     private var fingerprint: VectorFingerprint
     private let lock = ReadWriteLock()
     private let cache = Locked(FilterCache())
+    /// One namespace's ids in byte order, for ``listIDs(namespace:prefix:filter:limit:paginationToken:)``
+    /// pages, valid while the record table's version is unchanged.
+    private let sortedIDs = Locked<(namespace: String, version: UInt64, order: SortedIDs)?>(nil)
     /// 0 open, 1 deleted, 2 closed.
     private let lifecycle = Atomic<UInt8>(0)
 
@@ -740,19 +743,46 @@ public final class Index: @unchecked Sendable {
     {
         try checkOpen()
         guard limit >= 1 else { throw .invalidArgument(name: "limit", reason: "must be at least 1, got \(limit)") }
-        let all: [String] = lock.reading {
-            guard let filter else { return table.ids(namespace: namespace) }
-            guard let (set, _) = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true) else { return [] }
-            var out: [String] = []
-            set!.forEach { if let id = table.id(ofSlot: $0) { out.append(id) } }
-            return out
+        // The namespace's ids in byte order (sorted once per table version),
+        // and the filter's matching slots.
+        let (order, allowed): (SortedIDs, Bitset?) = lock.reading {
+            let version = table.version
+            let order = sortedIDs.withLock { cached -> SortedIDs in
+                if let cached, cached.namespace == namespace, cached.version == version { return cached.order }
+                let slots = table.slots(namespace: namespace)
+                var pairs = slots.map { (Array(table.id(ofSlot: Int($0))!.utf8), $0) }
+                pairs.sort { $0.0.lexicographicallyPrecedes($1.0) }
+                let order = SortedIDs(ids: pairs.map(\.0), slots: pairs.map(\.1))
+                cached = (namespace, version, order)
+                return order
+            }
+            guard let filter else { return (order, nil) }
+            let set = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true)?.0 ?? Bitset(capacity: 0)
+            return (order, set)
         }
-        let after = paginationToken.map { Array($0.utf8) }
-        let sorted = all.filter { $0.hasPrefix(prefix) }.map { Array($0.utf8) }
-            .filter { after == nil || after!.lexicographicallyPrecedes($0) }
-            .sorted { $0.lexicographicallyPrecedes($1) }
-        let page = sorted.prefix(limit).map { String(decoding: $0, as: UTF8.self) }
-        return IDPage(ids: page, nextToken: sorted.count > limit ? page.last : nil)
+        // Binary search to the first id after the token and not before the
+        // prefix; the prefix's ids are contiguous from there.
+        let prefixBytes = Array(prefix.utf8)
+        let tokenBytes = paginationToken.map { Array($0.utf8) }
+        var low = 0, high = order.ids.count
+        while low < high {
+            let mid = (low + high) / 2
+            let id = order.ids[mid]
+            let beforeStart = id.lexicographicallyPrecedes(prefixBytes)
+                || (tokenBytes.map { !$0.lexicographicallyPrecedes(id) } ?? false)
+            if beforeStart { low = mid + 1 } else { high = mid }
+        }
+        var page: [String] = []
+        var more = false
+        var i = low
+        while i < order.ids.count, order.ids[i].starts(with: prefixBytes) {
+            if allowed?.contains(Int(order.slots[i])) ?? true {
+                if page.count == limit { more = true; break }
+                page.append(String(decoding: order.ids[i], as: UTF8.self))
+            }
+            i += 1
+        }
+        return IDPage(ids: page, nextToken: more ? page.last : nil)
     }
 
     /// Record counts per namespace, the dimension and the total.
@@ -820,6 +850,12 @@ public final class Index: @unchecked Sendable {
         w.u32(UInt32(b.count))
         w.raw(b)
     }
+}
+
+/// A namespace's ids in byte order, with their slots.
+struct SortedIDs {
+    var ids: [[UInt8]]
+    var slots: [UInt32]
 }
 
 /// Recently evaluated filters' matching slots, valid while the record

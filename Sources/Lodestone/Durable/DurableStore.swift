@@ -319,8 +319,19 @@ final class DurableStore: @unchecked Sendable {
             if errno == ENOENT { throw .invalidArgument(name: "directory", reason: "\(directory) does not exist") }
             throw .io(path: path, operation: "open", errno: errno)
         }
-        guard flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0 else {
-            let e = errno
+        // A child process this one is spawning (on another thread) holds a
+        // copy of every descriptor until its exec closes them, lock
+        // included: a lock that is only that is gone within milliseconds,
+        // so a refusal is retried briefly before it is believed.
+        let operation = (shared ? LOCK_SH : LOCK_EX) | LOCK_NB
+        var locked = flock(fd, operation) == 0
+        var e = errno
+        for _ in 0..<25 where !locked && e == EWOULDBLOCK {
+            usleep(2_000)
+            locked = flock(fd, operation) == 0
+            e = errno
+        }
+        guard locked else {
             close(fd)
             if e == EWOULDBLOCK {
                 // flock locks belong to open file descriptions, so a second
