@@ -29,13 +29,9 @@ struct CLITests {
 
     /// The data the README's tour uses: the pypi-minilm small slice, else Data/.
     static var files: (vectors: String, metadata: String, queries: String) {
-        if let dir = Fixtures.sharedData {
-            return (dir.appendingPathComponent("small_base.fvecs").path, dir.appendingPathComponent("small_base_meta.jsonl").path,
-                    dir.appendingPathComponent("small_query.fvecs").path)
-        }
-        let d = Fixtures.sampleData
-        return (d.appendingPathComponent("base.fvecs").path, d.appendingPathComponent("base_meta.jsonl").path,
-                d.appendingPathComponent("query.fvecs").path)
+        (Fixtures.dataFile(small: "small_base.fvecs", sample: "base.fvecs"),
+         Fixtures.dataFile(small: "small_base_meta.jsonl", sample: "base_meta.jsonl"),
+         Fixtures.dataFile(small: "small_query.fvecs", sample: "query.fvecs"))
     }
 
     @Test("create, upsert with metadata, query with a filter, export, drop, import: the same answers; exit codes")

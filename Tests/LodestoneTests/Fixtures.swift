@@ -60,6 +60,13 @@ enum Fixtures {
     }
 
     /// A fresh empty directory under the temporary directory.
+    /// A data file's path: the pypi-minilm slice's `small` file when the
+    /// shared data is beside the repository, else the Data/ sample's `sample`.
+    static func dataFile(small: String, sample: String) -> String {
+        if let dir = sharedData { return dir.appendingPathComponent(small).path }
+        return sampleData.appendingPathComponent(sample).path
+    }
+
     static func temporaryDirectory(_ label: String) -> String {
         let path = NSTemporaryDirectory() + "lodestone-\(label)-\(UUID().uuidString)"
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)

@@ -15,13 +15,9 @@ struct KnnTests {
 
     /// The data files: base, queries, exact top-100 of each query.
     static var files: (base: String, queries: String, truth: String) {
-        if let dir = Fixtures.sharedData {
-            return (dir.appendingPathComponent("small_base.fvecs").path, dir.appendingPathComponent("small_query.fvecs").path,
-                    dir.appendingPathComponent("small_groundtruth.ivecs").path)
-        }
-        let d = Fixtures.sampleData
-        return (d.appendingPathComponent("base.fvecs").path, d.appendingPathComponent("query.fvecs").path,
-                d.appendingPathComponent("groundtruth.ivecs").path)
+        (Fixtures.dataFile(small: "small_base.fvecs", sample: "base.fvecs"),
+         Fixtures.dataFile(small: "small_query.fvecs", sample: "query.fvecs"),
+         Fixtures.dataFile(small: "small_groundtruth.ivecs", sample: "groundtruth.ivecs"))
     }
 
     /// An `.npy` file of int64 or float32 rows (as `knn` writes them).

@@ -120,8 +120,8 @@ struct KnnCommand: ParsableCommand {
                                                   rowIDs: target.hasRowIDs, queryIDs: queryIDs, resume: resume)
         case .jsonl: output = try JSONLinesOutput(path: prefix.hasSuffix(".jsonl") ? prefix : prefix + ".jsonl",
                                                   resume: resume)
-        case .npy: output = try NpyOutput(prefix: prefix, resume: resume)
-        case .vecs: output = try VecsOutput(prefix: prefix, resume: resume)
+        case .npy: output = try MatrixOutput(prefix: prefix, layout: .npy, resume: resume)
+        case .vecs: output = try MatrixOutput(prefix: prefix, layout: .vecs, resume: resume)
         }
         if checkpoint.queriesDone > 0 {
             report(["event": "resume", "queries_done": checkpoint.queriesDone], text: "resuming after \(checkpoint.queriesDone) queries")

@@ -93,29 +93,36 @@ private func integerIDs(_ results: KnnResults) throws -> [[Int64]] {
     }
 }
 
-/// `PREFIX.ids.npy` (int64, -1 past the last neighbour) and
-/// `PREFIX.scores.npy` (float32, NaN there), both queries × k; the shape
-/// in the headers is written when the job completes.
-final class NpyOutput: KnnOutput {
+/// Two files of queries × k rows, ids and scores (-1 and NaN past the last
+/// neighbour): `PREFIX.ids.npy` (int64) and `PREFIX.scores.npy` (float32),
+/// whose headers get the shape when the job completes; or TEXMEX
+/// `PREFIX.ivecs` (int32) and `PREFIX.fvecs`, each row prefixed by k, as
+/// ground-truth files are.
+final class MatrixOutput: KnnOutput {
+    enum Layout { case npy, vecs }
+    private let layout: Layout
     private let ids: AppendFile, scores: AppendFile
-    static let headerBytes = 128
+    static let npyHeaderBytes = 128
 
-    init(prefix: String, resume: OutputState?) throws {
-        ids = try AppendFile(path: prefix + ".ids.npy", resumeAt: resume?.lengths[0])
-        scores = try AppendFile(path: prefix + ".scores.npy", resumeAt: resume?.lengths[1])
-        if resume == nil {
-            try ids.append(Self.header(descr: "<i8", rows: 0, k: 0))
-            try scores.append(Self.header(descr: "<f4", rows: 0, k: 0))
+    init(prefix: String, layout: Layout, resume: OutputState?) throws {
+        self.layout = layout
+        let (idPath, scorePath) = layout == .npy ? (prefix + ".ids.npy", prefix + ".scores.npy")
+                                                 : (prefix + ".ivecs", prefix + ".fvecs")
+        ids = try AppendFile(path: idPath, resumeAt: resume?.lengths[0])
+        scores = try AppendFile(path: scorePath, resumeAt: resume?.lengths[1])
+        if layout == .npy && resume == nil {
+            try ids.append(Self.npyHeader(descr: "<i8", rows: 0, k: 0))
+            try scores.append(Self.npyHeader(descr: "<f4", rows: 0, k: 0))
         }
     }
 
     var files: [String] { [ids.path, scores.path] }
     var state: OutputState { OutputState(lengths: [ids.length, scores.length]) }
 
-    /// A version 1.0 header padded to 128 bytes.
-    static func header(descr: String, rows: Int, k: Int) -> [UInt8] {
+    /// A version 1.0 `.npy` header padded to 128 bytes.
+    static func npyHeader(descr: String, rows: Int, k: Int) -> [UInt8] {
         var dict = "{'descr': '\(descr)', 'fortran_order': False, 'shape': (\(rows), \(k)), }"
-        dict += String(repeating: " ", count: headerBytes - 10 - dict.utf8.count - 1) + "\n"
+        dict += String(repeating: " ", count: npyHeaderBytes - 10 - dict.utf8.count - 1) + "\n"
         var out: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0]
         out.append(le: UInt16(dict.utf8.count))
         return out + Array(dict.utf8)
@@ -123,52 +130,21 @@ final class NpyOutput: KnnOutput {
 
     func write(first: Int, queryIDs: [String]?, results: KnnResults, k: Int) throws {
         var idBytes: [UInt8] = [], scoreBytes: [UInt8] = []
-        idBytes.reserveCapacity(results.count * k * 8)
-        scoreBytes.reserveCapacity(results.count * k * 4)
+        idBytes.reserveCapacity(results.count * (k + 1) * 8)
+        scoreBytes.reserveCapacity(results.count * (k + 1) * 4)
         for (row, s) in zip(try integerIDs(results), results.scores) {
-            for j in 0..<k {
-                idBytes.append(le: j < row.count ? row[j] : -1)
-                scoreBytes.append(le: j < s.count ? s[j] : Float.nan)
+            if layout == .vecs {
+                idBytes.append(le: Int32(k))
+                scoreBytes.append(le: Int32(k))
             }
-        }
-        try ids.append(idBytes)
-        try scores.append(scoreBytes)
-        try ids.sync()
-        try scores.sync()
-    }
-
-    func finish(total: Int, k: Int) throws {
-        try ids.overwrite(at: 0, Self.header(descr: "<i8", rows: total, k: k))
-        try scores.overwrite(at: 0, Self.header(descr: "<f4", rows: total, k: k))
-        for f in [ids, scores] {
-            try f.sync()
-            try f.close()
-        }
-    }
-}
-
-/// `PREFIX.ivecs` (int32 ids) and `PREFIX.fvecs` (scores), TEXMEX rows of
-/// k (-1 and NaN past the last neighbour), as ground-truth files are.
-final class VecsOutput: KnnOutput {
-    private let ids: AppendFile, scores: AppendFile
-
-    init(prefix: String, resume: OutputState?) throws {
-        ids = try AppendFile(path: prefix + ".ivecs", resumeAt: resume?.lengths[0])
-        scores = try AppendFile(path: prefix + ".fvecs", resumeAt: resume?.lengths[1])
-    }
-
-    var files: [String] { [ids.path, scores.path] }
-    var state: OutputState { OutputState(lengths: [ids.length, scores.length]) }
-
-    func write(first: Int, queryIDs: [String]?, results: KnnResults, k: Int) throws {
-        var idBytes: [UInt8] = [], scoreBytes: [UInt8] = []
-        for (row, s) in zip(try integerIDs(results), results.scores) {
-            idBytes.append(le: Int32(k))
-            scoreBytes.append(le: Int32(k))
             for j in 0..<k {
                 let id = j < row.count ? row[j] : -1
-                guard id <= Int64(Int32.max) else { throw CLIError("id \(id) does not fit the ivecs format's int32") }
-                idBytes.append(le: Int32(id))
+                if layout == .npy {
+                    idBytes.append(le: id)
+                } else {
+                    guard id <= Int64(Int32.max) else { throw CLIError("id \(id) does not fit the ivecs format's int32") }
+                    idBytes.append(le: Int32(id))
+                }
                 scoreBytes.append(le: j < s.count ? s[j] : Float.nan)
             }
         }
@@ -179,6 +155,10 @@ final class VecsOutput: KnnOutput {
     }
 
     func finish(total: Int, k: Int) throws {
+        if layout == .npy {
+            try ids.overwrite(at: 0, Self.npyHeader(descr: "<i8", rows: total, k: k))
+            try scores.overwrite(at: 0, Self.npyHeader(descr: "<f4", rows: total, k: k))
+        }
         for f in [ids, scores] {
             try f.sync()
             try f.close()
