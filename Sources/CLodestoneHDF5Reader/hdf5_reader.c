@@ -16,52 +16,59 @@ static hid_t open_file(const char *path, char *err, size_t errlen) {
     return file;
 }
 
-int lodestone_h5_shape(const char *path, const char *dataset, int64_t *rows, int64_t *cols, char *err, size_t errlen) {
-    hid_t file = open_file(path, err, errlen);
-    if (file < 0) return -1;
-    int status = -1;
-    hid_t set = H5Dopen2(file, dataset, H5P_DEFAULT);
-    if (set < 0) {
+/* Opens `dataset` in the file at `path`: 0 with *file and *set open (close
+ * them with close_dataset), or -1 with err filled and nothing open. */
+static int open_dataset(const char *path, const char *dataset, hid_t *file, hid_t *set, char *err, size_t errlen) {
+    *file = open_file(path, err, errlen);
+    if (*file < 0) return -1;
+    *set = H5Dopen2(*file, dataset, H5P_DEFAULT);
+    if (*set < 0) {
         fail(err, errlen, "has no dataset", path, dataset);
-    } else {
-        hid_t space = H5Dget_space(set);
-        int rank = H5Sget_simple_extent_ndims(space);
-        hsize_t dims[2] = {0, 1};
-        if (rank < 1 || rank > 2) {
-            fail(err, errlen, "dataset is not one- or two-dimensional:", path, dataset);
-        } else {
-            H5Sget_simple_extent_dims(space, dims, NULL);
-            *rows = (int64_t)dims[0];
-            *cols = rank == 2 ? (int64_t)dims[1] : 1;
-            status = 0;
-        }
-        H5Sclose(space);
-        H5Dclose(set);
+        H5Fclose(*file);
+        return -1;
     }
+    return 0;
+}
+
+static void close_dataset(hid_t file, hid_t set) {
+    H5Dclose(set);
     H5Fclose(file);
+}
+
+int lodestone_h5_shape(const char *path, const char *dataset, int64_t *rows, int64_t *cols, char *err, size_t errlen) {
+    hid_t file, set;
+    if (open_dataset(path, dataset, &file, &set, err, errlen) < 0) return -1;
+    int status = -1;
+    hid_t space = H5Dget_space(set);
+    int rank = H5Sget_simple_extent_ndims(space);
+    hsize_t dims[2] = {0, 1};
+    if (rank < 1 || rank > 2) {
+        fail(err, errlen, "dataset is not one- or two-dimensional:", path, dataset);
+    } else {
+        H5Sget_simple_extent_dims(space, dims, NULL);
+        *rows = (int64_t)dims[0];
+        *cols = rank == 2 ? (int64_t)dims[1] : 1;
+        status = 0;
+    }
+    H5Sclose(space);
+    close_dataset(file, set);
     return status;
 }
 
 static int read_as(const char *path, const char *dataset, hid_t type, void *out, char *err, size_t errlen) {
-    hid_t file = open_file(path, err, errlen);
-    if (file < 0) return -1;
+    hid_t file, set;
+    if (open_dataset(path, dataset, &file, &set, err, errlen) < 0) return -1;
     int status = -1;
-    hid_t set = H5Dopen2(file, dataset, H5P_DEFAULT);
-    if (set < 0) {
-        fail(err, errlen, "has no dataset", path, dataset);
+    hid_t stored = H5Dget_type(set);
+    if (H5Tget_class(stored) != H5T_FLOAT && H5Tget_class(stored) != H5T_INTEGER) {
+        fail(err, errlen, "dataset is not numeric:", path, dataset);
+    } else if (H5Dread(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+        fail(err, errlen, "cannot read dataset", path, dataset);
     } else {
-        hid_t stored = H5Dget_type(set);
-        if (H5Tget_class(stored) != H5T_FLOAT && H5Tget_class(stored) != H5T_INTEGER) {
-            fail(err, errlen, "dataset is not numeric:", path, dataset);
-        } else if (H5Dread(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-            fail(err, errlen, "cannot read dataset", path, dataset);
-        } else {
-            status = 0;
-        }
-        H5Tclose(stored);
-        H5Dclose(set);
+        status = 0;
     }
-    H5Fclose(file);
+    H5Tclose(stored);
+    close_dataset(file, set);
     return status;
 }
 
@@ -75,34 +82,28 @@ int lodestone_h5_read_int32(const char *path, const char *dataset, int32_t *out,
 
 int lodestone_h5_read_float_rows(const char *path, const char *dataset, int64_t start, int64_t count, float *out,
                                   char *err, size_t errlen) {
-    hid_t file = open_file(path, err, errlen);
-    if (file < 0) return -1;
+    hid_t file, set;
+    if (open_dataset(path, dataset, &file, &set, err, errlen) < 0) return -1;
     int status = -1;
-    hid_t set = H5Dopen2(file, dataset, H5P_DEFAULT);
-    if (set < 0) {
-        fail(err, errlen, "has no dataset", path, dataset);
+    hid_t space = H5Dget_space(set);
+    int rank = H5Sget_simple_extent_ndims(space);
+    hsize_t dims[2] = {0, 1};
+    if (rank == 2) H5Sget_simple_extent_dims(space, dims, NULL);
+    if (rank != 2 || start < 0 || count < 0 || (hsize_t)(start + count) > dims[0]) {
+        fail(err, errlen, "rows out of range (or not a two-dimensional dataset):", path, dataset);
     } else {
-        hid_t space = H5Dget_space(set);
-        int rank = H5Sget_simple_extent_ndims(space);
-        hsize_t dims[2] = {0, 1};
-        if (rank == 2) H5Sget_simple_extent_dims(space, dims, NULL);
-        if (rank != 2 || start < 0 || count < 0 || (hsize_t)(start + count) > dims[0]) {
-            fail(err, errlen, "rows out of range (or not a two-dimensional dataset):", path, dataset);
+        hsize_t offset[2] = {(hsize_t)start, 0}, size[2] = {(hsize_t)count, dims[1]};
+        hid_t memory = H5Screate_simple(2, size, NULL);
+        if (H5Sselect_hyperslab(space, H5S_SELECT_SET, offset, NULL, size, NULL) < 0 ||
+            H5Dread(set, H5T_NATIVE_FLOAT, memory, space, H5P_DEFAULT, out) < 0) {
+            fail(err, errlen, "cannot read rows of dataset", path, dataset);
         } else {
-            hsize_t offset[2] = {(hsize_t)start, 0}, size[2] = {(hsize_t)count, dims[1]};
-            hid_t memory = H5Screate_simple(2, size, NULL);
-            if (H5Sselect_hyperslab(space, H5S_SELECT_SET, offset, NULL, size, NULL) < 0 ||
-                H5Dread(set, H5T_NATIVE_FLOAT, memory, space, H5P_DEFAULT, out) < 0) {
-                fail(err, errlen, "cannot read rows of dataset", path, dataset);
-            } else {
-                status = 0;
-            }
-            H5Sclose(memory);
+            status = 0;
         }
-        H5Sclose(space);
-        H5Dclose(set);
+        H5Sclose(memory);
     }
-    H5Fclose(file);
+    H5Sclose(space);
+    close_dataset(file, set);
     return status;
 }
 
