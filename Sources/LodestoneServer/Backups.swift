@@ -37,22 +37,10 @@ struct BackupRecord: Sendable {
         return .object(o)
     }
 
-    init(id: String, sourceIndex: String, name: String?, description: String?, dimension: Int, metric: String,
-         recordCount: Int, namespaceCount: Int, sizeBytes: Int, cloud: String, region: String, createdAt: Double) {
-        self.id = id
-        self.sourceIndex = sourceIndex
-        self.name = name
-        self.description = description
-        self.dimension = dimension
-        self.metric = metric
-        self.recordCount = recordCount
-        self.namespaceCount = namespaceCount
-        self.sizeBytes = sizeBytes
-        self.cloud = cloud
-        self.region = region
-        self.createdAt = createdAt
-    }
+}
 
+// In an extension, so the struct keeps its memberwise initialiser.
+extension BackupRecord {
     init(json: JSONValue) throws(APIError) {
         let f = try Fields(json, place: "backup.json")
         func number(_ k: String) -> Double { if case let .number(n) = f.raw(k) { return n } else { return 0 } }

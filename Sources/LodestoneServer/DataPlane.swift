@@ -132,7 +132,9 @@ extension PineconeService {
         guard values == nil else { throw .badRequest("an update by filter sets metadata only; \"values\" needs an \"id\"") }
         let dryRun = try body.bool("dryRun") ?? false
         let matched = try await writing { () throws(APIError) -> Int in
-            guard !dryRun, let setMetadata else { return try self.allIDs(index, namespace: namespace, filter: filter).count }
+            guard !dryRun, let setMetadata else {
+                return try library { () throws(LodestoneError) -> Int in try index.count(namespace: namespace, filter: filter) }
+            }
             // One write: every merged record validated first, then one log record.
             return try library { () throws(LodestoneError) -> Int in
                 try index.update(filter: filter, setMetadata: setMetadata, namespace: namespace)
@@ -308,13 +310,6 @@ extension PineconeService {
         }
     }
 
-    /// Every id of `namespace` passing `filter`.
-    func allIDs(_ index: Index, namespace: String, filter: Filter?) throws(APIError) -> [String] {
-        try library { () throws(LodestoneError) -> [String] in
-            try index.listIDs(namespace: namespace, filter: filter, limit: Int.max).ids
-        }
-    }
-
     /// Record counts per namespace as clients name them (records stored
     /// under a literal "__default__", which the library and its imports
     /// allow, count with the default namespace), those passing `filter`
@@ -324,7 +319,7 @@ extension PineconeService {
         var counts: [String: Int] = [:]
         for (ns, n) in stats.namespaces where n > 0 {
             let matching = try filter.map { (f) throws(APIError) -> Int in
-                try allIDs(index, namespace: ns, filter: f).count
+                try library { () throws(LodestoneError) -> Int in try index.count(namespace: ns, filter: f) }
             } ?? n
             counts[Self.namespace(ns), default: 0] += matching
         }

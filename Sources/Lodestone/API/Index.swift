@@ -785,6 +785,13 @@ public final class Index: @unchecked Sendable {
         return IDPage(ids: page, nextToken: more ? page.last : nil)
     }
 
+    /// How many records of `namespace` pass `filter` (all of them when nil),
+    /// counted from the metadata index without reading a record.
+    public func count(namespace: String = "", filter: Filter? = nil) throws(LodestoneError) -> Int {
+        try checkOpen()
+        return lock.reading { allowedSlots(filter: filter, namespace: namespace)?.1 ?? 0 }
+    }
+
     /// Record counts per namespace, the dimension and the total.
     public func describeStats() throws(LodestoneError) -> IndexStats {
         try checkOpen()
