@@ -68,3 +68,10 @@ def exact_top_k(base: np.ndarray, queries: np.ndarray, k: int, metric: str = "co
         scores = q @ b.T
         order = np.lexsort((np.broadcast_to(np.arange(len(b)), scores.shape), -scores), axis=1)[:, :k]
     return order, np.take_along_axis(scores, order, axis=1)
+
+
+def canonical(ids, scores, metric="cosine"):
+    """Results sorted by (score, id), best first: equal scores may come in either order."""
+    rank = scores.astype(np.float64) if metric == "euclidean" else -scores.astype(np.float64)
+    order = np.lexsort((ids, rank), axis=1)
+    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
