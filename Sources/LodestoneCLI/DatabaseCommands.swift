@@ -461,14 +461,16 @@ struct DeleteCommand: ParsableCommand {
 
 struct PersistCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "persist", abstract: "Fold an index's log into a new segment (faster reopening).")
+        commandName: "persist",
+        abstract: "Fold an index's log into its files (faster reopening): a delta of the changes when they are small, else a new segment.")
     @OptionGroup var options: DatabaseOptions
     @Argument var name: String
+    @Flag(help: "Write one new segment of everything, merging the delta in.") var merge = false
 
     func run() throws {
         try CLIExit.run {
             let t0 = now()
-            try options.open().index(name).persist()
+            try options.open().index(name).persist(merge: merge)
             print(String(format: "persisted \"%@\" in %.2f s", name, now() - t0))
         }
     }

@@ -39,7 +39,7 @@ public final class Index: @unchecked Sendable {
     public var isReadOnly: Bool { store.readOnly }
 
     let store: DurableStore
-    private let engine: VectorEngine
+    let engine: VectorEngine
     private let table: RecordTable
     private var fingerprint: VectorFingerprint
     private let lock = ReadWriteLock()
@@ -139,10 +139,16 @@ public final class Index: @unchecked Sendable {
                     return Loaded(settings, engine, RecordTable(), VectorFingerprint(dimension: settings.dimension))
                 }
                 let path = directory + "/" + manifest.segment
-                let (engine, segment) = try VectorEngine.open(kind: settings.kind, path: path)
+                let deltaPath = manifest.delta.isEmpty ? nil : directory + "/" + manifest.delta
+                let (engine, segment) = try VectorEngine.open(kind: settings.kind, path: path, delta: deltaPath)
                 let base = try RecordBase(segment: segment, dimension: settings.dimension)
                 let table = RecordTable(base: base)
-                let fingerprint = base.fingerprint
+                var fingerprint = base.fingerprint
+                if let deltaPath {
+                    let delta = try MappedSegment(path: deltaPath)
+                    fingerprint = try table.applyChanges(try delta.bytes(SectionKind.recordsChanges),
+                                                         dimension: settings.dimension, path: deltaPath)
+                }
                 guard table.count == engine.count else {
                     throw .corruptSegment(path: path, section: "records.header",
                                           reason: "\(table.count) records but \(engine.count) vectors")
@@ -444,13 +450,27 @@ public final class Index: @unchecked Sendable {
         }
     }
 
-    /// Writes everything to a new segment (compacted), so that reopening
-    /// maps it instead of replaying the log. Queries continue meanwhile.
-    public func persist() throws(LodestoneError) {
+    /// Folds the log into the index's files, so that reopening maps them
+    /// instead of replaying the log. Queries continue meanwhile.
+    ///
+    /// On an HNSW index whose changes since its segment take at most
+    /// ``deltaFraction`` of the segment's size, this writes only those
+    /// changes, as a delta file beside the segment (it replaces the previous
+    /// delta: each holds every change since the segment), so persisting a
+    /// small change costs in proportion to the change. Otherwise, and always
+    /// with `merge` (or on a flat index), it writes one new segment of
+    /// everything, which drops the delta.
+    public func persist(merge: Bool = false) throws(LodestoneError) {
         try checkOpen()
         try checkWritable()
-        try store.persist(writeSegment: writeSegment)
+        try store.persist(write: { (segment, delta) throws(LodestoneError) in
+            try write(segmentPath: segment, delta: merge ? nil : delta)
+        }, committed: segmentCommitted)
     }
+
+    /// A persist writes a delta instead of a whole segment while the changes
+    /// take at most this fraction of the segment's bytes.
+    public static let deltaFraction = 0.25
 
     /// Writes a consistent snapshot of the index, as of this call, into
     /// `directory` (created if missing; it must not hold an index):
@@ -463,15 +483,38 @@ public final class Index: @unchecked Sendable {
         try checkOpen()
         // Read-only, it can snapshot only what its segment already holds.
         if isReadOnly && store.logBytes > 0 { throw .readOnly(name: name) }
-        try store.snapshot(into: directory, writeSegment: writeSegment)
+        try store.snapshot(into: directory, write: { (segment, delta) throws(LodestoneError) in
+            try write(segmentPath: segment, delta: delta)
+        }, committed: segmentCommitted)
     }
 
-    /// Writes the segment of everything at `path`; the store's writer lock
-    /// is held, so nothing changes the table or engine meanwhile.
-    private func writeSegment(_ path: String) throws(LodestoneError) {
+    /// Whether the last segment written renumbered the graph's nodes (read
+    /// when that segment becomes current, under the store's writer lock).
+    private let lastSegmentRenumbered = Atomic<Bool>(false)
+
+    /// Writes a delta at `delta` when one may (see ``persist(merge:)``),
+    /// else a segment of everything at `segmentPath`; the store's writer
+    /// lock is held, so nothing changes the table or engine meanwhile.
+    private func write(segmentPath: String, delta: DurableStore.DeltaTarget?) throws(LodestoneError) -> DurableStore.Written {
         try checkOpen()
-        let sections = table.sections(fingerprint: fingerprint)
-        try engine.persist(to: path, embeddingModel: embeddingModel, extraSections: sections)
+        if let delta, let changed = engine.changedBytes() {
+            var st = stat()
+            if stat(delta.segment, &st) == 0 && Double(changed) <= Index.deltaFraction * Double(st.st_size) {
+                try engine.persistDelta(to: delta.path, extraSections: [table.changesSection(fingerprint: fingerprint)])
+                return .delta
+            }
+        }
+        let renumbered = try engine.persist(to: segmentPath, embeddingModel: embeddingModel,
+                                            extraSections: table.sections(fingerprint: fingerprint))
+        lastSegmentRenumbered.store(renumbered, ordering: .relaxed)
+        return .segment
+    }
+
+    /// Runs once a persist's files are current (writer lock held).
+    private func segmentCommitted(_ written: DurableStore.Written) {
+        guard written == .segment else { return }
+        engine.segmentCommitted(renumbered: lastSegmentRenumbered.load(ordering: .relaxed))
+        table.segmentWritten()
     }
 
     // MARK: Applying (live and at replay)

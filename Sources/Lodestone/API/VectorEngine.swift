@@ -16,6 +16,11 @@ final class VectorEngine: @unchecked Sendable {
     // @unchecked: guarded by the owning Index's ReadWriteLock.
     let hnsw: HNSWIndex?
     var flat: FlatIndex?
+    /// Whether the graph's node numbering is its current segment's on disk,
+    /// so a delta can describe the changes since (see ``changedBytes()``):
+    /// true once opened from a segment or after writing one without
+    /// renumbering; a flat engine writes no deltas.
+    private(set) var deltaReady = false
 
     init(hnsw: HNSWIndex) {
         self.hnsw = hnsw
@@ -41,12 +46,17 @@ final class VectorEngine: @unchecked Sendable {
 
     /// Opens a persisted engine; returns it and its mapped segment (which
     /// holds the owner's sections too).
-    static func open(kind: IndexKind, path: String) throws(LodestoneError) -> (VectorEngine, MappedSegment) {
+    static func open(kind: IndexKind, path: String, delta: String? = nil) throws(LodestoneError) -> (VectorEngine, MappedSegment) {
         switch kind {
         case .hnsw:
-            let index = try HNSWIndex.open(path: path)
-            return (VectorEngine(hnsw: index), index.segment!)
+            let index = try HNSWIndex.open(path: path, delta: delta)
+            let engine = VectorEngine(hnsw: index)
+            engine.deltaReady = true
+            return (engine, index.segment!)
         case .flat:
+            if let delta {
+                throw .corruptSegment(path: delta, section: "header", reason: "a flat index has no deltas")
+            }
             let segment = try MappedSegment(path: path, lazy: false)
             return (VectorEngine(flat: try FlatIndex.open(segment: segment)), segment)
         }
@@ -112,11 +122,48 @@ final class VectorEngine: @unchecked Sendable {
     }
 
     /// Writes the engine and the owner's `extraSections` to a segment.
-    func persist(to path: String, embeddingModel: String, extraSections: [PendingSection]) throws(LodestoneError) {
+    /// A graph is compacted (removed nodes dropped, the rest renumbered in
+    /// the file) once removed nodes are a fifth of its nodes; below that the
+    /// file keeps the numbering (removed nodes listed for reuse), so deltas
+    /// can follow it. Returns whether the file renumbered the nodes; pass
+    /// that to ``segmentCommitted(renumbered:)`` once the segment is current.
+    func persist(to path: String, embeddingModel: String, extraSections: [PendingSection]) throws(LodestoneError) -> Bool {
         if let hnsw {
-            try hnsw.persist(to: path, compact: true, extraSections: extraSections)
-        } else {
-            try flat!.persist(to: path, embeddingModel: embeddingModel, extraSections: extraSections)
+            let compact = Self.compactionDue(hnsw)
+            try hnsw.persist(to: path, compact: compact, extraSections: extraSections)
+            return compact
         }
+        try flat!.persist(to: path, embeddingModel: embeddingModel, extraSections: extraSections)
+        return false
+    }
+
+    /// The segment written by ``persist(to:embeddingModel:extraSections:)``
+    /// is now the current one (the caller holds the writer lock): later
+    /// deltas describe changes against it, unless it renumbered the nodes.
+    func segmentCommitted(renumbered: Bool) {
+        guard let hnsw else { return }
+        if !renumbered { hnsw.clearChanges() }
+        deltaReady = !renumbered
+    }
+
+    /// Whether a persist should compact the graph: removed nodes are a
+    /// fifth of its nodes.
+    private static func compactionDue(_ hnsw: HNSWIndex) -> Bool {
+        let removed = hnsw.removedSlots
+        return removed > 0 && removed * 5 >= hnsw.nodeCount.load(ordering: .acquiring)
+    }
+
+    /// Bytes a delta of the changes since the current segment would take,
+    /// or nil when this engine cannot write one now (a flat engine, a
+    /// numbering that is not the segment's, or a compaction due).
+    func changedBytes() -> Int? {
+        guard deltaReady, let hnsw, !Self.compactionDue(hnsw) else { return nil }
+        return hnsw.changedBytes()
+    }
+
+    /// Writes the changes since the current segment, and the owner's
+    /// `extraSections`, as a delta file (after ``changedBytes()`` said it can).
+    func persistDelta(to path: String, extraSections: [PendingSection]) throws(LodestoneError) {
+        try hnsw!.persistDelta(to: path, extraSections: extraSections)
     }
 }

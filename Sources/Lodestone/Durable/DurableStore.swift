@@ -115,7 +115,7 @@ final class DurableStore: @unchecked Sendable {
             let log = try WriteAheadLog(path: logPath, validLength: validLength, durability: durability,
                                         readOnly: readOnly)
             if !readOnly {
-                removeLeftovers(in: directory, keeping: [manifest.segment, manifest.log, Manifest.fileName, "LOCK"])
+                removeLeftovers(in: directory, keeping: [manifest.segment, manifest.delta, manifest.log, Manifest.fileName, "LOCK"])
             }
             let store = DurableStore(directory: directory, manifest: manifest, log: log, replayed: records.count,
                                      dropped: fileLength - validLength, lock: lock, readOnly: readOnly)
@@ -144,6 +144,11 @@ final class DurableStore: @unchecked Sendable {
     /// The current segment's path, or nil before the first persist.
     var segmentPath: String? {
         state.withLock { $0.manifest.segment.isEmpty ? nil : directory + "/" + $0.manifest.segment }
+    }
+
+    /// The current delta's path, or nil when the segment has none.
+    var deltaPath: String? {
+        state.withLock { $0.manifest.delta.isEmpty ? nil : directory + "/" + $0.manifest.delta }
     }
 
     // MARK: Writing
@@ -178,24 +183,67 @@ final class DurableStore: @unchecked Sendable {
         return result
     }
 
+    /// What a persist wrote: a whole new segment, or a delta over the
+    /// current one.
+    enum Written {
+        case segment
+        case delta
+    }
+
+    /// Where a delta would go: its path, and the path of the current
+    /// segment it would describe changes against.
+    struct DeltaTarget {
+        let path: String
+        let segment: String
+    }
+
+    /// How the owner writes a persist: given the path for a new segment and
+    /// (when there is a segment to describe changes against) where a delta
+    /// over it would go, writes one of them and says which. It runs under
+    /// the writer lock: it must not call back into the store.
+    typealias PersistWriter = (_ segmentPath: String, _ delta: DeltaTarget?) throws(LodestoneError) -> Written
+
     /// Writes a new segment generation with `writeSegment(path)`, points the
     /// manifest at it and at a new empty log, then deletes the old segment
     /// and log. Writers wait meanwhile; the owner's readers do not.
     func persist(writeSegment: (String) throws(LodestoneError) -> Void) throws(LodestoneError) {
-        guard !readOnly else { throw .readOnly(name: directory) }
-        try state.withLock { (s: inout State) throws(LodestoneError) in try persistLocked(&s, writeSegment: writeSegment) }
+        try persist(write: { (path, _) throws(LodestoneError) in
+            try writeSegment(path)
+            return .segment
+        })
     }
 
-    private func persistLocked(_ s: inout State, writeSegment: (String) throws(LodestoneError) -> Void)
+    /// Persists with `write`, which writes a new segment or a delta over the
+    /// current segment (replacing any earlier delta: a delta holds every
+    /// change since its segment). The manifest then names the files written
+    /// (a delta: the same segment, the new delta) and a new empty log; the
+    /// files it no longer names are deleted. `committed` runs under the
+    /// writer lock once the new manifest is in place, before any other
+    /// write. Writers wait meanwhile; the owner's readers do not.
+    func persist(write: PersistWriter, committed: (Written) -> Void = { _ in }) throws(LodestoneError) {
+        guard !readOnly else { throw .readOnly(name: directory) }
+        try state.withLock { (s: inout State) throws(LodestoneError) in
+            try persistLocked(&s, write: write, committed: committed)
+        }
+    }
+
+    private func persistLocked(_ s: inout State, write: PersistWriter, committed: (Written) -> Void = { _ in })
         throws(LodestoneError)
     {
         let generation = s.manifest.generation + 1
-        let segment = "segment-\(generation).lodestone", logName = "wal-\(generation).log"
-        try writeSegment(directory + "/" + segment)
+        let segment = "segment-\(generation).lodestone", delta = "delta-\(generation).lodestone"
+        let logName = "wal-\(generation).log"
+        let target = s.manifest.segment.isEmpty ? nil
+            : DeltaTarget(path: directory + "/" + delta, segment: directory + "/" + s.manifest.segment)
+        let written = try write(directory + "/" + segment, target)
         let log = try WriteAheadLog(path: directory + "/" + logName, validLength: 0, durability: s.log.durability)
         try log.sync()
         try SegmentWriter.syncDirectory(of: directory + "/" + logName)
-        let next = Manifest(generation: generation, segment: segment, log: logName, settings: s.manifest.settings)
+        var next = Manifest(generation: generation, segment: segment, log: logName, settings: s.manifest.settings)
+        if written == .delta {
+            next.segment = s.manifest.segment
+            next.delta = delta
+        }
         let old = s.manifest
         // Once the new manifest is in place, writes must go to the new
         // log even if syncing the directory then fails.
@@ -205,6 +253,7 @@ final class DurableStore: @unchecked Sendable {
                 s.manifest = next
                 s.log = log
                 switched = true
+                committed(written)
             }
         } catch {
             // Renamed but the directory sync failed: until a sync confirms
@@ -216,8 +265,9 @@ final class DurableStore: @unchecked Sendable {
         }
         // The old files are no longer referenced (an open mapping keeps
         // the old segment's pages alive until its index lets go of it).
-        if !old.segment.isEmpty { StorageIO.unlink(directory + "/" + old.segment) }
-        StorageIO.unlink(directory + "/" + old.log)
+        for file in [old.segment, old.delta, old.log] where !file.isEmpty && file != next.segment {
+            StorageIO.unlink(directory + "/" + file)
+        }
     }
 
     // MARK: Snapshots
@@ -232,12 +282,14 @@ final class DurableStore: @unchecked Sendable {
     /// file systems), and an empty log and a manifest naming both are
     /// written and synced. Writers wait meanwhile; readers do not. A crash
     /// part-way leaves `target` without a manifest: not a store.
-    func snapshot(into target: String, writeSegment: (String) throws(LodestoneError) -> Void) throws(LodestoneError) {
+    func snapshot(into target: String, write: PersistWriter, committed: (Written) -> Void = { _ in })
+        throws(LodestoneError)
+    {
         try state.withLock { (s: inout State) throws(LodestoneError) in
             if s.log.size > 0 {
                 // A read-only store cannot fold its log into a segment.
                 guard !readOnly else { throw .readOnly(name: directory) }
-                try persistLocked(&s, writeSegment: writeSegment)
+                try persistLocked(&s, write: write, committed: committed)
             }
             try Self.copyStore(manifest: s.manifest, from: directory, to: target)
         }
@@ -274,8 +326,8 @@ final class DurableStore: @unchecked Sendable {
         guard access(target + "/" + Manifest.fileName, F_OK) != 0 else {
             throw .invalidArgument(name: "directory", reason: "\(target) already holds an index (it has a MANIFEST)")
         }
-        if !manifest.segment.isEmpty {
-            try linkOrCopy(source + "/" + manifest.segment, to: target + "/" + manifest.segment)
+        for file in [manifest.segment, manifest.delta] where !file.isEmpty {
+            try linkOrCopy(source + "/" + file, to: target + "/" + file)
         }
         let log = try WriteAheadLog(path: target + "/" + manifest.log, validLength: 0, durability: .synchronous)
         try log.sync()
@@ -394,7 +446,7 @@ final class DurableStore: @unchecked Sendable {
     /// (left by a crash between writing them and switching the manifest).
     private static func removeLeftovers(in directory: String, keeping: Set<String>) {
         for name in directoryEntries(directory) {
-            let ours = name.hasPrefix("segment-") || name.hasPrefix("wal-") || name.contains(".tmp")
+            let ours = name.hasPrefix("segment-") || name.hasPrefix("delta-") || name.hasPrefix("wal-") || name.contains(".tmp")
             if ours && !keeping.contains(name) { StorageIO.unlink(directory + "/" + name) }
         }
     }

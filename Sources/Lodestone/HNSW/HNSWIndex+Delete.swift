@@ -113,6 +113,7 @@ extension HNSWIndex {
                 chosen.append(UInt32(c.id))
             }
         }
+        markLinksDirty(node, layer: layer)
         for j in 0..<capacity {
             lodestone_store_u32(slots + j, j < chosen.count ? chosen[j] : HNSWIndex.noNode)
         }

@@ -114,6 +114,8 @@ extension HNSWIndex {
     /// Writes a node's records (not yet linked, so no search can reach it).
     func initializeNode(_ id: UInt32, vector v: UnsafePointer<Float>, key k: UInt64, level lvl: Int,
                         upperStart first: UInt32) {
+        for arena in [vectors, keyRecords, links0, upperStart, levelRecords] { arena.markDirty(id) }
+        for l in 0..<lvl { upperLinks.markDirty(first + UInt32(l)) }
         vector(id).update(from: v, count: dimension)
         keyRecords.record(id).storeBytes(of: k, as: UInt64.self)
         let slots = links0.record(id).assumingMemoryBound(to: UInt32.self)
@@ -169,6 +171,7 @@ extension HNSWIndex {
                 }
                 let chosen = selectNeighbours(candidates, max: m)
                 lock(id)
+                markLinksDirty(id, layer: layer)
                 let own = links(id, layer: layer)
                 for (j, nb) in chosen.enumerated() { lodestone_store_u32(own + j, nb) }
                 unlock(id)
@@ -228,6 +231,7 @@ extension HNSWIndex {
             if nb == id { return }
             count += 1
         }
+        markLinksDirty(node, layer: layer)
         if count < capacity {
             lodestone_store_u32(slots + count, id)
             return

@@ -5,7 +5,7 @@ extension HNSWIndex {
     static let segmentKind: UInt32 = 2
 
     /// The `parameters` section (FORMAT.md) for the given counts.
-    private func parameterBytes(nodes: Int, live: Int, entry entryWord: UInt64, upperBlocks: Int, insertions: UInt64) -> [UInt8] {
+    func parameterBytes(nodes: Int, live: Int, entry entryWord: UInt64, upperBlocks: Int, insertions: UInt64) -> [UInt8] {
         var w = ByteWriter()
         for v in [UInt64(dimension), metric.storageCode, UInt64(m), UInt64(parameters.efConstruction),
                   UInt64(parameters.efSearch), parameters.seed, UInt64(nodes), UInt64(live), entryWord,
@@ -41,8 +41,6 @@ extension HNSWIndex {
                 return
             }
             let n = nodeCount.load(ordering: .acquiring)
-            let runs = w.freeUpperRuns.sorted { $0.key < $1.key }
-                .flatMap { run in run.value.flatMap { [UInt32(run.key), $0] } }  // (length, start) pairs
             let sections = segmentSections(
                 parameters: parameterBytes(nodes: n, live: liveCount.load(ordering: .acquiring),
                                            entry: entry.load(ordering: .acquiring), upperBlocks: w.upperBlocks,
@@ -53,13 +51,30 @@ extension HNSWIndex {
                 levels: .ranges(levelRecords.byteRanges(records: n)),
                 upperStart: .ranges(upperStart.byteRanges(records: n)),
                 upperLinks: .ranges(upperLinks.byteRanges(records: w.upperBlocks)),
-                free: w.free.map(\.node), tombstones: w.tombstones, freeUpperRuns: runs)
+                free: w.free.map(\.node), tombstones: w.tombstones, freeUpperRuns: Self.runPairs(w.freeUpperRuns))
             // Reading the sections verified any chunk not read before: never
             // write fill bytes over damage with fresh checksums.
             if let failure = corruption() { throw failure }
             try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
                                     sections: sections + extraSections)
         }
+    }
+
+    /// Free upper-block runs as (length, start) pairs, by length.
+    static func runPairs(_ runs: [Int: [UInt32]]) -> [UInt32] {
+        runs.sorted { $0.key < $1.key }.flatMap { run in run.value.flatMap { [UInt32(run.key), $0] } }
+    }
+
+    /// The sections listing removed nodes and freed upper blocks (FORMAT.md).
+    static func removedNodeSections(free: [UInt32], tombstones: [UInt32], freeUpperRuns runs: [UInt32]) -> [PendingSection] {
+        [PendingSection(kind: SectionKind.free, codec: .lz4, stride: 4, count: free.count, owned: free),
+         PendingSection(kind: SectionKind.hnswTombstones, codec: .lz4, stride: 4, count: tombstones.count, owned: tombstones),
+         PendingSection(kind: SectionKind.hnswFreeUpperRuns, codec: .lz4, stride: 8, count: runs.count / 2, owned: runs)]
+    }
+
+    /// ``removedNodeSections(free:tombstones:freeUpperRuns:)`` as the writer state has them now.
+    func removedNodeSections(_ w: WriterState) -> [PendingSection] {
+        Self.removedNodeSections(free: w.free.map(\.node), tombstones: w.tombstones, freeUpperRuns: Self.runPairs(w.freeUpperRuns))
     }
 
     /// Where a section's bytes come from.
@@ -95,12 +110,7 @@ extension HNSWIndex {
             section(SectionKind.hnswLevels, stride: 1, count: n, levels),
             section(SectionKind.hnswUpperStart, stride: 4, count: n, us),
             section(SectionKind.hnswUpperLinks, stride: upperLinks.stride, count: upperBlocks, ul),
-            section(SectionKind.free, stride: 4, count: free.count, .owned(free), codec: .lz4, chunked: false),
-            section(SectionKind.hnswTombstones, stride: 4, count: tombstones.count, .owned(tombstones), codec: .lz4,
-                    chunked: false),
-            section(SectionKind.hnswFreeUpperRuns, stride: 8, count: runs.count / 2, .owned(runs), codec: .lz4,
-                    chunked: false),
-        ]
+        ] + Self.removedNodeSections(free: free, tombstones: tombstones, freeUpperRuns: runs)
     }
 
     /// Writes only the live nodes, renumbered densely (see `persist(to:compact:)`).
@@ -191,6 +201,16 @@ extension HNSWIndex {
     ///   the part at fault, ``LodestoneError/unsupportedFormatVersion(path:found:supported:)``,
     ///   or ``LodestoneError/io(path:operation:errno:)``.
     public static func open(path: String, kernels: DistanceKernels = .active) throws(LodestoneError) -> HNSWIndex {
+        try open(path: path, delta: nil, kernels: kernels)
+    }
+
+    /// Opens the segment at `path` with the delta file at `delta` (written
+    /// by ``persistDelta(to:extraSections:)`` against that segment) applied:
+    /// the delta's records are copied over the segment's (in the private
+    /// mapping) and stay marked as changed.
+    static func open(path: String, delta deltaPath: String?, kernels: DistanceKernels = .active)
+        throws(LodestoneError) -> HNSWIndex
+    {
         let segment = try MappedSegment(path: path)
         func corrupt(_ section: String, _ reason: String) -> LodestoneError {
             .corruptSegment(path: path, section: section, reason: reason)
@@ -216,6 +236,13 @@ extension HNSWIndex {
         guard dimension > 0 && dimension <= 1 << 16, n >= 0, n < Int(UInt32.max), live <= n, upperBlocks >= 0 else {
             throw corrupt("parameters", "inconsistent counts (dimension \(dimension), nodes \(n), live \(live))")
         }
+        // With a delta, its counts are the index's; the segment's records
+        // are the first `n` of them.
+        let delta = try deltaPath.map { (p) throws(LodestoneError) in try MappedSegment(path: p) }
+        var final = (nodes: n, live: live, entry: entryWord, upperBlocks: upperBlocks, insertions: insertions)
+        if let delta {
+            final = try deltaCounts(delta, base: (dimension, metricCode, m, n, upperBlocks))
+        }
         let index: HNSWIndex
         do {
             index = try HNSWIndex(dimension: dimension, metric: metric,
@@ -228,7 +255,7 @@ extension HNSWIndex {
         let fail: (String) -> (String) -> Void = { section in
             { [weak index] reason in index?.recordCorruption(.corruptSegment(path: path, section: section, reason: reason)) }
         }
-        let nodes = UInt32(n), blocks = upperBlocks
+        let nodes = UInt32(final.nodes), blocks = final.upperBlocks
         // Each chunk is checked on first use: its checksum, then that every
         // value a search follows stays in bounds.
         let linksValid: (UnsafeRawPointer, UInt32, Int) -> String? = { [unowned index] p, first, count in
@@ -280,50 +307,63 @@ extension HNSWIndex {
         try adopt(index.levelRecords, SectionKind.hnswLevels, count: n, levelsValid)
         try adopt(index.upperStart, SectionKind.hnswUpperStart, count: n, upperStartValid)
         try adopt(index.upperLinks, SectionKind.hnswUpperLinks, count: upperBlocks, upperValid)
-        let freeIDs = try idList(segment, SectionKind.free, nodes: n)
-        let tombstones = try idList(segment, SectionKind.hnswTombstones, nodes: n)
+        if let delta {
+            try index.applyDelta(delta, nodes: final.nodes, upperBlocks: final.upperBlocks, validators: [
+                SectionKind.states: statesValid, SectionKind.hnswLevels: levelsValid, SectionKind.hnswLinks0: linksValid,
+                SectionKind.hnswUpperStart: upperStartValid, SectionKind.hnswUpperLinks: upperValid,
+            ])
+        }
+        // The lists of removed nodes are the delta's when there is one.
+        let lists = delta ?? segment
+        let freeIDs = try idList(lists, SectionKind.free, nodes: final.nodes)
+        let tombstones = try idList(lists, SectionKind.hnswTombstones, nodes: final.nodes)
         // Each listed node must be in the state its list says, once.
         var listed = Set<UInt32>()
         for (ids, expected, name) in [(freeIDs, State.unused, "free"), (tombstones, State.deleted, "hnsw.tombstones")] {
             for id in ids {
                 guard listed.insert(id).inserted, index.state(id) == expected else {
-                    throw index.corruption() ?? corrupt(name, "node \(id) is listed twice or is not \(expected)")
+                    throw index.corruption() ?? .corruptSegment(path: lists.path, section: name,
+                                                               reason: "node \(id) is listed twice or is not \(expected)")
                 }
             }
         }
-        let runBytes = try segment.bytes(SectionKind.hnswFreeUpperRuns)
-        guard runBytes.count % 8 == 0 else { throw corrupt("hnsw.free-upper-runs", "not a list of (length, start) pairs") }
+        func corruptRuns(_ reason: String) -> LodestoneError {
+            .corruptSegment(path: lists.path, section: "hnsw.free-upper-runs", reason: reason)
+        }
+        let runBytes = try lists.bytes(SectionKind.hnswFreeUpperRuns)
+        guard runBytes.count % 8 == 0 else { throw corruptRuns("not a list of (length, start) pairs") }
         var freeUpperRuns: [Int: [UInt32]] = [:]
-        var runReader = ByteReader(runBytes) { corrupt("hnsw.free-upper-runs", "truncated") }
+        var runReader = ByteReader(runBytes) { corruptRuns("truncated") }
         for _ in 0..<(runBytes.count / 8) {
             let length = Int(try runReader.u32()), start = try runReader.u32()
-            guard length >= 1 && length <= 30, Int(start) + length <= upperBlocks else {
-                throw corrupt("hnsw.free-upper-runs", "run of \(length) blocks at \(start) is outside \(upperBlocks) blocks")
+            guard length >= 1 && length <= 30, Int(start) + length <= final.upperBlocks else {
+                throw corruptRuns("run of \(length) blocks at \(start) is outside \(final.upperBlocks) blocks")
             }
             freeUpperRuns[length, default: []].append(start)
         }
-        if entryWord != 0 {
-            let e = UInt32(truncatingIfNeeded: entryWord), top = Int(entryWord >> 32) - 1
-            guard Int(e) < n, top == index.level(e) else {
+        if final.entry != 0 {
+            let e = UInt32(truncatingIfNeeded: final.entry), top = Int(final.entry >> 32) - 1
+            guard Int(e) < final.nodes, top == index.level(e) else {
                 // Reading the entry's level verifies its chunk: a damaged
                 // levels section is the better diagnosis.
-                throw index.corruption() ?? corrupt("parameters", "entry point \(e) at level \(top) is invalid")
+                throw index.corruption() ?? .corruptSegment(path: lists.path, section: "parameters",
+                                                            reason: "entry point \(e) at level \(top) is invalid")
             }
-        } else if live > 0 {
-            throw corrupt("parameters", "no entry point but \(live) live nodes")
+        } else if final.live > 0 {
+            throw .corruptSegment(path: lists.path, section: "parameters", reason: "no entry point but \(final.live) live nodes")
         }
         if let failure = index.corruption() { throw failure }
         index.writer.withLock { w in
-            w.upperBlocks = upperBlocks
-            w.insertions = insertions
+            w.upperBlocks = final.upperBlocks
+            w.insertions = final.insertions
             w.tombstones = tombstones
             w.free = freeIDs.map { (node: $0, epoch: 0) }
             w.freeUpperRuns = freeUpperRuns
             w.keysBuilt = false  // built from the keys section on first use
         }
-        index.entry.store(entryWord, ordering: .releasing)
-        index.nodeCount.store(n, ordering: .releasing)
-        index.liveCount.store(live, ordering: .releasing)
+        index.entry.store(final.entry, ordering: .releasing)
+        index.nodeCount.store(final.nodes, ordering: .releasing)
+        index.liveCount.store(final.live, ordering: .releasing)
         index.deadCount.store(freeIDs.count + tombstones.count, ordering: .releasing)
         return index
     }

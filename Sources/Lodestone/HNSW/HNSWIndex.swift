@@ -169,6 +169,7 @@ public final class HNSWIndex: @unchecked Sendable {
     }
 
     @inline(__always) func setState(_ id: UInt32, _ s: State) {
+        states.markDirty(id)
         lodestone_store_u8(states.record(id).assumingMemoryBound(to: UInt8.self), s.rawValue)
     }
 
@@ -177,6 +178,13 @@ public final class HNSWIndex: @unchecked Sendable {
         if layer == 0 { return links0.record(id).assumingMemoryBound(to: UInt32.self) }
         let first = upperStart.record(id).load(as: UInt32.self)
         return upperLinks.record(first + UInt32(layer - 1)).assumingMemoryBound(to: UInt32.self)
+    }
+
+    /// Notes that `id`'s links on `layer` are about to change (see
+    /// ``NodeArena/markDirty(_:)``): every write to a link list calls it.
+    @inline(__always) func markLinksDirty(_ id: UInt32, layer: Int) {
+        if layer == 0 { links0.markDirty(id); return }
+        upperLinks.markDirty(upperStart.record(id).load(as: UInt32.self) + UInt32(layer - 1))
     }
 
     @inline(__always) func linkCapacity(layer: Int) -> Int { layer == 0 ? m0 : m }

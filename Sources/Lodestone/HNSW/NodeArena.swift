@@ -57,6 +57,11 @@ final class NodeArena: @unchecked Sendable {
     /// when they are not acceptable.
     private var validate: ((UnsafeRawPointer, UInt32, Int) -> String?)?
     private var onFailure: ((String) -> Void)?
+    /// Per chunk, one byte per record: 1 once the record was written since
+    /// the segment it came from (``markDirty(_:)``), so a persist can write
+    /// only what changed. Allocated with the chunk (zeroed pages cost no
+    /// memory until marked).
+    private let dirtyMarks: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>
     private let fillChunk = Locked<UnsafeMutableRawPointer?>(nil)
     /// Serialises first accesses, so a chunk is verified and published once.
     private let materializing = Locked<Int>(0)  // not Void: a zero-sized value shares its address with the lock pointer, which ThreadSanitizer then reports
@@ -68,10 +73,14 @@ final class NodeArena: @unchecked Sendable {
         let raw = calloc(NodeArena.maxChunks, MemoryLayout<UnsafeMutableRawPointer?>.stride)!
         table = raw.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: NodeArena.maxChunks)
         ownedMarks = calloc(NodeArena.maxChunks, 1)!.bindMemory(to: UInt8.self, capacity: NodeArena.maxChunks)
+        dirtyMarks = calloc(NodeArena.maxChunks, MemoryLayout<UnsafeMutablePointer<UInt8>?>.stride)!
+            .bindMemory(to: UnsafeMutablePointer<UInt8>?.self, capacity: NodeArena.maxChunks)
     }
 
     deinit {
         for c in 0..<chunkCount where ownedMarks[c] == 1 { free(table[c]) }
+        for c in 0..<chunkCount { free(dirtyMarks[c]) }
+        free(dirtyMarks)
         fillChunk.withLock { if let p = $0 { free(p) } }
         free(table)
         free(ownedMarks)
@@ -102,6 +111,7 @@ final class NodeArena: @unchecked Sendable {
     private func slot(_ c: Int) -> UnsafeMutablePointer<UnsafeMutableRawPointer?> { table + c }
 
     private func publish(_ chunk: UnsafeMutableRawPointer, owned isOwned: Bool) {
+        dirtyMarks[chunkCount] = NodeArena.allocateMarks()
         lodestone_store_u8(ownedMarks + chunkCount, isOwned ? 1 : 0)
         lodestone_store_ptr(UnsafeMutableRawPointer(slot(chunkCount)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self), chunk)
         chunkCount += 1
@@ -128,7 +138,40 @@ final class NodeArena: @unchecked Sendable {
             start += n
             c += 1
         }
+        for c in 0..<pending.count { dirtyMarks[c] = NodeArena.allocateMarks() }
         chunkCount = pending.count
+    }
+
+    private static func allocateMarks() -> UnsafeMutablePointer<UInt8> {
+        calloc(NodeArena.chunkSize, 1)!.bindMemory(to: UInt8.self, capacity: NodeArena.chunkSize)
+    }
+
+    // MARK: Changes since the segment
+
+    /// Notes that `id`'s record was (or is about to be) written. Safe from
+    /// several writing threads at once (each stores the same byte).
+    @inline(__always)
+    func markDirty(_ id: UInt32) {
+        lodestone_store_u8(dirtyMarks[Int(id >> UInt32(NodeArena.chunkShift))]! + Int(id & NodeArena.chunkMask), 1)
+    }
+
+    /// The ids below `records` written since the segment (or since
+    /// ``clearDirty()``), ascending. Writer only.
+    func dirtyIDs(below records: Int) -> [UInt32] {
+        var out: [UInt32] = []
+        var c = 0
+        while c << NodeArena.chunkShift < records, c < chunkCount {
+            let marks = dirtyMarks[c]!
+            let n = min(NodeArena.chunkSize, records - (c << NodeArena.chunkShift))
+            for i in 0..<n where lodestone_load_u8(marks + i) != 0 { out.append(UInt32(c << NodeArena.chunkShift + i)) }
+            c += 1
+        }
+        return out
+    }
+
+    /// Forgets every mark (after a persist that wrote every record). Writer only.
+    func clearDirty() {
+        for c in 0..<chunkCount { memset(dirtyMarks[c]!, 0, NodeArena.chunkSize) }
     }
 
     /// The record of `id`.

@@ -19,6 +19,9 @@ final class RecordTable {
     private var namespaceNumbers: [String: UInt32] = [:]
     private var namespaceCounts: [Int] = []
     private var freeSlots: [UInt32] = []
+    /// Slots set, cleared or given new metadata since the segment on disk
+    /// was written (what a delta must carry); emptied by ``segmentWritten()``.
+    private var touchedSinceSegment: Set<UInt32> = []
     private(set) var capacity = 0
     private(set) var count = 0
     let metadata: MetadataIndex
@@ -135,6 +138,7 @@ final class RecordTable {
             count -= 1
         }
         changed[slot] = .some(Entry(namespace: ns, id: id, norm: norm))
+        touchedSinceSegment.insert(slot)
         changedIDs[Int(ns)][id] = slot
         namespaceCounts[Int(ns)] += 1
         count += 1
@@ -144,6 +148,7 @@ final class RecordTable {
 
     /// Replaces the metadata of a slot in use.
     func setMetadata(_ metadata: Metadata, slot: UInt32) {
+        touchedSinceSegment.insert(slot)
         self.metadata.set(metadata, slot: Int(slot))
         version &+= 1
     }
@@ -159,6 +164,7 @@ final class RecordTable {
         if base?.isInUse(Int(slot)) ?? false { changed[slot] = .some(nil) } else { changed[slot] = nil }
         metadata.set(nil, slot: Int(slot))
         freeSlots.append(slot)
+        touchedSinceSegment.insert(slot)
         version &+= 1
     }
 
@@ -191,5 +197,112 @@ final class RecordTable {
             guard let e = entry(slot) else { return nil }
             return (e.namespace, e.id, metadata.metadata(slot: Int(slot)) ?? [:], e.norm)
         }
+    }
+
+    // MARK: Changes since the segment (deltas)
+
+    /// The table as it is now is the segment on disk (just written whole):
+    /// later deltas carry only what changes from here.
+    func segmentWritten() { touchedSinceSegment.removeAll() }
+
+    /// The `records.changes` section of a delta (FORMAT.md): the
+    /// namespaces, counts and fingerprint as they are now, then every slot
+    /// set, cleared or given new metadata since the segment was written, with
+    /// its record as it is now. Applied over the segment's table by
+    /// ``applyChanges(_:dimension:path:)``.
+    func changesSection(fingerprint: VectorFingerprint) -> PendingSection {
+        var w = ByteWriter()
+        func string(_ s: String) {
+            let b = Array(s.utf8)
+            w.u32(UInt32(b.count))
+            w.raw(b)
+        }
+        w.u32(1)  // layout version
+        w.u32(UInt32(namespaceNames.count))
+        for (name, n) in zip(namespaceNames, namespaceCounts) {
+            string(name)
+            w.u64(UInt64(n))
+        }
+        w.u64(UInt64(capacity))
+        w.u64(UInt64(count))
+        fingerprint.encode(into: &w)
+        let slots = touchedSinceSegment.sorted()
+        w.u32(UInt32(slots.count))
+        for slot in slots {
+            w.u32(slot)
+            guard let e = entry(slot) else {
+                w.raw([0])
+                continue
+            }
+            w.raw([1])
+            w.u32(e.namespace)
+            string(e.id)
+            w.u32(e.norm.bitPattern)
+            var m = ByteWriter()
+            MetadataCodec.encode(metadata.metadata(slot: Int(slot)) ?? [:], into: &m)
+            w.u32(UInt32(m.bytes.count))
+            w.raw(m.bytes)
+        }
+        return PendingSection(kind: SectionKind.recordsChanges, codec: .lz4, owned: w.bytes)
+    }
+
+    /// Applies a delta's `records.changes` section over this table, freshly
+    /// made over the delta's segment; returns the fingerprint it carries.
+    func applyChanges(_ bytes: [UInt8], dimension: Int, path: String) throws(LodestoneError) -> VectorFingerprint {
+        func corrupt(_ reason: String) -> LodestoneError {
+            .corruptSegment(path: path, section: "records.changes", reason: reason)
+        }
+        var r = ByteReader(bytes) { corrupt("truncated") }
+        func string() throws(LodestoneError) -> String {
+            let n = Int(try r.u32())
+            guard n <= bytes.count else { throw corrupt("a string of \(n) bytes") }
+            guard let s = String(validating: try r.raw(n), as: UTF8.self) else { throw corrupt("a string is not UTF-8") }
+            return s
+        }
+        guard try r.u32() == 1 else { throw corrupt("unknown layout version") }
+        let namespaceCount = Int(try r.u32())
+        guard namespaceCount <= bytes.count else { throw corrupt("\(namespaceCount) namespaces") }
+        var names: [String] = [], counts: [Int] = []
+        for i in 0..<namespaceCount {
+            let name = try string()
+            // The segment's namespaces keep their numbers; new ones follow in order.
+            guard number(of: name) == UInt32(i) else { throw corrupt("namespace \(name) is not number \(i)") }
+            names.append(name)
+            counts.append(Int(try r.u64()))
+        }
+        let slotCount = Int(try r.u64()), recordCount = Int(try r.u64())
+        let fingerprint: VectorFingerprint
+        do {
+            fingerprint = try VectorFingerprint.decode(&r, dimension: dimension)
+        } catch {
+            throw corrupt("fingerprint: \(error)")
+        }
+        let changes = Int(try r.u32())
+        for _ in 0..<changes {
+            let slot = try r.u32()
+            guard Int(slot) < slotCount else { throw corrupt("slot \(slot) beyond \(slotCount) slots") }
+            switch try r.raw(1)[0] {
+            case 0:
+                clear(slot: slot)
+            case 1:
+                let ns = Int(try r.u32())
+                guard ns < names.count else { throw corrupt("namespace number \(ns) of \(names.count)") }
+                let id = try string()
+                let norm = Float(bitPattern: try r.u32())
+                let length = Int(try r.u32())
+                var m = ByteReader(try r.raw(length)) { corrupt("metadata of slot \(slot) truncated") }
+                set(slot: slot, id: id, namespace: names[ns], metadata: try MetadataCodec.decode(&m), norm: norm)
+            default:
+                throw corrupt("slot \(slot) has an unknown change tag")
+            }
+        }
+        if slotCount > capacity {
+            for free in UInt32(capacity)..<UInt32(slotCount) { freeSlots.append(free) }
+            capacity = slotCount
+        }
+        guard count == recordCount, namespaceCounts == counts, capacity == slotCount else {
+            throw corrupt("\(count) records in \(capacity) slots after the changes, expected \(recordCount) in \(slotCount)")
+        }
+        return fingerprint
     }
 }

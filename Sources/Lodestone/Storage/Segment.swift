@@ -34,6 +34,10 @@ enum SectionKind {
     static let recordsSlots: UInt32 = 33
     static let recordsHash: UInt32 = 34
     static let recordsBlob: UInt32 = 35
+    /// An `Index`'s record changes since the base segment (delta files).
+    static let recordsChanges: UInt32 = 36
+    /// A delta's patch of per-node section `k` has kind `patchBase + k`.
+    static let patchBase: UInt32 = 64
 
     static func name(_ kind: UInt32) -> String {
         switch kind {
@@ -54,6 +58,8 @@ enum SectionKind {
         case recordsSlots: return "records.slots"
         case recordsHash: return "records.hash"
         case recordsBlob: return "records.blob"
+        case recordsChanges: return "records.changes"
+        case (patchBase + 1)..<(patchBase + 32): return "patch." + name(kind - patchBase)
         default: return "section kind \(kind)"
         }
     }

@@ -221,17 +221,22 @@ struct Manifest: Equatable {
     var segment: String      // file name in the directory, "" when none yet
     var log: String          // file name of the write-ahead log
     var settings: [UInt8]
+    /// File name of the delta applied over the segment, "" when none.
+    var delta: String = ""
 
     static let fileName = "MANIFEST"
     static let magic: [UInt8] = Array("LODEMANI".utf8)
-    static let version: UInt32 = 1
+    /// The newest version read. A manifest naming a delta is written as
+    /// version 2 (readers of version 1 refuse it rather than ignore the
+    /// delta); one without, as version 1, which every reader opens.
+    static let version: UInt32 = 2
 
     func encode() -> [UInt8] {
         var w = ByteWriter()
         w.raw(Manifest.magic)
-        w.u32(Manifest.version)
+        w.u32(delta.isEmpty ? 1 : 2)
         w.u64(generation)
-        for b in [Array(segment.utf8), Array(log.utf8), settings] {
+        for b in [Array(segment.utf8), Array(log.utf8), settings] + (delta.isEmpty ? [] : [Array(delta.utf8)]) {
             w.u32(UInt32(b.count))
             w.raw(b)
         }
@@ -258,14 +263,16 @@ struct Manifest: Equatable {
         }
         let generation = try r.u64()
         var fields: [[UInt8]] = []
-        for _ in 0..<3 {
+        for _ in 0..<(version >= 2 ? 4 : 3) {
             let n = Int(try r.u32())
             guard n <= 1 << 16 else { throw corrupt("absurd field length \(n)") }
             fields.append(try r.raw(n))
         }
         let segment = String(decoding: fields[0], as: UTF8.self), log = String(decoding: fields[1], as: UTF8.self)
-        for name in [segment, log] where name.contains("/") { throw corrupt("file name \(name) contains a slash") }
-        return Manifest(generation: generation, segment: segment, log: log, settings: fields[2])
+        let delta = version >= 2 ? String(decoding: fields[3], as: UTF8.self) : ""
+        for name in [segment, log, delta] where name.contains("/") { throw corrupt("file name \(name) contains a slash") }
+        guard delta.isEmpty || !segment.isEmpty else { throw corrupt("a delta (\(delta)) without a segment") }
+        return Manifest(generation: generation, segment: segment, log: log, settings: fields[2], delta: delta)
     }
 
     /// Writes the manifest into `directory` atomically: after the rename
