@@ -134,17 +134,18 @@ struct DeltaTests {
     func whenSegments() throws {
         let dir = Fixtures.temporaryDirectory("delta-when")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let all = Array(Fixtures.realRecords.prefix(1_500))
+        let all = Array(Fixtures.realRecords.prefix(2_000))
         let db = try Database(path: dir)
         let graph = try db.createIndex(name: "g", dimension: 384, metric: .cosine)
-        try graph.upsert(Array(all.prefix(1_000)), threads: 2)
+        try graph.upsert(Array(all.prefix(1_300)), threads: 2)
         try graph.persist()
         // Half the index again is more than a quarter of the segment.
-        try graph.upsert(Array(all[1_000...]), threads: 2)
+        try graph.upsert(Array(all[1_300...]), threads: 2)
         try graph.persist()
         #expect(!Self.files(dir + "/g").contains { $0.hasPrefix("delta-") })
-        // Removing a third compacts (renumbers) the segment; deltas wait for a reopen.
-        _ = try graph.delete(ids: all.prefix(500).map(\.id))
+        // Removing 1,100 (over a fifth, and over 1,024) compacts (renumbers)
+        // the segment; deltas wait for a reopen.
+        _ = try graph.delete(ids: all.prefix(1_100).map(\.id))
         try graph.persist()
         try graph.upsert([all[0]])
         try graph.persist()
@@ -154,7 +155,7 @@ struct DeltaTests {
         try reopened.upsert([all[1]])
         try reopened.persist()
         #expect(Self.files(dir + "/g").contains { $0.hasPrefix("delta-") })
-        #expect(try reopened.describeStats().totalRecordCount == 1_002)
+        #expect(try reopened.describeStats().totalRecordCount == 902)
 
         let flat = try db.createIndex(name: "f", dimension: 384, metric: .cosine,
                                       options: IndexOptions(kind: .flat))

@@ -123,7 +123,8 @@ final class VectorEngine: @unchecked Sendable {
 
     /// Writes the engine and the owner's `extraSections` to a segment.
     /// A graph is compacted (removed nodes dropped, the rest renumbered in
-    /// the file) once removed nodes are a fifth of its nodes; below that the
+    /// the file) once removed nodes are a fifth of its nodes (and at least
+    /// ``compactionMinimum``); below that the
     /// file keeps the numbering (removed nodes listed for reuse), so deltas
     /// can follow it. Returns whether the file renumbered the nodes; pass
     /// that to ``segmentCommitted(renumbered:)`` once the segment is current.
@@ -146,11 +147,15 @@ final class VectorEngine: @unchecked Sendable {
         deltaReady = !renumbered
     }
 
+    /// Removed nodes below which a graph is never compacted (renumbering a
+    /// small graph saves nothing worth a rewrite).
+    static let compactionMinimum = 1_024
+
     /// Whether a persist should compact the graph: removed nodes are a
-    /// fifth of its nodes.
+    /// fifth of its nodes, and at least ``compactionMinimum``.
     private static func compactionDue(_ hnsw: HNSWIndex) -> Bool {
         let removed = hnsw.removedSlots
-        return removed > 0 && removed * 5 >= hnsw.nodeCount.load(ordering: .acquiring)
+        return removed >= compactionMinimum && removed * 5 >= hnsw.nodeCount.load(ordering: .acquiring)
     }
 
     /// Bytes a delta of the changes since the current segment would take,
