@@ -708,22 +708,54 @@ public final class Index: @unchecked Sendable {
     public func queryBatch(vectors: [[Float]], topK: Int, namespace: String = "", filter: Filter? = nil,
                            includeValues: Bool = false, includeMetadata: Bool = false, ef: Int? = nil,
                            threads: Int = FlatIndex.defaultThreadCount) throws(LodestoneError) -> [[Match]] {
+        for v in vectors where v.count != dimension { throw .dimensionMismatch(expected: dimension, actual: v.count) }
+        return try queryBatch(rows: vectors.flatMap { $0 }, topK: topK, namespace: namespace, filter: filter,
+                              includeValues: includeValues, includeMetadata: includeMetadata, ef: ef, threads: threads)
+    }
+
+    /// ``queryBatch(vectors:topK:namespace:filter:includeValues:includeMetadata:ef:threads:)``
+    /// with the queries as one row-major array (`rows.count` a multiple of
+    /// the dimension), as batch jobs read them: no array per query. Ids and
+    /// metadata are looked up on `threads` threads too.
+    public func queryBatch(rows: [Float], topK: Int, namespace: String = "", filter: Filter? = nil,
+                           includeValues: Bool = false, includeMetadata: Bool = false, ef: Int? = nil,
+                           threads: Int = FlatIndex.defaultThreadCount) throws(LodestoneError) -> [[Match]] {
         try checkOpen()
         guard topK >= 1 else { throw .invalidArgument(name: "topK", reason: "must be at least 1, got \(topK)") }
-        for v in vectors where v.count != dimension { throw .dimensionMismatch(expected: dimension, actual: v.count) }
-        guard !vectors.isEmpty else { return [] }
+        guard rows.count % dimension == 0 else {
+            throw .dimensionMismatch(expected: dimension, actual: rows.count % dimension)
+        }
+        let count = rows.count / dimension
+        guard count > 0 else { return [] }
         return try lock.reading { () throws(LodestoneError) -> [[Match]] in
             guard let (allowed, matches) = allowedSlots(filter: filter, namespace: namespace), matches > 0 else {
-                return [[Match]](repeating: [], count: vectors.count)
+                return [[Match]](repeating: [], count: count)
             }
-            let rows = vectors.flatMap { $0 }
             let results: [[Neighbor]]
             if let allowed {
                 results = try engine.search(batch: rows, k: topK, ef: ef, allowed: allowed, matches: matches, threads: threads)
             } else {
                 results = try engine.search(batch: rows, k: topK, ef: ef, threads: threads)
             }
-            return results.map { self.resolve($0, includeValues: includeValues, includeMetadata: includeMetadata) }
+            // Resolving ids (and metadata) is a read of the table, safe from
+            // several threads under the read lock; each worker fills the
+            // queries it claims.
+            var out = [[Match]](repeating: [], count: count)
+            let next = Atomic<Int>(0)
+            out.withUnsafeMutableBufferPointer { buffer in
+                let target = UncheckedSendable(buffer)
+                parallelRun(threads: min(threads, max(1, count / 256))) { _ in
+                    while true {
+                        let start = next.add(256, ordering: .relaxed).oldValue
+                        if start >= count { break }
+                        for q in start..<min(count, start + 256) {
+                            target.value[q] = self.resolve(results[q], includeValues: includeValues,
+                                                           includeMetadata: includeMetadata)
+                        }
+                    }
+                }
+            }
+            return out
         }
     }
 

@@ -171,9 +171,7 @@ struct IndexTarget: KnnTarget {
     var hasRowIDs: Bool { false }
 
     func search(_ rows: [Float], count: Int, k: Int, threads: Int) throws -> KnnResults {
-        let d = dimension
-        let vectors = (0..<count).map { Array(rows[($0 * d)..<(($0 + 1) * d)]) }
-        let matches = try index.queryBatch(vectors: vectors, topK: k, namespace: namespace, filter: filter, ef: ef,
+        let matches = try index.queryBatch(rows: rows, topK: k, namespace: namespace, filter: filter, ef: ef,
                                            threads: threads)
         return KnnResults(stringIDs: matches.map { $0.map(\.id) }, rowIDs: nil, scores: matches.map { $0.map(\.score) })
     }
