@@ -759,6 +759,19 @@ public final class Index: @unchecked Sendable {
         }
     }
 
+    /// Reads and verifies the whole index now, on `threads` threads, so that
+    /// the queries that follow do not pay for first access (an opened HNSW
+    /// index verifies and maps each 4,096-record chunk the first time a
+    /// search touches it). For batch jobs over the whole index; a flat index
+    /// was verified when it opened.
+    public func warm(threads: Int = FlatIndex.defaultThreadCount) throws(LodestoneError) {
+        try checkOpen()
+        try lock.reading { () throws(LodestoneError) in
+            engine.hnsw?.warm(threads: threads)
+            try engine.checkIntegrity()
+        }
+    }
+
     /// A record's vector as it was given: a cosine index's unit vector times
     /// the length it had (when recorded). Called under the read lock.
     private func values(ofSlot slot: UInt32) -> [Float]? {

@@ -372,12 +372,22 @@ extension HNSWIndex {
     /// section (checksum and content) and every section's whole checksum.
     /// - Throws: ``LodestoneError/corruptSegment(path:section:reason:)``.
     public func verify() throws(LodestoneError) {
-        for arena in [vectors, keyRecords, states, links0, levelRecords, upperStart, upperLinks] { arena.verifyAll() }
+        warm(threads: 1)
         writer.withLock { w in ensureKeys(&w) }
         if let failure = corruption() { throw failure }
         // Chunked sections were checked chunk by chunk above (the mapping may
         // hold this index's own later writes); the others are checked whole.
         try segment?.verifyUnchunkedSections()
+    }
+
+    /// Verifies (and so maps in) every chunk of every section now, on
+    /// `threads` threads: what searches over the whole index would touch
+    /// one chunk at a time.
+    func warm(threads: Int) {
+        // Levels before upper-start, whose check reads them.
+        for arena in [levelRecords, states, keyRecords, links0, upperStart, upperLinks, vectors] {
+            arena.verifyAll(threads: threads)
+        }
     }
 
     private static func idList(_ segment: MappedSegment, _ kind: UInt32, nodes n: Int) throws(LodestoneError) -> [UInt32] {

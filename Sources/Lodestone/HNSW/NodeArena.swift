@@ -185,26 +185,33 @@ final class NodeArena: @unchecked Sendable {
 
     /// First access to chunk `c`: verify and publish an adopted chunk, or
     /// report an id beyond the arena (a corrupt link) and hand out fill bytes.
+    /// The checksum and content are checked outside the lock (threads
+    /// meeting different chunks verify them in parallel; two meeting the
+    /// same one may both verify it, and the first to publish wins).
     @inline(never)
     private func materialize(_ c: Int) -> UnsafeMutableRawPointer {
-        materializing.withLock { _ in
-            let target = UnsafeMutableRawPointer(slot(c)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
-            // Another thread may have published it while we waited.
-            if let published = lodestone_load_ptr(UnsafeRawPointer(target).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)) {
-                return published
+        let target = UnsafeMutableRawPointer(slot(c)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+        func published() -> UnsafeMutableRawPointer? {
+            lodestone_load_ptr(UnsafeRawPointer(target).assumingMemoryBound(to: UnsafeMutableRawPointer?.self))
+        }
+        var problem: String? = nil
+        if c < pending.count, published() == nil {
+            let p = pending[c]
+            if lodestone_crc32c(0, p.source, p.records * stride) != p.crc {
+                problem = "checksum mismatch in records \(c << NodeArena.chunkShift)..<\((c << NodeArena.chunkShift) + p.records)"
+            } else if let validate, let reason = validate(p.source, UInt32(c << NodeArena.chunkShift), p.records) {
+                problem = reason
             }
+        }
+        return materializing.withLock { _ in
+            // Another thread may have published it meanwhile (and a writer
+            // may have changed it since: what was verified here no longer counts).
+            if let chunk = published() { return chunk }
             guard c < pending.count else {
                 onFailure?("record chunk \(c) is beyond the \(pending.count) chunks stored (a link points past the end)")
                 return fillBytes()
             }
             let p = pending[c]
-            let bytes = p.records * stride
-            var problem: String? = nil
-            if lodestone_crc32c(0, p.source, bytes) != p.crc {
-                problem = "checksum mismatch in records \(c << NodeArena.chunkShift)..<\((c << NodeArena.chunkShift) + p.records)"
-            } else if let validate, let reason = validate(p.source, UInt32(c << NodeArena.chunkShift), p.records) {
-                problem = reason
-            }
             let chunk: UnsafeMutableRawPointer
             if let problem {
                 onFailure?(problem)
@@ -214,7 +221,7 @@ final class NodeArena: @unchecked Sendable {
                 chunk = p.source
             } else {
                 chunk = NodeArena.allocateChunk(stride: stride, fill: fill)
-                chunk.copyMemory(from: p.source, byteCount: bytes)
+                chunk.copyMemory(from: p.source, byteCount: p.records * stride)
                 lodestone_store_u8(ownedMarks + c, 1)
             }
             lodestone_store_ptr(target, chunk)
@@ -232,9 +239,17 @@ final class NodeArena: @unchecked Sendable {
         }
     }
 
-    /// Verifies every adopted chunk now (what a first access would do).
-    func verifyAll() {
-        for c in 0..<pending.count { _ = record(UInt32(c << NodeArena.chunkShift)) }
+    /// Verifies every adopted chunk now (what a first access would do), on
+    /// `threads` threads.
+    func verifyAll(threads: Int = 1) {
+        let next = Atomic<Int>(0)
+        parallelRun(threads: min(threads, max(1, pending.count))) { _ in
+            while true {
+                let c = next.add(1, ordering: .relaxed).oldValue
+                if c >= pending.count { break }
+                _ = record(UInt32(c << NodeArena.chunkShift))
+            }
+        }
     }
 
     /// The bytes of records `0..<records`, one range per chunk, for writing.

@@ -91,6 +91,7 @@ struct KnnCommand: ParsableCommand {
         if let index {
             // Read-only: any number of jobs (and other readers) may share the index.
             let opened = try Database(path: db, readOnly: true).index(index)
+            try opened.warm(threads: threads)  // the job touches all of it: verify it on every core first
             target = IndexTarget(index: opened, namespace: namespace, filter: try parseFilter(filter), ef: ef)
             source = selfJoin ? try IndexRecordsSource(index: opened, namespace: namespace) : try querySource()
         } else {
