@@ -11,10 +11,11 @@ Builds an HNSW index of the base vectors (cosine, M=16, efConstruction=200)
 with the Python package, persists it, then for each process count starts
 that many Python processes which open the database read-only
 (`lodestone.Database(path, read_only=True)`), run the 1,000 queries and
-fetch every record (so every page of the segment has been touched), and
-wait. While they wait, it reads each one's /proc/<pid>/smaps: the segment
-mapping's RSS and PSS, and the process's whole RSS, PSS and private memory.
-It also checks that a writer is refused while they hold the index.
+fetch every record by id (so every page of the segment has been touched),
+and wait. While they wait, it reads each one's /proc/<pid>/smaps: the segment
+mapping's RSS and PSS, and the process's whole RSS, PSS and private memory;
+and, against a baseline process without an index, the memory the index
+takes in all of them together. It also checks that a writer is refused while they hold the index.
 """
 import argparse, json, os, subprocess, sys, tempfile, textwrap, time
 
@@ -26,17 +27,26 @@ from peers import read_matrix  # noqa: E402
 
 WORKER = textwrap.dedent("""
     import json, sys, numpy as np, lodestone
-    path, queries = sys.argv[1], np.load(sys.argv[2])
+    path, queries, count = sys.argv[1], np.load(sys.argv[2]), int(sys.argv[3])
     ix = lodestone.Database(path, read_only=True).index("bench")
     for q in queries:
         ix.query(q, top_k=10)
-    token, n = None, 0
-    while True:
-        ids, token = ix.list_ids(limit=1000, pagination_token=token)
-        n += len(ix.fetch(ids))
-        if not token:
-            break
+    n = 0
+    for start in range(0, count, 1000):  # every record by id: every page of the segment read
+        n += len(ix.fetch([str(i) for i in range(start, min(count, start + 1000))]))
     print(json.dumps({"fetched": n}), flush=True)
+    sys.stdin.readline()
+""")
+
+
+# The same process without an index: Python, numpy, the queries and the
+# native library loaded. Its PSS is what each process costs before Lodestone
+# holds anything, so PSS - n x baseline is the memory the index takes.
+BASELINE = textwrap.dedent("""
+    import json, sys, numpy as np, lodestone
+    queries = np.load(sys.argv[2])
+    lodestone.library_info()
+    print(json.dumps({"fetched": 0}), flush=True)
     sys.stdin.readline()
 """)
 
@@ -88,8 +98,14 @@ def main():
         print(f"data: {args.data} ({args.prefix or 'full'}) {base.shape[0]} x {base.shape[1]}; built and persisted "
               f"in {build:.0f} s; index files {file_mb:.0f} MiB; machine: {os.cpu_count()} cores", flush=True)
         np.save(os.path.join(tmp, "q.npy"), queries)
+        b = subprocess.Popen([sys.executable, "-c", BASELINE, path, os.path.join(tmp, "q.npy")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        b.stdout.readline()
+        baseline = smaps(b.pid, index_dir)[3]
+        b.communicate("\n")
+        print(f"baseline process (Python, numpy, queries, library; no index): PSS {baseline:.1f} MiB", flush=True)
         for n in args.processes:
-            procs = [subprocess.Popen([sys.executable, "-c", WORKER, path, os.path.join(tmp, "q.npy")],
+            procs = [subprocess.Popen([sys.executable, "-c", WORKER, path, os.path.join(tmp, "q.npy"), str(len(base))],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(n)]
             try:
                 for p in procs:
@@ -105,16 +121,20 @@ def main():
                     p.communicate("\n")
             row = {"processes": n, "segment_rss_mb_each": m[0][0], "segment_pss_mb_total": sum(x[1] for x in m),
                    "rss_mb_total": sum(x[2] for x in m), "pss_mb_total": sum(x[3] for x in m),
-                   "private_mb_each": sum(x[4] for x in m) / n, "writer": writer, "file_mb": file_mb}
+                   "private_mb_each": sum(x[4] for x in m) / n, "writer": writer, "file_mb": file_mb,
+                   "index_mb_total": sum(x[3] for x in m) - n * baseline}
             rows.append(row)
             print(json.dumps(row), flush=True)
     print()
+    one = rows[0]["index_mb_total"] / rows[0]["processes"]
     print("| processes | segment RSS per process (MiB) | segment PSS, all processes (MiB) | RSS, all (MiB) | "
-          "PSS, all (MiB) | private per process (MiB) | a writer meanwhile |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+          "PSS, all (MiB) | private per process (MiB) | index memory, all (PSS - baseline; MiB) | vs one process | "
+          "a writer meanwhile |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
         print(f"| {r['processes']} | {r['segment_rss_mb_each']:.0f} | {r['segment_pss_mb_total']:.0f} | "
-              f"{r['rss_mb_total']:.0f} | {r['pss_mb_total']:.0f} | {r['private_mb_each']:.0f} | {r['writer']} |")
+              f"{r['rss_mb_total']:.0f} | {r['pss_mb_total']:.0f} | {r['private_mb_each']:.0f} | "
+              f"{r['index_mb_total']:.0f} | {r['index_mb_total'] / one:.2f}x | {r['writer']} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
