@@ -51,20 +51,21 @@ struct DeltaTests {
 
     /// A round of changes: new records (from `extra`), replaced vectors and
     /// new metadata and deletions (of `base` records), and records in another
-    /// namespace. Returns the ids touched.
+    /// namespace: 40 records, so that two rounds stay under a quarter of the
+    /// segment even of the 2,000-vector sample. Returns the ids touched.
     static func change(_ index: Index, round: Int, base: [Record], extra: [Record]) throws -> [String] {
-        let start = round * 200
-        let fresh = Array(extra[start..<(start + 100)])
+        let start = round * 50
+        let fresh = Array(extra[start..<(start + 20)])
         try index.upsert(fresh.map { Record(id: $0.id, values: $0.values, metadata: ["changed": true]) })
-        let replaced = (0..<20).map { base[$0 * 7 + round] }
+        let replaced = (0..<5).map { base[$0 * 7 + round] }
         try index.upsert(replaced.enumerated().map { i, r in
-            Record(id: r.id, values: extra[(i * 37 + 500) % extra.count].values, metadata: ["changed": true])
+            Record(id: r.id, values: extra[(i * 37 + 61) % extra.count].values, metadata: ["changed": true])
         })
-        let renoted = (0..<10).map { base[300 + round * 10 + $0].id }
+        let renoted = (0..<5).map { base[300 + round * 10 + $0].id }
         for id in renoted { try index.update(id: id, setMetadata: ["note": .string("round \(round)")]) }
-        let deleted = (0..<15).map { base[400 + round * 30 + $0].id }
+        let deleted = (0..<5).map { base[400 + round * 30 + $0].id }
         _ = try index.delete(ids: deleted)
-        try index.upsert(Array(extra[(start + 100)..<(start + 110)]), namespace: "b")
+        try index.upsert(Array(extra[(start + 20)..<(start + 25)]), namespace: "b")
         return fresh.map(\.id) + replaced.map(\.id) + renoted + deleted
     }
 
@@ -73,7 +74,7 @@ struct DeltaTests {
         let dir = Fixtures.temporaryDirectory("delta")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let all = Fixtures.realRecords
-        let baseCount = min(all.count, 6_000) - 1_000
+        let baseCount = min(all.count, 6_000) - 100
         var db = try Database(path: dir)
         var index = try db.createIndex(name: "d", dimension: 384, metric: .cosine)
         try index.upsert(Array(all.prefix(baseCount)), threads: 2)
