@@ -202,7 +202,9 @@ struct ReliabilityHostileCommand: ParsableCommand {
         do {
             let db = try Database(path: golden)
             for name in ReliabilityWorkload.indexes {
-                try db.index(name).persist()
+                // One whole segment (no delta): the cases damage the
+                // segment and the manifest (damaged deltas: DeltaTests).
+                try db.index(name).persist(merge: true)
                 let dir = golden + "/" + name
                 let segment = try FileManager.default.contentsOfDirectory(atPath: dir).first { $0.hasPrefix("segment-") }!
                 let info = try SegmentInfo(path: dir + "/" + segment)
