@@ -139,15 +139,15 @@ public final class Index: @unchecked Sendable {
                     return Loaded(settings, engine, RecordTable(), VectorFingerprint(dimension: settings.dimension))
                 }
                 let path = directory + "/" + manifest.segment
-                let deltaPath = manifest.delta.isEmpty ? nil : directory + "/" + manifest.delta
-                let (engine, segment) = try VectorEngine.open(kind: settings.kind, path: path, delta: deltaPath)
+                // The delta, if any, is mapped (and checked) once for both the engine and the records.
+                let delta = manifest.delta.isEmpty ? nil : try MappedSegment(path: directory + "/" + manifest.delta)
+                let (engine, segment) = try VectorEngine.open(kind: settings.kind, path: path, delta: delta)
                 let base = try RecordBase(segment: segment, dimension: settings.dimension)
                 let table = RecordTable(base: base)
                 var fingerprint = base.fingerprint
-                if let deltaPath {
-                    let delta = try MappedSegment(path: deltaPath)
+                if let delta {
                     fingerprint = try table.applyChanges(try delta.bytes(SectionKind.recordsChanges),
-                                                         dimension: settings.dimension, path: deltaPath)
+                                                         dimension: settings.dimension, path: delta.path)
                 }
                 guard table.count == engine.count else {
                     throw .corruptSegment(path: path, section: "records.header",

@@ -46,7 +46,7 @@ final class VectorEngine: @unchecked Sendable {
 
     /// Opens a persisted engine; returns it and its mapped segment (which
     /// holds the owner's sections too).
-    static func open(kind: IndexKind, path: String, delta: String? = nil) throws(LodestoneError) -> (VectorEngine, MappedSegment) {
+    static func open(kind: IndexKind, path: String, delta: MappedSegment? = nil) throws(LodestoneError) -> (VectorEngine, MappedSegment) {
         switch kind {
         case .hnsw:
             let index = try HNSWIndex.open(path: path, delta: delta)
@@ -55,7 +55,7 @@ final class VectorEngine: @unchecked Sendable {
             return (engine, index.segment!)
         case .flat:
             if let delta {
-                throw .corruptSegment(path: delta, section: "header", reason: "a flat index has no deltas")
+                throw .corruptSegment(path: delta.path, section: "header", reason: "a flat index has no deltas")
             }
             let segment = try MappedSegment(path: path, lazy: false)
             return (VectorEngine(flat: try FlatIndex.open(segment: segment)), segment)

@@ -65,8 +65,8 @@ public final class DurableIndex: Sendable {
                     return try HNSWIndex(dimension: settings.dimension, metric: settings.metric,
                                          parameters: settings.parameters, embeddingModel: settings.model)
                 }
-                let index = try HNSWIndex.open(path: directory + "/" + manifest.segment,
-                                               delta: manifest.delta.isEmpty ? nil : directory + "/" + manifest.delta)
+                let delta = manifest.delta.isEmpty ? nil : try MappedSegment(path: directory + "/" + manifest.delta)
+                let index = try HNSWIndex.open(path: directory + "/" + manifest.segment, delta: delta)
                 guard index.dimension == settings.dimension && index.metric == settings.metric else {
                     throw .corruptSegment(path: directory + "/" + manifest.segment, section: "parameters",
                                           reason: "does not match the manifest's dimension and metric")

@@ -114,7 +114,11 @@ extension HNSWIndex {
     /// Writes a node's records (not yet linked, so no search can reach it).
     func initializeNode(_ id: UInt32, vector v: UnsafePointer<Float>, key k: UInt64, level lvl: Int,
                         upperStart first: UInt32) {
-        for arena in [vectors, keyRecords, links0, upperStart, levelRecords] { arena.markDirty(id) }
+        vectors.markDirty(id)
+        keyRecords.markDirty(id)
+        links0.markDirty(id)
+        upperStart.markDirty(id)
+        levelRecords.markDirty(id)
         for l in 0..<lvl { upperLinks.markDirty(first + UInt32(l)) }
         vector(id).update(from: v, count: dimension)
         keyRecords.record(id).storeBytes(of: k, as: UInt64.self)

@@ -204,11 +204,11 @@ extension HNSWIndex {
         try open(path: path, delta: nil, kernels: kernels)
     }
 
-    /// Opens the segment at `path` with the delta file at `delta` (written
+    /// Opens the segment at `path` with the mapped delta file `delta` (written
     /// by ``persistDelta(to:extraSections:)`` against that segment) applied:
     /// the delta's records are copied over the segment's (in the private
     /// mapping) and stay marked as changed.
-    static func open(path: String, delta deltaPath: String?, kernels: DistanceKernels = .active)
+    static func open(path: String, delta: MappedSegment?, kernels: DistanceKernels = .active)
         throws(LodestoneError) -> HNSWIndex
     {
         let segment = try MappedSegment(path: path)
@@ -238,7 +238,6 @@ extension HNSWIndex {
         }
         // With a delta, its counts are the index's; the segment's records
         // are the first `n` of them.
-        let delta = try deltaPath.map { (p) throws(LodestoneError) in try MappedSegment(path: p) }
         var final = (nodes: n, live: live, entry: entryWord, upperBlocks: upperBlocks, insertions: insertions)
         if let delta {
             final = try deltaCounts(delta, base: (dimension, metricCode, m, n, upperBlocks))
