@@ -355,8 +355,8 @@ struct QueryCommand: ParsableCommand {
                               + String(format: "(selectivity %.4f)", e.selectivity)
                               + "; ef \(e.ef); nodes visited \(e.nodesVisited); distances computed \(e.distancesComputed)"
                               + (e.estimatedScanCost > 0 || e.estimatedGraphCost > 0
-                                 ? String(format: "; estimated cost: exact scan %.0f, graph walk %.0f", e.estimatedScanCost,
-                                          e.estimatedGraphCost) : ""))
+                                 ? String(format: "; estimated cost: exact scan %.0f, quantized scan %.0f, graph walk %.0f",
+                                          e.estimatedScanCost, e.estimatedQuantizedCost, e.estimatedGraphCost) : ""))
                     }
                 }
             }
@@ -376,6 +376,7 @@ struct QueryCommand: ParsableCommand {
         line.set("distances_computed", e.distancesComputed)
         line.set("estimated_scan_cost", e.estimatedScanCost, digits: 1)
         line.set("estimated_graph_cost", e.estimatedGraphCost, digits: 1)
+        line.set("estimated_quantized_cost", e.estimatedQuantizedCost, digits: 1)
         return line
     }
 

@@ -237,7 +237,7 @@ extension HNSWIndexTests {
 }
 
 extension HNSWIndexTests {
-    @Test("filtered search plans: exact scan when few match, the walk with the filter applied to results when most do; min(k, matches) results",
+    @Test("filtered search plans: the cheapest of the exact scan, the quantized scan and the walk (filter applied to results when most match); min(k, matches) results",
           arguments: [(50, SearchPlan.exactScan), (2, SearchPlan.postFilteredGraph), (3000, SearchPlan.exactScan)])
     func plannedFilter(modulus: Int, expectedPlan: SearchPlan) throws {
         let data = Fixtures.realData
@@ -253,8 +253,8 @@ extension HNSWIndexTests {
             let (results, statistics) = try index.search(q, k: 10, ef: 64, allowedKeys: allowed, matchCount: allowed.count)
             // The cost model decides: on a small index even half of it is
             // cheaper to scan than to walk.
-            let scan = index.plansExactScan(matches: allowed.count, ef: 64).exact
-            #expect(statistics.plan == (scan ? .exactScan : expectedPlan))
+            let costs = index.planCosts(matches: allowed.count, k: 10, ef: 64)
+            #expect(statistics.plan == (costs.exact ? .exactScan : costs.quantizedScan ? .quantizedScan : expectedPlan))
             #expect(statistics.matches == allowed.count)
             if statistics.plan == .exactScan { #expect(statistics.distancesComputed == allowed.count) }
             #expect(results.count == min(10, allowed.count))
@@ -264,7 +264,7 @@ extension HNSWIndexTests {
             wanted += truth.count
         }
         let recall = Double(hits) / Double(wanted)
-        #expect(recall >= (index.plansExactScan(matches: allowed.count, ef: 64).exact ? 1.0 : 0.95),
+        #expect(recall >= (index.planCosts(matches: allowed.count, k: 10, ef: 64).exact ? 1.0 : 0.95),
                 "recall \(recall) with 1 in \(modulus) allowed")
     }
 }

@@ -72,6 +72,48 @@ uint32_t lodestone_crc32c(uint32_t crc, const void *data, size_t n);
 /// The table-driven CRC-32C, for tests to compare the fast path against.
 uint32_t lodestone_crc32c_portable(uint32_t crc, const void *data, size_t n);
 
+// Sign codes: one bit per component (RaBitQ's 1-bit code, without its
+// random rotation), estimating inner products for a quantized scan whose
+// best candidates are then scored exactly.
+//
+// A record (`lodestone_sign_record_bytes(d)` bytes) of vector x against a
+// center c: `lodestone_sign_words(d)` little-endian uint64 words, bit i set
+// when x[i] > c[i]; then four 4-byte fields: float factor = |x-c|^2 / |x-c|_1
+// (0 when x == c), float <c, x-c>, float |x|^2, uint32 number of set bits.
+//
+// The estimate of <q, x-c> is factor * <q'-c, s> + <c, x-c>, with s the
+// code's signs (+1/-1) and q' the query quantized to 4 bits per component
+// (16 levels between its smallest and largest component after centering),
+// computed from the code's popcounts against the query's four bit planes.
+
+/// Words of a sign code for `d` components.
+size_t lodestone_sign_words(size_t d);
+/// Bytes of a sign-code record for `d` components.
+size_t lodestone_sign_record_bytes(size_t d);
+/// Writes the record of `x` against `center` (both `d` floats).
+void lodestone_sign_encode(const float *x, const float *center, size_t d, void *record);
+
+/// A query prepared for sign-code estimates (with its bit planes).
+typedef struct {
+    float lo2, delta2, bias;
+    /// 1: estimates are of |x|^2 - 2<q, x> (squared Euclidean distance less
+    /// |q|^2); 0: of -<q, x> (negated inner product); both less a constant
+    /// per query, so they rank but do not equal distances.
+    int euclidean;
+} lodestone_sign_query;
+
+/// Quantizes `q` (centered on `center`) into `planes` (4 x words words,
+/// plane j first) and `out`.
+void lodestone_sign_prepare(const float *q, const float *center, size_t d, int euclidean, uint64_t *planes,
+                            lodestone_sign_query *out);
+/// Rank-value estimates (lower is nearer) of the `n` records at `records`:
+/// the popcnt instruction where the CPU has it.
+void lodestone_sign_estimates(const uint64_t *planes, size_t words, const lodestone_sign_query *query,
+                              const void *const *records, size_t n, float *out);
+/// The same, portable C (for tests to compare against).
+void lodestone_sign_estimates_portable(const uint64_t *planes, size_t words, const lodestone_sign_query *query,
+                                       const void *const *records, size_t n, float *out);
+
 /// 1 when this CPU and OS can run the given ISA, else 0.
 int lodestone_cpu_supports(lodestone_isa isa);
 

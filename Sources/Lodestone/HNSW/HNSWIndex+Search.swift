@@ -142,7 +142,7 @@ extension HNSWIndex {
             efs = e
         }
         if let allowedKeys, nq >= FlatIndex.gemmMinimumQueries,
-           plansExactScan(matches: matchCount ?? allowedKeys.count, ef: efs).exact {
+           planCosts(matches: matchCount ?? allowedKeys.count, k: k, ef: efs).exact {
             return try exactBatch(prepared, k: k, allowedKeys: allowedKeys, threads: threads)
         }
         let out = UnsafeMutableBufferPointer<[Neighbor]>.allocate(capacity: nq)

@@ -54,6 +54,9 @@ public final class HNSWIndex: @unchecked Sendable {
     let levelRecords: NodeArena
     let upperStart: NodeArena
     let states: NodeArena
+    /// Sign codes of the vectors, for the `quantized-scan` plan (built on
+    /// first need; see ``SignCodes``).
+    let signCodes: SignCodes
 
     static let noNode = UInt32.max
     static let lockStripes = 1 << 12
@@ -143,6 +146,7 @@ public final class HNSWIndex: @unchecked Sendable {
         levelRecords = NodeArena(stride: 1)
         upperStart = NodeArena(stride: 4)
         states = NodeArena(stride: 1)
+        signCodes = SignCodes(dimension: dimension)
         nodeLocks = .allocate(capacity: HNSWIndex.lockStripes)
         nodeLocks.initialize(repeating: 0, count: HNSWIndex.lockStripes)
         scratchPool = ScratchPool(maxNeighbours: max(m0, m))
