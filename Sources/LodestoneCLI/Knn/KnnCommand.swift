@@ -128,30 +128,41 @@ struct KnnCommand: ParsableCommand {
             report(["event": "resume", "queries_done": checkpoint.queriesDone], text: "resuming after \(checkpoint.queriesDone) queries")
         }
 
-        // Block by block: read, search, write, checkpoint.
-        var progress = KnnProgress(total: source.count, json: json, startedAt: checkpoint.queriesDone)
+        // Block by block: read and search here, while the writer thread
+        // writes, syncs and checkpoints the block before (one in flight).
+        let progress = KnnProgress(total: source.count, json: json, startedAt: checkpoint.queriesDone)
         var done = checkpoint.queriesDone
         let want = selfJoin ? k + 1 : k
+        let writer = BlockWriter()
+        let searchStarted = now()
+        var searchSeconds = 0.0
         while true {
             let (rows, ids) = try source.read(start: done, n: block)
             let n = rows.count / source.dimension
             if n == 0 { break }
+            let t0 = now()
             var results = try target.search(rows, count: n, k: want, threads: threads)
+            searchSeconds += now() - t0
             if selfJoin { results = Self.excludingSelf(results, queryIDs: ids, first: done, k: k) }
-            try output.write(first: done, queryIDs: queryIDs ? ids : nil, results: results, k: k)
+            let first = done, blockIDs = queryIDs ? ids : nil
+            var saved = checkpoint
+            try writer.submit { [k] in
+                try output.write(first: first, queryIDs: blockIDs, results: results, k: k)
+                saved.queriesDone = first + n
+                saved.output = output.state
+                try saved.save(checkpointPath)
+            }
             done += n
-            checkpoint.queriesDone = done
-            checkpoint.output = output.state
-            try checkpoint.save(checkpointPath)
             progress.update(done: done)
             if n < block && source.count != nil { break }
         }
+        try writer.wait()
         try output.finish(total: done, k: k)
         try? FileManager.default.removeItem(atPath: checkpointPath)
         progress.done()
         let seconds = now() - started
         report(["event": "done", "queries": done, "k": k, "seconds": seconds, "queries_per_second": Double(done) / max(seconds, 1e-9),
-                "files": output.files],
+                "files": output.files, "open_seconds": searchStarted - started, "search_seconds": searchSeconds],
                text: "\(done) queries, k=\(k), in \(String(format: "%.1f", seconds)) s "
                    + "(\(String(format: "%.0f", Double(done) / max(seconds, 1e-9))) queries/s): "
                    + output.files.joined(separator: ", "))
@@ -223,8 +234,15 @@ struct KnnCheckpoint: Codable {
         return try? JSONDecoder().decode(KnnCheckpoint.self, from: data)
     }
 
+    /// Replaces the file atomically: a temporary file beside it, renamed
+    /// over it (Foundation's `.atomic` leaves an empty
+    /// /tmp/TemporaryDirectory.* behind on Linux, one a process).
     func save(_ path: String) throws {
-        try JSONEncoder().encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
+        let temporary = path + ".tmp"
+        try JSONEncoder().encode(self).write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, path) == 0 else {
+            throw CLIError("cannot rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
+        }
     }
 }
 
@@ -270,5 +288,35 @@ struct KnnProgress {
 
     func done() {
         if terminal && !json { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+}
+
+/// The thread that writes the job's blocks: the next block searches while
+/// this one is written, synced and checkpointed. One block in flight; a
+/// failure is thrown by the next `submit` or `wait`.
+final class BlockWriter: @unchecked Sendable {
+    // `failure` is written by the queue's task and read after `group.wait()`.
+    private let queue = DispatchQueue(label: "lodestone.knn.writer")
+    private let group = DispatchGroup()
+    private var failure: Error?
+
+    /// Waits for the block before, then hands `work` to the thread.
+    func submit(_ work: @escaping () throws -> Void) throws {
+        try wait()
+        nonisolated(unsafe) let task = work  // runs on the writer thread alone, while the caller waits for it
+        group.enter()
+        queue.async {
+            defer { self.group.leave() }
+            do { try task() } catch { self.failure = error }
+        }
+    }
+
+    /// Waits until every block handed over is written.
+    func wait() throws {
+        group.wait()
+        if let failure {
+            self.failure = nil
+            throw failure
+        }
     }
 }
