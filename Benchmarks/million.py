@@ -29,9 +29,10 @@ Each engine, at each N, cosine, M=16, efConstruction=--ef-construction:
   bench-open`; faiss and hnswlib one batch call on one thread, no Python
   per query); at the smallest ef reaching recall@10 0.95, a 10,000-query
   batch on 2 threads (best of 3: "batch"), and the k-NN job over every
-  query (--knn-queries, 2 threads: Lodestone's `lodestone knn --index`
-  writing .npy in blocks, the peers' one batch call returning arrays);
-  peak RSS of the serving process.
+  query (--knn-queries, 2 threads, best of 3 as the batch: Lodestone's
+  `lodestone knn --index` process opening the index and writing .npy in
+  blocks, the peers' one batch call returning arrays); peak RSS of the
+  serving process.
 - flat: `lodestone knn --base` (BLAS, 2 threads) against faiss
   IndexFlatIP over the first 10,000 queries.
 - Lodestone only: upsert 1,000 records into the persisted index and persist
@@ -200,13 +201,19 @@ def lodestone(a, work, n, exe, env):
     line = json_lines(out)[0]
     row.update({"batch_qps": line["batch_qps"], "batch_recall": line["reopened_recall"], "serve_peak_rss": serve_rss})
     # The k-NN job over every query, through the index in the database.
+    # Best of 3, as the batch (this machine is shared: one run varies by 20%).
     knn_out = f"{work}/knn_{n}.npy"
-    out, seconds, knn_rss = timed_child([exe, "knn", *common, "--index", name, "--queries",
-                                         f"{work}/queries_{a.knn_queries}.fvecs", "--k", "10", "--ef", str(ef),
-                                         "--threads", "2", "--out", knn_out, "--restart", "--json"], env)
-    done = [l for l in json_lines(out) if l.get("event") == "done"][0]
+    runs = []
+    for _ in range(3):
+        out, seconds, knn_rss = timed_child([exe, "knn", *common, "--index", name, "--queries",
+                                             f"{work}/queries_{a.knn_queries}.fvecs", "--k", "10", "--ef", str(ef),
+                                             "--threads", "2", "--out", knn_out, "--restart", "--json"], env)
+        runs.append(([l for l in json_lines(out) if l.get("event") == "done"][0], seconds, knn_rss))
+    done, seconds, knn_rss = max(runs, key=lambda r: r[0]["queries_per_second"])
     ids = np.load(f"{work}/knn_{n}.ids.npy")
     row.update({"knn_qps": done["queries_per_second"], "knn_s": seconds, "knn_peak_rss": knn_rss,
+                "knn_runs_qps": [r[0]["queries_per_second"] for r in runs],
+                "knn_open_s": done.get("open_seconds"), "knn_search_s": done.get("search_seconds"),
                 "knn_recall": recall(ids[:10000], read_vecs(truth, "<i4"))})
     # Flat: exact k-NN of the first 10,000 queries against the base file.
     out, seconds, _ = timed_child([exe, "knn", "--base", f"{work}/base_{n}.fvecs", "--queries",
@@ -310,9 +317,11 @@ def peer_serve(engine, n, work, knn_queries, target):
     batch_recall = recall(ids, truth)
     del q10k
     qall = read_vecs(f"{work}/queries_{knn_queries}.fvecs")
-    t0 = time.perf_counter()
-    ids = search(qall, 2)
-    knn_s = time.perf_counter() - t0
+    knn_s = float("inf")
+    for _ in range(3):  # best of 3, as the batch
+        t0 = time.perf_counter()
+        ids = search(qall, 2)
+        knn_s = min(knn_s, time.perf_counter() - t0)
     print(json.dumps({"open_ms": open_ms, "sweep": sweep, "ef": ef, "batch_qps": 10000 / best,
                       "batch_recall": batch_recall, "knn_qps": len(qall) / knn_s, "knn_s": knn_s,
                       "knn_recall": recall(ids[:10000], truth)}))
