@@ -44,7 +44,7 @@ void lodestone_sign_prepare(const float *q, const float *center, size_t d, int e
     const float delta = hi > lo ? (hi - lo) / 15.0f : 0.0f;
     uint64_t sum = 0;
     for (size_t i = 0; i < d && delta > 0; i++) {
-        long u = lroundf((q[i] - center[i] - lo) / delta);
+        long u = (long)((q[i] - center[i] - lo) / delta + 0.5f);  // non-negative: rounds half up
         u = u < 0 ? 0 : (u > 15 ? 15 : u);
         sum += (uint64_t)u;
         for (int j = 0; j < 4; j++)

@@ -16,7 +16,7 @@ struct SignCodeTests {
         let delta = hi > lo ? (hi - lo) / 15 : 0
         var dot = 0.0
         for i in 0..<d {
-            let u = delta > 0 ? min(15, max(0, ((r[i] - lo) / delta).rounded())) : 0
+            let u = delta > 0 ? Float(min(15, max(0, Int((r[i] - lo) / delta + 0.5)))) : 0  // as the kernel rounds
             let quantized = Double(lo) + Double(delta) * Double(u)
             let bit = record.load(fromByteOffset: (i >> 6) * 8, as: UInt64.self) >> UInt64(i & 63) & 1
             dot += quantized * (bit == 1 ? 1 : -1)

@@ -1,3 +1,5 @@
+import CLodestoneKernels
+
 /// How a search ran.
 public enum SearchPlan: String, Sendable, Codable {
     /// No filter: the HNSW graph was searched.
@@ -90,15 +92,22 @@ extension HNSWIndex {
 
     /// What ranking one match by its sign code costs in the quantized
     /// scan, in the same units as ``scanCostPerMatch``. Measured on
-    /// pypi-minilm (100k x 384, filters passing 5-48%): 14-16 ns per match
-    /// (24 popcounts and the estimate), against 150-190 ns per distance of
-    /// the walks in the same run.
-    public static let quantizedCostPerMatch = 0.09
+    /// pypi-minilm (100k x 384, filters passing 5-48%): about 11 ns per
+    /// match (AVX2), against 150-190 ns per distance of the walks in the
+    /// same run.
+    public static let quantizedCostPerMatch = 0.06
+
+    /// What comparing one of the quantized scan's finalists exactly costs,
+    /// in the same units: a vector fetched from a random place in memory,
+    /// about 0.36 µs in the same run.
+    public static let rerankCostPerVector = 2.0
 
     /// The quantized scan compares this many times `ef` of its best
     /// estimates exactly (at least `k`): the plan's recall knob, as `ef` is
-    /// the walk's.
-    public static let rerankPerEf = 2
+    /// the walk's. With `ef` finalists its recall is at least the
+    /// unfiltered walk's at the same `ef` (pypi-minilm, filters passing
+    /// 5-48%: 0.96-0.97 at ef 48, where the unfiltered walk has 0.944).
+    public static let rerankPerEf = 1
 
     /// The estimated costs of the three plans for a filter with `matches`
     /// matching records and beam `ef`, and the cheapest.
@@ -119,15 +128,23 @@ extension HNSWIndex {
 
     /// The planner's estimates for a filter with `matches` matching records,
     /// `k` results and beam `ef`.
+    ///
+    /// The plans are compared at equal recall: the scans' recall is at least
+    /// the unfiltered walk's at `ef`, but a walk under a filter passing a
+    /// share `s` reaches that recall only with a beam about `ef / sqrt(s)`
+    /// wide (pypi-minilm: 1.33x at 48%, 2-2.7x at 20%), so the walk is
+    /// costed at that beam.
     func planCosts(matches: Int, k: Int, ef: Int) -> FilterPlanCosts {
         let rerank = max(k, HNSWIndex.rerankPerEf * ef)
         let scan = Double(matches) * HNSWIndex.scanCostPerMatch
         // Ranking by estimate only pays when there is more to rank than to
         // compare exactly.
         let quantized = matches > rerank
-            ? Double(matches) * HNSWIndex.quantizedCostPerMatch + Double(rerank) * HNSWIndex.scanCostPerMatch
+            ? Double(matches) * HNSWIndex.quantizedCostPerMatch + Double(rerank) * HNSWIndex.rerankCostPerVector
             : .infinity
-        return FilterPlanCosts(scan: scan, quantized: quantized, graph: estimatedWalkCost(ef: ef), rerank: rerank)
+        let share = min(1, Double(max(matches, 1)) / Double(max(count, 1)))
+        return FilterPlanCosts(scan: scan, quantized: quantized, graph: estimatedWalkCost(ef: ef) / share.squareRoot(),
+                               rerank: rerank)
     }
 
     /// The `k` nearest live vectors whose keys are in `allowedKeys` (a set
@@ -390,8 +407,10 @@ extension HNSWIndex {
             pending = 0
         }
         func add(_ node: UInt32) {
+            let record = UnsafeRawPointer(signCodes.records.record(node))
+            lodestone_prefetch(record)  // a group ahead of the kernel: the line comes from L3 or memory meanwhile
             grouped[pending] = node
-            codes[pending] = UnsafeRawPointer(signCodes.records.record(node))
+            codes[pending] = record
             pending += 1
             if pending == group { flush() }
         }
