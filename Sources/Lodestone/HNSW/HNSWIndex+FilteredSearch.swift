@@ -65,19 +65,25 @@ public struct SearchStatistics: Sendable, Hashable, Codable {
 }
 
 extension HNSWIndex {
-    /// What scoring one match costs in the exact scan, in units of one
-    /// distance of a filtered graph walk (whose every distance also pays a
-    /// random access, a pool insertion and filter tests). Measured on
-    /// pypi-minilm (100k x 384): 45-75 ns per match scanned (the lower for
-    /// a filter seen before, whose nodes are at hand) against about 250 ns
-    /// per distance of a filtered walk.
-    public static let scanCostPerMatch = 0.25
+    // The planner's costs are in units of one distance of an unfiltered
+    // walk (a vector fetched from a random place, scored, offered to the
+    // pool: about 90-125 ns for 384-d on this machine's pypi-minilm runs).
 
-    /// The planner's estimate of what a filtered walk with beam `ef` costs,
-    /// in distances. A fixed model, so a query gets the same plan every
-    /// time: the walk computes about as many distances as an unfiltered
-    /// search with the same beam, `walkDistancesPerEfAndLink` x `ef` x `2m`
-    /// (fitted on pypi-minilm: 0.57-0.66 for filters passing 5-100%).
+    /// What scoring one match costs in the exact scan: 45-75 ns per match
+    /// (the lower for a filter seen before, whose nodes are at hand).
+    public static let scanCostPerMatch = 0.5
+
+    /// What one distance of the filtered walk costs: it also reads the
+    /// neighbour lists of records that do not pass and tests the filter
+    /// (150-190 ns per distance in the same runs).
+    public static let filteredWalkCostPerDistance = 1.6
+
+    /// The planner's estimate of the distances a walk with beam `ef`
+    /// computes. A fixed model, so a query gets the same plan every
+    /// time: a filtered walk computes about as many distances as an
+    /// unfiltered search with the same beam, `walkDistancesPerEfAndLink` x
+    /// `ef` x `2m` (fitted on pypi-minilm: 0.57-0.66 for filters passing
+    /// 5-100%).
     func estimatedWalkCost(ef: Int) -> Double {
         HNSWIndex.walkDistancesPerEfAndLink * Double(ef) * Double(m0)
     }
@@ -91,15 +97,11 @@ extension HNSWIndex {
     public static let postFilterCoverage = 2.0
 
     /// What ranking one match by its sign code costs in the quantized
-    /// scan, in the same units as ``scanCostPerMatch``. Measured on
-    /// pypi-minilm (100k x 384, filters passing 5-48%): about 11 ns per
-    /// match (AVX2), against 150-190 ns per distance of the walks in the
-    /// same run.
-    public static let quantizedCostPerMatch = 0.06
+    /// scan: about 11 ns per match (AVX2) on pypi-minilm.
+    public static let quantizedCostPerMatch = 0.1
 
-    /// What comparing one of the quantized scan's finalists exactly costs,
-    /// in the same units: a vector fetched from a random place in memory,
-    /// about 0.36 µs in the same run.
+    /// What comparing one of the quantized scan's finalists exactly costs:
+    /// a vector fetched from a random place, 0.2-0.36 µs in the same runs.
     public static let rerankCostPerVector = 2.0
 
     /// The quantized scan compares this many times `ef` of its best
@@ -132,8 +134,10 @@ extension HNSWIndex {
     /// The plans are compared at equal recall: the scans' recall is at least
     /// the unfiltered walk's at `ef`, but a walk under a filter passing a
     /// share `s` reaches that recall only with a beam about `ef / sqrt(s)`
-    /// wide (pypi-minilm: 1.33x at 48%, 2-2.7x at 20%), so the walk is
-    /// costed at that beam.
+    /// wide (pypi-minilm: 1.33-1.45x at 40-48%, 2-2.7x at 20%), so the walk
+    /// is costed at that beam; the filtered walk (which
+    /// ``postFilterCoverage`` does not send to the plain walk) at
+    /// ``filteredWalkCostPerDistance`` a distance.
     func planCosts(matches: Int, k: Int, ef: Int) -> FilterPlanCosts {
         let rerank = max(k, HNSWIndex.rerankPerEf * ef)
         let scan = Double(matches) * HNSWIndex.scanCostPerMatch
@@ -143,8 +147,10 @@ extension HNSWIndex {
             ? Double(matches) * HNSWIndex.quantizedCostPerMatch + Double(rerank) * HNSWIndex.rerankCostPerVector
             : .infinity
         let share = min(1, Double(max(matches, 1)) / Double(max(count, 1)))
-        return FilterPlanCosts(scan: scan, quantized: quantized, graph: estimatedWalkCost(ef: ef) / share.squareRoot(),
-                               rerank: rerank)
+        let plain = share * Double(ef) >= HNSWIndex.postFilterCoverage * Double(k)
+        let perDistance = plain ? 1 : HNSWIndex.filteredWalkCostPerDistance
+        return FilterPlanCosts(scan: scan, quantized: quantized,
+                               graph: estimatedWalkCost(ef: ef) * perDistance / share.squareRoot(), rerank: rerank)
     }
 
     /// The `k` nearest live vectors whose keys are in `allowedKeys` (a set
@@ -220,7 +226,7 @@ extension HNSWIndex {
                                                   distances: broad.distances))
             }
         }
-        let budget = Int(plan.cheaperScan.rounded(.up))
+        let budget = Int((plan.cheaperScan / HNSWIndex.filteredWalkCostPerDistance).rounded(.up))
         let walked = walk(q, k: k, ef: efs, budget: budget, admission: admission)
         guard let walked, walked.results.count >= min(k, matches) else {
             return scan(visited: walked?.visited ?? 0, distances: walked?.distances ?? budget)
@@ -321,6 +327,13 @@ extension HNSWIndex {
     /// Returns the best `k` and how many vectors were compared.
     func exactScan(_ q: UnsafePointer<Float>, k: Int, allowedKeys: Bitset) -> ([Neighbor], Int) {
         let nodes = nodes(forKeys: allowedKeys)
+        let best = nodes.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k) }
+        return (best, nodes.count)
+    }
+
+    /// The best `k` of the nodes `ids` that are live, by exact distance:
+    /// scored in groups with the gather kernel.
+    func bestExactly(_ q: UnsafePointer<Float>, among ids: UnsafeBufferPointer<UInt32>, k: Int) -> [Neighbor] {
         let group = 64
         let heapStorage = UnsafeMutablePointer<Candidate>.allocate(capacity: k)
         let rows = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: group)
@@ -331,22 +344,19 @@ extension HNSWIndex {
             values.deallocate()
         }
         var heap = TopKHeap(storage: heapStorage, capacity: k)
-        nodes.withUnsafeBufferPointer { ids in
-            var start = 0
-            while start < ids.count {
-                let m = min(group, ids.count - start)
-                for i in 0..<m { rows[i] = UnsafePointer(vector(ids[start + i])) }
-                kernels.rankValues(metric, q, rows: rows, count: m, dimension: dimension, into: values)
-                var threshold = heap.threshold
-                for i in 0..<m where values[i] <= threshold {
-                    heap.consider(Candidate(distance: values[i], id: key(ids[start + i])))
-                    threshold = heap.threshold
-                }
-                start += m
+        var start = 0
+        while start < ids.count {
+            let m = min(group, ids.count - start)
+            for i in 0..<m { rows[i] = UnsafePointer(vector(ids[start + i])) }
+            kernels.rankValues(metric, q, rows: rows, count: m, dimension: dimension, into: values)
+            var threshold = heap.threshold
+            for i in 0..<m where values[i] <= threshold && state(ids[start + i]) == .live {
+                heap.consider(Candidate(distance: values[i], id: key(ids[start + i])))
+                threshold = heap.threshold
             }
+            start += m
         }
-        let best = heap.drainSorted().map { Neighbor(key: $0.id, score: metric.score(rankValue: $0.distance)) }
-        return (best, nodes.count)
+        return heap.drainSorted().map { Neighbor(key: $0.id, score: metric.score(rankValue: $0.distance)) }
     }
 }
 
@@ -381,17 +391,13 @@ extension HNSWIndex {
         let group = 64
         let query = signCodes.prepare(q, euclidean: metric == .euclidean)
         let bestStorage = UnsafeMutablePointer<Candidate>.allocate(capacity: kept)
-        let heapStorage = UnsafeMutablePointer<Candidate>.allocate(capacity: k)
         let codes = UnsafeMutablePointer<UnsafeRawPointer?>.allocate(capacity: group)
         let grouped = UnsafeMutablePointer<UInt32>.allocate(capacity: group)
-        let rows = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: group)
         let values = UnsafeMutablePointer<Float>.allocate(capacity: group)
         defer {
             bestStorage.deallocate()
-            heapStorage.deallocate()
             codes.deallocate()
             grouped.deallocate()
-            rows.deallocate()
             values.deallocate()
         }
         // Rank every match by estimate, a group at a time.
@@ -417,19 +423,8 @@ extension HNSWIndex {
         if let cached { cached.forEach { add(UInt32($0)) } } else { for node in looked { add(node) } }
         if pending > 0 { flush() }
         // Compare the best exactly.
-        let finalists = best.drainSorted()
-        var heap = TopKHeap(storage: heapStorage, capacity: k)
-        var start = 0
-        while start < finalists.count {
-            let m = min(group, finalists.count - start)
-            for i in 0..<m { rows[i] = UnsafePointer(vector(UInt32(finalists[start + i].id))) }
-            kernels.rankValues(metric, q, rows: rows, count: m, dimension: dimension, into: values)
-            for i in 0..<m where values[i] <= heap.threshold && state(UInt32(finalists[start + i].id)) == .live {
-                heap.consider(Candidate(distance: values[i], id: key(UInt32(finalists[start + i].id))))
-            }
-            start += m
-        }
-        let results = heap.drainSorted().map { Neighbor(key: $0.id, score: metric.score(rankValue: $0.distance)) }
+        let finalists = best.drainSorted().map { UInt32($0.id) }
+        let results = finalists.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k) }
         return (results, matches, finalists.count)
     }
 }
