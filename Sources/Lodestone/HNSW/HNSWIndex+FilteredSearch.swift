@@ -13,7 +13,7 @@ public enum SearchPlan: String, Sendable, Codable {
     /// Few records match: every matching vector was compared (exact).
     case exactScan = "exact-scan"
     /// Every matching record was ranked by its sign code (an estimate), and
-    /// the best few hundred were compared exactly.
+    /// the best `ef` were compared exactly.
     case quantizedScan = "quantized-scan"
     /// A flat index compared the query with every (matching) vector (exact).
     case flatScan = "flat-scan"
@@ -34,10 +34,10 @@ public struct SearchStatistics: Sendable, Hashable, Codable {
     public var selectivity: Double { candidates > 0 ? Double(matches) / Double(candidates) : 0 }
     /// The beam width used (0 for scans).
     public var ef: Int
-    /// Nodes whose neighbour lists were read (graph plans), or vectors
-    /// compared (scans).
+    /// Nodes whose neighbour lists were read (graph plans), vectors
+    /// compared (exact scan), or sign codes ranked (quantized scan).
     public var nodesVisited: Int
-    /// Distances computed.
+    /// Exact distances computed (for the quantized scan, its finalists').
     public var distancesComputed: Int
     /// The planner's estimate of the exact scan's cost, in graph-distance
     /// units (0 when no plan was chosen between the two).
