@@ -79,7 +79,7 @@ struct SignCodeTests {
         for qi in 0..<min(50, data.queries.rows) {
             let query = data.queries.row(qi)
             let q = try VectorPreparation.prepared(query, dimension: d, metric: .cosine, kernels: index.kernels).vector
-            let scanned = q.withUnsafeBufferPointer { index.quantizedScan($0.baseAddress!, k: 10, rerank: 128, allowedKeys: allowed) }
+            let scanned = q.withUnsafeBufferPointer { index.quantizedScan($0.baseAddress!, k: 10, rerank: 128, allowedKeys: allowed, cached: index.allowedNodes(for: allowed)) }
             #expect(scanned.results.count == 10 && scanned.ranked == keys.count && scanned.compared == 128)
             #expect(scanned.results.allSatisfy { allowed.contains(Int($0.key)) })
             let truth = Fixtures.bruteForce(base: matching, dimension: d, query: query, metric: .cosine, k: 10)
@@ -106,7 +106,7 @@ struct SignCodeTests {
         try index.add(contentsOf: Array(data.base.values[0..<(n * d)]), keys: (0..<UInt64(n)).map { $0 }, threads: 2)
         let all = Bitset(capacity: n + 500, slots: Array(0..<(n + 500)))
         // The first scan builds the codes.
-        let first = data.base.row(5).withUnsafeBufferPointer { index.quantizedScan($0.baseAddress!, k: 5, rerank: 64, allowedKeys: all) }
+        let first = data.base.row(5).withUnsafeBufferPointer { index.quantizedScan($0.baseAddress!, k: 5, rerank: 64, allowedKeys: all, cached: index.allowedNodes(for: all)) }
         #expect(index.signCodes.isReady && first.results.first?.key == 5)
         // Added after: each new vector is its own nearest neighbour.
         try index.add(contentsOf: Array(data.base.values[(n * d)..<((n + 500) * d)]), keys: (UInt64(n)..<UInt64(n + 500)).map { $0 },
@@ -124,7 +124,7 @@ struct SignCodeTests {
         for probe in [n + 3, n + 250, n + 499, 150, 10_050] {
             let query = try #require(index.vector(forKey: UInt64(probe)))
             let scanned = query.withUnsafeBufferPointer {
-                index.quantizedScan($0.baseAddress!, k: 10, rerank: 128, allowedKeys: allowed)
+                index.quantizedScan($0.baseAddress!, k: 10, rerank: 128, allowedKeys: allowed, cached: index.allowedNodes(for: allowed))
             }
             #expect(scanned.results.first?.key == UInt64(probe))
             let truth = Set(Fixtures.bruteForce(base: base, dimension: d, query: query, metric: .euclidean, k: 10)

@@ -195,6 +195,9 @@ extension HNSWIndex {
         }
         let matches = matchCount ?? allowedKeys.count
         let plan = planCosts(matches: matches, k: k, ef: efs)
+        // The filter's nodes, asked for once per query (a filter's second
+        // query is what makes its node set; see allowedNodes(for:)).
+        let cached = allowedNodes(for: allowedKeys)
         func statistics(_ kind: SearchPlan, ef: Int, visited: Int, distances: Int) -> SearchStatistics {
             SearchStatistics(plan: kind, candidates: live, matches: matches, ef: ef, nodesVisited: visited,
                              distancesComputed: distances, estimatedScanCost: plan.scan, estimatedGraphCost: plan.graph,
@@ -203,11 +206,11 @@ extension HNSWIndex {
         // The cheaper scan (after a walk that gave up, what it spent too).
         func scan(visited: Int = 0, distances: Int = 0) -> (results: [Neighbor], statistics: SearchStatistics) {
             if plan.scan <= plan.quantized {
-                let (results, compared) = exactScan(q, k: k, allowedKeys: allowedKeys)
+                let (results, compared) = exactScan(q, k: k, allowedKeys: allowedKeys, cached: cached)
                 return (results, statistics(.exactScan, ef: 0, visited: visited + compared,
                                             distances: distances + compared))
             }
-            let ranked = quantizedScan(q, k: k, rerank: plan.rerank, allowedKeys: allowedKeys)
+            let ranked = quantizedScan(q, k: k, rerank: plan.rerank, allowedKeys: allowedKeys, cached: cached)
             return (ranked.results, statistics(.quantizedScan, ef: 0, visited: visited + ranked.ranked,
                                                distances: distances + ranked.compared))
         }
@@ -216,7 +219,7 @@ extension HNSWIndex {
         // not lead, as with filters that follow the text's meaning): it
         // stops once it has computed as many distances as the cheaper scan
         // would cost, and that scan runs instead.
-        let admission = FilterAdmission(index: self, keys: allowedKeys, nodes: allowedNodes(for: allowedKeys))
+        let admission = FilterAdmission(index: self, keys: allowedKeys, nodes: cached)
         if Double(matches) / Double(max(live, 1)) * Double(efs) >= HNSWIndex.postFilterCoverage * Double(k) {
             // So many records pass that the unfiltered walk's beam holds
             // enough of them: walk as unfiltered, keep the best that pass.
@@ -290,8 +293,13 @@ extension HNSWIndex {
     /// The live nodes of the keys in `keys` (one writer-lock acquisition for
     /// all of them).
     func nodes(forKeys keys: Bitset) -> [UInt32] {
-        // A filter seen before has its nodes at hand; else look each key up.
-        if let cached = allowedNodes(for: keys) {
+        nodes(forKeys: keys, cached: allowedNodes(for: keys))
+    }
+
+    /// The live nodes of the keys in `keys`: from `cached`, the filter's
+    /// node set when it has one (``allowedNodes(for:)``), else looked up.
+    func nodes(forKeys keys: Bitset, cached: Bitset?) -> [UInt32] {
+        if let cached {
             var out: [UInt32] = []
             out.reserveCapacity(keys.count)
             cached.forEach { node in if state(UInt32(node)) == .live { out.append(UInt32(node)) } }
@@ -325,8 +333,8 @@ extension HNSWIndex {
     /// Compares the query with every live node whose key is allowed: looks
     /// the matches up, then scores them in groups with the gather kernel.
     /// Returns the best `k` and how many vectors were compared.
-    func exactScan(_ q: UnsafePointer<Float>, k: Int, allowedKeys: Bitset) -> ([Neighbor], Int) {
-        let nodes = nodes(forKeys: allowedKeys)
+    func exactScan(_ q: UnsafePointer<Float>, k: Int, allowedKeys: Bitset, cached: Bitset?) -> ([Neighbor], Int) {
+        let nodes = nodes(forKeys: allowedKeys, cached: cached)
         let best = nodes.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k) }
         return (best, nodes.count)
     }
@@ -376,15 +384,14 @@ extension HNSWIndex {
     /// sign code's estimate, keeps the best `rerank`, and compares those
     /// exactly. Returns the best `k` (exact scores), how many codes were
     /// ranked and how many vectors compared.
-    func quantizedScan(_ q: UnsafePointer<Float>, k: Int, rerank: Int, allowedKeys: Bitset)
+    func quantizedScan(_ q: UnsafePointer<Float>, k: Int, rerank: Int, allowedKeys: Bitset, cached: Bitset?)
         -> (results: [Neighbor], ranked: Int, compared: Int)
     {
         ensureSignCodes()
-        // The filter's nodes: a filter seen before has them as a set (live
-        // when it was made; states are checked again among the finalists),
-        // else the keys are looked up.
-        let cached = allowedNodes(for: allowedKeys)
-        let looked = cached == nil ? nodes(forKeys: allowedKeys) : []
+        // The filter's nodes: `cached` when it has a node set (live when it
+        // was made; states are checked again among the finalists), else
+        // the keys are looked up.
+        let looked = cached == nil ? nodes(forKeys: allowedKeys, cached: nil) : []
         let matches = cached?.count ?? looked.count
         let kept = min(max(k, rerank), matches)
         guard kept > 0 else { return ([], 0, 0) }
