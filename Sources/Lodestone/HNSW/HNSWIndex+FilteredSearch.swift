@@ -118,6 +118,9 @@ extension HNSWIndex {
         var quantized: Double
         var graph: Double
         var rerank: Int
+        /// So many records pass (``postFilterCoverage``) that the walk is the
+        /// plain one, keeping the best scored records that pass.
+        var plainWalk: Bool
 
         /// The exact scan, when it costs no more than the others.
         var exact: Bool { scan <= quantized && scan <= graph }
@@ -147,10 +150,11 @@ extension HNSWIndex {
             ? Double(matches) * HNSWIndex.quantizedCostPerMatch + Double(rerank) * HNSWIndex.rerankCostPerVector
             : .infinity
         let share = min(1, Double(max(matches, 1)) / Double(max(count, 1)))
-        let plain = share * Double(ef) >= HNSWIndex.postFilterCoverage * Double(k)
+        let plain = Double(matches) / Double(max(count, 1)) * Double(ef) >= HNSWIndex.postFilterCoverage * Double(k)
         let perDistance = plain ? 1 : HNSWIndex.filteredWalkCostPerDistance
         return FilterPlanCosts(scan: scan, quantized: quantized,
-                               graph: estimatedWalkCost(ef: ef) * perDistance / share.squareRoot(), rerank: rerank)
+                               graph: estimatedWalkCost(ef: ef) * perDistance / share.squareRoot(), rerank: rerank,
+                               plainWalk: plain)
     }
 
     /// The `k` nearest live vectors whose keys are in `allowedKeys` (a set
@@ -220,7 +224,7 @@ extension HNSWIndex {
         // stops once it has computed as many distances as the cheaper scan
         // would cost, and that scan runs instead.
         let admission = FilterAdmission(index: self, keys: allowedKeys, nodes: cached)
-        if Double(matches) / Double(max(live, 1)) * Double(efs) >= HNSWIndex.postFilterCoverage * Double(k) {
+        if plan.plainWalk {
             // So many records pass that the unfiltered walk's beam holds
             // enough of them: walk as unfiltered, keep the best that pass.
             let broad = postFilteredWalk(q, k: k, ef: efs, admission: admission)
