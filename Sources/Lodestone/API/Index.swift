@@ -741,17 +741,12 @@ public final class Index: @unchecked Sendable {
             // several threads under the read lock; each worker fills the
             // queries it claims.
             var out = [[Match]](repeating: [], count: count)
-            let next = Atomic<Int>(0)
             out.withUnsafeMutableBufferPointer { buffer in
                 let target = UncheckedSendable(buffer)
-                parallelRun(threads: min(threads, max(1, count / 256))) { _ in
-                    while true {
-                        let start = next.add(256, ordering: .relaxed).oldValue
-                        if start >= count { break }
-                        for q in start..<min(count, start + 256) {
-                            target.value[q] = self.resolve(results[q], includeValues: includeValues,
-                                                           includeMetadata: includeMetadata)
-                        }
+                parallelFor(count: count, threads: min(threads, max(1, count / 256)), grain: 256) { run in
+                    for q in run {
+                        target.value[q] = self.resolve(results[q], includeValues: includeValues,
+                                                       includeMetadata: includeMetadata)
                     }
                 }
             }

@@ -124,14 +124,9 @@ extension FlatIndex {
         let out = UnsafeMutableBufferPointer<[Candidate]>.allocate(capacity: nq)
         out.initialize(repeating: [])
         defer { out.deinitialize().deallocate() }
-        let next = Atomic<Int>(0)
         let d = dimension
-        parallelRun(threads: min(threads, nq)) { _ in
-            while true {
-                let i = next.add(1, ordering: .relaxed).oldValue
-                if i >= nq { break }
-                out[i] = scan(query: queries + i * d, k: k)
-            }
+        parallelFor(count: nq, threads: threads) { run in
+            for i in run { out[i] = scan(query: queries + i * d, k: k) }
         }
         return Array(out)
     }

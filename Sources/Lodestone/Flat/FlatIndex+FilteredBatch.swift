@@ -39,14 +39,11 @@ extension FlatIndex {
         }
         let prepared = try prepareRows(queries, count: nq)
         let out = Locked([[Neighbor]](repeating: [], count: nq))
-        let next = Atomic<Int>(0)
         let d = dimension
         prepared.rows.withUnsafeBufferPointer { q in
             let base = q.baseAddress!
-            parallelRun(threads: min(threads, nq)) { _ in
-                while true {
-                    let i = next.add(1, ordering: .relaxed).oldValue
-                    if i >= nq { break }
+            parallelFor(count: nq, threads: threads) { run in
+                for i in run {
                     let r = searchPrepared(base + i * d, k: kk, allowedKeys: allowed, matchCount: matches).results
                     out.withLock { $0[i] = r }
                 }

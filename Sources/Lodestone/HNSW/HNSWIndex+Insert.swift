@@ -71,14 +71,9 @@ extension HNSWIndex {
             w.keys.insert(key: newKeys[i], node: ids[i], keyOf: self.key)
         }
         if fresh > 0 { nodeCount.store(first + fresh, ordering: .releasing) }
-        let next = Atomic<Int>(0)
         ids.withUnsafeBufferPointer { idp in
-            parallelRun(threads: min(threads, n)) { _ in
-                while true {
-                    let i = next.add(1, ordering: .relaxed).oldValue
-                    if i >= n { break }
-                    link(idp[i])
-                }
+            parallelFor(count: n, threads: threads) { run in
+                for i in run { link(idp[i]) }
             }
         }
         liveCount.add(n, ordering: .releasing)

@@ -242,13 +242,8 @@ final class NodeArena: @unchecked Sendable {
     /// Verifies every adopted chunk now (what a first access would do), on
     /// `threads` threads.
     func verifyAll(threads: Int = 1) {
-        let next = Atomic<Int>(0)
-        parallelRun(threads: min(threads, max(1, pending.count))) { _ in
-            while true {
-                let c = next.add(1, ordering: .relaxed).oldValue
-                if c >= pending.count { break }
-                _ = record(UInt32(c << NodeArena.chunkShift))
-            }
+        parallelFor(count: pending.count, threads: threads) { run in
+            for c in run { _ = record(UInt32(c << NodeArena.chunkShift)) }
         }
     }
 

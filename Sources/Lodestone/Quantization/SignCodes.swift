@@ -49,16 +49,11 @@ final class SignCodes: @unchecked Sendable {
         }
         center = sum.map { Float($0 / Double(max(live, 1))) }
         records.reserve(count)
-        let next = Atomic<Int>(0)
         let block = 4_096
         center.withUnsafeBufferPointer { c in
-            parallelRun(threads: min(threads, max(1, count / block))) { _ in
-                while true {
-                    let start = next.add(block, ordering: .relaxed).oldValue
-                    if start >= count { break }
-                    for id in UInt32(start)..<UInt32(min(count, start + block)) {
-                        lodestone_sign_encode(vector(id), c.baseAddress!, dimension, records.record(id))
-                    }
+            parallelFor(count: count, threads: min(threads, max(1, count / block)), grain: block) { run in
+                for id in run {
+                    lodestone_sign_encode(vector(UInt32(id)), c.baseAddress!, dimension, records.record(UInt32(id)))
                 }
             }
         }

@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 
 /// Runs `body(worker)` for worker = 0..<threads concurrently and returns once
 /// all have finished.
@@ -23,4 +24,20 @@ func parallelRun(threads: Int, _ body: (Int) -> Void) {
 struct UncheckedSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
+}
+
+/// Hands `0..<count` out in runs of `grain` to up to `threads` workers
+/// (`parallelRun`), each claiming the next run through an atomic counter
+/// so that faster workers take more, and calls `body` with every run;
+/// returns once all are done. `body` must only write what its run owns.
+func parallelFor(count: Int, threads: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+    guard count > 0 else { return }
+    let next = Atomic<Int>(0)
+    parallelRun(threads: min(threads, (count + grain - 1) / grain)) { _ in
+        while true {
+            let start = next.add(grain, ordering: .relaxed).oldValue
+            if start >= count { break }
+            body(start..<min(count, start + grain))
+        }
+    }
 }
