@@ -8,7 +8,7 @@ import Synchronization
 ///
 /// A scan of sign codes reads 64 bytes a vector instead of 1,536 (384-d)
 /// and costs a few dozen popcounts, so ranking ten thousand filtered
-/// records by estimate, then scoring the best few hundred exactly, costs
+/// records by estimate, then scoring the best `ef` exactly, costs
 /// less than a filtered graph walk (``HNSWIndex``'s `quantized-scan` plan).
 ///
 /// Codes are derived data, kept in memory only: built from the vectors the
@@ -68,7 +68,7 @@ final class SignCodes: @unchecked Sendable {
         }
     }
 
-    /// A query's bit planes and quantization, for ``estimate(_:nodes:count:into:)``.
+    /// A query's bit planes and quantization, for ``estimate(_:records:count:into:)``.
     struct Query: ~Copyable {
         let planes: UnsafeMutablePointer<UInt64>
         var parameters = lodestone_sign_query()
@@ -94,7 +94,4 @@ final class SignCodes: @unchecked Sendable {
             lodestone_sign_estimates(query.planes, words, p, rows, count, out)
         }
     }
-
-    /// Resident bytes of the codes.
-    var bytes: Int { isReady ? records.capacity * records.stride : 0 }
 }
