@@ -1,63 +1,87 @@
 #!/usr/bin/env python3
-"""Lodestone's HNSW index against hnswlib, faiss IndexHNSWFlat and usearch, in one run.
+"""Lodestone's HNSW index against hnswlib, faiss HNSWFlat, glass and SymphonyQG, in one run.
 
-    python3 Benchmarks/compare_hnsw.py [--data ../shared/data/pypi-minilm] [--rounds 2] [--threads 2]
+    python3 Benchmarks/compare_hnsw.py [--data ../shared/data/pypi-minilm] [--rounds 2] [--threads 2] \
+        [--engines hnswlib,faiss,glass,symqg] [--traversals exact,quantized] [--plot out.png]
 
-Every engine builds the same base vectors with the same M and efConstruction on
---threads threads, then one thread issues one query at a time for each ef of a
-fine sweep. Engines alternate within each round; the table reports medians
-over rounds, and for each recall target the queries/s at the smallest ef whose
-recall@10 reaches it (no interpolation), with Lodestone's ratio to each peer.
-The machine is shared and noisy: read the ratios.
+Every engine builds the same base vectors with the same M and efConstruction
+(degree 2*M for glass and SymphonyQG) on --threads threads, then answers the
+queries on one thread for each ef of a sweep:
+- Lodestone through `lodestone bench`, one query at a time from Swift, once
+  per graph traversal in --traversals (exact: float32 distances for every
+  neighbour; quantized: the neighbours' 1-bit codes, float32 for the nodes
+  the walk expands);
+- every peer in one batch call on one thread, as its fastest users call it
+  (a Python call per query costs tens of microseconds and would flatter us).
+Engines alternate within each round; the tables report medians over rounds,
+and for each recall target the queries/s at the smallest ef whose recall@10
+reaches it (no interpolation), with ratios to every peer. The machine is
+shared and noisy: read the ratios. --plot draws every engine's recall/qps
+curve (matplotlib).
 
-Needs `pip install hnswlib faiss-cpu usearch numpy`.
+Needs `pip install hnswlib faiss-cpu pyglass-portable rabitqlib numpy matplotlib`.
 """
-import argparse, collections, os, statistics, sys
+import argparse, collections, json, os, statistics, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import DEFAULT_DATA, ROOT, bench_env, build_lodestone, run_json as run  # noqa: E402
 
-EFS = "10,16,24,32,40,48,56,64,80,96,128,160,192,256"
+EFS = "10,16,24,32,40,48,56,64,80,96,128,160,192,256,320,400"
+NAMES = {"lodestone-exact": "Lodestone (exact walk)", "lodestone-quantized": "Lodestone (quantized walk)",
+         "hnswlib": "hnswlib", "faiss": "faiss HNSWFlat", "usearch": "usearch",
+         "glass": "glass (SQ4U + FP16 refine)", "symqg": "SymphonyQG (rabitqlib)"}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--prefix", default="", help="file name prefix in --data (small_ for the 10k slice)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=200)
     p.add_argument("--ef", default=EFS)
-    p.add_argument("--engines", default="hnswlib,faiss,usearch")
+    p.add_argument("--engines", default="hnswlib,faiss,glass,symqg")
+    p.add_argument("--traversals", default="exact,quantized", help="Lodestone's graph traversals to run")
+    p.add_argument("--plot", help="write the recall/queries-per-second curves to this PNG")
+    p.add_argument("--save", help="also write every JSON line to this file")
     a = p.parse_args()
     env = bench_env()
     exe = build_lodestone()
-    files = ["--base", f"{a.data}/base.fvecs", "--queries", f"{a.data}/query.fvecs",
-             "--truth", f"{a.data}/groundtruth.ivecs", "--metric", "cosine", "--k", "10"]
+    d, pre = a.data, a.prefix
+    query = f"{d}/{pre}query.fvecs" if os.path.exists(f"{d}/{pre}query.fvecs") else f"{d}/query.fvecs"
+    files = ["--base", f"{d}/{pre}base.fvecs", "--queries", query,
+             "--truth", f"{d}/{pre}groundtruth.ivecs", "--metric", "cosine", "--k", "10"]
     common = ["--m", str(a.m), "--ef-construction", str(a.ef_construction), "--ef", a.ef, "--threads", str(a.threads)]
     rows = collections.defaultdict(list)  # (engine, ef) -> [json]
+    traversals = [t.strip() for t in a.traversals.split(",") if t.strip()]
     peers = [e.strip() for e in a.engines.split(",") if e.strip()]
+    saved = open(a.save, "w") if a.save else None
     for r in range(a.rounds):
-        for line in run([exe, "bench", *files, "--index", "hnsw", *common, "--json"], env):
-            rows[("lodestone", line["ef"])].append(line)
+        for t in traversals:
+            for line in run([exe, "bench", *files, "--index", "hnsw", "--traversal", t, *common, "--json"], env):
+                rows[(f"lodestone-{t}", line["ef"])].append(line)
+                if saved: saved.write(json.dumps({"engine": f"lodestone-{t}", **line}) + "\n")
         for engine in peers:
             for line in run([sys.executable, os.path.join(ROOT, "Benchmarks", "peers.py"), "hnsw", *files, *common,
                              "--engines", engine], env):
                 rows[(engine, line["ef"])].append(line)
+                if saved: saved.write(json.dumps({"engine": engine, **line}) + "\n")
         print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
 
     med = lambda xs, key: statistics.median(x[key] for x in xs)
-    engines = ["lodestone"] + peers
+    engines = [f"lodestone-{t}" for t in traversals] + peers
+    ours = engines[: len(traversals)]
     efs = [int(x) for x in a.ef.split(",")]
-    any_line = rows[("lodestone", efs[0])][0]
-    print(f"\nHNSW, pypi-minilm {any_line['n']:,} x {any_line['dim']}, cosine, k=10, M={a.m}, "
-          f"efConstruction={a.ef_construction}, build on {a.threads} threads, queries on 1 thread one at a time; "
-          f"median of {a.rounds} rounds; kernels: {any_line['kernels']}\n")
-    names = {"lodestone": "Lodestone", "hnswlib": "hnswlib", "faiss": "faiss HNSWFlat", "usearch": "usearch"}
+    any_line = rows[(engines[0], efs[0])][0]
+    print(f"\nHNSW, {os.path.basename(os.path.normpath(d))} {pre}{any_line['n']:,} x {any_line['dim']}, cosine, k=10, "
+          f"M={a.m}, efConstruction={a.ef_construction}, build on {a.threads} threads, queries on 1 thread "
+          f"(Lodestone one at a time, peers one batch call); median of {a.rounds} rounds; "
+          f"kernels: {any_line.get('kernels', '?')}\n")
     for target in (0.90, 0.95, 0.99):
         print(f"recall@10 ≥ {target:.2f}:\n")
-        print("| engine | ef | recall@10 | queries/s | p50 µs | p99 µs | Lodestone / engine |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| engine | ef | recall@10 | queries/s | " + " | ".join(f"{NAMES[o]} / engine" for o in ours) + " |")
+        print("| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in ours) + " |")
         best = {}
         for e in engines:
             for ef in efs:
@@ -67,35 +91,41 @@ def main():
                     break
         for e in engines:
             if e not in best:
-                print(f"| {names[e]} | - | not reached | - | - | - | - |")
+                print(f"| {NAMES[e]} | - | not reached | - | " + " | ".join("-" for _ in ours) + " |")
                 continue
             ef, xs = best[e]
-            ratio = ""
-            if e != "lodestone" and "lodestone" in best:
-                ratio = f"**{med(best['lodestone'][1], 'qps') / med(xs, 'qps'):.2f}x**"
-            print(f"| {names[e]} | {ef} | {med(xs, 'recall'):.4f} | {med(xs, 'qps'):,.0f} | {med(xs, 'p50_us'):.0f} | "
-                  f"{med(xs, 'p99_us'):.0f} | {ratio} |")
+            ratios = [f"{med(best[o][1], 'qps') / med(xs, 'qps'):.2f}x" if o in best and o != e else ""
+                      for o in ours]
+            print(f"| {NAMES[e]} | {ef} | {med(xs, 'recall'):.4f} | {med(xs, 'qps'):,.0f} | " + " | ".join(ratios) + " |")
         print()
     print("build and memory:\n")
-    print("| engine | build s | Lodestone / engine (build time) | bytes per vector | in-memory bytes per vector |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    lb = med(rows[("lodestone", efs[0])], "build_s")
+    print("| engine | build s | bytes per vector resident (process growth) | file bytes per vector |")
+    print("| --- | ---: | ---: | ---: |")
     for e in engines:
         xs = rows[(e, efs[0])]
         n = xs[0]["n"]
-        file_b = f"{med(xs, 'file_bytes') / n:,.1f} (file)" if "file_bytes" in xs[0] else "-"
-        mem_b = f"{med(xs, 'memory_bytes') / n:,.1f}"
-        if e == "lodestone":
-            file_b = "-"
-        ratio = "" if e == "lodestone" else f"{lb / med(xs, 'build_s'):.2f}"
-        print(f"| {names[e]} | {med(xs, 'build_s'):.1f} | {ratio} | {file_b} | {mem_b} |")
-    print("\nrecall@10 at equal ef (Lodestone minus hnswlib):\n")
-    if "hnswlib" in engines:
-        print("| ef | Lodestone | hnswlib | difference |")
-        print("| ---: | ---: | ---: | ---: |")
-        for ef in efs:
-            l, h = med(rows[("lodestone", ef)], "recall"), med(rows[("hnswlib", ef)], "recall")
-            print(f"| {ef} | {l:.4f} | {h:.4f} | {l - h:+.4f} |")
+        file_b = f"{med(xs, 'file_bytes') / n:,.0f}" if "file_bytes" in xs[0] else "-"
+        print(f"| {NAMES[e]} | {med(xs, 'build_s'):.1f} | {med(xs, 'memory_bytes') / n:,.0f} | {file_b} |")
+    if a.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        for e in engines:
+            pts = [(med(rows[(e, ef)], "recall"), med(rows[(e, ef)], "qps")) for ef in efs if rows.get((e, ef))]
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", markersize=3,
+                    linewidth=2.2 if e.startswith("lodestone") else 1.2, label=NAMES[e])
+        ax.set_yscale("log")
+        ax.set_xlim(left=0.8)
+        ax.set_xlabel("recall@10")
+        ax.set_ylabel("queries/s, one thread (log)")
+        ax.set_title(f"{os.path.basename(os.path.normpath(d))} {pre}{any_line['n']:,} x {any_line['dim']}, "
+                     f"M={a.m}, efConstruction={a.ef_construction}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(a.plot, dpi=110)
+        print(f"\nwrote {a.plot}")
 
 
 if __name__ == "__main__":

@@ -7,17 +7,19 @@
     python3 Benchmarks/peers.py hnsw --base B --queries Q --truth T --metric cosine --k 10 \
         --m 16 --ef-construction 200 --ef 10,16,32,64,128,256 --threads 2 [--engines hnswlib,faiss,usearch]
 
-hnsw: builds each engine on --threads threads with the same M/efConstruction,
-then one thread issues one query at a time for each ef; prints one JSON line
-per (engine, ef) with build time, resident memory added by the build and the
-saved index's bytes per vector.
+hnsw: builds each engine on --threads threads with the same M/efConstruction
+(degree 2*M for glass and SymphonyQG), then for each ef sends all queries in
+one batch call on one thread (one call per query with --filter); prints one
+JSON line per (engine, ef) with build time, resident memory added by the build
+and the saved index's bytes per vector.
 
 flat: faiss IndexFlatIP (cosine/dot; vectors normalised for cosine) or IndexFlatL2.
 Without --batch one thread issues one query at a time (faiss set to 1 OpenMP
 thread); with --batch all queries go in one call on --threads threads (best of
 --repeats calls, as lodestone bench does).
 
-Needs `pip install faiss-cpu hnswlib usearch numpy`.
+Needs `pip install faiss-cpu hnswlib usearch numpy` (and pyglass-portable,
+rabitqlib for --engines glass,symqg).
 """
 import argparse, json, os, sys, time
 import numpy as np
@@ -214,6 +216,7 @@ def hnsw(args):
             index.set_num_threads(1)
             def set_ef(ef): index.set_ef(ef)
             def one(q, k): return index.knn_query(q, k=k)[0][0]
+            def batch(qs, k): return index.knn_query(qs, k=k, num_threads=1)[0]
             if args.filter:
                 allowed = filter_mask(args.filter, args.metadata, n)
                 check = lambda label: bool(allowed[label])
@@ -239,6 +242,7 @@ def hnsw(args):
             faiss.omp_set_num_threads(1)
             def set_ef(ef): index.hnsw.efSearch = ef
             def one(q, k): return index.search(q.reshape(1, -1), k)[1][0]
+            def batch(qs, k): return index.search(qs, k)[1]
             def disk_bytes():
                 return len(faiss.serialize_index(index))
             version = faiss.__version__
@@ -250,36 +254,87 @@ def hnsw(args):
             index.add(np.arange(n), base, threads=args.threads)
             def set_ef(ef): index.expansion_search = ef
             def one(q, k): return index.search(q, k, threads=1).keys
+            def batch(qs, k): return index.search(qs, k, threads=1).keys
             def disk_bytes():
                 return len(index.save())
             import usearch
             version = usearch.__version__
+        elif engine == "glass":
+            # glass 2.x (pyglass-portable's AVX2 wheel): an HNSW built on SQ8U
+            # distances, searched on SQ4U codes with an FP16 re-rank, its
+            # prefetch tuned by optimize() on one thread (its README's recipe).
+            import glass
+            glass.set_num_threads(args.threads)
+            gm = "L2" if args.metric == "euclidean" else "IP"
+            graph = glass.Index("HNSW", metric=gm, quant="SQ8U", R=2 * args.m, L=args.ef_construction).build(base)
+            index = glass.Searcher(graph=graph, data=base, metric=gm, quantizer="SQ4U", refine_quant="FP16")
+            index.optimize(num_threads=1)
+            def set_ef(ef): index.set_ef(ef)
+            def batch(qs, k): return index.batch_search(qs, k, num_threads=1)[0]
+            def disk_bytes():
+                import tempfile
+                with tempfile.TemporaryDirectory() as t:
+                    graph.save(os.path.join(t, "g")); return os.path.getsize(os.path.join(t, "g"))
+            version = "2.1 (pyglass-portable)"
+        elif engine == "symqg":
+            # SymphonyQG (rabitqlib): degree 2*M, raw vectors beside the
+            # neighbours' 1-bit RaBitQ codes; search_batch on one thread.
+            from rabitqlib import SymqgIndex
+            import importlib.metadata as md
+            sm = "l2" if args.metric == "euclidean" else "ip"
+            index = SymqgIndex(dim=d, max_degree=2 * args.m, metric=sm, quantization_bits=0)
+            index.build(base, ef_construction=args.ef_construction, num_threads=args.threads, init="pipnn")
+            efbox = [64]
+            def set_ef(ef): efbox[0] = ef
+            def batch(qs, k): return index.search_batch(qs, k=k, ef=max(efbox[0], k), num_threads=1)[0]
+            def disk_bytes():
+                import tempfile
+                with tempfile.TemporaryDirectory() as t:
+                    index.save(os.path.join(t, "s")); return os.path.getsize(os.path.join(t, "s"))
+            version = md.version("rabitqlib")
         else:
             raise SystemExit(f"unknown engine {engine}")
         build_s = time.perf_counter() - t0
         mem = rss() - r0
         size = disk_bytes()
         opened = measure_open(engine, index, d, args.metric, args.persist) if args.persist else None
+        # Unfiltered queries go in one batch call on one thread, as the
+        # engines' fastest users call them: a Python call per query costs
+        # tens of microseconds, which would flatter Lodestone (bench is Swift,
+        # one query at a time). Filtered ones (hnswlib's callback) stay one
+        # call per query, since hnswlib raises for the whole batch when one
+        # query finds fewer than k matches.
+        per_query = bool(args.filter)
         for ef in efs:
             set_ef(ef)
-            for i in range(min(10, nq)):
-                one(queries[i], args.k)
             ids = np.full((nq, args.k), -1, dtype=np.int64)
             lat = []
-            s = time.perf_counter()
-            for i in range(nq):
-                a = time.perf_counter()
-                r = one(queries[i], args.k)
-                lat.append(time.perf_counter() - a)
-                ids[i, : len(r)] = r
-            elapsed = time.perf_counter() - s
+            if per_query:
+                for i in range(min(10, nq)):
+                    one(queries[i], args.k)
+                s = time.perf_counter()
+                for i in range(nq):
+                    a = time.perf_counter()
+                    r = one(queries[i], args.k)
+                    lat.append(time.perf_counter() - a)
+                    ids[i, : len(r)] = r
+                elapsed = time.perf_counter() - s
+            else:
+                batch(queries[: min(100, nq)], args.k)  # warm up
+                elapsed = float("inf")
+                for _ in range(max(1, args.repeats)):
+                    s = time.perf_counter()
+                    r = np.asarray(batch(queries, args.k))
+                    elapsed = min(elapsed, time.perf_counter() - s)
+                ids[:, : r.shape[1]] = r
             lat.sort()
-            pct = lambda p: lat[min(len(lat) - 1, max(0, int(np.ceil(p / 100 * len(lat))) - 1))] * 1e6
+            pct = lambda p: (lat[min(len(lat) - 1, max(0, int(np.ceil(p / 100 * len(lat))) - 1))] * 1e6
+                             if lat else None)
             print(json.dumps({
                 "index": engine, "metric": args.metric, "k": args.k, "n": n, "dim": d, "queries": nq,
                 "recall": round(recall(ids, truth, args.k), 4), "qps": round(nq / elapsed, 1),
-                "p50_us": round(pct(50), 1), "p99_us": round(pct(99), 1), "build_s": round(build_s, 4),
-                "threads": args.threads, "batch": False, "ef": ef, "m": args.m,
+                "p50_us": pct(50) and round(pct(50), 1), "p99_us": pct(99) and round(pct(99), 1),
+                "build_s": round(build_s, 4), "threads": args.threads, "batch": not per_query, "ef": ef, "m": args.m,
                 "ef_construction": args.ef_construction, "memory_bytes": mem, "file_bytes": size,
                 "bytes_per_vector": round(size / n, 1), "version": version,
                 **({"filter": os.path.basename(args.filter), "short_results": int((ids[:, args.k - 1] < 0).sum())}
@@ -314,7 +369,11 @@ def main():
     h.add_argument("--ef-construction", type=int, default=200)
     h.add_argument("--ef", default="10,16,32,64,128,256")
     h.add_argument("--threads", type=int, default=2, help="build threads; queries run on one thread")
-    h.add_argument("--engines", default="hnswlib,faiss,usearch")
+    h.add_argument("--engines", default="hnswlib,faiss,usearch",
+                   help="any of hnswlib, faiss, usearch, glass (pip install pyglass-portable), "
+                   "symqg (SymphonyQG: pip install rabitqlib)")
+    h.add_argument("--repeats", type=int, default=1,
+                   help="batch calls per ef; the fastest is reported")
     h.add_argument("--limit-queries", type=int)
     h.add_argument("--persist", help="also save each index here and time opening it in a fresh process "
                    "(hnswlib load_index, faiss IO_FLAG_MMAP_IFC, usearch view)")

@@ -23,6 +23,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "HNSW: links per node (layer 0 keeps 2m).") var m: Int = 16
     @Option(name: .customLong("ef-construction"), help: "HNSW: beam width while building.") var efConstruction: Int = 200
     @Option(help: "HNSW: comma-separated search beam widths, one JSON line each.") var ef: String = "64"
+    @Option(help: "HNSW: the layer-0 walk, exact or quantized (neighbour codes; see HNSWParameters.Traversal).")
+    var traversal: String = "exact"
     @Flag(help: "Send all queries in one batch call.") var batch = false
     @Option(help: "Threads for batch search and for building an HNSW index.") var threads: Int = FlatIndex.defaultThreadCount
     @Option(help: "Batch mode: run the batch this many times and report the fastest.") var repeats: Int = 3
@@ -98,8 +100,11 @@ struct BenchCommand: ParsableCommand {
             try f.add(contentsOf: baseM.values, keys: keys)
             flat = f
         } else {
+            guard let walk = HNSWParameters.Traversal(rawValue: traversal) else {
+                throw ValidationError("--traversal must be exact or quantized, got \(traversal)")
+            }
             let h = try HNSWIndex(dimension: baseM.dimension, metric: metric,
-                                  parameters: HNSWParameters(m: m, efConstruction: efConstruction))
+                                  parameters: HNSWParameters(m: m, efConstruction: efConstruction, traversal: walk))
             try h.add(contentsOf: baseM.values, keys: keys, threads: threads)
             hnsw = h
         }
@@ -215,6 +220,7 @@ struct BenchCommand: ParsableCommand {
                 line.set("ef", efValue)
                 line.set("m", m)
                 line.set("ef_construction", efConstruction)
+                line.set("traversal", traversal)
                 line.set("memory_bytes", hnsw.memoryBytes)
                 line.set("bytes_per_vector", Double(hnsw.memoryBytes) / Double(baseM.rows), digits: 1)
             }

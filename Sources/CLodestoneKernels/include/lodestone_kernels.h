@@ -114,6 +114,62 @@ void lodestone_sign_estimates(const uint64_t *planes, size_t words, const lodest
 void lodestone_sign_estimates_portable(const uint64_t *planes, size_t words, const lodestone_sign_query *query,
                                        const void *const *records, size_t n, float *out);
 
+// Neighbour codes: the quantized graph walk. A node c's block holds, for
+// each of its layer-0 neighbours x (its slots, in batches of 32), the 1-bit
+// code of r = x - c (bit set when r[i] > 0) and two floats A, B, so that
+//     rank(q, x) ~ rank(q, c) + A + B * <q, s>
+// with s the code's signs (+1/-1) and rank the index's rank value (squared
+// L2 distance for euclidean, -<q, x> otherwise). <q, s> comes from one pass
+// of 4-bit table lookups over the batch (FastScan), with the query's table
+// built once per query (`lodestone_qg_prepare`).
+//
+// Block layout (`lodestone_qg_block_bytes(d, slots)` bytes; B batches of 32
+// slots, G = `lodestone_qg_groups(d)` groups of 4 components, even):
+// - B * 32 uint32 neighbour ids (UINT32_MAX: empty), atomically stored;
+// - per batch: G * 16 code bytes (group g's 16 bytes at 16 g: byte j holds
+//   slot j's 4 bits in its low nibble and slot j+16's in its high nibble;
+//   bit t is component 4 g + t), then 32 float A, then 32 float B.
+// Components past d, and empty slots, have zero bits; empty slots have
+// A = +infinity and B = 0 (their estimate is never below a threshold).
+
+/// Groups of four components in a neighbour code of `d` components (even).
+size_t lodestone_qg_groups(size_t d);
+/// Batches of 32 slots for `slots` neighbours.
+size_t lodestone_qg_batches(size_t slots);
+/// Bytes of a block for `slots` neighbours of `d` components.
+size_t lodestone_qg_block_bytes(size_t d, size_t slots);
+/// Empties every slot of a block.
+void lodestone_qg_clear_block(void *block, size_t d, size_t slots);
+/// Writes slot `slot` of a block: neighbour `id` with vector `x`, the
+/// block's node having vector `c` (both `d` floats); `euclidean` selects the
+/// rank value the estimates are of.
+void lodestone_qg_encode(void *block, size_t d, size_t slots, size_t slot, uint32_t id, const float *x,
+                         const float *c, int euclidean);
+/// Empties slot `slot` of a block.
+void lodestone_qg_clear(void *block, size_t d, size_t slots, size_t slot);
+
+/// A query prepared for neighbour-code estimates: <q, s> ~ scale * U + offset,
+/// U the sum of the looked-up table bytes.
+typedef struct {
+    float scale, offset;
+} lodestone_qg_query;
+
+/// Builds `q`'s lookup table (`lodestone_qg_groups(d) * 16` bytes: group g's
+/// 16 entries, entry p the sum of q over the bits of p, quantized to 8 bits
+/// with one step for all groups) and its scale and offset.
+void lodestone_qg_prepare(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out);
+/// Estimated rank values of every slot of a block (32 per batch, empty slots
+/// included) into `out`, given `base`, the exact rank value of the block's
+/// node; `masks[b]` gets bit j set when slot 32 b + j's estimate is below
+/// `threshold`. AVX2 where the CPU has it.
+void lodestone_qg_estimate(const void *block, size_t d, size_t slots, const uint8_t *lut,
+                           const lodestone_qg_query *query, float base, float threshold, float *out,
+                           uint32_t *masks);
+/// The same, portable C (for tests to compare against).
+void lodestone_qg_estimate_portable(const void *block, size_t d, size_t slots, const uint8_t *lut,
+                                    const lodestone_qg_query *query, float base, float threshold, float *out,
+                                    uint32_t *masks);
+
 /// 1 when this CPU and OS can run the given ISA, else 0.
 int lodestone_cpu_supports(lodestone_isa isa);
 

@@ -4,7 +4,8 @@
 ///
 /// Encoding (little-endian): dimension, metric code, m, efConstruction,
 /// efSearch, seed (UInt64 each), then the model's UTF-8 length (UInt32) and
-/// bytes. ``DurableIndex`` stores exactly this; an ``Index`` prefixes it with
+/// bytes, then the traversal (UInt64: 0 exact, 1 quantized; absent in
+/// settings written before it existed, which mean exact). ``DurableIndex`` stores exactly this; an ``Index`` prefixes it with
 /// its own magic and kind.
 struct VectorSettings: Equatable {
     var dimension: Int
@@ -18,6 +19,7 @@ struct VectorSettings: Equatable {
         let m = Array(model.utf8)
         w.u32(UInt32(m.count))
         w.raw(m)
+        w.u64(parameters.traversal.storageCode)
     }
 
     /// Reads settings from `r`; `corrupt(reason)` makes the error (naming
@@ -30,10 +32,15 @@ struct VectorSettings: Equatable {
         let d = try int(), metricCode = try r.u64(), m = try int(), efc = try int(), efs = try int()
         let seed = try r.u64()
         let model = try r.lengthPrefixedString()
+        let traversalCode = r.remaining >= 8 ? try r.u64() : 0
+        guard let traversal = HNSWParameters.Traversal(storageCode: traversalCode) else {
+            throw corrupt("unknown traversal \(traversalCode)")
+        }
         guard let metric = Metric(storageCode: metricCode), d >= 1 else {
             throw corrupt("unknown metric \(metricCode), or dimension \(d)")
         }
         return VectorSettings(dimension: d, metric: metric,
-                              parameters: HNSWParameters(m: m, efConstruction: efc, efSearch: efs, seed: seed), model: model)
+                              parameters: HNSWParameters(m: m, efConstruction: efc, efSearch: efs, seed: seed,
+                                                         traversal: traversal), model: model)
     }
 }

@@ -117,6 +117,7 @@ extension HNSWIndex {
         for j in 0..<capacity {
             lodestone_store_u32(slots + j, j < chosen.count ? chosen[j] : HNSWIndex.noNode)
         }
+        linksWritten(node, layer: layer)
     }
 
     /// Unlinks all tombstones: every live node that links to one is repaired;

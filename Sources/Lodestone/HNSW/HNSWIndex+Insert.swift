@@ -117,6 +117,7 @@ extension HNSWIndex {
         for l in 0..<lvl { upperLinks.markDirty(first + UInt32(l)) }
         vector(id).update(from: v, count: dimension)
         if signCodes.isReady { signCodes.encode(id, vector: v) }
+        if let codes = neighbourCodes, codes.isReady { codes.reset(id) }
         keyRecords.record(id).storeBytes(of: k, as: UInt64.self)
         let slots = links0.record(id).assumingMemoryBound(to: UInt32.self)
         for j in 0..<m0 { lodestone_store_u32(slots + j, HNSWIndex.noNode) }
@@ -174,6 +175,7 @@ extension HNSWIndex {
                 markLinksDirty(id, layer: layer)
                 let own = links(id, layer: layer)
                 for (j, nb) in chosen.enumerated() { lodestone_store_u32(own + j, nb) }
+                linksWritten(id, layer: layer)
                 unlock(id)
                 chosenByLayer.append((layer, chosen))
                 layer -= 1
@@ -232,6 +234,7 @@ extension HNSWIndex {
             count += 1
         }
         markLinksDirty(node, layer: layer)
+        defer { linksWritten(node, layer: layer) }
         if count < capacity {
             lodestone_store_u32(slots + count, id)
             return

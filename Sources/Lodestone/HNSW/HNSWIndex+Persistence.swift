@@ -9,7 +9,7 @@ extension HNSWIndex {
         var w = ByteWriter()
         for v in [UInt64(dimension), metric.storageCode, UInt64(m), UInt64(parameters.efConstruction),
                   UInt64(parameters.efSearch), parameters.seed, UInt64(nodes), UInt64(live), entryWord,
-                  UInt64(upperBlocks), insertions] {
+                  UInt64(upperBlocks), insertions, parameters.traversal.storageCode] {
             w.u64(v)
         }
         return w.bytes
@@ -228,6 +228,11 @@ extension HNSWIndex {
         let seed = try reader.u64()
         let n = try int(), live = try int()
         let entryWord = try reader.u64(), upperBlocks = try int(), insertions = try reader.u64()
+        // Format 1.1 adds the traversal; a 1.0 file's index walks exactly.
+        let traversalCode = reader.remaining >= 8 ? try reader.u64() : 0
+        guard let traversal = HNSWParameters.Traversal(storageCode: traversalCode) else {
+            throw corrupt("parameters", "unknown traversal \(traversalCode)")
+        }
         let maxRecords = NodeArena.maxChunks << NodeArena.chunkShift
         guard n < maxRecords, upperBlocks < maxRecords else {
             throw corrupt("parameters", "\(n) nodes and \(upperBlocks) upper blocks exceed what an index can hold")
@@ -245,7 +250,8 @@ extension HNSWIndex {
         let index: HNSWIndex
         do {
             index = try HNSWIndex(dimension: dimension, metric: metric,
-                                  parameters: HNSWParameters(m: m, efConstruction: efc, efSearch: efs, seed: seed),
+                                  parameters: HNSWParameters(m: m, efConstruction: efc, efSearch: efs, seed: seed,
+                                                             traversal: traversal),
                                   embeddingModel: segment.embeddingModel, kernels: kernels)
         } catch {
             throw corrupt("parameters", "\(error)")
@@ -362,6 +368,8 @@ extension HNSWIndex {
         }
         index.entry.store(final.entry, ordering: .releasing)
         index.nodeCount.store(final.nodes, ordering: .releasing)
+        // Neighbour codes are not stored: the first search encodes them.
+        if final.nodes > 0 { index.neighbourCodes?.ready.store(false, ordering: .releasing) }
         index.liveCount.store(final.live, ordering: .releasing)
         index.deadCount.store(freeIDs.count + tombstones.count, ordering: .releasing)
         return index

@@ -181,8 +181,10 @@ extension HNSWIndex {
     }
 
     /// A search for a prepared query: greedy descent through the upper
-    /// layers, then a beam of width `ef` on layer 0.
+    /// layers, then a beam of width `ef` on layer 0 (the quantized walk's
+    /// when the index has neighbour codes).
     func searchPrepared(_ q: UnsafePointer<Float>, k: Int, ef: Int, scratch: SearchScratch) -> [Neighbor] {
+        if let codes = neighbourCodes { return searchQuantized(q, codes: codes, k: k, ef: ef, scratch: scratch) }
         guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else { return [] }
         let found = searchLayer(q, entry: start, entryDistance: startDistance, ef: ef, layer: 0, scratch: scratch)
         let wanted = min(k, found)

@@ -57,6 +57,9 @@ public final class HNSWIndex: @unchecked Sendable {
     /// Sign codes of the vectors, for the `quantized-scan` plan (built on
     /// first need; see ``SignCodes``).
     let signCodes: SignCodes
+    /// The neighbours' codes of every node, for the quantized traversal
+    /// (nil with the exact one; see ``NeighbourCodes``).
+    let neighbourCodes: NeighbourCodes?
 
     static let noNode = UInt32.max
     static let lockStripes = 1 << 12
@@ -147,6 +150,12 @@ public final class HNSWIndex: @unchecked Sendable {
         upperStart = NodeArena(stride: 4)
         states = NodeArena(stride: 1)
         signCodes = SignCodes(dimension: dimension)
+        if parameters.traversal == .quantized {
+            neighbourCodes = NeighbourCodes(dimension: dimension, slots: 2 * parameters.m, metric: metric)
+            neighbourCodes!.ready.store(true, ordering: .releasing)  // no nodes yet: every block exists
+        } else {
+            neighbourCodes = nil
+        }
         nodeLocks = .allocate(capacity: HNSWIndex.lockStripes)
         nodeLocks.initialize(repeating: 0, count: HNSWIndex.lockStripes)
         scratchPool = ScratchPool(maxNeighbours: max(m0, m))
@@ -217,6 +226,7 @@ public final class HNSWIndex: @unchecked Sendable {
     public var memoryBytes: Int {
         let arenas = [vectors, links0, upperLinks, keyRecords, levelRecords, upperStart, states]
         return arenas.reduce(0) { $0 + $1.allocatedBytes } + writer.withLock { $0.keys.allocatedBytes }
+            + (neighbourCodes?.allocatedBytes ?? 0)
             + HNSWIndex.lockStripes
     }
 

@@ -45,6 +45,15 @@ final class SearchScratch {
     private(set) var results: UnsafeMutablePointer<Candidate>
     private(set) var resultsCapacity = 0
 
+    /// The quantized walk's lookup table and a block's estimates (see
+    /// ``reserveCodeBuffers(table:estimates:)``).
+    private(set) var table: UnsafeMutablePointer<UInt8>
+    private(set) var tableCapacity = 0
+    private(set) var estimates: UnsafeMutablePointer<Float>
+    private(set) var estimatesCapacity = 0
+    /// Per batch of 32 estimates, the bits of those below the beam's bound.
+    private(set) var estimateMasks: UnsafeMutablePointer<UInt32>
+
     /// Work counters for `explain`: nodes whose links were read and
     /// distances computed since the caller last reset them.
     var nodesExpanded = 0
@@ -60,6 +69,9 @@ final class SearchScratch {
         pool = .allocate(capacity: 1)
         heap = .allocate(capacity: 1)
         results = .allocate(capacity: 1)
+        table = .allocate(capacity: 1)
+        estimates = .allocate(capacity: 1)
+        estimateMasks = .allocate(capacity: 1)
     }
 
     deinit {
@@ -71,6 +83,9 @@ final class SearchScratch {
         pool.deallocate()
         heap.deallocate()
         results.deallocate()
+        table.deallocate()
+        estimates.deallocate()
+        estimateMasks.deallocate()
     }
 
     /// Starts a search over node ids below `nodes`: returns the generation
@@ -106,6 +121,23 @@ final class SearchScratch {
         heap.deallocate()
         heap = bigger
         heapCapacity = capacity
+    }
+
+    /// Makes room for a lookup table of `table` bytes and `estimates`
+    /// estimates (the quantized walk's).
+    func reserveCodeBuffers(table bytes: Int, estimates n: Int) {
+        if bytes > tableCapacity {
+            table.deallocate()
+            table = .allocate(capacity: bytes)
+            tableCapacity = bytes
+        }
+        if n > estimatesCapacity {
+            estimates.deallocate()
+            estimateMasks.deallocate()
+            estimates = .allocate(capacity: n)
+            estimateMasks = .allocate(capacity: (n + 31) / 32)
+            estimatesCapacity = n
+        }
     }
 
     /// Makes room for `n` results.

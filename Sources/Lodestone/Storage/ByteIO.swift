@@ -33,6 +33,8 @@ struct ByteReader {
     mutating func u32() throws(LodestoneError) -> UInt32 {
         try take(4).reversed().reduce(0) { $0 << 8 | UInt32($1) }
     }
+    /// Bytes not read yet.
+    var remaining: Int { bytes.count - position }
     mutating func u64() throws(LodestoneError) -> UInt64 {
         try take(8).reversed().reduce(0) { $0 << 8 | UInt64($1) }
     }

@@ -69,7 +69,7 @@ enum SectionKind {
 enum SegmentFormat {
     static let magic: [UInt8] = Array("LODESTON".utf8)
     static let major: UInt16 = 1
-    static let minor: UInt16 = 0
+    static let minor: UInt16 = 1
     static let byteOrderMark: UInt32 = 0x0A0B_0C0D
     static let headerLength = 256
     static let page = 4096

@@ -1,0 +1,240 @@
+// Neighbour codes: the quantized graph walk's blocks (the layout is in
+// lodestone_kernels.h). A node's block holds its neighbours' 1-bit codes
+// taken against the node itself, transposed so that one pass of 4-bit
+// table lookups (FastScan: Andre et al., VLDB 2015; as SymphonyQG, Gou et
+// al. 2024, lays them out per node) estimates all 32 neighbours of a batch.
+#include "kernels_internal.h"
+#include <string.h>
+
+#define QG_BATCH 32
+
+// Blocks are read by searches while the writer re-encodes slots in place
+// (a torn slot only spoils one estimate, never an id: ids are atomic), so
+// the kernels that touch them are not instrumented by ThreadSanitizer.
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define QG_RACY __attribute__((no_sanitize("thread")))
+#endif
+#endif
+#ifndef QG_RACY
+#define QG_RACY
+#endif
+
+size_t lodestone_qg_groups(size_t d) { return (((d + 3) / 4) + 1) & ~(size_t)1; }
+
+size_t lodestone_qg_batches(size_t slots) { return (slots + QG_BATCH - 1) / QG_BATCH; }
+
+static size_t batch_bytes(size_t d) { return lodestone_qg_groups(d) * 16 + 2 * QG_BATCH * sizeof(float); }
+
+size_t lodestone_qg_block_bytes(size_t d, size_t slots) {
+    const size_t batches = lodestone_qg_batches(slots);
+    return batches * QG_BATCH * sizeof(uint32_t) + batches * batch_bytes(d);
+}
+
+static uint8_t *batch_at(void *block, size_t d, size_t slots, size_t b) {
+    return (uint8_t *)block + lodestone_qg_batches(slots) * QG_BATCH * sizeof(uint32_t) + b * batch_bytes(d);
+}
+
+QG_RACY void lodestone_qg_clear_block(void *block, size_t d, size_t slots) {
+    const size_t batches = lodestone_qg_batches(slots);
+    uint32_t *ids = (uint32_t *)block;
+    for (size_t i = 0; i < batches * QG_BATCH; i++) lodestone_store_u32(ids + i, UINT32_MAX);
+    memset(batch_at(block, d, slots, 0), 0, batches * batch_bytes(d));
+    for (size_t b = 0; b < batches; b++) {
+        float *a = (float *)(batch_at(block, d, slots, b) + lodestone_qg_groups(d) * 16);
+        for (size_t j = 0; j < QG_BATCH; j++) a[j] = INFINITY;
+    }
+}
+
+QG_RACY void lodestone_qg_encode(void *block, size_t d, size_t slots, size_t slot, uint32_t id, const float *x,
+                                 const float *c, int euclidean) {
+    const size_t groups = lodestone_qg_groups(d);
+    uint8_t *batch = batch_at(block, d, slots, slot / QG_BATCH);
+    const size_t j = slot % QG_BATCH;
+    uint8_t *codes = batch + (j & 15);
+    const int high = j >= 16;
+    float l1 = 0, l2 = 0, cs = 0, cr = 0;
+    for (size_t g = 0; g < groups; g++) {
+        unsigned nibble = 0;
+        for (size_t t = 0; t < 4 && 4 * g + t < d; t++) {
+            const size_t i = 4 * g + t;
+            const float r = x[i] - c[i];
+            const int positive = r > 0;
+            nibble |= (unsigned)positive << t;
+            l1 += fabsf(r);
+            l2 += r * r;
+            cs += positive ? c[i] : -c[i];
+            cr += c[i] * r;
+        }
+        uint8_t *byte = codes + 16 * g;
+        *byte = high ? (uint8_t)((*byte & 0x0f) | (nibble << 4)) : (uint8_t)((*byte & 0xf0) | nibble);
+    }
+    // <q - c, r> ~ f <q - c, s> (s the signs, f = |r|^2 / |r|_1: RaBitQ's
+    // 1-bit estimator without a rotation); then, from the node's exact
+    // rank value, euclidean: |q-x|^2 = |q-c|^2 + |r|^2 - 2 <q-c, r>;
+    // inner product: -<q, x> = -<q, c> - <q-c, r> - <c, r>.
+    const float f = l1 > 0 ? l2 / l1 : 0;
+    float *a = (float *)(batch + lodestone_qg_groups(d) * 16);
+    float *b = a + QG_BATCH;
+    a[j] = euclidean ? l2 + 2 * f * cs : f * cs - cr;
+    b[j] = euclidean ? -2 * f : -f;
+    lodestone_store_u32((uint32_t *)block + slot, id);
+}
+
+QG_RACY void lodestone_qg_clear(void *block, size_t d, size_t slots, size_t slot) {
+    lodestone_store_u32((uint32_t *)block + slot, UINT32_MAX);
+    uint8_t *batch = batch_at(block, d, slots, slot / QG_BATCH);
+    const size_t j = slot % QG_BATCH;
+    float *a = (float *)(batch + lodestone_qg_groups(d) * 16);
+    a[j] = INFINITY;
+    a[QG_BATCH + j] = 0;
+}
+
+void lodestone_qg_prepare(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out) {
+    const size_t groups = lodestone_qg_groups(d);
+    float width = 0;
+    double sum_q = 0, sum_min = 0;
+    for (size_t g = 0; g < groups; g++) {
+        float lo = 0, hi = 0;
+        for (size_t t = 0; t < 4 && 4 * g + t < d; t++) {
+            const float v = q[4 * g + t];
+            if (v < 0) lo += v; else hi += v;
+            sum_q += v;
+        }
+        width = hi - lo > width ? hi - lo : width;
+        sum_min += lo;
+    }
+    const float delta = width > 0 ? width / 255.0f : 1.0f;
+    const float inverse = 1.0f / delta;
+    for (size_t g = 0; g < groups; g++) {
+        float v[4] = {0, 0, 0, 0}, lo = 0;
+        for (size_t t = 0; t < 4 && 4 * g + t < d; t++) {
+            v[t] = q[4 * g + t];
+            if (v[t] < 0) lo += v[t];
+        }
+        // Entry p = sum of v over p's bits, less the group's minimum (so
+        // never negative: rounding is +0.5 and truncation), built from the
+        // entry without p's highest bit.
+        float sums[16];
+        sums[0] = 0;
+        for (unsigned t = 0; t < 4; t++)
+            for (unsigned p = 0; p < (1u << t); p++) sums[p | (1u << t)] = sums[p] + v[t];
+        for (unsigned p = 0; p < 16; p++) {
+            const float u = (sums[p] - lo) * inverse + 0.5f;
+            lut[16 * g + p] = (uint8_t)(u >= 255.0f ? 255 : (u <= 0.0f ? 0 : (int)u));
+        }
+    }
+    // <q, s> = 2 T - sum(q), T = sum of q over set bits ~ delta * U + sum of the groups' minima.
+    out->scale = 2.0f * delta;
+    out->offset = (float)(2.0 * sum_min - sum_q);
+}
+
+// The estimates of one batch from its lookup sums.
+static inline uint32_t finish(const uint8_t *batch, size_t groups, const lodestone_qg_query *query, float base,
+                              float threshold, const uint16_t *sums, float *out) {
+    const float *a = (const float *)(batch + groups * 16);
+    const float *b = a + QG_BATCH;
+    uint32_t mask = 0;
+    for (size_t j = 0; j < QG_BATCH; j++) {
+        out[j] = base + a[j] + b[j] * (query->scale * (float)sums[j] + query->offset);
+        mask |= (uint32_t)(out[j] < threshold) << j;
+    }
+    return mask;
+}
+
+QG_RACY static void estimate_portable(const void *block, size_t d, size_t slots, const uint8_t *lut,
+                                      const lodestone_qg_query *query, float base, float threshold, float *out,
+                                      uint32_t *masks) {
+    const size_t groups = lodestone_qg_groups(d);
+    for (size_t bi = 0; bi < lodestone_qg_batches(slots); bi++) {
+        const uint8_t *batch = batch_at((void *)block, d, slots, bi);
+        uint16_t sums[QG_BATCH] = {0};
+        for (size_t g = 0; g < groups; g++) {
+            const uint8_t *codes = batch + 16 * g, *table = lut + 16 * g;
+            for (size_t j = 0; j < 16; j++) {
+                sums[j] += table[codes[j] & 15];
+                sums[j + 16] += table[codes[j] >> 4];
+            }
+        }
+        masks[bi] = finish(batch, groups, query, base, threshold, sums, out + bi * QG_BATCH);
+    }
+}
+
+#ifdef LODESTONE_X86
+#include <immintrin.h>
+
+// Two groups per 256-bit step: the low lane holds group g's 16 code bytes
+// and table, the high lane group g+1's. vpshufb looks up slots 0-15 (low
+// nibbles) and 16-31 (high nibbles); the bytes are summed in 16-bit lanes
+// as even + 256 * odd plus the odd bytes alone, and separated at the end.
+#define AVX2_QG __attribute__((target("avx2,fma")))
+
+AVX2_QG QG_RACY static void estimate_avx2(const void *block, size_t d, size_t slots, const uint8_t *lut,
+                                          const lodestone_qg_query *query, float base, float threshold, float *out,
+                                          uint32_t *masks) {
+    const size_t groups = lodestone_qg_groups(d);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    for (size_t bi = 0; bi < lodestone_qg_batches(slots); bi++) {
+        const uint8_t *batch = batch_at((void *)block, d, slots, bi);
+        __m256i lo_even = _mm256_setzero_si256(), lo_odd = lo_even, hi_even = lo_even, hi_odd = lo_even;
+        for (size_t g = 0; g < groups; g += 2) {
+            const __m256i codes = _mm256_loadu_si256((const __m256i *)(batch + 16 * g));
+            const __m256i table = _mm256_loadu_si256((const __m256i *)(lut + 16 * g));
+            const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(codes, low));
+            const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(codes, 4), low));
+            lo_even = _mm256_add_epi16(lo_even, lo);
+            lo_odd = _mm256_add_epi16(lo_odd, _mm256_srli_epi16(lo, 8));
+            hi_even = _mm256_add_epi16(hi_even, hi);
+            hi_odd = _mm256_add_epi16(hi_odd, _mm256_srli_epi16(hi, 8));
+        }
+        lo_even = _mm256_sub_epi16(lo_even, _mm256_slli_epi16(lo_odd, 8));
+        hi_even = _mm256_sub_epi16(hi_even, _mm256_slli_epi16(hi_odd, 8));
+        // Fold the lanes (even and odd groups), then interleave even and odd slots.
+        const __m128i le = _mm_add_epi16(_mm256_castsi256_si128(lo_even), _mm256_extracti128_si256(lo_even, 1));
+        const __m128i lodd = _mm_add_epi16(_mm256_castsi256_si128(lo_odd), _mm256_extracti128_si256(lo_odd, 1));
+        const __m128i he = _mm_add_epi16(_mm256_castsi256_si128(hi_even), _mm256_extracti128_si256(hi_even, 1));
+        const __m128i hodd = _mm_add_epi16(_mm256_castsi256_si128(hi_odd), _mm256_extracti128_si256(hi_odd, 1));
+        const __m128i s[4] = {_mm_unpacklo_epi16(le, lodd), _mm_unpackhi_epi16(le, lodd),
+                              _mm_unpacklo_epi16(he, hodd), _mm_unpackhi_epi16(he, hodd)};
+        const float *a = (const float *)(batch + groups * 16);
+        const float *b = a + QG_BATCH;
+        const __m256 scale = _mm256_set1_ps(query->scale), offset = _mm256_set1_ps(query->offset);
+        const __m256 basev = _mm256_set1_ps(base), limit = _mm256_set1_ps(threshold);
+        float *o = out + bi * QG_BATCH;
+        uint32_t mask = 0;
+        for (int part = 0; part < 4; part++) {
+            const __m256 sum = _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(s[part]));
+            const __m256 dot = _mm256_fmadd_ps(scale, sum, offset);
+            const __m256 est = _mm256_fmadd_ps(_mm256_loadu_ps(b + 8 * part), dot,
+                                               _mm256_add_ps(basev, _mm256_loadu_ps(a + 8 * part)));
+            _mm256_storeu_ps(o + 8 * part, est);
+            mask |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(est, limit, _CMP_LT_OQ)) << (8 * part);
+        }
+        masks[bi] = mask;
+    }
+}
+#endif
+
+void lodestone_qg_estimate(const void *block, size_t d, size_t slots, const uint8_t *lut,
+                           const lodestone_qg_query *query, float base, float threshold, float *out,
+                           uint32_t *masks) {
+#ifdef LODESTONE_X86
+    static int level = -1;
+    int have = __atomic_load_n(&level, __ATOMIC_RELAXED);
+    if (have < 0) {
+        have = lodestone_cpu_supports(LODESTONE_ISA_AVX2_FMA);
+        __atomic_store_n(&level, have, __ATOMIC_RELAXED);
+    }
+    if (have) {
+        estimate_avx2(block, d, slots, lut, query, base, threshold, out, masks);
+        return;
+    }
+#endif
+    estimate_portable(block, d, slots, lut, query, base, threshold, out, masks);
+}
+
+void lodestone_qg_estimate_portable(const void *block, size_t d, size_t slots, const uint8_t *lut,
+                                    const lodestone_qg_query *query, float base, float threshold, float *out,
+                                    uint32_t *masks) {
+    estimate_portable(block, d, slots, lut, query, base, threshold, out, masks);
+}

@@ -1,0 +1,125 @@
+import CLodestoneKernels
+
+extension HNSWIndex {
+    // MARK: The quantized walk
+
+    /// Builds the neighbour codes if this index has none yet (after opening
+    /// a segment): once, under the writer's lock, on every core.
+    func ensureNeighbourCodes(_ codes: NeighbourCodes) {
+        guard !codes.isReady else { return }
+        writer.withLock { _ in
+            guard !codes.isReady else { return }
+            codes.build(count: nodeCount.load(ordering: .acquiring), links: { UnsafePointer(self.links($0, layer: 0)) },
+                        vector: { UnsafePointer(self.vector($0)) }, threads: FlatIndex.defaultThreadCount)
+        }
+    }
+
+    /// Re-encodes `id`'s neighbour codes after a write to its links on
+    /// `layer` (its node lock held).
+    @inline(__always) func linksWritten(_ id: UInt32, layer: Int) {
+        guard layer == 0, let codes = neighbourCodes, codes.isReady else { return }
+        codes.refresh(id, links: links(id, layer: 0), vector: { UnsafePointer(self.vector($0)) })
+    }
+
+    /// The layer-0 beam search of the quantized traversal, from `start`
+    /// (rank value `startDistance`): the beam holds up to `ef` nodes ordered
+    /// by estimate; expanding one computes its exact rank value (a result
+    /// candidate, if live) and estimates all its neighbours from its block
+    /// at once. Returns the best `k` live nodes expanded, best first, with
+    /// their exact rank values.
+    func quantizedWalk(_ q: UnsafePointer<Float>, codes: NeighbourCodes, entry start: UInt32, entryDistance: Float,
+                       k: Int, ef: Int, scratch: SearchScratch) -> [Candidate] {
+        scratch.reserveCodeBuffers(table: codes.tableBytes, estimates: codes.estimates)
+        scratch.reserveResults(k)
+        let table = scratch.table, estimates = scratch.estimates, masks = scratch.estimateMasks
+        let batches = codes.estimates / 32
+        var query = codes.prepare(q, table: table)
+        let bound = nodeCount.load(ordering: .acquiring)
+        let generation = scratch.beginSearch(nodes: bound, poolSize: ef)
+        let marks = scratch.visited
+        let pool = scratch.pool
+        var results = TopKHeap(storage: scratch.results, capacity: k)
+        let d = dimension, slots = codes.slots
+        let prefetchBytes = 4 * 64
+        marks[Int(start)] = generation
+        pool[0] = PoolEntry(distance: entryDistance, id: start)
+        var count = 1
+        var cursor = 0
+        var expanded = 0
+        while cursor < count {
+            let current = pool[cursor].id
+            pool[cursor].tagged |= PoolEntry.expandedBit
+            // The node expanded next unless this one's neighbours beat it:
+            // start fetching the heads of its vector and block (the
+            // hardware streams the rest). Measured once each on 100k x 384
+            // at ef 96: as fast as fetching them whole once known, 8% faster
+            // than fetching them whole here, 11% faster than fetching each
+            // node that enters the beam's front.
+            var guess = cursor + 1
+            while guess < count && pool[guess].isExpanded { guess += 1 }
+            if guess < count {
+                let next = pool[guess].id
+                lodestone_prefetch_bytes(vector(next), prefetchBytes)
+                lodestone_prefetch_bytes(codes.blocks.record(next), prefetchBytes)
+            }
+            let exact = cursor == 0 && expanded == 0 ? entryDistance : rank(q, vector(current))
+            expanded += 1
+            if exact < results.threshold && state(current) == .live {
+                results.consider(Candidate(distance: exact, id: UInt64(current)))
+            }
+            let block = UnsafeRawPointer(codes.blocks.record(current))
+            // Only neighbours estimated below the beam's bound can enter it:
+            // the kernel marks them, so the loop below skips the rest
+            // without touching their ids or visited marks.
+            let bound0 = count == ef ? pool[count - 1].distance : Float.infinity
+            withUnsafePointer(to: &query) { qp in
+                lodestone_qg_estimate(block, d, slots, table, qp, exact, bound0, estimates, masks)
+            }
+            let ids = block.assumingMemoryBound(to: UInt32.self)
+            var lowest = cursor + 1
+            for b in 0..<batches {
+                var mask = masks[b]
+                while mask != 0 {
+                    let j = b * 32 + mask.trailingZeroBitCount
+                    mask &= mask - 1
+                    let nb = lodestone_load_u32(ids + j)
+                    if nb == HNSWIndex.noNode || Int(nb) >= bound || marks[Int(nb)] == generation { continue }
+                    let e = estimates[j]
+                    if count == ef && e >= pool[count - 1].distance { continue }
+                    marks[Int(nb)] = generation
+                    var lo = 0, hi = count
+                    while lo < hi {
+                        let mid = (lo + hi) >> 1
+                        if pool[mid].distance <= e { lo = mid + 1 } else { hi = mid }
+                    }
+                    let moving = (count == ef ? count - 1 : count) - lo
+                    if moving > 0 { (pool + lo + 1).update(from: pool + lo, count: moving) }
+                    pool[lo] = PoolEntry(distance: e, id: nb)
+                    if count < ef { count += 1 }
+                    if lo < lowest { lowest = lo }
+                }
+            }
+            cursor = lowest
+            while cursor < count && pool[cursor].isExpanded { cursor += 1 }
+        }
+        scratch.nodesExpanded += expanded
+        scratch.distancesComputed += expanded
+        return results.drainSorted()
+    }
+
+    /// A search on the quantized traversal: greedy descent on the upper
+    /// layers (exact), then ``quantizedWalk(_:codes:entry:entryDistance:k:ef:scratch:)``.
+    func searchQuantized(_ q: UnsafePointer<Float>, codes: NeighbourCodes, k: Int, ef: Int,
+                         scratch: SearchScratch) -> [Neighbor] {
+        ensureNeighbourCodes(codes)
+        guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else { return [] }
+        let found = quantizedWalk(q, codes: codes, entry: start, entryDistance: startDistance, k: k, ef: ef,
+                                  scratch: scratch)
+        if found.count < k && found.count < count {
+            // Removed nodes crowded the beam: search on until k live nodes.
+            return searchFiltered(q, k: k, ef: ef, scratch: scratch, admission: LiveNodes(index: self))
+        }
+        return found.map { Neighbor(key: key(UInt32($0.id)), score: metric.score(rankValue: $0.distance)) }
+    }
+}
+

@@ -1,0 +1,111 @@
+import CLodestoneKernels
+import Synchronization
+
+/// Per node, its layer-0 neighbours' 1-bit codes, taken against the node
+/// itself and laid out for one 4-bit lookup pass per 32 neighbours: the
+/// quantized graph walk (``HNSWParameters/Traversal/quantized``) estimates
+/// every neighbour of the node it expands from these and computes a float32
+/// distance only for the nodes it expands (SymphonyQG's scheme, Gou et al.
+/// 2024, on HNSW's own dynamic graph). The block layout is in
+/// `lodestone_kernels.h`.
+///
+/// A block mirrors its node's layer-0 link list: every write to a list is
+/// followed by ``refresh(_:links:vector:)`` under the same node lock, which
+/// re-encodes only the slots whose neighbour changed. Readers use blocks
+/// without a lock; a slot being re-encoded may give one poor estimate (ids
+/// are stored atomically, so a walk never reads a bad id).
+final class NeighbourCodes: @unchecked Sendable {
+    // @unchecked: blocks follow the arena's publication protocol and the
+    // graph's node locks, as links do.
+
+    let dimension: Int
+    /// Link slots per node (layer 0's capacity).
+    let slots: Int
+    /// Estimates per block (slots rounded up to whole batches of 32).
+    let estimates: Int
+    /// Bytes of a query's lookup table.
+    let tableBytes: Int
+    let euclidean: Bool
+    let blocks: NodeArena
+    /// Set (release) once every node below the node count has its block.
+    let ready = Atomic<Bool>(false)
+
+    init(dimension: Int, slots: Int, metric: Metric) {
+        self.dimension = dimension
+        self.slots = slots
+        estimates = lodestone_qg_batches(slots) * 32
+        tableBytes = lodestone_qg_groups(dimension) * 16
+        euclidean = metric == .euclidean
+        blocks = NodeArena(stride: lodestone_qg_block_bytes(dimension, slots), fill: 0)
+    }
+
+    /// Whether every node has its block (acquire: the blocks are then visible).
+    var isReady: Bool { ready.load(ordering: .acquiring) }
+
+    /// Bytes allocated for blocks.
+    var allocatedBytes: Int { blocks.allocatedBytes }
+
+    /// Empties node `id`'s block (a new node, before it is linked).
+    func reset(_ id: UInt32) {
+        blocks.reserve(Int(id) + 1)
+        lodestone_qg_clear_block(blocks.record(id), dimension, slots)
+    }
+
+    /// Brings node `id`'s block in line with its link list `links` (`slots`
+    /// ids, unused ones `UInt32.max`): a block holds the same neighbours as
+    /// the list, in any order, so only neighbours that joined are encoded
+    /// (into slots whose neighbour left). The caller holds the node's lock
+    /// (or the writer's lock with no concurrent linking).
+    func refresh(_ id: UInt32, links: UnsafePointer<UInt32>, vector: (UInt32) -> UnsafePointer<Float>) {
+        let block = blocks.record(id)
+        let ids = block.assumingMemoryBound(to: UInt32.self)
+        let n = slots
+        // Empty the slots whose neighbour left the list.
+        for j in 0..<n {
+            let held = lodestone_load_u32(ids + j)
+            if held == HNSWIndex.noNode { continue }
+            var kept = false
+            for i in 0..<n {
+                let nb = lodestone_load_u32(links + i)
+                if nb == HNSWIndex.noNode { break }
+                if nb == held { kept = true; break }
+            }
+            if !kept { lodestone_qg_clear(block, dimension, n, j) }
+        }
+        // Encode the neighbours the block lacks into empty slots.
+        var free = 0
+        let center = vector(id)
+        for i in 0..<n {
+            let nb = lodestone_load_u32(links + i)
+            if nb == HNSWIndex.noNode { break }
+            var present = false
+            for j in 0..<n where lodestone_load_u32(ids + j) == nb { present = true; break }
+            if present { continue }
+            while free < n && lodestone_load_u32(ids + free) != HNSWIndex.noNode { free += 1 }
+            guard free < n else { return }  // unreachable: a list holds at most `slots` ids
+            lodestone_qg_encode(block, dimension, n, free, nb, vector(nb), center, euclidean ? 1 : 0)
+        }
+    }
+
+    /// Writes the blocks of nodes `0..<count` from their link lists (the
+    /// writer's lock held, blocks not ready), on `threads` threads.
+    func build(count: Int, links: (UInt32) -> UnsafePointer<UInt32>, vector: (UInt32) -> UnsafePointer<Float>,
+               threads: Int) {
+        blocks.reserve(count)
+        let block = 1_024
+        parallelFor(count: count, threads: min(threads, max(1, count / block)), grain: block) { run in
+            for id in run {
+                lodestone_qg_clear_block(blocks.record(UInt32(id)), dimension, slots)
+                refresh(UInt32(id), links: links(UInt32(id)), vector: vector)
+            }
+        }
+        ready.store(true, ordering: .releasing)
+    }
+
+    /// Builds `q`'s lookup table into `table` (``tableBytes`` bytes).
+    func prepare(_ q: UnsafePointer<Float>, table: UnsafeMutablePointer<UInt8>) -> lodestone_qg_query {
+        var query = lodestone_qg_query()
+        lodestone_qg_prepare(q, dimension, table, &query)
+        return query
+    }
+}
