@@ -104,7 +104,7 @@ def main():
     for e in engines:
         xs = rows[(e, efs[0])]
         n = xs[0]["n"]
-        file_b = f"{med(xs, 'file_bytes') / n:,.0f}" if "file_bytes" in xs[0] else "-"
+        file_b = f"{med(xs, 'file_bytes') / n:,.0f}" if xs[0].get("file_bytes") else "-"
         print(f"| {NAMES[e]} | {med(xs, 'build_s'):.1f} | {med(xs, 'memory_bytes') / n:,.0f} | {file_b} |")
     if a.plot:
         import matplotlib

@@ -155,8 +155,20 @@ extension HNSWIndex {
             var layer = min(nodeLevel, start.top)
             var chosenByLayer: [(Int, [UInt32])] = []
             while layer >= 0 {
-                let found = searchLayer(q, entry: current, entryDistance: currentDistance,
+                // With neighbour codes, layer 0 is searched by the quantized
+                // walk, which leaves the same sorted pool of exact rank
+                // values: measured on 100k x 384 (efConstruction 200), its
+                // graph answered 3% more queries/s at recall 0.95 and 24%
+                // more at 0.99 than one built by the exact walk, for 12%
+                // more build time.
+                let found: Int
+                if layer == 0, let codes = neighbourCodes, codes.isReady {
+                    found = quantizedWalk(q, codes: codes, entry: current, entryDistance: currentDistance, k: 0,
+                                          ef: parameters.efConstruction, scratch: scratch).count
+                } else {
+                    found = searchLayer(q, entry: current, entryDistance: currentDistance,
                                         ef: parameters.efConstruction, layer: layer, scratch: scratch)
+                }
                 var candidates: [Candidate] = []
                 candidates.reserveCapacity(found)
                 for i in 0..<found where scratch.pool[i].id != id {
