@@ -90,7 +90,7 @@ QG_RACY void lodestone_qg_clear(void *block, size_t d, size_t slots, size_t slot
     a[QG_BATCH + j] = 0;
 }
 
-void lodestone_qg_prepare(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out) {
+static void prepare_portable(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out) {
     const size_t groups = lodestone_qg_groups(d);
     float width = 0;
     double sum_q = 0, sum_min = 0;
@@ -213,19 +213,87 @@ AVX2_QG QG_RACY static void estimate_avx2(const void *block, size_t d, size_t sl
         masks[bi] = mask;
     }
 }
+
+// The lookup table one group at a time: entries 0-7 are the
+// subset sums of the group's first three components (a constant 0/1 mask
+// per component), entries 8-15 the same plus the fourth; quantized with
+// the scalar pass's step and packed to bytes.
+AVX2_QG static void prepare_avx2(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out) {
+    const size_t groups = lodestone_qg_groups(d);
+    float width = 0;
+    double sum_q = 0, sum_min = 0;
+    for (size_t g = 0; g < groups; g++) {
+        float lo = 0, hi = 0;
+        for (size_t t = 0; t < 4 && 4 * g + t < d; t++) {
+            const float v = q[4 * g + t];
+            if (v < 0) lo += v; else hi += v;
+            sum_q += v;
+        }
+        width = hi - lo > width ? hi - lo : width;
+        sum_min += lo;
+    }
+    const float delta = width > 0 ? width / 255.0f : 1.0f;
+    const __m256 inverse = _mm256_set1_ps(1.0f / delta), half = _mm256_set1_ps(0.5f);
+    const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.0f);
+    const __m256 m0 = _mm256_setr_ps(0, 1, 0, 1, 0, 1, 0, 1), m1 = _mm256_setr_ps(0, 0, 1, 1, 0, 0, 1, 1);
+    const __m256 m2 = _mm256_setr_ps(0, 0, 0, 0, 1, 1, 1, 1);
+    for (size_t g = 0; g < groups; g++) {
+        float v[4] = {0, 0, 0, 0}, lo = 0;
+        for (size_t t = 0; t < 4 && 4 * g + t < d; t++) {
+            v[t] = q[4 * g + t];
+            if (v[t] < 0) lo += v[t];
+        }
+        const __m256 low = _mm256_fmadd_ps(_mm256_set1_ps(v[0]), m0,
+                                           _mm256_fmadd_ps(_mm256_set1_ps(v[1]), m1, _mm256_mul_ps(_mm256_set1_ps(v[2]), m2)));
+        const __m256 high = _mm256_add_ps(low, _mm256_set1_ps(v[3]));
+        const __m256 shift = _mm256_set1_ps(lo);
+        // (s - lo) / delta + 0.5, clamped to [0, 255], truncated: the
+        // portable rounding.
+        const __m256 ql = _mm256_min_ps(top, _mm256_max_ps(zero, _mm256_fmadd_ps(_mm256_sub_ps(low, shift), inverse, half)));
+        const __m256 qh = _mm256_min_ps(top, _mm256_max_ps(zero, _mm256_fmadd_ps(_mm256_sub_ps(high, shift), inverse, half)));
+        const __m256i il = _mm256_cvttps_epi32(ql), ih = _mm256_cvttps_epi32(qh);
+        // int32 x 16 -> uint16 -> uint8, restoring order across the lanes.
+        const __m256i words = _mm256_permute4x64_epi64(_mm256_packus_epi32(il, ih), 0xD8);
+        const __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+        _mm_storeu_si128((__m128i *)(lut + 16 * g), bytes);
+    }
+    out->scale = 2.0f * delta;
+    out->offset = (float)(2.0 * sum_min - sum_q);
+}
 #endif
 
-void lodestone_qg_estimate(const void *block, size_t d, size_t slots, const uint8_t *lut,
-                           const lodestone_qg_query *query, float base, float threshold, float *out,
-                           uint32_t *masks) {
 #ifdef LODESTONE_X86
+/// 1 when the AVX2 variants run here (asked once: cpuid is slow, and traps in a VM).
+static int qg_avx2(void) {
     static int level = -1;
     int have = __atomic_load_n(&level, __ATOMIC_RELAXED);
     if (have < 0) {
         have = lodestone_cpu_supports(LODESTONE_ISA_AVX2_FMA);
         __atomic_store_n(&level, have, __ATOMIC_RELAXED);
     }
-    if (have) {
+    return have;
+}
+#endif
+
+void lodestone_qg_prepare(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out) {
+#ifdef LODESTONE_X86
+    if (qg_avx2()) {
+        prepare_avx2(q, d, lut, out);
+        return;
+    }
+#endif
+    prepare_portable(q, d, lut, out);
+}
+
+void lodestone_qg_prepare_portable(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out) {
+    prepare_portable(q, d, lut, out);
+}
+
+void lodestone_qg_estimate(const void *block, size_t d, size_t slots, const uint8_t *lut,
+                           const lodestone_qg_query *query, float base, float threshold, float *out,
+                           uint32_t *masks) {
+#ifdef LODESTONE_X86
+    if (qg_avx2()) {
         estimate_avx2(block, d, slots, lut, query, base, threshold, out, masks);
         return;
     }

@@ -100,15 +100,20 @@ struct CreateCommand: ParsableCommand {
     @Option(help: "HNSW links per node.") var m: Int = 16
     @Option(help: "HNSW build beam width.") var efConstruction: Int = 200
     @Option(help: "HNSW default search beam width.") var efSearch: Int = 64
+    @Option(help: "HNSW layer-0 walk: exact, or quantized (neighbours' 1-bit codes beside the links: faster, ~1.9 KB more per vector at m 16, 384-d).")
+    var traversal: String = "exact"
 
     func run() throws {
         try CLIExit.run {
             guard let metric = Metric(name: metric) else { throw ValidationError("unknown metric \(metric)") }
             guard let kind = IndexKind(rawValue: kind) else { throw ValidationError("--kind is hnsw or flat") }
+            guard let walk = HNSWParameters.Traversal(rawValue: traversal) else {
+                throw ValidationError("--traversal is exact or quantized, got \(traversal)")
+            }
             let db = try options.open()
             try db.createIndex(name: name, dimension: dimension, metric: metric, embeddingModel: model,
                                options: IndexOptions(kind: kind, hnsw: HNSWParameters(m: m, efConstruction: efConstruction,
-                                                                                       efSearch: efSearch)))
+                                                                                       efSearch: efSearch, traversal: walk)))
             options.report("created \(kind.rawValue) index \"\(name)\" (\(dimension)-d, \(metric.rawValue)) in \(options.db)") {
                 $0.set("created", name)
             }

@@ -50,6 +50,8 @@ struct CLITests {
         _ = try ok(["create", "pypi", "--dimension", "384", "--metric", "cosine", "--model", "all-MiniLM-L6-v2",
                     "--kind", "flat"])
         _ = try ok(["upsert", "pypi", vectors, "--metadata", metadata])
+        let badWalk = try Self.lodestone(["create", "walk", "--dimension", "4", "--traversal", "fast"], db: db)
+        #expect(badWalk.status != 0 && badWalk.errors.contains("--traversal is exact or quantized"), "\(badWalk.errors)")
         let stats = try ok(["stats", "pypi", "--json"])
         #expect(stats.contains("\"total_record_count\": \(Fixtures.realData.base.rows)"))
         let queryFile = dir + "/queries.txt"

@@ -69,14 +69,18 @@ struct DeltaTests {
         return fresh.map(\.id) + replaced.map(\.id) + renoted + deleted
     }
 
-    @Test("small changes persist as a delta (the segment untouched), cumulative, merged on request; reopening gives the same answers")
-    func deltaRoundTrip() throws {
-        let dir = Fixtures.temporaryDirectory("delta")
+    @Test("small changes persist as a delta (the segment untouched), cumulative, merged on request; reopening gives the same answers (neighbour codes included)",
+          arguments: [HNSWParameters.Traversal.exact, .quantized])
+    func deltaRoundTrip(traversal: HNSWParameters.Traversal) throws {
+        let dir = Fixtures.temporaryDirectory("delta-\(traversal)")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let all = Fixtures.realRecords
         let baseCount = min(all.count, 6_000) - 100
         var db = try Database(path: dir)
-        var index = try db.createIndex(name: "d", dimension: 384, metric: .cosine)
+        var index = try db.createIndex(name: "d", dimension: 384, metric: .cosine,
+                                       options: IndexOptions(hnsw: HNSWParameters(traversal: traversal)))
+        // A reopened quantized index uses the stored blocks: none encoded.
+        func codesStored() -> Bool { traversal == .exact || index.engine.hnsw!.neighbourCodes!.isReady }
         try index.upsert(Array(all.prefix(baseCount)), threads: 2)
         try index.persist()
         let indexDir = dir + "/d"
@@ -99,6 +103,8 @@ struct DeltaTests {
         db = try Database(path: dir)
         index = try db.index("d")
         #expect(index.engine.hnsw!.nodesLinked == 0, "reopening re-inserts nothing")
+        #expect(index.engine.hnsw!.parameters.traversal == traversal)
+        #expect(codesStored())
         #expect(try Self.answers(index, ids: touched) == before)
 
         // A second round: the new delta holds both rounds' changes and
@@ -113,7 +119,9 @@ struct DeltaTests {
         try db.close()
         db = try Database(path: dir)
         index = try db.index("d")
+        #expect(codesStored())
         #expect(try Self.answers(index, ids: touched) == before)
+        if traversal == .quantized { try QuantizedTraversalTests.checkBlocksMirrorLinks(index.engine.hnsw!) }
         // Written again as a delta after reopening (the marks survive it).
         try index.update(id: all[0].id, setMetadata: ["note": "after reopen"])
         try index.persist()

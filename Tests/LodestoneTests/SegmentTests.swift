@@ -136,8 +136,11 @@ struct SegmentTests {
     }
 
     /// A small persisted index, its bytes and its section directory.
+    /// A small HNSW segment with every section (the quantized traversal's
+    /// neighbour codes included) and removed nodes.
     static func smallSegment() throws -> (path: String, bytes: [UInt8], entries: [SectionEntry]) {
-        let index = try HNSWIndex(dimension: 8, metric: .euclidean, parameters: HNSWParameters(m: 4, efConstruction: 16),
+        let index = try HNSWIndex(dimension: 8, metric: .euclidean,
+                                  parameters: HNSWParameters(m: 4, efConstruction: 16, traversal: .quantized),
                                   embeddingModel: "test-model")
         try index.add(contentsOf: Fixtures.randomVectors(count: 300, dimension: 8, seed: 2),
                       keys: (0..<300).map { UInt64($0) })

@@ -158,6 +158,8 @@ typedef struct {
 /// 16 entries, entry p the sum of q over the bits of p, quantized to 8 bits
 /// with one step for all groups) and its scale and offset.
 void lodestone_qg_prepare(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out);
+/// The same, portable C (for tests to compare against).
+void lodestone_qg_prepare_portable(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out);
 /// Estimated rank values of every slot of a block (32 per batch, empty slots
 /// included) into `out`, given `base`, the exact rank value of the block's
 /// node; `masks[b]` gets bit j set when slot 32 b + j's estimate is below

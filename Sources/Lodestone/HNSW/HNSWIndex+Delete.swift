@@ -41,7 +41,10 @@ extension HNSWIndex {
     /// Unlinks every removed node from the graph now (normally done in
     /// batches as removals accumulate) so that their slots can be reused.
     public func compact() {
-        writer.withLock { w in purgeLocked(&w) }
+        writer.withLock { w in
+            prepareNeighbourCodesLocked()
+            purgeLocked(&w)
+        }
     }
 
     /// Nodes this instance has linked into the graph (inserts and replaces);
@@ -55,6 +58,7 @@ extension HNSWIndex {
     func removeLocked(_ w: inout WriterState, key: UInt64) -> Bool {
         ensureKeys(&w)
         guard let id = w.keys.remove(key: key, keyOf: self.key) else { return false }
+        prepareNeighbourCodesLocked()
         setState(id, .deleted)
         deadCount.add(1, ordering: .releasing)
         liveCount.subtract(1, ordering: .releasing)

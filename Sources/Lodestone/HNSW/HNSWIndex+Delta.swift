@@ -8,18 +8,28 @@ extension HNSWIndex {
     /// The header's index kind of an HNSW delta file.
     static let deltaKind: UInt32 = 3
 
-    /// The arenas a delta patches, with their section kinds and record counts.
-    private func patchedArenas(nodes n: Int, upperBlocks: Int) -> [(arena: NodeArena, kind: UInt32, count: Int)] {
+    /// The arenas a delta patches, with their section kinds and record
+    /// counts; the neighbour codes with `codes` (when the base segment
+    /// holds them and they are built; the writer's lock held).
+    private func patchedArenas(nodes n: Int, upperBlocks: Int, codes: Bool)
+        -> [(arena: NodeArena, kind: UInt32, count: Int)]
+    {
         [(vectors, SectionKind.vectors, n), (keyRecords, SectionKind.keys, n), (states, SectionKind.states, n),
          (levelRecords, SectionKind.hnswLevels, n), (links0, SectionKind.hnswLinks0, n),
          (upperStart, SectionKind.hnswUpperStart, n), (upperLinks, SectionKind.hnswUpperLinks, upperBlocks)]
+            + (codes ? neighbourCodes.map { [($0.blocks, SectionKind.hnswNeighbourCodes, n)] } ?? [] : [])
     }
+
+    /// Whether deltas carry the neighbour codes: the base segment holds
+    /// them and they are built (the writer's lock held).
+    private var deltasCarryCodes: Bool { neighbourCodes.map { $0.inBase && $0.isReady } ?? false }
 
     /// Bytes the records written since the segment take in a delta (what
     /// ``persistDelta(to:extraSections:)`` would write, headers aside).
     func changedBytes() -> Int {
         writer.withLock { w in
-            patchedArenas(nodes: nodeCount.load(ordering: .acquiring), upperBlocks: w.upperBlocks).reduce(0) {
+            patchedArenas(nodes: nodeCount.load(ordering: .acquiring), upperBlocks: w.upperBlocks,
+                          codes: deltasCarryCodes).reduce(0) {
                 $0 + $1.arena.dirtyIDs(below: $1.count).count * (4 + $1.arena.stride)
             }
         }
@@ -30,7 +40,8 @@ extension HNSWIndex {
     /// later deltas describe changes against.
     func clearChanges() {
         writer.withLock { _ in
-            for (arena, _, _) in patchedArenas(nodes: 0, upperBlocks: 0) { arena.clearDirty() }
+            for (arena, _, _) in patchedArenas(nodes: 0, upperBlocks: 0, codes: true) { arena.clearDirty() }
+            neighbourCodes?.inBase = neighbourCodes?.inLastPersist ?? false
         }
     }
 
@@ -44,7 +55,7 @@ extension HNSWIndex {
             var sections = [PendingSection(kind: SectionKind.parameters, owned: parameterBytes(
                 nodes: n, live: liveCount.load(ordering: .acquiring), entry: entry.load(ordering: .acquiring),
                 upperBlocks: w.upperBlocks, insertions: w.insertions))]
-            for (arena, kind, count) in patchedArenas(nodes: n, upperBlocks: w.upperBlocks) {
+            for (arena, kind, count) in patchedArenas(nodes: n, upperBlocks: w.upperBlocks, codes: deltasCarryCodes) {
                 let ids = arena.dirtyIDs(below: count)
                 let stride = 4 + arena.stride
                 var bytes = [UInt8](repeating: 0, count: ids.count * stride)
@@ -94,13 +105,16 @@ extension HNSWIndex {
     /// Copies `delta`'s patches into the arenas (already holding the base
     /// segment's records and reserved for the delta's counts), checking each
     /// record with its section's validator, and marks them changed, so the
-    /// next delta carries them again.
+    /// next delta carries them again. With `codes` (the base segment held
+    /// neighbour codes), a patch of them is applied when the delta has one.
     func applyDelta(_ delta: MappedSegment, nodes n: Int, upperBlocks: Int,
-                    validators: [UInt32: (UnsafeRawPointer, UInt32, Int) -> String?]) throws(LodestoneError)
+                    validators: [UInt32: (UnsafeRawPointer, UInt32, Int) -> String?], codes: Bool) throws(LodestoneError)
     {
         reserveNodes(n)
         upperLinks.reserve(upperBlocks)
-        for (arena, kind, count) in patchedArenas(nodes: n, upperBlocks: upperBlocks) {
+        let withCodes = codes && delta.has(HNSWIndex.patchKind(SectionKind.hnswNeighbourCodes))
+        if withCodes { neighbourCodes?.blocks.reserve(n) }
+        for (arena, kind, count) in patchedArenas(nodes: n, upperBlocks: upperBlocks, codes: withCodes) {
             let patch = HNSWIndex.patchKind(kind)
             let entry = try delta.entry(patch)
             func corrupt(_ reason: String) -> LodestoneError {

@@ -44,6 +44,7 @@ extension HNSWIndex {
     /// threads.
     func insertLocked(_ w: inout WriterState, rows: UnsafePointer<Float>, keys newKeys: [UInt64], threads: Int) {
         let n = newKeys.count
+        prepareNeighbourCodesLocked()
         // Every remaining node is removed: unlink them all, so the graph
         // restarts from the new nodes instead of hanging off tombstones.
         if liveCount.load(ordering: .relaxed) == 0 && !w.tombstones.isEmpty { purgeLocked(&w) }

@@ -41,6 +41,10 @@ extension HNSWIndex {
                 return
             }
             let n = nodeCount.load(ordering: .acquiring)
+            // Blocks are written when they exist (else a reopened index
+            // encodes them before its first search).
+            let codes = neighbourCodes.flatMap { $0.isReady ? $0 : nil }
+            neighbourCodes?.inLastPersist = codes != nil
             let sections = segmentSections(
                 parameters: parameterBytes(nodes: n, live: liveCount.load(ordering: .acquiring),
                                            entry: entry.load(ordering: .acquiring), upperBlocks: w.upperBlocks,
@@ -51,7 +55,8 @@ extension HNSWIndex {
                 levels: .ranges(levelRecords.byteRanges(records: n)),
                 upperStart: .ranges(upperStart.byteRanges(records: n)),
                 upperLinks: .ranges(upperLinks.byteRanges(records: w.upperBlocks)),
-                free: w.free.map(\.node), tombstones: w.tombstones, freeUpperRuns: Self.runPairs(w.freeUpperRuns))
+                free: w.free.map(\.node), tombstones: w.tombstones, freeUpperRuns: Self.runPairs(w.freeUpperRuns),
+                codes: codes.map { .ranges($0.blocks.byteRanges(records: n)) })
             // Reading the sections verified any chunk not read before: never
             // write fill bytes over damage with fresh checksums.
             if let failure = corruption() { throw failure }
@@ -90,7 +95,8 @@ extension HNSWIndex {
     private func segmentSections(
         parameters: [UInt8], nodes n: Int, upperBlocks: Int, vectors v: SectionPart, keys: SectionPart,
         states s: SectionPart, links0 l0: SectionPart, levels: SectionPart, upperStart us: SectionPart,
-        upperLinks ul: SectionPart, free: [UInt32], tombstones: [UInt32], freeUpperRuns runs: [UInt32]
+        upperLinks ul: SectionPart, free: [UInt32], tombstones: [UInt32], freeUpperRuns runs: [UInt32],
+        codes: SectionPart?
     ) -> [PendingSection] {
         func section(_ kind: UInt32, stride: Int, count: Int, _ part: SectionPart, codec: SectionCodec = .raw,
                      chunked: Bool = true) -> PendingSection {
@@ -110,14 +116,19 @@ extension HNSWIndex {
             section(SectionKind.hnswLevels, stride: 1, count: n, levels),
             section(SectionKind.hnswUpperStart, stride: 4, count: n, us),
             section(SectionKind.hnswUpperLinks, stride: upperLinks.stride, count: upperBlocks, ul),
-        ] + Self.removedNodeSections(free: free, tombstones: tombstones, freeUpperRuns: runs)
+        ] + (codes.map { [section(SectionKind.hnswNeighbourCodes, stride: neighbourCodes!.blocks.stride, count: n, $0)] } ?? [])
+            + Self.removedNodeSections(free: free, tombstones: tombstones, freeUpperRuns: runs)
     }
 
     /// Writes only the live nodes, renumbered densely (see `persist(to:compact:)`).
     private func persistCompactedLocked(_ w: inout WriterState, path: String, extraSections: [PendingSection])
         throws(LodestoneError)
     {
+        prepareNeighbourCodesLocked()
         purgeLocked(&w)  // now no live node links to a removed one
+        // Blocks name neighbours by their old numbers: a reopened index
+        // encodes them again.
+        neighbourCodes?.inLastPersist = false
         let n = nodeCount.load(ordering: .acquiring)
         var newID = [UInt32](repeating: HNSWIndex.noNode, count: n)
         var live: [UInt32] = []
@@ -181,7 +192,8 @@ extension HNSWIndex {
                                        insertions: w.insertions),
             nodes: count, upperBlocks: upperBlocks, vectors: .ranges(vectorPieces), keys: .ranges(keyPieces),
             states: .owned(stateBytes), links0: .owned(links0Out), levels: .owned(levelBytes),
-            upperStart: .owned(upperStartOut), upperLinks: .owned(upperOut), free: [], tombstones: [], freeUpperRuns: [])
+            upperStart: .owned(upperStartOut), upperLinks: .owned(upperOut), free: [], tombstones: [], freeUpperRuns: [],
+            codes: nil)
         if let failure = corruption() { throw failure }
         try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
                                 sections: sections + extraSections)
@@ -312,11 +324,33 @@ extension HNSWIndex {
         try adopt(index.levelRecords, SectionKind.hnswLevels, count: n, levelsValid)
         try adopt(index.upperStart, SectionKind.hnswUpperStart, count: n, upperStartValid)
         try adopt(index.upperLinks, SectionKind.hnswUpperLinks, count: upperBlocks, upperValid)
+        // Neighbour codes: used in place when the segment has them (and,
+        // with a delta, the delta patches them); otherwise the first search
+        // or write encodes them.
+        var codesReady = false
+        let codesValid: (UnsafeRawPointer, UInt32, Int) -> String? = { [unowned index] p, first, count in
+            guard let codes = index.neighbourCodes else { return nil }
+            let perRecord = codes.blocks.stride / 4, ids = lodestone_qg_batches(codes.slots) * 32
+            let words = p.assumingMemoryBound(to: UInt32.self)
+            for r in 0..<count {
+                for j in 0..<ids where words[r * perRecord + j] != HNSWIndex.noNode && words[r * perRecord + j] >= nodes {
+                    return "node \(first + UInt32(r))'s block names node \(words[r * perRecord + j]) ≥ \(nodes)"
+                }
+            }
+            return nil
+        }
+        if let codes = index.neighbourCodes, segment.has(SectionKind.hnswNeighbourCodes) {
+            try adopt(codes.blocks, SectionKind.hnswNeighbourCodes, count: n, codesValid)
+            codes.inBase = true
+            codesReady = true
+        }
         if let delta {
             try index.applyDelta(delta, nodes: final.nodes, upperBlocks: final.upperBlocks, validators: [
                 SectionKind.states: statesValid, SectionKind.hnswLevels: levelsValid, SectionKind.hnswLinks0: linksValid,
                 SectionKind.hnswUpperStart: upperStartValid, SectionKind.hnswUpperLinks: upperValid,
-            ])
+                SectionKind.hnswNeighbourCodes: codesValid,
+            ], codes: codesReady)
+            codesReady = codesReady && delta.has(HNSWIndex.patchKind(SectionKind.hnswNeighbourCodes))
         }
         // The lists of removed nodes are the delta's when there is one.
         let lists = delta ?? segment
@@ -368,8 +402,7 @@ extension HNSWIndex {
         }
         index.entry.store(final.entry, ordering: .releasing)
         index.nodeCount.store(final.nodes, ordering: .releasing)
-        // Neighbour codes are not stored: the first search encodes them.
-        if final.nodes > 0 { index.neighbourCodes?.ready.store(false, ordering: .releasing) }
+        if final.nodes > 0 && !codesReady { index.neighbourCodes?.ready.store(false, ordering: .releasing) }
         index.liveCount.store(final.live, ordering: .releasing)
         index.deadCount.store(freeIDs.count + tombstones.count, ordering: .releasing)
         return index
@@ -382,6 +415,10 @@ extension HNSWIndex {
         warm(threads: 1)
         writer.withLock { w in ensureKeys(&w) }
         if let failure = corruption() { throw failure }
+        if let codes = neighbourCodes, codes.isReady, let node = firstBlockNotMirroringLinks(codes) {
+            throw .corruptSegment(path: segment?.path ?? "", section: SectionKind.name(SectionKind.hnswNeighbourCodes),
+                                  reason: "node \(node)'s block does not hold its layer-0 links")
+        }
         // Chunked sections were checked chunk by chunk above (the mapping may
         // hold this index's own later writes); the others are checked whole.
         try segment?.verifyUnchunkedSections()
@@ -395,6 +432,7 @@ extension HNSWIndex {
         for arena in [levelRecords, states, keyRecords, links0, upperStart, upperLinks, vectors] {
             arena.verifyAll(threads: threads)
         }
+        if let codes = neighbourCodes, codes.inBase { codes.blocks.verifyAll(threads: threads) }
     }
 
     private static func idList(_ segment: MappedSegment, _ kind: UInt32, nodes n: Int) throws(LodestoneError) -> [UInt32] {

@@ -7,11 +7,16 @@ extension HNSWIndex {
     /// a segment): once, under the writer's lock, on every core.
     func ensureNeighbourCodes(_ codes: NeighbourCodes) {
         guard !codes.isReady else { return }
-        writer.withLock { _ in
-            guard !codes.isReady else { return }
-            codes.build(count: nodeCount.load(ordering: .acquiring), links: { UnsafePointer(self.links($0, layer: 0)) },
-                        vector: { UnsafePointer(self.vector($0)) }, threads: FlatIndex.defaultThreadCount)
-        }
+        writer.withLock { _ in prepareNeighbourCodesLocked() }
+    }
+
+    /// Builds the neighbour codes, if the index has them and they are not
+    /// built, with the writer's lock held: before any write to the graph,
+    /// so blocks always mirror links once the graph has changed.
+    func prepareNeighbourCodesLocked() {
+        guard let codes = neighbourCodes, !codes.isReady else { return }
+        codes.build(count: nodeCount.load(ordering: .acquiring), links: { UnsafePointer(self.links($0, layer: 0)) },
+                    vector: { UnsafePointer(self.vector($0)) }, threads: FlatIndex.defaultThreadCount)
     }
 
     /// Re-encodes `id`'s neighbour codes after a write to its links on
@@ -19,6 +24,27 @@ extension HNSWIndex {
     @inline(__always) func linksWritten(_ id: UInt32, layer: Int) {
         guard layer == 0, let codes = neighbourCodes, codes.isReady else { return }
         codes.refresh(id, links: links(id, layer: 0), vector: { UnsafePointer(self.vector($0)) })
+    }
+
+    /// The first linked node whose block's neighbours are not its layer-0
+    /// links (as sets), or nil: what ``verify()`` checks of the blocks.
+    func firstBlockNotMirroringLinks(_ codes: NeighbourCodes) -> UInt32? {
+        writer.withLock { _ in
+            for id in 0..<UInt32(nodeCount.load(ordering: .acquiring)) where state(id) != .unused {
+                let slots = links(id, layer: 0)
+                let ids = UnsafeRawPointer(codes.blocks.record(id)).assumingMemoryBound(to: UInt32.self)
+                var linked = 0, held = 0
+                for j in 0..<m0 {
+                    let nb = lodestone_load_u32(slots + j)
+                    if nb == HNSWIndex.noNode { break }
+                    linked += 1
+                    if !(0..<codes.slots).contains(where: { lodestone_load_u32(ids + $0) == nb }) { return id }
+                }
+                for j in 0..<codes.slots where lodestone_load_u32(ids + j) != HNSWIndex.noNode { held += 1 }
+                if held != linked { return id }
+            }
+            return nil
+        }
     }
 
     /// The layer-0 beam search of the quantized traversal, from `start`
@@ -44,6 +70,7 @@ extension HNSWIndex {
         var results = TopKHeap(storage: scratch.results, capacity: max(k, 1))
         let d = dimension, slots = codes.slots
         let prefetchBytes = 4 * 64
+        let blockBytes = codes.blocks.stride
         marks[Int(start)] = generation
         pool[0] = PoolEntry(distance: entryDistance, id: start)
         var count = 1
@@ -65,6 +92,11 @@ extension HNSWIndex {
                 lodestone_prefetch_bytes(vector(next), prefetchBytes)
                 lodestone_prefetch_bytes(codes.blocks.record(next), prefetchBytes)
             }
+            // Fetch this node's whole block while its vector is read for the
+            // exact distance, so the two streams overlap (measured on 100k x
+            // 384: +11% queries/s; also fetching the vector whole, or not
+            // fetching the next node's heads, were the same within noise).
+            lodestone_prefetch_bytes(codes.blocks.record(current), blockBytes)
             let exact = cursor == 0 && expanded == 0 ? entryDistance : rank(q, vector(current))
             expanded += 1
             if k > 0 && exact < results.threshold && state(current) == .live {

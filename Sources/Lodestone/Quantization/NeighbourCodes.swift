@@ -29,6 +29,12 @@ final class NeighbourCodes: @unchecked Sendable {
     let blocks: NodeArena
     /// Set (release) once every node below the node count has its block.
     let ready = Atomic<Bool>(false)
+    /// Whether the segment deltas are written against holds every block
+    /// (so a delta can carry the blocks changed since); the writer's lock.
+    var inBase = false
+    /// Whether the last whole-segment persist wrote the blocks (becomes
+    /// ``inBase`` when the owner makes that segment the base); the writer's lock.
+    var inLastPersist = false
 
     init(dimension: Int, slots: Int, metric: Metric) {
         self.dimension = dimension
@@ -48,6 +54,7 @@ final class NeighbourCodes: @unchecked Sendable {
     /// Empties node `id`'s block (a new node, before it is linked).
     func reset(_ id: UInt32) {
         blocks.reserve(Int(id) + 1)
+        blocks.markDirty(id)
         lodestone_qg_clear_block(blocks.record(id), dimension, slots)
     }
 
@@ -60,6 +67,7 @@ final class NeighbourCodes: @unchecked Sendable {
         let block = blocks.record(id)
         let ids = block.assumingMemoryBound(to: UInt32.self)
         let n = slots
+        blocks.markDirty(id)
         // Empty the slots whose neighbour left the list.
         for j in 0..<n {
             let held = lodestone_load_u32(ids + j)
@@ -95,6 +103,7 @@ final class NeighbourCodes: @unchecked Sendable {
         let block = 1_024
         parallelFor(count: count, threads: min(threads, max(1, count / block)), grain: block) { run in
             for id in run {
+                blocks.markDirty(UInt32(id))
                 lodestone_qg_clear_block(blocks.record(UInt32(id)), dimension, slots)
                 refresh(UInt32(id), links: links(UInt32(id)), vector: vector)
             }

@@ -30,6 +30,8 @@ enum SectionKind {
     static let hnswUpperLinks: UInt32 = 19
     static let hnswTombstones: UInt32 = 20
     static let hnswFreeUpperRuns: UInt32 = 21
+    /// Per node, its neighbours' codes (the quantized traversal's blocks).
+    static let hnswNeighbourCodes: UInt32 = 22
     static let recordsHeader: UInt32 = 32
     static let recordsSlots: UInt32 = 33
     static let recordsHash: UInt32 = 34
@@ -54,6 +56,7 @@ enum SectionKind {
         case hnswUpperLinks: return "hnsw.upper-links"
         case hnswTombstones: return "hnsw.tombstones"
         case hnswFreeUpperRuns: return "hnsw.free-upper-runs"
+        case hnswNeighbourCodes: return "hnsw.neighbour-codes"
         case recordsHeader: return "records.header"
         case recordsSlots: return "records.slots"
         case recordsHash: return "records.hash"
@@ -438,6 +441,9 @@ final class MappedSegment: @unchecked Sendable {
     }
 
     deinit { munmap(base, size) }
+
+    /// Whether the file has a section of `kind`.
+    func has(_ kind: UInt32) -> Bool { entries.contains { $0.kind == kind } }
 
     /// The directory entry of `kind`, or a `corruptSegment` error if missing.
     func entry(_ kind: UInt32) throws(LodestoneError) -> SectionEntry {

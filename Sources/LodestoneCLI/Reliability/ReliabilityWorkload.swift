@@ -2,7 +2,9 @@ import Foundation
 import Lodestone
 
 /// The deterministic workload the kill-point tests run and check: two
-/// indexes ("flat", exact, synchronous; "graph", HNSW, group commit)
+/// indexes ("flat", exact, synchronous; "graph", HNSW with the quantized
+/// traversal, so its neighbour-code blocks and their delta patches meet
+/// every fault too, group commit)
 /// receiving the same upserts, metadata updates, deletes by id and by
 /// filter, persists, an export and an import into a third index. Step `i` is a pure function of the seed, so
 /// the checker rebuilds the state after any number of acknowledged steps.
@@ -135,7 +137,7 @@ enum ReliabilityWorkload {
                     // The graph commits in groups, so both log paths (a sync
                     // per record, a shared flush after it) meet every fault.
                     options: IndexOptions(kind: name == "flat" ? .flat : .hnsw,
-                                          hnsw: HNSWParameters(m: 8, efConstruction: 64),
+                                          hnsw: HNSWParameters(m: 8, efConstruction: 64, traversal: .quantized),
                                           durability: name == "flat" ? .synchronous : .groupCommit))
             }
         }!
