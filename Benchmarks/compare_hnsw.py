@@ -26,7 +26,7 @@ import argparse, collections, json, os, statistics, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import DEFAULT_DATA, ROOT, bench_env, build_lodestone, run_json as run  # noqa: E402
 
-EFS = "10,16,24,32,40,48,56,64,80,96,128,160,192,256,320,400"
+EFS = "10,16,20,24,28,32,36,40,48,56,64,72,80,96,112,128,144,160,192,224,256,320,400"
 NAMES = {"lodestone-exact": "Lodestone (exact walk)", "lodestone-quantized": "Lodestone (quantized walk)",
          "hnswlib": "hnswlib", "faiss": "faiss HNSWFlat", "usearch": "usearch",
          "glass": "glass (SQ4U + FP16 refine)", "symqg": "SymphonyQG (rabitqlib)"}
@@ -59,7 +59,8 @@ def main():
     saved = open(a.save, "w") if a.save else None
     for r in range(a.rounds):
         for t in traversals:
-            for line in run([exe, "bench", *files, "--index", "hnsw", "--traversal", t, *common, "--json"], env):
+            persist = ["--persist", f"/tmp/lodestone-compare-hnsw-{t}"] if r == 0 else []
+            for line in run([exe, "bench", *files, "--index", "hnsw", "--traversal", t, *common, *persist, "--json"], env):
                 rows[(f"lodestone-{t}", line["ef"])].append(line)
                 if saved: saved.write(json.dumps({"engine": f"lodestone-{t}", **line}) + "\n")
         for engine in peers:
@@ -99,13 +100,18 @@ def main():
             print(f"| {NAMES[e]} | {ef} | {med(xs, 'recall'):.4f} | {med(xs, 'qps'):,.0f} | " + " | ".join(ratios) + " |")
         print()
     print("build and memory:\n")
-    print("| engine | build s | bytes per vector resident (process growth) | file bytes per vector |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| engine | build s | bytes per vector resident | file bytes per vector | open ms (fresh process) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for e in engines:
         xs = rows[(e, efs[0])]
         n = xs[0]["n"]
-        file_b = f"{med(xs, 'file_bytes') / n:,.0f}" if xs[0].get("file_bytes") else "-"
-        print(f"| {NAMES[e]} | {med(xs, 'build_s'):.1f} | {med(xs, 'memory_bytes') / n:,.0f} | {file_b} |")
+        saved = [x for x in xs if x.get("file_bytes")]
+        file_b = f"{saved[0]['file_bytes'] / n:,.0f}" if saved else "-"
+        opened = f"{saved[0]['open_ms']:.1f}" if saved and "open_ms" in saved[0] else "-"
+        print(f"| {NAMES[e]} | {med(xs, 'build_s'):.1f} | {med(xs, 'memory_bytes') / n:,.0f} | {file_b} | {opened} |")
+    print("\nResident bytes: Lodestone's allocated arenas (vectors, links, neighbour codes, keys, levels),")
+    print("the resident memory each peer's build added. Lodestone's file and open time: the first round's")
+    print("segment, opened by a fresh process (mapped; the reopened index's recall and q/s are in --save).")
     if a.plot:
         import matplotlib
         matplotlib.use("Agg")
