@@ -13,6 +13,7 @@ from .errors import InvalidArgument, raise_for
 from .vector_index import METRIC_NAMES, _matrix, metric_code
 
 KINDS = {"hnsw": 0, "flat": 1}
+TRAVERSALS = {"exact": 0, "quantized": 1}
 DURABILITY = {"synchronous": 0, "group_commit": 1, "none": 2}
 
 Filter = Union[Dict[str, Any], str, None]
@@ -344,17 +345,22 @@ class Database(_Native):
 
     def create_index(self, name: str, dimension: int, metric: str = "cosine", embedding_model: Optional[str] = None,
                      kind: str = "hnsw", m: int = 16, ef_construction: int = 200, ef_search: int = 64,
-                     durability: str = "synchronous") -> Index:
+                     durability: str = "synchronous", traversal: str = "exact") -> Index:
         """Creates an empty index (kind 'hnsw' or 'flat'); the embedding
-        model's name is recorded and checked when the index is reopened."""
+        model's name is recorded and checked when the index is reopened.
+        `traversal` 'quantized' keeps each HNSW node's neighbours' 1-bit
+        codes beside its links: several times the queries/s of 'exact' at
+        the same recall, for about 1.9 KB more per vector (m 16, 384-d)."""
         if kind not in KINDS:
             raise InvalidArgument(f"invalid kind: {kind!r}; use 'hnsw' or 'flat'")
+        if traversal not in TRAVERSALS:
+            raise InvalidArgument(f"invalid traversal: {traversal!r}; use 'exact' or 'quantized'")
         if durability not in DURABILITY:
             raise InvalidArgument(f"invalid durability: {durability!r}; use one of {sorted(DURABILITY)}")
         out = self._ffi.new("lds_index **")
         self._call(self._lib.lds_db_create_index, name.encode("utf-8"), int(dimension), metric_code(metric),
                    _c(embedding_model), KINDS[kind], int(m), int(ef_construction), int(ef_search),
-                   DURABILITY[durability], out)
+                   TRAVERSALS[traversal], DURABILITY[durability], out)
         return Index(out[0], name)
 
     def index(self, name: str, embedding_model: Optional[str] = None, durability: str = "synchronous") -> Index:

@@ -207,14 +207,20 @@ class HNSWIndex(_VectorIndex):
     >>> ix = HNSWIndex(384, "cosine", m=16, ef_construction=200)
     >>> ix.add(np.arange(len(X)), X, threads=2)
     >>> ids, scores = ix.search(Q, k=10, ef=64)
+
+    `traversal="quantized"` keeps each node's neighbours' 1-bit codes beside
+    its links (the quantized walk: faster at the same recall, about 1.9 KB
+    more per vector at m 16, 384-d).
     """
 
     def __init__(self, dimension: int, metric: str = "cosine", m: int = 16, ef_construction: int = 200,
-                 ef_search: int = 64, seed: int = 42, _handle=None):
+                 ef_search: int = 64, seed: int = 42, traversal: str = "exact", _handle=None):
         if _handle is None:
+            if traversal not in ("exact", "quantized"):
+                raise InvalidArgument(f"invalid traversal: {traversal!r}; use 'exact' or 'quantized'")
             _, lib = _native.load()
             _handle = _new(lib.lds_vindex_new_hnsw, int(dimension), metric_code(metric), int(m),
-                           int(ef_construction), int(ef_search), int(seed))
+                           int(ef_construction), int(ef_search), int(seed), 1 if traversal == "quantized" else 0)
         super().__init__(_handle)
 
     def __repr__(self):

@@ -104,6 +104,26 @@ def test_filtered_queries_against_brute_force(db, data):
         assert hits / wanted >= 0.95, (flt, hits / wanted)
 
 
+def test_quantized_traversal_index_reopens_with_it(tmp_path, data):
+    ids, metas = records(data)
+    path = str(tmp_path / "qdb")
+    with lodestone.Database(path) as database:
+        ix = database.create_index("q", dimension=384, metric="cosine", embedding_model=MODEL, traversal="quantized")
+        for start in range(0, len(ids), 2500):
+            ix.upsert(ids=ids[start:start + 2500], values=data.base[start:start + 2500],
+                      metadata=metas[start:start + 2500], threads=2)
+        before = [[m.id for m in ix.query(q, top_k=10, ef=96)] for q in data.queries[:20]]
+        truth, _ = exact_top_k(data.base, data.queries[:20], 10)
+        hits = sum(len({ids[r] for r in truth[i]} & set(before[i])) for i in range(20))
+        assert hits / 200 >= 0.95
+        with pytest.raises(lodestone.InvalidArgument, match="traversal"):
+            database.create_index("bad", dimension=3, traversal="fast")
+    with lodestone.Database(path) as database:
+        ix = database.index("q", embedding_model=MODEL)
+        after = [[m.id for m in ix.query(q, top_k=10, ef=96)] for q in data.queries[:20]]
+        assert after == before
+
+
 def test_values_metadata_fetch_update_delete_namespaces(db, data):
     ids, metas = records(data)
     ix = db.create_index("docs", dimension=384, metric="cosine", kind="flat", embedding_model=MODEL)

@@ -46,6 +46,28 @@ def test_hnsw_recall_and_batch_equals_single(data):
     assert ix.memory_bytes > len(data.base) * data.base.shape[1] * 4
 
 
+def test_quantized_traversal_recall_persist_and_writes(tmp_path, data):
+    """The quantized walk against brute force, through persist, open and writes."""
+    ix = lodestone.HNSWIndex(data.base.shape[1], "cosine", m=16, ef_construction=100, traversal="quantized")
+    ix.add(np.arange(len(data.base), dtype=np.uint64), data.base, threads=2)
+    rows, exact = exact_top_k(data.base, data.queries, 10)
+    ids, scores = ix.search(data.queries, 10, ef=96, threads=2)
+    assert recall(ids, rows) >= 0.95
+    # Scores are exact, not estimates: each equals the brute-force score of its id.
+    full = data.queries @ data.base.T / np.linalg.norm(data.base, axis=1)[None, :]
+    full /= np.linalg.norm(data.queries, axis=1)[:, None]
+    assert np.allclose(scores, np.take_along_axis(full, ids.astype(np.int64), axis=1), atol=1e-4)
+    path = tmp_path / "quantized.lodestone"
+    ix.persist(str(path))
+    opened = lodestone.open_index(str(path))
+    again = opened.search(data.queries, 10, ef=96, threads=2)
+    assert np.array_equal(again[0], ids) and np.array_equal(again[1], scores)
+    opened.remove(int(ids[0, 0]))
+    assert int(ids[0, 0]) not in opened.search(data.queries[0], 10, ef=96)[0].tolist()
+    with pytest.raises(lodestone.InvalidArgument, match="traversal"):
+        lodestone.HNSWIndex(3, "cosine", traversal="fast")
+
+
 @pytest.mark.parametrize("metric", ["euclidean", "dotproduct", "cosine"])
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
 def test_metrics_against_float64(metric, kind):

@@ -11,7 +11,7 @@ import Darwin
 #endif
 
 /// The ABI version this library implements (`LDS_ABI_VERSION`).
-let abiVersion: UInt32 = 1
+let abiVersion: UInt32 = 2
 
 /// A C `lds_error`: a status code and a NUL-terminated message.
 final class ErrorBox {
@@ -139,6 +139,14 @@ enum Check {
         case 0: return .hnsw
         case 1: return .flat
         default: throw .invalidArgument(name: "kind", reason: "must be 0 (HNSW) or 1 (flat), got \(code)")
+        }
+    }
+
+    static func traversal(_ code: Int32) throws(LodestoneError) -> HNSWParameters.Traversal {
+        switch code {
+        case 0: return .exact
+        case 1: return .quantized
+        default: throw .invalidArgument(name: "traversal", reason: "must be 0 (exact) or 1 (quantized), got \(code)")
         }
     }
 

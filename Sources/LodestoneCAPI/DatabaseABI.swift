@@ -73,7 +73,8 @@ public func lds_db_free(_ handle: OpaquePointer?) { release(handle) }
 @_cdecl("lds_db_create_index")
 public func lds_db_create_index(_ handle: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ dimension: Int64, _ metric: Int32,
                                 _ model: UnsafePointer<CChar>?, _ kind: Int32, _ m: Int64, _ efConstruction: Int64,
-                                _ efSearch: Int64, _ durability: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                                _ efSearch: Int64, _ traversal: Int32, _ durability: Int32,
+                                _ out: UnsafeMutablePointer<OpaquePointer?>?,
                                 _ err: ErrorOut) -> Int32 {
     withStatus(err) { () throws(LodestoneError) in
         let database = try db(handle)
@@ -82,7 +83,8 @@ public func lds_db_create_index(_ handle: OpaquePointer?, _ name: UnsafePointer<
         let parameters = HNSWParameters(
             m: m == 0 ? defaults.m : try Check.count(m, "m", atLeast: 2, atMost: 128),
             efConstruction: efConstruction == 0 ? defaults.efConstruction : try Check.count(efConstruction, "ef_construction", atLeast: 1),
-            efSearch: efSearch == 0 ? defaults.efSearch : try Check.count(efSearch, "ef_search", atLeast: 1))
+            efSearch: efSearch == 0 ? defaults.efSearch : try Check.count(efSearch, "ef_search", atLeast: 1),
+            traversal: try Check.traversal(traversal))
         let options = IndexOptions(kind: try Check.kind(kind), hnsw: parameters, durability: try Check.durability(durability))
         let index = try database.createIndex(name: try Check.string(name, "name"),
                                              dimension: try Check.count(dimension, "dimension", atLeast: 1, atMost: 65_536),

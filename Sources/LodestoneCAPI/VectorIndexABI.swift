@@ -70,13 +70,14 @@ public func lds_vindex_new_flat(_ dimension: Int64, _ metric: Int32, _ out: Unsa
 
 @_cdecl("lds_vindex_new_hnsw")
 public func lds_vindex_new_hnsw(_ dimension: Int64, _ metric: Int32, _ m: Int64, _ efConstruction: Int64,
-                                _ efSearch: Int64, _ seed: UInt64, _ out: UnsafeMutablePointer<OpaquePointer?>?,
-                                _ err: ErrorOut) -> Int32 {
+                                _ efSearch: Int64, _ seed: UInt64, _ traversal: Int32,
+                                _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: ErrorOut) -> Int32 {
     withStatus(err) { () throws(LodestoneError) in
         let out = try Check.pointer(out, "out")
         let parameters = HNSWParameters(m: try Check.count(m, "m", atLeast: 2, atMost: 128),
                                         efConstruction: try Check.count(efConstruction, "ef_construction", atLeast: 1),
-                                        efSearch: try Check.count(efSearch, "ef_search", atLeast: 1), seed: seed)
+                                        efSearch: try Check.count(efSearch, "ef_search", atLeast: 1), seed: seed,
+                                        traversal: try Check.traversal(traversal))
         let index = try HNSWIndex(dimension: try checkDimension(dimension), metric: try Check.metric(metric),
                                   parameters: parameters)
         out.pointee = retain(VectorIndexBox(.hnsw(index)))

@@ -49,7 +49,7 @@ extern "C" {
 
 /* cdef-begin: the Python package feeds what follows to cffi. */
 
-#define LDS_ABI_VERSION 1
+#define LDS_ABI_VERSION 2
 
 #define LDS_OK 0
 #define LDS_E_INVALID_ARGUMENT 1
@@ -82,6 +82,10 @@ extern "C" {
 
 #define LDS_KIND_HNSW 0
 #define LDS_KIND_FLAT 1
+
+/* An HNSW index's layer-0 walk (HNSWParameters.Traversal). */
+#define LDS_TRAVERSAL_EXACT 0
+#define LDS_TRAVERSAL_QUANTIZED 1
 
 #define LDS_DURABILITY_SYNCHRONOUS 0
 #define LDS_DURABILITY_GROUP_COMMIT 1
@@ -123,9 +127,11 @@ void lds_error_free(lds_error *error);
 int32_t lds_vindex_new_flat(int64_t dimension, int32_t metric, lds_vindex **out, lds_error **err);
 /* A new, empty HNSW index: m links per node (2-128, typically 16),
  * ef_construction (build beam, >= 1, typically 200), ef_search (default
- * query beam, >= 1), seed for the level generator. */
+ * query beam, >= 1), seed for the level generator, traversal (an
+ * LDS_TRAVERSAL_*; ABI 2). */
 int32_t lds_vindex_new_hnsw(int64_t dimension, int32_t metric, int64_t m, int64_t ef_construction,
-                            int64_t ef_search, uint64_t seed, lds_vindex **out, lds_error **err);
+                            int64_t ef_search, uint64_t seed, int32_t traversal, lds_vindex **out,
+                            lds_error **err);
 /* Opens a segment written by lds_vindex_persist (either kind). */
 int32_t lds_vindex_open(const char *path, lds_vindex **out, lds_error **err);
 void lds_vindex_free(lds_vindex *index);
@@ -193,10 +199,12 @@ int32_t lds_db_close(lds_db *db, int32_t persist, lds_error **err);
 void lds_db_free(lds_db *db);
 
 /* Creates an index. embedding_model may be NULL or "". m/ef_construction/
- * ef_search: HNSW parameters (0 = defaults 16/200/64). */
+ * ef_search: HNSW parameters (0 = defaults 16/200/64); traversal: an
+ * LDS_TRAVERSAL_* (ABI 2). */
 int32_t lds_db_create_index(lds_db *db, const char *name, int64_t dimension, int32_t metric,
                             const char *embedding_model, int32_t kind, int64_t m, int64_t ef_construction,
-                            int64_t ef_search, int32_t durability, lds_index **out, lds_error **err);
+                            int64_t ef_search, int32_t traversal, int32_t durability, lds_index **out,
+                            lds_error **err);
 /* Opens an existing index. When embedding_model is not NULL it must equal
  * the index's (else LDS_E_EMBEDDING_MODEL_MISMATCH, naming both). */
 int32_t lds_db_open_index(lds_db *db, const char *name, const char *embedding_model, int32_t durability,

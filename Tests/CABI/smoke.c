@@ -48,7 +48,7 @@ static void vector_indexes(void) {
     for (int kind = 0; kind < 2; kind++) {
         lds_vindex *ix = NULL;
         lds_error *err = NULL;
-        int32_t s = kind == 0 ? lds_vindex_new_hnsw(D, LDS_METRIC_EUCLIDEAN, 8, 64, 64, 7, &ix, &err)
+        int32_t s = kind == 0 ? lds_vindex_new_hnsw(D, LDS_METRIC_EUCLIDEAN, 8, 64, 64, 7, LDS_TRAVERSAL_QUANTIZED, &ix, &err)
                               : lds_vindex_new_flat(D, LDS_METRIC_EUCLIDEAN, &ix, &err);
         CHECK(s == LDS_OK && ix != NULL && err == NULL);
         CHECK(lds_vindex_add(ix, rows, keys, N, 2, &err) == LDS_OK);
@@ -110,7 +110,7 @@ static void database(void) {
     CHECK(lds_db_open(dir, &db, &err) == LDS_OK);
     lds_index *ix = NULL;
     CHECK(lds_db_create_index(db, "docs", 3, LDS_METRIC_COSINE, "model-a", LDS_KIND_FLAT, 0, 0, 0,
-                              LDS_DURABILITY_SYNCHRONOUS, &ix, &err) == LDS_OK);
+                              LDS_TRAVERSAL_EXACT, LDS_DURABILITY_SYNCHRONOUS, &ix, &err) == LDS_OK);
     const char ids[] = "alphabetagamma";
     const int64_t id_offsets[] = {0, 5, 9, 14};
     const float values[] = {1, 0, 0, 0, 1, 0, 0.6f, 0.8f, 0};

@@ -308,17 +308,8 @@ extension HNSWIndex {
                     let d = scratch.values[j]
                     collector.observe(scratch.ids[j], d)
                     if count == ef && d >= pool[count - 1].distance { continue }
-                    // Binary search for the first entry farther than d.
-                    var lo = 0, hi = count
-                    while lo < hi {
-                        let mid = (lo + hi) >> 1
-                        if pool[mid].distance <= d { lo = mid + 1 } else { hi = mid }
-                    }
-                    let moving = (count == ef ? count - 1 : count) - lo
-                    if moving > 0 { (pool + lo + 1).update(from: pool + lo, count: moving) }
                     let nb = scratch.ids[j]
-                    pool[lo] = PoolEntry(distance: d, id: nb)
-                    if count < ef { count += 1 }
+                    let lo = PoolEntry.insert(PoolEntry(distance: d, id: nb), into: pool, count: &count, capacity: ef)
                     // It may be expanded soon: start fetching its links
                     // (measured: ~10% more queries/s on 100k x 384).
                     if layer == 0 { lodestone_prefetch(links0.record(nb)) }

@@ -15,6 +15,24 @@ struct PoolEntry {
     static let expandedBit: UInt32 = 1 << 31
     @inline(__always) var id: UInt32 { tagged & ~PoolEntry.expandedBit }
     @inline(__always) var isExpanded: Bool { tagged & PoolEntry.expandedBit != 0 }
+
+    /// Inserts `entry` into `pool`, `count` entries sorted by distance and
+    /// at most `capacity` (when full, the last one drops out), after the
+    /// entries no farther than it; returns its position.
+    @inline(__always)
+    static func insert(_ entry: PoolEntry, into pool: UnsafeMutablePointer<PoolEntry>, count: inout Int,
+                       capacity: Int) -> Int {
+        var lo = 0, hi = count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if pool[mid].distance <= entry.distance { lo = mid + 1 } else { hi = mid }
+        }
+        let moving = (count == capacity ? count - 1 : count) - lo
+        if moving > 0 { (pool + lo + 1).update(from: pool + lo, count: moving) }
+        pool[lo] = entry
+        if count < capacity { count += 1 }
+        return lo
+    }
 }
 
 /// Memory one search works in, reused across searches so a query allocates
