@@ -271,8 +271,9 @@ def run_definition(module, definition, dataset_path):
 def test_config_defines_the_hnsw_sweep_and_the_flat_index():
     runs = definitions("angular", 384)
     hnsw = [d for d in runs if d[0] == "lodestone-hnsw"]
-    assert sorted((d[2][1]["M"], d[2][1]["efConstruction"]) for d in hnsw) == \
-        [(m, efc) for m in (12, 16, 24, 32) for efc in (200, 500)]
+    assert sorted((d[2][1]["M"], d[2][1]["efConstruction"], d[2][1].get("traversal", "exact")) for d in hnsw) == \
+        sorted([(m, efc, "exact") for m in (12, 16, 24, 32) for efc in (200, 500)]
+               + [(16, efc, "quantized") for efc in (200, 500)])
     for name, constructor, arguments, query_groups in hnsw:
         assert constructor == "LodestoneHNSW" and arguments[0] == "angular"
         assert query_groups == [[ef] for ef in (10, 20, 40, 80, 120, 200, 400, 600, 800)]
@@ -283,7 +284,7 @@ def test_config_defines_the_hnsw_sweep_and_the_flat_index():
 
 def test_hnsw_single_and_batch_recall(algorithms, dataset):
     hnsw = dataset_definitions(dataset, "lodestone-hnsw")
-    assert len(hnsw) == 8
+    assert len(hnsw) == 10
     for definition in hnsw:
         runs = run_definition(algorithms, definition, dataset)
         names = [run["name"] for run in runs]

@@ -4,7 +4,8 @@ This folder goes to `ann_benchmarks/algorithms/lodestone/` in an
 ann-benchmarks checkout. `config.yml` there names two constructors:
 
 * `LodestoneHNSW(metric, {"M": m, "efConstruction": efc})`: the HNSW graph,
-  whose query argument is the search beam `ef`;
+  whose query argument is the search beam `ef`; with `"traversal":
+  "quantized"`, the quantized walk (neighbours' 1-bit codes per node);
 * `LodestoneFlat(metric)`: the exact index (a scan, BLAS for batches).
 
 Row i of the train matrix is stored under key i, so the keys Lodestone
@@ -87,15 +88,19 @@ class LodestoneHNSW(_Lodestone):
         super().__init__(metric)
         self._m = int(method_param["M"])
         self._ef_construction = int(method_param["efConstruction"])
-        self.name = f"Lodestone-HNSW(M={self._m}, efConstruction={self._ef_construction})"
+        self._traversal = method_param.get("traversal", "exact")
+        self._label = f"M={self._m}, efConstruction={self._ef_construction}" + (
+            f", traversal={self._traversal}" if self._traversal != "exact" else "")
+        self.name = f"Lodestone-HNSW({self._label})"
 
     def _new_index(self, lodestone, dimension):
-        return lodestone.HNSWIndex(dimension, self._metric, m=self._m, ef_construction=self._ef_construction)
+        return lodestone.HNSWIndex(dimension, self._metric, m=self._m, ef_construction=self._ef_construction,
+                                   traversal=self._traversal)
 
     def set_query_arguments(self, ef):
         """Sets the search beam for the following queries."""
         self._ef = int(ef)
-        self.name = f"Lodestone-HNSW(M={self._m}, efConstruction={self._ef_construction}, ef={self._ef})"
+        self.name = f"Lodestone-HNSW({self._label}, ef={self._ef})"
 
 
 class LodestoneFlat(_Lodestone):
