@@ -46,13 +46,34 @@ QG_RACY void lodestone_qg_clear_block(void *block, size_t d, size_t slots) {
     }
 }
 
-QG_RACY void lodestone_qg_encode(void *block, size_t d, size_t slots, size_t slot, uint32_t id, const float *x,
-                                 const float *c, int euclidean) {
-    const size_t groups = lodestone_qg_groups(d);
+/// Writes slot `j`'s factors and id once its bits are in place: from
+/// l1 = |r|_1, l2 = |r|^2, cs = <c, s>, cr = <c, r>.
+QG_RACY static void finish_slot(void *block, size_t d, size_t slots, size_t slot, uint32_t id, float l1, float l2,
+                                float cs, float cr, int euclidean) {
     uint8_t *batch = batch_at(block, d, slots, slot / QG_BATCH);
     const size_t j = slot % QG_BATCH;
-    uint8_t *codes = batch + (j & 15);
-    const int high = j >= 16;
+    // <q - c, r> ~ f <q - c, s> (s the signs, f = |r|^2 / |r|_1: RaBitQ's
+    // 1-bit estimator without a rotation); then, from the node's exact
+    // rank value, euclidean: |q-x|^2 = |q-c|^2 + |r|^2 - 2 <q-c, r>;
+    // inner product: -<q, x> = -<q, c> - <q-c, r> - <c, r>.
+    const float f = l1 > 0 ? l2 / l1 : 0;
+    float *a = (float *)(batch + lodestone_qg_groups(d) * 16);
+    float *b = a + QG_BATCH;
+    a[j] = euclidean ? l2 + 2 * f * cs : f * cs - cr;
+    b[j] = euclidean ? -2 * f : -f;
+    lodestone_store_u32((uint32_t *)block + slot, id);
+}
+
+/// Sets slot `slot`'s 4 bits of group `g` in a batch's codes.
+QG_RACY static inline void put_nibble(uint8_t *codes, size_t slot, size_t g, unsigned nibble) {
+    uint8_t *byte = codes + 16 * g + (slot & 15);
+    *byte = slot % QG_BATCH >= 16 ? (uint8_t)((*byte & 0x0f) | (nibble << 4)) : (uint8_t)((*byte & 0xf0) | nibble);
+}
+
+QG_RACY static void encode_portable(void *block, size_t d, size_t slots, size_t slot, uint32_t id, const float *x,
+                                    const float *c, int euclidean) {
+    const size_t groups = lodestone_qg_groups(d);
+    uint8_t *codes = batch_at(block, d, slots, slot / QG_BATCH);
     float l1 = 0, l2 = 0, cs = 0, cr = 0;
     for (size_t g = 0; g < groups; g++) {
         unsigned nibble = 0;
@@ -66,19 +87,9 @@ QG_RACY void lodestone_qg_encode(void *block, size_t d, size_t slots, size_t slo
             cs += positive ? c[i] : -c[i];
             cr += c[i] * r;
         }
-        uint8_t *byte = codes + 16 * g;
-        *byte = high ? (uint8_t)((*byte & 0x0f) | (nibble << 4)) : (uint8_t)((*byte & 0xf0) | nibble);
+        put_nibble(codes, slot, g, nibble);
     }
-    // <q - c, r> ~ f <q - c, s> (s the signs, f = |r|^2 / |r|_1: RaBitQ's
-    // 1-bit estimator without a rotation); then, from the node's exact
-    // rank value, euclidean: |q-x|^2 = |q-c|^2 + |r|^2 - 2 <q-c, r>;
-    // inner product: -<q, x> = -<q, c> - <q-c, r> - <c, r>.
-    const float f = l1 > 0 ? l2 / l1 : 0;
-    float *a = (float *)(batch + lodestone_qg_groups(d) * 16);
-    float *b = a + QG_BATCH;
-    a[j] = euclidean ? l2 + 2 * f * cs : f * cs - cr;
-    b[j] = euclidean ? -2 * f : -f;
-    lodestone_store_u32((uint32_t *)block + slot, id);
+    finish_slot(block, d, slots, slot, id, l1, l2, cs, cr, euclidean);
 }
 
 QG_RACY void lodestone_qg_clear(void *block, size_t d, size_t slots, size_t slot) {
@@ -214,6 +225,57 @@ AVX2_QG QG_RACY static void estimate_avx2(const void *block, size_t d, size_t sl
     }
 }
 
+// Eight components at a time: their signs (a movemask, two groups' nibbles)
+// and the sums the factors need; the tail past a multiple of 8 is scalar.
+AVX2_QG QG_RACY static void encode_avx2(void *block, size_t d, size_t slots, size_t slot, uint32_t id,
+                                        const float *x, const float *c, int euclidean) {
+    const size_t groups = lodestone_qg_groups(d);
+    uint8_t *codes = batch_at(block, d, slots, slot / QG_BATCH);
+    const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+    __m256 l1 = zero, l2 = zero, cs = zero, cr = zero;
+    size_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        const __m256 cv = _mm256_loadu_ps(c + i);
+        const __m256 r = _mm256_sub_ps(_mm256_loadu_ps(x + i), cv);
+        const __m256 positive = _mm256_cmp_ps(r, zero, _CMP_GT_OQ);
+        const unsigned bits = (unsigned)_mm256_movemask_ps(positive);
+        put_nibble(codes, slot, i / 4, bits & 15);
+        put_nibble(codes, slot, i / 4 + 1, bits >> 4);
+        l1 = _mm256_add_ps(l1, _mm256_andnot_ps(sign, r));
+        l2 = _mm256_fmadd_ps(r, r, l2);
+        // +c where r > 0, -c elsewhere: flip c's sign bit outside the mask.
+        cs = _mm256_add_ps(cs, _mm256_xor_ps(cv, _mm256_andnot_ps(positive, sign)));
+        cr = _mm256_fmadd_ps(cv, r, cr);
+    }
+    float sums[4][8];
+    _mm256_storeu_ps(sums[0], l1);
+    _mm256_storeu_ps(sums[1], l2);
+    _mm256_storeu_ps(sums[2], cs);
+    _mm256_storeu_ps(sums[3], cr);
+    float t1 = 0, t2 = 0, ts = 0, tr = 0;
+    for (int k = 0; k < 8; k++) {
+        t1 += sums[0][k];
+        t2 += sums[1][k];
+        ts += sums[2][k];
+        tr += sums[3][k];
+    }
+    for (size_t g = i / 4; g < groups; g++) {
+        unsigned nibble = 0;
+        for (size_t t = 0; t < 4 && 4 * g + t < d; t++) {
+            const size_t k = 4 * g + t;
+            const float r = x[k] - c[k];
+            const int positive = r > 0;
+            nibble |= (unsigned)positive << t;
+            t1 += fabsf(r);
+            t2 += r * r;
+            ts += positive ? c[k] : -c[k];
+            tr += c[k] * r;
+        }
+        put_nibble(codes, slot, g, nibble);
+    }
+    finish_slot(block, d, slots, slot, id, t1, t2, ts, tr, euclidean);
+}
+
 // The lookup table one group at a time: entries 0-7 are the
 // subset sums of the group's first three components (a constant 0/1 mask
 // per component), entries 8-15 the same plus the fourth; quantized with
@@ -274,6 +336,22 @@ static int qg_avx2(void) {
     return have;
 }
 #endif
+
+void lodestone_qg_encode(void *block, size_t d, size_t slots, size_t slot, uint32_t id, const float *x,
+                         const float *c, int euclidean) {
+#ifdef LODESTONE_X86
+    if (qg_avx2()) {
+        encode_avx2(block, d, slots, slot, id, x, c, euclidean);
+        return;
+    }
+#endif
+    encode_portable(block, d, slots, slot, id, x, c, euclidean);
+}
+
+void lodestone_qg_encode_portable(void *block, size_t d, size_t slots, size_t slot, uint32_t id, const float *x,
+                                  const float *c, int euclidean) {
+    encode_portable(block, d, slots, slot, id, x, c, euclidean);
+}
 
 void lodestone_qg_prepare(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out) {
 #ifdef LODESTONE_X86

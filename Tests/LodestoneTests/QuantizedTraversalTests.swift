@@ -42,8 +42,26 @@ struct QuantizedTraversalTests {
         }
         let delta = width / 255
         for euclidean in [false, true] {
+            let twin = UnsafeMutableRawPointer.allocate(byteCount: lodestone_qg_block_bytes(d, slots), alignment: 64)
+            defer { twin.deallocate() }
+            lodestone_qg_clear_block(twin, d, slots)
             for j in used {
-                lodestone_qg_encode(block, d, slots, j, UInt32(1_000 + j), Array(xs[(j * d)..<((j + 1) * d)]), c, euclidean ? 1 : 0)
+                let x = Array(xs[(j * d)..<((j + 1) * d)])
+                lodestone_qg_encode(block, d, slots, j, UInt32(1_000 + j), x, c, euclidean ? 1 : 0)
+                lodestone_qg_encode_portable(twin, d, slots, j, UInt32(1_000 + j), x, c, euclidean ? 1 : 0)
+            }
+            // AVX2 and portable encodings: the same ids and bits, factors
+            // equal to float rounding (they sum in different orders).
+            let idBytes = lodestone_qg_batches(slots) * 32 * 4, codeBytes = groups * 16, batchBytes = codeBytes + 256
+            #expect(memcmp(block, twin, idBytes) == 0)
+            for b in 0..<lodestone_qg_batches(slots) {
+                let at = idBytes + b * batchBytes
+                #expect(memcmp(block + at, twin + at, codeBytes) == 0)
+                for f in 0..<64 {
+                    let fast = block.load(fromByteOffset: at + codeBytes + 4 * f, as: Float.self)
+                    let slow = twin.load(fromByteOffset: at + codeBytes + 4 * f, as: Float.self)
+                    #expect(fast == slow || abs(fast - slow) <= 1e-4 * max(1, abs(slow)), "factor \(f): \(fast) vs \(slow)")
+                }
             }
             let base: Float = 0.25
             let n = lodestone_qg_batches(slots) * 32

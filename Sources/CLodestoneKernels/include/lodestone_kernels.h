@@ -145,6 +145,10 @@ void lodestone_qg_clear_block(void *block, size_t d, size_t slots);
 /// rank value the estimates are of.
 void lodestone_qg_encode(void *block, size_t d, size_t slots, size_t slot, uint32_t id, const float *x,
                          const float *c, int euclidean);
+/// The same, portable C (for tests to compare against: the same bits, and
+/// factors equal to float rounding).
+void lodestone_qg_encode_portable(void *block, size_t d, size_t slots, size_t slot, uint32_t id, const float *x,
+                                  const float *c, int euclidean);
 /// Empties slot `slot` of a block.
 void lodestone_qg_clear(void *block, size_t d, size_t slots, size_t slot);
 
