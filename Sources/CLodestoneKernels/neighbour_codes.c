@@ -70,26 +70,31 @@ QG_RACY static inline void put_nibble(uint8_t *codes, size_t slot, size_t g, uns
     *byte = slot % QG_BATCH >= 16 ? (uint8_t)((*byte & 0x0f) | (nibble << 4)) : (uint8_t)((*byte & 0xf0) | nibble);
 }
 
-QG_RACY static void encode_portable(void *block, size_t d, size_t slots, size_t slot, uint32_t id, const float *x,
-                                    const float *c, int euclidean) {
-    const size_t groups = lodestone_qg_groups(d);
-    uint8_t *codes = batch_at(block, d, slots, slot / QG_BATCH);
-    float l1 = 0, l2 = 0, cs = 0, cr = 0;
-    for (size_t g = 0; g < groups; g++) {
+/// Encodes groups [first, groups) of slot `slot` (scalar), adding to the
+/// factors' sums: sums[0] |r|_1, [1] |r|^2, [2] <c, s>, [3] <c, r>.
+QG_RACY static void encode_groups(uint8_t *codes, size_t slot, const float *x, const float *c, size_t d,
+                                  size_t first, size_t groups, float sums[4]) {
+    for (size_t g = first; g < groups; g++) {
         unsigned nibble = 0;
         for (size_t t = 0; t < 4 && 4 * g + t < d; t++) {
             const size_t i = 4 * g + t;
             const float r = x[i] - c[i];
             const int positive = r > 0;
             nibble |= (unsigned)positive << t;
-            l1 += fabsf(r);
-            l2 += r * r;
-            cs += positive ? c[i] : -c[i];
-            cr += c[i] * r;
+            sums[0] += fabsf(r);
+            sums[1] += r * r;
+            sums[2] += positive ? c[i] : -c[i];
+            sums[3] += c[i] * r;
         }
         put_nibble(codes, slot, g, nibble);
     }
-    finish_slot(block, d, slots, slot, id, l1, l2, cs, cr, euclidean);
+}
+
+QG_RACY static void encode_portable(void *block, size_t d, size_t slots, size_t slot, uint32_t id, const float *x,
+                                    const float *c, int euclidean) {
+    float sums[4] = {0, 0, 0, 0};
+    encode_groups(batch_at(block, d, slots, slot / QG_BATCH), slot, x, c, d, 0, lodestone_qg_groups(d), sums);
+    finish_slot(block, d, slots, slot, id, sums[0], sums[1], sums[2], sums[3], euclidean);
 }
 
 QG_RACY void lodestone_qg_clear(void *block, size_t d, size_t slots, size_t slot) {
@@ -101,28 +106,45 @@ QG_RACY void lodestone_qg_clear(void *block, size_t d, size_t slots, size_t slot
     a[QG_BATCH + j] = 0;
 }
 
-static void prepare_portable(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out) {
-    const size_t groups = lodestone_qg_groups(d);
-    float width = 0;
-    double sum_q = 0, sum_min = 0;
+/// The first pass of a table: the widest group's range (sum of its positive
+/// components less its negative ones), sum(q) and the sum of the groups'
+/// minima (their negative components).
+static void prepare_scan(const float *q, size_t d, size_t groups, float *width, double *sum_q, double *sum_min) {
+    *width = 0;
+    *sum_q = 0;
+    *sum_min = 0;
     for (size_t g = 0; g < groups; g++) {
         float lo = 0, hi = 0;
         for (size_t t = 0; t < 4 && 4 * g + t < d; t++) {
             const float v = q[4 * g + t];
             if (v < 0) lo += v; else hi += v;
-            sum_q += v;
+            *sum_q += v;
         }
-        width = hi - lo > width ? hi - lo : width;
-        sum_min += lo;
+        *width = hi - lo > *width ? hi - lo : *width;
+        *sum_min += lo;
     }
+}
+
+/// Group g's four components (zero past d) into v; returns its minimum sum.
+static inline float load_group(const float *q, size_t d, size_t g, float v[4]) {
+    float lo = 0;
+    for (size_t t = 0; t < 4; t++) {
+        v[t] = 4 * g + t < d ? q[4 * g + t] : 0;
+        if (v[t] < 0) lo += v[t];
+    }
+    return lo;
+}
+
+static void prepare_portable(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out) {
+    const size_t groups = lodestone_qg_groups(d);
+    float width;
+    double sum_q, sum_min;
+    prepare_scan(q, d, groups, &width, &sum_q, &sum_min);
     const float delta = width > 0 ? width / 255.0f : 1.0f;
     const float inverse = 1.0f / delta;
     for (size_t g = 0; g < groups; g++) {
-        float v[4] = {0, 0, 0, 0}, lo = 0;
-        for (size_t t = 0; t < 4 && 4 * g + t < d; t++) {
-            v[t] = q[4 * g + t];
-            if (v[t] < 0) lo += v[t];
-        }
+        float v[4];
+        const float lo = load_group(q, d, g, v);
         // Entry p = sum of v over p's bits, less the group's minimum (so
         // never negative: rounding is +0.5 and truncation), built from the
         // entry without p's highest bit.
@@ -247,33 +269,16 @@ AVX2_QG QG_RACY static void encode_avx2(void *block, size_t d, size_t slots, siz
         cs = _mm256_add_ps(cs, _mm256_xor_ps(cv, _mm256_andnot_ps(positive, sign)));
         cr = _mm256_fmadd_ps(cv, r, cr);
     }
-    float sums[4][8];
-    _mm256_storeu_ps(sums[0], l1);
-    _mm256_storeu_ps(sums[1], l2);
-    _mm256_storeu_ps(sums[2], cs);
-    _mm256_storeu_ps(sums[3], cr);
-    float t1 = 0, t2 = 0, ts = 0, tr = 0;
-    for (int k = 0; k < 8; k++) {
-        t1 += sums[0][k];
-        t2 += sums[1][k];
-        ts += sums[2][k];
-        tr += sums[3][k];
-    }
-    for (size_t g = i / 4; g < groups; g++) {
-        unsigned nibble = 0;
-        for (size_t t = 0; t < 4 && 4 * g + t < d; t++) {
-            const size_t k = 4 * g + t;
-            const float r = x[k] - c[k];
-            const int positive = r > 0;
-            nibble |= (unsigned)positive << t;
-            t1 += fabsf(r);
-            t2 += r * r;
-            ts += positive ? c[k] : -c[k];
-            tr += c[k] * r;
-        }
-        put_nibble(codes, slot, g, nibble);
-    }
-    finish_slot(block, d, slots, slot, id, t1, t2, ts, tr, euclidean);
+    float lanes[4][8];
+    _mm256_storeu_ps(lanes[0], l1);
+    _mm256_storeu_ps(lanes[1], l2);
+    _mm256_storeu_ps(lanes[2], cs);
+    _mm256_storeu_ps(lanes[3], cr);
+    float sums[4] = {0, 0, 0, 0};
+    for (int f = 0; f < 4; f++)
+        for (int k = 0; k < 8; k++) sums[f] += lanes[f][k];
+    encode_groups(codes, slot, x, c, d, i / 4, groups, sums);
+    finish_slot(block, d, slots, slot, id, sums[0], sums[1], sums[2], sums[3], euclidean);
 }
 
 // The lookup table one group at a time: entries 0-7 are the
@@ -282,29 +287,17 @@ AVX2_QG QG_RACY static void encode_avx2(void *block, size_t d, size_t slots, siz
 // the scalar pass's step and packed to bytes.
 AVX2_QG static void prepare_avx2(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out) {
     const size_t groups = lodestone_qg_groups(d);
-    float width = 0;
-    double sum_q = 0, sum_min = 0;
-    for (size_t g = 0; g < groups; g++) {
-        float lo = 0, hi = 0;
-        for (size_t t = 0; t < 4 && 4 * g + t < d; t++) {
-            const float v = q[4 * g + t];
-            if (v < 0) lo += v; else hi += v;
-            sum_q += v;
-        }
-        width = hi - lo > width ? hi - lo : width;
-        sum_min += lo;
-    }
+    float width;
+    double sum_q, sum_min;
+    prepare_scan(q, d, groups, &width, &sum_q, &sum_min);
     const float delta = width > 0 ? width / 255.0f : 1.0f;
     const __m256 inverse = _mm256_set1_ps(1.0f / delta), half = _mm256_set1_ps(0.5f);
     const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.0f);
     const __m256 m0 = _mm256_setr_ps(0, 1, 0, 1, 0, 1, 0, 1), m1 = _mm256_setr_ps(0, 0, 1, 1, 0, 0, 1, 1);
     const __m256 m2 = _mm256_setr_ps(0, 0, 0, 0, 1, 1, 1, 1);
     for (size_t g = 0; g < groups; g++) {
-        float v[4] = {0, 0, 0, 0}, lo = 0;
-        for (size_t t = 0; t < 4 && 4 * g + t < d; t++) {
-            v[t] = q[4 * g + t];
-            if (v[t] < 0) lo += v[t];
-        }
+        float v[4];
+        const float lo = load_group(q, d, g, v);
         const __m256 low = _mm256_fmadd_ps(_mm256_set1_ps(v[0]), m0,
                                            _mm256_fmadd_ps(_mm256_set1_ps(v[1]), m1, _mm256_mul_ps(_mm256_set1_ps(v[2]), m2)));
         const __m256 high = _mm256_add_ps(low, _mm256_set1_ps(v[3]));

@@ -201,11 +201,13 @@ extension HNSWIndexTests {
         #expect(try index.search([0, 0, 1], k: 1).map(\.key) == [4])
     }
 
-    @Test("threads can search while another thread adds, replaces and removes")
-    func concurrentReadersAndWriter() throws {
+    @Test("threads can search while another thread adds, replaces and removes (either traversal; a quantized index's blocks mirror its links after)",
+          arguments: [HNSWParameters.Traversal.exact, .quantized])
+    func concurrentReadersAndWriter(traversal: HNSWParameters.Traversal) throws {
         let n = 3000, d = 32
         let base = Fixtures.randomVectors(count: n, dimension: d, seed: 8)
-        let index = try HNSWIndex(dimension: d, metric: .dotProduct, parameters: HNSWParameters(m: 8, efConstruction: 40))
+        let index = try HNSWIndex(dimension: d, metric: .dotProduct,
+                                  parameters: HNSWParameters(m: 8, efConstruction: 40, traversal: traversal))
         try index.add(contentsOf: Array(base[0..<(1000 * d)]), keys: (0..<1000).map { UInt64($0) })
         let queries = Fixtures.randomVectors(count: 64, dimension: d, seed: 9)
         let done = Atomic<Bool>(false)
@@ -233,6 +235,7 @@ extension HNSWIndexTests {
         }
         #expect(failures.load(ordering: .relaxed) == 0)
         #expect(index.count == n - (n - 1000) / 100 * 50)
+        if traversal == .quantized { try QuantizedTraversalTests.checkBlocksMirrorLinks(index) }
     }
 }
 

@@ -1,7 +1,5 @@
 import CLodestoneKernels
-import Dispatch
 import Foundation
-import Synchronization
 import Testing
 @testable import Lodestone
 
@@ -247,38 +245,5 @@ struct QuantizedTraversalTests {
         var old = ByteReader(Array(w.bytes.dropLast(8))) { .corruptSegment(path: "", section: "", reason: "short") }
         let decoded = try VectorSettings.decode(from: &old) { .corruptSegment(path: "", section: "manifest", reason: $0) }
         #expect(decoded.parameters.traversal == .exact)
-    }
-
-    @Test("concurrent: threads search a quantized index while another adds, replaces and removes")
-    func concurrentReadersAndWriter() throws {
-        let n = 3000, d = 32
-        let base = Fixtures.randomVectors(count: n, dimension: d, seed: 8)
-        let index = try HNSWIndex(dimension: d, metric: .dotProduct,
-                                  parameters: HNSWParameters(m: 8, efConstruction: 40, traversal: .quantized))
-        try index.add(contentsOf: Array(base[0..<(1000 * d)]), keys: (0..<1000).map { UInt64($0) })
-        let queries = Fixtures.randomVectors(count: 64, dimension: d, seed: 9)
-        let done = Atomic<Bool>(false)
-        let failures = Atomic<Int>(0)
-        DispatchQueue.concurrentPerform(iterations: 3) { worker in
-            if worker == 0 {
-                for start in stride(from: 1000, to: n, by: 100) {
-                    try! index.add(contentsOf: Array(base[(start * d)..<((start + 100) * d)]),
-                                   keys: (start..<(start + 100)).map { UInt64($0) }, threads: 2)
-                    for key in stride(from: start - 1000, to: start - 950, by: 1) { index.remove(key: UInt64(key)) }
-                    try! index.replace(Array(base[0..<d]), key: UInt64(start + 1))
-                }
-                done.store(true, ordering: .releasing)
-            } else {
-                var i = 0
-                while !done.load(ordering: .acquiring) {
-                    let q = Array(queries[((i % 64) * d)..<((i % 64 + 1) * d)])
-                    let r = try! index.search(q, k: 10, ef: 32)
-                    if r.count != 10 || Set(r.map(\.key)).count != 10 { failures.add(1, ordering: .relaxed) }
-                    i += 1
-                }
-            }
-        }
-        #expect(failures.load(ordering: .relaxed) == 0)
-        try Self.checkBlocksMirrorLinks(index)
     }
 }
