@@ -112,8 +112,16 @@ struct DeltaTests {
         touched += try Self.change(index, round: 1, base: base, extra: extra)
         try index.persist()
         let second = Self.files(indexDir).first { $0.hasPrefix("delta-") }
-        #expect(second != nil && second != delta && !Self.files(indexDir).contains(delta!))
-        #expect(Self.inode(indexDir + "/" + segment) == segmentInode)
+        if traversal == .exact || second != nil {
+            #expect(second != nil && second != delta && !Self.files(indexDir).contains(delta!))
+            #expect(Self.inode(indexDir + "/" + segment) == segmentInode)
+        } else {
+            // Each change rewrites the blocks of the nodes whose links it
+            // touched (a few dozen each): on the 2,000-vector sample two
+            // rounds pass a quarter of the segment, so persist writes a
+            // new segment instead, as it should.
+            #expect(!Self.files(indexDir).contains(segment) && Self.files(indexDir).count(where: { $0.hasPrefix("segment-") }) == 1)
+        }
         delta = second
         before = try Self.answers(index, ids: touched)
         try db.close()
