@@ -105,16 +105,15 @@ extension HNSWIndex {
     /// Copies `delta`'s patches into the arenas (already holding the base
     /// segment's records and reserved for the delta's counts), checking each
     /// record with its section's validator, and marks them changed, so the
-    /// next delta carries them again. With `codes` (the base segment held
-    /// neighbour codes), a patch of them is applied when the delta has one.
+    /// next delta carries them again. With `codes` (the base segment holds
+    /// neighbour codes and the delta a patch of them), that patch too.
     func applyDelta(_ delta: MappedSegment, nodes n: Int, upperBlocks: Int,
                     validators: [UInt32: (UnsafeRawPointer, UInt32, Int) -> String?], codes: Bool) throws(LodestoneError)
     {
         reserveNodes(n)
         upperLinks.reserve(upperBlocks)
-        let withCodes = codes && delta.has(HNSWIndex.patchKind(SectionKind.hnswNeighbourCodes))
-        if withCodes { neighbourCodes?.blocks.reserve(n) }
-        for (arena, kind, count) in patchedArenas(nodes: n, upperBlocks: upperBlocks, codes: withCodes) {
+        if codes { neighbourCodes?.blocks.reserve(n) }
+        for (arena, kind, count) in patchedArenas(nodes: n, upperBlocks: upperBlocks, codes: codes) {
             let patch = HNSWIndex.patchKind(kind)
             let entry = try delta.entry(patch)
             func corrupt(_ reason: String) -> LodestoneError {

@@ -345,12 +345,13 @@ extension HNSWIndex {
             codesReady = true
         }
         if let delta {
+            // A delta without a patch of the blocks leaves them stale.
+            codesReady = codesReady && delta.has(HNSWIndex.patchKind(SectionKind.hnswNeighbourCodes))
             try index.applyDelta(delta, nodes: final.nodes, upperBlocks: final.upperBlocks, validators: [
                 SectionKind.states: statesValid, SectionKind.hnswLevels: levelsValid, SectionKind.hnswLinks0: linksValid,
                 SectionKind.hnswUpperStart: upperStartValid, SectionKind.hnswUpperLinks: upperValid,
                 SectionKind.hnswNeighbourCodes: codesValid,
             ], codes: codesReady)
-            codesReady = codesReady && delta.has(HNSWIndex.patchKind(SectionKind.hnswNeighbourCodes))
         }
         // The lists of removed nodes are the delta's when there is one.
         let lists = delta ?? segment
