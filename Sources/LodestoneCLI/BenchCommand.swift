@@ -136,6 +136,7 @@ struct BenchCommand: ParsableCommand {
             line.set("queries", queryM.rows)
             var plans: [String: Int] = [:]
             var distances = 0
+            var expanded = 0
             func searchOne(_ q: [Float]) throws -> [Neighbor] {
                 if let flat {
                     guard let allowed else { return try flat.search(q, k: k) }
@@ -148,10 +149,12 @@ struct BenchCommand: ParsableCommand {
                                                                  matchCount: allowed.count)
                     plans[statistics.plan.rawValue, default: 0] += 1
                     distances += statistics.distancesComputed
+                    expanded += statistics.nodesVisited
                     return results
                 }
                 let (results, statistics) = try hnsw!.search(q, k: k, ef: efValue, allowedKeys: nil)
                 distances += statistics.distancesComputed
+                expanded += statistics.nodesVisited
                 return results
             }
             var results: [[Neighbor]] = []
@@ -216,7 +219,10 @@ struct BenchCommand: ParsableCommand {
                 line.set("selectivity", Double(allowed.count) / Double(baseM.rows), digits: 4)
             }
             if let hnsw {
-                if !batch { line.set("distances_per_query", Double(distances) / Double(nq + min(10, nq)), digits: 1) }
+                if !batch {
+                    line.set("distances_per_query", Double(distances) / Double(nq + min(10, nq)), digits: 1)
+                    line.set("nodes_per_query", Double(expanded) / Double(nq + min(10, nq)), digits: 1)
+                }
                 line.set("ef", efValue)
                 line.set("m", m)
                 line.set("ef_construction", efConstruction)
