@@ -76,6 +76,7 @@ extension PineconeService {
             w.key("lodestone")
             w.object { w in
                 w.field("kind", index.kind.rawValue)
+                if index.kind == .hnsw { w.field("traversal", index.parameters.traversal.rawValue) }
                 w.field("record_count", index.count)
                 if !index.embeddingModel.isEmpty { w.field("embedding_model", index.embeddingModel) }
             }
@@ -160,7 +161,8 @@ extension PineconeService {
     }
 
     /// Lodestone's own options, under `"lodestone"` in a create request:
-    /// `kind` (`hnsw` or `flat`), `m`, `ef_construction`, `ef_search`.
+    /// `kind` (`hnsw` or `flat`), `m`, `ef_construction`, `ef_search`,
+    /// `traversal` (`exact` or `quantized`).
     static func lodestoneOptions(_ body: Fields) throws(APIError) -> IndexOptions {
         var options = IndexOptions()
         guard let o = try body.object("lodestone") else { return options }
@@ -171,6 +173,12 @@ extension PineconeService {
         if let m = try o.int("m", in: 2...256) { options.hnsw.m = m }
         if let ef = try o.int("ef_construction", in: 1...10_000) { options.hnsw.efConstruction = ef }
         if let ef = try o.int("ef_search", in: 1...10_000) { options.hnsw.efSearch = ef }
+        if let walk = try o.string("traversal") {
+            guard let t = HNSWParameters.Traversal(rawValue: walk) else {
+                throw .badRequest("lodestone.traversal \"\(walk)\" is not one of exact, quantized")
+            }
+            options.hnsw.traversal = t
+        }
         return options
     }
 

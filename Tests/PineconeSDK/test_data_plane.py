@@ -180,3 +180,41 @@ def test_restart_keeps_everything(loaded, server, pc, index_name, data):
     got = index.fetch(ids=["after-restart"]).vectors["after-restart"]
     assert got.metadata == {"late": True}
     assert index.describe_index_stats().total_vector_count == len(ids) + 1
+
+
+def test_quantized_traversal_through_lodestone_options(pc, server, index_name, data):
+    """An index created with Lodestone's own option `traversal: quantized`
+    says so in its description, answers real queries with exact cosine
+    scores and the recall of float64 brute force, and keeps them across a
+    restart; a traversal it does not know is a 400 naming the field."""
+    status, created = raw(server, "POST", "/indexes", {"name": index_name, "dimension": 384, "metric": "cosine",
+                                                        "lodestone": {"traversal": "quantized", "ef_search": 96}})
+    assert status == 201, created
+    assert created["lodestone"]["traversal"] == "quantized"
+    index = pc.Index(index_name)
+    n = min(N, len(data.base))
+    ids = [m["id"] for m in data.metadata[:n]]
+    index.upsert(vectors=[{"id": i, "values": v.tolist()} for i, v in zip(ids, data.base[:n])], batch_size=250)
+    queries = data.queries[:40]
+    order, scores = exact_top_k(data.base[:n], queries, 10)
+
+    def recall():
+        hits = 0
+        for q, (o, s) in enumerate(zip(order, scores)):
+            r = index.query(vector=queries[q].tolist(), top_k=10)
+            assert len(r.matches) == 10
+            got = {m.id: m.score for m in r.matches}
+            hits += len(got.keys() & {ids[i] for i in o})
+            # Scores are exact cosine similarities, whichever walk found them.
+            for i, sc in zip(o, s):
+                if ids[i] in got:
+                    assert got[ids[i]] == pytest.approx(sc, abs=1e-5)
+        return hits / (10 * len(queries))
+
+    assert recall() >= 0.95
+    server.restart(signal.SIGTERM)
+    assert raw(server, "GET", "/indexes/" + index_name)[1]["lodestone"]["traversal"] == "quantized"
+    assert recall() >= 0.95
+    status, answer = raw(server, "POST", "/indexes", {"name": index_name + "-x", "dimension": 4,
+                                                       "lodestone": {"traversal": "fast"}})
+    assert status == 400 and "traversal" in answer["error"]["message"], answer

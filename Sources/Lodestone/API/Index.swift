@@ -34,6 +34,9 @@ public final class Index: @unchecked Sendable {
     public let embeddingModel: String
     /// HNSW or flat.
     public let kind: IndexKind
+    /// The graph parameters the index was created with (a flat index keeps
+    /// the defaults it ignores).
+    public let parameters: HNSWParameters
     /// Whether this instance was opened read-only (``Database/init(path:readOnly:)``):
     /// it searches and fetches, and every write throws ``LodestoneError/readOnly(name:)``.
     public var isReadOnly: Bool { store.readOnly }
@@ -95,6 +98,7 @@ public final class Index: @unchecked Sendable {
         self.metric = settings.metric
         self.embeddingModel = settings.model
         self.kind = settings.kind
+        self.parameters = settings.parameters
         self.store = store
         self.engine = engine
         self.table = table
