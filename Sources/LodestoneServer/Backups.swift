@@ -137,7 +137,7 @@ final class BackupStore: Sendable {
         var w = JSONWriter()
         w.json(record.json)
         do {
-            try Data(w.bytes).write(to: URL(fileURLWithPath: path(record.id) + "/backup.json"), options: .atomic)
+            try StorageIO.replaceFile(path(record.id) + "/backup.json", with: w.bytes)
         } catch {
             throw APIError(status: .internalServerError, code: "UNKNOWN", message: "cannot write backup \(record.id): \(error)")
         }

@@ -154,7 +154,7 @@ final class IndexCatalog: Sendable {
         var w = JSONWriter()
         w.json(settings.json)
         do {
-            try Data(w.bytes).write(to: URL(fileURLWithPath: path(name)), options: .atomic)
+            try StorageIO.replaceFile(path(name), with: w.bytes)
         } catch {
             throw APIError(status: .internalServerError, code: "UNKNOWN", message: "cannot write \(path(name)): \(error)")
         }

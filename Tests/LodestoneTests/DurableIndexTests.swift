@@ -228,4 +228,34 @@ struct DurableIndexTests {
         }
         print("crash test (\(durability.rawValue)): \(kills) kill points, \(totalAcked) acknowledged writes checked, \(inFlightApplied) in-flight ops found applied")
     }
+
+    @Test("replaceFile writes beside, syncs, renames, then syncs the directory; a failed replace keeps the old bytes")
+    func replaceFile() throws {
+        let dir = Self.temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/settings.json"
+        try StorageIO.replaceFile(path, with: Array("old".utf8))
+        StorageIO.startJournal()
+        try StorageIO.replaceFile(path, with: Array("new".utf8))
+        // Tests run in parallel: keep only this directory's operations.
+        let mine = StorageIO.stopJournal().filter { $0.path.hasPrefix(dir) }
+        let steps = mine.map { "\($0.operation.rawValue) \($0.path.dropFirst(dir.count))" }
+        #expect(steps == ["create /settings.json.tmp", "truncate /settings.json.tmp", "write /settings.json.tmp",
+                          "fsync /settings.json.tmp",
+                          "rename /settings.json.tmp", "fsync-directory "], "\(steps)")
+        #expect(mine.first { $0.operation == .rename }?.other == path)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "new")
+        #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
+        // A replace that cannot write its temporary file throws a typed
+        // error naming it, and the file keeps its bytes.
+        try FileManager.default.createDirectory(atPath: path + ".tmp", withIntermediateDirectories: false)
+        #expect {
+            try StorageIO.replaceFile(path, with: Array("lost".utf8))
+        } throws: { error in
+            guard case LodestoneError.io(let p, _, _)? = error as? LodestoneError else { return false }
+            return p == path + ".tmp"
+        }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "new")
+    }
 }

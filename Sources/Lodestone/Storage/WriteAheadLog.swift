@@ -279,28 +279,7 @@ struct Manifest: Equatable {
     /// `renamed` runs (the new manifest is in place), then the directory is
     /// synced, whose failure is thrown after `renamed` has run.
     func write(to directory: String, renamed: () -> Void = {}) throws(LodestoneError) {
-        let path = directory + "/" + Manifest.fileName
-        let temporary = path + ".tmp"
-        let fd = StorageIO.open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw .io(path: temporary, operation: "open", errno: errno) }
-        do throws(LodestoneError) {
-            try withBytes(encode()) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
-                try POSIXFile.writeAll(fd, b, at: 0, path: temporary)
-            }
-            guard StorageIO.fsync(fd) == 0 else { throw .io(path: temporary, operation: "fsync", errno: errno) }
-        } catch {
-            close(fd)
-            StorageIO.unlink(temporary)
-            throw error
-        }
-        close(fd)
-        guard StorageIO.rename(temporary, path) == 0 else {
-            let e = errno
-            StorageIO.unlink(temporary)
-            throw .io(path: path, operation: "rename", errno: e)
-        }
-        renamed()
-        try SegmentWriter.syncDirectory(of: path)
+        try POSIXFile.replace(directory + "/" + Manifest.fileName, with: encode(), renamed: renamed)
     }
 
     static func read(from directory: String) throws(LodestoneError) -> Manifest {

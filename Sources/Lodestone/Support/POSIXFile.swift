@@ -59,4 +59,42 @@ enum POSIXFile {
         try readAll(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), at: offset, path: path)
         return Array(buffer[0..<count])
     }
+
+    /// Replaces the file at `path` with `bytes`, crash-safely: written to
+    /// `path.tmp` and synced, renamed over `path`, then `renamed` runs and
+    /// the directory is synced (a crash leaves the old file or the new one,
+    /// never a mix; a failure before the rename removes the temporary file).
+    static func replace(_ path: String, with bytes: [UInt8], renamed: () -> Void = {}) throws(LodestoneError) {
+        let temporary = path + ".tmp"
+        let fd = StorageIO.open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw .io(path: temporary, operation: "open", errno: errno) }
+        do throws(LodestoneError) {
+            try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
+                try writeAll(fd, b, at: 0, path: temporary)
+            }
+            guard StorageIO.fsync(fd) == 0 else { throw .io(path: temporary, operation: "fsync", errno: errno) }
+        } catch {
+            close(fd)
+            StorageIO.unlink(temporary)
+            throw error
+        }
+        close(fd)
+        guard StorageIO.rename(temporary, path) == 0 else {
+            let e = errno
+            StorageIO.unlink(temporary)
+            throw .io(path: path, operation: "rename", errno: e)
+        }
+        renamed()
+        try SegmentWriter.syncDirectory(of: path)
+    }
+}
+
+extension StorageIO {
+    /// Replaces the file at `path` with `bytes` crash-safely (a temporary
+    /// file beside it, `fsync`, `rename`, `fsync` of the directory): after a
+    /// crash the file holds the old bytes or the new ones. For small files
+    /// kept beside an index, such as a server's settings.
+    public static func replaceFile(_ path: String, with bytes: [UInt8]) throws(LodestoneError) {
+        try POSIXFile.replace(path, with: bytes)
+    }
 }
