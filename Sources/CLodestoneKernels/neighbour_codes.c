@@ -26,10 +26,17 @@ size_t lodestone_qg_batches(size_t slots) { return (slots + QG_BATCH - 1) / QG_B
 
 static size_t batch_bytes(size_t d) { return lodestone_qg_groups(d) * 16 + 2 * QG_BATCH * sizeof(float); }
 
-size_t lodestone_qg_block_bytes(size_t d, size_t slots) {
+/// Where the node's own code starts: after the ids and the batches.
+static size_t node_offset(size_t d, size_t slots) {
     const size_t batches = lodestone_qg_batches(slots);
     return batches * QG_BATCH * sizeof(uint32_t) + batches * batch_bytes(d);
 }
+
+/// Bytes of the node's own code: d int8 components, then its scale and
+/// |x|^2, rounded up to whole cache lines.
+static size_t node_bytes(size_t d) { return (d + 2 * sizeof(float) + 63) & ~(size_t)63; }
+
+size_t lodestone_qg_block_bytes(size_t d, size_t slots) { return node_offset(d, slots) + node_bytes(d); }
 
 static uint8_t *batch_at(void *block, size_t d, size_t slots, size_t b) {
     return (uint8_t *)block + lodestone_qg_batches(slots) * QG_BATCH * sizeof(uint32_t) + b * batch_bytes(d);
@@ -39,7 +46,7 @@ QG_RACY void lodestone_qg_clear_block(void *block, size_t d, size_t slots) {
     const size_t batches = lodestone_qg_batches(slots);
     uint32_t *ids = (uint32_t *)block;
     for (size_t i = 0; i < batches * QG_BATCH; i++) lodestone_store_u32(ids + i, UINT32_MAX);
-    memset(batch_at(block, d, slots, 0), 0, batches * batch_bytes(d));
+    memset(batch_at(block, d, slots, 0), 0, batches * batch_bytes(d) + node_bytes(d));
     for (size_t b = 0; b < batches; b++) {
         float *a = (float *)(batch_at(block, d, slots, b) + lodestone_qg_groups(d) * 16);
         for (size_t j = 0; j < QG_BATCH; j++) a[j] = INFINITY;
@@ -104,6 +111,35 @@ QG_RACY void lodestone_qg_clear(void *block, size_t d, size_t slots, size_t slot
     float *a = (float *)(batch + lodestone_qg_groups(d) * 16);
     a[j] = INFINITY;
     a[QG_BATCH + j] = 0;
+}
+
+QG_RACY void lodestone_qg_encode_node(void *block, size_t d, size_t slots, const float *x) {
+    int8_t *code = (int8_t *)block + node_offset(d, slots);
+    float top = 0, norm = 0;
+    for (size_t i = 0; i < d; i++) {
+        top = fabsf(x[i]) > top ? fabsf(x[i]) : top;
+        norm += x[i] * x[i];
+    }
+    const float scale = top > 0 ? top / 127.0f : 0;
+    const float inverse = top > 0 ? 127.0f / top : 0;
+    for (size_t i = 0; i < d; i++) code[i] = (int8_t)lrintf(x[i] * inverse);
+    float factors[2] = {scale, norm};
+    memcpy(code + d, factors, sizeof factors);
+}
+
+/// The rank value from <q, x'> (x' the decoded code) and the code's factors.
+static inline float node_rank(float dot, const int8_t *code, size_t d, float qq, int euclidean) {
+    float factors[2];
+    memcpy(factors, code + d, sizeof factors);
+    return euclidean ? qq + factors[1] - 2 * factors[0] * dot : -factors[0] * dot;
+}
+
+QG_RACY static float node_rank_portable(const void *block, size_t d, size_t slots, const float *q, float qq,
+                                        int euclidean) {
+    const int8_t *code = (const int8_t *)block + node_offset(d, slots);
+    float dot = 0;
+    for (size_t i = 0; i < d; i++) dot += q[i] * (float)code[i];
+    return node_rank(dot, code, d, qq, euclidean);
 }
 
 /// The first pass of a table: the widest group's range (sum of its positive
@@ -247,6 +283,24 @@ AVX2_QG QG_RACY static void estimate_avx2(const void *block, size_t d, size_t sl
     }
 }
 
+AVX2_QG QG_RACY static float node_rank_avx2(const void *block, size_t d, size_t slots, const float *q, float qq,
+                                            int euclidean) {
+    const int8_t *code = (const int8_t *)block + node_offset(d, slots);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    size_t i = 0;
+    for (; i + 16 <= d; i += 16) {
+        const __m128i c = _mm_loadu_si128((const __m128i *)(code + i));
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c)), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8),
+                             _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(c, 8))), s1);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, _mm256_add_ps(s0, s1));
+    float dot = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    for (; i < d; i++) dot += q[i] * (float)code[i];
+    return node_rank(dot, code, d, qq, euclidean);
+}
+
 // Eight components at a time: their signs (a movemask, two groups' nibbles)
 // and the sums the factors need; the tail past a multiple of 8 is scalar.
 AVX2_QG QG_RACY static void encode_avx2(void *block, size_t d, size_t slots, size_t slot, uint32_t id,
@@ -376,4 +430,16 @@ void lodestone_qg_estimate_portable(const void *block, size_t d, size_t slots, c
                                     const lodestone_qg_query *query, float base, float threshold, float *out,
                                     uint32_t *masks) {
     estimate_portable(block, d, slots, lut, query, base, threshold, out, masks);
+}
+
+float lodestone_qg_node_rank(const void *block, size_t d, size_t slots, const float *q, float qq, int euclidean) {
+#ifdef LODESTONE_X86
+    if (qg_avx2()) return node_rank_avx2(block, d, slots, q, qq, euclidean);
+#endif
+    return node_rank_portable(block, d, slots, q, qq, euclidean);
+}
+
+float lodestone_qg_node_rank_portable(const void *block, size_t d, size_t slots, const float *q, float qq,
+                                      int euclidean) {
+    return node_rank_portable(block, d, slots, q, qq, euclidean);
 }

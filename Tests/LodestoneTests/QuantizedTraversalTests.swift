@@ -102,6 +102,79 @@ struct QuantizedTraversalTests {
         }
     }
 
+    @Test("a node's rank value from its 8-bit code is within the code's rounding of the exact one (Float64), AVX2 and portable alike",
+          arguments: [1, 5, 100, 384])
+    func nodeRank(dimension d: Int) {
+        let slots = 32
+        let block = UnsafeMutableRawPointer.allocate(byteCount: lodestone_qg_block_bytes(d, slots), alignment: 64)
+        defer { block.deallocate() }
+        for (seed, scale) in [(UInt64(1), Float(1)), (2, 0.05), (3, 40)] {
+            lodestone_qg_clear_block(block, d, slots)
+            let x = Fixtures.randomVectors(count: 1, dimension: d, seed: seed, scale: -1...1).map { $0 * scale }
+            let q = Fixtures.randomVectors(count: 1, dimension: d, seed: seed + 10, scale: -1...1)
+            lodestone_qg_encode_node(block, d, slots, x)
+            // Each component is within half a step (max|x| / 127 / 2) of its
+            // code, so <q, x> is within that times |q|_1 (plus float rounding).
+            let step = Double(x.map { abs($0) }.max()!) / 127
+            let l1 = q.reduce(0.0) { $0 + Double(abs($1)) }
+            let dot = zip(q, x).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let qq = q.reduce(0.0) { $0 + Double($1) * Double($1) }, xx = x.reduce(0.0) { $0 + Double($1) * Double($1) }
+            for euclidean in [false, true] {
+                let exact = euclidean ? qq + xx - 2 * dot : -dot
+                let bound = (euclidean ? 2 : 1) * (step / 2 * l1) + 1e-5 * (abs(exact) + qq + xx + 1)
+                let fast = lodestone_qg_node_rank(block, d, slots, q, Float(qq), euclidean ? 1 : 0)
+                let portable = lodestone_qg_node_rank_portable(block, d, slots, q, Float(qq), euclidean ? 1 : 0)
+                #expect(abs(Double(fast) - exact) <= bound, "d \(d) scale \(scale) euclidean \(euclidean): \(fast) vs \(exact) (± \(bound))")
+                #expect(abs(Double(fast) - Double(portable)) <= 1e-5 * (abs(exact) + qq + xx + 1), "AVX2 \(fast), portable \(portable)")
+            }
+        }
+    }
+
+    @Test("a format 1.1 segment opens: its blocks (kind 22, without the node's own code) are ignored and encoded again before the first search")
+    func formatOnePointOne() throws {
+        let s = try SegmentTests.smallSegment()
+        var bytes = s.bytes
+        func u32(_ at: Int) -> UInt32 { bytes[at..<at + 4].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
+        func put(_ v: UInt32, _ at: Int) { for i in 0..<4 { bytes[at + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) } }
+        let directory = Int(bytes[32..<40].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }), entries = Int(u32(40))
+        var relabelled = 0
+        for i in 0..<entries where u32(directory + 64 * i) == SectionKind.hnswNeighbourCodes {
+            put(SectionKind.hnswNeighbourCodes11, directory + 64 * i)
+            relabelled += 1
+        }
+        #expect(relabelled == 1)
+        // ... and in the chunk checksums' list (kind, chunk count, CRCs per section), whose CRC follows.
+        for i in 0..<entries where u32(directory + 64 * i) == SectionKind.chunkChecksums {
+            let entry = directory + 64 * i
+            let start = Int(bytes[entry + 8..<entry + 16].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+            let length = Int(bytes[entry + 16..<entry + 24].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+            var at = start
+            while at < start + length {
+                let chunks = Int(u32(at + 4))
+                if u32(at) == SectionKind.hnswNeighbourCodes { put(SectionKind.hnswNeighbourCodes11, at) }
+                at += 8 + 4 * chunks
+            }
+            put(bytes[start..<start + length].withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress, $0.count) }, entry + 32)
+        }
+        bytes[10] = 1  // minor version 1
+        put(bytes[directory..<directory + 64 * entries].withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress, $0.count) }, 44)
+        put(bytes[0..<252].withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress, $0.count) }, 252)
+        let path = SegmentTests.temporaryPath("format-1.1.lodestone")
+        try VectorFiles.writeFile(path, bytes)
+        let old = try HNSWIndex.open(path: path)
+        #expect(try SegmentInfo(path: path).formatVersion == "1.1")
+        let codes = try #require(old.neighbourCodes)
+        #expect(!codes.isReady)
+        let current = try HNSWIndex.open(path: s.path)
+        for row in 0..<20 {
+            let q = Fixtures.randomVectors(count: 1, dimension: 8, seed: UInt64(100 + row))
+            #expect(try old.search(q, k: 5, ef: 32) == current.search(q, k: 5, ef: 32))
+        }
+        #expect(codes.isReady)
+        try Self.checkBlocksMirrorLinks(old)
+        try old.verify()
+    }
+
     /// Recall@10 of `index` on the first `count` queries against Float64 brute force over `base` (keys = rows).
     static func recall(_ index: HNSWIndex, base: [Float], keys: [UInt64], queries: Fixtures.Dataset, count: Int, ef: Int)
         throws -> Double
@@ -170,6 +243,7 @@ struct QuantizedTraversalTests {
             #expect(Set(held) == linked && held.count == linked.count, "node \(id): block \(held.sorted()) links \(linked.sorted())")
             // Re-encode each slot into a copy and compare bytes.
             scratch.copyMemory(from: block, byteCount: codes.blocks.stride)
+            lodestone_qg_encode_node(scratch, d, slots, index.vector(id))
             for j in 0..<slots where ids[j] != HNSWIndex.noNode {
                 lodestone_qg_encode(scratch, d, slots, j, ids[j], index.vector(ids[j]), index.vector(id), codes.euclidean ? 1 : 0)
             }
@@ -203,7 +277,7 @@ struct QuantizedTraversalTests {
         }
     }
 
-    @Test("the traversal and blocks are persisted (format 1.1): a reopened index uses them in place and answers as before; without them (a compacting persist) it encodes them first")
+    @Test("the traversal and blocks are persisted (format 1.2): a reopened index uses them in place and answers as before; without them (a compacting persist) it encodes them first")
     func persistAndReopen() throws {
         let data = Fixtures.realData
         let index = Self.realQuantized

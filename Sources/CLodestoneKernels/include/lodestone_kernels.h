@@ -128,7 +128,10 @@ void lodestone_sign_estimates_portable(const uint64_t *planes, size_t words, con
 // - B * 32 uint32 neighbour ids (UINT32_MAX: empty), atomically stored;
 // - per batch: G * 16 code bytes (group g's 16 bytes at 16 g: byte j holds
 //   slot j's 4 bits in its low nibble and slot j+16's in its high nibble;
-//   bit t is component 4 g + t), then 32 float A, then 32 float B.
+//   bit t is component 4 g + t), then 32 float A, then 32 float B;
+// - the node's own 8-bit code, for its rank value without its float32
+//   vector: d int8 components x[i] ~ scale * code[i] (scale = max|x| / 127),
+//   then float scale and float |x|^2, zero padded to a multiple of 64 bytes.
 // Components past d, and empty slots, have zero bits; empty slots have
 // A = +infinity and B = 0 (their estimate is never below a threshold).
 
@@ -175,6 +178,17 @@ void lodestone_qg_estimate(const void *block, size_t d, size_t slots, const uint
 void lodestone_qg_estimate_portable(const void *block, size_t d, size_t slots, const uint8_t *lut,
                                     const lodestone_qg_query *query, float base, float threshold, float *out,
                                     uint32_t *masks);
+
+/// Writes the block's own node code from the node's vector `x` (`d` floats).
+void lodestone_qg_encode_node(void *block, size_t d, size_t slots, const float *x);
+/// The rank value of the block's node for query `q` from its 8-bit code
+/// (within ~0.1% of the exact one on unit vectors: a walk orders by it and
+/// re-ranks its finalists exactly); `qq` = |q|^2, read with `euclidean`.
+/// AVX2 where the CPU has it.
+float lodestone_qg_node_rank(const void *block, size_t d, size_t slots, const float *q, float qq, int euclidean);
+/// The same, portable C (for tests to compare against).
+float lodestone_qg_node_rank_portable(const void *block, size_t d, size_t slots, const float *q, float qq,
+                                      int euclidean);
 
 /// 1 when this CPU and OS can run the given ISA, else 0.
 int lodestone_cpu_supports(lodestone_isa isa);

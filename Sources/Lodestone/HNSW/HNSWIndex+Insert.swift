@@ -118,7 +118,7 @@ extension HNSWIndex {
         for l in 0..<lvl { upperLinks.markDirty(first + UInt32(l)) }
         vector(id).update(from: v, count: dimension)
         if signCodes.isReady { signCodes.encode(id, vector: v) }
-        if let codes = neighbourCodes, codes.isReady { codes.reset(id) }
+        if let codes = neighbourCodes, codes.isReady { codes.reset(id, vector: v) }
         keyRecords.record(id).storeBytes(of: k, as: UInt64.self)
         let slots = links0.record(id).assumingMemoryBound(to: UInt32.self)
         for j in 0..<m0 { lodestone_store_u32(slots + j, HNSWIndex.noNode) }

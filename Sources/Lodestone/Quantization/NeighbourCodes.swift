@@ -2,12 +2,13 @@ import CLodestoneKernels
 import Synchronization
 
 /// Per node, its layer-0 neighbours' 1-bit codes, taken against the node
-/// itself and laid out for one 4-bit lookup pass per 32 neighbours: the
-/// quantized graph walk (``HNSWParameters/Traversal/quantized``) estimates
-/// every neighbour of the node it expands from these and computes a float32
-/// distance only for the nodes it expands (SymphonyQG's scheme, Gou et al.
-/// 2024, on HNSW's own dynamic graph). The block layout is in
-/// `lodestone_kernels.h`.
+/// itself and laid out for one 4-bit lookup pass per 32 neighbours, and the
+/// node's own 8-bit code: the quantized graph walk
+/// (``HNSWParameters/Traversal/quantized``) estimates every neighbour of the
+/// node it expands from these, takes the node's rank value from its 8-bit
+/// code, and so reads one block per expansion and float32 vectors only to
+/// re-rank its finalists (SymphonyQG's scheme, Gou et al. 2024, on HNSW's
+/// own dynamic graph). The block layout is in `lodestone_kernels.h`.
 ///
 /// A block mirrors its node's layer-0 link list: every write to a list is
 /// followed by ``refresh(_:links:vector:)`` under the same node lock, which
@@ -51,11 +52,19 @@ final class NeighbourCodes: @unchecked Sendable {
     /// Bytes allocated for blocks.
     var allocatedBytes: Int { blocks.allocatedBytes }
 
-    /// Empties node `id`'s block (a new node, before it is linked).
-    func reset(_ id: UInt32) {
+    /// Empties node `id`'s block and writes its own code from its vector
+    /// `vector` (a new node, before it is linked).
+    func reset(_ id: UInt32, vector: UnsafePointer<Float>) {
         blocks.reserve(Int(id) + 1)
         blocks.markDirty(id)
         lodestone_qg_clear_block(blocks.record(id), dimension, slots)
+        lodestone_qg_encode_node(blocks.record(id), dimension, slots, vector)
+    }
+
+    /// The rank value for query `q` of the node whose block is `block`, from
+    /// the node's 8-bit code (`qq` = |q|², read with the euclidean metric).
+    @inline(__always) func nodeRank(_ block: UnsafeRawPointer, _ q: UnsafePointer<Float>, qq: Float) -> Float {
+        lodestone_qg_node_rank(block, dimension, slots, q, qq, euclidean ? 1 : 0)
     }
 
     /// Brings node `id`'s block in line with its link list `links` (`slots`
@@ -105,6 +114,7 @@ final class NeighbourCodes: @unchecked Sendable {
             for id in run {
                 blocks.markDirty(UInt32(id))
                 lodestone_qg_clear_block(blocks.record(UInt32(id)), dimension, slots)
+                lodestone_qg_encode_node(blocks.record(UInt32(id)), dimension, slots, vector(UInt32(id)))
                 refresh(UInt32(id), links: links(UInt32(id)), vector: vector)
             }
         }

@@ -30,8 +30,11 @@ enum SectionKind {
     static let hnswUpperLinks: UInt32 = 19
     static let hnswTombstones: UInt32 = 20
     static let hnswFreeUpperRuns: UInt32 = 21
-    /// Per node, its neighbours' codes (the quantized traversal's blocks).
-    static let hnswNeighbourCodes: UInt32 = 22
+    /// Format 1.1's blocks of the quantized traversal (without the node's
+    /// own code): ignored on open, so such an index encodes its blocks again.
+    static let hnswNeighbourCodes11: UInt32 = 22
+    /// Per node, its neighbours' codes and its own (the quantized traversal's blocks).
+    static let hnswNeighbourCodes: UInt32 = 23
     static let recordsHeader: UInt32 = 32
     static let recordsSlots: UInt32 = 33
     static let recordsHash: UInt32 = 34
@@ -56,6 +59,7 @@ enum SectionKind {
         case hnswUpperLinks: return "hnsw.upper-links"
         case hnswTombstones: return "hnsw.tombstones"
         case hnswFreeUpperRuns: return "hnsw.free-upper-runs"
+        case hnswNeighbourCodes11: return "hnsw.neighbour-codes-1.1"
         case hnswNeighbourCodes: return "hnsw.neighbour-codes"
         case recordsHeader: return "records.header"
         case recordsSlots: return "records.slots"
@@ -72,7 +76,7 @@ enum SectionKind {
 enum SegmentFormat {
     static let magic: [UInt8] = Array("LODESTON".utf8)
     static let major: UInt16 = 1
-    static let minor: UInt16 = 1
+    static let minor: UInt16 = 2
     static let byteOrderMark: UInt32 = 0x0A0B_0C0D
     static let headerLength = 256
     static let page = 4096
