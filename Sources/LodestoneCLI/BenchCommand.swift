@@ -27,7 +27,8 @@ struct BenchCommand: ParsableCommand {
     var traversal: String = "exact"
     @Flag(help: "Send all queries in one batch call.") var batch = false
     @Option(help: "Threads for batch search and for building an HNSW index.") var threads: Int = FlatIndex.defaultThreadCount
-    @Option(help: "Batch mode: run the batch this many times and report the fastest.") var repeats: Int = 3
+    @Option(help: "Run the batch (or, one query at a time, the whole query set) this many times and report the fastest pass.")
+    var repeats: Int = 3
     @Option(help: "Use only the first N queries.") var limitQueries: Int?
     @Flag(help: "Print JSON lines.") var json = false
     @Option(help: """
@@ -188,15 +189,25 @@ struct BenchCommand: ParsableCommand {
                 }
             } else {
                 for i in 0..<min(10, nq) { _ = try searchOne(rows[i]) }  // warm-up
-                results.reserveCapacity(nq)
-                latencies.reserveCapacity(nq)
-                let s0 = now()
-                for q in rows {
-                    let a = now()
-                    results.append(try searchOne(q))
-                    latencies.append(now() - a)
+                // The fastest of `repeats` passes over the queries (a shared
+                // machine's hiccups only ever slow a pass down).
+                for _ in 0..<max(1, repeats) {
+                    var passResults: [[Neighbor]] = [], passLatencies: [Double] = []
+                    passResults.reserveCapacity(nq)
+                    passLatencies.reserveCapacity(nq)
+                    let s0 = now()
+                    for q in rows {
+                        let a = now()
+                        passResults.append(try searchOne(q))
+                        passLatencies.append(now() - a)
+                    }
+                    let e = now() - s0
+                    if e < elapsed {
+                        elapsed = e
+                        results = passResults
+                        latencies = passLatencies
+                    }
                 }
-                elapsed = now() - s0
             }
 
             var hits = 0
@@ -220,8 +231,9 @@ struct BenchCommand: ParsableCommand {
             }
             if let hnsw {
                 if !batch {
-                    line.set("distances_per_query", Double(distances) / Double(nq + min(10, nq)), digits: 1)
-                    line.set("nodes_per_query", Double(expanded) / Double(nq + min(10, nq)), digits: 1)
+                    let searches = Double(min(10, nq) + max(1, repeats) * nq)
+                    line.set("distances_per_query", Double(distances) / searches, digits: 1)
+                    line.set("nodes_per_query", Double(expanded) / searches, digits: 1)
                 }
                 line.set("ef", efValue)
                 line.set("m", m)
