@@ -275,21 +275,25 @@ extension HNSWIndex {
         let nodes = UInt32(final.nodes), blocks = final.upperBlocks
         // Each chunk is checked on first use: its checksum, then that every
         // value a search follows stays in bounds.
-        let linksValid: (UnsafeRawPointer, UInt32, Int) -> String? = { [unowned index] p, first, count in
-            let ids = p.assumingMemoryBound(to: UInt32.self)
-            let perRecord = index.links0.stride / 4
-            for i in 0..<(count * perRecord) where ids[i] != HNSWIndex.noNode && ids[i] >= nodes {
-                return "node \(first + UInt32(i / perRecord)) links to \(ids[i]) ≥ \(nodes)"
+        // Records of `perRecord` UInt32 whose first `ids` are node ids:
+        // each below the node count or empty; `describe(record, id)` says
+        // which is not.
+        func idsBelowNodes(perRecord: Int, ids: Int, _ describe: @escaping (UInt32, UInt32) -> String)
+            -> (UnsafeRawPointer, UInt32, Int) -> String?
+        {
+            { p, first, count in
+                let words = p.assumingMemoryBound(to: UInt32.self)
+                for r in 0..<count {
+                    for j in 0..<ids {
+                        let id = words[r * perRecord + j]
+                        if id != HNSWIndex.noNode && id >= nodes { return describe(first + UInt32(r), id) }
+                    }
+                }
+                return nil
             }
-            return nil
         }
-        let upperValid: (UnsafeRawPointer, UInt32, Int) -> String? = { [unowned index] p, first, count in
-            let ids = p.assumingMemoryBound(to: UInt32.self)
-            for i in 0..<(count * index.m) where ids[i] != HNSWIndex.noNode && ids[i] >= nodes {
-                return "block \(first + UInt32(i / index.m)) links to \(ids[i]) ≥ \(nodes)"
-            }
-            return nil
-        }
+        let linksValid = idsBelowNodes(perRecord: index.m0, ids: index.m0) { "node \($0) links to \($1) ≥ \(nodes)" }
+        let upperValid = idsBelowNodes(perRecord: index.m, ids: index.m) { "block \($0) links to \($1) ≥ \(nodes)" }
         let levelsValid: (UnsafeRawPointer, UInt32, Int) -> String? = { p, first, count in
             let levels = p.assumingMemoryBound(to: UInt8.self)
             for i in 0..<count where levels[i] > 30 { return "node \(first + UInt32(i)) has level \(levels[i])" }
@@ -328,16 +332,9 @@ extension HNSWIndex {
         // with a delta, the delta patches them); otherwise the first search
         // or write encodes them.
         var codesReady = false
-        let codesValid: (UnsafeRawPointer, UInt32, Int) -> String? = { [unowned index] p, first, count in
-            guard let codes = index.neighbourCodes else { return nil }
-            let perRecord = codes.blocks.stride / 4, ids = lodestone_qg_batches(codes.slots) * 32
-            let words = p.assumingMemoryBound(to: UInt32.self)
-            for r in 0..<count {
-                for j in 0..<ids where words[r * perRecord + j] != HNSWIndex.noNode && words[r * perRecord + j] >= nodes {
-                    return "node \(first + UInt32(r))'s block names node \(words[r * perRecord + j]) ≥ \(nodes)"
-                }
-            }
-            return nil
+        let codesValid = idsBelowNodes(perRecord: (index.neighbourCodes?.blocks.stride ?? 0) / 4,
+                                       ids: index.neighbourCodes.map { lodestone_qg_batches($0.slots) * 32 } ?? 0) {
+            "node \($0)'s block names node \($1) ≥ \(nodes)"
         }
         if let codes = index.neighbourCodes, segment.has(SectionKind.hnswNeighbourCodes) {
             try adopt(codes.blocks, SectionKind.hnswNeighbourCodes, count: n, codesValid)
