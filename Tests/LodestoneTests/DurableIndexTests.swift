@@ -229,7 +229,7 @@ struct DurableIndexTests {
         print("crash test (\(durability.rawValue)): \(kills) kill points, \(totalAcked) acknowledged writes checked, \(inFlightApplied) in-flight ops found applied")
     }
 
-    @Test("replaceFile writes beside, syncs, renames, then syncs the directory; a failed replace keeps the old bytes")
+    @Test("replaceFile writes beside, syncs, renames, then syncs the directory; racing replaces land whole; a failure is a typed error naming the temporary file")
     func replaceFile() throws {
         let dir = Self.temporaryDirectory()
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -240,22 +240,31 @@ struct DurableIndexTests {
         try StorageIO.replaceFile(path, with: Array("new".utf8))
         // Tests run in parallel: keep only this directory's operations.
         let mine = StorageIO.stopJournal().filter { $0.path.hasPrefix(dir) }
-        let steps = mine.map { "\($0.operation.rawValue) \($0.path.dropFirst(dir.count))" }
+        // The temporary file's name ends with the process id and a counter.
+        let steps = mine.map { e in
+            "\(e.operation.rawValue) \(e.path.dropFirst(dir.count).split(separator: "-").first.map(String.init) ?? "")"
+        }
         #expect(steps == ["create /settings.json.tmp", "truncate /settings.json.tmp", "write /settings.json.tmp",
-                          "fsync /settings.json.tmp",
-                          "rename /settings.json.tmp", "fsync-directory "], "\(steps)")
+                          "fsync /settings.json.tmp", "rename /settings.json.tmp", "fsync-directory "], "\(steps)")
+        #expect(Set(mine.dropLast().map(\.path)).count == 1, "one temporary file")
         #expect(mine.first { $0.operation == .rename }?.other == path)
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "new")
-        #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
-        // A replace that cannot write its temporary file throws a typed
-        // error naming it, and the file keeps its bytes.
-        try FileManager.default.createDirectory(atPath: path + ".tmp", withIntermediateDirectories: false)
-        #expect {
-            try StorageIO.replaceFile(path, with: Array("lost".utf8))
-        } throws: { error in
-            guard case LodestoneError.io(let p, _, _)? = error as? LodestoneError else { return false }
-            return p == path + ".tmp"
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["settings.json"])
+        // Replaces racing on one file each land whole, leaving nothing behind.
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            try? StorageIO.replaceFile(path, with: Array("writer \(i)".utf8))
         }
-        #expect(try String(contentsOfFile: path, encoding: .utf8) == "new")
+        #expect(try String(contentsOfFile: path, encoding: .utf8).hasPrefix("writer "))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["settings.json"])
+        // A replace that cannot write its temporary file (here: the
+        // directory is gone) throws a typed error naming it.
+        let gone = dir + "/missing/settings.json"
+        #expect {
+            try StorageIO.replaceFile(gone, with: Array("lost".utf8))
+        } throws: { error in
+            guard case LodestoneError.io(let p, "open", _)? = error as? LodestoneError else { return false }
+            return p.hasPrefix(gone + ".tmp-")
+        }
+        #expect(try String(contentsOfFile: path, encoding: .utf8).hasPrefix("writer "))
     }
 }

@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -60,12 +62,18 @@ enum POSIXFile {
         return Array(buffer[0..<count])
     }
 
-    /// Replaces the file at `path` with `bytes`, crash-safely: written to
-    /// `path.tmp` and synced, renamed over `path`, then `renamed` runs and
-    /// the directory is synced (a crash leaves the old file or the new one,
-    /// never a mix; a failure before the rename removes the temporary file).
+    /// Temporary files made by ``replace(_:with:renamed:)`` so far (their
+    /// names are unique, so two replaces of one file never share one).
+    private static let temporaries = Atomic<Int>(0)
+
+    /// Replaces the file at `path` with `bytes`, crash-safely: written to a
+    /// temporary file beside it (`path.tmp-PID-N`) and synced, renamed over
+    /// `path`, then `renamed` runs and the directory is synced (a crash
+    /// leaves the old file or the new one, never a mix; a failure before the
+    /// rename removes the temporary file). Concurrent replaces of one file
+    /// each land whole; the last rename wins.
     static func replace(_ path: String, with bytes: [UInt8], renamed: () -> Void = {}) throws(LodestoneError) {
-        let temporary = path + ".tmp"
+        let temporary = path + ".tmp-\(getpid())-\(temporaries.add(1, ordering: .relaxed).newValue)"
         let fd = StorageIO.open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw .io(path: temporary, operation: "open", errno: errno) }
         do throws(LodestoneError) {
