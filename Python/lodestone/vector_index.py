@@ -208,9 +208,9 @@ class HNSWIndex(_VectorIndex):
     >>> ix.add(np.arange(len(X)), X, threads=2)
     >>> ids, scores = ix.search(Q, k=10, ef=64)
 
-    `traversal="quantized"` keeps each node's neighbours' 1-bit codes beside
-    its links (the quantized walk: faster at the same recall, about 1.9 KB
-    more per vector at m 16, 384-d).
+    `traversal="quantized"` keeps each node's neighbours' 1-bit codes and its
+    own 8-bit code beside its links (the quantized walk: faster at the same
+    recall, about 2.4 KB more per vector at m 16, 384-d).
     """
 
     def __init__(self, dimension: int, metric: str = "cosine", m: int = 16, ef_construction: int = 200,

@@ -100,7 +100,7 @@ struct CreateCommand: ParsableCommand {
     @Option(help: "HNSW links per node.") var m: Int = 16
     @Option(help: "HNSW build beam width.") var efConstruction: Int = 200
     @Option(help: "HNSW default search beam width.") var efSearch: Int = 64
-    @Option(help: "HNSW layer-0 walk: exact, or quantized (neighbours' 1-bit codes beside the links: faster, ~1.9 KB more per vector at m 16, 384-d).")
+    @Option(help: "HNSW layer-0 walk: exact, or quantized (neighbours' 1-bit codes and the node's 8-bit code beside the links: faster, ~2.4 KB more per vector at m 16, 384-d).")
     var traversal: String = "exact"
 
     func run() throws {

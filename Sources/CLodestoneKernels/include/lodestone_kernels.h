@@ -168,8 +168,8 @@ void lodestone_qg_prepare(const float *q, size_t d, uint8_t *lut, lodestone_qg_q
 /// The same, portable C (for tests to compare against).
 void lodestone_qg_prepare_portable(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out);
 /// Estimated rank values of every slot of a block (32 per batch, empty slots
-/// included) into `out`, given `base`, the exact rank value of the block's
-/// node; `masks[b]` gets bit j set when slot 32 b + j's estimate is below
+/// included) into `out`, given `base`, the rank value of the block's node
+/// (exact, or from its 8-bit code); `masks[b]` gets bit j set when slot 32 b + j's estimate is below
 /// `threshold`. AVX2 where the CPU has it.
 void lodestone_qg_estimate(const void *block, size_t d, size_t slots, const uint8_t *lut,
                            const lodestone_qg_query *query, float base, float threshold, float *out,

@@ -157,8 +157,8 @@ extension HNSWIndex {
             var chosenByLayer: [(Int, [UInt32])] = []
             while layer >= 0 {
                 // With neighbour codes, layer 0 is searched by the quantized
-                // walk, which leaves the same sorted pool of exact rank
-                // values: measured on 100k x 384 (efConstruction 200), its
+                // walk, which leaves the same sorted pool, of the nodes'
+                // 8-bit-code rank values (within ~0.1% of exact): measured on 100k x 384 (efConstruction 200), its
                 // graph answered 3% more queries/s at recall 0.95 and 24%
                 // more at 0.99 than one built by the exact walk, for 12%
                 // more build time.

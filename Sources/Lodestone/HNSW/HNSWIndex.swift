@@ -57,8 +57,8 @@ public final class HNSWIndex: @unchecked Sendable {
     /// Sign codes of the vectors, for the `quantized-scan` plan (built on
     /// first need; see ``SignCodes``).
     let signCodes: SignCodes
-    /// The neighbours' codes of every node, for the quantized traversal
-    /// (nil with the exact one; see ``NeighbourCodes``).
+    /// Every node's block of its neighbours' codes and its own 8-bit code,
+    /// for the quantized traversal (nil with the exact one; see ``NeighbourCodes``).
     let neighbourCodes: NeighbourCodes?
 
     static let noNode = UInt32.max

@@ -23,8 +23,8 @@ public struct HNSWParameters: Sendable, Hashable, Codable {
         /// node in one pass over them, ranks the nodes it expands by their
         /// 8-bit codes, and computes float32 distances only to re-rank the
         /// best few at the end, so results carry exact scores (SymphonyQG's
-        /// scheme). Costs about `8 * m * (dimension / 8 + 8) + dimension`
-        /// more bytes per vector (2.4 KB at `m` 16, 384-d) and a little
+        /// scheme). Costs about `2 * m * (dimension / 8 + 12) + dimension`
+        /// more bytes per vector (2,368 at `m` 16, 384-d) and a little
         /// build time; about twice the queries per second of the exact walk
         /// at the same recall.
         case quantized
