@@ -234,15 +234,11 @@ struct KnnCheckpoint: Codable {
         return try? JSONDecoder().decode(KnnCheckpoint.self, from: data)
     }
 
-    /// Replaces the file atomically: a temporary file beside it, renamed
-    /// over it (Foundation's `.atomic` leaves an empty
-    /// /tmp/TemporaryDirectory.* behind on Linux, one a process).
+    /// Replaces the file crash-safely (``StorageIO/replaceFile(_:with:)``:
+    /// a temporary file beside it, synced, renamed over it, the directory
+    /// synced).
     func save(_ path: String) throws {
-        let temporary = path + ".tmp"
-        try JSONEncoder().encode(self).write(to: URL(fileURLWithPath: temporary))
-        guard rename(temporary, path) == 0 else {
-            throw CLIError("cannot rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
-        }
+        try StorageIO.replaceFile(path, with: Array(try JSONEncoder().encode(self)))
     }
 }
 
