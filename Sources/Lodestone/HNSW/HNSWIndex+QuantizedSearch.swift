@@ -74,7 +74,16 @@ extension HNSWIndex {
         let qq = codes.euclidean ? kernels.rankValue(.dotProduct, q, q, dimension).magnitude : 0
         let d = dimension, slots = codes.slots
         let blockBytes = codes.blocks.stride
-        marks[Int(start)] = generation
+        // A search (k > 0) marks a node visited when it is expanded, so a
+        // node may wait in the beam more than once (estimated from several
+        // parents) and its copies after the first are skipped, as
+        // SymphonyQG's walk does; the build (k 0) marks nodes on entering,
+        // since its pool becomes a list of distinct candidates. Measured on
+        // 100k x 384 (filled layer-0 lists, one process): 62.6 nodes and
+        // +8% queries/s at recall 0.95, +12% at 0.98, against marking on
+        // entry.
+        let markOnExpansion = k > 0
+        if !markOnExpansion { marks[Int(start)] = generation }
         pool[0] = PoolEntry(distance: entryDistance, id: start)
         var count = 1
         var cursor = 0
@@ -82,6 +91,14 @@ extension HNSWIndex {
         while cursor < count {
             let current = pool[cursor].id
             pool[cursor].tagged |= PoolEntry.expandedBit
+            if markOnExpansion {
+                if marks[Int(current)] == generation {
+                    // A copy of a node expanded already.
+                    while cursor < count && pool[cursor].isExpanded { cursor += 1 }
+                    continue
+                }
+                marks[Int(current)] = generation
+            }
             // The node expanded next unless this one's neighbours beat it:
             // start fetching its block (whole, or its first 4 lines, were
             // the same within 1% measured in one process on 100k x 384), and
@@ -126,7 +143,7 @@ extension HNSWIndex {
                     if nb == HNSWIndex.noNode || Int(nb) >= bound || marks[Int(nb)] == generation { continue }
                     let e = estimates[j]
                     if count == ef && e >= pool[count - 1].distance { continue }
-                    marks[Int(nb)] = generation
+                    if !markOnExpansion { marks[Int(nb)] = generation }
                     let lo = PoolEntry.insert(PoolEntry(distance: e, id: nb), into: pool, count: &count, capacity: ef)
                     if lo < lowest { lowest = lo }
                 }
