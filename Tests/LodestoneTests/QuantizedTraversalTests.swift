@@ -225,6 +225,43 @@ struct QuantizedTraversalTests {
         #expect(low >= plain - 0.04, "quantized \(low) against exact walk \(plain) at ef 64")
     }
 
+    /// Mean layer-0 degree of the live nodes, after checking that each list
+    /// holds distinct live nodes other than its own.
+    static func meanLayerZeroDegree(_ index: HNSWIndex) -> Double {
+        var total = 0, nodes = 0
+        for id in 0..<UInt32(index.nodeCount.load(ordering: .acquiring)) where index.state(id) == .live {
+            let links = index.links(id, layer: 0)
+            let held = (0..<index.m0).map { links[$0] }.prefix { $0 != HNSWIndex.noNode }
+            #expect(Set(held).count == held.count && !held.contains(id), "node \(id): \(held)")
+            #expect(held.allSatisfy { index.state($0) == .live }, "node \(id) links a node not live")
+            total += held.count
+            nodes += 1
+        }
+        return Double(total) / Double(max(nodes, 1))
+    }
+
+    @Test("inserts fill a quantized index's layer-0 lists past the heuristic's choice (distinct live nodes, blocks mirroring them); an exact or dot-product index keeps the heuristic's")
+    func layerZeroFill() throws {
+        let data = Fixtures.realData
+        let n = min(4_000, data.base.rows)
+        let values = Array(data.base.values[0..<(n * data.base.dimension)])
+        let keys = (0..<UInt64(n)).map { $0 }
+        func built(_ metric: Metric, _ traversal: HNSWParameters.Traversal) throws -> HNSWIndex {
+            let index = try HNSWIndex(dimension: data.base.dimension, metric: metric,
+                                      parameters: HNSWParameters(m: 16, efConstruction: 100, traversal: traversal))
+            try index.add(contentsOf: values, keys: keys, threads: 2)
+            return index
+        }
+        let quantized = try built(.cosine, .quantized)
+        let filled = Self.meanLayerZeroDegree(quantized)
+        let plain = Self.meanLayerZeroDegree(try built(.cosine, .exact))
+        let dot = Self.meanLayerZeroDegree(try built(.dotProduct, .quantized))
+        #expect(filled >= plain + 4 && filled <= Double(quantized.m0), "filled \(filled), heuristic only \(plain)")
+        #expect(dot <= plain + 1, "dot product \(dot), heuristic only \(plain)")
+        try Self.checkBlocksMirrorLinks(quantized)
+        try quantized.verify()
+    }
+
     /// Checks that every node's block holds its layer-0 links (as a set) and
     /// that each slot's code is what encoding it now gives.
     static func checkBlocksMirrorLinks(_ index: HNSWIndex) throws {

@@ -73,8 +73,24 @@ extension HNSWIndex {
         }
         if fresh > 0 { nodeCount.store(first + fresh, ordering: .releasing) }
         ids.withUnsafeBufferPointer { idp in
-            parallelFor(count: n, threads: threads) { run in
-                for i in run { link(idp[i]) }
+            guard fillsLayerZero else {
+                parallelFor(count: n, threads: threads) { run in
+                    for i in run { link(idp[i], spare: nil) }
+                }
+                return
+            }
+            // Spare candidates take 8 bytes per slot (256 MB for a million
+            // nodes at m0 32): more nodes are linked and filled a million at
+            // a time.
+            let chunk = min(n, 1 << 20)
+            let spare = UnsafeMutablePointer<SpareCandidate>.allocate(capacity: chunk * m0)
+            defer { spare.deallocate() }
+            for start in stride(from: 0, to: n, by: chunk) {
+                let part = UnsafeBufferPointer(rebasing: idp[start..<min(n, start + chunk)])
+                parallelFor(count: part.count, threads: threads) { run in
+                    for i in run { link(part[i], spare: spare + i * m0) }
+                }
+                fillLayerZero(part, spare: spare, threads: threads)
             }
         }
         liveCount.add(n, ordering: .releasing)
@@ -134,7 +150,9 @@ extension HNSWIndex {
     /// Links node `id` (initialised, unreachable) into the graph: descend to
     /// its level, then on each layer from there down search `efConstruction`
     /// candidates, choose neighbours with the heuristic, and link both ways.
-    func link(_ id: UInt32) {
+    /// With `spare`, records there the layer-0 candidates passed over
+    /// (``recordSpare(_:chosen:into:)``), `m0` slots.
+    func link(_ id: UInt32, spare: UnsafeMutablePointer<SpareCandidate>?) {
         linkedNodes.add(1, ordering: .relaxed)
         let q = UnsafePointer(vector(id))
         let nodeLevel = level(id)
@@ -184,6 +202,7 @@ extension HNSWIndex {
                     currentDistance = scratch.pool[next].distance
                 }
                 let chosen = selectNeighbours(candidates, max: m)
+                if layer == 0, let spare { recordSpare(candidates, chosen: chosen, into: spare) }
                 lock(id)
                 markLinksDirty(id, layer: layer)
                 let own = links(id, layer: layer)
