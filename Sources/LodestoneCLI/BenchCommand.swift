@@ -30,6 +30,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Run the batch (or, one query at a time, the whole query set) this many times and report the fastest pass.")
     var repeats: Int = 3
     @Option(help: "Use only the first N queries.") var limitQueries: Int?
+    @Option(help: "HNSW: build on the first nine tenths of the base, then insert the last tenth in batches of this many vectors (as a service's upserts arrive); reports insert_per_s, and recall on the whole index.")
+    var insertBatch: Int?
     @Flag(help: "Print JSON lines.") var json = false
     @Option(help: """
         A filter file (a Pinecone filter, or an object whose "filter" field is one); repeat for several \
@@ -93,6 +95,7 @@ struct BenchCommand: ParsableCommand {
         }
 
         let t0 = now()
+        var insertPerSecond: Double? = nil
         let keys = (0..<UInt64(baseM.rows)).map { $0 }
         var flat: FlatIndex? = nil
         var hnsw: HNSWIndex? = nil
@@ -106,7 +109,19 @@ struct BenchCommand: ParsableCommand {
             }
             let h = try HNSWIndex(dimension: baseM.dimension, metric: metric,
                                   parameters: HNSWParameters(m: m, efConstruction: efConstruction, traversal: walk))
-            try h.add(contentsOf: baseM.values, keys: keys, threads: threads)
+            let bulk = insertBatch == nil ? baseM.rows : baseM.rows - baseM.rows / 10
+            let d = baseM.dimension
+            try h.add(contentsOf: Array(baseM.values[0..<(bulk * d)]), keys: Array(keys[0..<bulk]), threads: threads)
+            if let size = insertBatch {
+                guard size >= 1 else { throw ValidationError("--insert-batch must be at least 1, got \(size)") }
+                let i0 = now()
+                for start in stride(from: bulk, to: baseM.rows, by: size) {
+                    let end = min(baseM.rows, start + size)
+                    try h.add(contentsOf: Array(baseM.values[(start * d)..<(end * d)]), keys: Array(keys[start..<end]),
+                              threads: threads)
+                }
+                insertPerSecond = Double(baseM.rows - bulk) / (now() - i0)
+            }
             hnsw = h
         }
         let buildSeconds = now() - t0
@@ -222,6 +237,7 @@ struct BenchCommand: ParsableCommand {
             line.set("p50_us", batch ? .nan : percentile(latencies, 50) * 1e6, digits: 1)
             line.set("p99_us", batch ? .nan : percentile(latencies, 99) * 1e6, digits: 1)
             line.set("build_s", buildSeconds)
+            if let insertPerSecond { line.set("insert_per_s", insertPerSecond, digits: 0) }
             line.set("threads", threads)
             line.set("batch", batch)
             if let allowed {

@@ -52,9 +52,11 @@ extension HNSWIndex {
     /// not expanded yet by estimate; expanding one reads only its block: its
     /// rank value from the node's 8-bit code, which replaces its estimate
     /// (and makes it a result candidate, if live), and estimates of all its
-    /// neighbours at once. When no node is left to expand, `scratch.pool`
-    /// holds `count` nodes, all expanded, sorted by those rank values (within
-    /// ~0.1% of exact ones: what the build's neighbour choice takes);
+    /// neighbours at once. A search (`k` > 0) may hold a node more than
+    /// once (see `markOnExpansion`). When no node is left to expand,
+    /// `scratch.pool` holds `count` nodes; for the build (`k` 0) they are
+    /// distinct, all expanded, sorted by those rank values (within ~0.1% of
+    /// exact ones: what the build's neighbour choice takes);
     /// `results` are the best `k` live nodes expanded (none for `k` 0), best
     /// first, with exact rank values: the best ``rerankCount(k:)`` by code
     /// compared exactly.
