@@ -94,6 +94,10 @@ struct BenchCommand: ParsableCommand {
             throw CLIError("\(truth): ground truth holds \(truthM.dimension) neighbours per query, fewer than k = \(k)")
         }
 
+        if let size = insertBatch {
+            guard index == "hnsw" else { throw ValidationError("--insert-batch needs --index hnsw") }
+            guard size >= 1 else { throw ValidationError("--insert-batch must be at least 1, got \(size)") }
+        }
         let t0 = now()
         var insertPerSecond: Double? = nil
         let keys = (0..<UInt64(baseM.rows)).map { $0 }
@@ -109,11 +113,10 @@ struct BenchCommand: ParsableCommand {
             }
             let h = try HNSWIndex(dimension: baseM.dimension, metric: metric,
                                   parameters: HNSWParameters(m: m, efConstruction: efConstruction, traversal: walk))
-            let bulk = insertBatch == nil ? baseM.rows : baseM.rows - baseM.rows / 10
-            let d = baseM.dimension
-            try h.add(contentsOf: Array(baseM.values[0..<(bulk * d)]), keys: Array(keys[0..<bulk]), threads: threads)
             if let size = insertBatch {
-                guard size >= 1 else { throw ValidationError("--insert-batch must be at least 1, got \(size)") }
+                // Nine tenths in one bulk build, the rest `size` at a time.
+                let bulk = baseM.rows - baseM.rows / 10, d = baseM.dimension
+                try h.add(contentsOf: Array(baseM.values[0..<(bulk * d)]), keys: Array(keys[0..<bulk]), threads: threads)
                 let i0 = now()
                 for start in stride(from: bulk, to: baseM.rows, by: size) {
                     let end = min(baseM.rows, start + size)
@@ -121,6 +124,8 @@ struct BenchCommand: ParsableCommand {
                               threads: threads)
                 }
                 insertPerSecond = Double(baseM.rows - bulk) / (now() - i0)
+            } else {
+                try h.add(contentsOf: baseM.values, keys: keys, threads: threads)
             }
             hnsw = h
         }

@@ -34,6 +34,25 @@ struct CLITests {
          Fixtures.dataFile(small: "small_query.fvecs", sample: "query.fvecs"))
     }
 
+    @Test("bench --insert-batch grows a quantized index in small batches after a bulk build and reports insert_per_s; bad values are errors")
+    func benchInsertBatch() throws {
+        let data = Fixtures.sampleData
+        let files = ["--base", data.appendingPathComponent("base.fvecs").path,
+                     "--queries", data.appendingPathComponent("query.fvecs").path,
+                     "--truth", data.appendingPathComponent("groundtruth.ivecs").path]
+        let run = try Self.run(["bench"] + files + ["--index", "hnsw", "--traversal", "quantized", "--m", "8",
+                                                    "--ef-construction", "48", "--ef", "64", "--insert-batch", "50",
+                                                    "--repeats", "1", "--json"])
+        #expect(run.status == 0, "\(run.errors)")
+        let line = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])
+        #expect((line["insert_per_s"] as? Double ?? 0) > 0, "\(line)")
+        #expect((line["recall"] as? Double ?? 0) >= 0.9, "\(line)")
+        let flat = try Self.run(["bench"] + files + ["--index", "flat", "--insert-batch", "50"])
+        #expect(flat.status != 0 && flat.errors.contains("--insert-batch needs --index hnsw"), "\(flat.errors)")
+        let zero = try Self.run(["bench"] + files + ["--index", "hnsw", "--insert-batch", "0"])
+        #expect(zero.status != 0 && zero.errors.contains("--insert-batch must be at least 1"), "\(zero.errors)")
+    }
+
     @Test("create, upsert with metadata, query with a filter, export, drop, import: the same answers; exit codes")
     func tour() throws {
         let dir = Fixtures.temporaryDirectory("cli")
