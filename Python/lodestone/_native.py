@@ -56,7 +56,11 @@ def load():
                               + "); install with `pip install ./Python` or set LODESTONE_LIBRARY")
         ffi = cffi.FFI()
         ffi.cdef(_header_text(path))
-        lib = ffi.dlopen(str(path))
+        # Never unloaded: cffi closes the library when its handle is freed
+        # (at the latest when the interpreter exits), while the Swift
+        # runtime's worker threads (parallel builds and searches) stay
+        # parked in its code and crash when they wake in unmapped memory.
+        lib = ffi.dlopen(str(path), ffi.RTLD_NOW | getattr(ffi, "RTLD_NODELETE", 0))
         if lib.lds_abi_version() != lib.LDS_ABI_VERSION:
             raise ImportError(f"lodestone: {path} implements ABI {lib.lds_abi_version()}, "
                               f"this package needs {lib.LDS_ABI_VERSION}")

@@ -269,3 +269,25 @@ def test_filter_ids_with_huge_keys_and_empty_filters(data):
             ix.search(np.full(384, np.nan, np.float32), 3, filter_ids=[])
         empty_ids, _, empty_counts = ix.search(data.queries[0], 3, filter_ids=[], return_counts=True)
         assert empty_counts == 0 and np.all(empty_ids == MISSING)
+
+
+def test_library_outlives_its_handle():
+    """Freeing the library's cffi handle (as the interpreter does when it
+    exits) must not unload it: worker threads of a parallel build stay parked
+    in the Swift runtime and crashed (SIGSEGV) when they woke in unmapped code."""
+    script = """
+import gc, time
+import numpy as np
+import lodestone
+from lodestone import _native
+x = np.random.default_rng(1).standard_normal((4000, 64)).astype(np.float32)
+ix = lodestone.HNSWIndex(64, "cosine", m=8, ef_construction=40)
+ix.add(np.arange(4000, dtype=np.uint64), x, threads=2)
+del ix
+_native._state.clear()
+gc.collect()
+time.sleep(8)  # libdispatch retires idle workers after about 5 s
+print("survived")
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "survived" in run.stdout, (run.returncode, run.stderr[-2000:])
