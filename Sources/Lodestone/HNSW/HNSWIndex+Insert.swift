@@ -73,24 +73,18 @@ extension HNSWIndex {
         }
         if fresh > 0 { nodeCount.store(first + fresh, ordering: .releasing) }
         ids.withUnsafeBufferPointer { idp in
-            guard fillsLayerZero else {
-                parallelFor(count: n, threads: threads) { run in
-                    for i in run { link(idp[i], spare: nil) }
-                }
-                return
-            }
-            // Spare candidates take 8 bytes per slot (256 MB for a million
-            // nodes at m0 32): more nodes are linked and filled a million at
-            // a time.
+            // Spare candidates (to fill layer-0 lists) take 8 bytes per slot
+            // (256 MB for a million nodes at m0 32): nodes are linked, and
+            // filled, a million at a time.
             let chunk = min(n, 1 << 20)
-            let spare = UnsafeMutablePointer<SpareCandidate>.allocate(capacity: chunk * m0)
-            defer { spare.deallocate() }
+            let spare = fillsLayerZero ? UnsafeMutablePointer<SpareCandidate>.allocate(capacity: chunk * m0) : nil
+            defer { spare?.deallocate() }
             for start in stride(from: 0, to: n, by: chunk) {
                 let part = UnsafeBufferPointer(rebasing: idp[start..<min(n, start + chunk)])
                 parallelFor(count: part.count, threads: threads) { run in
-                    for i in run { link(part[i], spare: spare + i * m0) }
+                    for i in run { link(part[i], spare: spare.map { $0 + i * m0 }) }
                 }
-                fillLayerZero(part, spare: spare, threads: threads)
+                if let spare { fillLayerZero(part, spare: spare, threads: threads) }
             }
         }
         liveCount.add(n, ordering: .releasing)
