@@ -349,9 +349,9 @@ class Database(_Native):
         """Creates an empty index (kind 'hnsw' or 'flat'); the embedding
         model's name is recorded and checked when the index is reopened.
         `traversal` 'quantized' keeps each HNSW node's neighbours' 1-bit
-        codes and its own 8-bit code beside its links: about twice the
-        queries/s of 'exact' at the same recall, for about 2.4 KB more per
-        vector (m 16, 384-d)."""
+        codes and its own 8-bit code beside its links: 2.5-3.7x the
+        queries/s of 'exact' at the same recall (recall 0.90-0.99 on 100k
+        x 384), for about 2.4 KB more per vector (m 16, 384-d)."""
         if kind not in KINDS:
             raise InvalidArgument(f"invalid kind: {kind!r}; use 'hnsw' or 'flat'")
         if traversal not in TRAVERSALS:

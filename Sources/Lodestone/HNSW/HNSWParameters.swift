@@ -29,9 +29,10 @@ public struct HNSWParameters: Sendable, Hashable, Codable {
         /// full list re-chooses it with the heuristic, dropping the fill, so
         /// an index grown by many small batches walks a graph closer to the
         /// exact traversal's. Costs about `2 * m * (dimension / 8 + 12) +
-        /// dimension` more bytes per vector (2,368 at `m` 16, 384-d) and a
-        /// little build time; more than twice the queries per second of the
-        /// exact walk at the same recall.
+        /// dimension` more bytes per vector (2,368 at `m` 16, 384-d); on
+        /// 100k x 384 pypi-minilm it built in 15.8 s against the exact
+        /// traversal's 17.1 s and answered 2.5-3.7x its queries per second
+        /// at the same recall (0.90-0.99).
         case quantized
     }
 
