@@ -42,6 +42,16 @@ int lodestone_cpu_supports(lodestone_isa isa) {
 #endif
 }
 
+int lodestone_cpu_supports_avx512bw(void) {
+#ifdef LODESTONE_X86
+    unsigned int a, b, c, d;
+    if (!x86_supports(LODESTONE_ISA_AVX512) || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 30) & 1;
+#else
+    return 0;
+#endif
+}
+
 int lodestone_cpu_prefers_avx2(void) {
 #ifdef LODESTONE_X86
     unsigned int a, b, c, d;

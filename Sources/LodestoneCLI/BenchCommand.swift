@@ -273,6 +273,7 @@ struct BenchCommand: ParsableCommand {
                 }
             }
             line.set("kernels", DistanceKernels.active.isa.rawValue)
+            if traversal == "quantized" { line.set("neighbour_code_kernels", DistanceKernels.neighbourCodeISA.rawValue) }
             line.set("blas_core", BLAS.coreName)
             if flat != nil {
                 let bytes = Double(baseM.rows) * Double(baseM.dimension) * 4 * Double(nq)

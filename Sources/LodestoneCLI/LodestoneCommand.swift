@@ -24,6 +24,7 @@ struct InfoCommand: ParsableCommand {
 
     func run() throws {
         print("kernels: \(DistanceKernels.active.isa.rawValue) (available: \(DistanceKernels.available.map(\.rawValue).joined(separator: ", ")))")
+        print("neighbour-code kernels (quantized walk): \(DistanceKernels.neighbourCodeISA.rawValue)")
         print("openblas core: \(BLAS.coreName), threads: \(BLAS.threadCount)")
     }
 }

@@ -9,9 +9,16 @@ import Testing
 /// and concurrent writes.
 @Suite("Quantized traversal (neighbour codes)")
 struct QuantizedTraversalTests {
-    @Test("estimates equal the documented estimator (Float64) within the table's rounding, AVX2 and portable alike; masks and empty slots as documented",
-          arguments: [(1, 16), (5, 32), (64, 32), (100, 48), (384, 32)])
+    @Test("estimates equal the documented estimator (Float64) within the table's rounding, every variant this CPU runs and portable alike; masks and empty slots as documented",
+          arguments: [(1, 16), (5, 32), (64, 32), (100, 48), (384, 32), (1_536, 32)])
     func estimator(dimension d: Int, slots: Int) {
+        for (name, kernels) in NeighbourCodeKernels.variants {
+            estimator(kernels, name, dimension: d, slots: slots)
+        }
+    }
+
+    func estimator(_ kernels: lodestone_qg_kernels, _ name: String, dimension d: Int, slots: Int) {
+        let portableKernels = NeighbourCodeKernels.portable
         let block = UnsafeMutableRawPointer.allocate(byteCount: lodestone_qg_block_bytes(d, slots), alignment: 64)
         defer { block.deallocate() }
         lodestone_qg_clear_block(block, d, slots)
@@ -23,13 +30,13 @@ struct QuantizedTraversalTests {
         let table = UnsafeMutablePointer<UInt8>.allocate(capacity: groups * 16)
         defer { table.deallocate() }
         var query = lodestone_qg_query()
-        lodestone_qg_prepare(q, d, table, &query)
-        // The AVX2 table equals the portable one, give or take a rounding
+        kernels.prepare(q, d, table, &query)
+        // The SIMD table equals the portable one, give or take a rounding
         // step (they sum a group's components in different orders).
         let portableTable = UnsafeMutablePointer<UInt8>.allocate(capacity: groups * 16)
         defer { portableTable.deallocate() }
         var portableQuery = lodestone_qg_query()
-        lodestone_qg_prepare_portable(q, d, portableTable, &portableQuery)
+        portableKernels.prepare(q, d, portableTable, &portableQuery)
         #expect(query.scale == portableQuery.scale && query.offset == portableQuery.offset)
         #expect((0..<(groups * 16)).allSatisfy { abs(Int(table[$0]) - Int(portableTable[$0])) <= 1 })
         // The table's step: the widest group's range over 255.
@@ -45,10 +52,10 @@ struct QuantizedTraversalTests {
             lodestone_qg_clear_block(twin, d, slots)
             for j in used {
                 let x = Array(xs[(j * d)..<((j + 1) * d)])
-                lodestone_qg_encode(block, d, slots, j, UInt32(1_000 + j), x, c, euclidean ? 1 : 0)
-                lodestone_qg_encode_portable(twin, d, slots, j, UInt32(1_000 + j), x, c, euclidean ? 1 : 0)
+                kernels.encode(block, d, slots, j, UInt32(1_000 + j), x, c, euclidean ? 1 : 0)
+                portableKernels.encode(twin, d, slots, j, UInt32(1_000 + j), x, c, euclidean ? 1 : 0)
             }
-            // AVX2 and portable encodings: the same ids and bits, factors
+            // SIMD and portable encodings: the same ids and bits, factors
             // equal to float rounding (they sum in different orders).
             let idBytes = lodestone_qg_batches(slots) * 32 * 4, codeBytes = groups * 16, batchBytes = codeBytes + 256
             #expect(memcmp(block, twin, idBytes) == 0)
@@ -66,11 +73,12 @@ struct QuantizedTraversalTests {
             var fast = [Float](repeating: 0, count: n), portable = fast
             var fastMasks = [UInt32](repeating: 0, count: n / 32), portableMasks = fastMasks
             let threshold: Float = base + (euclidean ? 2 * Float(d) / 3 : 0)
-            lodestone_qg_estimate(block, d, slots, table, &query, base, threshold, &fast, &fastMasks)
-            lodestone_qg_estimate_portable(block, d, slots, table, &query, base, threshold, &portable, &portableMasks)
+            kernels.estimate(block, d, slots, table, &query, base, threshold, &fast, &fastMasks)
+            portableKernels.estimate(block, d, slots, table, &query, base, threshold, &portable, &portableMasks)
             let ids = block.assumingMemoryBound(to: UInt32.self)
             for j in 0..<n {
-                #expect(abs(fast[j] - portable[j]) <= 1e-4 * max(1, abs(portable[j])) || (fast[j].isInfinite && portable[j].isInfinite))
+                #expect(abs(fast[j] - portable[j]) <= 1e-4 * max(1, abs(portable[j])) || (fast[j].isInfinite && portable[j].isInfinite),
+                        "\(name) slot \(j): \(fast[j]) vs portable \(portable[j])")
                 let bit = fastMasks[j / 32] >> UInt32(j % 32) & 1
                 #expect((bit == 1) == (fast[j] < threshold), "slot \(j): mask bit \(bit), estimate \(fast[j])")
                 guard j < slots, used.contains(j) else {
@@ -93,17 +101,57 @@ struct QuantizedTraversalTests {
                 // Each group's entry is within half a step; <q, s> = 2 T - sum(q).
                 let tolerance = (euclidean ? 2 : 1) * f * 2 * Double(groups) * delta / 2 * 1.01 + 1e-3
                 #expect(abs(Double(fast[j]) - reference) <= tolerance,
-                        "d \(d) slot \(j) euclidean \(euclidean): \(fast[j]) vs \(reference) (± \(tolerance))")
+                        "\(name) d \(d) slot \(j) euclidean \(euclidean): \(fast[j]) vs \(reference) (± \(tolerance))")
             }
             // Emptying a slot takes it out.
             lodestone_qg_clear(block, d, slots, used[0])
-            lodestone_qg_estimate(block, d, slots, table, &query, base, .infinity, &fast, &fastMasks)
+            kernels.estimate(block, d, slots, table, &query, base, .infinity, &fast, &fastMasks)
             #expect(fast[used[0]] == .infinity && fastMasks[0] & 1 << UInt32(used[0]) == 0)
         }
     }
 
-    @Test("a node's rank value from its 8-bit code is within the code's rounding of the exact one (Float64), AVX2 and portable alike",
-          arguments: [1, 5, 100, 384])
+    @Test("lookup sums past 16 bits do not wrap: at 1,536 dimensions a neighbour signed like the query in every component (each group at its largest entry, 97,920 in all) is estimated as the estimator says")
+    func wideSums() {
+        let d = 1_536, slots = 32, groups = lodestone_qg_groups(d)
+        let q = Fixtures.randomVectors(count: 1, dimension: d, seed: 5, scale: -1...1).map { Float($0 < 0 ? -1 : 1) }
+        let r = Fixtures.randomVectors(count: 1, dimension: d, seed: 6).map { 0.05 + abs($0) }
+        let c = [Float](repeating: 0, count: d)
+        let x = zip(q, r).map { $0 * $1 }
+        // r = x - c signed like q: <q - c, s> = |q|_1 = d.
+        let l1 = r.reduce(0.0) { $0 + Double($1) }, l2 = r.reduce(0.0) { $0 + Double($1) * Double($1) }
+        let reference = l2 - 2 * (l2 / l1) * Double(d)
+        let block = UnsafeMutableRawPointer.allocate(byteCount: lodestone_qg_block_bytes(d, slots), alignment: 64)
+        let table = UnsafeMutablePointer<UInt8>.allocate(capacity: groups * 16)
+        defer { block.deallocate(); table.deallocate() }
+        for (name, kernels) in NeighbourCodeKernels.variants {
+            lodestone_qg_clear_block(block, d, slots)
+            kernels.encode(block, d, slots, 0, 7, x, c, 1)
+            var query = lodestone_qg_query()
+            kernels.prepare(q, d, table, &query)
+            // The neighbour's pattern in each group (its bits where q > 0) looks up 255.
+            let patterns = (0..<groups).map { g in (0..<4).reduce(0) { $0 | (4 * g + $1 < d && q[4 * g + $1] > 0 ? 1 << $1 : 0) } }
+            #expect(patterns.enumerated().allSatisfy { table[16 * $0.offset + $0.element] == 255 }, "\(name)")
+            var out = [Float](repeating: 0, count: 32), masks = [UInt32](repeating: 0, count: 1)
+            kernels.estimate(block, d, slots, table, &query, 0, .infinity, &out, &masks)
+            // Every entry looked up is exact here (each group's sum is its
+            // widest range), so only float rounding separates the two.
+            #expect(abs(Double(out[0]) - reference) <= 1e-3 * abs(reference), "\(name): \(out[0]) vs \(reference)")
+        }
+    }
+
+    @Test("the walk uses the best neighbour-code variant this CPU runs (AVX-512, then AVX2, then NEON), unless LODESTONE_KERNELS forces one")
+    func activeVariant() {
+        let names = NeighbourCodeKernels.variants.map(\.0)
+        if let forced = ProcessInfo.processInfo.environment["LODESTONE_KERNELS"]?.lowercased(), names.contains(forced) {
+            #expect(DistanceKernels.neighbourCodeISA.rawValue == forced)
+        } else {
+            let best = ["avx512", "avx2", "neon"].first { names.contains($0) } ?? "portable"
+            #expect(DistanceKernels.neighbourCodeISA.rawValue == best)
+        }
+    }
+
+    @Test("a node's rank value from its 8-bit code is within the code's rounding of the exact one (Float64), every variant this CPU runs and portable alike",
+          arguments: [1, 5, 100, 384, 1_536])
     func nodeRank(dimension d: Int) {
         let slots = 32
         let block = UnsafeMutableRawPointer.allocate(byteCount: lodestone_qg_block_bytes(d, slots), alignment: 64)
@@ -122,10 +170,12 @@ struct QuantizedTraversalTests {
             for euclidean in [false, true] {
                 let exact = euclidean ? qq + xx - 2 * dot : -dot
                 let bound = (euclidean ? 2 : 1) * (step / 2 * l1) + 1e-5 * (abs(exact) + qq + xx + 1)
-                let fast = lodestone_qg_node_rank(block, d, slots, q, Float(qq), euclidean ? 1 : 0)
-                let portable = lodestone_qg_node_rank_portable(block, d, slots, q, Float(qq), euclidean ? 1 : 0)
-                #expect(abs(Double(fast) - exact) <= bound, "d \(d) scale \(scale) euclidean \(euclidean): \(fast) vs \(exact) (± \(bound))")
-                #expect(abs(Double(fast) - Double(portable)) <= 1e-5 * (abs(exact) + qq + xx + 1), "AVX2 \(fast), portable \(portable)")
+                let portable = NeighbourCodeKernels.portable.node_rank(block, d, slots, q, Float(qq), euclidean ? 1 : 0)
+                for (name, kernels) in NeighbourCodeKernels.variants {
+                    let fast = kernels.node_rank(block, d, slots, q, Float(qq), euclidean ? 1 : 0)
+                    #expect(abs(Double(fast) - exact) <= bound, "\(name) d \(d) scale \(scale) euclidean \(euclidean): \(fast) vs \(exact) (± \(bound))")
+                    #expect(abs(Double(fast) - Double(portable)) <= 1e-5 * (abs(exact) + qq + xx + 1), "\(name) \(fast), portable \(portable)")
+                }
             }
         }
     }
@@ -357,4 +407,22 @@ struct QuantizedTraversalTests {
         let decoded = try VectorSettings.decode(from: &old) { .corruptSegment(path: "", section: "manifest", reason: $0) }
         #expect(decoded.parameters.traversal == .exact)
     }
+}
+
+/// The neighbour-code kernel variants this CPU runs, by name, the portable
+/// C kernels last (so a test over `variants` checks the reference too).
+enum NeighbourCodeKernels {
+    static let portable: lodestone_qg_kernels = {
+        var k = lodestone_qg_kernels()
+        lodestone_qg_kernels_portable(&k)
+        return k
+    }()
+
+    static let variants: [(String, lodestone_qg_kernels)] = {
+        let isas = [("avx2", LODESTONE_ISA_AVX2_FMA), ("avx512", LODESTONE_ISA_AVX512), ("neon", LODESTONE_ISA_NEON)]
+        return isas.compactMap { name, isa -> (String, lodestone_qg_kernels)? in
+            var k = lodestone_qg_kernels()
+            return lodestone_qg_kernels_for(isa, &k) == 1 ? (name, k) : nil
+        } + [("portable", portable)]
+    }()
 }

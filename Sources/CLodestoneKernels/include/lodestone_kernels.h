@@ -148,10 +148,6 @@ void lodestone_qg_clear_block(void *block, size_t d, size_t slots);
 /// rank value the estimates are of.
 void lodestone_qg_encode(void *block, size_t d, size_t slots, size_t slot, uint32_t id, const float *x,
                          const float *c, int euclidean);
-/// The same, portable C (for tests to compare against: the same bits, and
-/// factors equal to float rounding).
-void lodestone_qg_encode_portable(void *block, size_t d, size_t slots, size_t slot, uint32_t id, const float *x,
-                                  const float *c, int euclidean);
 /// Empties slot `slot` of a block.
 void lodestone_qg_clear(void *block, size_t d, size_t slots, size_t slot);
 
@@ -165,33 +161,51 @@ typedef struct {
 /// 16 entries, entry p the sum of q over the bits of p, quantized to 8 bits
 /// with one step for all groups) and its scale and offset.
 void lodestone_qg_prepare(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out);
-/// The same, portable C (for tests to compare against).
-void lodestone_qg_prepare_portable(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out);
 /// Estimated rank values of every slot of a block (32 per batch, empty slots
 /// included) into `out`, given `base`, the rank value of the block's node
 /// (exact, or from its 8-bit code); `masks[b]` gets bit j set when slot 32 b + j's estimate is below
-/// `threshold`. AVX2 where the CPU has it.
+/// `threshold`. Exact in 32 bits for any `d` (the lookup sums are widened
+/// every 256 groups).
 void lodestone_qg_estimate(const void *block, size_t d, size_t slots, const uint8_t *lut,
                            const lodestone_qg_query *query, float base, float threshold, float *out,
                            uint32_t *masks);
-/// The same, portable C (for tests to compare against).
-void lodestone_qg_estimate_portable(const void *block, size_t d, size_t slots, const uint8_t *lut,
-                                    const lodestone_qg_query *query, float base, float threshold, float *out,
-                                    uint32_t *masks);
 
 /// Writes the block's own node code from the node's vector `x` (`d` floats).
 void lodestone_qg_encode_node(void *block, size_t d, size_t slots, const float *x);
 /// The rank value of the block's node for query `q` from its 8-bit code
 /// (within ~0.1% of the exact one on unit vectors: a walk orders by it and
 /// re-ranks its finalists exactly); `qq` = |q|^2, read with `euclidean`.
-/// AVX2 where the CPU has it.
 float lodestone_qg_node_rank(const void *block, size_t d, size_t slots, const float *q, float qq, int euclidean);
-/// The same, portable C (for tests to compare against).
-float lodestone_qg_node_rank_portable(const void *block, size_t d, size_t slots, const float *q, float qq,
-                                      int euclidean);
+
+/// One instruction set's neighbour-code kernels (see the functions above
+/// for what each computes). `lodestone_qg_encode`, `_prepare`, `_estimate`
+/// and `_node_rank` call the variant chosen once per process: on x86-64
+/// AVX-512 (F and BW), then AVX2+FMA; NEON on AArch64; else portable C.
+/// `LODESTONE_KERNELS` (`portable`, `avx2`, `avx512`, `neon`), read at the
+/// first call, forces one the CPU runs, as it does the distance kernels.
+typedef struct {
+    void (*encode)(void *block, size_t d, size_t slots, size_t slot, uint32_t id, const float *x, const float *c,
+                   int euclidean);
+    void (*prepare)(const float *q, size_t d, uint8_t *lut, lodestone_qg_query *out);
+    void (*estimate)(const void *block, size_t d, size_t slots, const uint8_t *lut, const lodestone_qg_query *query,
+                     float base, float threshold, float *out, uint32_t *masks);
+    float (*node_rank)(const void *block, size_t d, size_t slots, const float *q, float qq, int euclidean);
+} lodestone_qg_kernels;
+
+/// Fills `out` with `isa`'s neighbour-code kernels and returns 1; returns 0
+/// (leaving `out` untouched) when this build has no such variant or the
+/// CPU lacks it.
+int lodestone_qg_kernels_for(lodestone_isa isa, lodestone_qg_kernels *out);
+/// Fills `out` with the portable C kernels (the reference the others are
+/// tested against).
+void lodestone_qg_kernels_portable(lodestone_qg_kernels *out);
+/// The instruction set of the kernels this process uses (0: portable C).
+int lodestone_qg_active_isa(void);
 
 /// 1 when this CPU and OS can run the given ISA, else 0.
 int lodestone_cpu_supports(lodestone_isa isa);
+/// 1 when this CPU and OS can run AVX-512BW (byte and word operations).
+int lodestone_cpu_supports_avx512bw(void);
 
 /// 1 when AVX2 kernels should be preferred over AVX-512 on this CPU even
 /// though both run: AMD cores (Zen 4 executes 512-bit operations as two

@@ -54,6 +54,21 @@ public struct DistanceKernels: @unchecked Sendable {
     /// The portable Swift kernels.
     public static let portable = DistanceKernels(portableTable: ())
 
+    /// The instruction set of the neighbour-code kernels the quantized walk
+    /// (``HNSWParameters/Traversal/quantized``) uses in this process. They are
+    /// chosen on their own, in C: AVX-512 (F and BW) where it runs, on AMD
+    /// cores too (it measured faster there for the walk, unlike for flat
+    /// scans), then AVX2+FMA; NEON on AArch64; else portable C.
+    /// `LODESTONE_KERNELS` forces them as it forces the distance kernels.
+    public static var neighbourCodeISA: KernelISA {
+        switch lodestone_qg_active_isa() {
+        case Int32(LODESTONE_ISA_AVX2_FMA.rawValue): .avx2
+        case Int32(LODESTONE_ISA_AVX512.rawValue): .avx512
+        case Int32(LODESTONE_ISA_NEON.rawValue): .neon
+        default: .portable
+        }
+    }
+
     /// The instruction sets this CPU can run, best last.
     public static var available: [KernelISA] {
         KernelISA.allCases.filter { DistanceKernels(isa: $0) != nil }
