@@ -30,6 +30,10 @@
  *   LDS_E_INVALID_ARGUMENT with a message naming it.
  * - The library starts no thread and does no work until a function is
  *   called (safe to load before fork(); do not fork after using a handle).
+ * - Never unload it: a call with `threads` > 1 leaves the Swift runtime's
+ *   worker threads parked inside the library, and they crash the process
+ *   when they wake in unmapped code after dlclose(). Link it, or dlopen it
+ *   with RTLD_NODELETE (as the Python package does) and keep it loaded.
  *
  * Metrics: 0 cosine (higher score is closer), 1 euclidean (score is the
  * squared L2 distance, lower is closer), 2 dot product (higher is closer).
