@@ -277,9 +277,9 @@ struct QuantizedTraversalTests {
 
     /// Mean layer-0 degree of the live nodes, after checking that each list
     /// holds distinct live nodes other than its own.
-    static func meanLayerZeroDegree(_ index: HNSWIndex) -> Double {
+    static func meanLayerZeroDegree(_ index: HNSWIndex, below limit: Int = .max) -> Double {
         var total = 0, nodes = 0
-        for id in 0..<UInt32(index.nodeCount.load(ordering: .acquiring)) where index.state(id) == .live {
+        for id in 0..<UInt32(min(limit, index.nodeCount.load(ordering: .acquiring))) where index.state(id) == .live {
             let links = index.links(id, layer: 0)
             let held = (0..<index.m0).map { links[$0] }.prefix { $0 != HNSWIndex.noNode }
             #expect(Set(held).count == held.count && !held.contains(id), "node \(id): \(held)")
@@ -308,6 +308,31 @@ struct QuantizedTraversalTests {
         let dot = Self.meanLayerZeroDegree(try built(.dotProduct, .quantized))
         #expect(filled >= plain + 4 && filled <= Double(quantized.m0), "filled \(filled), heuristic only \(plain)")
         #expect(dot <= plain + 1, "dot product \(dot), heuristic only \(plain)")
+        try Self.checkBlocksMirrorLinks(quantized)
+        try quantized.verify()
+    }
+
+    @Test("lists filled by an earlier insert stay filled when later small batches link to them (refilled after the heuristic re-chooses a full list)")
+    func refillAfterSmallBatches() throws {
+        let data = Fixtures.realData
+        let n = min(4_000, data.base.rows), d = data.base.dimension, first = n / 2
+        func grown(_ traversal: HNSWParameters.Traversal) throws -> HNSWIndex {
+            let index = try HNSWIndex(dimension: d, metric: .cosine,
+                                      parameters: HNSWParameters(m: 16, efConstruction: 100, traversal: traversal))
+            try index.add(contentsOf: Array(data.base.values[0..<(first * d)]), keys: (0..<UInt64(first)).map { $0 },
+                          threads: 2)
+            for start in stride(from: first, to: n, by: 50) {
+                let end = min(n, start + 50)
+                try index.add(contentsOf: Array(data.base.values[(start * d)..<(end * d)]),
+                              keys: (UInt64(start)..<UInt64(end)).map { $0 }, threads: 2)
+            }
+            return index
+        }
+        let quantized = try grown(.quantized)
+        // The first half's lists after the second half linked to them.
+        let kept = Self.meanLayerZeroDegree(quantized, below: first)
+        let plain = Self.meanLayerZeroDegree(try grown(.exact), below: first)
+        #expect(kept >= plain + 4 && kept <= Double(quantized.m0), "refilled \(kept), heuristic only \(plain)")
         try Self.checkBlocksMirrorLinks(quantized)
         try quantized.verify()
     }

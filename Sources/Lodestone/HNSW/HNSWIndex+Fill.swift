@@ -34,6 +34,50 @@ extension HNSWIndex {
         if n < m0 { spare[n] = SpareCandidate(id: HNSWIndex.noNode, distance: .infinity) }
     }
 
+    /// Squared distance from a rank value (cosine vectors are unit length).
+    @inline(__always) func squaredDistance(_ rank: Float) -> Float { metric == .euclidean ? rank : 2 + 2 * rank }
+
+    /// Whether a spare candidate `c` at rank value `distance` from a node
+    /// may fill a slot of its list, whose kept neighbours are `kept` (at
+    /// `keptDistances`): not when a kept neighbour nearer to the node is
+    /// ``fillSeparation`` times nearer to `c` (squared) than the node is.
+    @inline(__always) func fillAdmits(_ c: UInt32, distance: Float, kept: UnsafeBufferPointer<UInt32>,
+                                      keptDistances: UnsafeBufferPointer<Float>) -> Bool {
+        let cv = UnsafePointer(vector(c))
+        let dic = squaredDistance(distance)
+        for j in 0..<kept.count where keptDistances[j] <= distance {
+            if HNSWIndex.fillSeparation * squaredDistance(rank(cv, vector(kept[j]))) < dic { return false }
+        }
+        return true
+    }
+
+    /// After the heuristic re-chose a full layer-0 list (`chosen`, from
+    /// `candidates`: its old links and the new one, sorted nearest first),
+    /// fills it again up to `capacity` from the candidates it dropped, by
+    /// the rule of ``fillLayerZero(_:spare:threads:)``. Without it, every
+    /// reverse link into a filled list dropped the fill, so an index grown
+    /// in small batches lost most of it. Measured on 100k x 384, the last
+    /// 10k inserted 100 at a time, two runs each: queries/s at equal recall
+    /// +7 to +9% (0.95) and +8% (0.98); recall at ef 32 0.946-0.947 against
+    /// 0.940 (0.951 built in one call); inserts 0.94x as fast. A bulk
+    /// insert does not refill its own nodes, which it fills once linked
+    /// (refilling them too cost 11% more build time for 0.1-0.3 points of
+    /// recall).
+    func refill(_ chosen: inout [UInt32], from candidates: [Candidate], base: UnsafePointer<Float>, capacity: Int) {
+        var distances = chosen.map { id in candidates.first { $0.id == UInt64(id) }!.distance }
+        for c in candidates where chosen.count < capacity {
+            let id = UInt32(c.id)
+            if chosen.contains(id) || state(id) != .live { continue }
+            let admitted = chosen.withUnsafeBufferPointer { kept in
+                distances.withUnsafeBufferPointer { fillAdmits(id, distance: c.distance, kept: kept, keptDistances: $0) }
+            }
+            if admitted {
+                chosen.append(id)
+                distances.append(c.distance)
+            }
+        }
+    }
+
     /// Fills the layer-0 lists of the nodes just linked, `ids`, up to `m0`
     /// from their spare candidates (`spare`, `m0` per node in the order of
     /// `ids`), the way SymphonyQG supplements its graph: the heuristic keeps
@@ -42,8 +86,8 @@ extension HNSWIndex {
     /// to use. A candidate fills a slot unless a neighbour already kept, and
     /// nearer, is much nearer to it than the node is (``fillSeparation``):
     /// the fill still spreads in new directions. Fill links are one-way; a
-    /// later reverse link into a full list re-chooses it with the heuristic,
-    /// which drops them.
+    /// later reverse link into a full list re-chooses it with the heuristic
+    /// and fills it again (``refill(_:from:base:capacity:)``).
     ///
     /// Measured on 100k x 384 (each node's mean degree 22 → about 30): the
     /// quantized walk expands 23% fewer nodes at recall 0.95; inserting the
@@ -51,9 +95,6 @@ extension HNSWIndex {
     /// second against 5,198), as reverse links now meet full lists.
     func fillLayerZero(_ ids: UnsafeBufferPointer<UInt32>, spare: UnsafePointer<SpareCandidate>, threads: Int) {
         let width = m0
-        let euclidean = metric == .euclidean
-        // Squared distance from a rank value (cosine vectors are unit length).
-        @inline(__always) func squared(_ rank: Float) -> Float { euclidean ? rank : 2 + 2 * rank }
         parallelFor(count: ids.count, threads: threads, grain: 64) { run in
             var keptIDs = [UInt32](repeating: 0, count: width)
             var keptDistances = [Float](repeating: 0, count: width)
@@ -77,16 +118,13 @@ extension HNSWIndex {
                     let c = candidates[s]
                     if c.id == HNSWIndex.noNode { break }
                     if state(c.id) != .live || keptIDs[0..<count].contains(c.id) { continue }
-                    let cv = UnsafePointer(vector(c.id))
-                    let dic = squared(c.distance)
-                    var occluded = false
-                    for j in 0..<count where keptDistances[j] <= c.distance {
-                        if HNSWIndex.fillSeparation * squared(rank(cv, vector(keptIDs[j]))) < dic {
-                            occluded = true
-                            break
+                    let admitted = keptIDs.withUnsafeBufferPointer { kept in
+                        keptDistances.withUnsafeBufferPointer {
+                            fillAdmits(c.id, distance: c.distance, kept: UnsafeBufferPointer(rebasing: kept[0..<count]),
+                                       keptDistances: UnsafeBufferPointer(rebasing: $0[0..<count]))
                         }
                     }
-                    if occluded { continue }
+                    if !admitted { continue }
                     keptIDs[count] = c.id
                     keptDistances[count] = c.distance
                     count += 1

@@ -81,8 +81,11 @@ extension HNSWIndex {
             defer { spare?.deallocate() }
             for start in stride(from: 0, to: n, by: chunk) {
                 let part = UnsafeBufferPointer(rebasing: idp[start..<min(n, start + chunk)])
+                // The chunk's own lists are filled once it is linked; the
+                // lists of nodes filled before are refilled as links reach them.
+                let pending = spare.map { _ in Bitset(capacity: nodeCount.load(ordering: .relaxed), slots: part.lazy.map { Int($0) }) }
                 parallelFor(count: part.count, threads: threads) { run in
-                    for i in run { link(part[i], spare: spare.map { $0 + i * m0 }) }
+                    for i in run { link(part[i], spare: spare.map { $0 + i * m0 }, pendingFill: pending) }
                 }
                 if let spare { fillLayerZero(part, spare: spare, threads: threads) }
             }
@@ -146,7 +149,7 @@ extension HNSWIndex {
     /// candidates, choose neighbours with the heuristic, and link both ways.
     /// With `spare`, records there the layer-0 candidates passed over
     /// (``recordSpare(_:chosen:into:)``), `m0` slots.
-    func link(_ id: UInt32, spare: UnsafeMutablePointer<SpareCandidate>?) {
+    func link(_ id: UInt32, spare: UnsafeMutablePointer<SpareCandidate>?, pendingFill: Bitset?) {
         linkedNodes.add(1, ordering: .relaxed)
         let q = UnsafePointer(vector(id))
         let nodeLevel = level(id)
@@ -210,7 +213,10 @@ extension HNSWIndex {
             // become reachable: a search that reaches it on an upper layer
             // must find layer-0 links to continue from.
             for (layer, chosen) in chosenByLayer {
-                for nb in chosen { addLink(from: nb, to: id, layer: layer) }
+                for nb in chosen {
+                    let refill = layer == 0 && pendingFill.map { !$0.contains(Int(nb)) } ?? false
+                    addLink(from: nb, to: id, layer: layer, refilling: refill)
+                }
             }
         }
         // A node above the current top becomes the entry point.
@@ -246,8 +252,11 @@ extension HNSWIndex {
     }
 
     /// Adds `id` to the links of `node` on `layer`; when they are full,
-    /// re-chooses them among the old links and `id` with the heuristic.
-    func addLink(from node: UInt32, to id: UInt32, layer: Int) {
+    /// re-chooses them among the old links and `id` with the heuristic,
+    /// then, when `refilling` (a layer-0 list filled by an earlier insert),
+    /// fills them again from the links it dropped
+    /// (``refill(_:from:base:capacity:)``).
+    func addLink(from node: UInt32, to id: UInt32, layer: Int, refilling: Bool) {
         let capacity = linkCapacity(layer: layer)
         lock(node)
         defer { unlock(node) }
@@ -273,7 +282,10 @@ extension HNSWIndex {
             candidates.append(Candidate(distance: rank(base, vector(nb)), id: UInt64(nb)))
         }
         candidates.sort()
-        let chosen = selectNeighbours(candidates, max: capacity)
+        var chosen = selectNeighbours(candidates, max: capacity)
+        if refilling && chosen.count < capacity {
+            refill(&chosen, from: candidates, base: base, capacity: capacity)
+        }
         for j in 0..<capacity {
             lodestone_store_u32(slots + j, j < chosen.count ? chosen[j] : HNSWIndex.noNode)
         }
