@@ -387,9 +387,11 @@ AVX2_QG static void prepare_avx2(const float *q, size_t d, uint8_t *lut, lodesto
 
 #ifdef LODESTONE_X86
 // AVX-512 (F and BW): four groups per 512-bit step, the AVX2 kernel's
-// scheme on four 128-bit lanes; a final pair of groups is loaded masked
-// (its other half zero: an all-zero table looks up zeros). The estimates
-// of 16 slots at a time, compared straight into a mask register.
+// scheme on four 128-bit lanes; a final pair of groups is loaded into the
+// low half (the high half zero: an all-zero table looks up zeros). The
+// estimates of 16 slots at a time, compared straight into a mask register.
+// Per lane a chunk's sums stay below 64 * 255, and the four lanes' below
+// 65,536.
 #define AVX512_QG __attribute__((target("avx512f,avx512bw")))
 
 AVX512_QG QG_RACY static void estimate_avx512(const void *block, size_t d, size_t slots, const uint8_t *lut,
