@@ -80,10 +80,14 @@ def main():
     ours = engines[: len(traversals)]
     efs = [int(x) for x in a.ef.split(",")]
     any_line = rows[(engines[0], efs[0])][0]
+    # The quantized walk's neighbour-code kernels are chosen on their own.
+    quantized = rows.get(("lodestone-quantized", efs[0]))
+    codes = f" (neighbour codes: {quantized[0]['neighbour_code_kernels']})" if quantized and \
+        "neighbour_code_kernels" in quantized[0] else ""
     print(f"\nHNSW, {os.path.basename(os.path.normpath(d))} {pre}{any_line['n']:,} x {any_line['dim']}, cosine, k=10, "
           f"M={a.m}, efConstruction={a.ef_construction}, build on {a.threads} threads, queries on 1 thread "
           f"(Lodestone one at a time, peers one batch call); fastest of {a.repeats} passes, median of {a.rounds} rounds; "
-          f"kernels: {any_line.get('kernels', '?')}\n")
+          f"kernels: {any_line.get('kernels', '?')}{codes}\n")
     for target in (0.90, 0.95, 0.99):
         print(f"recall@10 ≥ {target:.2f}:\n")
         print("| engine | ef | recall@10 | queries/s | " + " | ".join(f"{NAMES[o]} / engine" for o in ours) + " |")

@@ -38,6 +38,9 @@ Each engine, at each N, cosine, M=16, efConstruction=--ef-construction:
 - Lodestone only: upsert 1,000 records into the persisted index and persist
   again (time and bytes written): what a small change costs.
 
+Lodestone runs twice: with the exact layer-0 walk and with the quantized one
+(`--traversal quantized`: neighbour codes, float32 only to re-rank).
+
 Results go to WORK/results.jsonl and a Markdown table; --plot draws
 queries/s and build time against N. Needs faiss-cpu, hnswlib, numpy,
 matplotlib and GNU time. Takes about an hour at the default sizes on 2 cores.
@@ -172,17 +175,18 @@ def json_lines(text):
 
 # -- Lodestone --------------------------------------------------------------
 
-def lodestone(a, work, n, exe, env):
+def lodestone(a, work, n, exe, env, traversal="exact"):
     db = f"{work}/db_{n}"
     shutil.rmtree(db, ignore_errors=True)
     name = "bench"
     common = ["--db", db]
+    engine = "lodestone" if traversal == "exact" else f"lodestone-{traversal}"
     timed_child([exe, "create", name, *common, "--dimension", str(DIM), "--metric", "cosine", "--m", "16",
-                 "--ef-construction", str(a.ef_construction)], env)
+                 "--ef-construction", str(a.ef_construction), "--traversal", traversal], env)
     out, build_s, build_rss = timed_child([exe, "upsert", name, f"{work}/base_{n}.fvecs", *common, "--batch", "10000",
                                            "--json"], env)
     segment = glob.glob(f"{db}/{name}/segment-*.lodestone")[0]
-    row = {"engine": "lodestone", "n": n, "build_s": build_s, "build_peak_rss": build_rss,
+    row = {"engine": engine, "n": n, "build_s": build_s, "build_peak_rss": build_rss,
            "file_bytes": sum(os.path.getsize(p) for p in glob.glob(f"{db}/{name}/*"))}
     truth = f"{work}/truth_{n}.ivecs"
     sweep = []
@@ -215,13 +219,15 @@ def lodestone(a, work, n, exe, env):
                 "knn_runs_qps": [r[0]["queries_per_second"] for r in runs],
                 "knn_open_s": done.get("open_seconds"), "knn_search_s": done.get("search_seconds"),
                 "knn_recall": recall(ids[:10000], read_vecs(truth, "<i4"))})
-    # Flat: exact k-NN of the first 10,000 queries against the base file.
-    out, seconds, _ = timed_child([exe, "knn", "--base", f"{work}/base_{n}.fvecs", "--queries",
-                                   f"{work}/queries_10000.fvecs", "--k", "10", "--threads", "2",
-                                   "--out", f"{work}/flat_{n}.npy", "--restart", "--json"], env)
-    done = [l for l in json_lines(out) if l.get("event") == "done"][0]
-    row.update({"flat_qps": done["queries_per_second"],
-                "flat_recall": recall(np.load(f"{work}/flat_{n}.ids.npy"), read_vecs(truth, "<i4"))})
+    # Flat: exact k-NN of the first 10,000 queries against the base file
+    # (once: it does not depend on the traversal).
+    if traversal == "exact":
+        out, seconds, _ = timed_child([exe, "knn", "--base", f"{work}/base_{n}.fvecs", "--queries",
+                                       f"{work}/queries_10000.fvecs", "--k", "10", "--threads", "2",
+                                       "--out", f"{work}/flat_{n}.npy", "--restart", "--json"], env)
+        done = [l for l in json_lines(out) if l.get("event") == "done"][0]
+        row.update({"flat_qps": done["queries_per_second"],
+                    "flat_recall": recall(np.load(f"{work}/flat_{n}.ids.npy"), read_vecs(truth, "<i4"))})
     # A small change: 1,000 records upserted (replacing ids 0-999), then persisted.
     small = f"{work}/small_change.fvecs"
     if not os.path.exists(small):
@@ -345,27 +351,35 @@ def best_qps(row):
     return max(s["qps"] for s in row["sweep"] if s["ef"] == row["ef"])
 
 
+NAMES = {"lodestone": "Lodestone", "lodestone-quantized": "Lodestone (quantized walk)", "faiss": "faiss HNSWFlat",
+         "hnswlib": "hnswlib"}
+
+
 def table(rows, info, a):
-    names = {"lodestone": "Lodestone", "faiss": "faiss HNSWFlat", "hnswlib": "hnswlib"}
+    names = NAMES
     p = info["profile"]
     print(f"\nGenerated like pypi-minilm (see the script): mean similarity of the 1st / 10th neighbour, real "
           f"{p['real_nn1']:.3f} / {p['real_nn10']:.3f}, generated {p['generated_nn1']:.3f} / {p['generated_nn10']:.3f}. "
           f"Cosine, k=10, M=16, efConstruction={a.ef_construction}; each engine at the smallest ef reaching "
           f"recall@10 {a.target}.\n")
     print("| N | engine | build s | build peak RSS MB | file MB | open ms | ef | recall@10 | 1-thread q/s | "
-          "batch q/s (2 thr) | k-NN job q/s (2 thr) | k-NN recall | serving peak RSS MB | Lodestone / engine (1-thread, k-NN) |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+          "batch q/s (2 thr) | k-NN job q/s (2 thr) | k-NN recall | serving peak RSS MB | Lodestone / engine (1-thread, k-NN) | "
+          "Lodestone quantized / engine (1-thread, k-NN) |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     for n in sorted({r["n"] for r in rows}):
         lod = next((r for r in rows if r["n"] == n and r["engine"] == "lodestone"), None)
+        quant = next((r for r in rows if r["n"] == n and r["engine"] == "lodestone-quantized"), None)
         for r in [r for r in rows if r["n"] == n]:
             s = next(s for s in r["sweep"] if s["ef"] == r["ef"])
-            ratio = ""
+            ratio = quant_ratio = ""
             if lod and r is not lod:
                 ratio = f"{best_qps(lod) / s['qps']:.2f}x, {lod['knn_qps'] / r['knn_qps']:.2f}x"
+            if quant and r is not quant:
+                quant_ratio = f"{best_qps(quant) / s['qps']:.2f}x, {quant['knn_qps'] / r['knn_qps']:.2f}x"
             print(f"| {n:,} | {names[r['engine']]} | {r['build_s']:.1f} | {r['build_peak_rss'] / 1e6:,.0f} | "
                   f"{r['file_bytes'] / 1e6:,.0f} | {r['open_ms']:.1f} | {r['ef']} | {s['recall']:.3f} | {s['qps']:,.0f} | "
                   f"{r['batch_qps']:,.0f} | {r['knn_qps']:,.0f} | {r['knn_recall']:.3f} | "
-                  f"{r['serve_peak_rss'] / 1e6:,.0f} | {ratio} |")
+                  f"{r['serve_peak_rss'] / 1e6:,.0f} | {ratio} | {quant_ratio} |")
     print("\nExact (flat) k-NN of 10,000 queries on 2 threads:\n")
     print("| N | Lodestone `knn --base` q/s | recall@10 | faiss IndexFlatIP q/s | Lodestone / faiss |")
     print("| ---: | ---: | ---: | ---: | ---: |")
@@ -373,10 +387,11 @@ def table(rows, info, a):
         f = info["flat_faiss"][str(r["n"])]["qps"]
         print(f"| {r['n']:,} | {r['flat_qps']:,.0f} | {r['flat_recall']:.3f} | {f:,.0f} | {r['flat_qps'] / f:.2f}x |")
     print("\nLodestone: the k-NN job against its own 10,000-query batch, and a small change:\n")
-    print("| N | knn / batch q/s | upsert 1,000 + persist s | bytes written | file bytes |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
-    for r in [r for r in rows if r["engine"] == "lodestone"]:
-        print(f"| {r['n']:,} | {r['knn_qps'] / r['batch_qps']:.2f} | {r['small_change_s']:.2f} | "
+    print("| N | traversal | knn / batch q/s | upsert 1,000 + persist s | bytes written | file bytes |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for r in [r for r in rows if r["engine"].startswith("lodestone")]:
+        walk = "quantized" if r["engine"] == "lodestone-quantized" else "exact"
+        print(f"| {r['n']:,} | {walk} | {r['knn_qps'] / r['batch_qps']:.2f} | {r['small_change_s']:.2f} | "
               f"{r['small_change_bytes_written']:,} | {r['file_bytes']:,} |")
 
 
@@ -385,8 +400,8 @@ def plot(rows, path, a):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    names = {"lodestone": "Lodestone", "faiss": "faiss HNSWFlat", "hnswlib": "hnswlib"}
-    for engine in ["lodestone", "faiss", "hnswlib"]:
+    names = NAMES
+    for engine in names:
         rs = sorted([r for r in rows if r["engine"] == engine], key=lambda r: r["n"])
         if not rs:
             continue
@@ -411,7 +426,7 @@ def main():
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--work", default="/tmp/lodestone-million")
     p.add_argument("--sizes", default="100000,300000,1000000")
-    p.add_argument("--engines", default="lodestone,faiss,hnswlib")
+    p.add_argument("--engines", default="lodestone,lodestone-quantized,faiss,hnswlib")
     p.add_argument("--ef-construction", type=int, default=100)
     p.add_argument("--knn-queries", type=int, default=100000)
     p.add_argument("--target", type=float, default=TARGET)
@@ -435,7 +450,10 @@ def main():
         for n in sorted(a.sizes):
             for engine in [e.strip() for e in a.engines.split(",")]:
                 print(f"{time.strftime('%H:%M:%S')} {engine} at {n:,}", file=sys.stderr, flush=True)
-                row = lodestone(a, a.work, n, exe, env) if engine == "lodestone" else peer(a, a.work, n, engine, env)
+                if engine.startswith("lodestone"):
+                    row = lodestone(a, a.work, n, exe, env, "quantized" if engine == "lodestone-quantized" else "exact")
+                else:
+                    row = peer(a, a.work, n, engine, env)
                 rows.append(row)
                 log.write(json.dumps(row) + "\n")
                 log.flush()
