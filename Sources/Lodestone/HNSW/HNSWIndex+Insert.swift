@@ -83,7 +83,9 @@ extension HNSWIndex {
                 let part = UnsafeBufferPointer(rebasing: idp[start..<min(n, start + chunk)])
                 // The chunk's own lists are filled once it is linked; the
                 // lists of nodes filled before are refilled as links reach them.
-                let pending = spare.map { _ in Bitset(capacity: nodeCount.load(ordering: .relaxed), slots: part.lazy.map { Int($0) }) }
+                let pending = spare.map { _ in
+                    Bitset(capacity: nodeCount.load(ordering: .relaxed), slots: part.lazy.map { Int($0) })
+                }
                 parallelFor(count: part.count, threads: threads) { run in
                     for i in run { link(part[i], spare: spare.map { $0 + i * m0 }, pendingFill: pending) }
                 }
@@ -255,7 +257,7 @@ extension HNSWIndex {
     /// re-chooses them among the old links and `id` with the heuristic,
     /// then, when `refilling` (a layer-0 list filled by an earlier insert),
     /// fills them again from the links it dropped
-    /// (``refill(_:from:base:capacity:)``).
+    /// (``refill(_:from:capacity:)``).
     func addLink(from node: UInt32, to id: UInt32, layer: Int, refilling: Bool) {
         let capacity = linkCapacity(layer: layer)
         lock(node)
@@ -284,7 +286,7 @@ extension HNSWIndex {
         candidates.sort()
         var chosen = selectNeighbours(candidates, max: capacity)
         if refilling && chosen.count < capacity {
-            refill(&chosen, from: candidates, base: base, capacity: capacity)
+            refill(&chosen, from: candidates, capacity: capacity)
         }
         for j in 0..<capacity {
             lodestone_store_u32(slots + j, j < chosen.count ? chosen[j] : HNSWIndex.noNode)
