@@ -6,8 +6,7 @@
 # qemu-user (both installed from Debian's packages when missing).
 #   Scripts/check-kernels.sh           check
 #   Scripts/check-kernels.sh --bench   also time this CPU's variants
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 src=Sources/CLodestoneKernels
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
@@ -18,11 +17,7 @@ cc "${flags[@]}" -o "$out/check" Tests/KernelCheck/neighbour_codes_check.c "$src
 if [ "${1:-}" = "--bench" ]; then "$out/check" --bench; fi
 
 if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then
-    sudo_cmd=""
-    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo_cmd apt-get update -qq
-    $sudo_cmd apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user >/dev/null
+    lodestone_apt_install gcc-aarch64-linux-gnu qemu-user
 fi
 aarch64-linux-gnu-gcc "${flags[@]}" -static -o "$out/check-arm64" Tests/KernelCheck/neighbour_codes_check.c \
     "$src"/*.c -lm

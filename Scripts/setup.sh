@@ -22,16 +22,21 @@ lodestone_need_packages() {
     return 1
 }
 
-if lodestone_need_packages; then
-    echo "Installing libopenblas-dev, liblz4-dev, zlib1g-dev, libhdf5-dev and pkg-config ..." >&2
-    sudo_cmd=""
+# Installs Debian packages with apt-get (through sudo when not root).
+lodestone_apt_install() {
+    local sudo_cmd=""
     if [ "$(id -u)" -ne 0 ]; then
         if command -v sudo >/dev/null 2>&1; then sudo_cmd="sudo"; else
-            echo "error: need root (or sudo) to apt-get install libopenblas-dev liblz4-dev zlib1g-dev libhdf5-dev pkg-config" >&2
+            echo "error: need root (or sudo) to apt-get install $*" >&2
             exit 1
         fi
     fi
     export DEBIAN_FRONTEND=noninteractive
     $sudo_cmd apt-get update -qq
-    $sudo_cmd apt-get install -y -qq libopenblas-dev liblz4-dev zlib1g-dev libhdf5-dev pkg-config >/dev/null
+    $sudo_cmd apt-get install -y -qq "$@" >/dev/null
+}
+
+if lodestone_need_packages; then
+    echo "Installing libopenblas-dev, liblz4-dev, zlib1g-dev, libhdf5-dev and pkg-config ..." >&2
+    lodestone_apt_install libopenblas-dev liblz4-dev zlib1g-dev libhdf5-dev pkg-config
 fi
