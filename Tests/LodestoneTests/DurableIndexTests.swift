@@ -195,7 +195,7 @@ struct DurableIndexTests {
         let dir = Self.temporaryDirectory()
         var model: [UInt64: [Float]] = [:]
         var rng = Fixtures.SeededGenerator(seed: 2026)
-        var inFlightApplied = 0, totalAcked = 0
+        var inFlightApplied = 0, totalAcked = 0, createKills = 0
         for run in 0..<kills {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: exe)
@@ -204,12 +204,24 @@ struct DurableIndexTests {
             let pipe = Pipe()
             process.standardOutput = pipe
             try process.run()
-            usleep(UInt32.random(in: 30_000...250_000, using: &rng))
+            // The first runs die within milliseconds (before, inside or
+            // just after create); the rest after some hundreds of writes.
+            let pause: ClosedRange<UInt32> = run < 3 ? 0...(UInt32(run) * 40_000 + 5_000) : 30_000...250_000
+            usleep(UInt32.random(in: pause, using: &rng))
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             let acked = output.split(separator: "\n").filter { $0.hasPrefix("ack ") }.count
             totalAcked += acked
+            // A kill during the first run's create (a loaded machine can
+            // take longer than the shortest sleep to get there) leaves no
+            // manifest, so no index: nothing may have been acknowledged,
+            // and the next run's create must clear what was left.
+            guard FileManager.default.fileExists(atPath: dir + "/MANIFEST") else {
+                #expect(acked == 0 && model.isEmpty, "run \(run): \(acked) ops acknowledged but no MANIFEST")
+                createKills += 1
+                continue
+            }
             let reopened = try DurableIndex.open(directory: dir)
             let actual = Self.snapshot(reopened.index, keys: 0..<300)
             let done = Self.apply(model, seed: run, ops: 0..<acked)
@@ -226,7 +238,7 @@ struct DurableIndexTests {
             }
             #expect(reopened.index.count == model.count)
         }
-        print("crash test (\(durability.rawValue)): \(kills) kill points, \(totalAcked) acknowledged writes checked, \(inFlightApplied) in-flight ops found applied")
+        print("crash test (\(durability.rawValue)): \(kills) kill points, \(totalAcked) acknowledged writes checked, \(inFlightApplied) in-flight ops found applied, \(createKills) kills before the index existed")
     }
 
     @Test("replaceFile writes beside, syncs, renames, then syncs the directory; racing replaces land whole; a failure is a typed error naming the temporary file")
