@@ -1,5 +1,7 @@
 // CPU feature detection and kernel-table selection.
 #include "kernels_internal.h"
+#include <stdlib.h>
+#include <strings.h>
 
 #ifdef LODESTONE_X86
 #include <cpuid.h>
@@ -63,6 +65,19 @@ int lodestone_cpu_prefers_avx2(void) {
 #else
     return 0;
 #endif
+}
+
+int lodestone_forced_isa(void) {
+    static const struct {
+        const char *name;
+        int isa;
+    } names[] = {{"portable", 0}, {"avx2", LODESTONE_ISA_AVX2_FMA}, {"avx512", LODESTONE_ISA_AVX512},
+                 {"neon", LODESTONE_ISA_NEON}};
+    const char *forced = getenv("LODESTONE_KERNELS");
+    for (size_t i = 0; forced && i < sizeof names / sizeof names[0]; i++) {
+        if (strcasecmp(forced, names[i].name) == 0) return names[i].isa;
+    }
+    return -1;
 }
 
 int lodestone_kernel_table_for(lodestone_isa isa, lodestone_kernel_table *out) {

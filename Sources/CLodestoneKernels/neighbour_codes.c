@@ -4,9 +4,7 @@
 // table lookups (FastScan: Andre et al., VLDB 2015; as SymphonyQG, Gou et
 // al. 2024, lays them out per node) estimates all 32 neighbours of a batch.
 #include "kernels_internal.h"
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define QG_BATCH 32
 
@@ -591,21 +589,15 @@ int lodestone_qg_kernels_for(lodestone_isa isa, lodestone_qg_kernels *out) {
 void lodestone_qg_kernels_portable(lodestone_qg_kernels *out) { *out = qg_portable; }
 
 static const lodestone_qg_kernels *qg_choose(lodestone_isa *isa) {
-    static const struct {
-        const char *name;
-        lodestone_isa isa;
-    } names[] = {{"avx2", LODESTONE_ISA_AVX2_FMA}, {"avx512", LODESTONE_ISA_AVX512}, {"neon", LODESTONE_ISA_NEON}};
-    const char *forced = getenv("LODESTONE_KERNELS");
-    if (forced && strcasecmp(forced, "portable") == 0) {
+    const int forced = lodestone_forced_isa();
+    if (forced == 0) {
         *isa = 0;
         return &qg_portable;
     }
-    for (size_t i = 0; forced && i < sizeof names / sizeof names[0]; i++) {
-        const lodestone_qg_kernels *t = strcasecmp(forced, names[i].name) == 0 ? qg_variant(names[i].isa) : NULL;
-        if (t) {
-            *isa = names[i].isa;
-            return t;
-        }
+    const lodestone_qg_kernels *t = forced > 0 ? qg_variant((lodestone_isa)forced) : NULL;
+    if (t) {
+        *isa = (lodestone_isa)forced;
+        return t;
     }
     // AVX-512 first even on AMD cores, unlike the distance kernels: measured
     // on a Zen 4 EPYC (100k x 384, ef 24-112, one process, passes
@@ -614,7 +606,7 @@ static const lodestone_qg_kernels *qg_choose(lodestone_isa *isa) {
     // (Scripts/check-kernels.sh --bench).
     static const lodestone_isa order[] = {LODESTONE_ISA_AVX512, LODESTONE_ISA_AVX2_FMA, LODESTONE_ISA_NEON};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-        const lodestone_qg_kernels *t = qg_variant(order[i]);
+        t = qg_variant(order[i]);
         if (t) {
             *isa = order[i];
             return t;

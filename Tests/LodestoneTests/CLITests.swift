@@ -13,10 +13,16 @@ struct CLITests {
     static func lodestone(_ arguments: [String], db: String) throws -> Run { try run(arguments + ["--db", db]) }
 
     /// Runs the lodestone command (the build under test) to completion.
-    static func run(_ arguments: [String]) throws -> Run {
+    /// `environment` sets (or, with nil, unsets) variables for it.
+    static func run(_ arguments: [String], environment changes: [String: String?] = [:]) throws -> Run {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: DurableIndexTests.executable)
         p.arguments = arguments
+        if !changes.isEmpty {
+            var environment = ProcessInfo.processInfo.environment
+            for (name, value) in changes { environment[name] = value }
+            p.environment = environment
+        }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -32,6 +38,33 @@ struct CLITests {
         (Fixtures.dataFile(small: "small_base.fvecs", sample: "base.fvecs"),
          Fixtures.dataFile(small: "small_base_meta.jsonl", sample: "base_meta.jsonl"),
          Fixtures.dataFile(small: "small_query.fvecs", sample: "query.fvecs"))
+    }
+
+    @Test("LODESTONE_KERNELS forces the distance and neighbour-code kernels alike, in any case; an unknown or unsupported name falls back to the automatic choice")
+    func forcedKernels() throws {
+        func kernels(_ value: String?) throws -> (distance: String, codes: String) {
+            let run = try Self.run(["info"], environment: ["LODESTONE_KERNELS": value])
+            #expect(run.status == 0)
+            func field(after prefix: String) -> String {
+                let line = run.output.split(separator: "\n").first { $0.hasPrefix(prefix) } ?? ""
+                return line.dropFirst(prefix.count).split(separator: " ").first.map(String.init) ?? "missing"
+            }
+            return (field(after: "kernels: "), field(after: "neighbour-code kernels (quantized walk): "))
+        }
+        let automatic = try kernels(nil)
+        #expect(automatic.distance != "portable" || DistanceKernels.available == [.portable])
+        #expect(try kernels("portable") == ("portable", "portable"))
+        #expect(try kernels("PORTABLE") == ("portable", "portable"))
+        #expect(try kernels("no-such-isa") == automatic)
+        for isa in DistanceKernels.available where isa != .portable {
+            // AVX-512 distance kernels need only AVX-512F; the neighbour-code
+            // ones also BW, so they may fall back.
+            let forced = try kernels(isa.rawValue.uppercased())
+            #expect(forced.distance == isa.rawValue)
+            #expect(forced.codes == isa.rawValue || (isa == .avx512 && forced.codes == automatic.codes), "\(forced)")
+        }
+        let unsupported = KernelISA.allCases.filter { !DistanceKernels.available.contains($0) }
+        for isa in unsupported { #expect(try kernels(isa.rawValue) == automatic) }
     }
 
     @Test("bench --insert-batch grows a quantized index in small batches after a bulk build and reports insert_per_s; bad values are errors")

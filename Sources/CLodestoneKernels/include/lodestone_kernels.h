@@ -212,6 +212,13 @@ int lodestone_cpu_supports_avx512bw(void);
 /// 256-bit halves), where the AVX2 flat scan measured ~10% faster.
 int lodestone_cpu_prefers_avx2(void);
 
+/// The variant the environment variable `LODESTONE_KERNELS` names, for the
+/// distance and the neighbour-code kernels alike: 0 for `portable`, a
+/// `lodestone_isa` for `avx2`, `avx512` or `neon` (any case), -1 when it is
+/// unset or names none of them. Whether the CPU runs it is the caller's
+/// check (an unsupported one falls back to the automatic choice).
+int lodestone_forced_isa(void);
+
 /// Fills `out` with the kernels of `isa` and returns 1; returns 0 (leaving
 /// `out` untouched) when this build has no such variant or the CPU lacks it.
 int lodestone_kernel_table_for(lodestone_isa isa, lodestone_kernel_table *out);

@@ -1,13 +1,5 @@
 import CLodestoneKernels
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// An instruction set a kernel table is written for.
 public enum KernelISA: String, Sendable, CaseIterable {
     /// Plain Swift SIMD: runs everywhere; the reference implementation.
@@ -18,6 +10,18 @@ public enum KernelISA: String, Sendable, CaseIterable {
     case avx512
     /// AArch64 Advanced SIMD.
     case neon
+
+    /// The set a C dispatch value names (0 portable, else a
+    /// `lodestone_isa`), or nil for any other value (-1: none named).
+    init?(cValue value: Int32) {
+        switch value {
+        case 0: self = .portable
+        case Int32(LODESTONE_ISA_AVX2_FMA.rawValue): self = .avx2
+        case Int32(LODESTONE_ISA_AVX512.rawValue): self = .avx512
+        case Int32(LODESTONE_ISA_NEON.rawValue): self = .neon
+        default: return nil
+        }
+    }
 }
 
 /// A set of Float32 distance kernels for one instruction set.
@@ -39,9 +43,7 @@ public struct DistanceKernels: @unchecked Sendable {
 
     /// The kernels every index in this process uses.
     public static let active: DistanceKernels = {
-        if let forced = getenv("LODESTONE_KERNELS").map({ String(cString: $0) }),
-           let isa = KernelISA(rawValue: forced.lowercased()),
-           let kernels = DistanceKernels(isa: isa) {
+        if let isa = KernelISA(cValue: lodestone_forced_isa()), let kernels = DistanceKernels(isa: isa) {
             return kernels
         }
         let order: [KernelISA] = lodestone_cpu_prefers_avx2() == 1 ? [.avx2, .avx512, .neon] : [.avx512, .avx2, .neon]
@@ -60,14 +62,7 @@ public struct DistanceKernels: @unchecked Sendable {
     /// cores too (it measured faster there for the walk, unlike for flat
     /// scans), then AVX2+FMA; NEON on AArch64; else portable C.
     /// `LODESTONE_KERNELS` forces them as it forces the distance kernels.
-    public static var neighbourCodeISA: KernelISA {
-        switch lodestone_qg_active_isa() {
-        case Int32(LODESTONE_ISA_AVX2_FMA.rawValue): .avx2
-        case Int32(LODESTONE_ISA_AVX512.rawValue): .avx512
-        case Int32(LODESTONE_ISA_NEON.rawValue): .neon
-        default: .portable
-        }
-    }
+    public static var neighbourCodeISA: KernelISA { KernelISA(cValue: lodestone_qg_active_isa()) ?? .portable }
 
     /// The instruction sets this CPU can run, best last.
     public static var available: [KernelISA] {
