@@ -210,6 +210,10 @@ struct DurableIndexTests {
             usleep(UInt32.random(in: pause, using: &rng))
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
+            // Only the kill ends it: a workload that exits by itself (say,
+            // a create that fails) would leave nothing to check.
+            #expect(process.terminationReason == .uncaughtSignal,
+                    "run \(run): the workload exited with status \(process.terminationStatus) before the kill")
             let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             let acked = output.split(separator: "\n").filter { $0.hasPrefix("ack ") }.count
             totalAcked += acked
@@ -238,6 +242,7 @@ struct DurableIndexTests {
             }
             #expect(reopened.index.count == model.count)
         }
+        #expect(createKills < kills / 2 && totalAcked > 0, "\(createKills) runs died before the index existed")
         print("crash test (\(durability.rawValue)): \(kills) kill points, \(totalAcked) acknowledged writes checked, \(inFlightApplied) in-flight ops found applied, \(createKills) kills before the index existed")
     }
 
