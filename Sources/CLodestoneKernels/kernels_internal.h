@@ -28,13 +28,11 @@ static inline float lodestone_cosine_from_parts(float dot, float na, float nb) {
 /// Defines a gather kernel from a pair kernel body `core` (which must be the
 /// same inline function the pair kernel uses, for bit-identical results).
 ///
-/// Prefetching, measured on 100,000 x 384 HNSW searches (queries/s at
-/// ef=56, median of 6 interleaved passes): every row's lines requested at
-/// once with a far hint (prefetcht2), then each row pulled into L1 two rows
-/// ahead: 7,950; the far requests alone 7,450; only L1 prefetches two rows
-/// ahead (no far requests): 5,050; every row straight into L1: 4,400. Many
+/// Prefetching: every row's lines are requested at once with a far hint
+/// (prefetcht2), then each row is pulled into L1 two rows ahead. Many
 /// outstanding far requests overlap the DRAM latency of all the rows, and
-/// the near ones keep L1 from being flooded.
+/// the near ones keep L1 from being flooded (measurements:
+/// docs/design/quantized-walk.md).
 #define LODESTONE_DEFINE_GATHER(attr, name, core)                                          \
     attr static void name(const float *q, const float *const *rows, size_t n, size_t d,     \
                           float *out) {                                                     \

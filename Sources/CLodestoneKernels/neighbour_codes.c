@@ -599,11 +599,10 @@ static const lodestone_qg_kernels *qg_choose(lodestone_isa *isa) {
         *isa = (lodestone_isa)forced;
         return t;
     }
-    // AVX-512 first even on AMD cores, unlike the distance kernels: measured
-    // on a Zen 4 EPYC (100k x 384, ef 24-112, one process, passes
-    // alternating), the walk ran 0.5-1.8% more queries/s on it, from a block
-    // estimate 10% faster and node ranks 40% faster than AVX2's
-    // (Scripts/check-kernels.sh --bench).
+    // AVX-512 first even on AMD cores, unlike the distance kernels: on a
+    // Zen 4 EPYC the walk ran faster with it, its block estimates and node
+    // ranks being quicker than AVX2's (measurements:
+    // docs/design/quantized-walk.md).
     static const lodestone_isa order[] = {LODESTONE_ISA_AVX512, LODESTONE_ISA_AVX2_FMA, LODESTONE_ISA_NEON};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         t = qg_variant(order[i]);

@@ -173,8 +173,9 @@ void lodestone_qg_estimate(const void *block, size_t d, size_t slots, const uint
 /// Writes the block's own node code from the node's vector `x` (`d` floats).
 void lodestone_qg_encode_node(void *block, size_t d, size_t slots, const float *x);
 /// The rank value of the block's node for query `q` from its 8-bit code
-/// (within ~0.1% of the exact one on unit vectors: a walk orders by it and
-/// re-ranks its finalists exactly); `qq` = |q|^2, read with `euclidean`.
+/// (close to the exact one on unit vectors: a walk orders by it and
+/// re-ranks its finalists exactly; measurements:
+/// docs/design/quantized-walk.md); `qq` = |q|^2, read with `euclidean`.
 float lodestone_qg_node_rank(const void *block, size_t d, size_t slots, const float *q, float qq, int euclidean);
 
 /// One instruction set's neighbour-code kernels (see the functions above
@@ -209,7 +210,8 @@ int lodestone_cpu_supports_avx512bw(void);
 
 /// 1 when AVX2 kernels should be preferred over AVX-512 on this CPU even
 /// though both run: AMD cores (Zen 4 executes 512-bit operations as two
-/// 256-bit halves), where the AVX2 flat scan measured ~10% faster.
+/// 256-bit halves), where the AVX2 flat scan measured faster
+/// (measurements: docs/design/quantized-walk.md).
 int lodestone_cpu_prefers_avx2(void);
 
 /// The variant the environment variable `LODESTONE_KERNELS` names, for the

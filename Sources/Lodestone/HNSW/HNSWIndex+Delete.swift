@@ -106,10 +106,9 @@ extension HNSWIndex {
         var chosen = selectNeighbours(candidates, max: capacity)
         // A repaired node keeps at least 3/4 of its slots filled with its
         // nearest candidates: pruning alone can leave it with few links, and
-        // removals already took paths away from its neighbourhood. Measured
-        // on 10,000 real vectors after removing 10% and replacing 10%
-        // (recall@10 at ef=32, fresh build 0.9455): no floor 0.922, 1/2
-        // 0.933, 3/4 0.9495, all slots 0.9445.
+        // removals already took paths away from its neighbourhood; 3/4 gave
+        // the best recall of the floors tried (measurements:
+        // docs/design/quantized-walk.md).
         let floor = capacity * 3 / 4
         if chosen.count < floor {
             var taken = Set(chosen)

@@ -12,10 +12,9 @@ extension HNSWIndex {
 
     /// How much nearer to the node than to a kept neighbour a spare
     /// candidate must be to fill a slot, in squared distance (1 is the
-    /// heuristic's own rule). Measured on 100k x 384 by the quantized walk's
-    /// nodes expanded per query at recall 0.95 (one build each): 1.0 (mean
-    /// degree 23.5) 70, 1.05 (27) 64, 1.1 58.5, 1.2 (31.9) 63, 1.5 66,
-    /// nearest first without a rule 66; unfilled 72-81.
+    /// heuristic's own rule); of the values tried, 1.1 left the quantized
+    /// walk the fewest nodes to expand (measurements:
+    /// docs/design/quantized-walk.md).
     static let fillSeparation: Float = 1.1
 
     /// Whether inserts fill the new nodes' layer-0 lists: with neighbour
@@ -56,16 +55,10 @@ extension HNSWIndex {
     /// fills it again up to `capacity` from the candidates it dropped, by
     /// the rule of ``fillLayerZero(_:spare:threads:)``. Without it, every
     /// reverse link into a filled list dropped the fill, so an index grown
-    /// in small batches lost most of it. Measured on 100k x 384, the last
-    /// 10k inserted 100 at a time, two runs each: queries/s at equal recall
-    /// +7 to +9% (0.95) and +8% (0.98); recall at ef 32 0.946-0.947 against
-    /// 0.940 (0.951 built in one call); inserts 0.94x as fast. Larger
-    /// batches pay more: ten of 10,000 into a new index took 18.4-19.3 s
-    /// against 13.5-14.2 s (recall at ef 16 0.949 against 0.938), because
-    /// lists kept full make every later reverse link run the heuristic (a
-    /// refill without the rule cost the same). A bulk insert does not
-    /// refill its own nodes, which it fills once linked (refilling them too
-    /// cost 11% more build time for 0.1-0.3 points of recall).
+    /// in small batches lost most of it. It slows inserts, large batches
+    /// most, because lists kept full make every later reverse link run the
+    /// heuristic. A bulk insert does not refill its own nodes, which it
+    /// fills once linked (measurements: docs/design/quantized-walk.md).
     func refill(_ chosen: inout [UInt32], from candidates: [Candidate], capacity: Int) {
         var distances = chosen.map { id in candidates.first { $0.id == UInt64(id) }!.distance }
         for c in candidates where chosen.count < capacity {
@@ -84,7 +77,7 @@ extension HNSWIndex {
     /// Fills the layer-0 lists of the nodes just linked, `ids`, up to `m0`
     /// from their spare candidates (`spare`, `m0` per node in the order of
     /// `ids`), the way SymphonyQG supplements its graph: the heuristic keeps
-    /// few links (about 22 of 32 on 100k x 384), while a quantized block
+    /// fewer links than a list holds, while a quantized block
     /// estimates all its slots at the same cost, so the empty ones are free
     /// to use. A candidate fills a slot unless a neighbour already kept, and
     /// nearer, is much nearer to it than the node is (``fillSeparation``):
@@ -92,10 +85,9 @@ extension HNSWIndex {
     /// later reverse link into a full list re-chooses it with the heuristic
     /// and fills it again (``refill(_:from:capacity:)``).
     ///
-    /// Measured on 100k x 384 (each node's mean degree 22 → about 30): the
-    /// quantized walk expands 23% fewer nodes at recall 0.95; inserting the
-    /// last 10k in batches of 100 ran at 0.84x the unfilled rate (4,362 a
-    /// second against 5,198), as reverse links now meet full lists.
+    /// The fill cuts the nodes the quantized walk expands, and slows later
+    /// inserts, whose reverse links now meet full lists (measurements:
+    /// docs/design/quantized-walk.md).
     func fillLayerZero(_ ids: UnsafeBufferPointer<UInt32>, spare: UnsafePointer<SpareCandidate>, threads: Int) {
         let width = m0
         parallelFor(count: ids.count, threads: threads, grain: 64) { run in

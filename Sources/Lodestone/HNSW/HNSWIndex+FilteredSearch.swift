@@ -67,23 +67,24 @@ public struct SearchStatistics: Sendable, Hashable, Codable {
 extension HNSWIndex {
     // The planner's costs are in units of one distance of an unfiltered
     // walk (a vector fetched from a random place, scored, offered to the
-    // pool: about 90-125 ns for 384-d on this machine's pypi-minilm runs).
+    // pool); the measured costs are in docs/design/filter-planner.md.
 
-    /// What scoring one match costs in the exact scan: 45-75 ns per match
-    /// (the lower for a filter seen before, whose nodes are at hand).
+    /// What scoring one match costs in the exact scan, less for a filter
+    /// seen before, whose nodes are at hand (measurements:
+    /// docs/design/filter-planner.md).
     public static let scanCostPerMatch = 0.5
 
     /// What one distance of the filtered walk costs: it also reads the
     /// neighbour lists of records that do not pass and tests the filter
-    /// (150-190 ns per distance in the same runs).
+    /// (measurements: docs/design/filter-planner.md).
     public static let filteredWalkCostPerDistance = 1.6
 
     /// The planner's estimate of the distances a walk with beam `ef`
     /// computes. A fixed model, so a query gets the same plan every
     /// time: a filtered walk computes about as many distances as an
     /// unfiltered search with the same beam, `walkDistancesPerEfAndLink` x
-    /// `ef` x `2m` (fitted on pypi-minilm: 0.57-0.66 for filters passing
-    /// 5-100%).
+    /// `ef` x `2m` (fitted on pypi-minilm; measurements:
+    /// docs/design/filter-planner.md).
     func estimatedWalkCost(ef: Int) -> Double {
         HNSWIndex.walkDistancesPerEfAndLink * Double(ef) * Double(m0)
     }
@@ -97,18 +98,19 @@ extension HNSWIndex {
     public static let postFilterCoverage = 2.0
 
     /// What ranking one match by its sign code costs in the quantized
-    /// scan: about 11 ns per match (AVX2) on pypi-minilm.
+    /// scan (measurements: docs/design/filter-planner.md).
     public static let quantizedCostPerMatch = 0.1
 
     /// What comparing one of the quantized scan's finalists exactly costs:
-    /// a vector fetched from a random place, 0.2-0.36 µs in the same runs.
+    /// a vector fetched from a random place (measurements:
+    /// docs/design/filter-planner.md).
     public static let rerankCostPerVector = 2.0
 
     /// The quantized scan compares this many times `ef` of its best
     /// estimates exactly (at least `k`): the plan's recall knob, as `ef` is
     /// the walk's. With `ef` finalists its recall is at least the
-    /// unfiltered walk's at the same `ef` (pypi-minilm, filters passing
-    /// 5-48%: 0.96-0.97 at ef 48, where the unfiltered walk has 0.944).
+    /// unfiltered walk's at the same `ef` (measurements:
+    /// docs/design/filter-planner.md).
     public static let rerankPerEf = 1
 
     /// The estimated costs of the three plans for a filter with `matches`
@@ -137,7 +139,7 @@ extension HNSWIndex {
     /// The plans are compared at equal recall: the scans' recall is at least
     /// the unfiltered walk's at `ef`, but a walk under a filter passing a
     /// share `s` reaches that recall only with a beam about `ef / sqrt(s)`
-    /// wide (pypi-minilm: 1.33-1.45x at 40-48%, 2-2.7x at 20%), so the walk
+    /// wide (measurements: docs/design/filter-planner.md), so the walk
     /// is costed at that beam; the filtered walk (which
     /// ``postFilterCoverage`` does not send to the plain walk) at
     /// ``filteredWalkCostPerDistance`` a distance.

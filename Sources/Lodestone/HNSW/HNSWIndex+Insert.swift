@@ -175,10 +175,9 @@ extension HNSWIndex {
             while layer >= 0 {
                 // With neighbour codes, layer 0 is searched by the quantized
                 // walk, which leaves the same sorted pool, of the nodes'
-                // 8-bit-code rank values (within ~0.1% of exact): measured on 100k x 384 (efConstruction 200), its
-                // graph answered 3% more queries/s at recall 0.95 and 24%
-                // more at 0.99 than one built by the exact walk, for 12%
-                // more build time.
+                // 8-bit-code rank values (close to exact): its graph answers
+                // more queries/s than one built by the exact walk, for more
+                // build time (measurements: docs/design/quantized-walk.md).
                 let found: Int
                 if layer == 0, let codes = neighbourCodes, codes.isReady {
                     found = quantizedWalk(q, codes: codes, entry: current, entryDistance: currentDistance, k: 0,

@@ -55,8 +55,8 @@ extension HNSWIndex {
     /// neighbours at once. A search (`k` > 0) may hold a node more than
     /// once (see `markOnExpansion`). When no node is left to expand,
     /// `scratch.pool` holds `count` nodes; for the build (`k` 0) they are
-    /// distinct, all expanded, sorted by those rank values (within ~0.1% of
-    /// exact ones: what the build's neighbour choice takes);
+    /// distinct, all expanded, sorted by those rank values (close to exact
+    /// ones: what the build's neighbour choice takes);
     /// `results` are the best `k` live nodes expanded (none for `k` 0), best
     /// first, with exact rank values: the best ``rerankCount(k:)`` by code
     /// compared exactly.
@@ -80,10 +80,9 @@ extension HNSWIndex {
         // node may wait in the beam more than once (estimated from several
         // parents) and its copies after the first are skipped, as
         // SymphonyQG's walk does; the build (k 0) marks nodes on entering,
-        // since its pool becomes a list of distinct candidates. Measured on
-        // 100k x 384 (filled layer-0 lists, one process): 62.6 nodes and
-        // +8% queries/s at recall 0.95, +12% at 0.98, against marking on
-        // entry.
+        // since its pool becomes a list of distinct candidates. Marking on
+        // expansion expands fewer nodes for the same recall (measurements:
+        // docs/design/quantized-walk.md).
         let markOnExpansion = k > 0
         if !markOnExpansion { marks[Int(start)] = generation }
         pool[0] = PoolEntry(distance: entryDistance, id: start)
@@ -101,17 +100,11 @@ extension HNSWIndex {
                 }
                 marks[Int(current)] = generation
             }
-            // This node's block into the first-level cache (the whole
-            // block: where its float32 vector was read instead, this one
-            // stream was 7% faster at ef 40), and the two nodes expanded
-            // next unless this one's neighbours beat them into the second
-            // level: a block is 37 lines, and asking for two into the first
-            // level stalled on the core's outstanding misses (a third of the
-            // walk's time sat on the prefetch loops). Measured on 100k x 384
-            // in one process, toggled per pass: the next node into L2 +3.7%
-            // queries/s at recall 0.95, the one after it too +8%, the
-            // finalists' vectors too (below) +11 to +13% at recall 0.93 to
-            // 0.98; a third guess added nothing.
+            // This node's whole block into the first-level cache, and the
+            // two nodes expanded next unless this one's neighbours beat them
+            // into the second level: a block is 37 lines, and asking for two
+            // into the first level stalled on the core's outstanding misses
+            // (measurements: docs/design/quantized-walk.md).
             var guess = cursor + 1
             while guess < count && pool[guess].isExpanded { guess += 1 }
             let block = UnsafeRawPointer(codes.blocks.record(current))
@@ -129,9 +122,8 @@ extension HNSWIndex {
             }
             // The expanded node's place in the beam moves from its estimate
             // to its 8-bit code's rank value, so the beam's bound is all but
-            // exact once its nodes are expanded (measured with float32 values
-            // on 100k x 384: +5% queries/s at recall 0.95, +7% at 0.99,
-            // against keeping estimates).
+            // exact once its nodes are expanded (measurements:
+            // docs/design/quantized-walk.md).
             if cursor + 1 < count { (pool + cursor).update(from: pool + cursor + 1, count: count - cursor - 1) }
             count -= 1
             var moved = PoolEntry(distance: exact, id: current)
@@ -178,10 +170,9 @@ extension HNSWIndex {
     }
 
     /// Live nodes compared exactly at the end of a quantized walk for `k`
-    /// results: the nodes' 8-bit codes rank within ~0.1% of exact values,
-    /// so the true k-th best is among the best few more (measured on
-    /// pypi-minilm: ranking all 100k by code, then the best k + 2 exactly,
-    /// loses none of the true 10 of 300 queries; the best k alone, 0.6%).
+    /// results: the nodes' 8-bit codes rank close to exact values, so the
+    /// true k-th best is among the best few more (measurements:
+    /// docs/design/quantized-walk.md).
     static func rerankCount(k: Int) -> Int { k + max(8, k / 2) }
 
     /// A search on the quantized traversal: greedy descent on the upper

@@ -29,10 +29,9 @@ public struct HNSWParameters: Sendable, Hashable, Codable {
         /// full list re-chooses it with the heuristic and fills it again, so
         /// an index grown by small batches keeps most of the fill. Costs
         /// about `2 * m * (dimension / 8 + 12) + dimension` more bytes per
-        /// vector (2,368 at `m` 16, 384-d); on 100k x 384 pypi-minilm, in two
-        /// runs, it built in 15.1-15.8 s against the exact traversal's
-        /// 15.6-17.1 s and answered 2.5-3.7x its queries per second at the
-        /// same recall (0.90-0.99).
+        /// vector (2,368 at `m` 16, 384-d), and answers more queries per
+        /// second than the exact traversal at the same recall
+        /// (measurements: docs/design/quantized-walk.md).
         case quantized
     }
 

@@ -28,7 +28,8 @@ public enum KernelISA: String, Sendable, CaseIterable {
 ///
 /// ``DistanceKernels/active`` is chosen once per process: the best variant the
 /// CPU runs (on x86-64 AVX-512, then AVX2+FMA, except on AMD cores, where
-/// AVX2 measured faster for memory-bound scans; NEON on AArch64), else the
+/// AVX2 measured faster for memory-bound scans, see
+/// docs/design/quantized-walk.md; NEON on AArch64), else the
 /// portable Swift kernels. Setting the environment variable
 /// `LODESTONE_KERNELS` to `portable`, `avx2`, `avx512` or `neon` before start-up
 /// forces a variant (an unsupported one falls back to the automatic choice).
@@ -60,7 +61,8 @@ public struct DistanceKernels: @unchecked Sendable {
     /// (``HNSWParameters/Traversal/quantized``) uses in this process. They are
     /// chosen on their own, in C: AVX-512 (F and BW) where it runs, on AMD
     /// cores too (it measured faster there for the walk, unlike for flat
-    /// scans), then AVX2+FMA; NEON on AArch64; else portable C.
+    /// scans: docs/design/quantized-walk.md), then AVX2+FMA; NEON on
+    /// AArch64; else portable C.
     /// `LODESTONE_KERNELS` forces them as it forces the distance kernels.
     public static var neighbourCodeISA: KernelISA { KernelISA(cValue: lodestone_qg_active_isa()) ?? .portable }
 

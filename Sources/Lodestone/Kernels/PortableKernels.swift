@@ -3,8 +3,8 @@
 /// They are the fallback where no C variant applies and the reference the
 /// tests hold the dispatched kernels to. Products are accumulated with
 /// `acc += x * y`, never `addingProduct`: without FMA code generation (the
-/// default x86-64 target) the latter becomes a library call per lane, measured
-/// 40x slower here.
+/// default x86-64 target) the latter becomes a library call per lane, many
+/// times slower (measurements: docs/design/quantized-walk.md).
 enum PortableKernels {
     @inline(__always)
     static func load8(_ p: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
