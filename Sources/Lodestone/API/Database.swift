@@ -181,8 +181,7 @@ public final class Database: Sendable {
         let index = try index(name)
         var bytes = 0
         for file in DurableStore.directoryEntries(directory(name)) {
-            var st = stat()
-            if stat(directory(name) + "/" + file, &st) == 0 { bytes += Int(st.st_size) }
+            bytes += StorageIO.fileSize(directory(name) + "/" + file) ?? 0
         }
         return IndexDescription(name: name, dimension: index.dimension, metric: index.metric,
                                 embeddingModel: index.embeddingModel, kind: index.kind, recordCount: index.count,

@@ -1,13 +1,5 @@
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// An HNSW index kept in a directory and durable across crashes.
 ///
 /// The directory holds a `MANIFEST` naming the current segment (the last
@@ -33,9 +25,6 @@ public final class DurableIndex: Sendable {
     public var droppedTailBytes: Int { store.droppedTailBytes }
 
     private let store: DurableStore
-
-    private static let upsertOp: UInt8 = 1
-    private static let removeOp: UInt8 = 2
 
     private init(store: DurableStore, index: HNSWIndex) {
         self.store = store
@@ -90,16 +79,8 @@ public final class DurableIndex: Sendable {
         var seen = Set<UInt64>()
         for key in keys where !seen.insert(key).inserted { throw .duplicateKey(key) }
         _ = try FlatIndex.prepareRows(vectors, count: keys.count, dimension: d, metric: index.metric, kernels: index.kernels)
-        var w = ByteWriter()
-        w.raw([DurableIndex.upsertOp])
-        w.u32(UInt32(keys.count))
-        w.u32(UInt32(d))
-        for (i, key) in keys.enumerated() {
-            w.u64(key)
-            for j in 0..<d { w.u32(vectors[i * d + j].bitPattern) }
-        }
         try recoverIfNeeded()
-        try store.append(w.bytes) { () throws(LodestoneError) in
+        try store.append(LogRecord.keyedUpsert(keys: keys, rows: vectors).encoded()) { () throws(LodestoneError) in
             try DurableIndex.applyUpsert(vectors, keys: keys, to: index, threads: threads)
         }
     }
@@ -107,12 +88,8 @@ public final class DurableIndex: Sendable {
     /// Removes the vectors stored under `keys`; returns how many were there.
     @discardableResult
     public func remove(keys: [UInt64]) throws(LodestoneError) -> Int {
-        var w = ByteWriter()
-        w.raw([DurableIndex.removeOp])
-        w.u32(UInt32(keys.count))
-        for key in keys { w.u64(key) }
         try recoverIfNeeded()
-        return try store.append(w.bytes) { () throws(LodestoneError) -> Int in
+        return try store.append(LogRecord.keyedRemove(keys: keys).encoded()) { () throws(LodestoneError) -> Int in
             keys.reduce(0) { $0 + (index.remove(key: $1) ? 1 : 0) }
         }
     }
@@ -137,29 +114,11 @@ public final class DurableIndex: Sendable {
 
     // MARK: Log records
 
-    private static func apply(_ record: [UInt8], to index: HNSWIndex) throws(LodestoneError) {
-        var r = ByteReader(record) { .invalidArgument(name: "log record", reason: "truncated") }
-        let op = try r.raw(1)[0]
-        let count = Int(try r.u32())
-        switch op {
-        case upsertOp:
-            let d = Int(try r.u32())
-            guard d == index.dimension else { throw .dimensionMismatch(expected: index.dimension, actual: d) }
-            guard count * (8 + 4 * d) == record.count - 9 else {
-                throw .invalidArgument(name: "log record", reason: "\(count) vectors do not fill \(record.count) bytes")
-            }
-            var keys: [UInt64] = [], vectors: [Float] = []
-            keys.reserveCapacity(count)
-            vectors.reserveCapacity(count * d)
-            for _ in 0..<count {
-                keys.append(try r.u64())
-                for _ in 0..<d { vectors.append(Float(bitPattern: try r.u32())) }
-            }
-            try applyUpsert(vectors, keys: keys, to: index, threads: 1)
-        case removeOp:
-            for _ in 0..<count { index.remove(key: try r.u64()) }
-        default:
-            throw .invalidArgument(name: "log record", reason: "unknown operation \(op)")
+    private static func apply(_ bytes: [UInt8], to index: HNSWIndex) throws(LodestoneError) {
+        switch try LogRecord.decode(bytes, layout: .keyed, dimension: index.dimension) {
+        case let .keyedUpsert(keys, rows): try applyUpsert(rows, keys: keys, to: index, threads: 1)
+        case let .keyedRemove(keys): for key in keys { index.remove(key: key) }
+        case .upsert, .delete, .setMetadata: preconditionFailure("decode(layout: .keyed) returns keyed records only")
         }
     }
 

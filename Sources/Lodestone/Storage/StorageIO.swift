@@ -22,9 +22,9 @@ import Darwin
 /// - `LODESTONE_IO_FAIL_AT=N`: operation N fails with `LODESTONE_IO_FAIL_ERRNO`
 ///   (default ENOSPC), as a full disk would (and `io-fail N op` goes to stderr).
 /// - `LODESTONE_IO_COUNT=1`: print `io-ops N` to stderr when the process exits.
-public enum StorageIO {
+package enum StorageIO {
     /// The kinds of operation the seam numbers.
-    public enum Operation: String, Sendable {
+    package enum Operation: String, Sendable {
         case write, fsync, fdatasync, fsyncDirectory = "fsync-directory", rename, unlink, truncate
         /// Not numbered: creating a file or a directory (journaled only).
         case create, mkdir
@@ -33,15 +33,15 @@ public enum StorageIO {
     }
 
     /// One journaled operation (see ``startJournal()``).
-    public struct JournalEntry: Sendable {
-        public var operation: Operation
+    package struct JournalEntry: Sendable {
+        package var operation: Operation
         /// The file or directory (the source of a rename).
-        public var path: String
+        package var path: String
         /// The destination of a rename, or the text of a mark.
-        public var other: String = ""
-        public var offset: Int = 0
+        package var other: String = ""
+        package var offset: Int = 0
         /// A write's bytes, or a truncation's new length in `offset`.
-        public var bytes: [UInt8] = []
+        package var bytes: [UInt8] = []
     }
 
     private static let journaling = Atomic<Bool>(false)
@@ -49,19 +49,19 @@ public enum StorageIO {
 
     /// Starts recording every operation with its data, in order (for the
     /// power-cut simulator, which replays them onto a simulated disk).
-    public static func startJournal() {
+    package static func startJournal() {
         journal.withLock { $0 = ([], [:]) }
         journaling.store(true, ordering: .sequentiallyConsistent)
     }
 
     /// Stops recording and returns the journal.
-    public static func stopJournal() -> [JournalEntry] {
+    package static func stopJournal() -> [JournalEntry] {
         journaling.store(false, ordering: .sequentiallyConsistent)
         return journal.withLock { $0.entries }
     }
 
     /// Adds a mark to the journal (no-op when not journaling).
-    public static func mark(_ text: String) {
+    package static func mark(_ text: String) {
         record(JournalEntry(operation: .mark, path: "", other: text))
     }
 
@@ -115,7 +115,7 @@ public enum StorageIO {
     private static let counter = Atomic<Int>(0)
 
     /// Operations performed so far in this process.
-    public static var operationCount: Int { counter.load(ordering: .relaxed) }
+    package static var operationCount: Int { counter.load(ordering: .relaxed) }
 
     private static func reportCount() {
         let line = "io-ops \(counter.load(ordering: .relaxed))\n"
@@ -196,6 +196,13 @@ public enum StorageIO {
     static func ftruncate(_ fd: Int32, _ length: off_t) -> Int32 {
         done(fail(.truncate) ?? Glibc.ftruncate(fd, length),
              JournalEntry(operation: .truncate, path: path(of: fd), offset: Int(length)))
+    }
+
+    /// The size of the file at `path` (`stat(2)`), or nil if it cannot be
+    /// read; not numbered (it changes nothing).
+    static func fileSize(_ path: String) -> Int? {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : nil
     }
 
     @inline(__always)

@@ -1,0 +1,77 @@
+extension Index {
+    /// Applies one logged write: live, after logging it (under `lock`),
+    /// or at open, replaying the log (no lock: nothing else sees the index yet).
+    static func apply(_ record: LogRecord, engine: VectorEngine, table: RecordTable,
+                      fingerprint: inout VectorFingerprint, dimension d: Int, lock: ReadWriteLock?, threads: Int)
+        throws(LodestoneError)
+    {
+        func corrupt(_ reason: String) -> LodestoneError { .corruptSegment(path: "", section: "log record", reason: reason) }
+        switch record {
+        case let .upsert(namespace, slots, ids, rows, metadata):
+            _ = try FlatIndex.prepareRows(rows, count: ids.count, dimension: d, metric: engine.metric, kernels: engine.kernels)
+            try applyUpsert(namespace: namespace, ids: ids, slots: slots, rows: rows, metadata: metadata, engine: engine,
+                            table: table, fingerprint: &fingerprint, dimension: d, lock: lock, threads: threads)
+        case let .delete(slots):
+            try applyDelete(slots, engine: engine, table: table, lock: lock)
+        case let .setMetadata(slots, metadata):
+            for slot in slots where !table.isInUse(slot) {
+                throw corrupt("metadata for slot \(slot), which holds no record")
+            }
+            applyMetadata(Array(zip(slots, metadata)), table: table, lock: lock)
+        case .keyedUpsert, .keyedRemove:
+            throw corrupt("a DurableIndex's record in an Index's log")
+        }
+    }
+
+    static func applyUpsert(namespace: String, ids: [String], slots: [UInt32], rows: [Float], metadata: [Metadata],
+                                    engine: VectorEngine, table: RecordTable, fingerprint: inout VectorFingerprint,
+                                    dimension d: Int, lock: ReadWriteLock?, threads: Int) throws(LodestoneError) {
+        fingerprint.add(rows, dimension: d)
+        // A cosine index stores unit vectors: keep each one's length, so the
+        // values come back as they were given.
+        let norms: [Float] = engine.metric != .cosine ? [] : (0..<ids.count).map { i in
+            var sum = 0.0
+            for v in rows[(i * d)..<((i + 1) * d)] { sum += Double(v) * Double(v) }
+            return Float(sum.squareRoot())
+        }
+        var start = 0
+        while start < ids.count {
+            let end = min(ids.count, start + applyBatchSize)
+            let piece = Array(rows[(start * d)..<(end * d)])
+            let keys = slots[start..<end].map { UInt64($0) }
+            func body() throws(LodestoneError) {
+                // A slot held by another id (a replay over a reused slot) is
+                // cleared first; the engine replaces its vector.
+                try engine.upsert(piece, keys: keys, threads: threads)
+                for i in start..<end {
+                    table.set(slot: slots[i], id: ids[i], namespace: namespace, metadata: metadata[i],
+                              norm: norms.isEmpty ? 0 : norms[i])
+                }
+            }
+            if let lock { try lock.writing { () throws(LodestoneError) in try body() } } else { try body() }
+            start = end
+        }
+    }
+
+    static func applyMetadata(_ changes: [(UInt32, Metadata)], table: RecordTable, lock: ReadWriteLock?) {
+        let body = { for (slot, metadata) in changes { table.setMetadata(metadata, slot: slot) } }
+        if let lock { lock.writing(body) } else { body() }
+    }
+
+    static func applyDelete(_ slots: [UInt32], engine: VectorEngine, table: RecordTable, lock: ReadWriteLock?)
+        throws(LodestoneError)
+    {
+        var start = 0
+        while start < slots.count {
+            let end = min(slots.count, start + applyBatchSize)
+            let body = {
+                for s in slots[start..<end] where table.isInUse(s) {
+                    engine.remove(key: UInt64(s))
+                    table.clear(slot: s)
+                }
+            }
+            if let lock { lock.writing(body) } else { body() }
+            start = end
+        }
+    }
+}

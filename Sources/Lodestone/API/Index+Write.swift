@@ -1,0 +1,204 @@
+extension Index {
+    /// Adds records, or replaces those whose id is already in `namespace`.
+    ///
+    /// The batch is validated as a whole first: dimension, finite values
+    /// (and not all zero under cosine), ids (1-512 bytes, none twice),
+    /// metadata (values Pinecone accepts, at most 40 KB); on any error
+    /// nothing is stored. Pass `embeddingModel` to have it checked against
+    /// the index's.
+    /// - Returns: the number of records upserted.
+    @discardableResult
+    public func upsert(_ records: [Record], namespace: String = "", embeddingModel: String? = nil,
+                       threads: Int = 1) throws(LodestoneError) -> Int {
+        try checkOpen()
+        try checkWritable()
+        try checkModel(embeddingModel)
+        guard !records.isEmpty else { return 0 }
+        try Self.validateNamespace(namespace)
+        var seen = Set<String>()
+        var flat: [Float] = []
+        flat.reserveCapacity(records.count * dimension)
+        for record in records {
+            try Self.validateID(record.id)
+            guard seen.insert(record.id).inserted else {
+                throw .invalidID(id: record.id, reason: "appears twice in one batch")
+            }
+            guard record.values.count == dimension else {
+                throw .dimensionMismatch(expected: dimension, actual: record.values.count)
+            }
+            if let m = record.metadata {
+                do throws(LodestoneError) {
+                    try MetadataCodec.validate(m)
+                } catch let .invalidMetadata(field, reason) {
+                    throw .invalidMetadata(field: field, reason: "record \"\(record.id)\": \(reason)")
+                }
+            }
+            flat += record.values
+        }
+        _ = try FlatIndex.prepareRows(flat, count: records.count, dimension: dimension, metric: metric,
+                                      kernels: engine.kernels)
+        let n = try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+            try upsertLocked(records, rows: flat, namespace: namespace, log: log, threads: threads)
+        }
+        try persistIfLogIsLarge()
+        return n
+    }
+
+    /// Logs and applies validated records; the caller holds the writer lock
+    /// (so the slots chosen here match the log order).
+    private func upsertLocked(_ records: [Record], rows: [Float], namespace: String,
+                              log: ([UInt8]) throws(LodestoneError) -> Void, threads: Int) throws(LodestoneError) -> Int {
+        let slots: [UInt32] = lock.reading {
+            var fresh = table.slotsForNewRecords(records.count).makeIterator()
+            return records.map { table.slot(id: $0.id, namespace: namespace) ?? fresh.next()! }
+        }
+        let ids = records.map(\.id), metadata = records.map { $0.metadata ?? [:] }
+        try log(LogRecord.upsert(namespace: namespace, slots: slots, ids: ids, rows: rows, metadata: metadata).encoded())
+        try Index.applyUpsert(namespace: namespace, ids: ids, slots: slots, rows: rows, metadata: metadata, engine: engine,
+                              table: table, fingerprint: &fingerprint, dimension: dimension, lock: lock, threads: threads)
+        return records.count
+    }
+
+    /// Changes a record: replaces its vector when `values` is given, and
+    /// sets the fields of `setMetadata` (others are kept), as Pinecone's
+    /// update does.
+    /// - Throws: ``LodestoneError/recordNotFound(id:namespace:)`` if absent.
+    public func update(id: String, values: [Float]? = nil, setMetadata: Metadata? = nil, namespace: String = "")
+        throws(LodestoneError)
+    {
+        try checkOpen()
+        try checkWritable()
+        if let values, values.count != dimension { throw .dimensionMismatch(expected: dimension, actual: values.count) }
+        if let values {
+            _ = try FlatIndex.prepareRows(values, count: 1, dimension: dimension, metric: metric, kernels: engine.kernels)
+        }
+        try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
+            let current: (values: [Float], metadata: Metadata)? = lock.reading {
+                guard let slot = table.slot(id: id, namespace: namespace), let v = self.values(ofSlot: slot) else {
+                    return nil
+                }
+                return (v, table.metadata.metadata(slot: Int(slot)) ?? [:])
+            }
+            guard let current else { throw .recordNotFound(id: id, namespace: namespace) }
+            var merged = current.metadata
+            for (k, v) in setMetadata ?? [:] { merged[k] = v }
+            try MetadataCodec.validate(merged)
+            guard let values else {
+                // Metadata only: the vector (and the graph) stay as they are.
+                let slot = lock.reading { table.slot(id: id, namespace: namespace)! }
+                try setMetadataLocked([(slot, merged)], log: log)
+                return
+            }
+            _ = try upsertLocked([Record(id: id, values: values, metadata: merged)], rows: values, namespace: namespace,
+                                 log: log, threads: 1)
+        }
+    }
+
+    /// Sets the fields of `setMetadata` (others are kept) on every record of
+    /// `namespace` whose metadata passes `filter`, as one write: every
+    /// merged record is validated first (nothing changes if one fails),
+    /// then one log record holds them all. Vectors are untouched.
+    /// - Returns: how many records matched.
+    @discardableResult
+    public func update(filter: Filter, setMetadata: Metadata, namespace: String = "") throws(LodestoneError) -> Int {
+        try checkOpen()
+        try checkWritable()
+        return try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+            let changes: [(UInt32, Metadata)] = try lock.reading { () throws(LodestoneError) -> [(UInt32, Metadata)] in
+                guard let (set, _) = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true) else {
+                    return []
+                }
+                var out: [(UInt32, Metadata)] = []
+                var failure: LodestoneError? = nil
+                set!.forEach { slot in
+                    guard failure == nil else { return }
+                    var merged = table.metadata.metadata(slot: slot) ?? [:]
+                    for (k, v) in setMetadata { merged[k] = v }
+                    do throws(LodestoneError) {
+                        try MetadataCodec.validate(merged)
+                        out.append((UInt32(slot), merged))
+                    } catch {
+                        failure = error
+                    }
+                }
+                if let failure { throw failure }
+                return out
+            }
+            try setMetadataLocked(changes, log: log)
+            return changes.count
+        }
+    }
+
+    /// Logs and applies new metadata for slots in use; the caller holds the
+    /// writer lock.
+    private func setMetadataLocked(_ changes: [(UInt32, Metadata)], log: ([UInt8]) throws(LodestoneError) -> Void)
+        throws(LodestoneError)
+    {
+        guard !changes.isEmpty else { return }
+        try log(LogRecord.setMetadata(slots: changes.map(\.0), metadata: changes.map(\.1)).encoded())
+        Index.applyMetadata(changes, table: table, lock: lock)
+    }
+
+    /// Deletes the records with these ids from `namespace`; ids not present
+    /// are ignored. Returns how many were deleted.
+    @discardableResult
+    public func delete(ids: [String], namespace: String = "") throws(LodestoneError) -> Int {
+        try checkOpen()
+        try checkWritable()
+        return try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+            let slots: [UInt32] = lock.reading { Array(Set(ids.compactMap { table.slot(id: $0, namespace: namespace) })) }
+            return try deleteSlots(slots, log: log)
+        }
+    }
+
+    /// Deletes every record of `namespace`. Returns how many were deleted.
+    @discardableResult
+    public func deleteAll(namespace: String = "") throws(LodestoneError) -> Int {
+        try checkOpen()
+        try checkWritable()
+        return try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+            try deleteSlots(lock.reading { table.slots(namespace: namespace) }, log: log)
+        }
+    }
+
+    /// Deletes the records of `namespace` whose metadata passes `filter`.
+    /// Returns how many were deleted.
+    @discardableResult
+    public func delete(filter: Filter, namespace: String = "") throws(LodestoneError) -> Int {
+        try checkOpen()
+        try checkWritable()
+        return try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+            let slots: [UInt32] = lock.reading {
+                guard let (set, _) = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true) else { return [] }
+                var out: [UInt32] = []
+                set!.forEach { out.append(UInt32($0)) }
+                return out
+            }
+            return try deleteSlots(slots, log: log)
+        }
+    }
+
+    private func deleteSlots(_ slots: [UInt32], log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int {
+        guard !slots.isEmpty else { return 0 }
+        try log(LogRecord.delete(slots: slots).encoded())
+        try Index.applyDelete(slots, engine: engine, table: table, lock: lock)
+        return slots.count
+    }
+
+    /// Runs `body` under the store's writer lock with the log at hand. If a
+    /// failed sync left the log unusable, it first recovers by persisting
+    /// (a new segment from memory, a new log).
+    private func logged<T>(_ body: (_ log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T)
+        throws(LodestoneError) -> T
+    {
+        if store.needsRecovery { try persist() }
+        return try withoutActuallyEscaping(body) { (body) throws(LodestoneError) -> T in
+            try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T in
+                // Checked again under the writer lock: a close or delete that
+                // got there first wins, and nothing is logged after it.
+                try checkOpen()
+                return try body(log)
+            }
+        }
+    }
+}
