@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .library(name: "Lodestone", targets: ["Lodestone"]),
         .executable(name: "lodestone", targets: ["LodestoneCLI"]),
+        .executable(name: "lodestone-stress", targets: ["LodestoneStress"]),
         // The C ABI (lodestone.h) for Python and other languages; a library
         // user who depends on `Lodestone` never builds it.
         .library(name: "LodestoneC", type: .dynamic, targets: ["LodestoneCAPI"]),
@@ -75,13 +76,27 @@ let package = Package(
             ],
             exclude: ["PROTOCOL.md", "openapi.yaml"]  // what is served, written down beside the code
         ),
+        // What the two executables share (error type, JSON lines, timing).
+        .target(name: "LodestoneToolSupport", dependencies: ["Lodestone"]),
         .executableTarget(
             name: "LodestoneCLI",
             dependencies: [
                 "Lodestone",
                 "LodestoneServer",
+                "LodestoneToolSupport",
                 "CLodestoneHDF5Reader",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The reliability drivers (kill points, failed operations, hostile
+        // files, power cuts, soak, the crash workload): test tools, kept out
+        // of the shipped `lodestone` binary. Scripts/reliability.sh runs them.
+        .executableTarget(
+            name: "LodestoneStress",
+            dependencies: [
+                "Lodestone",
+                "LodestoneToolSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

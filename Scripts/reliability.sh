@@ -28,8 +28,8 @@ log="$(mktemp -d)"
 status=0
 
 echo "== release build ==" >&2
-swift build -c release --product lodestone >&2
-bin="$lodestone_root/.build/release/lodestone"
+swift build -c release --product lodestone-stress >&2
+bin="$lodestone_root/.build/release/lodestone-stress"
 
 echo "== kill points ==" >&2
 if [ $quick = 1 ]; then kill_args=(--limit 60 --random 20); elif [ $long = 1 ]; then kill_args=(--random 1000); else kill_args=(--random 100); fi

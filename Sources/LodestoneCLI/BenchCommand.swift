@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 /// `lodestone bench`: recall and speed of an index on vector files.
 ///

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 // The database commands: create, list, describe, drop, upsert, query, fetch,
 // delete, stats, export, import. Each takes --db (default $LODESTONE_DB or
@@ -82,11 +83,6 @@ func parseFilter(_ argument: String?) throws -> Filter? {
     var json = try JSONValue.parse(text)
     if case let .object(fields) = json, let inner = fields["filter"], case .object = inner, fields.count > 1 { json = inner }
     return try Filter(json: json)
-}
-
-func metadataJSON(_ m: Metadata?) -> String {
-    guard let m, !m.isEmpty else { return "null" }
-    return m.jsonText
 }
 
 struct CreateCommand: ParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 /// `lodestone demo`: build a flat index from the sample in Data/ and query it.
 struct DemoCommand: ParsableCommand {

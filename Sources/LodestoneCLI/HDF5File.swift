@@ -1,5 +1,6 @@
 import CLodestoneHDF5Reader
 import Lodestone
+import LodestoneToolSupport
 
 /// ann-benchmarks' HDF5 data files: `train` (base vectors), `test`
 /// (queries), `neighbors` (each query's exact neighbours, best first) and

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 /// `lodestone inspect FILE`: the header and sections of a segment file.
 struct InspectCommand: ParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 /// `lodestone bench-kernels`: distance-kernel throughput on cache-resident data.
 struct KernelBenchCommand: ParsableCommand {

@@ -11,9 +11,7 @@ struct LodestoneCommand: ParsableCommand {
                       QueryCommand.self, FetchCommand.self, DeleteCommand.self, StatsCommand.self, PersistCommand.self,
                       ExportCommand.self, ImportCommand.self, InspectCommand.self, VerifyCommand.self,
                       DemoCommand.self, BenchCommand.self, KernelBenchCommand.self, OpenBenchCommand.self,
-                      InfoCommand.self, ServeCommand.self, KnnCommand.self, CrashWorkloadCommand.self, ReliabilityWorkloadCommand.self,
-                      ReliabilityKillCommand.self, ReliabilityFailCommand.self, ReliabilityOpenCheckCommand.self, ReliabilityHostileCommand.self,
-                      ReliabilityBadInputCommand.self, ReliabilityPowerCutCommand.self, ReliabilitySoakCommand.self]
+                      InfoCommand.self, ServeCommand.self, KnnCommand.self]
     )
 }
 
@@ -29,8 +27,3 @@ struct InfoCommand: ParsableCommand {
     }
 }
 
-/// Turns a library error into a clean command-line failure.
-struct CLIError: Error, CustomStringConvertible {
-    let description: String
-    init(_ message: String) { description = message }
-}

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 import LodestoneServer
 import Logging
 

@@ -108,10 +108,15 @@ struct DurableIndexTests {
     }
 
     /// The lodestone executable built beside this test bundle.
-    static var executable: String {
+    static var executable: String { product("lodestone") }
+
+    /// The reliability drivers' executable (the crash workload), built beside it.
+    static var stressExecutable: String { product("lodestone-stress") }
+
+    static func product(_ name: String) -> String {
         let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let candidates = [products.appendingPathComponent("lodestone").path,
-                          Fixtures.repositoryRoot.appendingPathComponent(".build/debug/lodestone").path]
+        let candidates = [products.appendingPathComponent(name).path,
+                          Fixtures.repositoryRoot.appendingPathComponent(".build/debug/\(name)").path]
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
     }
 
@@ -151,8 +156,8 @@ struct DurableIndexTests {
 
     @Test("a persist that fails (writes past a file size limit, like a full disk) leaves the previous state intact")
     func failedPersist() throws {
-        let exe = Self.executable
-        try #require(FileManager.default.isExecutableFile(atPath: exe), "build the lodestone executable first: \(exe)")
+        let exe = Self.stressExecutable
+        try #require(FileManager.default.isExecutableFile(atPath: exe), "build the lodestone-stress executable first: \(exe)")
         let dir = Self.temporaryDirectory()
         // A first run persists (op 9) and leaves a segment of a known size.
         let first = Process()
@@ -190,8 +195,8 @@ struct DurableIndexTests {
     @Test("SIGKILL at random moments: every acknowledged write survives, nothing is half-applied",
           arguments: [(Durability.synchronous, 60), (.groupCommit, 30)])
     func crashes(durability: Durability, kills: Int) throws {
-        let exe = Self.executable
-        try #require(FileManager.default.isExecutableFile(atPath: exe), "build the lodestone executable first: \(exe)")
+        let exe = Self.stressExecutable
+        try #require(FileManager.default.isExecutableFile(atPath: exe), "build the lodestone-stress executable first: \(exe)")
         let dir = Self.temporaryDirectory()
         var model: [UInt64: [Float]] = [:]
         var rng = Fixtures.SeededGenerator(seed: 2026)

@@ -102,7 +102,7 @@ extension StorageIO {
     /// file beside it, `fsync`, `rename`, `fsync` of the directory): after a
     /// crash the file holds the old bytes or the new ones. For small files
     /// kept beside an index, such as a server's settings.
-    public static func replaceFile(_ path: String, with bytes: [UInt8]) throws(LodestoneError) {
+    package static func replaceFile(_ path: String, with bytes: [UInt8]) throws(LodestoneError) {
         try POSIXFile.replace(path, with: bytes)
     }
 }

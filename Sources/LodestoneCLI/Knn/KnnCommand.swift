@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 /// `lodestone knn`: an offline batch job. Every query's k nearest
 /// neighbours, in blocks (bounded memory), on every core, to files the next

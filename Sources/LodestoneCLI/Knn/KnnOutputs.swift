@@ -1,5 +1,6 @@
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 // Where `lodestone knn` writes: every output appends block after block, and
 // records its files' lengths in the job's checkpoint, so an interrupted job

@@ -1,5 +1,6 @@
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 // Where `lodestone knn` reads its queries, and what it searches.
 

@@ -1,5 +1,6 @@
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 // A Parquet writer for k-NN results: flat columns and lists, written one
 // row group at a time (bounded memory), uncompressed PLAIN pages with

@@ -26,8 +26,7 @@ enum CrashWorkload {
 /// test kills it with SIGKILL at random moments and checks what survived.
 struct CrashWorkloadCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "crash-workload", abstract: "Write to a durable index in a loop (for crash tests).",
-        shouldDisplay: false)
+        commandName: "crash-workload", abstract: "Write to a durable index in a loop (for crash tests).")
 
     @Option var dir: String
     @Option var seed: Int = 0

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 /// `lodestone reliability-fail`: makes each storage operation of the
 /// workload fail in turn (ENOSPC and EIO alternately), as a full or failing
@@ -17,8 +18,7 @@ import Lodestone
 struct ReliabilityFailCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reliability-fail",
-        abstract: "Fail each I/O operation of the reliability workload in turn; check errors, retries and recovery.",
-        shouldDisplay: false)
+        abstract: "Fail each I/O operation of the reliability workload in turn; check errors, retries and recovery.")
     @Option(help: "Scratch directory (tmpfs is fastest).") var work: String = "/dev/shm/lodestone-fail"
     @Option var seed: Int = 1
     @Option(help: "Stop after this many operations (0: all).") var limit: Int = 0

@@ -1,13 +1,13 @@
 import ArgumentParser
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 /// `lodestone reliability-workload`: the child the kill-point and
 /// failed-operation drivers run.
 struct ReliabilityWorkloadCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "reliability-workload", abstract: "Run the reliability workload (a child of reliability-kill and reliability-fail).",
-        shouldDisplay: false)
+        commandName: "reliability-workload", abstract: "Run the reliability workload (a child of reliability-kill and reliability-fail).")
     @Option var dir: String
     @Option var seed: Int = 1
     @Option(help: "On an error: stop, retry (report, check memory against the model, retry the step once) or skip (report, go on; at the end, reopen and compare with what the indexes held).")
@@ -138,8 +138,7 @@ struct WorkloadChild {
 struct ReliabilityKillCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reliability-kill",
-        abstract: "Kill the reliability workload at every I/O operation and at random moments; check recovery.",
-        shouldDisplay: false)
+        abstract: "Kill the reliability workload at every I/O operation and at random moments; check recovery.")
     @Option(help: "Scratch directory (tmpfs is fastest).") var work: String = "/dev/shm/lodestone-kill"
     @Option var seed: Int = 1
     @Option(help: "Random-moment kills.") var random: Int = 100

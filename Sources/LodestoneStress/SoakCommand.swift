@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 /// `lodestone reliability-soak`: a steady upsert/update/delete/query/persist
 /// workload on a fixed-size live set for a fixed time, sampling resident
@@ -9,8 +10,7 @@ import Lodestone
 /// minute or more, and files and mappings must stay flat.
 struct ReliabilitySoakCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "reliability-soak", abstract: "Run a steady workload and check memory, files and mappings stay flat.",
-        shouldDisplay: false)
+        commandName: "reliability-soak", abstract: "Run a steady workload and check memory, files and mappings stay flat.")
     @Option var work: String = "/dev/shm/lodestone-soak"
     @Option var seconds: Double = 60
     @Option(help: "Live records.") var records: Int = 20_000

@@ -1,13 +1,14 @@
 import ArgumentParser
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 /// `lodestone reliability-bad-input`: feeds every kind of bad input to the
 /// API and checks each gives a typed `LodestoneError` and leaves what was
 /// stored exactly as it was (and no temporary files behind).
 struct ReliabilityBadInputCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "reliability-bad-input", abstract: "Run the bad-input matrix against the API.", shouldDisplay: false)
+        commandName: "reliability-bad-input", abstract: "Run the bad-input matrix against the API.")
     @Option var work: String = "/dev/shm/lodestone-bad-input"
     @Flag var verbose = false
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 /// A simulated disk for power cuts (after SQLite's test6 and LevelDB's
 /// FaultInjectionTestEnv): it replays a ``StorageIO`` journal, keeping for
@@ -197,8 +198,7 @@ final class SimulatedDisk {
 /// checks the recovered state against the model of acknowledged steps.
 struct ReliabilityPowerCutCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "reliability-power", abstract: "Simulate power cuts after every storage operation; check recovery.",
-        shouldDisplay: false)
+        commandName: "reliability-power", abstract: "Simulate power cuts after every storage operation; check recovery.")
     @Option var work: String = "/dev/shm/lodestone-power"
     @Option var seed: Int = 1
     @Option(help: "Random draws per cut point for the random and sector models.") var draws: Int = 2

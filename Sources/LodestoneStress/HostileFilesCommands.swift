@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lodestone
+import LodestoneToolSupport
 
 /// Hostile files: thousands of damaged copies of a small golden index's
 /// files, each opened and queried in a child process. Every outcome must be
@@ -123,8 +124,7 @@ enum HostileFiles {
 /// `lodestone reliability-open-check`: the child that opens damaged files.
 struct ReliabilityOpenCheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "reliability-open-check", abstract: "Open damaged copies of a golden index (a child of reliability-hostile).",
-        shouldDisplay: false)
+        commandName: "reliability-open-check", abstract: "Open damaged copies of a golden index (a child of reliability-hostile).")
     @Option var golden: String
     @Option var plan: String
     @Option var scratch: String
@@ -181,8 +181,7 @@ struct ReliabilityOpenCheckCommand: ParsableCommand {
 struct ReliabilityHostileCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reliability-hostile",
-        abstract: "Open thousands of damaged index files in a child process; every outcome must be typed or identical.",
-        shouldDisplay: false)
+        abstract: "Open thousands of damaged index files in a child process; every outcome must be typed or identical.")
     @Option var work: String = "/dev/shm/lodestone-hostile"
     @Option(help: "Damaged files besides the exhaustive truncation.") var count: Int = 5_000
     @Flag(inversion: .prefixedNo, help: "Also truncate the flat segment at every byte.") var exhaustive = true
