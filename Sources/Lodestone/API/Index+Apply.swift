@@ -8,7 +8,7 @@ extension Index {
         func corrupt(_ reason: String) -> LodestoneError { .corruptSegment(path: "", section: "log record", reason: reason) }
         switch record {
         case let .upsert(namespace, slots, ids, rows, metadata):
-            _ = try FlatIndex.prepareRows(rows, count: ids.count, dimension: d, metric: engine.metric, kernels: engine.kernels)
+            _ = try VectorPreparation.prepareRows(rows, count: ids.count, dimension: d, metric: engine.metric, kernels: engine.kernels)
             try applyUpsert(namespace: namespace, ids: ids, slots: slots, rows: rows, metadata: metadata, engine: engine,
                             table: table, fingerprint: &fingerprint, dimension: d, lock: lock, threads: threads)
         case let .delete(slots):

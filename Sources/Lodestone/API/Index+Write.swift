@@ -35,7 +35,7 @@ extension Index {
             }
             flat += record.values
         }
-        _ = try FlatIndex.prepareRows(flat, count: records.count, dimension: dimension, metric: metric,
+        _ = try VectorPreparation.prepareRows(flat, count: records.count, dimension: dimension, metric: metric,
                                       kernels: engine.kernels)
         let n = try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
             try upsertLocked(records, rows: flat, namespace: namespace, log: log, threads: threads)
@@ -70,7 +70,7 @@ extension Index {
         try checkWritable()
         if let values, values.count != dimension { throw .dimensionMismatch(expected: dimension, actual: values.count) }
         if let values {
-            _ = try FlatIndex.prepareRows(values, count: 1, dimension: dimension, metric: metric, kernels: engine.kernels)
+            _ = try VectorPreparation.prepareRows(values, count: 1, dimension: dimension, metric: metric, kernels: engine.kernels)
         }
         try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
             let current: (values: [Float], metadata: Metadata)? = lock.reading {

@@ -78,7 +78,7 @@ public final class DurableIndex: Sendable {
         }
         var seen = Set<UInt64>()
         for key in keys where !seen.insert(key).inserted { throw .duplicateKey(key) }
-        _ = try FlatIndex.prepareRows(vectors, count: keys.count, dimension: d, metric: index.metric, kernels: index.kernels)
+        _ = try VectorPreparation.prepareRows(vectors, count: keys.count, dimension: d, metric: index.metric, kernels: index.kernels)
         try recoverIfNeeded()
         try store.append(LogRecord.keyedUpsert(keys: keys, rows: vectors).encoded()) { () throws(LodestoneError) in
             try DurableIndex.applyUpsert(vectors, keys: keys, to: index, threads: threads)

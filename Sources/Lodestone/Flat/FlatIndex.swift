@@ -152,32 +152,7 @@ public struct FlatIndex: Sendable {
 
     /// Validates and prepares `count` rows; nothing is stored.
     func prepareRows(_ vectors: [Float], count n: Int) throws(LodestoneError) -> (rows: [Float], norms: [Float]) {
-        try Self.prepareRows(vectors, count: n, dimension: dimension, metric: metric, kernels: kernels)
-    }
-
-    /// Validates `count` rows of `dimension` floats and prepares them for
-    /// `metric` (normalised under cosine); returns the rows and their
-    /// squared norms. Shared by every index.
-    static func prepareRows(_ vectors: [Float], count n: Int, dimension d: Int, metric: Metric,
-                            kernels: DistanceKernels) throws(LodestoneError) -> (rows: [Float], norms: [Float]) {
-        var rows = [Float](repeating: 0, count: n * d)
-        var norms = [Float](repeating: 0, count: n)
-        let failure: LodestoneError? = vectors.withUnsafeBufferPointer { src in
-            rows.withUnsafeMutableBufferPointer { dst in
-                for i in 0..<n {
-                    let v = UnsafeBufferPointer(rebasing: src[(i * d)..<((i + 1) * d)])
-                    do throws(LodestoneError) {
-                        norms[i] = try VectorPreparation.prepare(v, dimension: d, metric: metric, kernels: kernels,
-                                                                into: dst.baseAddress! + i * d)
-                    } catch {
-                        return error
-                    }
-                }
-                return nil
-            }
-        }
-        if let failure { throw failure }
-        return (rows, norms)
+        try VectorPreparation.prepareRows(vectors, count: n, dimension: dimension, metric: metric, kernels: kernels)
     }
 
     // MARK: Searching one query

@@ -24,7 +24,7 @@ extension HNSWIndex {
             throw .dimensionMismatch(expected: dimension, actual: n == 0 ? vectors.count : vectors.count / max(n, 1))
         }
         guard n > 0 else { return }
-        let prepared = try FlatIndex.prepareRows(vectors, count: n, dimension: dimension, metric: metric, kernels: kernels)
+        let prepared = try VectorPreparation.prepareRows(vectors, count: n, dimension: dimension, metric: metric, kernels: kernels)
         var seen = Set<UInt64>(minimumCapacity: n)
         try writer.withLock { (w: inout WriterState) throws(LodestoneError) in
             ensureKeys(&w)

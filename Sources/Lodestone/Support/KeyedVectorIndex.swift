@@ -52,7 +52,7 @@ extension KeyedVectorIndex {
         }
         var seen = Set<UInt64>(minimumCapacity: keys.count)
         for key in keys where !seen.insert(key).inserted { throw .duplicateKey(key) }
-        _ = try FlatIndex.prepareRows(rows, count: keys.count, dimension: d, metric: metric, kernels: kernels)
+        _ = try VectorPreparation.prepareRows(rows, count: keys.count, dimension: d, metric: metric, kernels: kernels)
     }
 }
 
