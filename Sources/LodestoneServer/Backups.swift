@@ -114,6 +114,13 @@ final class BackupStore: Sendable {
     init(database: String) throws(APIError) {
         directory = database + "/.backups"
         try makeServerDirectory(directory)
+        // A backup's folder is listed once its backup.json is written (last);
+        // one without it is what a crash mid-backup left: never listed, so
+        // remove it rather than keep its files forever.
+        for id in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        where !id.hasPrefix(".") && !FileManager.default.fileExists(atPath: path(id) + "/backup.json") {
+            remove(id)
+        }
     }
 
     func path(_ id: String) -> String { directory + "/" + id }
@@ -170,8 +177,7 @@ extension PineconeService {
             }
             let stats = try library { () throws(LodestoneError) -> IndexStats in try index.describeStats() }
             let size = (try? FileManager.default.contentsOfDirectory(atPath: target + "/index"))?.reduce(0) { sum, file in
-                var st = stat()
-                return sum + (stat(target + "/index/" + file, &st) == 0 ? Int(st.st_size) : 0)
+                sum + (StorageIO.fileSize(target + "/index/" + file) ?? 0)
             } ?? 0
             func text(_ k: String, _ fallback: String) -> String {
                 if case let .string(s)? = settings.deployment[k] { return s } else { return fallback }

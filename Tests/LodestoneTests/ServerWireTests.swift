@@ -122,4 +122,24 @@ struct ServerWireTests {
             #expect(try body?.int("status", in: 0...999) == status)
         }
     }
+
+    @Test("a backup folder without its backup.json (a crash mid-backup) is removed when the server starts; complete ones stay")
+    func interruptedBackupIsSwept() throws {
+        let db = NSTemporaryDirectory() + "lodestone-backups-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: db) }
+        let store = try BackupStore(database: db)
+        let record = BackupRecord(id: "bk-done", sourceIndex: "docs", name: nil, description: nil, dimension: 4,
+                                  metric: "cosine", recordCount: 1, namespaceCount: 1, sizeBytes: 0, cloud: "aws",
+                                  region: "us-east-1", createdAt: 0)
+        try FileManager.default.createDirectory(atPath: store.path("bk-done") + "/index", withIntermediateDirectories: true)
+        try store.store(record)
+        // What a crash between the snapshot and backup.json leaves behind.
+        try FileManager.default.createDirectory(atPath: store.path("bk-torn") + "/index", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: store.path("bk-torn") + "/index/segment-1.lodestone", contents: Data([1, 2, 3]))
+        #expect(store.all().map(\.id) == ["bk-done"])
+        let restarted = try BackupStore(database: db)
+        let left = try FileManager.default.contentsOfDirectory(atPath: restarted.directory).sorted()
+        #expect(left == ["bk-done"])
+        #expect(restarted.all().map(\.id) == ["bk-done"])
+    }
 }

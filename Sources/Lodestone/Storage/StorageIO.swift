@@ -200,7 +200,7 @@ package enum StorageIO {
 
     /// The size of the file at `path` (`stat(2)`), or nil if it cannot be
     /// read; not numbered (it changes nothing).
-    static func fileSize(_ path: String) -> Int? {
+    package static func fileSize(_ path: String) -> Int? {
         var st = stat()
         return stat(path, &st) == 0 ? Int(st.st_size) : nil
     }
