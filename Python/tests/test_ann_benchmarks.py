@@ -369,3 +369,135 @@ sys.exit(p.exitcode)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["3"], out.stdout
 
+
+# -- make_dataset.py: our .fvecs sets as ann-benchmarks data sets -------------
+
+MAKE_DATASET = REPO / "Benchmarks" / "ann-benchmarks" / "make_dataset.py"
+# The start of a real ann_benchmarks/datasets.py's registry, as the script finds it.
+FAKE_DATASETS_PY = '''import h5py
+
+
+def random_float(out_fn, n_dims, n_samples, centers, distance):
+    raise AssertionError("not called")
+
+
+DATASETS = {
+    "glove-25-angular": lambda out_fn: None,
+    "random-xs-20-angular": lambda out_fn: random_float(out_fn, 20, 10000, 100, "angular"),
+}
+
+DATASETS.update({f"dbpedia-openai-{n}k-angular": (lambda out_fn: None) for n in (100, 200)})
+'''
+
+
+def make_dataset(checkout, *arguments):
+    out = subprocess.run([sys.executable, str(MAKE_DATASET), "--ann-benchmarks", str(checkout), *map(str, arguments)],
+                         capture_output=True, text=True, timeout=300)
+    return out
+
+
+def registered(checkout):
+    """The DATASETS dict of the checkout's (patched) datasets.py, executed."""
+    namespace = {}
+    exec(compile((checkout / "ann_benchmarks" / "datasets.py").read_text(), "datasets.py", "exec"), namespace)
+    return namespace["DATASETS"]
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A fake ann-benchmarks checkout: only ann_benchmarks/datasets.py."""
+    (tmp_path / "ann_benchmarks").mkdir()
+    (tmp_path / "ann_benchmarks" / "datasets.py").write_text(FAKE_DATASETS_PY)
+    return tmp_path
+
+
+def test_make_dataset_writes_the_runners_layout_with_exact_ground_truth(checkout):
+    """Data/ without its ground truth: the neighbours computed here are
+    groundtruth.ivecs's, the distances ann-benchmarks' angular distance."""
+    data = REPO / "Data"
+    out = make_dataset(checkout, "--base", data / "base.fvecs", "--queries", data / "query.fvecs",
+                       "--distance", "angular", "--name", "lodestone-sample-384-angular")
+    assert out.returncode == 0, out.stderr
+    path = checkout / "data" / "lodestone-sample-384-angular.hdf5"
+    assert f"wrote {path}" in out.stdout
+    base, queries = read_fvecs(data / "base.fvecs"), read_fvecs(data / "query.fvecs")
+    truth = np.fromfile(data / "groundtruth.ivecs", dtype=np.int32).reshape(len(queries), -1)[:, 1:]
+    with h5py.File(path, "r") as f:
+        assert dict(f.attrs) == {"type": "dense", "distance": "angular", "dimension": 384, "point_type": "float"}
+        assert sorted(f) == ["distances", "neighbors", "test", "train"]
+        assert f["train"].dtype == np.float32 and np.array_equal(f["train"][:], base)
+        assert f["test"].dtype == np.float32 and np.array_equal(f["test"][:], queries)
+        neighbors, distances = f["neighbors"][:], f["distances"][:]
+    assert neighbors.shape == distances.shape == (len(queries), 100)
+    assert neighbors.dtype.kind == "i" and distances.dtype == np.float64
+    assert np.array_equal(neighbors[:, :10], truth[:, :10]), "exact top-10 differs from Data/groundtruth.ivecs"
+    assert np.all(np.diff(distances, axis=1) >= 0)
+    expected = [[float(distance_function("angular")(q.astype(np.float64), base[i].astype(np.float64)))
+                 for i in row[:10]] for q, row in zip(queries, neighbors)]
+    np.testing.assert_allclose(distances[:, :10], expected, atol=1e-9)
+
+    # The given ground truth gives the same file's neighbours; --count trims.
+    out = make_dataset(checkout, "--base", data / "base.fvecs", "--queries", data / "query.fvecs",
+                       "--groundtruth", data / "groundtruth.ivecs", "--distance", "euclidean",
+                       "--name", "lodestone-sample-384-euclidean", "--count", "10")
+    assert out.returncode == 0, out.stderr
+    with h5py.File(checkout / "data" / "lodestone-sample-384-euclidean.hdf5", "r") as f:
+        assert f.attrs["distance"] == "euclidean"
+        assert np.array_equal(f["neighbors"][:], truth[:, :10])
+        # Unit vectors: L2 = sqrt(2 * angular distance).
+        np.testing.assert_allclose(f["distances"][:], np.sqrt(2 * distances[:, :10]), atol=1e-6)
+
+
+def test_make_dataset_registers_the_name_once(checkout):
+    data = REPO / "Data"
+    files = ["--base", data / "base.fvecs", "--queries", data / "query.fvecs",
+             "--groundtruth", data / "groundtruth.ivecs", "--distance", "angular"]
+    datasets_py = checkout / "ann_benchmarks" / "datasets.py"
+    out = make_dataset(checkout, *files, "--name", "sample-a-384-angular")
+    assert out.returncode == 0, out.stderr
+    patched = datasets_py.read_text()
+    assert patched.startswith(FAKE_DATASETS_PY), "the original file must stay as it was"
+    appended = patched[len(FAKE_DATASETS_PY):].strip("\n").splitlines()
+    # Every appended line is printed.
+    assert f"patched {datasets_py}: appended {len(appended)} lines:" in out.stdout
+    assert [line[4:] for line in out.stdout.splitlines() if line.startswith("  | ")] == appended
+    assert appended[-1] == 'DATASETS["sample-a-384-angular"] = _lodestone_make_dataset'
+
+    # Again: nothing appended.
+    out = make_dataset(checkout, *files, "--name", "sample-a-384-angular")
+    assert out.returncode == 0, out.stderr
+    assert datasets_py.read_text() == patched
+    assert "not patched" in out.stdout
+
+    # A second name: one line more, the function not repeated.
+    out = make_dataset(checkout, *files, "--name", "sample-b-384-angular")
+    assert out.returncode == 0, out.stderr
+    assert datasets_py.read_text() == patched + 'DATASETS["sample-b-384-angular"] = _lodestone_make_dataset\n'
+
+    # The runner's view: both names are --dataset choices beside the harness's own;
+    # a missing file is explained, not downloaded or generated.
+    DATASETS = registered(checkout)
+    assert {"glove-25-angular", "random-xs-20-angular", "dbpedia-openai-100k-angular",
+            "sample-a-384-angular", "sample-b-384-angular"} <= set(DATASETS)
+    with pytest.raises(RuntimeError, match="generated by make_dataset.py"):
+        DATASETS["sample-a-384-angular"]("data/sample-a-384-angular.hdf5")
+
+    # The harness's own data sets are never replaced.
+    out = make_dataset(checkout, *files, "--name", "glove-25-angular")
+    assert out.returncode != 0 and "already defines" in out.stderr
+    assert datasets_py.read_text().count("glove-25-angular") == 1
+
+
+def test_make_dataset_refuses_ground_truth_of_another_distance(checkout, tmp_path):
+    """A ground truth file not ranked by the chosen distance would make every
+    recall wrong: Data/'s cosine truth on vectors scaled row by row is not a
+    euclidean ranking."""
+    base = read_fvecs(REPO / "Data" / "base.fvecs")
+    scaled = base * np.random.default_rng(3).uniform(0.5, 2.0, size=(len(base), 1)).astype(np.float32)
+    path = tmp_path / "scaled.fvecs"
+    np.hstack([np.full((len(scaled), 1), scaled.shape[1], dtype=np.int32), scaled.view(np.int32)]).tofile(path)
+    out = make_dataset(checkout, "--base", path, "--queries", REPO / "Data" / "query.fvecs",
+                       "--groundtruth", REPO / "Data" / "groundtruth.ivecs", "--distance", "euclidean",
+                       "--name", "scaled-384-euclidean")
+    assert out.returncode != 0 and "not ranked by euclidean" in out.stderr
+    assert not (checkout / "data" / "scaled-384-euclidean.hdf5").exists()
