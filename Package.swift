@@ -8,6 +8,12 @@
 // never build benchmark dependencies.
 import PackageDescription
 
+// LODESTONE_LIBRARY_ONLY=1: the library, its C targets and the tests that
+// need nothing more (no server, CLI or package dependencies). The sanitizer
+// runs of Scripts/reliability.sh build this way: instrumenting SwiftNIO and
+// Hummingbird cost minutes per run and tested none of our code.
+let libraryOnly = Context.environment["LODESTONE_LIBRARY_ONLY"] == "1"
+
 let package = Package(
     name: "Lodestone",
     products: [
@@ -113,3 +119,19 @@ let package = Package(
         ),
     ]
 )
+
+if libraryOnly {
+    let tools: Set<String> = ["LodestoneServer", "LodestoneToolSupport", "LodestoneCLI", "LodestoneStress",
+                              "CLodestoneHDF5", "CLodestoneHDF5Reader"]
+    package.dependencies = []
+    package.products = package.products.filter { $0.name == "Lodestone" }
+    package.targets = package.targets.filter { !tools.contains($0.name) }
+    for target in package.targets where target.type == .test {
+        target.dependencies = target.dependencies.filter {
+            if case let .targetItem(name, _) = $0 { return !tools.contains(name) }
+            if case let .byNameItem(name, _) = $0 { return !tools.contains(name) }
+            return true
+        }
+        target.exclude.append("ServerWireTests.swift")  // the only tests that import the server
+    }
+}
