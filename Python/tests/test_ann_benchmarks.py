@@ -16,6 +16,7 @@ distance + 1e-3.
 
 import importlib
 import importlib.machinery
+import importlib.util
 import itertools
 import os
 import subprocess
@@ -143,21 +144,22 @@ def definitions(distance: str, dimension: int, point_type: str = "float"):
 
 # -- the dataset, in ann-benchmarks' HDF5 format -----------------------------
 
+def _make_dataset_module():
+    """Benchmarks/ann-benchmarks/make_dataset.py, imported: the tests write
+    their data sets with the script's own reader, exact search and writer."""
+    spec = importlib.util.spec_from_file_location(
+        "make_dataset", REPO / "Benchmarks" / "ann-benchmarks" / "make_dataset.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_dataset_module = _make_dataset_module()
+
+
 def read_fvecs(path: Path) -> np.ndarray:
     """TEXMEX .fvecs: each row is an int32 dimension then float32 values."""
-    raw = np.fromfile(path, dtype=np.int32)
-    return raw.reshape(-1, int(raw[0]) + 1)[:, 1:].view(np.float32).copy()
-
-
-def exact_neighbors(train, test, distance, count=100):
-    """(neighbors, distances) of each test row, in float64, nearest first."""
-    a, b = train.astype(np.float64), test.astype(np.float64)
-    if distance == "angular":
-        d = 1 - (b / np.linalg.norm(b, axis=1, keepdims=True)) @ (a / np.linalg.norm(a, axis=1, keepdims=True)).T
-    else:
-        d = np.sqrt(np.maximum((b * b).sum(1)[:, None] - 2 * b @ a.T + (a * a).sum(1)[None, :], 0))
-    order = np.argsort(d, axis=1, kind="stable")[:, :count]
-    return order, np.take_along_axis(d, order, axis=1)
+    return make_dataset_module.read_vecs(path, "<f4")
 
 
 @pytest.fixture(scope="module", params=["angular", "euclidean"])
@@ -171,17 +173,9 @@ def dataset(request, tmp_path_factory):
     train, test = read_fvecs(REPO / "Data" / "base.fvecs"), read_fvecs(REPO / "Data" / "query.fvecs")
     train *= rng.uniform(0.5, 2.0, size=(len(train), 1)).astype(np.float32)
     test *= rng.uniform(0.5, 2.0, size=(len(test), 1)).astype(np.float32)
-    neighbors, distances = exact_neighbors(train, test, request.param)
+    neighbors, distances = make_dataset_module.exact_neighbors(train, test, request.param, 100)
     path = tmp_path_factory.mktemp("ann-benchmarks") / f"lodestone-minilm-384-{request.param}.hdf5"
-    with h5py.File(path, "w") as f:
-        f.attrs["type"] = "dense"
-        f.attrs["distance"] = request.param
-        f.attrs["dimension"] = train.shape[1]
-        f.attrs["point_type"] = "float"
-        f.create_dataset("train", data=train)
-        f.create_dataset("test", data=test)
-        f.create_dataset("neighbors", data=neighbors)
-        f.create_dataset("distances", data=distances)
+    make_dataset_module.write_dataset(path, train, test, neighbors, distances, request.param)
     return path
 
 
