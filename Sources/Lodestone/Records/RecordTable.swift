@@ -133,7 +133,7 @@ final class RecordTable {
         if let old = entry(slot) {
             // Overwriting a slot in use (a replaced record): drop its old id
             // mapping; the slot stays in use, never on the free list.
-            forget(id: old.id, namespace: old.namespace)
+            forget(id: old.id, namespace: old.namespace, slot: slot)
             namespaceCounts[Int(old.namespace)] -= 1
             count -= 1
         }
@@ -156,7 +156,7 @@ final class RecordTable {
     /// Frees a slot in use.
     func clear(slot: UInt32) {
         guard Int(slot) < capacity, let old = entry(slot) else { return }
-        forget(id: old.id, namespace: old.namespace)
+        forget(id: old.id, namespace: old.namespace, slot: slot)
         namespaceCounts[Int(old.namespace)] -= 1
         count -= 1
         // A slot the segment never held needs no tombstone: the overlay stays
@@ -168,9 +168,15 @@ final class RecordTable {
         version &+= 1
     }
 
-    /// Drops `id`'s mapping: a tombstone when the segment holds the id,
-    /// else nothing at all.
-    private func forget(id: String, namespace ns: UInt32) {
+    /// Drops `id`'s mapping to `slot`: a tombstone when the segment holds
+    /// the id, else nothing at all. A mapping to another slot stays: a
+    /// delta applies its changes in slot order, so a record deleted and
+    /// stored again in a lower slot is set there before its old slot is
+    /// cleared.
+    private func forget(id: String, namespace ns: UInt32, slot: UInt32) {
+        let current: UInt32?
+        if let changed = changedIDs[Int(ns)][id] { current = changed } else { current = base?.slot(id: id, namespace: ns) }
+        guard current == slot else { return }
         if base?.slot(id: id, namespace: ns) != nil {
             changedIDs[Int(ns)][id] = .some(nil)
         } else {
