@@ -34,11 +34,9 @@ final class MappedSegment: @unchecked Sendable {
         let (fd, size) = try POSIXFile.openForReading(path)
         defer { close(fd) }
         self.size = size
-        func corrupt(_ section: String, _ reason: String) -> LodestoneError {
-            .corruptSegment(path: path, section: section, reason: reason)
-        }
         guard size >= SegmentFormat.page else {
-            throw corrupt("header", "the file is \(size) bytes, shorter than the \(SegmentFormat.page)-byte header page (truncated?)")
+            throw .corruptSegment(path: path, section: "header",
+                                  reason: "the file is \(size) bytes, shorter than the \(SegmentFormat.page)-byte header page (truncated?)")
         }
         guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
             throw .io(path: path, operation: "mmap", errno: errno)
@@ -47,40 +45,84 @@ final class MappedSegment: @unchecked Sendable {
         var ok = false
         defer { if !ok { munmap(mapped, size) } }
 
-        let headerBytes = Array(UnsafeRawBufferPointer(start: mapped, count: SegmentFormat.headerLength))
-        var h = ByteReader(headerBytes) { corrupt("header", "shorter than its fields") }
-        guard try h.raw(8) == SegmentFormat.magic else {
-            throw corrupt("header", "no LODESTON magic: not a Lodestone segment")
+        let header = try Header(mapped, path: path)
+        minorVersion = header.minorVersion
+        indexKind = header.indexKind
+        createdNanoseconds = header.createdNanoseconds
+        embeddingModel = header.embeddingModel
+        let entries = try Self.directory(mapped, size: size, header: header, path: path)
+        let chunkChecksums = try Self.chunkChecksums(mapped, entries: entries, path: path)
+        // Verify the sections that are not checked chunk by chunk.
+        for e in entries where e.kind != SectionKind.chunkChecksums && (!lazy || chunkChecksums[e.kind] == nil) {
+            guard lodestone_crc32c(0, mapped + e.offset, e.storedLength) == e.crc else {
+                throw .corruptSegment(path: path, section: e.name, reason: "checksum mismatch")
+            }
         }
-        let major = try h.u16()
-        minorVersion = Int(try h.u16())
-        guard Int(major) <= Int(SegmentFormat.major) else {
-            throw .unsupportedFormatVersion(path: path, found: Int(major), supported: Int(SegmentFormat.major))
-        }
-        guard major == SegmentFormat.major else { throw corrupt("header", "format major version \(major) is not 1") }
-        guard try h.u32() == SegmentFormat.byteOrderMark else {
-            throw corrupt("header", "byte-order mark mismatch (written on a host of the other byte order, or damaged)")
-        }
-        let storedCRC = headerBytes.withUnsafeBytes { p in p.load(fromByteOffset: 252, as: UInt32.self).littleEndian }
-        let actualCRC = headerBytes.withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress, 252) }
-        guard storedCRC == actualCRC else { throw corrupt("header", "checksum mismatch") }
-        guard try h.u32() == UInt32(SegmentFormat.headerLength) else { throw corrupt("header", "unexpected header length") }
-        indexKind = try h.u32()
-        createdNanoseconds = Int64(bitPattern: try h.u64())
-        let directoryOffset = try h.u64()
-        let count = Int(try h.u32())
-        let directoryCRC = try h.u32()
-        let modelLength = Int(try h.u16())
-        guard modelLength <= SegmentFormat.maxModelName else { throw corrupt("header", "model name length \(modelLength)") }
-        embeddingModel = String(decoding: try h.raw(modelLength), as: UTF8.self)
+        self.entries = entries
+        self.chunkChecksums = chunkChecksums
+        #if os(Linux)
+        _ = madvise(mapped, size, 14 /* MADV_HUGEPAGE: no effect on file pages, harmless */)
+        #endif
+        ok = true
+    }
 
+    /// The header page's fields (FORMAT.md), checked: magic, version,
+    /// byte order, checksum, lengths.
+    struct Header {
+        var minorVersion: Int
+        var indexKind: UInt32
+        var createdNanoseconds: Int64
+        var directoryOffset: UInt64
+        var directoryCount: Int
+        var directoryCRC: UInt32
+        var embeddingModel: String
+
+        init(_ mapped: UnsafeRawPointer, path: String) throws(LodestoneError) {
+            func corrupt(_ reason: String) -> LodestoneError { .corruptSegment(path: path, section: "header", reason: reason) }
+            let headerBytes = Array(UnsafeRawBufferPointer(start: mapped, count: SegmentFormat.headerLength))
+            var h = ByteReader(headerBytes) { corrupt("shorter than its fields") }
+            guard try h.raw(8) == SegmentFormat.magic else { throw corrupt("no LODESTON magic: not a Lodestone segment") }
+            let major = try h.u16()
+            minorVersion = Int(try h.u16())
+            guard Int(major) <= Int(SegmentFormat.major) else {
+                throw .unsupportedFormatVersion(path: path, found: Int(major), supported: Int(SegmentFormat.major))
+            }
+            guard major == SegmentFormat.major else { throw corrupt("format major version \(major) is not 1") }
+            guard try h.u32() == SegmentFormat.byteOrderMark else {
+                throw corrupt("byte-order mark mismatch (written on a host of the other byte order, or damaged)")
+            }
+            let storedCRC = headerBytes.withUnsafeBytes { p in p.load(fromByteOffset: 252, as: UInt32.self).littleEndian }
+            let actualCRC = headerBytes.withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress, 252) }
+            guard storedCRC == actualCRC else { throw corrupt("checksum mismatch") }
+            guard try h.u32() == UInt32(SegmentFormat.headerLength) else { throw corrupt("unexpected header length") }
+            indexKind = try h.u32()
+            createdNanoseconds = Int64(bitPattern: try h.u64())
+            directoryOffset = try h.u64()
+            directoryCount = Int(try h.u32())
+            directoryCRC = try h.u32()
+            let modelLength = Int(try h.u16())
+            guard modelLength <= SegmentFormat.maxModelName else { throw corrupt("model name length \(modelLength)") }
+            embeddingModel = String(decoding: try h.raw(modelLength), as: UTF8.self)
+        }
+    }
+
+    /// The section directory, checked: its checksum, every entry inside the
+    /// file and self-consistent, and no two sections (or the directory)
+    /// overlapping.
+    private static func directory(_ mapped: UnsafeRawPointer, size: Int, header: Header, path: String)
+        throws(LodestoneError) -> [SectionEntry]
+    {
+        func corrupt(_ section: String, _ reason: String) -> LodestoneError {
+            .corruptSegment(path: path, section: section, reason: reason)
+        }
+        let count = header.directoryCount, directoryOffset = header.directoryOffset
         let dirLength = count * SegmentFormat.directoryEntryLength
         guard count <= 4096, directoryOffset >= UInt64(SegmentFormat.page),
               directoryOffset <= UInt64(size), UInt64(size) - directoryOffset >= UInt64(dirLength) else {
             throw corrupt("directory", "\(count) entries at offset \(directoryOffset) do not fit in the \(size)-byte file (truncated?)")
         }
         let dirPointer = mapped + Int(directoryOffset)
-        guard lodestone_crc32c(0, dirPointer, dirLength) == directoryCRC else {
+        guard lodestone_crc32c(0, dirPointer, dirLength) == header.directoryCRC else {
             throw corrupt("directory", "checksum mismatch")
         }
         let dirBytes = Array(UnsafeRawBufferPointer(start: dirPointer, count: dirLength))
@@ -120,38 +162,38 @@ final class MappedSegment: @unchecked Sendable {
         for (a, b) in zip(spans, spans.dropFirst()) where b.0 < a.1 {
             throw corrupt(b.2, "overlaps \(a.2)")
         }
-        // Verify the sections that are not checked chunk by chunk.
+        return entries
+    }
+
+    /// The `chunk-checksums` section (verified whole): per chunked section,
+    /// the checksum of each 4,096-record chunk, by kind.
+    private static func chunkChecksums(_ mapped: UnsafeRawPointer, entries: [SectionEntry], path: String)
+        throws(LodestoneError) -> [UInt32: [UInt32]]
+    {
+        func corrupt(_ reason: String) -> LodestoneError {
+            .corruptSegment(path: path, section: "chunk-checksums", reason: reason)
+        }
         guard let listEntry = entries.first(where: { $0.kind == SectionKind.chunkChecksums }) else {
-            throw corrupt("chunk-checksums", "section missing")
+            throw corrupt("section missing")
         }
         let listBytes = Array(UnsafeRawBufferPointer(start: mapped + listEntry.offset, count: listEntry.storedLength))
         guard lodestone_crc32c(0, mapped + listEntry.offset, listEntry.storedLength) == listEntry.crc else {
-            throw corrupt("chunk-checksums", "checksum mismatch")
+            throw corrupt("checksum mismatch")
         }
-        var list = ByteReader(listBytes) { corrupt("chunk-checksums", "shorter than its lists") }
+        var list = ByteReader(listBytes) { corrupt("shorter than its lists") }
         var chunkChecksums: [UInt32: [UInt32]] = [:]
         while list.position < listBytes.count {
             let kind = try list.u32()
             let count = Int(try list.u32())
             guard let e = entries.first(where: { $0.kind == kind }), e.stride > 0, e.codec == .raw,
                   count == (e.count + 4095) / 4096 else {
-                throw corrupt("chunk-checksums", "list for \(SectionKind.name(kind)) does not match its section")
+                throw corrupt("list for \(SectionKind.name(kind)) does not match its section")
             }
             var crcs: [UInt32] = []
             for _ in 0..<count { crcs.append(try list.u32()) }
             chunkChecksums[kind] = crcs
         }
-        for e in entries where e.kind != SectionKind.chunkChecksums && (!lazy || chunkChecksums[e.kind] == nil) {
-            guard lodestone_crc32c(0, mapped + e.offset, e.storedLength) == e.crc else {
-                throw corrupt(e.name, "checksum mismatch")
-            }
-        }
-        self.entries = entries
-        self.chunkChecksums = chunkChecksums
-        #if os(Linux)
-        _ = madvise(mapped, size, 14 /* MADV_HUGEPAGE: no effect on file pages, harmless */)
-        #endif
-        ok = true
+        return chunkChecksums
     }
 
     deinit { munmap(base, size) }
