@@ -86,6 +86,9 @@ if [ $quick = 0 ]; then
     tsan=$(grep -c "WARNING: ThreadSanitizer" "$log/tsan.log" || true)
 
     step "AddressSanitizer: corruption, bad input and API tests"
+    # SegmentTests reopens a segment in another process with the (debug)
+    # lodestone command, which the library-only build below does not make.
+    swift build --product lodestone >&2
     # Not the wall-clock SIGKILL crash tests: their kill timing is flaky under
     # sanitizers (the kill-point suite above covers crashes deterministically).
     LSAN_OPTIONS="suppressions=$lodestone_root/.ci/lsan.supp" LODESTONE_LIBRARY_ONLY=1 \

@@ -3,7 +3,7 @@ import Foundation
 import Lodestone
 import LodestoneToolSupport
 
-/// `lodestone reliability-bad-input`: feeds every kind of bad input to the
+/// `lodestone-stress reliability-bad-input`: feeds every kind of bad input to the
 /// API and checks each gives a typed `LodestoneError` and leaves what was
 /// stored exactly as it was (and no temporary files behind).
 struct ReliabilityBadInputCommand: ParsableCommand {

@@ -21,7 +21,7 @@ enum CrashWorkload {
     }
 }
 
-/// `lodestone crash-workload`: upserts, removes and persists in a loop on a
+/// `lodestone-stress crash-workload`: upserts, removes and persists in a loop on a
 /// durable index, printing `ack N` after each operation returns. The crash
 /// test kills it with SIGKILL at random moments and checks what survived.
 struct CrashWorkloadCommand: ParsableCommand {

@@ -3,7 +3,7 @@ import Foundation
 import Lodestone
 import LodestoneToolSupport
 
-/// `lodestone reliability-fail`: makes each storage operation of the
+/// `lodestone-stress reliability-fail`: makes each storage operation of the
 /// workload fail in turn (ENOSPC and EIO alternately), as a full or failing
 /// disk would, twice: once with the workload retrying the failed step (as a
 /// caller would), once with it giving the step up and going on.

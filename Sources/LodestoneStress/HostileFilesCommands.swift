@@ -121,7 +121,7 @@ enum HostileFiles {
 
 }
 
-/// `lodestone reliability-open-check`: the child that opens damaged files.
+/// `lodestone-stress reliability-open-check`: the child that opens damaged files.
 struct ReliabilityOpenCheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reliability-open-check", abstract: "Open damaged copies of a golden index (a child of reliability-hostile).")
@@ -175,7 +175,7 @@ struct ReliabilityOpenCheckCommand: ParsableCommand {
     }
 }
 
-/// `lodestone reliability-hostile`: builds the golden index, plans the
+/// `lodestone-stress reliability-hostile`: builds the golden index, plans the
 /// damaged files, runs the open-check child over them (restarting it after
 /// a crash or a hang), and prints one JSON summary line.
 struct ReliabilityHostileCommand: ParsableCommand {

@@ -3,7 +3,7 @@ import Foundation
 import Lodestone
 import LodestoneToolSupport
 
-/// `lodestone reliability-workload`: the child the kill-point and
+/// `lodestone-stress reliability-workload`: the child the kill-point and
 /// failed-operation drivers run.
 struct ReliabilityWorkloadCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -65,7 +65,7 @@ struct WorkloadChild {
     var reports: [String] = []
     var stderr = ""
 
-    /// Runs `lodestone reliability-workload` in `dir` with `environment`
+    /// Runs `lodestone-stress reliability-workload` in `dir` with `environment`
     /// added; with `killAfterAcks`, SIGKILLs it soon after that many acks.
     static func run(_ dir: String, seed: Int, onError: String = "stop", environment: [String: String],
                     killAfterAcks: Int? = nil) throws -> WorkloadChild {
@@ -132,7 +132,7 @@ struct WorkloadChild {
     }
 }
 
-/// `lodestone reliability-kill`: kills the workload at every storage
+/// `lodestone-stress reliability-kill`: kills the workload at every storage
 /// operation in turn (and, with `--random`, at random moments), reopens, and
 /// checks every invariant; prints one JSON summary line.
 struct ReliabilityKillCommand: ParsableCommand {

@@ -193,7 +193,7 @@ final class SimulatedDisk {
     }
 }
 
-/// `lodestone reliability-power`: journals one run of the reliability
+/// `lodestone-stress reliability-power`: journals one run of the reliability
 /// workload, then cuts the power after every operation under each model and
 /// checks the recovered state against the model of acknowledged steps.
 struct ReliabilityPowerCutCommand: ParsableCommand {

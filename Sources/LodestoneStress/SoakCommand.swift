@@ -3,7 +3,7 @@ import Foundation
 import Lodestone
 import LodestoneToolSupport
 
-/// `lodestone reliability-soak`: a steady upsert/update/delete/query/persist
+/// `lodestone-stress reliability-soak`: a steady upsert/update/delete/query/persist
 /// workload on a fixed-size live set for a fixed time, sampling resident
 /// memory, open files, memory mappings and disk use every second. After a
 /// warm-up (the first quarter), resident memory must not grow by 1 MiB per

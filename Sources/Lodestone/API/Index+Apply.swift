@@ -24,9 +24,11 @@ extension Index {
     }
 
     static func applyUpsert(namespace: String, ids: [String], slots: [UInt32], rows: [Float], metadata: [Metadata],
-                                    engine: VectorEngine, table: RecordTable, fingerprint: inout VectorFingerprint,
-                                    dimension d: Int, lock: ReadWriteLock?, threads: Int) throws(LodestoneError) {
-        fingerprint.add(rows, dimension: d)
+                            engine: VectorEngine, table: RecordTable, fingerprint: inout VectorFingerprint,
+                            dimension d: Int, lock: ReadWriteLock?, threads: Int) throws(LodestoneError) {
+        // Readers see the fingerprint under the read lock
+        // (``vectorFingerprint``), so it changes under the write lock.
+        if let lock { lock.writing { fingerprint.add(rows, dimension: d) } } else { fingerprint.add(rows, dimension: d) }
         // A cosine index stores unit vectors: keep each one's length, so the
         // values come back as they were given.
         let norms: [Float] = engine.metric != .cosine ? [] : (0..<ids.count).map { i in

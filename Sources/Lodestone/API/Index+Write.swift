@@ -53,7 +53,8 @@ extension Index {
             return records.map { table.slot(id: $0.id, namespace: namespace) ?? fresh.next()! }
         }
         let ids = records.map(\.id), metadata = records.map { $0.metadata ?? [:] }
-        try log(LogRecord.upsert(namespace: namespace, slots: slots, ids: ids, rows: rows, metadata: metadata).encoded())
+        let record = LogRecord.upsert(namespace: namespace, slots: slots, ids: ids, rows: rows, metadata: metadata)
+        try log(record.encoded(dimension: dimension))
         try Index.applyUpsert(namespace: namespace, ids: ids, slots: slots, rows: rows, metadata: metadata, engine: engine,
                               table: table, fingerprint: &fingerprint, dimension: dimension, lock: lock, threads: threads)
         return records.count
@@ -135,7 +136,7 @@ extension Index {
         throws(LodestoneError)
     {
         guard !changes.isEmpty else { return }
-        try log(LogRecord.setMetadata(slots: changes.map(\.0), metadata: changes.map(\.1)).encoded())
+        try log(LogRecord.setMetadata(slots: changes.map(\.0), metadata: changes.map(\.1)).encoded(dimension: dimension))
         Index.applyMetadata(changes, table: table, lock: lock)
     }
 
@@ -180,7 +181,7 @@ extension Index {
 
     private func deleteSlots(_ slots: [UInt32], log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int {
         guard !slots.isEmpty else { return 0 }
-        try log(LogRecord.delete(slots: slots).encoded())
+        try log(LogRecord.delete(slots: slots).encoded(dimension: dimension))
         try Index.applyDelete(slots, engine: engine, table: table, lock: lock)
         return slots.count
     }

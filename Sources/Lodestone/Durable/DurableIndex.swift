@@ -80,7 +80,7 @@ public final class DurableIndex: Sendable {
         for key in keys where !seen.insert(key).inserted { throw .duplicateKey(key) }
         _ = try VectorPreparation.prepareRows(vectors, count: keys.count, dimension: d, metric: index.metric, kernels: index.kernels)
         try recoverIfNeeded()
-        try store.append(LogRecord.keyedUpsert(keys: keys, rows: vectors).encoded()) { () throws(LodestoneError) in
+        try store.append(LogRecord.keyedUpsert(keys: keys, rows: vectors).encoded(dimension: index.dimension)) { () throws(LodestoneError) in
             try DurableIndex.applyUpsert(vectors, keys: keys, to: index, threads: threads)
         }
     }
@@ -89,7 +89,7 @@ public final class DurableIndex: Sendable {
     @discardableResult
     public func remove(keys: [UInt64]) throws(LodestoneError) -> Int {
         try recoverIfNeeded()
-        return try store.append(LogRecord.keyedRemove(keys: keys).encoded()) { () throws(LodestoneError) -> Int in
+        return try store.append(LogRecord.keyedRemove(keys: keys).encoded(dimension: index.dimension)) { () throws(LodestoneError) -> Int in
             keys.reduce(0) { $0 + (index.remove(key: $1) ? 1 : 0) }
         }
     }

@@ -32,13 +32,16 @@ enum LogRecord: Equatable {
     private static let deleteOp: UInt8 = 2
     private static let metadataOp: UInt8 = 3
 
-    /// The payload's bytes (the log adds length, checksum and padding).
-    func encoded() -> [UInt8] {
+    /// The payload's bytes (the log adds length, checksum and padding) for
+    /// an owner of `d`-component vectors: the dimension is written as the
+    /// owner's, not derived from the rows, so an empty batch still reads
+    /// back.
+    func encoded(dimension d: Int) -> [UInt8] {
         var w = ByteWriter()
         switch self {
         case let .upsert(namespace, slots, ids, rows, metadata):
             let count = slots.count
-            let d = count == 0 ? 0 : rows.count / count
+            precondition(rows.count == count * d, "rows do not hold \(count) vectors of \(d)")
             w.raw([Self.upsertOp])
             Self.string(namespace, into: &w)
             w.u32(UInt32(count))
@@ -61,7 +64,7 @@ enum LogRecord: Equatable {
                 MetadataCodec.encode(m, into: &w)
             }
         case let .keyedUpsert(keys, rows):
-            let d = keys.isEmpty ? 0 : rows.count / keys.count
+            precondition(rows.count == keys.count * d, "rows do not hold \(keys.count) vectors of \(d)")
             w.raw([Self.upsertOp])
             w.u32(UInt32(keys.count))
             w.u32(UInt32(d))
@@ -77,7 +80,7 @@ enum LogRecord: Equatable {
         return w.bytes
     }
 
-    /// Reads a payload written by ``encoded()`` for an owner of
+    /// Reads a payload written by ``encoded(dimension:)`` for an owner of
     /// `dimension`-component vectors.
     /// - Throws: ``LodestoneError/corruptSegment(path:section:reason:)``
     ///   (section `log record`; the log's reader adds the file and the
