@@ -28,6 +28,13 @@ enum LogRecord: Equatable {
         case keyed
     }
 
+    /// A payload that is not a record: section `log record`, no path (the
+    /// log's reader, `DurableStore.open`, names the file and the record).
+    static func corrupt(_ reason: String) -> LodestoneError {
+        .corruptSegment(path: "", section: corruptSection, reason: reason)
+    }
+    static let corruptSection = "log record"
+
     private static let upsertOp: UInt8 = 1
     private static let deleteOp: UInt8 = 2
     private static let metadataOp: UInt8 = 3
@@ -43,12 +50,12 @@ enum LogRecord: Equatable {
             let count = slots.count
             precondition(rows.count == count * d, "rows do not hold \(count) vectors of \(d)")
             w.raw([Self.upsertOp])
-            Self.string(namespace, into: &w)
+            w.lengthPrefixed(namespace)
             w.u32(UInt32(count))
             w.u32(UInt32(d))
             for i in 0..<count {
                 w.u32(slots[i])
-                Self.string(ids[i], into: &w)
+                w.lengthPrefixed(ids[i])
                 for v in rows[(i * d)..<((i + 1) * d)] { w.u32(v.bitPattern) }
                 MetadataCodec.encode(metadata[i], into: &w)
             }
@@ -86,7 +93,6 @@ enum LogRecord: Equatable {
     ///   (section `log record`; the log's reader adds the file and the
     ///   record's number) when the bytes are not such a record.
     static func decode(_ bytes: [UInt8], layout: Layout, dimension d: Int) throws(LodestoneError) -> LogRecord {
-        func corrupt(_ reason: String) -> LodestoneError { .corruptSegment(path: "", section: "log record", reason: reason) }
         var r = ByteReader(bytes) { corrupt("truncated") }
         let op = try r.raw(1)[0]
         // Every counted item takes at least 4 bytes: a larger count cannot
@@ -151,11 +157,5 @@ enum LogRecord: Equatable {
         }
         guard r.remaining == 0 else { throw corrupt("\(r.remaining) bytes after the record") }
         return record
-    }
-
-    private static func string(_ s: String, into w: inout ByteWriter) {
-        let b = Array(s.utf8)
-        w.u32(UInt32(b.count))
-        w.raw(b)
     }
 }

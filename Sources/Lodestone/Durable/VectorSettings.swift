@@ -16,9 +16,7 @@ struct VectorSettings: Equatable {
     func encode(into w: inout ByteWriter) {
         for v in [UInt64(dimension), metric.storageCode, UInt64(parameters.m), UInt64(parameters.efConstruction),
                   UInt64(parameters.efSearch), parameters.seed] { w.u64(v) }
-        let m = Array(model.utf8)
-        w.u32(UInt32(m.count))
-        w.raw(m)
+        w.lengthPrefixed(model)
         w.u64(parameters.traversal.storageCode)
     }
 

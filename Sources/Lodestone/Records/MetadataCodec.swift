@@ -29,11 +29,11 @@ enum MetadataCodec {
     static func encode(_ metadata: Metadata, into w: inout ByteWriter) {
         w.u32(UInt32(metadata.count))
         for name in metadata.keys.sorted() {
-            string(name, into: &w)
+            w.lengthPrefixed(name)
             switch metadata[name]! {
             case let .string(s):
                 w.raw([stringTag])
-                string(s, into: &w)
+                w.lengthPrefixed(s)
             case let .number(n):
                 w.raw([numberTag])
                 w.u64(n.bitPattern)
@@ -42,15 +42,9 @@ enum MetadataCodec {
             case let .strings(list):
                 w.raw([stringsTag])
                 w.u32(UInt32(list.count))
-                for s in list { string(s, into: &w) }
+                for s in list { w.lengthPrefixed(s) }
             }
         }
-    }
-
-    private static func string(_ s: String, into w: inout ByteWriter) {
-        let bytes = Array(s.utf8)
-        w.u32(UInt32(bytes.count))
-        w.raw(bytes)
     }
 
     /// Reads the binary form written by ``encode(_:into:)``.

@@ -218,15 +218,10 @@ final class RecordTable {
     /// ``applyChanges(_:dimension:path:)``.
     func changesSection(fingerprint: VectorFingerprint) -> PendingSection {
         var w = ByteWriter()
-        func string(_ s: String) {
-            let b = Array(s.utf8)
-            w.u32(UInt32(b.count))
-            w.raw(b)
-        }
         w.u32(1)  // layout version
         w.u32(UInt32(namespaceNames.count))
         for (name, n) in zip(namespaceNames, namespaceCounts) {
-            string(name)
+            w.lengthPrefixed(name)
             w.u64(UInt64(n))
         }
         w.u64(UInt64(capacity))
@@ -242,7 +237,7 @@ final class RecordTable {
             }
             w.raw([1])
             w.u32(e.namespace)
-            string(e.id)
+            w.lengthPrefixed(e.id)
             w.u32(e.norm.bitPattern)
             var m = ByteWriter()
             MetadataCodec.encode(metadata.metadata(slot: Int(slot)) ?? [:], into: &m)

@@ -8,6 +8,13 @@ struct ByteWriter {
     mutating func raw(_ b: [UInt8]) { bytes.append(contentsOf: b) }
     mutating func zeros(_ n: Int) { bytes.append(contentsOf: repeatElement(0, count: n)) }
     mutating func pad(to length: Int) { if bytes.count < length { zeros(length - bytes.count) } }
+    /// A string as its UTF-8 length (UInt32) and bytes: what
+    /// `lengthPrefixedString()` reads back.
+    mutating func lengthPrefixed(_ s: String) {
+        let b = Array(s.utf8)
+        u32(UInt32(b.count))
+        raw(b)
+    }
 }
 
 /// Bounds-checked little-endian decoding; reading past the end throws.
