@@ -5,7 +5,6 @@ extension Index {
                       fingerprint: inout VectorFingerprint, dimension d: Int, lock: ReadWriteLock?, threads: Int)
         throws(LodestoneError)
     {
-        func corrupt(_ reason: String) -> LodestoneError { .corruptSegment(path: "", section: "log record", reason: reason) }
         switch record {
         case let .upsert(namespace, slots, ids, rows, metadata):
             _ = try VectorPreparation.prepareRows(rows, count: ids.count, dimension: d, metric: engine.metric, kernels: engine.kernels)
@@ -15,11 +14,11 @@ extension Index {
             try applyDelete(slots, engine: engine, table: table, lock: lock)
         case let .setMetadata(slots, metadata):
             for slot in slots where !table.isInUse(slot) {
-                throw corrupt("metadata for slot \(slot), which holds no record")
+                throw LogRecord.corrupt("metadata for slot \(slot), which holds no record")
             }
             applyMetadata(Array(zip(slots, metadata)), table: table, lock: lock)
         case .keyedUpsert, .keyedRemove:
-            throw corrupt("a DurableIndex's record in an Index's log")
+            throw LogRecord.corrupt("a DurableIndex's record in an Index's log")
         }
     }
 
@@ -28,7 +27,7 @@ extension Index {
                             dimension d: Int, lock: ReadWriteLock?, threads: Int) throws(LodestoneError) {
         // Readers see the fingerprint under the read lock
         // (``vectorFingerprint``), so it changes under the write lock.
-        if let lock { lock.writing { fingerprint.add(rows, dimension: d) } } else { fingerprint.add(rows, dimension: d) }
+        exclusively(lock) { fingerprint.add(rows, dimension: d) }
         // A cosine index stores unit vectors: keep each one's length, so the
         // values come back as they were given.
         let norms: [Float] = engine.metric != .cosine ? [] : (0..<ids.count).map { i in
@@ -41,7 +40,7 @@ extension Index {
             let end = min(ids.count, start + applyBatchSize)
             let piece = Array(rows[(start * d)..<(end * d)])
             let keys = slots[start..<end].map { UInt64($0) }
-            func body() throws(LodestoneError) {
+            try exclusively(lock) { () throws(LodestoneError) in
                 // A slot held by another id (a replay over a reused slot) is
                 // cleared first; the engine replaces its vector.
                 try engine.upsert(piece, keys: keys, threads: threads)
@@ -50,14 +49,12 @@ extension Index {
                               norm: norms.isEmpty ? 0 : norms[i])
                 }
             }
-            if let lock { try lock.writing { () throws(LodestoneError) in try body() } } else { try body() }
             start = end
         }
     }
 
     static func applyMetadata(_ changes: [(UInt32, Metadata)], table: RecordTable, lock: ReadWriteLock?) {
-        let body = { for (slot, metadata) in changes { table.setMetadata(metadata, slot: slot) } }
-        if let lock { lock.writing(body) } else { body() }
+        exclusively(lock) { for (slot, metadata) in changes { table.setMetadata(metadata, slot: slot) } }
     }
 
     static func applyDelete(_ slots: [UInt32], engine: VectorEngine, table: RecordTable, lock: ReadWriteLock?)
@@ -66,14 +63,20 @@ extension Index {
         var start = 0
         while start < slots.count {
             let end = min(slots.count, start + applyBatchSize)
-            let body = {
+            exclusively(lock) {
                 for s in slots[start..<end] where table.isInUse(s) {
                     engine.remove(key: UInt64(s))
                     table.clear(slot: s)
                 }
             }
-            if let lock { lock.writing(body) } else { body() }
             start = end
         }
+    }
+
+    /// Runs `body` under the write lock when applying live, or directly at
+    /// replay (no lock: nothing else sees the index yet).
+    private static func exclusively<T, E: Error>(_ lock: ReadWriteLock?, _ body: () throws(E) -> T) throws(E) -> T {
+        if let lock { return try lock.writing(body) }
+        return try body()
     }
 }

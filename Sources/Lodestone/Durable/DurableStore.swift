@@ -108,7 +108,7 @@ final class DurableStore: @unchecked Sendable {
             for (i, record) in records.enumerated() {
                 do throws(LodestoneError) {
                     try replay(owner, record)
-                } catch let .corruptSegment(_, section, reason) where section == "log record" {
+                } catch let .corruptSegment(_, section, reason) where section == LogRecord.corruptSection {
                     throw .corruptSegment(path: logPath, section: "log record \(i)", reason: reason)
                 } catch {
                     throw .corruptSegment(path: logPath, section: "log record \(i)", reason: "cannot be applied: \(error)")
