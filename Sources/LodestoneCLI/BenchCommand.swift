@@ -268,9 +268,9 @@ struct BenchCommand: ParsableCommand {
                 let reopened = try OpenBenchCommand.measureInChild(segment: segmentPath, queries: queries, truth: truth,
                                                                    k: k, ef: efValue, limit: nq)
                 line.set("persist_s", persistSeconds)
-                line.set("file_bytes", (reopened["file_bytes"] as? NSNumber)?.intValue ?? 0)
+                line.set("file_bytes", reopened["file_bytes"]?.integerValue ?? 0)
                 for key in ["open_ms", "open_rss_mb", "reopened_recall", "reopened_qps", "reopened_p50_us"] {
-                    line.set(key, (reopened[key] as? NSNumber)?.doubleValue ?? .nan, digits: key == "reopened_recall" ? 4 : 3)
+                    line.set(key, reopened[key]?.numberValue ?? .nan, digits: key == "reopened_recall" ? 4 : 3)
                 }
             }
             line.set("kernels", DistanceKernels.active.isa.rawValue)
@@ -423,7 +423,7 @@ struct OpenBenchCommand: ParsableCommand {
 
     /// Runs `bench-open` in a child process and returns its JSON fields.
     static func measureInChild(segment: String, queries: String, truth: String, k: Int, ef: Int, limit: Int) throws
-        -> [String: Any]
+        -> JSONValue
     {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
@@ -435,7 +435,7 @@ struct OpenBenchCommand: ParsableCommand {
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0,
-              let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+              let object = try? JSONValue.parse(bytes: data), case .object = object else {
             throw CLIError("bench-open failed (exit \(process.terminationStatus))")
         }
         return object

@@ -66,11 +66,10 @@ struct DemoCommand: ParsableCommand {
         let text = try String(contentsOf: url, encoding: .utf8)
         var out: [Meta] = []
         for (n, line) in text.split(separator: "\n").enumerated() {
-            guard let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let id = obj["id"] as? String else {
+            guard let obj = try? JSONValue.parse(bytes: Array(line.utf8)), let id = obj["id"]?.stringValue else {
                 throw CLIError("\(url.path):\(n + 1): not a JSON object with a string \"id\"")
             }
-            out.append(Meta(id: id, text: obj["text"] as? String ?? ""))
+            out.append(Meta(id: id, text: obj["text"]?.stringValue ?? ""))
         }
         return out
     }

@@ -137,7 +137,10 @@ final class BackupStore: Sendable {
               let data = FileManager.default.contents(atPath: path(id) + "/backup.json") else {
             throw .notFound("no backup with id \"\(id)\"")
         }
-        return try BackupRecord(json: try JSONReader.parse(Array(data)))
+        guard let json = try? JSONValue.parse(bytes: data) else {
+            throw APIError(status: .internalServerError, code: "UNKNOWN", message: "backup \(id)'s backup.json is not JSON")
+        }
+        return try BackupRecord(json: json)
     }
 
     func store(_ record: BackupRecord) throws(APIError) {

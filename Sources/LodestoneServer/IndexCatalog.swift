@@ -140,7 +140,7 @@ final class IndexCatalog: Sendable {
             if let s = cache[name] { return s }
             var settings = PineconeSettings(deployment: PineconeSettings.defaultDeployment, createdAt: 0)
             if let data = FileManager.default.contents(atPath: path(name)),
-               let json = try? JSONReader.parse(Array(data)), let s = try? PineconeSettings(json: json) {
+               let json = try? JSONValue.parse(bytes: data), let s = try? PineconeSettings(json: json) {
                 settings = s
             }
             cache[name] = settings

@@ -1,3 +1,4 @@
+import Lodestone
 import HTTPTypes
 
 /// One request as the handlers see it: the method, the path's segments
@@ -85,7 +86,7 @@ struct ServerRequest: Sendable {
     /// The body as a JSON object (an empty body is `{}`).
     func fields() throws(APIError) -> Fields {
         guard !body.isEmpty else { return try Fields(.object([:])) }
-        return try Fields(try JSONReader.parse(body))
+        return try Fields(try parseBody(body))
     }
 }
 

@@ -30,11 +30,41 @@ public struct ImportReport: Sendable, Hashable {
 }
 
 /// One line of a Pinecone-shaped JSON Lines export.
-private struct RecordLine: Decodable {
+private struct RecordLine {
     var id: String
     var values: [Float]
     var metadata: JSONValue?
     var namespace: String?
+
+    /// Why a line is not a record: what the caller's message says.
+    struct Wrong: Error { let reason: String }
+
+    /// Reads a line's JSON (other fields are ignored).
+    init(line: [UInt8]) throws(Wrong) {
+        let json: JSONValue
+        do { json = try JSONValue.parse(bytes: line) } catch { throw Wrong(reason: "invalid JSON: \(error)") }
+        guard case let .object(fields) = json else { throw Wrong(reason: "the line is not an object") }
+        guard let idValue = fields["id"] else { throw Wrong(reason: "missing \"id\"") }
+        guard case let .string(id) = idValue else { throw Wrong(reason: "\"id\" is not a string") }
+        guard let valuesValue = fields["values"] else { throw Wrong(reason: "missing \"values\"") }
+        guard case let .array(items) = valuesValue else { throw Wrong(reason: "\"values\" is not an array of numbers") }
+        var values = [Float]()
+        values.reserveCapacity(items.count)
+        for item in items {
+            guard case let .number(n) = item else { throw Wrong(reason: "\"values\" is not an array of numbers") }
+            values.append(Float(n))
+        }
+        var namespace: String? = nil
+        switch fields["namespace"] {
+        case nil, .null?: break
+        case let .string(ns)?: namespace = ns
+        default: throw Wrong(reason: "\"namespace\" is not a string")
+        }
+        self.id = id
+        self.values = values
+        self.metadata = fields["metadata"]
+        self.namespace = namespace
+    }
 }
 
 extension Index {
@@ -49,28 +79,27 @@ extension Index {
     public func export(to path: String, progress: ((TransferProgress) -> Void)? = nil) throws(LodestoneError) -> Int {
         let writer = try GzipWriter(path: path)
         var written = 0
-        var text = ""
+        var json = JSONWriter(capacity: 1 << 20 + 1 << 16)
         try forEachRecord { (namespace: String, record: Record) throws(LodestoneError) in
-            text += "{\"id\":"
-            JSONText.appendString(record.id, to: &text)
-            text += ",\"values\":["
-            for (i, v) in record.values.enumerated() {
-                if i > 0 { text += "," }
-                text += JSONText.number(v)
+            json.object { w in
+                w.field("id", record.id)
+                w.key("values")
+                w.floats(record.values)
+                if let m = record.metadata, !m.isEmpty {
+                    w.key("metadata")
+                    w.metadata(m)
+                }
+                w.field("namespace", namespace)
             }
-            text += "]"
-            if let m = record.metadata, !m.isEmpty { text += ",\"metadata\":" + MetadataCodec.json(m) }
-            text += ",\"namespace\":"
-            JSONText.appendString(namespace, to: &text)
-            text += "}\n"
+            json.endLine()
             written += 1
-            if text.utf8.count > 1 << 20 {
-                try writer.write(text)
-                text = ""
+            if json.bytes.count > 1 << 20 {
+                try writer.write(json.bytes)
+                json.reset()
                 progress?(TransferProgress(lines: written, records: written, phase: "export"))
             }
         }
-        try writer.write(text)
+        try writer.write(json.bytes)
         try writer.finish()
         progress?(TransferProgress(lines: written, records: written, phase: "export"))
         return written
@@ -108,14 +137,13 @@ extension Database {
         var bad: Set<Int> = []
         var errors: [String] = []
         var valid = 0
-        let decoder = JSONDecoder()
         func parse(_ line: [UInt8], number: Int) throws(LodestoneError) -> (Record, String)? {
             if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { return nil }  // blank
             let decoded: RecordLine
             do {
-                decoded = try decoder.decode(RecordLine.self, from: Data(line))
+                decoded = try RecordLine(line: line)
             } catch {
-                throw .malformedLine(path: path, line: number, reason: "not a record in Pinecone's shape (\(Self.brief(error)))")
+                throw .malformedLine(path: path, line: number, reason: "not a record in Pinecone's shape (\(error.reason))")
             }
             var metadata: Metadata? = nil
             do throws(LodestoneError) {
@@ -202,15 +230,5 @@ extension Database {
         if !stopped { try flush() }
         return ImportReport(records: stored, skippedLines: bad.count, skippedErrors: errors, createdIndex: created,
                             stopped: stopped)
-    }
-
-    private static func brief(_ error: Error) -> String {
-        if case let DecodingError.keyNotFound(key, _) = error { return "missing \"\(key.stringValue)\"" }
-        if case let DecodingError.typeMismatch(type, context) = error {
-            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return "\(path.isEmpty ? "the line" : "\"\(path)\"") is not \(type)"
-        }
-        if case DecodingError.dataCorrupted = error { return "invalid JSON" }
-        return "\(error)"
     }
 }

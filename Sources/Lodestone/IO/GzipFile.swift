@@ -136,7 +136,11 @@ final class GzipWriter {
     /// Appends text.
     func write(_ text: String) throws(LodestoneError) {
         var s = text
-        let bytes = s.withUTF8 { Array($0) }
+        try write(s.withUTF8 { Array($0) })
+    }
+
+    /// Appends bytes.
+    func write(_ bytes: [UInt8]) throws(LodestoneError) {
         try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in try pump(b, flush: Z_NO_FLUSH) }
     }
 

@@ -106,30 +106,9 @@ enum MetadataCodec {
 
     /// The JSON object text (fields sorted by name).
     static func json(_ metadata: Metadata) -> String {
-        var out = "{"
-        for (i, name) in metadata.keys.sorted().enumerated() {
-            if i > 0 { out += "," }
-            JSONText.appendString(name, to: &out)
-            out += ":"
-            append(metadata[name]!, to: &out)
-        }
-        return out + "}"
-    }
-
-    /// Appends one value as JSON.
-    static func append(_ value: MetadataValue, to out: inout String) {
-        switch value {
-        case let .string(s): JSONText.appendString(s, to: &out)
-        case let .number(n): out += JSONText.number(n)
-        case let .bool(b): out += b ? "true" : "false"
-        case let .strings(list):
-            out += "["
-            for (j, s) in list.enumerated() {
-                if j > 0 { out += "," }
-                JSONText.appendString(s, to: &out)
-            }
-            out += "]"
-        }
+        var writer = JSONWriter()
+        writer.metadata(metadata)
+        return String(decoding: writer.bytes, as: UTF8.self)
     }
 }
 
@@ -137,9 +116,9 @@ extension MetadataValue {
     /// The value as JSON text (a string literal, a number that reads back
     /// to the same double, `true`/`false`, or an array of strings).
     public var jsonText: String {
-        var out = ""
-        MetadataCodec.append(self, to: &out)
-        return out
+        var writer = JSONWriter(capacity: 16)
+        writer.metadataValue(self)
+        return String(decoding: writer.bytes, as: UTF8.self)
     }
 }
 
@@ -147,42 +126,6 @@ extension Dictionary where Key == String, Value == MetadataValue {
     /// The metadata as a JSON object, fields sorted by name: the shape
     /// Pinecone returns and ``Index/export(to:)`` writes.
     public var jsonText: String { MetadataCodec.json(self) }
-}
-
-/// Writing JSON text by hand (no Foundation on the export path, exact
-/// float round trips).
-enum JSONText {
-    /// Appends `s` as a JSON string literal.
-    static func appendString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
-    }
-
-    /// A finite double as JSON: integers without a fraction, others in
-    /// Swift's shortest round-tripping form.
-    static func number(_ n: Double) -> String {
-        if n == n.rounded(), abs(n) < 1e15 { return String(Int64(n)) }
-        return n.description
-    }
-
-    /// A float in its shortest form that reads back to the same float.
-    static func number(_ f: Float) -> String { f.description }
 }
 
 /// What the metadata decoder reads from: a copied byte array

@@ -126,7 +126,7 @@ struct KnnCommand: ParsableCommand {
         case .vecs: output = try MatrixOutput(prefix: prefix, layout: .vecs, resume: resume)
         }
         if checkpoint.queriesDone > 0 {
-            report(["event": "resume", "queries_done": checkpoint.queriesDone], text: "resuming after \(checkpoint.queriesDone) queries")
+            report(.object(["event": .string("resume"), "queries_done": .number(Double(checkpoint.queriesDone))]), text: "resuming after \(checkpoint.queriesDone) queries")
         }
 
         // Block by block: read and search here, while the writer thread
@@ -162,8 +162,10 @@ struct KnnCommand: ParsableCommand {
         try? FileManager.default.removeItem(atPath: checkpointPath)
         progress.done()
         let seconds = now() - started
-        report(["event": "done", "queries": done, "k": k, "seconds": seconds, "queries_per_second": Double(done) / max(seconds, 1e-9),
-                "files": output.files, "open_seconds": searchStarted - started, "search_seconds": searchSeconds],
+        report(.object(["event": .string("done"), "queries": .number(Double(done)), "k": .number(Double(k)),
+                        "seconds": .number(seconds), "queries_per_second": .number(Double(done) / max(seconds, 1e-9)),
+                        "files": .array(output.files.map { .string($0) }), "open_seconds": .number(searchStarted - started),
+                        "search_seconds": .number(searchSeconds)]),
                text: "\(done) queries, k=\(k), in \(String(format: "%.1f", seconds)) s "
                    + "(\(String(format: "%.0f", Double(done) / max(seconds, 1e-9))) queries/s): "
                    + output.files.joined(separator: ", "))
@@ -214,10 +216,9 @@ struct KnnCommand: ParsableCommand {
         return "\(what); queries \(queries); k=\(k); block=\(block); format=\(format.rawValue)"
     }
 
-    private func report(_ fields: [String: Any], text: String) {
+    private func report(_ fields: JSONValue, text: String) {
         if json {
-            if let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]),
-               let line = String(data: data, encoding: .utf8) { print(line) }
+            print(fields.jsonText)
         } else {
             FileHandle.standardError.write(Data((text + "\n").utf8))
         }
@@ -225,21 +226,31 @@ struct KnnCommand: ParsableCommand {
 }
 
 /// The job's progress, saved after every block (atomically).
-struct KnnCheckpoint: Codable {
+struct KnnCheckpoint: Equatable {
     var job: String
     var queriesDone: Int
     var output: OutputState?
 
     static func load(_ path: String) -> KnnCheckpoint? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        return try? JSONDecoder().decode(KnnCheckpoint.self, from: data)
+        guard let data = FileManager.default.contents(atPath: path), let json = try? JSONValue.parse(bytes: data),
+              let job = json["job"]?.stringValue, let done = json["queriesDone"]?.integerValue else { return nil }
+        var checkpoint = KnnCheckpoint(job: job, queriesDone: done, output: nil)
+        if let output = json["output"], output != .null {
+            guard let state = OutputState(json: output) else { return nil }
+            checkpoint.output = state
+        }
+        return checkpoint
+    }
+
+    var json: JSONValue {
+        .object(["job": .string(job), "queriesDone": .number(Double(queriesDone)), "output": output?.json ?? .null])
     }
 
     /// Replaces the file crash-safely (``StorageIO/replaceFile(_:with:)``:
     /// a temporary file beside it, synced, renamed over it, the directory
     /// synced).
     func save(_ path: String) throws {
-        try StorageIO.replaceFile(path, with: Array(try JSONEncoder().encode(self)))
+        try StorageIO.replaceFile(path, with: Array(json.jsonText.utf8))
     }
 }
 

@@ -7,9 +7,46 @@ import LodestoneToolSupport
 // cuts them back to the last completed block and continues.
 
 /// What an output has written, as of the last completed block.
-struct OutputState: Codable, Equatable {
+struct OutputState: Equatable {
     var lengths: [Int64]
     var rowGroups: [ParquetRowGroup]? = nil
+}
+
+// Checkpoints hold offsets as JSON numbers: exact below 2^53 bytes.
+extension OutputState {
+    init?(json: JSONValue) {
+        guard let lengths = json["lengths"]?.arrayValue?.compactMap(\.integerValue).map(Int64.init),
+              lengths.count == json["lengths"]?.arrayValue?.count else { return nil }
+        self.lengths = lengths
+        if let groups = json["rowGroups"], groups != .null {
+            guard let items = groups.arrayValue else { return nil }
+            var out: [ParquetRowGroup] = []
+            for item in items {
+                guard let rows = item["rows"]?.integerValue, let chunks = item["chunks"]?.arrayValue else { return nil }
+                var group = ParquetRowGroup(rows: Int64(rows), chunks: [])
+                for c in chunks {
+                    guard let offset = c["offset"]?.integerValue, let size = c["size"]?.integerValue,
+                          let values = c["values"]?.integerValue else { return nil }
+                    group.chunks.append(.init(offset: Int64(offset), size: Int64(size), values: Int64(values)))
+                }
+                out.append(group)
+            }
+            rowGroups = out
+        }
+    }
+
+    var json: JSONValue {
+        func number(_ v: Int64) -> JSONValue { .number(Double(v)) }
+        let groups: JSONValue = rowGroups.map { groups in
+            .array(groups.map { g in
+                .object(["rows": number(g.rows),
+                         "chunks": .array(g.chunks.map {
+                             .object(["offset": number($0.offset), "size": number($0.size), "values": number($0.values)])
+                         })])
+            })
+        } ?? .null
+        return .object(["lengths": .array(lengths.map(number)), "rowGroups": groups])
+    }
 }
 
 /// The result formats.

@@ -70,22 +70,23 @@ struct JSONLinesSource: QuerySource {
 
     static func parse(_ line: [UInt8], path: String, number: Int) throws -> ([Float], String?)? {
         if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { return nil }
-        let object: Any
+        let object: JSONValue
         do {
-            object = try JSONSerialization.jsonObject(with: Data(line))
+            object = try JSONValue.parse(bytes: line)
         } catch {
-            throw CLIError("\(path):\(number): not JSON")
+            throw CLIError("\(path):\(number): not JSON (\(error))")
         }
         var id: String? = nil
-        var values: Any? = object
-        if let o = object as? [String: Any] {
-            values = o["values"] ?? o["vector"]
-            if let s = o["id"] as? String { id = s } else if let n = o["id"] as? NSNumber { id = n.stringValue }
+        var values: JSONValue? = object
+        if case .object = object {
+            values = object["values"] ?? object["vector"]
+            if let s = object["id"]?.stringValue { id = s } else if let n = object["id"]?.integerValue { id = String(n) }
         }
-        guard let numbers = values as? [NSNumber], !numbers.isEmpty else {
+        let numbers = values?.arrayValue?.compactMap(\.numberValue) ?? []
+        guard !numbers.isEmpty, numbers.count == values?.arrayValue?.count else {
             throw CLIError("\(path):\(number): expected a JSON array of numbers, or an object with \"values\"")
         }
-        return (numbers.map { $0.floatValue }, id)
+        return (numbers.map { Float($0) }, id)
     }
 
     mutating func read(start: Int, n: Int) throws -> (rows: [Float], ids: [String]?) {

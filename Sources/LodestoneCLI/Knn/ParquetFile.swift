@@ -50,8 +50,8 @@ struct ParquetField: Equatable, Codable {
 
 /// Where a written row group's column chunks are (kept across a resumed
 /// run in the job's checkpoint, so the footer can be written at the end).
-struct ParquetRowGroup: Codable, Equatable {
-    struct Chunk: Codable, Equatable {
+struct ParquetRowGroup: Equatable {
+    struct Chunk: Equatable {
         var offset: Int64
         var size: Int64
         var values: Int64
