@@ -27,7 +27,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "HNSW: the layer-0 walk, exact or quantized (neighbour codes; see HNSWParameters.Traversal).")
     var traversal: String = "exact"
     @Flag(help: "Send all queries in one batch call.") var batch = false
-    @Option(help: "Threads for batch search and for building an HNSW index.") var threads: Int = FlatIndex.defaultThreadCount
+    @Option(help: "Threads for batch search and for building an HNSW index.") var threads: Int = Parallelism.defaultThreadCount
     @Option(help: "Run the batch (or, one query at a time, the whole query set) this many times and report the fastest pass.")
     var repeats: Int = 3
     @Option(help: "Use only the first N queries.") var limitQueries: Int?
@@ -361,7 +361,7 @@ struct OpenBenchCommand: ParsableCommand {
     @Option var limitQueries: Int?
     @Flag(help: "Print each query's result keys (one JSON array per line) instead of figures.") var dump = false
     @Flag(help: "Also run all queries as one batch call and report batch_qps (best of 3).") var batch = false
-    @Option(help: "Threads for --batch.") var threads: Int = FlatIndex.defaultThreadCount
+    @Option(help: "Threads for --batch.") var threads: Int = Parallelism.defaultThreadCount
 
     static func residentBytes() -> Double {
         guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return .nan }

@@ -55,7 +55,7 @@ struct UpsertCommand: ParsableCommand {
                 while i < vectors.rows {
                     let end = min(vectors.rows, i + batch)
                     let records = (i..<end).map { Record(id: ids[$0], values: vectors.row($0), metadata: metas[$0]) }
-                    try index.upsert(records, namespace: namespace, threads: FlatIndex.defaultThreadCount)
+                    try index.upsert(records, namespace: namespace, threads: Parallelism.defaultThreadCount)
                     i = end
                     progress.show("upserted \(i) / \(vectors.rows)")
                 }

@@ -94,7 +94,7 @@ extension PineconeService {
         let count = records.count, batch = records
         try await writing { () throws(APIError) in
             // A large batch inserts on every core; a small one is not worth the hand-off.
-            let threads = batch.count >= 256 ? FlatIndex.defaultThreadCount : 1
+            let threads = batch.count >= 256 ? Parallelism.defaultThreadCount : 1
             _ = try library { () throws(LodestoneError) -> Int in
                 try index.upsert(batch, namespace: namespace, threads: threads)
             }

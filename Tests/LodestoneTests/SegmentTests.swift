@@ -159,10 +159,8 @@ struct SegmentTests {
             try index.verify()
             _ = try index.search([Float](repeating: 0.5, count: 8), k: 5)
             return nil
-        } catch let e as LodestoneError {
-            return e
         } catch {
-            return nil
+            return error
         }
     }
 

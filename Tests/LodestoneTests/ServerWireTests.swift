@@ -82,7 +82,7 @@ struct ServerWireTests {
         try store.store(record)
         // What a crash between the snapshot and backup.json leaves behind.
         try FileManager.default.createDirectory(atPath: store.path("bk-torn") + "/index", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: store.path("bk-torn") + "/index/segment-1.lodestone", contents: Data([1, 2, 3]))
+        _ = FileManager.default.createFile(atPath: store.path("bk-torn") + "/index/segment-1.lodestone", contents: Data([1, 2, 3]))
         #expect(store.all().map(\.id) == ["bk-done"])
         let restarted = try BackupStore(database: db)
         let left = try FileManager.default.contentsOfDirectory(atPath: restarted.directory).sorted()

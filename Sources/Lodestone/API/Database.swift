@@ -43,7 +43,7 @@ public final class Database: Sendable {
         self.path = path
         self.isReadOnly = readOnly
         if readOnly {
-            guard access(path, F_OK) == 0 else { throw .io(path: path, operation: "open", errno: errno) }
+            guard SystemCalls.exists(path) else { throw .io(path: path, operation: "open", errno: errno) }
         } else {
             try DurableStore.makeDirectory(path)
         }
@@ -72,7 +72,7 @@ public final class Database: Sendable {
 
     private func directory(_ name: String) -> String { path + "/" + name }
 
-    private func exists(_ name: String) -> Bool { access(directory(name) + "/" + Manifest.fileName, F_OK) == 0 }
+    private func exists(_ name: String) -> Bool { SystemCalls.exists(directory(name) + "/" + Manifest.fileName) }
 
     /// Creates an empty index.
     /// - Throws: ``LodestoneError/indexAlreadyExists(name:)``, or

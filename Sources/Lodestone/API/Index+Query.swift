@@ -88,7 +88,7 @@ extension Index {
     /// ``query(vector:topK:namespace:filter:includeValues:includeMetadata:ef:explain:embeddingModel:)``'s.
     public func queryBatch(vectors: [[Float]], topK: Int, namespace: String = "", filter: Filter? = nil,
                            includeValues: Bool = false, includeMetadata: Bool = false, ef: Int? = nil,
-                           threads: Int = FlatIndex.defaultThreadCount) throws(LodestoneError) -> [[Match]] {
+                           threads: Int = Parallelism.defaultThreadCount) throws(LodestoneError) -> [[Match]] {
         for v in vectors where v.count != dimension { throw .dimensionMismatch(expected: dimension, actual: v.count) }
         return try queryBatch(rows: vectors.flatMap { $0 }, topK: topK, namespace: namespace, filter: filter,
                               includeValues: includeValues, includeMetadata: includeMetadata, ef: ef, threads: threads)
@@ -100,7 +100,7 @@ extension Index {
     /// metadata are looked up on `threads` threads too.
     public func queryBatch(rows: [Float], topK: Int, namespace: String = "", filter: Filter? = nil,
                            includeValues: Bool = false, includeMetadata: Bool = false, ef: Int? = nil,
-                           threads: Int = FlatIndex.defaultThreadCount) throws(LodestoneError) -> [[Match]] {
+                           threads: Int = Parallelism.defaultThreadCount) throws(LodestoneError) -> [[Match]] {
         try checkOpen()
         guard topK >= 1 else { throw .invalidArgument(name: "topK", reason: "must be at least 1, got \(topK)") }
         guard rows.count % dimension == 0 else {
@@ -140,7 +140,7 @@ extension Index {
     /// index verifies and maps each 4,096-record chunk the first time a
     /// search touches it). For batch jobs over the whole index; a flat index
     /// was verified when it opened.
-    public func warm(threads: Int = FlatIndex.defaultThreadCount) throws(LodestoneError) {
+    public func warm(threads: Int = Parallelism.defaultThreadCount) throws(LodestoneError) {
         try checkOpen()
         try lock.reading { () throws(LodestoneError) in
             engine.hnsw?.warm(threads: threads)

@@ -207,7 +207,7 @@ extension Database {
             var last: [String: Int] = [:]
             for (i, r) in batch.enumerated() { last[r.id] = i }
             let unique = batch.enumerated().filter { last[$0.element.id] == $0.offset }.map(\.element)
-            try target.upsert(unique, namespace: batchNamespace, threads: FlatIndex.defaultThreadCount)
+            try target.upsert(unique, namespace: batchNamespace, threads: Parallelism.defaultThreadCount)
             stored += unique.count
             batch.removeAll(keepingCapacity: true)
             progress?(TransferProgress(lines: reader.lineNumber, records: stored, phase: "import"))

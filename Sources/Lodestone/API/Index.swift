@@ -131,7 +131,7 @@ public final class Index: @unchecked Sendable {
             replay: { (loaded: Loaded, record: [UInt8]) throws(LodestoneError) in
                 let decoded = try LogRecord.decode(record, layout: .records, dimension: loaded.settings.dimension)
                 try Index.apply(decoded, engine: loaded.engine, table: loaded.table, fingerprint: &loaded.fingerprint,
-                                dimension: loaded.settings.dimension, lock: nil, threads: FlatIndex.defaultThreadCount)
+                                dimension: loaded.settings.dimension, lock: nil, threads: Parallelism.defaultThreadCount)
             })
         return Index(name: name, settings: loaded.settings, store: store, engine: loaded.engine, table: loaded.table,
                      fingerprint: loaded.fingerprint)

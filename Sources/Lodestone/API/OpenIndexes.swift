@@ -1,11 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// The indexes open in this process, by directory, so that every
 /// ``Database`` on the same path hands out the same ``Index`` instance (as
 /// SQLite and LMDB users expect of one process), instead of the second one
@@ -27,8 +19,7 @@ enum OpenIndexes {
     private static let table = Locked<[DirectoryID: Entry]>([:])
 
     private static func identity(_ directory: String) -> DirectoryID? {
-        var st = stat()
-        guard stat(directory, &st) == 0 else { return nil }
+        guard let st = SystemCalls.status(directory) else { return nil }
         return DirectoryID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
     }
 

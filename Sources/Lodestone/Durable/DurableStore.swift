@@ -71,7 +71,7 @@ final class DurableStore: @unchecked Sendable {
         try makeDirectory(directory)
         let lock = try lockDirectory(directory)
         do throws(LodestoneError) {
-            guard access(directory + "/" + Manifest.fileName, F_OK) != 0 else {
+            guard !SystemCalls.exists(directory + "/" + Manifest.fileName) else {
                 throw .invalidArgument(name: "directory", reason: "\(directory) already holds an index (it has a MANIFEST)")
             }
             // Files of an earlier create that crashed before its manifest
@@ -318,14 +318,14 @@ final class DurableStore: @unchecked Sendable {
         defer { unlockDirectory(lock) }
         StorageIO.unlink(directory + "/" + Manifest.fileName)
         for file in directoryEntries(directory) { StorageIO.unlink(directory + "/" + file) }
-        guard rmdir(directory) == 0 else { throw .io(path: directory, operation: "rmdir", errno: errno) }
+        guard SystemCalls.rmdir(directory) == 0 else { throw .io(path: directory, operation: "rmdir", errno: errno) }
     }
 
     /// Links (or copies) `manifest`'s segment from `source` into `target`,
     /// with a new empty log and the manifest written last.
     private static func copyStore(manifest: Manifest, from source: String, to target: String) throws(LodestoneError) {
         try makeDirectory(target)
-        guard access(target + "/" + Manifest.fileName, F_OK) != 0 else {
+        guard !SystemCalls.exists(target + "/" + Manifest.fileName) else {
             throw .invalidArgument(name: "directory", reason: "\(target) already holds an index (it has a MANIFEST)")
         }
         for file in [manifest.segment, manifest.delta] where !file.isEmpty {
@@ -341,11 +341,11 @@ final class DurableStore: @unchecked Sendable {
     /// file system refuses the link.
     private static func linkOrCopy(_ source: String, to target: String) throws(LodestoneError) {
         StorageIO.unlink(target)
-        if link(source, target) == 0 { return }
+        if SystemCalls.link(source, target) == 0 { return }
         let bytes = try VectorFiles.readFile(source)
         let fd = StorageIO.open(target, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw .io(path: target, operation: "open", errno: errno) }
-        defer { close(fd) }
+        defer { SystemCalls.close(fd) }
         try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
             try POSIXFile.writeAll(fd, b, at: 0, path: target)
         }
@@ -363,12 +363,8 @@ final class DurableStore: @unchecked Sendable {
         // A reader needs no write access: it opens the LOCK read-only and,
         // where there is none (a snapshot), holds nothing rather than make one.
         let flags = shared ? O_RDONLY | O_CLOEXEC : O_RDWR | O_CREAT | O_CLOEXEC
-        #if canImport(Glibc)
-        let fd = Glibc.open(path, flags, 0o644)
-        #else
-        let fd = Darwin.open(path, flags, 0o644)
-        #endif
-        if fd < 0 && shared && errno == ENOENT && access(directory, F_OK) == 0 { return -1 }
+        let fd = SystemCalls.open(path, flags, 0o644)
+        if fd < 0 && shared && errno == ENOENT && SystemCalls.exists(directory) { return -1 }
         guard fd >= 0 else {
             if errno == ENOENT { throw .invalidArgument(name: "directory", reason: "\(directory) does not exist") }
             throw .io(path: path, operation: "open", errno: errno)
@@ -377,16 +373,15 @@ final class DurableStore: @unchecked Sendable {
         // copy of every descriptor until its exec closes them, lock
         // included: a lock that is only that is gone within milliseconds,
         // so a refusal is retried briefly before it is believed.
-        let operation = (shared ? LOCK_SH : LOCK_EX) | LOCK_NB
-        var locked = flock(fd, operation) == 0
+        var locked = SystemCalls.tryLock(fd, exclusive: !shared)
         var e = errno
         for _ in 0..<25 where !locked && e == EWOULDBLOCK {
-            usleep(2_000)
-            locked = flock(fd, operation) == 0
+            SystemCalls.sleep(microseconds: 2_000)
+            locked = SystemCalls.tryLock(fd, exclusive: !shared)
             e = errno
         }
         guard locked else {
-            close(fd)
+            SystemCalls.close(fd)
             if e == EWOULDBLOCK {
                 // flock locks belong to open file descriptions, so a second
                 // open in this process is refused like another process's:
@@ -408,12 +403,7 @@ final class DurableStore: @unchecked Sendable {
     }
 
     private static func lockIdentity(fd: Int32?, path: String) -> LockIdentity? {
-        var st = stat()
-        if let fd {
-            guard fstat(fd, &st) == 0 else { return nil }
-        } else {
-            guard stat(path, &st) == 0 else { return nil }
-        }
+        guard let st = fd.map({ SystemCalls.status($0) }) ?? SystemCalls.status(path) else { return nil }
         return LockIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
     }
 
@@ -428,7 +418,7 @@ final class DurableStore: @unchecked Sendable {
                 if let n = held[id] { held[id] = n > 1 ? n - 1 : nil }
             }
         }
-        close(fd)
+        SystemCalls.close(fd)
     }
 
     static func makeDirectory(_ path: String) throws(LodestoneError) {
@@ -455,15 +445,6 @@ final class DurableStore: @unchecked Sendable {
 
     /// The names in `directory` (without `.` and `..`).
     static func directoryEntries(_ directory: String) -> [String] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
+        SystemCalls.directoryEntries(directory) ?? []
     }
 }

@@ -34,8 +34,9 @@ public struct BatchSearchStatistics: Sendable {
 }
 
 extension FlatIndex {
-    /// The number of cores online, the default for batch searches.
-    public static var defaultThreadCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    /// Every processor online: now ``Parallelism/defaultThreadCount``.
+    @available(*, deprecated, renamed: "Parallelism.defaultThreadCount")
+    public static var defaultThreadCount: Int { Parallelism.defaultThreadCount }
 
     /// The top `k` for each of many queries, on `threads` threads.
     ///
@@ -45,14 +46,14 @@ extension FlatIndex {
     /// - Throws: the errors of ``search(_:k:)``; a malformed query names its
     ///   position in the `name` of ``LodestoneError/invalidArgument(name:reason:)``
     ///   or is reported as the dimension/non-finite error it has.
-    public func search(batch queries: [Float], k: Int, threads: Int = FlatIndex.defaultThreadCount)
+    public func search(batch queries: [Float], k: Int, threads: Int = Parallelism.defaultThreadCount)
         throws(LodestoneError) -> [[Neighbor]]
     {
         try searchWithStatistics(batch: queries, k: k, threads: threads).results
     }
 
     /// ``search(batch:k:threads:)-([Float],_,_)`` for queries given as separate arrays.
-    public func search(batch queries: [[Float]], k: Int, threads: Int = FlatIndex.defaultThreadCount)
+    public func search(batch queries: [[Float]], k: Int, threads: Int = Parallelism.defaultThreadCount)
         throws(LodestoneError) -> [[Neighbor]]
     {
         for q in queries where q.count != dimension {
@@ -62,7 +63,7 @@ extension FlatIndex {
     }
 
     /// ``search(batch:k:threads:)-([Float],_,_)``, also reporting where the time went.
-    public func searchWithStatistics(batch queries: [Float], k: Int, threads: Int = FlatIndex.defaultThreadCount)
+    public func searchWithStatistics(batch queries: [Float], k: Int, threads: Int = Parallelism.defaultThreadCount)
         throws(LodestoneError) -> (results: [[Neighbor]], statistics: BatchSearchStatistics)
     {
         let nq = try checkBatch(queries, k: k, threads: threads)
@@ -108,10 +109,10 @@ extension FlatIndex {
     /// Below this many rows the batch runs the single-query scan instead.
     static var gemmMinimumRows: Int { 256 }
     /// Queries per GEMM tile.
-    static var queryTile: Int { getenv("LQT").map { Int(atoi($0)) } ?? 256 }
+    static let queryTile = 256
     /// Rows per GEMM tile: the tile of scores (queryTile × rowTile floats)
     /// stays within a core's L2 cache.
-    static var rowTile: Int { getenv("LRT").map { Int(atoi($0)) } ?? 1024 }
+    static let rowTile = 1024
 
     /// Candidates kept per query before re-scoring: a margin over `k`, so
     /// the rounding of the GEMM form can never push a true neighbour out.

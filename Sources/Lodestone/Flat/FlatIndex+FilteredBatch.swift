@@ -15,7 +15,7 @@ extension FlatIndex {
     /// single-query scan per query.
     /// - Parameter matchCount: `allowedKeys.count`, if the caller knows it.
     public func search(batch queries: [Float], k: Int, allowedKeys: Bitset?, matchCount: Int? = nil,
-                       threads: Int = FlatIndex.defaultThreadCount) throws(LodestoneError) -> [[Neighbor]]
+                       threads: Int = Parallelism.defaultThreadCount) throws(LodestoneError) -> [[Neighbor]]
     {
         guard let allowed = allowedKeys else { return try search(batch: queries, k: k, threads: threads) }
         let nq = try checkBatch(queries, k: k, threads: threads)

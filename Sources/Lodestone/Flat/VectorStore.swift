@@ -79,9 +79,7 @@ final class VectorStore: @unchecked Sendable {
         guard posix_memalign(&raw, huge ? hugePageSize : alignment, bytes) == 0, let raw else {
             fatalError("Lodestone: out of memory allocating \(bytes) bytes of vectors")
         }
-        #if os(Linux)
-        if huge { _ = madvise(raw, bytes, 14 /* MADV_HUGEPAGE */) }
-        #endif
+        if huge { SystemCalls.adviseHugePages(raw, size: bytes) }
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
         return raw.bindMemory(to: Float.self, capacity: bytes / MemoryLayout<Float>.size)
     }

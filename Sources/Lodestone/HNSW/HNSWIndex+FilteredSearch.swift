@@ -318,7 +318,7 @@ extension HNSWIndex {
         writer.withLock { _ in
             guard !signCodes.isReady else { return }
             signCodes.build(count: nodeCount.load(ordering: .acquiring), vector: { UnsafePointer(self.vector($0)) },
-                            isLive: { self.state($0) == .live }, threads: FlatIndex.defaultThreadCount)
+                            isLive: { self.state($0) == .live }, threads: Parallelism.defaultThreadCount)
         }
     }
 

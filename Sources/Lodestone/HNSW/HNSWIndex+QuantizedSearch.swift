@@ -16,7 +16,7 @@ extension HNSWIndex {
     func prepareNeighbourCodesLocked() {
         guard let codes = neighbourCodes, !codes.isReady else { return }
         codes.build(count: nodeCount.load(ordering: .acquiring), links: { UnsafePointer(self.links($0, layer: 0)) },
-                    vector: { UnsafePointer(self.vector($0)) }, threads: FlatIndex.defaultThreadCount)
+                    vector: { UnsafePointer(self.vector($0)) }, threads: Parallelism.defaultThreadCount)
     }
 
     /// Re-encodes `id`'s neighbour codes after a write to its links on

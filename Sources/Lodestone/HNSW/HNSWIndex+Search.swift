@@ -126,7 +126,7 @@ extension HNSWIndex {
     /// batch at once: the matching vectors are gathered once and the queries
     /// multiplied by them with BLAS (an exact ``FlatIndex`` batch search).
     public func search(batch queries: [Float], k: Int, ef: Int? = nil, allowedKeys: Bitset? = nil,
-                       matchCount: Int? = nil, threads: Int = FlatIndex.defaultThreadCount)
+                       matchCount: Int? = nil, threads: Int = Parallelism.defaultThreadCount)
         throws(LodestoneError) -> [[Neighbor]]
     {
         guard threads >= 1 else { throw .invalidArgument(name: "threads", reason: "must be at least 1, got \(threads)") }

@@ -101,9 +101,7 @@ final class NodeArena: @unchecked Sendable {
         guard posix_memalign(&p, huge ? NodeArena.hugePage : 64, bytes) == 0, let p else {
             fatalError("Lodestone: out of memory allocating \(bytes) bytes of graph records")
         }
-        #if os(Linux)
-        if huge { _ = madvise(p, bytes, 14 /* MADV_HUGEPAGE */) }
-        #endif
+        if huge { SystemCalls.adviseHugePages(p, size: bytes) }
         memset(p, Int32(fill), bytes)
         return p
     }

@@ -24,7 +24,7 @@ public final class GzipLineReader {
     /// - Throws: ``LodestoneError/io(path:operation:errno:)``.
     public init(path: String) throws(LodestoneError) {
         self.path = path
-        guard access(path, R_OK) == 0 else { throw .io(path: path, operation: "open", errno: errno) }
+        guard SystemCalls.isReadable(path) else { throw .io(path: path, operation: "open", errno: errno) }
         guard let f = gzopen(path, "rb") else { throw .io(path: path, operation: "gzopen", errno: errno) }
         file = f
         gzbuffer(file, 1 << 17)
@@ -89,13 +89,13 @@ final class GzipWriter {
 
     init(path: String, level: Int32 = 6) throws(LodestoneError) {
         self.path = path
-        temporary = path + ".tmp-\(getpid())"
+        temporary = path + ".tmp-\(SystemCalls.processID)"
         fd = StorageIO.open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw .io(path: temporary, operation: "open", errno: errno) }
         // windowBits 15 + 16: a gzip header and trailer around the deflate stream.
         guard deflateInit2_(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
                             Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-            close(fd)
+            SystemCalls.close(fd)
             StorageIO.unlink(temporary)
             throw .io(path: temporary, operation: "deflateInit", errno: ENOMEM)
         }
@@ -104,8 +104,8 @@ final class GzipWriter {
     deinit {
         if fd >= 0 {
             deflateEnd(&stream)
-            close(fd)
-            unlink(temporary)
+            SystemCalls.close(fd)
+            StorageIO.unlink(temporary)
         }
     }
 
@@ -152,7 +152,7 @@ final class GzipWriter {
         deflateEnd(&stream)
         let ok = StorageIO.fsync(fd) == 0
         let e = errno
-        close(fd)
+        SystemCalls.close(fd)
         fd = -1
         guard ok else {
             StorageIO.unlink(temporary)

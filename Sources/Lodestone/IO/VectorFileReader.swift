@@ -1,11 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Float32 vectors read from an `.fvecs` or `.npy` file a block of rows at a
 /// time, so a file of any size is read in bounded memory (offline jobs:
 /// `lodestone knn`). The layout is checked when opening (a size that is not
@@ -52,12 +44,12 @@ public final class VectorFileReader: @unchecked Sendable {
                 isVecs = true
             }
         } catch {
-            close(fd)
+            SystemCalls.close(fd)
             throw error
         }
     }
 
-    deinit { close(fd) }
+    deinit { SystemCalls.close(fd) }
 
     /// Rows `range` as one row-major array.
     /// - Throws: ``LodestoneError/malformedFile(path:reason:)`` for a record

@@ -174,13 +174,13 @@ public enum VectorFiles {
     /// The whole contents of the file at `path`.
     public static func readFile(_ path: String) throws(LodestoneError) -> [UInt8] {
         let (fd, size) = try POSIXFile.openForReading(path)
-        defer { close(fd) }
+        defer { SystemCalls.close(fd) }
         var bytes = [UInt8](repeating: 0, count: size)
         var done = 0
         var failure: Int32 = 0
         bytes.withUnsafeMutableBytes { buf in
             while done < size {
-                let r = read(fd, buf.baseAddress! + done, size - done)
+                let r = SystemCalls.read(fd, buf.baseAddress! + done, size - done)
                 if r < 0 {
                     if errno == EINTR { continue }
                     failure = errno
@@ -196,9 +196,9 @@ public enum VectorFiles {
 
     /// Writes `bytes` to `path`, replacing any file there.
     public static func writeFile(_ path: String, _ bytes: [UInt8]) throws(LodestoneError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let fd = SystemCalls.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
-        defer { close(fd) }
+        defer { SystemCalls.close(fd) }
         try withBytes(bytes) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
             try POSIXFile.writeAll(fd, b, at: 0, path: path)
         }

@@ -32,18 +32,18 @@ final class MappedSegment: @unchecked Sendable {
     init(path: String, lazy: Bool = true) throws(LodestoneError) {
         self.path = path
         let (fd, size) = try POSIXFile.openForReading(path)
-        defer { close(fd) }
+        defer { SystemCalls.close(fd) }
         self.size = size
         guard size >= SegmentFormat.page else {
             throw .corruptSegment(path: path, section: "header",
                                   reason: "the file is \(size) bytes, shorter than the \(SegmentFormat.page)-byte header page (truncated?)")
         }
-        guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
+        guard let mapped = SystemCalls.mapPrivate(fd, size: size) else {
             throw .io(path: path, operation: "mmap", errno: errno)
         }
         base = mapped
         var ok = false
-        defer { if !ok { munmap(mapped, size) } }
+        defer { if !ok { SystemCalls.unmap(mapped, size: size) } }
 
         let header = try Header(mapped, path: path)
         minorVersion = header.minorVersion
@@ -60,9 +60,7 @@ final class MappedSegment: @unchecked Sendable {
         }
         self.entries = entries
         self.chunkChecksums = chunkChecksums
-        #if os(Linux)
-        _ = madvise(mapped, size, 14 /* MADV_HUGEPAGE: no effect on file pages, harmless */)
-        #endif
+        SystemCalls.adviseHugePages(mapped, size: size)  // no effect on file pages, harmless
         ok = true
     }
 
@@ -196,7 +194,7 @@ final class MappedSegment: @unchecked Sendable {
         return chunkChecksums
     }
 
-    deinit { munmap(base, size) }
+    deinit { SystemCalls.unmap(base, size: size) }
 
     /// Whether the file has a section of `kind`.
     func has(_ kind: UInt32) -> Bool { entries.contains { $0.kind == kind } }

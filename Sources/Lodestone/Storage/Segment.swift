@@ -1,13 +1,5 @@
 import CLodestoneKernels
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// How a section's bytes are stored.
 enum SectionCodec: UInt32 {
     case raw = 0

@@ -48,13 +48,13 @@ enum SegmentWriter {
         guard model.count <= SegmentFormat.maxModelName else {
             throw .invalidArgument(name: "embeddingModel", reason: "at most \(SegmentFormat.maxModelName) UTF-8 bytes")
         }
-        let temporary = path + ".tmp-\(getpid())"
+        let temporary = path + ".tmp-\(SystemCalls.processID)"
         let fd = StorageIO.open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw .io(path: temporary, operation: "open", errno: errno) }
         var succeeded = false
         defer {
             if !succeeded {
-                close(fd)
+                SystemCalls.close(fd)
                 StorageIO.unlink(temporary)
             }
         }
@@ -121,7 +121,7 @@ enum SegmentWriter {
             try POSIXFile.writeAll(fd, h, at: 0, path: temporary)
         }
         guard StorageIO.fsync(fd) == 0 else { throw .io(path: temporary, operation: "fsync", errno: errno) }
-        guard close(fd) == 0 else {
+        guard SystemCalls.close(fd) == 0 else {
             succeeded = true  // closed: do not close again
             StorageIO.unlink(temporary)
             throw .io(path: temporary, operation: "close", errno: errno)
@@ -165,7 +165,7 @@ enum SegmentWriter {
         if dir.isEmpty { dir = "/" }
         let fd = StorageIO.open(dir, O_RDONLY | O_DIRECTORY)
         guard fd >= 0 else { throw .io(path: dir, operation: "open directory", errno: errno) }
-        defer { close(fd) }
+        defer { SystemCalls.close(fd) }
         guard StorageIO.fsyncDirectory(fd) == 0 else { throw .io(path: dir, operation: "fsync directory", errno: errno) }
     }
 }

@@ -8,7 +8,8 @@ import Musl
 import Darwin
 #endif
 
-/// The seam every durable file operation goes through: positioned writes,
+/// The seam every durable file operation goes through (over
+/// ``SystemCalls``): positioned writes,
 /// `fsync`/`fdatasync` (files and directories), `rename`, `unlink` and
 /// `ftruncate`. Each operation is numbered (process-wide, from 1), so a
 /// reliability test can count them, kill the process at one of them, or
@@ -76,8 +77,8 @@ package enum StorageIO {
 
     /// `open(2)`, remembering the descriptor's path while journaling.
     static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
-        let existed = journaling.load(ordering: .relaxed) && access(path, F_OK) == 0
-        let fd = Glibc.open(path, flags, mode)
+        let existed = journaling.load(ordering: .relaxed) && SystemCalls.exists(path)
+        let fd = SystemCalls.open(path, flags, mode)
         guard fd >= 0, journaling.load(ordering: .relaxed) else { return fd }
         journal.withLock { $0.paths[fd] = path }
         if flags & O_CREAT != 0 && !existed { record(JournalEntry(operation: .create, path: path)) }
@@ -87,7 +88,7 @@ package enum StorageIO {
 
     /// `mkdir(2)`.
     static func mkdir(_ path: String, _ mode: mode_t) -> Int32 {
-        let r = Glibc.mkdir(path, mode)
+        let r = SystemCalls.mkdir(path, mode)
         if r == 0 { record(JournalEntry(operation: .mkdir, path: path)) }
         return r
     }
@@ -119,7 +120,7 @@ package enum StorageIO {
 
     private static func reportCount() {
         let line = "io-ops \(counter.load(ordering: .relaxed))\n"
-        _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+        _ = line.withCString { SystemCalls.write(2, $0, strlen($0)) }
     }
 
     /// Numbers the next operation and applies the fault plan: returns an
@@ -131,29 +132,29 @@ package enum StorageIO {
         if p.killAt == 0 && p.failAt == 0 { return 0 }
         if n == p.failAt {
             let line = "io-fail \(n) \(op.rawValue)\n"
-            _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+            _ = line.withCString { SystemCalls.write(2, $0, strlen($0)) }
             return p.failErrno
         }
         if n == p.killAt {
             let line = "io-kill \(n) \(op.rawValue)\n"
-            _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+            _ = line.withCString { SystemCalls.write(2, $0, strlen($0)) }
             if p.tornKill && op == .write { return -1 }
-            kill(getpid(), SIGKILL)
+            _ = SystemCalls.kill(SystemCalls.processID, SIGKILL)
         }
         return 0
     }
 
     private static func dieAfterTornWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int, _ offset: off_t) -> Never {
-        _ = Glibc.pwrite(fd, buffer, count / 2, offset)
-        kill(getpid(), SIGKILL)
-        while true { pause() }
+        _ = SystemCalls.pwrite(fd, buffer, count / 2, offset)
+        _ = SystemCalls.kill(SystemCalls.processID, SIGKILL)
+        while true { SystemCalls.sleep(microseconds: 1_000_000) }
     }
 
     /// `pwrite(2)`.
     static func pwrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int, _ offset: off_t) -> Int {
         switch next(.write) {
         case 0:
-            let n = Glibc.pwrite(fd, buffer, count, offset)
+            let n = SystemCalls.pwrite(fd, buffer, count, offset)
             if n > 0 {
                 record(JournalEntry(operation: .write, path: path(of: fd), offset: Int(offset),
                                     bytes: Array(UnsafeRawBufferPointer(start: buffer, count: n))))
@@ -168,41 +169,40 @@ package enum StorageIO {
 
     /// `fsync(2)`.
     static func fsync(_ fd: Int32) -> Int32 {
-        done(fail(.fsync) ?? Glibc.fsync(fd), JournalEntry(operation: .fsync, path: path(of: fd)))
+        done(fail(.fsync) ?? SystemCalls.fsync(fd), JournalEntry(operation: .fsync, path: path(of: fd)))
     }
 
     /// `fdatasync(2)`.
     static func fdatasync(_ fd: Int32) -> Int32 {
-        done(fail(.fdatasync) ?? Glibc.fdatasync(fd), JournalEntry(operation: .fdatasync, path: path(of: fd)))
+        done(fail(.fdatasync) ?? SystemCalls.fdatasync(fd), JournalEntry(operation: .fdatasync, path: path(of: fd)))
     }
 
     /// `fsync(2)` of a directory (after a rename or create in it).
     static func fsyncDirectory(_ fd: Int32) -> Int32 {
-        done(fail(.fsyncDirectory) ?? Glibc.fsync(fd), JournalEntry(operation: .fsyncDirectory, path: path(of: fd)))
+        done(fail(.fsyncDirectory) ?? SystemCalls.fsync(fd), JournalEntry(operation: .fsyncDirectory, path: path(of: fd)))
     }
 
     /// `rename(2)`.
     static func rename(_ from: String, _ to: String) -> Int32 {
-        done(fail(.rename) ?? Glibc.rename(from, to), JournalEntry(operation: .rename, path: from, other: to))
+        done(fail(.rename) ?? SystemCalls.rename(from, to), JournalEntry(operation: .rename, path: from, other: to))
     }
 
     /// `unlink(2)`.
     @discardableResult
     static func unlink(_ path: String) -> Int32 {
-        done(fail(.unlink) ?? Glibc.unlink(path), JournalEntry(operation: .unlink, path: path))
+        done(fail(.unlink) ?? SystemCalls.unlink(path), JournalEntry(operation: .unlink, path: path))
     }
 
     /// `ftruncate(2)`.
     static func ftruncate(_ fd: Int32, _ length: off_t) -> Int32 {
-        done(fail(.truncate) ?? Glibc.ftruncate(fd, length),
+        done(fail(.truncate) ?? SystemCalls.ftruncate(fd, length),
              JournalEntry(operation: .truncate, path: path(of: fd), offset: Int(length)))
     }
 
     /// The size of the file at `path` (`stat(2)`), or nil if it cannot be
     /// read; not numbered (it changes nothing).
     package static func fileSize(_ path: String) -> Int? {
-        var st = stat()
-        return stat(path, &st) == 0 ? Int(st.st_size) : nil
+        SystemCalls.status(path).map { Int($0.st_size) }
     }
 
     @inline(__always)

@@ -60,16 +60,17 @@ final class WriteAheadLog: @unchecked Sendable {
         self.durability = durability
         let fd = StorageIO.open(path, readOnly ? O_RDONLY : O_RDWR | O_CREAT, 0o644)
         guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            close(fd)
-            throw .io(path: path, operation: "fstat", errno: errno)
+        guard let st = SystemCalls.status(fd) else {
+            let e = errno
+            SystemCalls.close(fd)
+            throw .io(path: path, operation: "fstat", errno: e)
         }
         size = Int(st.st_size)
         if let validLength, validLength < size, !readOnly {
             guard StorageIO.ftruncate(fd, off_t(validLength)) == 0, StorageIO.fsync(fd) == 0 else {
-                close(fd)
-                throw .io(path: path, operation: "truncate torn tail", errno: errno)
+                let e = errno
+                SystemCalls.close(fd)
+                throw .io(path: path, operation: "truncate torn tail", errno: e)
             }
             size = validLength
         }
@@ -77,7 +78,7 @@ final class WriteAheadLog: @unchecked Sendable {
         if readOnly { failure.withLock { $0 = .readOnly(name: path) } }
     }
 
-    deinit { close(fd) }
+    deinit { SystemCalls.close(fd) }
 
     /// Appends one record; returns once it is as durable as `durability` says.
     func append(_ payload: [UInt8]) throws(LodestoneError) {

@@ -13,12 +13,11 @@ enum POSIXFile {
     /// Opens `path` for reading; returns the descriptor (the caller closes
     /// it) and the file's size.
     static func openForReading(_ path: String) throws(LodestoneError) -> (fd: Int32, size: Int) {
-        let fd = open(path, O_RDONLY)
+        let fd = SystemCalls.open(path, O_RDONLY)
         guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
+        guard let st = SystemCalls.status(fd) else {
             let e = errno
-            close(fd)
+            SystemCalls.close(fd)
             throw .io(path: path, operation: "fstat", errno: e)
         }
         return (fd, Int(st.st_size))
@@ -44,7 +43,7 @@ enum POSIXFile {
     {
         var done = 0
         while done < buffer.count {
-            let r = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            let r = SystemCalls.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
             if r < 0 {
                 if errno == EINTR { continue }
                 throw .io(path: path, operation: "read", errno: errno)
@@ -73,7 +72,7 @@ enum POSIXFile {
     /// rename removes the temporary file). Concurrent replaces of one file
     /// each land whole; the last rename wins.
     static func replace(_ path: String, with bytes: [UInt8], renamed: () -> Void = {}) throws(LodestoneError) {
-        let temporary = path + ".tmp-\(getpid())-\(temporaries.add(1, ordering: .relaxed).newValue)"
+        let temporary = path + ".tmp-\(SystemCalls.processID)-\(temporaries.add(1, ordering: .relaxed).newValue)"
         let fd = StorageIO.open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw .io(path: temporary, operation: "open", errno: errno) }
         do throws(LodestoneError) {
@@ -82,11 +81,11 @@ enum POSIXFile {
             }
             guard StorageIO.fsync(fd) == 0 else { throw .io(path: temporary, operation: "fsync", errno: errno) }
         } catch {
-            close(fd)
+            SystemCalls.close(fd)
             StorageIO.unlink(temporary)
             throw error
         }
-        close(fd)
+        SystemCalls.close(fd)
         guard StorageIO.rename(temporary, path) == 0 else {
             let e = errno
             StorageIO.unlink(temporary)

@@ -1,6 +1,13 @@
 import Dispatch
 import Synchronization
 
+/// How many threads Lodestone uses when a call does not say.
+public enum Parallelism {
+    /// Every processor online (batch queries, bulk upserts, imports and
+    /// filtered scans default to it; single queries use one thread).
+    public static var defaultThreadCount: Int { SystemCalls.onlineProcessors }
+}
+
 /// Runs `body(worker)` for worker = 0..<threads concurrently and returns once
 /// all have finished.
 ///

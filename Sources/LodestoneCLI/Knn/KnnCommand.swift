@@ -37,7 +37,7 @@ struct KnnCommand: ParsableCommand {
     @Option(help: "The output path.") var out: String
     @Option(help: "parquet, jsonl, npy or vecs (default: from --out's extension).") var format: String?
     @Option(help: "Queries per block (memory holds one block's queries and results).") var block: Int = 10_000
-    @Option(help: "Threads (default: every core).") var threads: Int = FlatIndex.defaultThreadCount
+    @Option(help: "Threads (default: every core).") var threads: Int = Parallelism.defaultThreadCount
     @Flag(help: "Ignore a checkpoint and start over.") var restart = false
     @Flag(help: "Progress as JSON lines on stdout (one per block) instead of a progress bar.") var json = false
 

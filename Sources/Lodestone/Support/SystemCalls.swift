@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// The one file that calls the operating system (as swift-nio keeps its system
+// calls in one file). Other files call `SystemCalls`, or ``StorageIO`` for
+// what must survive a crash (it numbers, journals and can fail those calls,
+// on top of these). ArchitectureTests keeps it so. Results and `errno` are
+// the C library's, unchanged: callers turn them into ``LodestoneError``s.
+
+/// Thin wrappers over the system calls Lodestone makes.
+package enum SystemCalls {
+    static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 { c_open(path, flags, mode) }
+    @discardableResult
+    static func close(_ fd: Int32) -> Int32 { c_close(fd) }
+    static func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int { c_read(fd, buffer, count) }
+    static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, _ offset: off_t) -> Int {
+        c_pread(fd, buffer, count, offset)
+    }
+    static func write(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int { c_write(fd, buffer, count) }
+    static func pwrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int, _ offset: off_t) -> Int {
+        c_pwrite(fd, buffer, count, offset)
+    }
+    static func fsync(_ fd: Int32) -> Int32 { c_fsync(fd) }
+    /// `fdatasync(2)`; Darwin has none exported, so `fsync` there.
+    static func fdatasync(_ fd: Int32) -> Int32 { c_fdatasync(fd) }
+    static func ftruncate(_ fd: Int32, _ length: off_t) -> Int32 { c_ftruncate(fd, length) }
+    static func rename(_ from: String, _ to: String) -> Int32 { c_rename(from, to) }
+    static func unlink(_ path: String) -> Int32 { c_unlink(path) }
+    static func mkdir(_ path: String, _ mode: mode_t) -> Int32 { c_mkdir(path, mode) }
+    static func rmdir(_ path: String) -> Int32 { c_rmdir(path) }
+    /// `link(2)`: a hard link `to` naming the file at `from`.
+    static func link(_ from: String, _ to: String) -> Int32 { c_link(from, to) }
+
+    /// Whether `path` exists (`access(F_OK)`).
+    static func exists(_ path: String) -> Bool { c_access(path, F_OK) == 0 }
+    /// Whether this process may read `path` (`access(R_OK)`).
+    static func isReadable(_ path: String) -> Bool { c_access(path, R_OK) == 0 }
+
+    /// `fstat(2)`: nil on failure (errno set).
+    static func status(_ fd: Int32) -> stat? {
+        var st = stat()
+        return c_fstat(fd, &st) == 0 ? st : nil
+    }
+
+    /// `stat(2)`: nil on failure (errno set).
+    static func status(_ path: String) -> stat? {
+        var st = stat()
+        return c_stat(path, &st) == 0 ? st : nil
+    }
+
+    /// The names in a directory (without `.` and `..`), nil when it cannot
+    /// be opened.
+    static func directoryEntries(_ path: String) -> [String]? {
+        guard let dir = c_opendir(path) else { return nil }
+        defer { c_closedir(dir) }
+        var names: [String] = []
+        while let entry = c_readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// `flock(2)`: an exclusive or shared lock, failing at once when held
+    /// (`LOCK_NB`).
+    static func tryLock(_ fd: Int32, exclusive: Bool) -> Bool {
+        c_flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0
+    }
+
+    /// Maps `size` bytes of `fd` copy-on-write (readable and writable, never
+    /// written back): nil on failure (errno set).
+    static func mapPrivate(_ fd: Int32, size: Int) -> UnsafeMutableRawPointer? {
+        guard let p = c_mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), p != MAP_FAILED else { return nil }
+        return p
+    }
+
+    static func unmap(_ pointer: UnsafeMutableRawPointer, size: Int) { _ = c_munmap(pointer, size) }
+
+    /// Asks for transparent huge pages (Linux; a hint, ignored elsewhere).
+    static func adviseHugePages(_ pointer: UnsafeMutableRawPointer, size: Int) {
+        #if os(Linux)
+        _ = c_madvise(pointer, size, 14 /* MADV_HUGEPAGE, absent from Glibc's Swift module */)
+        #endif
+    }
+
+    static func sleep(microseconds: UInt32) { _ = c_usleep(microseconds) }
+    static var processID: Int32 { c_getpid() }
+    static func kill(_ pid: Int32, _ signal: Int32) -> Int32 { c_kill(pid, signal) }
+    /// Processors online now.
+    static var onlineProcessors: Int { max(1, Int(c_sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+}
+
+// At file scope these names are the C library's (inside the enum they would
+// be its own members).
+@inline(__always) private func c_open(_ p: String, _ f: Int32, _ m: mode_t) -> Int32 { open(p, f, m) }
+@inline(__always) private func c_close(_ fd: Int32) -> Int32 { close(fd) }
+@inline(__always) private func c_read(_ fd: Int32, _ b: UnsafeMutableRawPointer, _ n: Int) -> Int { read(fd, b, n) }
+@inline(__always) private func c_pread(_ fd: Int32, _ b: UnsafeMutableRawPointer, _ n: Int, _ o: off_t) -> Int {
+    pread(fd, b, n, o)
+}
+@inline(__always) private func c_write(_ fd: Int32, _ b: UnsafeRawPointer, _ n: Int) -> Int { write(fd, b, n) }
+@inline(__always) private func c_pwrite(_ fd: Int32, _ b: UnsafeRawPointer, _ n: Int, _ o: off_t) -> Int {
+    pwrite(fd, b, n, o)
+}
+@inline(__always) private func c_fsync(_ fd: Int32) -> Int32 { fsync(fd) }
+@inline(__always) private func c_fdatasync(_ fd: Int32) -> Int32 {
+    #if canImport(Darwin)
+    fsync(fd)
+    #else
+    fdatasync(fd)
+    #endif
+}
+@inline(__always) private func c_ftruncate(_ fd: Int32, _ n: off_t) -> Int32 { ftruncate(fd, n) }
+@inline(__always) private func c_rename(_ a: String, _ b: String) -> Int32 { rename(a, b) }
+@inline(__always) private func c_unlink(_ p: String) -> Int32 { unlink(p) }
+@inline(__always) private func c_mkdir(_ p: String, _ m: mode_t) -> Int32 { mkdir(p, m) }
+@inline(__always) private func c_link(_ a: String, _ b: String) -> Int32 { link(a, b) }
+@inline(__always) private func c_rmdir(_ p: String) -> Int32 { rmdir(p) }
+@inline(__always) private func c_access(_ p: String, _ m: Int32) -> Int32 { access(p, m) }
+@inline(__always) private func c_fstat(_ fd: Int32, _ st: inout stat) -> Int32 { fstat(fd, &st) }
+@inline(__always) private func c_stat(_ p: String, _ st: inout stat) -> Int32 { stat(p, &st) }
+@inline(__always) private func c_flock(_ fd: Int32, _ op: Int32) -> Int32 { flock(fd, op) }
+@inline(__always) private func c_opendir(_ p: String) -> OpaquePointer? { opendir(p) }
+@inline(__always) private func c_closedir(_ d: OpaquePointer) { _ = closedir(d) }
+@inline(__always) private func c_readdir(_ d: OpaquePointer) -> UnsafeMutablePointer<dirent>? { readdir(d) }
+@inline(__always) private func c_mmap(_ a: UnsafeMutableRawPointer?, _ n: Int, _ prot: Int32, _ flags: Int32, _ fd: Int32,
+                                      _ o: off_t) -> UnsafeMutableRawPointer? {
+    mmap(a, n, prot, flags, fd, o)
+}
+@inline(__always) private func c_munmap(_ p: UnsafeMutableRawPointer, _ n: Int) -> Int32 { munmap(p, n) }
+@inline(__always) private func c_madvise(_ p: UnsafeMutableRawPointer, _ n: Int, _ a: Int32) -> Int32 { madvise(p, n, a) }
+@inline(__always) private func c_usleep(_ us: UInt32) -> Int32 { usleep(us) }
+@inline(__always) private func c_getpid() -> Int32 { getpid() }
+@inline(__always) private func c_kill(_ pid: Int32, _ s: Int32) -> Int32 { kill(pid, s) }
+@inline(__always) private func c_sysconf(_ n: Int32) -> Int { sysconf(n) }
