@@ -132,6 +132,45 @@ extension FlatIndex {
         return Array(out)
     }
 
+    /// How a batch is cut into GEMM jobs: query blocks, and (when there are
+    /// too few blocks for the threads) row chunks too.
+    struct GEMMTiling {
+        /// Candidates kept per query and chunk.
+        let kept: Int
+        let queryTile: Int
+        let chunks: Int
+        let chunkRows: Int
+        /// Query blocks × chunks.
+        let jobs: Int
+
+        init(queries nq: Int, rows n: Int, k: Int, threads: Int) {
+            kept = FlatIndex.candidateCount(k: k, rows: n)
+            queryTile = min(FlatIndex.queryTile, max(1, (nq + threads - 1) / threads))
+            let queryBlocks = (nq + queryTile - 1) / queryTile
+            let maxChunks = max(1, n / FlatIndex.rowTile)
+            chunks = queryBlocks >= threads ? 1 : min(maxChunks, (threads + queryBlocks - 1) / queryBlocks)
+            chunkRows = (n + chunks - 1) / chunks
+            jobs = queryBlocks * chunks
+        }
+    }
+
+    /// Each query's candidate pool: `chunks` heaps of `kept` slots (row
+    /// slots as ids, GEMM rank values as distances) and their fill counts.
+    struct CandidatePool {
+        let candidates: UnsafeMutablePointer<Candidate>
+        let counts: UnsafeMutablePointer<Int>
+
+        init(queries nq: Int, tiling: GEMMTiling) {
+            candidates = .allocate(capacity: nq * tiling.chunks * tiling.kept)
+            counts = .allocate(capacity: nq * tiling.chunks)
+        }
+
+        func deallocate() {
+            candidates.deallocate()
+            counts.deallocate()
+        }
+    }
+
     /// GEMM candidates, then exact re-scoring, for `nq` prepared queries.
     /// With `allowed` (keys; `mask` the same rows by slot), only those rows
     /// are candidates, and `k` must not exceed their number.
@@ -140,81 +179,39 @@ extension FlatIndex {
         allowed: (keys: Bitset, slots: Bitset, matches: Int)? = nil, statistics: inout BatchSearchStatistics
     ) -> [[Candidate]] {
         BLAS.prepareForTiledCalls()
-        let n = store.count, d = dimension, stride = store.stride
-        let kp = Self.candidateCount(k: k, rows: n)
-        let qTile = min(Self.queryTile, max(1, (nq + threads - 1) / threads))
-        let queryBlocks = (nq + qTile - 1) / qTile
-        // Too few query blocks for the threads: split the rows into chunks too.
-        let maxChunks = max(1, n / Self.rowTile)
-        let chunks = queryBlocks >= threads ? 1 : min(maxChunks, (threads + queryBlocks - 1) / queryBlocks)
-        let chunkRows = (n + chunks - 1) / chunks
-        let jobs = queryBlocks * chunks
-
-        let pool = UnsafeMutablePointer<Candidate>.allocate(capacity: nq * chunks * kp)
-        let poolCounts = UnsafeMutablePointer<Int>.allocate(capacity: nq * chunks)
+        let tiling = GEMMTiling(queries: nq, rows: store.count, k: k, threads: threads)
+        let pool = CandidatePool(queries: nq, tiling: tiling)
         let perThread = UnsafeMutableBufferPointer<BatchSearchStatistics>.allocate(capacity: threads)
         perThread.initialize(repeating: BatchSearchStatistics())
         let results = UnsafeMutableBufferPointer<[Candidate]>.allocate(capacity: nq)
         results.initialize(repeating: [])
         defer {
             pool.deallocate()
-            poolCounts.deallocate()
             perThread.deallocate()
             results.deinitialize().deallocate()
         }
-
-        let metric = metric, kernels = kernels, store = store
-        let isL2 = metric == .euclidean
         let nextJob = Atomic<Int>(0)
         let nextQuery = Atomic<Int>(0)
         let fallbacks = Atomic<Int>(0)
-        let rowTile = Self.rowTile
 
         store.keys.withUnsafeBufferPointer { keys in
             store.squaredNorms.withUnsafeBufferPointer { rowNorms in
                 queryNorms.withUnsafeBufferPointer { qNorms in
+                    // Stage 1: candidates from GEMM tiles, a job at a time.
                     parallelRun(threads: threads) { worker in
                         var local = BatchSearchStatistics()
-                        let tile = UnsafeMutablePointer<Float>.allocate(capacity: qTile * rowTile)
-                        let heaps = UnsafeMutablePointer<TopKHeap>.allocate(capacity: qTile)
+                        let tile = UnsafeMutablePointer<Float>.allocate(capacity: tiling.queryTile * Self.rowTile)
+                        let heaps = UnsafeMutablePointer<TopKHeap>.allocate(capacity: tiling.queryTile)
                         defer {
                             tile.deallocate()
                             heaps.deallocate()
                         }
-                        // Stage 1: candidates from GEMM tiles.
                         while true {
                             let job = nextJob.add(1, ordering: .relaxed).oldValue
-                            if job >= jobs { break }
-                            let block = job / chunks, chunk = job % chunks
-                            let q0 = block * qTile, q1 = min(nq, q0 + qTile), m = q1 - q0
-                            let r0 = chunk * chunkRows, r1 = min(n, r0 + chunkRows)
-                            for i in 0..<m {
-                                heaps.advanced(by: i).initialize(to: TopKHeap(
-                                    storage: pool + ((q0 + i) * chunks + chunk) * kp, capacity: kp))
-                            }
-                            var t = r0
-                            while t < r1 {
-                                let w = min(rowTile, r1 - t)
-                                let g0 = monotonicSeconds()
-                                BLAS.multiplyTransposed(m: m, n: w, k: d, a: queries + q0 * d, lda: d,
-                                                        b: store.row(t), ldb: stride, c: tile, ldc: rowTile)
-                                let g1 = monotonicSeconds()
-                                for i in 0..<m {
-                                    let scores = tile + i * rowTile
-                                    if isL2 {
-                                        selectL2(scores: scores, count: w, firstRow: t, queryNorm: qNorms[q0 + i],
-                                                 rowNorms: rowNorms.baseAddress!, mask: allowed?.slots, into: &heaps[i])
-                                    } else {
-                                        selectInnerProduct(scores: scores, count: w, firstRow: t, mask: allowed?.slots,
-                                                           into: &heaps[i])
-                                    }
-                                }
-                                local.gemmSeconds += g1 - g0
-                                local.selectionSeconds += monotonicSeconds() - g1
-                                local.gemmFlops += 2 * Double(m) * Double(w) * Double(d)
-                                t += w
-                            }
-                            for i in 0..<m { poolCounts[(q0 + i) * chunks + chunk] = heaps[i].count }
+                            if job >= tiling.jobs { break }
+                            gemmCandidates(job: job, tiling: tiling, queries: queries, count: nq, queryNorms: qNorms,
+                                           rowNorms: rowNorms.baseAddress!, mask: allowed?.slots, tile: tile,
+                                           heaps: heaps, pool: pool, statistics: &local)
                         }
                         perThread[worker] = local
                     }
@@ -222,42 +219,23 @@ extension FlatIndex {
                     parallelRun(threads: threads) { worker in
                         let r0 = monotonicSeconds()
                         var exact: [Candidate] = []
-                        exact.reserveCapacity(chunks * kp)
+                        exact.reserveCapacity(tiling.chunks * tiling.kept)
                         while true {
                             let qi = nextQuery.add(1, ordering: .relaxed).oldValue
                             if qi >= nq { break }
-                            let q = queries + qi * d
-                            // Rows that did not make a full chunk heap scored at
-                            // least that heap's worst GEMM value.
-                            var bound = Float.infinity
-                            exact.removeAll(keepingCapacity: true)
-                            for c in 0..<chunks {
-                                let base = pool + (qi * chunks + c) * kp
-                                let cnt = poolCounts[qi * chunks + c]
-                                if cnt == kp { bound = min(bound, base[0].distance) }
-                                for e in 0..<cnt {
-                                    let slot = Int(base[e].id)
-                                    exact.append(Candidate(distance: kernels.rankValue(metric, q, store.row(slot), d),
-                                                           id: keys[slot]))
-                                }
+                            let q = queries + qi * dimension
+                            if let best = rescore(query: q, index: qi, k: k, tiling: tiling, pool: pool, keys: keys,
+                                                  queryNorm: qNorms[qi], into: &exact) {
+                                results[qi] = best
+                                continue
                             }
-                            exact.sort()
-                            if bound.isFinite {
-                                let qNorm = qNorms[qi].squareRoot()
-                                let eps = Self.gemmErrorBound(metric: metric, dimension: d, queryNorm: qNorm,
-                                                              maxRowNorm: store.maxNorm)
-                                if !(exact[k - 1].distance < bound - eps) {
-                                    fallbacks.add(1, ordering: .relaxed)
-                                    if let allowed {
-                                        results[qi] = filteredScan(query: q, k: k, allowed: allowed.keys,
-                                                                   matches: allowed.matches).best
-                                    } else {
-                                        results[qi] = scan(query: q, k: k)
-                                    }
-                                    continue
-                                }
+                            // The bound was not met: an exact scan decides.
+                            fallbacks.add(1, ordering: .relaxed)
+                            if let allowed {
+                                results[qi] = filteredScan(query: q, k: k, allowed: allowed.keys, matches: allowed.matches).best
+                            } else {
+                                results[qi] = scan(query: q, k: k)
                             }
-                            results[qi] = Array(exact.prefix(k))
                         }
                         perThread[worker].rescoreSeconds += monotonicSeconds() - r0
                     }
@@ -273,6 +251,79 @@ extension FlatIndex {
             statistics.gemmFlops += s.gemmFlops
         }
         return Array(results)
+    }
+
+    /// One job of stage 1: a block of queries against a chunk of rows, tile
+    /// by tile (`cblas_sgemm` into `tile`, then each query's selection into
+    /// its heap in the pool).
+    @inline(__always)
+    private func gemmCandidates(job: Int, tiling: GEMMTiling, queries: UnsafePointer<Float>, count nq: Int,
+                                queryNorms: UnsafeBufferPointer<Float>, rowNorms: UnsafePointer<Float>, mask: Bitset?,
+                                tile: UnsafeMutablePointer<Float>, heaps: UnsafeMutablePointer<TopKHeap>,
+                                pool: CandidatePool, statistics: inout BatchSearchStatistics) {
+        let store = store, d = dimension, n = store.count, chunks = tiling.chunks, rowTile = Self.rowTile
+        let isL2 = metric == .euclidean
+        let block = job / chunks, chunk = job % chunks
+        let q0 = block * tiling.queryTile, q1 = min(nq, q0 + tiling.queryTile), m = q1 - q0
+        let r0 = chunk * tiling.chunkRows, r1 = min(n, r0 + tiling.chunkRows)
+        for i in 0..<m {
+            heaps.advanced(by: i).initialize(to: TopKHeap(
+                storage: pool.candidates + ((q0 + i) * chunks + chunk) * tiling.kept, capacity: tiling.kept))
+        }
+        var t = r0
+        while t < r1 {
+            let w = min(rowTile, r1 - t)
+            let g0 = monotonicSeconds()
+            BLAS.multiplyTransposed(m: m, n: w, k: d, a: queries + q0 * d, lda: d,
+                                    b: store.row(t), ldb: store.stride, c: tile, ldc: rowTile)
+            let g1 = monotonicSeconds()
+            for i in 0..<m {
+                let scores = tile + i * rowTile
+                if isL2 {
+                    selectL2(scores: scores, count: w, firstRow: t, queryNorm: queryNorms[q0 + i], rowNorms: rowNorms,
+                             mask: mask, into: &heaps[i])
+                } else {
+                    selectInnerProduct(scores: scores, count: w, firstRow: t, mask: mask, into: &heaps[i])
+                }
+            }
+            statistics.gemmSeconds += g1 - g0
+            statistics.selectionSeconds += monotonicSeconds() - g1
+            statistics.gemmFlops += 2 * Double(m) * Double(w) * Double(d)
+            t += w
+        }
+        for i in 0..<m { pool.counts[(q0 + i) * chunks + chunk] = heaps[i].count }
+    }
+
+    /// Stage 2 for one query: its candidates re-scored with the kernels,
+    /// best first; nil when a row outside them could still beat the k-th
+    /// (a full chunk heap's worst GEMM value, less the GEMM error bound, is
+    /// not clear of it), and an exact scan must decide.
+    @inline(__always)
+    private func rescore(query q: UnsafePointer<Float>, index qi: Int, k: Int, tiling: GEMMTiling, pool: CandidatePool,
+                         keys: UnsafeBufferPointer<UInt64>, queryNorm: Float,
+                         into exact: inout [Candidate]) -> [Candidate]? {
+        let store = store, kernels = kernels, metric = metric
+        let d = dimension, chunks = tiling.chunks, kept = tiling.kept
+        // Rows that did not make a full chunk heap scored at least that
+        // heap's worst GEMM value.
+        var bound = Float.infinity
+        exact.removeAll(keepingCapacity: true)
+        for c in 0..<chunks {
+            let base = pool.candidates + (qi * chunks + c) * kept
+            let count = pool.counts[qi * chunks + c]
+            if count == kept { bound = min(bound, base[0].distance) }
+            for e in 0..<count {
+                let slot = Int(base[e].id)
+                exact.append(Candidate(distance: kernels.rankValue(metric, q, store.row(slot), d), id: keys[slot]))
+            }
+        }
+        exact.sort()
+        if bound.isFinite {
+            let eps = Self.gemmErrorBound(metric: metric, dimension: d, queryNorm: queryNorm.squareRoot(),
+                                          maxRowNorm: store.maxNorm)
+            if !(exact[k - 1].distance < bound - eps) { return nil }
+        }
+        return Array(exact.prefix(k))
     }
 
     /// Offers rows `firstRow..<firstRow+count` to `heap`, given their inner
