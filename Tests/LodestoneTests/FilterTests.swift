@@ -185,4 +185,48 @@ extension FilterTests {
             #expect(index.evaluate(filter).slots == expected, "\(filter)")
         }
     }
+    @Test("the metadata index at the edges: range bounds, signed zero, wrong types, list fields, late fields, growth")
+    func indexEdges() {
+        let index = MetadataIndex()
+        let records: [Metadata?] = [
+            ["n": .number(-0.0), "s": "a", "l": ["x", "y"]],          // 0
+            ["n": .number(0), "s": "b", "l": ["y"]],                   // 1
+            ["n": .number(2.5), "s": .number(2.5), "b": true],         // 2: "s" holds a number here
+            ["n": .string("2.5"), "l": ["z"]],                         // 3: "n" holds a string here
+            nil,                                                       // 4: no record
+            ["n": .number(-1e300), "b": false],                        // 5
+            [:],                                                       // 6: a record without metadata fields
+        ]
+        for (slot, r) in records.enumerated() { index.set(r, slot: slot) }
+        func slots(_ f: Filter) -> [Int] { index.evaluate(f).slots }
+        func expected(_ f: Filter) -> [Int] { records.indices.filter { records[$0].map { f.matches($0) } ?? false } }
+        let filters: [Filter] = [
+            .field("n", .eq(.number(0))), .field("n", .gte(0)), .field("n", .gt(0)), .field("n", .lte(0)),
+            .field("n", .lt(0)), .field("n", .gte(2.5)), .field("n", .lt(-1e300)), .field("n", .lte(-1e300)),
+            .field("n", .eq(.string("2.5"))), .field("s", .gt(1)), .field("s", .eq(.number(2.5))),
+            .field("l", .eq(.string("y"))), .field("l", .ne(.string("y"))), .field("l", .in([.string("z"), .string("x")])),
+            .field("l", .nin([.string("y")])), .field("b", .eq(.bool(false))), .field("b", .ne(.bool(true))),
+            .field("missing", .exists(false)), .field("n", .exists(true)),
+            .and([]), .or([]), .and([.field("n", .gte(0)), .field("l", .exists(true))]),
+        ]
+        for f in filters { #expect(slots(f) == expected(f), "\(f)") }
+        // Spot checks of the reference itself.
+        #expect(slots(.field("n", .eq(.number(0)))) == [0, 1])
+        #expect(slots(.field("l", .ne(.string("y")))) == [2, 3, 5, 6])
+        #expect(slots(.field("missing", .exists(false))) == [0, 1, 2, 3, 5, 6])
+
+        // A slot far past the bitsets' first capacity, set after fields were
+        // indexed, and a field first named after many changes.
+        var all = records
+        all += [Metadata?](repeating: nil, count: 1_000 - all.count)
+        all[999] = ["n": .number(0), "late": "yes"]
+        all[1] = ["n": .number(7)]
+        all[0] = nil
+        for slot in [999, 1, 0] { index.set(all[slot], slot: slot) }
+        func expectedAll(_ f: Filter) -> [Int] { all.indices.filter { all[$0].map { f.matches($0) } ?? false } }
+        for f in filters + [.field("late", .eq(.string("yes"))), .field("late", .exists(false)), .field("n", .gt(5))] {
+            #expect(slots(f) == expectedAll(f), "after changes: \(f)")
+        }
+        #expect(index.capacity == 1_000)
+    }
 }
