@@ -5,7 +5,7 @@ import Synchronization
 ///
 /// Get one from a ``Database``. Every write is validated as a whole (nothing
 /// is stored on error), logged and synced (per its ``Durability``), then
-/// visible to queries; ``persist()`` folds the log into a new segment, and
+/// visible to queries; ``persist(merge:)`` folds the log into a new segment, and
 /// reopening maps it without recomputing anything.
 ///
 /// Thread safety: any number of threads may query while one writes; reads
@@ -156,7 +156,7 @@ public final class Index: @unchecked Sendable {
     }
 
     /// Closes this index. First, unless `persist` is false, folds what its
-    /// log holds into a new segment (``persist()``), so the next open maps
+    /// log holds into a new segment (``persist(merge:)``), so the next open maps
     /// that segment and replays nothing; then waits for writes and queries
     /// in progress and releases the directory's lock. Later calls on this
     /// instance throw ``LodestoneError/indexClosed(name:)``;

@@ -12,8 +12,8 @@ extension FlatIndex {
     /// multiplied by that block alone; otherwise the queries are multiplied
     /// by every row and rows outside the filter are passed over when
     /// candidates are picked. Small batches, or few matches, run the filtered
-    /// single-query scan per query.
-    /// - Parameter matchCount: `allowedKeys.count`, if the caller knows it.
+    /// single-query scan per query. `matchCount` is `allowedKeys.count`, if
+    /// the caller knows it.
     public func search(batch queries: [Float], k: Int, allowedKeys: Bitset?, matchCount: Int? = nil,
                        threads: Int = Parallelism.defaultThreadCount) throws(LodestoneError) -> [[Neighbor]]
     {

@@ -25,7 +25,7 @@ extension HNSWIndex {
         HNSWIndex.walkDistancesPerEfAndLink * Double(ef) * Double(m0)
     }
 
-    /// See ``estimatedWalkCost(ef:)``.
+    /// See `estimatedWalkCost(ef:)`.
     static let walkDistancesPerEfAndLink = 0.6
 
     /// A filter passing a share `s` of the records is searched by the plain
@@ -105,7 +105,7 @@ extension HNSWIndex {
     /// plans' estimated costs: scanning the matches exactly (their number
     /// times ``scanCostPerMatch``) or walking the graph with beam `ef`,
     /// scoring only nodes that pass the filter (reached directly or through
-    /// a neighbour that does not pass; ``estimatedWalkCost(ef:)``), and runs
+    /// a neighbour that does not pass; `estimatedWalkCost(ef:)`), and runs
     /// the cheaper. A walk that ends with fewer than min(k, matches) results
     /// (the matches sit where the graph does not lead) falls back to the
     /// exact scan, so a filtered query always returns min(k, matches).
