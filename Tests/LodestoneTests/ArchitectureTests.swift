@@ -20,7 +20,7 @@ struct ArchitectureTests {
         // declaration, its first argument unlabeled.
         let names = "open|close|read|write|pread|pwrite|fsync|fdatasync|ftruncate|rename|unlink|mkdir|rmdir|link|access|"
             + "fstat|stat|mmap|munmap|madvise|flock|opendir|readdir|closedir|usleep|sleep|sysconf|getpid|kill|pause"
-        let call = try NSRegularExpression(pattern: "(?<![.\\w])(\(names))\\((?!\\)|\\s*\\w+\\s*:)")
+        let call = try NSRegularExpression(pattern: "(?<![.\\w])(?<!func )(\(names))\\((?!\\s*\\w+\\s*:)")
         let qualified = try NSRegularExpression(pattern: "\\b(Glibc|Darwin|Musl)\\.")
         func matches(_ r: NSRegularExpression, _ s: String) -> Bool {
             r.firstMatch(in: s, range: NSRange(s.startIndex..., in: s)) != nil
@@ -32,7 +32,7 @@ struct ArchitectureTests {
             let lines = try String(contentsOf: file, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
             for (n, line) in lines.enumerated() {
                 let code = line.trimmingCharacters(in: .whitespaces)
-                if code.hasPrefix("//") || code.contains("func ") { continue }
+                if code.hasPrefix("//") { continue }
                 if matches(call, code) || matches(qualified, code) {
                     offenders.append("\(file.lastPathComponent):\(n + 1): \(code)")
                 }
@@ -40,7 +40,8 @@ struct ArchitectureTests {
         }
         // The library's own methods that share a C name take a value first:
         // allow those by their receivers' known spellings.
-        let allowed = ["write(s.withUTF8", "write(directory + ", "write(results, k:", "write(&w", "link(part["]
+        let allowed = ["write(s.withUTF8", "write(directory + ", "write(results, k:", "write(&w", "link(part[",
+                       "try open()"]
         offenders.removeAll { o in allowed.contains { o.contains($0) } }
         #expect(offenders.isEmpty, "system calls outside Support/SystemCalls.swift:\n\(offenders.joined(separator: "\n"))")
     }

@@ -84,7 +84,9 @@ struct JSONTests {
         var texts = ["0", "-0", "-0.0", "1", "0.1", "0.000123", "1.50", "123456789012345678", "9007199254740993",
                      "12345678901234567890123", "10000000000000000000000", "1e22", "1e23", "-2.5e-22", "4.9e-324",
                      "1.7976931348623157e308", "0.1000000000000000055511151231257827", "1E+2", "3e0", "0e5",
-                     "123.456e-5", "2.2250738585072014e-308", "1234567890123456789012e-22"]
+                     "123.456e-5", "2.2250738585072014e-308", "1234567890123456789012e-22",
+                     "0." + String(repeating: "0", count: 99_999) + "1e100005", "1e-100001",
+                     "0e999999999999", "-0e-5"]
         for _ in 0..<5_000 {
             let f = Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))
             if f.isFinite { texts.append(f.description) }
@@ -105,6 +107,8 @@ struct JSONTests {
         #expect(m.jsonText == #"{"a":0.1,"l":["x","é"],"n":-3,"t":true,"z":"q\"uote\u0001"}"#)
         #expect(try Metadata.from(json: JSONValue.parse(m.jsonText)) == m)
         #expect(MetadataValue.number(1e300).jsonText == "1e+300")
+        #expect(MetadataValue.number(-0.0).jsonText == "-0")
+        #expect(try JSONValue.parse("-0").numberValue?.sign == .minus)
     }
 
     @Test("a filter that is not JSON names the byte")

@@ -126,7 +126,7 @@ enum JSONReader {
             let start = position
             // Significant digits (at most 19 kept) and the power of ten they
             // are scaled by, gathered while the grammar is checked.
-            var mantissa: UInt64 = 0, kept = 0, dropped = false, scale = 0
+            var mantissa: UInt64 = 0, kept = 0, dropped = false, scale = 0, saturated = false
             func digits(_ p: inout Int, fraction: Bool) -> Int {
                 let s = p
                 while p < bytes.count, bytes[p] >= UInt8(ascii: "0"), bytes[p] <= UInt8(ascii: "9") {
@@ -165,7 +165,9 @@ enum JSONReader {
                 let e0 = p
                 var exponent = 0
                 while p < bytes.count, bytes[p] >= UInt8(ascii: "0"), bytes[p] <= UInt8(ascii: "9") {
-                    exponent = min(exponent * 10 + Int(bytes[p] - UInt8(ascii: "0")), 100_000)
+                    exponent = exponent * 10 + Int(bytes[p] - UInt8(ascii: "0"))
+                    // Past any double's range: the slow path decides.
+                    if exponent > 100_000 { exponent = 100_000; saturated = true }
                     p += 1
                 }
                 guard p > e0 else { throw error("an exponent needs digits") }
@@ -175,7 +177,7 @@ enum JSONReader {
             // Clinger's fast path: a mantissa below 2^53 times or over an
             // exact power of ten rounds once, so the result is the correctly
             // rounded double (every float32's shortest form takes it).
-            if !dropped, mantissa <= 1 << 53, scale >= -22, scale <= 22 {
+            if !dropped, !saturated, mantissa <= 1 << 53, scale >= -22, scale <= 22 {
                 let m = Double(mantissa)
                 let value = scale >= 0 ? m * Self.powersOfTen[scale] : m / Self.powersOfTen[-scale]
                 return negative ? -value : value

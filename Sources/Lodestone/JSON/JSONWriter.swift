@@ -68,7 +68,11 @@ package struct JSONWriter {
     package mutating func number(_ v: Double) {
         separate()
         guard v.isFinite else { bytes.append(UInt8(ascii: "0")); return }
-        if v == v.rounded(), abs(v) < 1e15 { bytes.append(contentsOf: String(Int64(v)).utf8) } else {
+        if v == 0, v.sign == .minus {
+            bytes.append(contentsOf: "-0".utf8)  // reads back as -0.0
+        } else if v == v.rounded(), abs(v) < 1e15 {
+            bytes.append(contentsOf: String(Int64(v)).utf8)
+        } else {
             bytes.append(contentsOf: v.description.utf8)
         }
     }

@@ -127,9 +127,14 @@ package enum SystemCalls {
 @inline(__always) private func c_fstat(_ fd: Int32, _ st: inout stat) -> Int32 { fstat(fd, &st) }
 @inline(__always) private func c_stat(_ p: String, _ st: inout stat) -> Int32 { stat(p, &st) }
 @inline(__always) private func c_flock(_ fd: Int32, _ op: Int32) -> Int32 { flock(fd, op) }
-@inline(__always) private func c_opendir(_ p: String) -> OpaquePointer? { opendir(p) }
-@inline(__always) private func c_closedir(_ d: OpaquePointer) { _ = closedir(d) }
-@inline(__always) private func c_readdir(_ d: OpaquePointer) -> UnsafeMutablePointer<dirent>? { readdir(d) }
+#if canImport(Darwin)
+private typealias DirectoryHandle = UnsafeMutablePointer<DIR>
+#else
+private typealias DirectoryHandle = OpaquePointer
+#endif
+@inline(__always) private func c_opendir(_ p: String) -> DirectoryHandle? { opendir(p) }
+@inline(__always) private func c_closedir(_ d: DirectoryHandle) { _ = closedir(d) }
+@inline(__always) private func c_readdir(_ d: DirectoryHandle) -> UnsafeMutablePointer<dirent>? { readdir(d) }
 @inline(__always) private func c_mmap(_ a: UnsafeMutableRawPointer?, _ n: Int, _ prot: Int32, _ flags: Int32, _ fd: Int32,
                                       _ o: off_t) -> UnsafeMutableRawPointer? {
     mmap(a, n, prot, flags, fd, o)

@@ -80,7 +80,11 @@ struct JSONLinesSource: QuerySource {
         var values: JSONValue? = object
         if case .object = object {
             values = object["values"] ?? object["vector"]
-            if let s = object["id"]?.stringValue { id = s } else if let n = object["id"]?.integerValue { id = String(n) }
+            if let s = object["id"]?.stringValue {
+                id = s
+            } else if let n = object["id"], case .number = n {
+                id = n.jsonText  // 7 -> "7", 1.5 -> "1.5"
+            }
         }
         let numbers = values?.arrayValue?.compactMap(\.numberValue) ?? []
         guard !numbers.isEmpty, numbers.count == values?.arrayValue?.count else {
