@@ -12,7 +12,7 @@ enum HostileFiles {
     /// One damaged file: which index's file, and how it is damaged.
     struct Mutation: CustomStringConvertible {
         var index: String      // "flat" or "graph"
-        var file: String       // "segment" or "manifest"
+        var file: String       // "segment", "delta" or "manifest"
         var kind: String       // flip, zero-page, truncate, set32, set64, swap, append
         var a: Int
         var b: Int
@@ -70,6 +70,33 @@ enum HostileFiles {
         var scores: [[Float]] = []
     }
 
+    /// A golden index's files: its segment, its delta (if any) and their
+    /// section spans.
+    struct GoldenFiles {
+        var segmentName: String
+        var segment: [UInt8]
+        var sections: [(offset: Int, length: Int)]
+        var deltaName: String?
+        var delta: [UInt8]
+        var deltaSections: [(offset: Int, length: Int)]
+        var manifest: [UInt8]
+
+        init(directory dir: String) throws {
+            let names = try FileManager.default.contentsOfDirectory(atPath: dir)
+            segmentName = names.first { $0.hasPrefix("segment-") }!
+            deltaName = names.first { $0.hasPrefix("delta-") }
+            func read(_ name: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name))) }
+            func spans(_ name: String) throws -> [(offset: Int, length: Int)] {
+                try SegmentInfo(path: dir + "/" + name).sections.map { ($0.offset, $0.storedBytes) }
+            }
+            segment = try read(segmentName)
+            sections = try spans(segmentName)
+            delta = try deltaName.map(read) ?? []
+            deltaSections = try deltaName.map(spans) ?? []
+            manifest = try read("MANIFEST")
+        }
+    }
+
     static func answers(_ index: Index) throws -> Answers {
         var out = Answers()
         let state = try ReliabilityWorkload.records(of: index)
@@ -88,8 +115,7 @@ enum HostileFiles {
     /// The mutations run for `golden` (segment sizes and section spans per
     /// index): ~`count` in all, plus every-byte truncation of the flat
     /// segment when `exhaustive`.
-    static func plan(count: Int, exhaustive: Bool, files: [String: (segment: Int, manifest: Int, sections: Int)],
-                     seed: UInt64) -> [Mutation] {
+    static func plan(count: Int, exhaustive: Bool, files: [String: GoldenSizes], seed: UInt64) -> [Mutation] {
         var rng = SplitMix64(seed: seed)
         var out: [Mutation] = []
         let per = count / max(files.count, 1)
@@ -109,6 +135,22 @@ enum HostileFiles {
             for _ in 0..<(per / 20) {
                 out.append(Mutation(index, "manifest", "flip", Int(rng.next() % UInt64(f.manifest)), Int(rng.next() % 8)))
             }
+            // The delta: its header fields, every page, truncations, flips.
+            let delta = f.delta
+            if delta > 0 {
+                for (offset, width) in [(8, 4), (12, 4), (16, 4), (20, 4), (32, 8), (40, 4), (48, 4)] {
+                    for v in [0, 1, -1, Int(Int32.max), delta, delta * 2] {
+                        out.append(Mutation(index, "delta", width == 4 ? "set32" : "set64", offset, v))
+                    }
+                }
+                for p in 0..<((delta + 4095) / 4096) { out.append(Mutation(index, "delta", "zero-page", p)) }
+                for x in 0..<f.deltaSections { for y in (x + 1)..<f.deltaSections { out.append(Mutation(index, "delta", "swap", x, y)) } }
+                for n in [1, 4096] { out.append(Mutation(index, "delta", "append", n, 7)) }
+                for _ in 0..<(per / 20) { out.append(Mutation(index, "delta", "truncate", Int(rng.next() % UInt64(delta)))) }
+                for _ in 0..<(per / 10) {
+                    out.append(Mutation(index, "delta", "flip", Int(rng.next() % UInt64(delta)), Int(rng.next() % 8)))
+                }
+            }
             while out.count < per * (out.first?.index == index ? 1 : 2) {
                 out.append(Mutation(index, "segment", "flip", Int(rng.next() % UInt64(size)), Int(rng.next() % 8)))
             }
@@ -116,7 +158,36 @@ enum HostileFiles {
         if exhaustive, let f = files["flat"] {
             for n in 0..<f.segment { out.append(Mutation("flat", "segment", "truncate", n)) }
         }
+        if exhaustive {
+            for (index, f) in files.sorted(by: { $0.key < $1.key }) {
+                for n in 0..<f.delta { out.append(Mutation(index, "delta", "truncate", n)) }
+            }
+        }
         return out
+    }
+
+    /// The golden files' sizes: segment, delta (0 when none) and manifest
+    /// bytes, and the two segment files' section counts.
+    struct GoldenSizes {
+        var segment: Int
+        var sections: Int
+        var delta: Int
+        var deltaSections: Int
+        var manifest: Int
+    }
+
+    /// A small change over a freshly merged index, persisted (records
+    /// added, one deleted, one's metadata changed): as a delta on the graph
+    /// index, so the cases damage a delta as well as the segment under it
+    /// (a flat index always writes a whole segment).
+    static func addDelta(to index: Index) throws {
+        let existing = try ReliabilityWorkload.records(of: index).keys.sorted()
+        try index.upsert((0..<3).map { i in
+            Record(id: "hostile-delta-\(i)", values: ReliabilityWorkload.vector(9_000, i, 0), metadata: ["delta": .number(Double(i))])
+        })
+        if let first = existing.first { try index.delete(ids: [first]) }
+        if existing.count > 1 { try index.update(id: existing[1], setMetadata: ["delta": "changed"]) }
+        try index.persist()
     }
 
 }
@@ -133,16 +204,10 @@ struct ReliabilityOpenCheckCommand: ParsableCommand {
     func run() throws {
         let db = try Database(path: golden)
         var goldenAnswers: [String: HostileFiles.Answers] = [:]
-        var files: [String: (segment: [UInt8], manifest: [UInt8], segmentName: String,
-                             sections: [(offset: Int, length: Int)])] = [:]
+        var files: [String: HostileFiles.GoldenFiles] = [:]
         for name in ReliabilityWorkload.indexes {
             goldenAnswers[name] = try HostileFiles.answers(try db.index(name))
-            let dir = golden + "/" + name
-            let segmentName = try FileManager.default.contentsOfDirectory(atPath: dir).first { $0.hasPrefix("segment-") }!
-            let info = try SegmentInfo(path: dir + "/" + segmentName)
-            files[name] = (Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + segmentName))),
-                           Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/MANIFEST"))), segmentName,
-                           info.sections.map { ($0.offset, $0.storedBytes) })
+            files[name] = try HostileFiles.GoldenFiles(directory: golden + "/" + name)
         }
         let lines = try String(contentsOfFile: plan, encoding: .utf8).split(separator: "\n")
         let out = FileHandle.standardOutput
@@ -155,6 +220,10 @@ struct ReliabilityOpenCheckCommand: ParsableCommand {
             let segment = m.file == "segment" ? m.apply(f.segment, sections: f.sections) : f.segment
             let manifest = m.file == "manifest" ? m.apply(f.manifest, sections: []) : f.manifest
             try Data(segment).write(to: URL(fileURLWithPath: dir + "/" + f.segmentName))
+            if let deltaName = f.deltaName {
+                let delta = m.file == "delta" ? m.apply(f.delta, sections: f.deltaSections) : f.delta
+                try Data(delta).write(to: URL(fileURLWithPath: dir + "/" + deltaName))
+            }
             try Data(manifest).write(to: URL(fileURLWithPath: dir + "/MANIFEST"))
             let outcome: String
             do {
@@ -197,18 +266,22 @@ struct ReliabilityHostileCommand: ParsableCommand {
         // The golden index: the reliability workload, persisted.
         let built = try WorkloadChild.run(golden, seed: 3, environment: [:])
         guard built.status == 0 else { throw CLIError("the golden workload failed: \(built.stderr)") }
-        var files: [String: (segment: Int, manifest: Int, sections: Int)] = [:]
+        var files: [String: HostileFiles.GoldenSizes] = [:]
         do {
             let db = try Database(path: golden)
             for name in ReliabilityWorkload.indexes {
-                // One whole segment (no delta): the cases damage the
-                // segment and the manifest (damaged deltas: DeltaTests).
+                // One whole segment, then a small change over it (the graph
+                // index's as a delta): the cases damage the segment, the
+                // delta and the manifest.
                 try db.index(name).persist(merge: true)
-                let dir = golden + "/" + name
-                let segment = try FileManager.default.contentsOfDirectory(atPath: dir).first { $0.hasPrefix("segment-") }!
-                let info = try SegmentInfo(path: dir + "/" + segment)
-                let manifest = (try FileManager.default.attributesOfItem(atPath: dir + "/MANIFEST")[.size] as? Int) ?? 0
-                files[name] = (info.fileBytes, manifest, info.sections.count)
+                try HostileFiles.addDelta(to: db.index(name))
+                let f = try HostileFiles.GoldenFiles(directory: golden + "/" + name)
+                guard name == "flat" || f.deltaName != nil else {
+                    throw CLIError("\(name): the small change was not persisted as a delta")
+                }
+                files[name] = HostileFiles.GoldenSizes(segment: f.segment.count, sections: f.sections.count,
+                                                       delta: f.delta.count, deltaSections: f.deltaSections.count,
+                                                       manifest: f.manifest.count)
             }
         }
         let plan = HostileFiles.plan(count: count, exhaustive: exhaustive, files: files, seed: 11)
@@ -283,7 +356,7 @@ struct ReliabilityHostileCommand: ParsableCommand {
             }
             if verbose { for f in failures { print(f) } }
         }
-        let truncations = exhaustive ? files["flat"]!.segment : 0
+        let truncations = exhaustive ? files["flat"]!.segment + files.values.map(\.delta).reduce(0, +) : 0
         var line = JSONLine()
         line.set("hostile_files", plan.count - truncations)
         line.set("hostile_truncations_exhaustive", truncations)
