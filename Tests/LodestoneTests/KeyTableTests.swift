@@ -1,5 +1,5 @@
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 @Suite("Key table")
 struct KeyTableTests {

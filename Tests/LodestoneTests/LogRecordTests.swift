@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 /// The write-ahead log's record codec (`LogRecord`): what the live path
 /// writes, replay reads back; damaged payloads are corruption, never a

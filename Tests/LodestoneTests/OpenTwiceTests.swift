@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 @Suite("Opening one index twice; metadata as text")
 struct OpenTwiceTests {

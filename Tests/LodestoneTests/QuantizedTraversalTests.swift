@@ -1,7 +1,7 @@
 import CLodestoneKernels
 import Foundation
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 /// The quantized traversal: the neighbour-code kernel against a Float64
 /// reference of its documented estimator, and the walk against exact

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 @Suite("Read-only databases: many readers share an index, no writer meanwhile")
 struct ReadOnlyTests {

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 /// `RecordTable` (ids, namespaces and metadata by slot) against a plain
 /// dictionary model, through random writes on real metadata: in memory, as

@@ -2,7 +2,7 @@ import CLodestoneKernels
 import Dispatch
 import Foundation
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 @Suite("Segments: persist and open")
 struct SegmentTests {
@@ -14,30 +14,6 @@ struct SegmentTests {
 
     static func results(_ index: HNSWIndex, _ queries: Matrix<Float>, ef: Int = 32) throws -> [[Neighbor]] {
         try (0..<queries.rows).map { try index.search(queries.row($0), k: 10, ef: ef) }
-    }
-
-    @Test("persist, then reopen in a new process: identical results, nothing re-linked")
-    func reopenInAnotherProcess() throws {
-        let data = Fixtures.realData
-        let dir = Self.temporaryPath("x").replacingOccurrences(of: "/x", with: "")
-        let path = dir + "/index.lodestone", queries = dir + "/q.fvecs", truth = dir + "/t.ivecs"
-        try HNSWIndexTests.realIndex.persist(to: path)
-        try VectorFiles.writeFvecs(data.queries, to: queries)
-        try VectorFiles.writeIvecs(data.truth, to: truth)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: DurableIndexTests.executable)
-        process.arguments = ["bench-open", "--segment", path, "--queries", queries, "--truth", truth, "--k", "10", "--ef", "32", "--dump"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-        let lines = output.split(separator: "\n")
-        #expect(lines.last == "{\"nodes_linked\": 0}", "the other process re-linked nodes: \(lines.last ?? "")")
-        let expected = try Self.results(HNSWIndexTests.realIndex, data.queries)
-            .map { "[" + $0.map { String($0.key) }.joined(separator: ",") + "]" }
-        #expect(lines.dropLast().map(String.init) == expected)
     }
 
     @Test("CRC-32C matches the standard check value and the portable table")

@@ -1,6 +1,6 @@
 import CLodestoneKernels
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 /// Sign codes and the quantized scan: the kernel against a Float64 reference
 /// of its documented estimator, and the plan against exact search on real

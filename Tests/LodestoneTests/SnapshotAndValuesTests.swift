@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Lodestone
+@_spi(LodestoneTools) @testable import Lodestone
 
 @Suite("Values as upserted; snapshots and restores")
 struct SnapshotAndValuesTests {

@@ -1,7 +1,7 @@
 """Pinecone's own Python SDK (and LlamaIndex) against `lodestone serve`.
 
 Each test session starts the server from the release build
-($LODESTONE_BIN, else .build/release/lodestone) on a free loopback port with
+($LODESTONE_BIN, else Tools/.build/release/lodestone) on a free loopback port with
 a fresh database, and stops it with SIGTERM at the end. `Scripts/sdk-test`
 runs this suite in two virtual environments: pinecone 10.x (API 2026-07)
 and llama-index-vector-stores-pinecone, which pins pinecone 9.x (API

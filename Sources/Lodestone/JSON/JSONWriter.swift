@@ -5,20 +5,20 @@
 
 /// Writes JSON into a byte array: objects and arrays through closures,
 /// commas placed for the caller.
-package struct JSONWriter {
-    package private(set) var bytes: [UInt8] = []
+@_spi(LodestoneTools) public struct JSONWriter {
+    @_spi(LodestoneTools) public private(set) var bytes: [UInt8] = []
     private var needsComma = false
 
-    package init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
+    @_spi(LodestoneTools) public init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
 
     /// Ends a line of JSON Lines: the next value starts a new document.
-    package mutating func endLine() {
+    @_spi(LodestoneTools) public mutating func endLine() {
         bytes.append(UInt8(ascii: "\n"))
         needsComma = false
     }
 
     /// Empties the buffer (its capacity kept) once its bytes are written out.
-    package mutating func reset() {
+    @_spi(LodestoneTools) public mutating func reset() {
         bytes.removeAll(keepingCapacity: true)
         needsComma = false
     }
@@ -29,7 +29,7 @@ package struct JSONWriter {
     }
 
     /// `{ ... }`, as a value (in an array, or after ``key(_:)``).
-    package mutating func object(_ body: (inout JSONWriter) -> Void) {
+    @_spi(LodestoneTools) public mutating func object(_ body: (inout JSONWriter) -> Void) {
         separate()
         bytes.append(UInt8(ascii: "{"))
         needsComma = false
@@ -39,7 +39,7 @@ package struct JSONWriter {
     }
 
     /// `[ ... ]`, as a value.
-    package mutating func array(_ body: (inout JSONWriter) -> Void) {
+    @_spi(LodestoneTools) public mutating func array(_ body: (inout JSONWriter) -> Void) {
         separate()
         bytes.append(UInt8(ascii: "["))
         needsComma = false
@@ -49,7 +49,7 @@ package struct JSONWriter {
     }
 
     /// A field name; the next value written is its value.
-    package mutating func key(_ name: String) {
+    @_spi(LodestoneTools) public mutating func key(_ name: String) {
         separate()
         quoted(name)
         bytes.append(UInt8(ascii: ":"))
@@ -57,15 +57,15 @@ package struct JSONWriter {
     }
 
     /// Raw JSON text written as a value (the caller vouches for it).
-    package mutating func raw(_ text: String) { separate(); bytes.append(contentsOf: text.utf8) }
-    package mutating func string(_ s: String) { separate(); quoted(s) }
-    package mutating func int(_ v: Int) { separate(); bytes.append(contentsOf: String(v).utf8) }
-    package mutating func bool(_ v: Bool) { separate(); bytes.append(contentsOf: (v ? "true" : "false").utf8) }
-    package mutating func null() { separate(); bytes.append(contentsOf: "null".utf8) }
+    @_spi(LodestoneTools) public mutating func raw(_ text: String) { separate(); bytes.append(contentsOf: text.utf8) }
+    @_spi(LodestoneTools) public mutating func string(_ s: String) { separate(); quoted(s) }
+    @_spi(LodestoneTools) public mutating func int(_ v: Int) { separate(); bytes.append(contentsOf: String(v).utf8) }
+    @_spi(LodestoneTools) public mutating func bool(_ v: Bool) { separate(); bytes.append(contentsOf: (v ? "true" : "false").utf8) }
+    @_spi(LodestoneTools) public mutating func null() { separate(); bytes.append(contentsOf: "null".utf8) }
 
     /// A finite number in its shortest round-trip form (never NaN or
     /// infinity, which JSON has no spelling for: those become 0).
-    package mutating func number(_ v: Double) {
+    @_spi(LodestoneTools) public mutating func number(_ v: Double) {
         separate()
         guard v.isFinite else { bytes.append(UInt8(ascii: "0")); return }
         if v == 0, v.sign == .minus {
@@ -78,27 +78,27 @@ package struct JSONWriter {
     }
 
     /// A float in its shortest form that reads back to the same float.
-    package mutating func number(_ v: Float) {
+    @_spi(LodestoneTools) public mutating func number(_ v: Float) {
         separate()
         guard v.isFinite else { bytes.append(UInt8(ascii: "0")); return }
         bytes.append(contentsOf: v.description.utf8)
     }
 
-    package mutating func floats(_ values: [Float]) {
+    @_spi(LodestoneTools) public mutating func floats(_ values: [Float]) {
         array { w in for v in values { w.number(v) } }
     }
 
-    package mutating func strings(_ values: [String]) {
+    @_spi(LodestoneTools) public mutating func strings(_ values: [String]) {
         array { w in for v in values { w.string(v) } }
     }
 
-    package mutating func field(_ name: String, _ value: String) { key(name); string(value) }
-    package mutating func field(_ name: String, _ value: Int) { key(name); int(value) }
-    package mutating func field(_ name: String, _ value: Bool) { key(name); bool(value) }
+    @_spi(LodestoneTools) public mutating func field(_ name: String, _ value: String) { key(name); string(value) }
+    @_spi(LodestoneTools) public mutating func field(_ name: String, _ value: Int) { key(name); int(value) }
+    @_spi(LodestoneTools) public mutating func field(_ name: String, _ value: Bool) { key(name); bool(value) }
 
     /// Metadata as an object, fields sorted by name (the shape Pinecone
     /// returns and exports hold).
-    package mutating func metadata(_ m: Metadata) {
+    @_spi(LodestoneTools) public mutating func metadata(_ m: Metadata) {
         object { w in
             for name in m.keys.sorted() {
                 w.key(name)
@@ -108,7 +108,7 @@ package struct JSONWriter {
     }
 
     /// One metadata value.
-    package mutating func metadataValue(_ value: MetadataValue) {
+    @_spi(LodestoneTools) public mutating func metadataValue(_ value: MetadataValue) {
         switch value {
         case let .string(s): string(s)
         case let .number(n): number(n)
@@ -118,7 +118,7 @@ package struct JSONWriter {
     }
 
     /// Any parsed value (object fields sorted by name).
-    package mutating func json(_ value: JSONValue) {
+    @_spi(LodestoneTools) public mutating func json(_ value: JSONValue) {
         switch value {
         case .null: null()
         case let .bool(b): bool(b)

@@ -23,9 +23,9 @@ import Darwin
 /// - `LODESTONE_IO_FAIL_AT=N`: operation N fails with `LODESTONE_IO_FAIL_ERRNO`
 ///   (default ENOSPC), as a full disk would (and `io-fail N op` goes to stderr).
 /// - `LODESTONE_IO_COUNT=1`: print `io-ops N` to stderr when the process exits.
-package enum StorageIO {
+@_spi(LodestoneTools) public enum StorageIO {
     /// The kinds of operation the seam numbers.
-    package enum Operation: String, Sendable {
+    @_spi(LodestoneTools) public enum Operation: String, Sendable {
         case write, fsync, fdatasync, fsyncDirectory = "fsync-directory", rename, unlink, truncate
         /// Not numbered: creating a file or a directory (journaled only).
         case create, mkdir
@@ -34,15 +34,15 @@ package enum StorageIO {
     }
 
     /// One journaled operation (see ``startJournal()``).
-    package struct JournalEntry: Sendable {
-        package var operation: Operation
+    @_spi(LodestoneTools) public struct JournalEntry: Sendable {
+        @_spi(LodestoneTools) public var operation: Operation
         /// The file or directory (the source of a rename).
-        package var path: String
+        @_spi(LodestoneTools) public var path: String
         /// The destination of a rename, or the text of a mark.
-        package var other: String = ""
-        package var offset: Int = 0
+        @_spi(LodestoneTools) public var other: String = ""
+        @_spi(LodestoneTools) public var offset: Int = 0
         /// A write's bytes, or a truncation's new length in `offset`.
-        package var bytes: [UInt8] = []
+        @_spi(LodestoneTools) public var bytes: [UInt8] = []
     }
 
     private static let journaling = Atomic<Bool>(false)
@@ -50,19 +50,19 @@ package enum StorageIO {
 
     /// Starts recording every operation with its data, in order (for the
     /// power-cut simulator, which replays them onto a simulated disk).
-    package static func startJournal() {
+    @_spi(LodestoneTools) public static func startJournal() {
         journal.withLock { $0 = ([], [:]) }
         journaling.store(true, ordering: .sequentiallyConsistent)
     }
 
     /// Stops recording and returns the journal.
-    package static func stopJournal() -> [JournalEntry] {
+    @_spi(LodestoneTools) public static func stopJournal() -> [JournalEntry] {
         journaling.store(false, ordering: .sequentiallyConsistent)
         return journal.withLock { $0.entries }
     }
 
     /// Adds a mark to the journal (no-op when not journaling).
-    package static func mark(_ text: String) {
+    @_spi(LodestoneTools) public static func mark(_ text: String) {
         record(JournalEntry(operation: .mark, path: "", other: text))
     }
 
@@ -116,7 +116,7 @@ package enum StorageIO {
     private static let counter = Atomic<Int>(0)
 
     /// Operations performed so far in this process.
-    package static var operationCount: Int { counter.load(ordering: .relaxed) }
+    @_spi(LodestoneTools) public static var operationCount: Int { counter.load(ordering: .relaxed) }
 
     private static func reportCount() {
         let line = "io-ops \(counter.load(ordering: .relaxed))\n"
@@ -201,7 +201,7 @@ package enum StorageIO {
 
     /// The size of the file at `path` (`stat(2)`), or nil if it cannot be
     /// read; not numbered (it changes nothing).
-    package static func fileSize(_ path: String) -> Int? {
+    @_spi(LodestoneTools) public static func fileSize(_ path: String) -> Int? {
         SystemCalls.status(path).map { Int($0.st_size) }
     }
 

@@ -101,7 +101,7 @@ extension StorageIO {
     /// file beside it, `fsync`, `rename`, `fsync` of the directory): after a
     /// crash the file holds the old bytes or the new ones. For small files
     /// kept beside an index, such as a server's settings.
-    package static func replaceFile(_ path: String, with bytes: [UInt8]) throws(LodestoneError) {
+    @_spi(LodestoneTools) public static func replaceFile(_ path: String, with bytes: [UInt8]) throws(LodestoneError) {
         try POSIXFile.replace(path, with: bytes)
     }
 }

@@ -13,7 +13,7 @@ import Darwin
 // the C library's, unchanged: callers turn them into ``LodestoneError``s.
 
 /// Thin wrappers over the system calls Lodestone makes.
-package enum SystemCalls {
+enum SystemCalls {
     static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 { c_open(path, flags, mode) }
     @discardableResult
     static func close(_ fd: Int32) -> Int32 { c_close(fd) }

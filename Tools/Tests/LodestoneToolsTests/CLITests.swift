@@ -1,0 +1,164 @@
+import Foundation
+import Testing
+@_spi(LodestoneTools) @testable import Lodestone
+
+@Suite("The lodestone command line, end to end")
+struct CLITests {
+    struct Run {
+        let status: Int32
+        let output: String
+        let errors: String
+    }
+
+    static func lodestone(_ arguments: [String], db: String) throws -> Run { try run(arguments + ["--db", db]) }
+
+    /// Runs the lodestone command (the build under test) to completion.
+    /// `environment` sets (or, with nil, unsets) variables for it.
+    static func run(_ arguments: [String], environment changes: [String: String?] = [:]) throws -> Run {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Tools.lodestone)
+        p.arguments = arguments
+        if !changes.isEmpty {
+            var environment = ProcessInfo.processInfo.environment
+            for (name, value) in changes { environment[name] = value }
+            p.environment = environment
+        }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Run(status: p.terminationStatus, output: String(decoding: o, as: UTF8.self),
+                   errors: String(decoding: e, as: UTF8.self))
+    }
+
+    /// The data the README's tour uses: the pypi-minilm small slice, else Data/.
+    static var files: (vectors: String, metadata: String, queries: String) {
+        (Fixtures.dataFile(small: "small_base.fvecs", sample: "base.fvecs"),
+         Fixtures.dataFile(small: "small_base_meta.jsonl", sample: "base_meta.jsonl"),
+         Fixtures.dataFile(small: "small_query.fvecs", sample: "query.fvecs"))
+    }
+
+    @Test("LODESTONE_KERNELS forces the distance and neighbour-code kernels alike, in any case; an unknown or unsupported name falls back to the automatic choice")
+    func forcedKernels() throws {
+        func kernels(_ value: String?) throws -> (distance: String, codes: String) {
+            let run = try Self.run(["info"], environment: ["LODESTONE_KERNELS": value])
+            #expect(run.status == 0)
+            func field(after prefix: String) -> String {
+                let line = run.output.split(separator: "\n").first { $0.hasPrefix(prefix) } ?? ""
+                return line.dropFirst(prefix.count).split(separator: " ").first.map(String.init) ?? "missing"
+            }
+            return (field(after: "kernels: "), field(after: "neighbour-code kernels (quantized walk): "))
+        }
+        let automatic = try kernels(nil)
+        #expect(automatic.distance != "portable" || DistanceKernels.available == [.portable])
+        #expect(try kernels("portable") == ("portable", "portable"))
+        #expect(try kernels("PORTABLE") == ("portable", "portable"))
+        #expect(try kernels("no-such-isa") == automatic)
+        for isa in DistanceKernels.available where isa != .portable {
+            // AVX-512 distance kernels need only AVX-512F; the neighbour-code
+            // ones also BW, so they may fall back.
+            let forced = try kernels(isa.rawValue.uppercased())
+            #expect(forced.distance == isa.rawValue)
+            #expect(forced.codes == isa.rawValue || (isa == .avx512 && forced.codes == automatic.codes), "\(forced)")
+        }
+        let unsupported = KernelISA.allCases.filter { !DistanceKernels.available.contains($0) }
+        for isa in unsupported { #expect(try kernels(isa.rawValue) == automatic) }
+    }
+
+    @Test("bench --insert-batch grows a quantized index in small batches after a bulk build and reports insert_per_s; bad values are errors")
+    func benchInsertBatch() throws {
+        let data = Fixtures.sampleData
+        let files = ["--base", data.appendingPathComponent("base.fvecs").path,
+                     "--queries", data.appendingPathComponent("query.fvecs").path,
+                     "--truth", data.appendingPathComponent("groundtruth.ivecs").path]
+        let run = try Self.run(["bench"] + files + ["--index", "hnsw", "--traversal", "quantized", "--m", "8",
+                                                    "--ef-construction", "48", "--ef", "64", "--insert-batch", "50",
+                                                    "--repeats", "1", "--json"])
+        #expect(run.status == 0, "\(run.errors)")
+        let line = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])
+        #expect((line["insert_per_s"] as? Double ?? 0) > 0, "\(line)")
+        #expect((line["recall"] as? Double ?? 0) >= 0.9, "\(line)")
+        let flat = try Self.run(["bench"] + files + ["--index", "flat", "--insert-batch", "50"])
+        #expect(flat.status != 0 && flat.errors.contains("--insert-batch needs --index hnsw"), "\(flat.errors)")
+        let zero = try Self.run(["bench"] + files + ["--index", "hnsw", "--insert-batch", "0"])
+        #expect(zero.status != 0 && zero.errors.contains("--insert-batch must be at least 1"), "\(zero.errors)")
+    }
+
+    @Test("create, upsert with metadata, query with a filter, export, drop, import: the same answers; exit codes")
+    func tour() throws {
+        let dir = Fixtures.temporaryDirectory("cli")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/db"
+        let (vectors, metadata, queries) = Self.files
+        func ok(_ args: [String]) throws -> String {
+            let r = try Self.lodestone(args, db: db)
+            #expect(r.status == 0, "\(args): \(r.errors)")
+            return r.output
+        }
+        // A flat index: the debug build this test runs builds HNSW graphs slowly;
+        // the HNSW path through the same API is tested in IndexAPITests.
+        _ = try ok(["create", "pypi", "--dimension", "384", "--metric", "cosine", "--model", "all-MiniLM-L6-v2",
+                    "--kind", "flat"])
+        _ = try ok(["upsert", "pypi", vectors, "--metadata", metadata])
+        let badWalk = try Self.lodestone(["create", "walk", "--dimension", "4", "--traversal", "fast"], db: db)
+        #expect(badWalk.status != 0 && badWalk.errors.contains("--traversal is exact or quantized"), "\(badWalk.errors)")
+        let stats = try ok(["stats", "pypi", "--json"])
+        #expect(stats.contains("\"total_record_count\": \(Fixtures.realData.base.rows)"))
+        let queryFile = dir + "/queries.txt"
+        let q = Fixtures.realData.queries
+        try (0..<5).map { i in q.row(i).map { "\($0)" }.joined(separator: ",") }.joined(separator: "\n")
+            .write(toFile: queryFile, atomically: true, encoding: .utf8)
+        let filter = #"{"year": {"$gte": 2024}}"#
+        let before = try ok(["query", "pypi", "--text-file", queryFile, "--top-k", "5", "--filter", filter, "--json"])
+        #expect(before.split(separator: "\n").count == 25)
+        let explained = try ok(["query", "pypi", "--text-file", queryFile, "--top-k", "5", "--filter",
+                                #"{"popular": true}"#, "--explain", "--json"])
+        #expect(explained.contains("\"plan\": \"flat-scan\"") && explained.contains("\"estimated_matches\""))
+        _ = try ok(["export", "pypi", dir + "/pypi.jsonl.gz"])
+        _ = try ok(["drop", "pypi"])
+        #expect(try ok(["list"]).isEmpty)
+        let missing = try Self.lodestone(["query", "pypi", "--id", "x"], db: db)
+        #expect(missing.status == 3 && missing.errors.contains("no index named \"pypi\""))
+        _ = try ok(["import", dir + "/pypi.jsonl.gz", "pypi", "--model", "all-MiniLM-L6-v2", "--kind", "flat"])
+        let after = try ok(["query", "pypi", "--text-file", queryFile, "--top-k", "5", "--filter", filter, "--json"])
+        #expect(after == before)
+        let described = try ok(["describe", "pypi", "--json"])
+        #expect(described.contains("\"embedding_model\": \"all-MiniLM-L6-v2\""))
+        let checked = try ok(["verify", "pypi", "--vectors", queries])
+        #expect(checked.contains("consistent with the stored vectors"))
+        // Bad input: a typed message and exit code 4.
+        let bad = try Self.lodestone(["query", "pypi", "--vector", "1,2,3"], db: db)
+        #expect(bad.status == 4 && bad.errors.contains("dimension mismatch"))
+        let badFilter = try Self.lodestone(["query", "pypi", "--id", "x", "--filter", #"{"a": {"$near": 1}}"#], db: db)
+        #expect(badFilter.status == 4 && badFilter.errors.contains("$near"))
+    }
+
+    @Test("persist, then reopen in a new process: identical results, nothing re-linked")
+    func reopenInAnotherProcess() throws {
+        let data = Fixtures.realData
+        let dir = Fixtures.temporaryDirectory("reopen")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let index = try HNSWIndex(dimension: data.base.dimension, metric: .cosine)
+        try index.add(contentsOf: data.base.values, keys: (0..<UInt64(data.base.rows)).map { $0 }, threads: 2)
+        let path = dir + "/index.lodestone", queries = dir + "/q.fvecs", truth = dir + "/t.ivecs"
+        try index.persist(to: path)
+        try VectorFiles.writeFvecs(data.queries, to: queries)
+        try VectorFiles.writeIvecs(data.truth, to: truth)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Tools.lodestone)
+        process.arguments = ["bench-open", "--segment", path, "--queries", queries, "--truth", truth, "--k", "10", "--ef", "32", "--dump"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let lines = output.split(separator: "\n")
+        #expect(lines.last == "{\"nodes_linked\": 0}", "the other process re-linked nodes: \(lines.last ?? "")")
+        let expected = try (0..<data.queries.rows).map { try index.search(data.queries.row($0), k: 10, ef: 32) }
+            .map { "[" + $0.map { String($0.key) }.joined(separator: ",") + "]" }
+        #expect(lines.dropLast().map(String.init) == expected)
+    }
+}

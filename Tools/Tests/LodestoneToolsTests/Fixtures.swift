@@ -1,0 +1,1 @@
+../../../Tests/LodestoneTests/Fixtures.swift
