@@ -109,11 +109,16 @@ class ReadOnly(LodestoneError, PermissionError):
     code = 22
 
 
+class Cancelled(LodestoneError):
+    """A cancelled async call (Swift only; listed for completeness)."""
+    code = 23
+
+
 _BY_CODE = {cls.code: cls for cls in (
     InvalidArgument, DimensionMismatch, NonFiniteValue, ZeroVector, EmptyIndex, KeyNotFound, DuplicateKey,
     MalformedFile, CorruptFile, UnsupportedFormatVersion, InvalidFilter, InvalidMetadata, StorageError,
     IndexNotFound, IndexAlreadyExists, IndexClosed, IndexLocked, EmbeddingModelMismatch, InvalidID,
-    RecordNotFound, MalformedLine, ReadOnly)}
+    RecordNotFound, MalformedLine, ReadOnly, Cancelled)}
 
 
 def raise_for(status: int, err_ptr, ffi, lib):

@@ -51,6 +51,7 @@ func statusCode(_ error: LodestoneError) -> Int32 {
     case .recordNotFound: return 20
     case .malformedLine: return 21
     case .readOnly: return 22
+    case .cancelled: return 23
     }
 }
 

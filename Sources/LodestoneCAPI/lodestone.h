@@ -78,6 +78,7 @@ extern "C" {
 #define LDS_E_RECORD_NOT_FOUND 20
 #define LDS_E_MALFORMED_LINE 21
 #define LDS_E_READ_ONLY 22
+#define LDS_E_CANCELLED 23 /* Swift async calls only: the C API never cancels */
 #define LDS_E_INTERNAL 99
 
 #define LDS_METRIC_COSINE 0

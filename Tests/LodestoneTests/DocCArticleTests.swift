@@ -261,10 +261,10 @@ struct DocCArticleTests {
         let path = dir + "/vectors"
         let (db, _) = try Self.articlesIndex(path)
 
-        let index = try db.index("articles")
+        let index = try await db.index("articles")
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                try index.upsert([Record(id: "e", values: [0, 0, 0, 1])], namespace: "news")
+                try await index.upsert([Record(id: "e", values: [0, 0, 0, 1])], namespace: "news")
             }
             for _ in 0..<4 {
                 group.addTask {
@@ -282,18 +282,18 @@ struct DocCArticleTests {
 
         // One Index per directory and process; a read-only Database is
         // refused while this process has the index open for writing.
-        #expect(try Database(path: path).index("articles") === index)
+        #expect(try await Database(path: path).index("articles") === index)
         let reader = try Database(path: path, readOnly: true)
         #expect(throws: LodestoneError.directoryLocked(path: path + "/articles", inThisProcess: true)) {
             try reader.index("articles")
         }
-        try db.close()
-        let readOnly = try reader.index("articles")
+        try await db.close()
+        let readOnly = try await reader.index("articles")
         #expect(readOnly.isReadOnly && readOnly.count == 5)
         #expect(throws: LodestoneError.readOnly(name: "articles")) {
             try readOnly.delete(ids: ["a"], namespace: "news")
         }
         #expect(throws: LodestoneError.indexNotFound(name: "nothing")) { try reader.index("nothing") }
-        try reader.close()
+        try await reader.close()
     }
 }

@@ -140,7 +140,7 @@ public final class Database: Sendable {
         return index
     }
 
-    /// Creates index `name` from a snapshot that ``Index/snapshot(to:)``
+    /// Creates index `name` from a snapshot that ``Index/snapshot(to:)-1mwn9``
     /// wrote, without re-inserting anything: the snapshot's segment is
     /// hard-linked (or copied) and opened. The snapshot stays as it was.
     /// - Throws: ``LodestoneError/indexAlreadyExists(name:)``, or
@@ -189,9 +189,9 @@ public final class Database: Sendable {
     }
 
     /// Closes every index this database has opened
-    /// (``Index/close(persist:)``: by default each first persists what its
+    /// (``Index/close(persist:)-4g3lv``: by default each first persists what its
     /// log holds, so the next open replays nothing). The database stays
-    /// usable: ``index(_:embeddingModel:durability:)`` opens an index again.
+    /// usable: ``index(_:embeddingModel:durability:)-arf2`` opens an index again.
     /// - Throws: the first error met; an index that failed to close stays
     ///   open, and the others are closed regardless.
     public func close(persist: Bool = true) throws(LodestoneError) {

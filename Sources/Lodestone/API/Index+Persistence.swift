@@ -27,7 +27,7 @@ extension Index {
     /// `directory` (created if missing; it must not hold an index):
     /// ``Database/restoreIndex(name:from:durability:)`` opens it as a new
     /// index without re-inserting anything. What the log holds is first
-    /// folded into a new segment (``persist(merge:)``); the segment, which is
+    /// folded into a new segment (``persist(merge:)-8bgq6``); the segment, which is
     /// immutable, is then hard-linked, so a snapshot of an index persisted
     /// since its last write costs no copy. Queries continue meanwhile.
     public func snapshot(to directory: String) throws(LodestoneError) {
@@ -64,7 +64,7 @@ extension Index {
     }
 
     /// The log size past which a write folds it into a new segment
-    /// (``persist(merge:)``), so that reopening maps a segment instead of replaying
+    /// (``persist(merge:)-8bgq6``), so that reopening maps a segment instead of replaying
     /// (re-inserting) a long log: 256 MiB, or the segment's size if larger.
     public static let autoPersistLogBytes = 256 << 20
 

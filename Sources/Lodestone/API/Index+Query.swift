@@ -94,7 +94,7 @@ extension Index {
                               includeValues: includeValues, includeMetadata: includeMetadata, ef: ef, threads: threads)
     }
 
-    /// ``queryBatch(vectors:topK:namespace:filter:includeValues:includeMetadata:ef:threads:)``
+    /// ``queryBatch(vectors:topK:namespace:filter:includeValues:includeMetadata:ef:threads:)-9gnrr``
     /// with the queries as one row-major array (`rows.count` a multiple of
     /// the dimension), as batch jobs read them: no array per query. Ids and
     /// metadata are looked up on `threads` threads too.

@@ -76,7 +76,11 @@ extension Index {
     /// same bits. The file appears atomically when complete.
     /// - Returns: the number of records written.
     @discardableResult
-    public func export(to path: String, progress: ((TransferProgress) -> Void)? = nil) throws(LodestoneError) -> Int {
+    ///
+    /// `shouldStop`, asked every 1,000 records, ends the export early with
+    /// ``LodestoneError/cancelled(operation:)`` and no file.
+    public func export(to path: String, progress: ((TransferProgress) -> Void)? = nil,
+                       shouldStop: (() -> Bool)? = nil) throws(LodestoneError) -> Int {
         let writer = try GzipWriter(path: path)
         var written = 0
         var json = JSONWriter(capacity: 1 << 20 + 1 << 16)
@@ -93,6 +97,9 @@ extension Index {
             }
             json.endLine()
             written += 1
+            if written % 1_000 == 0, shouldStop?() == true {
+                throw .cancelled(operation: "export to \(path), after \(written) records (no file written)")
+            }
             if json.bytes.count > 1 << 20 {
                 try writer.write(json.bytes)
                 json.reset()

@@ -5,7 +5,7 @@ import Synchronization
 ///
 /// Get one from a ``Database``. Every write is validated as a whole (nothing
 /// is stored on error), logged and synced (per its ``Durability``), then
-/// visible to queries; ``persist(merge:)`` folds the log into a new segment, and
+/// visible to queries; ``persist(merge:)-8bgq6`` folds the log into a new segment, and
 /// reopening maps it without recomputing anything.
 ///
 /// Thread safety: any number of threads may query while one writes; reads
@@ -143,8 +143,8 @@ public final class Index: @unchecked Sendable {
     /// Whether ``close(persist:)`` was called on this instance.
     var isClosed: Bool { lifecycle.load(ordering: .sequentiallyConsistent) == .closed }
 
-    /// Whether this instance is neither closed (``close(persist:)``) nor
-    /// deleted (``Database/deleteIndex(_:)``).
+    /// Whether this instance is neither closed (``close(persist:)-4g3lv``) nor
+    /// deleted (``Database/deleteIndex(_:)-7l1xq``).
     public var isOpen: Bool { lifecycle.load(ordering: .sequentiallyConsistent) == .open }
 
     func checkOpen() throws(LodestoneError) {
@@ -156,11 +156,11 @@ public final class Index: @unchecked Sendable {
     }
 
     /// Closes this index. First, unless `persist` is false, folds what its
-    /// log holds into a new segment (``persist(merge:)``), so the next open maps
+    /// log holds into a new segment (``persist(merge:)-8bgq6``), so the next open maps
     /// that segment and replays nothing; then waits for writes and queries
     /// in progress and releases the directory's lock. Later calls on this
     /// instance throw ``LodestoneError/indexClosed(name:)``;
-    /// ``Database/index(_:embeddingModel:durability:)`` opens it again.
+    /// ``Database/index(_:embeddingModel:durability:)-arf2`` opens it again.
     /// Without `close`, nothing is lost either: every acknowledged write is
     /// in the log, and opening replays it.
     public func close(persist: Bool = true) throws(LodestoneError) {

@@ -44,7 +44,7 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
     case indexNotFound(name: String)
     /// An index of this name already exists in the database.
     case indexAlreadyExists(name: String)
-    /// This ``Index`` instance was closed (``Index/close(persist:)``).
+    /// This ``Index`` instance was closed (``Index/close(persist:)-4g3lv``).
     case indexClosed(name: String)
     /// The index directory at `path` is already open for writing: by another
     /// handle in this process when `inThisProcess`, else by another process
@@ -61,6 +61,9 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
     /// A write (or persist, create, delete) was asked of an index or
     /// database opened read-only.
     case readOnly(name: String)
+    /// The task running an async call was cancelled, and the call stopped
+    /// where it could stop cleanly (`operation` says what and how far).
+    case cancelled(operation: String)
 
     public var description: String {
         switch self {
@@ -112,6 +115,8 @@ public enum LodestoneError: Error, Equatable, Sendable, CustomStringConvertible 
             return "no record with id \"\(id)\" in namespace \"\(namespace)\""
         case let .malformedLine(path, line, reason):
             return "\(path):\(line): \(reason)"
+        case let .cancelled(operation):
+            return "cancelled: \(operation) (what was stored before stays stored)"
         case let .readOnly(name):
             return "\"\(name)\" was opened read-only: writes go through the one process that opens it for writing"
         }

@@ -95,6 +95,37 @@ enum SystemCalls {
     static func kill(_ pid: Int32, _ signal: Int32) -> Int32 { c_kill(pid, signal) }
     /// Processors online now.
     static var onlineProcessors: Int { max(1, Int(c_sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    /// Starts a detached thread running `body`.
+    static func startThread(_ body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(ThreadStart(body: body)).toOpaque()
+        #if canImport(Darwin)
+        var thread: pthread_t? = nil
+        let result = pthread_create(&thread, nil, { raw in
+            Unmanaged<ThreadStart>.fromOpaque(raw).takeRetainedValue().run()
+            return nil
+        }, box)
+        #else
+        var thread = pthread_t()
+        let result = pthread_create(&thread, nil, { raw in
+            Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue().run()
+            return nil
+        }, box)
+        #endif
+        precondition(result == 0, "Lodestone: cannot start a thread (pthread_create: \(result))")
+        #if canImport(Darwin)
+        _ = pthread_detach(thread!)
+        #else
+        _ = pthread_detach(thread)
+        #endif
+    }
+}
+
+/// What a new thread runs.
+private final class ThreadStart {
+    let body: @Sendable () -> Void
+    init(body: @escaping @Sendable () -> Void) { self.body = body }
+    func run() { body() }
 }
 
 // At file scope these names are the C library's (inside the enum they would

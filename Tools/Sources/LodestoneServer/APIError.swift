@@ -77,6 +77,8 @@ struct APIError: Error, Sendable {
         case .indexClosed:
             self = APIError(status: .init(code: 412), code: "FAILED_PRECONDITION",
                             message: "\(message) (the server is shutting down)")
+        case .cancelled:
+            self = APIError(status: .serviceUnavailable, code: "UNAVAILABLE", message: message)
         case .corruptSegment, .unsupportedFormatVersion, .io:
             // The server's own files: a real failure, not the client's.
             self = APIError(status: .internalServerError, code: "UNKNOWN", message: message)
