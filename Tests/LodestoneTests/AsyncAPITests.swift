@@ -12,6 +12,17 @@ struct AsyncAPITests {
         }
     }
 
+    /// Starts `work` in a task, cancels the task at once, and says whether
+    /// the work threw ``LodestoneError/cancelled(operation:)``.
+    static func cancelledAtOnce<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) async -> Bool {
+        let task = Task { try await work() }
+        task.cancel()
+        guard case let .failure(error) = await task.result, case LodestoneError.cancelled? = error as? LodestoneError else {
+            return false
+        }
+        return true
+    }
+
     @Test("async writes, persist and batch queries give what the synchronous calls give")
     func sameAnswers() async throws {
         let dir = Fixtures.temporaryDirectory("async")
@@ -68,13 +79,8 @@ struct AsyncAPITests {
         let index = try await db.createIndex(name: "a", dimension: 8, metric: .euclidean)
         try await index.upsert(Self.records(2_000))
         let queries = Fixtures.randomVectors(count: 12 * Index.asyncBatchBlock, dimension: 8, seed: 3)
-        let task = Task { try await index.queryBatch(rows: queries, topK: 10, threads: 1) }
-        task.cancel()
-        let result = await task.result
-        guard case let .failure(error) = result, case LodestoneError.cancelled? = error as? LodestoneError else {
-            Issue.record("not cancelled: \(result)")
-            return
-        }
+        #expect(await Self.cancelledAtOnce { try await index.queryBatch(rows: queries, topK: 10, threads: 1) },
+                "the batch query was not cancelled")
     }
 
     @Test("cancelling an import stops before its next batch; what was stored stays")
@@ -85,9 +91,7 @@ struct AsyncAPITests {
         try await source.upsert(Self.records(20_000, seed: 5))
         let file = dir + "/records.jsonl.gz"
         try await source.export(to: file)
-        let task = Task { try await db.importRecords(from: file, into: "copy", batchSize: 100) }
-        task.cancel()
-        guard case let .failure(error) = await task.result, case LodestoneError.cancelled? = error as? LodestoneError else {
+        guard await Self.cancelledAtOnce({ try await db.importRecords(from: file, into: "copy", batchSize: 100) }) else {
             Issue.record("the import was not cancelled")
             return
         }
@@ -102,9 +106,7 @@ struct AsyncAPITests {
         let index = try await db.createIndex(name: "a", dimension: 8, metric: .cosine)
         try await index.upsert(Self.records(20_000, seed: 6))
         let file = dir + "/out.jsonl.gz"
-        let task = Task { try await index.export(to: file) }
-        task.cancel()
-        guard case let .failure(error) = await task.result, case LodestoneError.cancelled? = error as? LodestoneError else {
+        guard await Self.cancelledAtOnce({ try await index.export(to: file) }) else {
             Issue.record("the export was not cancelled")
             return
         }

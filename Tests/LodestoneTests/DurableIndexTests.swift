@@ -9,20 +9,9 @@ import Glibc
 
 @Suite("Durable index: log, manifest, recovery, crashes")
 struct DurableIndexTests {
-    static func temporaryDirectory() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("lodestone-durable-\(UUID().uuidString)").path
-    }
-
-    /// The state of an index as key → vector.
-    static func snapshot(_ index: HNSWIndex, keys: Range<UInt64>) -> [UInt64: [Float]] {
-        var out: [UInt64: [Float]] = [:]
-        for key in keys { if let v = index.vector(forKey: key) { out[key] = v } }
-        return out
-    }
-
     @Test("writes survive reopening without persist (the log), and with it (the segment)")
     func reopen() throws {
-        let dir = Self.temporaryDirectory()
+        let dir = Fixtures.freshPath("durable")
         let d = 16
         let vectors = Fixtures.randomVectors(count: 300, dimension: d, seed: 1)
         do {
@@ -57,7 +46,7 @@ struct DurableIndexTests {
 
     @Test("a torn last log record is dropped, never half-applied; damage before the end is an error")
     func tornTail() throws {
-        let dir = Self.temporaryDirectory()
+        let dir = Fixtures.freshPath("durable")
         let d = 4
         do {
             let index = try DurableIndex.create(directory: dir, dimension: d, metric: .euclidean)
@@ -91,7 +80,7 @@ struct DurableIndexTests {
 
     @Test("a damaged or truncated manifest is a typed error; a second create is refused")
     func manifest() throws {
-        let dir = Self.temporaryDirectory()
+        let dir = Fixtures.freshPath("durable")
         _ = try DurableIndex.create(directory: dir, dimension: 4, metric: .cosine)
         #expect(throws: LodestoneError.self) { _ = try DurableIndex.create(directory: dir, dimension: 4, metric: .cosine) }
         let path = dir + "/MANIFEST"
@@ -109,7 +98,7 @@ struct DurableIndexTests {
 
     @Test("group commit: concurrent writers all land, each acknowledged only once durable")
     func groupCommit() throws {
-        let dir = Self.temporaryDirectory()
+        let dir = Fixtures.freshPath("durable")
         let d = 8
         do {
             let index = try DurableIndex.create(directory: dir, dimension: d, metric: .euclidean,
@@ -131,7 +120,7 @@ struct DurableIndexTests {
 
     @Test("replaceFile writes beside, syncs, renames, then syncs the directory; racing replaces land whole; a failure is a typed error naming the temporary file")
     func replaceFile() throws {
-        let dir = Self.temporaryDirectory()
+        let dir = Fixtures.freshPath("durable")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/settings.json"

@@ -75,6 +75,12 @@ enum Fixtures {
         return sampleData.appendingPathComponent(sample).path
     }
 
+    /// A fresh path under the temporary directory, not created (for a
+    /// durable index or a child process to create).
+    static func freshPath(_ label: String) -> String {
+        NSTemporaryDirectory() + "lodestone-\(label)-\(UUID().uuidString)"
+    }
+
     static func temporaryDirectory(_ label: String) -> String {
         let path = NSTemporaryDirectory() + "lodestone-\(label)-\(UUID().uuidString)"
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)

@@ -10,12 +10,10 @@ final class BlockingPool: Sendable {
     /// The pool the async APIs share: one thread per processor, at least two.
     static let shared = BlockingPool(threads: max(2, Parallelism.defaultThreadCount))
 
-    let threads: Int
     private let jobs = Locked<(queue: [(@Sendable () -> Void)?], head: Int)>(([], 0))
     private let pending = DispatchSemaphore(value: 0)
 
     init(threads: Int) {
-        self.threads = threads
         for _ in 0..<threads { SystemCalls.startThread { [self] in self.serve() } }
     }
 

@@ -25,10 +25,6 @@ enum Tools {
 /// what a process death does to a durable index.
 @Suite("Durable index: crashes and failures in a child process")
 struct CrashTests {
-    static func temporaryDirectory() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("lodestone-durable-\(UUID().uuidString)").path
-    }
-
     /// The state of an index as key → vector.
     static func snapshot(_ index: HNSWIndex, keys: Range<UInt64>) -> [UInt64: [Float]] {
         var out: [UInt64: [Float]] = [:]
@@ -52,7 +48,7 @@ struct CrashTests {
     func failedPersist() throws {
         let exe = Tools.stress
         try #require(FileManager.default.isExecutableFile(atPath: exe), "build the lodestone-stress executable first (swift build --package-path Tools): \(exe)")
-        let dir = Self.temporaryDirectory()
+        let dir = Fixtures.freshPath("durable")
         // A first run persists (op 9) and leaves a segment of a known size.
         let first = Process()
         first.executableURL = URL(fileURLWithPath: exe)
@@ -91,7 +87,7 @@ struct CrashTests {
     func crashes(durability: Durability, kills: Int) throws {
         let exe = Tools.stress
         try #require(FileManager.default.isExecutableFile(atPath: exe), "build the lodestone-stress executable first (swift build --package-path Tools): \(exe)")
-        let dir = Self.temporaryDirectory()
+        let dir = Fixtures.freshPath("durable")
         var model: [UInt64: [Float]] = [:]
         var rng = Fixtures.SeededGenerator(seed: 2026)
         var inFlightApplied = 0, totalAcked = 0, createKills = 0
