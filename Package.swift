@@ -2,9 +2,13 @@
 //
 // Lodestone: an embedded approximate-nearest-neighbour vector index engine.
 //
-// This manifest is the library alone and declares no package dependencies:
-// a package that depends on Lodestone resolves nothing else and builds only
-// its code plus three system libraries (OpenBLAS, LZ4, zlib). The server,
+// This manifest is the library alone: a package that depends on Lodestone
+// resolves no other package and builds only its code plus three system
+// libraries (OpenBLAS, LZ4, zlib). The one exception is opt-in: the
+// `ServiceIntegration` trait (off by default) adds the LodestoneService
+// product, which brings swift-service-lifecycle, swift-metrics, swift-log
+// and swift-distributed-tracing; SwiftPM resolves them only when a package
+// enables the trait. The server,
 // the `lodestone` command and the reliability drivers are their own package
 // in Tools/ (it depends on this one by path); benchmarks and fuzzers too
 // (Benchmarks/, Fuzz/).
@@ -17,6 +21,23 @@ let package = Package(
         // The C ABI (lodestone.h) for Python and other languages; a library
         // user who depends on `Lodestone` never builds it.
         .library(name: "LodestoneC", type: .dynamic, targets: ["LodestoneCAPI"]),
+        // A swift-service-lifecycle Service with metrics, logs and traces;
+        // empty unless the ServiceIntegration trait is enabled.
+        .library(name: "LodestoneService", targets: ["LodestoneService"]),
+    ],
+    traits: [
+        .trait(name: "ServiceIntegration",
+               description: "The LodestoneService product: a swift-service-lifecycle Service with swift-metrics, "
+                   + "swift-log and swift-distributed-tracing instrumentation."),
+        .default(enabledTraits: []),
+    ],
+    dependencies: [
+        // Resolved only when the ServiceIntegration trait is enabled (every
+        // use below is conditioned on it).
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -49,6 +70,16 @@ let package = Package(
             dependencies: ["Lodestone"],
             exclude: ["lodestone.h"]  // the hand-written C header, checked against the exports in CI
         ),
+        .target(
+            name: "LodestoneService",
+            dependencies: [
+                "Lodestone",
+                serviceIntegration("ServiceLifecycle", "swift-service-lifecycle"),
+                serviceIntegration("Metrics", "swift-metrics"),
+                serviceIntegration("Logging", "swift-log"),
+                serviceIntegration("Tracing", "swift-distributed-tracing"),
+            ]
+        ),
         // The fuzz targets' checks (Fuzz/ links them into libFuzzer
         // executables; the tests replay the committed corpus through them).
         .target(
@@ -60,6 +91,24 @@ let package = Package(
             name: "LodestoneTests",
             dependencies: ["Lodestone", "CLodestoneKernels", "LodestoneFuzzChecks"]
         ),
+        // Run with `swift test --traits ServiceIntegration` (Scripts/test does).
+        .testTarget(
+            name: "LodestoneServiceTests",
+            dependencies: [
+                "Lodestone", "LodestoneService",
+                serviceIntegration("ServiceLifecycle", "swift-service-lifecycle"),
+                serviceIntegration("Metrics", "swift-metrics"),
+                serviceIntegration("MetricsTestKit", "swift-metrics"),
+                serviceIntegration("Logging", "swift-log"),
+                serviceIntegration("InMemoryLogging", "swift-log"),
+                serviceIntegration("Tracing", "swift-distributed-tracing"),
+                serviceIntegration("InMemoryTracing", "swift-distributed-tracing"),
+            ]
+        ),
     ]
 )
 
+/// A product of `package`, used only when the ServiceIntegration trait is on.
+func serviceIntegration(_ product: String, _ package: String) -> Target.Dependency {
+    .product(name: product, package: package, condition: .when(traits: ["ServiceIntegration"]))
+}

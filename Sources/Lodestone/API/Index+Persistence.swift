@@ -59,7 +59,9 @@ extension Index {
     /// Runs once a persist's files are current (writer lock held).
     private func segmentCommitted(_ written: DurableStore.Written) {
         guard written == .segment else { return }
-        engine.segmentCommitted(renumbered: lastSegmentRenumbered.load(ordering: .relaxed))
+        let renumbered = lastSegmentRenumbered.load(ordering: .relaxed)
+        if renumbered { store.activity.compacted() }
+        engine.segmentCommitted(renumbered: renumbered)
         table.segmentWritten()
     }
 

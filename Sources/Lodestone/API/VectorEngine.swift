@@ -65,6 +65,7 @@ final class VectorEngine: @unchecked Sendable {
     var count: Int { hnsw?.count ?? flat!.count }
     var metric: Metric { hnsw?.metric ?? flat!.metric }
     var kernels: DistanceKernels { hnsw?.kernels ?? flat!.kernels }
+    var memoryBytes: Int { hnsw?.memoryBytes ?? flat!.memoryBytes }
 
     /// Stores `rows` (row-major, validated) under `keys`, replacing vectors
     /// already stored under a key.

@@ -39,6 +39,9 @@ final class DurableStore: @unchecked Sendable {
         var log: WriteAheadLog
     }
     private let state: Locked<State>
+    /// What the store has done since it opened (syncs, persists); every
+    /// log it writes counts into it.
+    let activity: StoreActivity
     /// The directory lock's descriptor; -1 once released.
     private let lockDescriptor: Locked<Int32>
 
@@ -47,6 +50,7 @@ final class DurableStore: @unchecked Sendable {
         self.directory = directory
         self.readOnly = readOnly
         self.state = Locked(State(manifest: manifest, log: log))
+        self.activity = log.activity
         self.replayedRecords = replayed
         self.droppedTailBytes = dropped
         self.lockDescriptor = Locked(lock)
@@ -78,7 +82,8 @@ final class DurableStore: @unchecked Sendable {
             // was in place (the index never existed).
             removeLeftovers(in: directory, keeping: ["LOCK"])
             let manifest = Manifest(generation: 1, segment: "", log: "wal-1.log", settings: settings)
-            let log = try WriteAheadLog(path: directory + "/" + manifest.log, validLength: 0, durability: durability)
+            let log = try WriteAheadLog(path: directory + "/" + manifest.log, validLength: 0, durability: durability,
+                                        activity: StoreActivity())
             try log.sync()
             try manifest.write(to: directory)
             return DurableStore(directory: directory, manifest: manifest, log: log, replayed: 0, dropped: 0, lock: lock)
@@ -115,7 +120,7 @@ final class DurableStore: @unchecked Sendable {
                 }
             }
             let log = try WriteAheadLog(path: logPath, validLength: validLength, durability: durability,
-                                        readOnly: readOnly)
+                                        readOnly: readOnly, activity: StoreActivity())
             if !readOnly {
                 removeLeftovers(in: directory, keeping: [manifest.segment, manifest.delta, manifest.log, Manifest.fileName, "LOCK"])
             }
@@ -237,8 +242,10 @@ final class DurableStore: @unchecked Sendable {
         let logName = "wal-\(generation).log"
         let target = s.manifest.segment.isEmpty ? nil
             : DeltaTarget(path: directory + "/" + delta, segment: directory + "/" + s.manifest.segment)
+        let start = ContinuousClock.now
         let written = try write(directory + "/" + segment, target)
-        let log = try WriteAheadLog(path: directory + "/" + logName, validLength: 0, durability: s.log.durability)
+        let log = try WriteAheadLog(path: directory + "/" + logName, validLength: 0, durability: s.log.durability,
+                                    activity: activity)
         try log.sync()
         try SegmentWriter.syncDirectory(of: directory + "/" + logName)
         var next = Manifest(generation: generation, segment: segment, log: logName, settings: s.manifest.settings)
@@ -270,6 +277,7 @@ final class DurableStore: @unchecked Sendable {
         for file in [old.segment, old.delta, old.log] where !file.isEmpty && file != next.segment {
             StorageIO.unlink(directory + "/" + file)
         }
+        activity.persisted(delta: written == .delta, since: start)
     }
 
     // MARK: Snapshots

@@ -46,6 +46,9 @@ public struct FlatIndex: Sendable {
     /// Whether the index holds no vectors.
     public var isEmpty: Bool { store.count == 0 }
 
+    /// Bytes held for vectors (allocated, or mapped from a segment), their norms and keys.
+    public var memoryBytes: Int { store.capacity * ((dimension + 1) * MemoryLayout<Float>.size + MemoryLayout<UInt64>.size) }
+
     /// The keys of all stored vectors, in storage order.
     public var keys: [UInt64] { store.keys }
 

@@ -23,6 +23,9 @@ import Darwin
 /// - `LODESTONE_IO_FAIL_AT=N`: operation N fails with `LODESTONE_IO_FAIL_ERRNO`
 ///   (default ENOSPC), as a full disk would (and `io-fail N op` goes to stderr).
 /// - `LODESTONE_IO_COUNT=1`: print `io-ops N` to stderr when the process exits.
+/// - `LODESTONE_IO_SYNC_DELAY_MS=N`: every `fdatasync` of a log first sleeps
+///   N ms, as on a slow disk (``delaySyncs(microseconds:under:)`` sets it
+///   from a test, for one directory).
 @_spi(LodestoneTools) public enum StorageIO {
     /// The kinds of operation the seam numbers.
     @_spi(LodestoneTools) public enum Operation: String, Sendable {
@@ -109,11 +112,24 @@ import Darwin
         p.failAt = env("LODESTONE_IO_FAIL_AT").flatMap { Int($0) } ?? 0
         p.failErrno = env("LODESTONE_IO_FAIL_ERRNO").flatMap { Int32($0) } ?? ENOSPC
         p.count = env("LODESTONE_IO_COUNT") != nil
+        if let ms = env("LODESTONE_IO_SYNC_DELAY_MS").flatMap({ Int($0) }), ms > 0 {
+            delaySyncs(microseconds: ms * 1_000)
+        }
         if p.count { atexit { StorageIO.reportCount() } }
         return p
     }()
 
     private static let counter = Atomic<Int>(0)
+    private static let syncsDelayed = Atomic<Bool>(false)
+    private static let syncDelay = Locked<(prefix: String, microseconds: Int)>(("", 0))
+
+    /// Delays every later `fdatasync` of a log under `prefix` (every log:
+    /// "") by `microseconds` (0: no delay), as a slow disk would: for tests
+    /// that hold a write in its sync.
+    @_spi(LodestoneTools) public static func delaySyncs(microseconds: Int, under prefix: String = "") {
+        syncDelay.withLock { $0 = (prefix, microseconds) }
+        syncsDelayed.store(microseconds > 0, ordering: .releasing)
+    }
 
     /// Operations performed so far in this process.
     @_spi(LodestoneTools) public static var operationCount: Int { counter.load(ordering: .relaxed) }
@@ -173,8 +189,14 @@ import Darwin
     }
 
     /// `fdatasync(2)`.
-    static func fdatasync(_ fd: Int32) -> Int32 {
-        done(fail(.fdatasync) ?? SystemCalls.fdatasync(fd), JournalEntry(operation: .fdatasync, path: path(of: fd)))
+    /// `path` names the file, for a sync delay (``delaySyncs(microseconds:under:)``).
+    static func fdatasync(_ fd: Int32, path file: String = "") -> Int32 {
+        _ = plan  // reads LODESTONE_IO_SYNC_DELAY_MS on first use
+        if syncsDelayed.load(ordering: .acquiring) {
+            let (prefix, delay) = syncDelay.withLock { $0 }
+            if delay > 0 && file.hasPrefix(prefix) { SystemCalls.sleep(microseconds: UInt32(clamping: delay)) }
+        }
+        return done(fail(.fdatasync) ?? SystemCalls.fdatasync(fd), JournalEntry(operation: .fdatasync, path: path(of: fd)))
     }
 
     /// `fsync(2)` of a directory (after a rename or create in it).

@@ -36,6 +36,8 @@ final class WriteAheadLog: @unchecked Sendable {
     private let fd: Int32
     private(set) var size: Int
     let durability: Durability
+    /// Where its syncs are counted (the store's, across its logs).
+    let activity: StoreActivity
 
     /// Set when the log can no longer take records: a record that failed
     /// could not be cut off again, or a group-commit flush failed (after a
@@ -55,9 +57,11 @@ final class WriteAheadLog: @unchecked Sendable {
     /// Opens (creating if needed) the log at `path` for appending, after
     /// cutting off a torn tail at `validLength`; or, `readOnly`, opens it
     /// as it is and refuses every record.
-    init(path: String, validLength: Int? = nil, durability: Durability, readOnly: Bool = false) throws(LodestoneError) {
+    init(path: String, validLength: Int? = nil, durability: Durability, readOnly: Bool = false,
+         activity: StoreActivity = StoreActivity()) throws(LodestoneError) {
         self.path = path
         self.durability = durability
+        self.activity = activity
         let fd = StorageIO.open(path, readOnly ? O_RDONLY : O_RDWR | O_CREAT, 0o644)
         guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
         guard let st = SystemCalls.status(fd) else {
@@ -107,7 +111,7 @@ final class WriteAheadLog: @unchecked Sendable {
             throw error
         }
         if durability == .synchronous {
-            guard StorageIO.fdatasync(fd) == 0 else {
+            guard activity.timedSync({ StorageIO.fdatasync(fd, path: path) }) == 0 else {
                 // The caller is told the record failed and will not apply
                 // it, so it must not stay in the file for a replay to find.
                 let error = LodestoneError.io(path: path, operation: "fdatasync", errno: errno)
@@ -151,7 +155,7 @@ final class WriteAheadLog: @unchecked Sendable {
             guard durable < end else { return }
             if let refused = unusable { throw refused }
             let target = currentSize()
-            guard StorageIO.fdatasync(fd) == 0 else {
+            guard activity.timedSync({ StorageIO.fdatasync(fd, path: path) }) == 0 else {
                 let code = errno
                 markUnusable("an earlier group-commit fdatasync of the log failed", errno: code)
                 throw .io(path: path, operation: "fdatasync", errno: code)

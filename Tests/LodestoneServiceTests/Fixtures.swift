@@ -1,0 +1,1 @@
+../LodestoneTests/Fixtures.swift
