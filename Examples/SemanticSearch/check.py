@@ -178,8 +178,10 @@ def main():
         ("POST", "/search", {"vector": queries[0].tolist(), "topK": 0}, 400),
         ("POST", "/search", {"vector": queries[0].tolist(), "filter": {"year": {"$near": 3}}}, 400),
         ("POST", "/documents", {"records": [{"id": "", "values": queries[0].tolist()}]}, 400),
-        ("POST", "/documents", {"records": [{"id": "x", "values": [1.0] * 383 + [float("nan")]}]}, 400),
+        ("POST", "/documents", {"records": [{"id": "x", "values": [1.0] * 383 + [1e39]}]}, 400),  # inf as float32
+        ("POST", "/documents", {"records": [{"id": "x", "values": [1.0] * 384, "metadata": {"a": {"b": 1}}}]}, 400),
         ("GET", "/documents/no-such-record", None, 404),
+        ("POST", "/search", b"[" + b"0.5," * (3 << 20) + b"0.5]", 413),
     ]
     for method, path, body, want in bad:
         status, out = client.call(method, path, body)

@@ -172,6 +172,28 @@ extension HNSWIndexTests {
         #expect(Double(hits) / Double(data.queries.rows * 10) >= 0.9)
     }
 
+    @Test("queries alternating among several filters keep each filter's node set (no translation per query)")
+    func filterNodeSetsKept() throws {
+        let index = try HNSWIndex(dimension: 8, metric: .euclidean)
+        try index.add(contentsOf: Fixtures.randomVectors(count: 500, dimension: 8, seed: 5), keys: (0..<500).map { $0 })
+        let filters = (2...(HNSWIndex.filterNodesCapacity + 1)).map { m in
+            var keys = Bitset(capacity: 500)
+            for key in stride(from: 0, to: 500, by: m) { keys.insert(key) }
+            return keys
+        }
+        // The first query of each filter only notes it; its second builds the node set.
+        for keys in filters { #expect(index.allowedNodes(for: keys) == nil) }
+        for round in 0..<3 {
+            for keys in filters {
+                let nodes = try #require(index.allowedNodes(for: keys), "round \(round)")
+                #expect(nodes.count == keys.count)
+            }
+        }
+        // A change to the key table drops them: the next query notes the filter again.
+        #expect(index.remove(key: 0))
+        #expect(index.allowedNodes(for: filters[0]) == nil)
+    }
+
     @Test("bad input gets typed errors and leaves the index unchanged")
     func badInput() throws {
         let index = try HNSWIndex(dimension: 3, metric: .cosine)

@@ -390,26 +390,34 @@ struct FilterNodes {
 }
 
 extension HNSWIndex {
+    /// Filters whose node sets are kept: a service alternating among a few
+    /// filters must not translate one on every query.
+    static let filterNodesCapacity = 8
+
     /// The live nodes whose keys are in `keys`, when this filter ran before
     /// on the same keys (nil the first time: the caller tests keys then).
     func allowedNodes(for keys: Bitset) -> Bitset? {
         writer.withLock { w in
             ensureKeys(&w)
             let version = w.keys.version
-            guard var cached = w.filterNodes, cached.version == version, cached.keys == keys else {
-                w.filterNodes = FilterNodes(keys: keys, version: version, nodes: nil)
+            guard let i = w.filterNodes.firstIndex(where: { $0.version == version && $0.keys == keys }) else {
+                w.filterNodes.removeAll { $0.version != version }
+                w.filterNodes.insert(FilterNodes(keys: keys, version: version, nodes: nil), at: 0)
+                if w.filterNodes.count > HNSWIndex.filterNodesCapacity { w.filterNodes.removeLast() }
                 return nil
             }
-            if let nodes = cached.nodes { return nodes }
-            var nodes = Bitset(capacity: nodeCount.load(ordering: .acquiring))
-            keys.forEach { key in
-                if let node = w.keys.node(forKey: UInt64(key), keyOf: self.key), state(node) == .live {
-                    nodes.insert(Int(node))
+            var cached = w.filterNodes.remove(at: i)
+            if cached.nodes == nil {
+                var nodes = Bitset(capacity: nodeCount.load(ordering: .acquiring))
+                keys.forEach { key in
+                    if let node = w.keys.node(forKey: UInt64(key), keyOf: self.key), state(node) == .live {
+                        nodes.insert(Int(node))
+                    }
                 }
+                cached.nodes = nodes
             }
-            cached.nodes = nodes
-            w.filterNodes = cached
-            return nodes
+            w.filterNodes.insert(cached, at: 0)
+            return cached.nodes
         }
     }
 }

@@ -90,9 +90,9 @@ public final class HNSWIndex: @unchecked Sendable {
         /// False after opening a segment until the key table is built from
         /// its keys section (on the first operation that needs it).
         var keysBuilt = true
-        /// The nodes of the last filter a walk ran with (see
-        /// ``allowedNodes(for:)``).
-        var filterNodes: FilterNodes? = nil
+        /// The nodes of the last few filters queries ran with, most recent
+        /// first (see ``allowedNodes(for:)``).
+        var filterNodes: [FilterNodes] = []
     }
 
     /// Set once a mapped chunk fails verification; searches then throw.

@@ -15,8 +15,11 @@ import ServiceLifecycle
 struct SemanticSearchApp {
     static func main() async throws {
         let options = try Options(CommandLine.arguments.dropFirst())
-        var logger = Logger(label: "semantic-search")
-        logger.logLevel = options.logLevel
+        let logger = {
+            var logger = Logger(label: "semantic-search")
+            logger.logLevel = options.logLevel
+            return logger
+        }()
 
         // Prometheus for every metric, Lodestone's included (bootstrap once, first).
         let registry = PrometheusCollectorRegistry()
@@ -54,8 +57,9 @@ struct SemanticSearchApp {
         let start = ContinuousClock.now
         if lodestone.database.listIndexes().contains("packages") {
             let index = try await lodestone.index("packages", embeddingModel: "all-MiniLM-L6-v2")
+            let records = try index.index.count()
             logger.info("opened the persisted index", metadata: [
-                "records": "\(try index.index.count())", "seconds": "\(ContinuousClock.now - start)",
+                "records": "\(records)", "seconds": "\(ContinuousClock.now - start)",
             ])
             return index
         }
@@ -63,8 +67,10 @@ struct SemanticSearchApp {
         let lines = try String(contentsOfFile: options.dataFile("base_meta.jsonl"), encoding: .utf8)
             .split(separator: "\n")
         let count = min(vectors.rows, lines.count, options.limit ?? .max)
+        // The quantized walk: the fastest layout at this recall (docs/benchmarks.md).
+        let options = IndexOptions(kind: .hnsw, hnsw: HNSWParameters(traversal: options.traversal))
         let index = try await lodestone.createIndex(name: "packages", dimension: vectors.dimension, metric: .cosine,
-                                                    embeddingModel: "all-MiniLM-L6-v2")
+                                                    embeddingModel: "all-MiniLM-L6-v2", options: options)
         var batch: [Record] = []
         for row in 0..<count {
             var metadata = try Metadata.from(json: JSONValue.parse(String(lines[row])))
@@ -86,7 +92,8 @@ struct SemanticSearchApp {
 /// Command-line options: `--data DIR` (a directory holding base.fvecs and
 /// base_meta.jsonl: ../shared/data/pypi-minilm or the repository's Data/),
 /// `--db DIR` (where the index lives), `--small` (the data's small_* files),
-/// `--limit N`, `--host`, `--port` (0: any free port), `--log-level`.
+/// `--limit N`, `--exact` (build with the exact walk, not the quantized
+/// one), `--host`, `--port` (0: any free port), `--log-level`.
 struct Options {
     var dataDirectory = "Data"
     var databasePath = "semantic-search.db"
@@ -95,6 +102,7 @@ struct Options {
     var host = "127.0.0.1"
     var port = 8080
     var logLevel = Logger.Level.info
+    var traversal = HNSWParameters.Traversal.quantized
 
     init(_ arguments: ArraySlice<String>) throws {
         var it = arguments.makeIterator()
@@ -107,6 +115,7 @@ struct Options {
             case "--data": dataDirectory = try value(flag)
             case "--db": databasePath = try value(flag)
             case "--small": small = true
+            case "--exact": traversal = .exact
             case "--limit": limit = Int(try value(flag))
             case "--host": host = try value(flag)
             case "--port":

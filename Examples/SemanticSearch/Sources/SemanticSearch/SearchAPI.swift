@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Lodestone
 import LodestoneService
+import NIOCore
 import Prometheus
 
 /// The HTTP API (JSON in and out):
@@ -64,12 +65,12 @@ struct SearchAPI: Sendable {
     func upsert(_ request: Request) async throws -> String {
         let body = try await Self.json(request)
         guard case let .array(items)? = body["records"] else {
-            throw HTTPError(.badRequest, message: #""records": an array of {"id", "values", "metadata"} is required"#)
+            throw APIError(.badRequest, #""records": an array of {"id", "values", "metadata"} is required"#)
         }
         var records: [Record] = []
         for (i, item) in items.enumerated() {
             guard case let .string(id)? = item["id"] else {
-                throw HTTPError(.badRequest, message: "records[\(i)].id: a string is required")
+                throw APIError(.badRequest, "records[\(i)].id: a string is required")
             }
             let values = try Self.floats(item["values"], field: "records[\(i)].values")
             let metadata = try item["metadata"].map { json throws(LodestoneError) in try Metadata.from(json: json) }
@@ -82,7 +83,7 @@ struct SearchAPI: Sendable {
 
     func fetch(_ id: String) throws -> String {
         guard let record = try index.fetch(ids: [id])[id] else {
-            throw HTTPError(.notFound, message: "no record with id \(id)")
+            throw APIError(.notFound, "no record with id \(id)")
         }
         return #"{"id":\#(JSONValue.string(record.id).jsonText),"metadata":\#((record.metadata ?? [:]).jsonText)}"#
     }
@@ -95,6 +96,8 @@ struct SearchAPI: Sendable {
         headers[.contentType] = "application/json"
         do {
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: try await body())))
+        } catch let error as APIError {
+            return Self.failure(error.status, error.message, headers: headers)
         } catch let error as LodestoneError {
             let status: HTTPResponse.Status = switch error {
             case .recordNotFound, .indexNotFound: .notFound
@@ -102,17 +105,27 @@ struct SearchAPI: Sendable {
             case .io, .corruptSegment, .malformedFile, .unsupportedFormatVersion, .directoryLocked: .internalServerError
             default: .badRequest
             }
-            let text = #"{"error":\#(JSONValue.string(error.description).jsonText)}"#
-            return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+            return Self.failure(status, error.description, headers: headers)
         }
     }
 
+    /// `{"error": "<what went wrong>"}` with `status`.
+    static func failure(_ status: HTTPResponse.Status, _ message: String, headers: HTTPFields) -> Response {
+        let text = #"{"error":\#(JSONValue.string(message).jsonText)}"#
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
     static func json(_ request: Request) async throws -> JSONValue {
-        var buffer = try await request.body.collect(upTo: maxBodyBytes)
+        let buffer: ByteBuffer
         do {
-            return try buffer.readWithUnsafeReadableBytes { bytes in (try JSONValue.parse(bytes: bytes), bytes.count) }
+            buffer = try await request.body.collect(upTo: maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, "the body is over \(maxBodyBytes) bytes")
+        }
+        do {
+            return try buffer.withUnsafeReadableBytes { bytes in try JSONValue.parse(bytes: bytes) }
         } catch let error as JSONSyntaxError {
-            throw HTTPError(.badRequest, message: "the body is not JSON: \(error)")
+            throw APIError(.badRequest, "the body is not JSON: \(error)")
         }
     }
 
@@ -121,7 +134,7 @@ struct SearchAPI: Sendable {
     static func vector(_ body: JSONValue) throws -> [Float] {
         if case let .string(text)? = body["vectorBase64"] {
             guard let data = Data(base64Encoded: text), data.count % 4 == 0 else {
-                throw HTTPError(.badRequest, message: "vectorBase64: base64 of little-endian float32 values is required")
+                throw APIError(.badRequest, "vectorBase64: base64 of little-endian float32 values is required")
             }
             return data.withUnsafeBytes { raw in
                 (0..<data.count / 4).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
@@ -132,12 +145,12 @@ struct SearchAPI: Sendable {
 
     static func floats(_ json: JSONValue?, field: String) throws -> [Float] {
         guard case let .array(items)? = json else {
-            throw HTTPError(.badRequest, message: "\(field): an array of numbers is required")
+            throw APIError(.badRequest, "\(field): an array of numbers is required")
         }
         var out: [Float] = []
         out.reserveCapacity(items.count)
         for item in items {
-            guard case let .number(x) = item else { throw HTTPError(.badRequest, message: "\(field): numbers only") }
+            guard case let .number(x) = item else { throw APIError(.badRequest, "\(field): numbers only") }
             out.append(Float(x))
         }
         return out
@@ -146,9 +159,19 @@ struct SearchAPI: Sendable {
     static func integer(_ body: JSONValue, _ field: String) throws -> Int? {
         guard let value = body[field] else { return nil }
         guard case let .number(x) = value, x == x.rounded(), abs(x) < 1e9 else {
-            throw HTTPError(.badRequest, message: "\(field): an integer is required")
+            throw APIError(.badRequest, "\(field): an integer is required")
         }
         return Int(x)
+    }
+}
+
+/// A client's mistake, answered with `status` and `{"error": message}`.
+struct APIError: Error {
+    let status: HTTPResponse.Status
+    let message: String
+    init(_ status: HTTPResponse.Status, _ message: String) {
+        self.status = status
+        self.message = message
     }
 }
 
