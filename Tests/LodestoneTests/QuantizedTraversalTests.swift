@@ -275,6 +275,38 @@ struct QuantizedTraversalTests {
         #expect(low >= plain - 0.04, "quantized \(low) against exact walk \(plain) at ef 64")
     }
 
+    @Test("the post-filtered walk of a quantized index is the quantized walk, keeping only passing results: recall ≥ 0.93 at ef 64 against Float64 brute force")
+    func postFilteredQuantizedWalk() throws {
+        let data = Fixtures.realData
+        let index = Self.realQuantized
+        var allowed = Bitset(capacity: data.base.rows)
+        for key in 0..<data.base.rows where key % 2 == 0 { allowed.insert(key) }
+        let keys = allowed.slots.map { UInt64($0) }
+        let base = keys.flatMap { data.base.row(Int($0)) }
+        let admission = FilterAdmission(index: index, keys: allowed, nodes: nil)
+        let exactIndex = HNSWIndexTests.realIndex
+        let exactAdmission = FilterAdmission(index: exactIndex, keys: allowed, nodes: nil)
+        var hits = 0, distances = 0, exactDistances = 0
+        for qi in 0..<100 {
+            let q = data.queries.row(qi)
+            let norm = q.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            let (walked, exactWalk) = q.map { $0 / norm }.withUnsafeBufferPointer { p in
+                (index.postFilteredWalk(p.baseAddress!, k: 10, ef: 64, admission: admission),
+                 exactIndex.postFilteredWalk(p.baseAddress!, k: 10, ef: 64, admission: exactAdmission))
+            }
+            #expect(walked.results.count == 10 && walked.results.allSatisfy { $0.key % 2 == 0 })
+            distances += walked.distances
+            exactDistances += exactWalk.distances
+            let truth = Set(Fixtures.bruteForce(base: base, dimension: data.base.dimension, query: q, metric: .cosine, k: 10)
+                .map { keys[$0.0] })
+            hits += walked.results.filter { truth.contains($0.key) }.count
+        }
+        #expect(Double(hits) / 1_000 >= 0.93, "recall@10 \(Double(hits) / 1_000)")
+        // The quantized walk computes an exact distance per node it expands
+        // (and per finalist); the exact walk, one per neighbour it scores.
+        #expect(distances * 3 < exactDistances, "\(distances) exact distances against the exact walk's \(exactDistances)")
+    }
+
     /// Mean layer-0 degree of the live nodes, after checking that each list
     /// holds distinct live nodes other than its own.
     static func meanLayerZeroDegree(_ index: HNSWIndex, below limit: Int = .max) -> Double {

@@ -179,8 +179,8 @@ extension HNSWIndex {
         return (walked.results, statistics(.filteredGraph, ef: efs, visited: walked.visited, distances: walked.distances))
     }
 
-    /// The plain walk with beam `ef`, keeping the best `k` scored nodes
-    /// that `admission` passes.
+    /// The plain walk with beam `ef` (the quantized walk on an index that
+    /// has neighbour codes), keeping the best `k` nodes `admission` passes.
     func postFilteredWalk<A: NodeAdmission>(_ q: UnsafePointer<Float>, k: Int, ef: Int, admission: A)
         -> (results: [Neighbor], visited: Int, distances: Int)
     {
@@ -189,6 +189,15 @@ extension HNSWIndex {
             scratch.distancesComputed = 0
             guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else {
                 return ([], scratch.nodesExpanded, scratch.distancesComputed)
+            }
+            if let codes = neighbourCodes {
+                // The quantized walk, as unfiltered queries take it, keeping
+                // the admitted finalists.
+                ensureNeighbourCodes(codes)
+                let found = quantizedWalk(q, codes: codes, entry: start, entryDistance: startDistance, k: k, ef: ef,
+                                          scratch: scratch, admission: admission).results
+                let best = found.map { Neighbor(key: key(UInt32($0.id)), score: metric.score(rankValue: $0.distance)) }
+                return (best, scratch.nodesExpanded, scratch.distancesComputed)
             }
             scratch.reserveResults(k)
             var collector = AdmittedCollector(admission: admission,

@@ -181,7 +181,8 @@ extension HNSWIndex {
                 let found: Int
                 if layer == 0, let codes = neighbourCodes, codes.isReady {
                     found = quantizedWalk(q, codes: codes, entry: current, entryDistance: currentDistance, k: 0,
-                                          ef: parameters.efConstruction, scratch: scratch).count
+                                          ef: parameters.efConstruction, scratch: scratch,
+                                          admission: LiveNodes(index: self)).count
                 } else {
                     found = searchLayer(q, entry: current, entryDistance: currentDistance,
                                         ef: parameters.efConstruction, layer: layer, scratch: scratch)

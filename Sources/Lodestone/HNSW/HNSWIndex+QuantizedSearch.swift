@@ -59,9 +59,12 @@ extension HNSWIndex {
     /// ones: what the build's neighbour choice takes);
     /// `results` are the best `k` live nodes expanded (none for `k` 0), best
     /// first, with exact rank values: the best ``rerankCount(k:)`` by code
-    /// compared exactly.
-    func quantizedWalk(_ q: UnsafePointer<Float>, codes: NeighbourCodes, entry start: UInt32, entryDistance: Float,
-                       k: Int, ef: Int, scratch: SearchScratch) -> (count: Int, results: [Candidate]) {
+    /// compared exactly. Only nodes `admission` passes become results (a
+    /// post-filtered walk passes a filter's; every walk passes live nodes
+    /// only); all of them guide the walk.
+    func quantizedWalk<A: NodeAdmission>(_ q: UnsafePointer<Float>, codes: NeighbourCodes, entry start: UInt32,
+                                         entryDistance: Float, k: Int, ef: Int, scratch: SearchScratch,
+                                         admission: A) -> (count: Int, results: [Candidate]) {
         scratch.reserveCodeBuffers(table: codes.tableBytes, estimates: codes.estimates)
         let finalists = k > 0 ? HNSWIndex.rerankCount(k: k) : 1
         scratch.reserveResults(finalists)
@@ -117,7 +120,7 @@ extension HNSWIndex {
             }
             let exact = cursor == 0 && expanded == 0 ? entryDistance : codes.nodeRank(block, q, qq: qq)
             expanded += 1
-            if k > 0 && exact < results.threshold && state(current) == .live {
+            if k > 0 && exact < results.threshold && admission.admits(current) {
                 results.consider(Candidate(distance: exact, id: UInt64(current)))
             }
             // The expanded node's place in the beam moves from its estimate
@@ -182,7 +185,7 @@ extension HNSWIndex {
         ensureNeighbourCodes(codes)
         guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else { return [] }
         let found = quantizedWalk(q, codes: codes, entry: start, entryDistance: startDistance, k: k, ef: ef,
-                                  scratch: scratch).results
+                                  scratch: scratch, admission: LiveNodes(index: self)).results
         if found.count < k && found.count < count {
             // Removed nodes crowded the beam: search on until k live nodes.
             return searchFiltered(q, k: k, ef: ef, scratch: scratch, admission: LiveNodes(index: self))
