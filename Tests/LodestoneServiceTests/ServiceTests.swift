@@ -5,7 +5,6 @@ import InMemoryTracing
 import Logging
 import MetricsTestKit
 import ServiceLifecycle
-import ServiceLifecycleTestKit
 import Synchronization
 import Testing
 @_spi(LodestoneTools) @testable import Lodestone
