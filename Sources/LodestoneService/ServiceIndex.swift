@@ -37,19 +37,10 @@ public struct ServiceIndex: Sendable {
     public func query(vector: [Float], topK: Int, namespace: String = "", filter: Filter? = nil,
                       includeValues: Bool = false, includeMetadata: Bool = false, ef: Int? = nil,
                       embeddingModel: String? = nil) throws(LodestoneError) -> QueryResponse {
-        let span = instruments.startSpan(.query, index: name)
-        defer { span?.end() }
-        span?.attributes["lodestone.top_k"] = topK
-        span?.attributes["lodestone.filtered"] = filter != nil
-        let start = ContinuousClock.now
-        do {
-            let response = try index.query(vector: vector, topK: topK, namespace: namespace, filter: filter,
-                                           includeValues: includeValues, includeMetadata: includeMetadata, ef: ef,
-                                           embeddingModel: embeddingModel)
-            queried(since: start, ef: ef)
-            return response
-        } catch {
-            throw failed(.query, error, span: span)
+        try measuredQuery(topK: topK, filtered: filter != nil, ef: ef) { () throws(LodestoneError) in
+            try index.query(vector: vector, topK: topK, namespace: namespace, filter: filter,
+                            includeValues: includeValues, includeMetadata: includeMetadata, ef: ef,
+                            embeddingModel: embeddingModel)
         }
     }
 
@@ -59,18 +50,9 @@ public struct ServiceIndex: Sendable {
                       includeValues: Bool = false, includeMetadata: Bool = false, ef: Int? = nil)
         throws(LodestoneError) -> QueryResponse
     {
-        let span = instruments.startSpan(.query, index: name)
-        defer { span?.end() }
-        span?.attributes["lodestone.top_k"] = topK
-        span?.attributes["lodestone.filtered"] = filter != nil
-        let start = ContinuousClock.now
-        do {
-            let response = try index.query(id: id, topK: topK, namespace: namespace, filter: filter,
-                                           includeValues: includeValues, includeMetadata: includeMetadata, ef: ef)
-            queried(since: start, ef: ef)
-            return response
-        } catch {
-            throw failed(.query, error, span: span)
+        try measuredQuery(topK: topK, filtered: filter != nil, ef: ef) { () throws(LodestoneError) in
+            try index.query(id: id, topK: topK, namespace: namespace, filter: filter,
+                            includeValues: includeValues, includeMetadata: includeMetadata, ef: ef)
         }
     }
 
@@ -157,10 +139,24 @@ public struct ServiceIndex: Sendable {
 
     // MARK: Measuring
 
-    private func queried(since start: ContinuousClock.Instant, ef: Int?) {
-        metrics.queries.increment()
-        metrics.queryDuration.recordNanoseconds(Instruments.nanoseconds(since: start))
-        if index.kind == .hnsw { metrics.queryEf.record(ef ?? index.parameters.efSearch) }
+    /// A single query: its span, then `lodestone_queries_total`,
+    /// `lodestone_query_duration_seconds` and `lodestone_query_ef` (HNSW).
+    private func measuredQuery(topK: Int, filtered: Bool, ef: Int?,
+                               _ body: () throws(LodestoneError) -> QueryResponse) throws(LodestoneError) -> QueryResponse {
+        let span = instruments.startSpan(.query, index: name)
+        defer { span?.end() }
+        span?.attributes["lodestone.top_k"] = topK
+        span?.attributes["lodestone.filtered"] = filtered
+        let start = ContinuousClock.now
+        do {
+            let response = try body()
+            metrics.queries.increment()
+            metrics.queryDuration.recordNanoseconds(Instruments.nanoseconds(since: start))
+            if index.kind == .hnsw { metrics.queryEf.record(ef ?? index.parameters.efSearch) }
+            return response
+        } catch {
+            throw failed(.query, error, span: span)
+        }
     }
 
     private func failed(_ operation: IndexMetrics.Operation, _ error: LodestoneError, span: (any Span)?)
