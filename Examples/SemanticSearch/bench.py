@@ -44,6 +44,7 @@ def main():
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--seconds", type=int, default=15)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--swift-executor", action="store_true", help="the service keeps Swift's global executor")
     a = p.parse_args()
     queries = fvecs(os.path.join(a.data, ("small_" if a.small else "") + "query.fvecs"))
     bodies = [json.dumps({"vectorBase64": base64.b64encode(q.astype("<f4").tobytes()).decode(), "topK": 10,
@@ -58,7 +59,8 @@ def main():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = ["--data", a.data, "--db", a.db, "--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen([a.binary] + args + (["--small"] if a.small else []))
+    proc = subprocess.Popen([a.binary] + args + (["--small"] if a.small else [])
+                            + (["--swift-executor"] if a.swift_executor else []))
     t0 = time.time()
     while True:
         try:
