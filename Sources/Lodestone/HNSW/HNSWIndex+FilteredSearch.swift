@@ -196,7 +196,7 @@ extension HNSWIndex {
                 ensureNeighbourCodes(codes)
                 let found = quantizedWalk(q, codes: codes, entry: start, entryDistance: startDistance, k: k, ef: ef,
                                           scratch: scratch, admission: admission).results
-                let best = found.map { Neighbor(key: key(UInt32($0.id)), score: metric.score(rankValue: $0.distance)) }
+                let best = found.map { neighbor($0) }
                 return (best, scratch.nodesExpanded, scratch.distancesComputed)
             }
             scratch.reserveResults(k)
@@ -204,9 +204,7 @@ extension HNSWIndex {
                                               heap: TopKHeap(storage: scratch.results, capacity: k))
             _ = beamSearch(q, entry: start, entryDistance: startDistance, ef: ef, layer: 0, scratch: scratch,
                            gatherer: AllNeighbours(), collector: &collector, budget: .max)
-            let best = collector.heap.drainSorted().map {
-                Neighbor(key: key(UInt32($0.id)), score: metric.score(rankValue: $0.distance))
-            }
+            let best = collector.heap.drainSorted().map { neighbor($0) }
             return (best, scratch.nodesExpanded, scratch.distancesComputed)
         }
     }

@@ -190,7 +190,7 @@ extension HNSWIndex {
             // Removed nodes crowded the beam: search on until k live nodes.
             return searchFiltered(q, k: k, ef: ef, scratch: scratch, admission: LiveNodes(index: self))
         }
-        return found.map { Neighbor(key: key(UInt32($0.id)), score: metric.score(rankValue: $0.distance)) }
+        return found.map { neighbor($0) }
     }
 }
 

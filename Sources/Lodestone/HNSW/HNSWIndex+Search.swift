@@ -449,7 +449,7 @@ extension HNSWIndex {
             }
         }
         let best = results.drainSorted()
-        return best.prefix(k).map { Neighbor(key: key(UInt32($0.id)), score: metric.score(rankValue: $0.distance)) }
+        return best.prefix(k).map { neighbor($0) }
     }
 }
 

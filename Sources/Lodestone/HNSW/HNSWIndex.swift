@@ -173,6 +173,11 @@ public final class HNSWIndex: @unchecked Sendable {
         keyRecords.record(id).load(as: UInt64.self)
     }
 
+    /// A search's result for the node in `candidate`: its key and score.
+    @inline(__always) func neighbor(_ candidate: Candidate) -> Neighbor {
+        Neighbor(key: key(UInt32(candidate.id)), score: metric.score(rankValue: candidate.distance))
+    }
+
     @inline(__always) func level(_ id: UInt32) -> Int {
         Int(lodestone_load_u8(levelRecords.record(id).assumingMemoryBound(to: UInt8.self)))
     }
