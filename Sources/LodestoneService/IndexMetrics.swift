@@ -26,7 +26,6 @@ final class IndexMetrics: Sendable {
             }
         }
 
-        var isWrite: Bool { self != .query && self != .queryBatch && self != .fetch }
     }
 
     let factory: any MetricsFactory
@@ -61,7 +60,8 @@ final class IndexMetrics: Sendable {
         queryEf = Recorder(label: "lodestone_query_ef", dimensions: d, aggregate: true, factory: factory)
         batchQueries = Counter(label: "lodestone_batch_queries_total", dimensions: d, factory: factory)
         var operations: [Operation: (Counter, Timer)] = [:]
-        for op in Operation.allCases where op.isWrite || op == .queryBatch || op == .fetch {
+        // Single queries have metrics of their own (above).
+        for op in Operation.allCases where op != .query {
             let od = d + [("operation", op.rawValue)]
             operations[op] = (Counter(label: "lodestone_operations_total", dimensions: od, factory: factory),
                           Timer(label: "lodestone_operation_duration_seconds", dimensions: od, factory: factory))

@@ -135,8 +135,12 @@ public final class LodestoneService: Service, Sendable {
     /// Reads every open index's activity into the metrics (``run()`` does
     /// this every `metricsInterval`; call it before a scrape for figures of
     /// this instant).
-    public func collectMetrics() {
-        for handle in handles.withLock({ Array($0.values) }) where handle.index.isOpen {
+    public func collectMetrics() { collect(closedToo: false) }
+
+    /// Reads the activity of the open indexes (and, `closedToo`, of those
+    /// closed since: their last persists) into the metrics.
+    private func collect(closedToo: Bool) {
+        for handle in handles.withLock({ Array($0.values) }) where closedToo || handle.index.isOpen {
             handle.metrics.collect(handle.index.activity)
         }
     }
@@ -178,15 +182,15 @@ public final class LodestoneService: Service, Sendable {
         instruments.logger.info("lodestone service shutting down: writes refused", metadata: [
             "indexes": "\(open)", "persist": "\(persist)",
         ])
-        collectMetrics()
         let start = ContinuousClock.now
         do {
             try await database.close(persist: persist)
         } catch {
+            collect(closedToo: true)
             instruments.logger.error("lodestone service could not close cleanly", metadata: ["error": "\(error)"])
             throw error
         }
-        for handle in handles.withLock({ Array($0.values) }) { handle.metrics.collect(handle.index.activity) }
+        collect(closedToo: true)  // the counters are cumulative: this includes the closing persists
         instruments.logger.info("lodestone service stopped", metadata: [
             "seconds": "\(Double(Instruments.nanoseconds(since: start)) / 1e9)",
         ])
