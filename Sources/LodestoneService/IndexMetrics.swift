@@ -13,6 +13,7 @@ final class IndexMetrics: Sendable {
     enum Operation: String, Sendable, CaseIterable {
         case query, queryBatch = "query_batch", fetch, upsert, update, delete, deleteAll = "delete_all", persist
 
+        /// `lodestone.` and the raw value, as literals: no string is built per call.
         var spanName: String {
             switch self {
             case .query: "lodestone.query"
@@ -25,7 +26,6 @@ final class IndexMetrics: Sendable {
             case .persist: "lodestone.persist"
             }
         }
-
     }
 
     let factory: any MetricsFactory
