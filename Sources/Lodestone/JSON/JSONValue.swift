@@ -66,31 +66,31 @@ public enum JSONValue: Sendable, Hashable, Decodable {
 
 extension JSONValue {
     /// An object's field (nil when absent, or when this is not an object).
-    @_spi(LodestoneTools) public subscript(_ name: String) -> JSONValue? {
+    public subscript(_ name: String) -> JSONValue? {
         guard case let .object(fields) = self else { return nil }
         return fields[name]
     }
 
     /// The string, when this is one.
-    @_spi(LodestoneTools) public var stringValue: String? {
+    public var stringValue: String? {
         guard case let .string(s) = self else { return nil }
         return s
     }
 
     /// The number, when this is one.
-    @_spi(LodestoneTools) public var numberValue: Double? {
+    public var numberValue: Double? {
         guard case let .number(n) = self else { return nil }
         return n
     }
 
     /// The number, when this is an integer a double holds exactly.
-    @_spi(LodestoneTools) public var integerValue: Int? {
+    public var integerValue: Int? {
         guard case let .number(n) = self, n == n.rounded(), abs(n) <= 9_007_199_254_740_992 else { return nil }
         return Int(n)
     }
 
     /// The items, when this is an array.
-    @_spi(LodestoneTools) public var arrayValue: [JSONValue]? {
+    public var arrayValue: [JSONValue]? {
         guard case let .array(items) = self else { return nil }
         return items
     }

@@ -174,11 +174,3 @@ struct APIError: Error {
         self.message = message
     }
 }
-
-extension JSONValue {
-    /// An object's field, or nil.
-    subscript(_ name: String) -> JSONValue? {
-        guard case let .object(fields) = self else { return nil }
-        return fields[name]
-    }
-}
