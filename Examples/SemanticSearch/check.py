@@ -193,7 +193,6 @@ def main():
     text = text.decode()
 
     def metric(name, labels='index="packages"'):
-        m = re.search(r"^" + re.escape(name) + r"\{([^}]*)\} (\S+)$", text, re.M)
         values = [float(v) for lab, v in re.findall(r"^" + re.escape(name) + r"\{([^}]*)\} (\S+)$", text, re.M)
                   if all(part in lab for part in labels.split(","))]
         return sum(values) if values else None
