@@ -1,7 +1,9 @@
-"""Builds libLodestoneC.so with SwiftPM and places it, its header and the
-Swift runtime libraries it links beside the package (lodestone/_lib/).
+"""Builds libLodestoneC.so with SwiftPM, the Swift runtime linked in, and
+places it and its header beside the package (lodestone/_lib/).
 
-`pip install ./Python` runs this from a clone of the repository. It never
+`pip install ./Python` runs this from a clone of the repository (and
+`pip install lodestone-*.tar.gz` from the sdist, which carries the Swift
+package in swift/). It never
 installs system packages by itself: it first checks what the C library's
 build needs (a Swift 6.2+ toolchain, pkg-config, and the libraries the
 library links: OpenBLAS, LZ4, zlib; not HDF5, which only the `lodestone`
@@ -9,18 +11,25 @@ command links) and, if something is missing, stops with one message naming
 the Debian packages and the apt-get command that installs them. With
 LODESTONE_INSTALL_SYSTEM_PACKAGES=1 it runs that apt-get command itself
 (through sudo when not root). Set LODESTONE_LIBRARY=/path/to/libLodestoneC.so
-to package a library built elsewhere instead (no check, no build).
+to package a library built elsewhere instead (no build).
+
+Either way the library is checked before it is packaged (`check_library`):
+a 64-bit shared object for this machine, no Swift toolchain library among
+its dependencies, loading and answering the header's ABI version.
 
 `missing_requirements()` and `check_build_requirements()` are the check,
 importable without hatchling for the tests.
 """
 
 import os
+import platform
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 try:
@@ -35,6 +44,8 @@ OPT_IN = "LODESTONE_INSTALL_SYSTEM_PACKAGES"
 #: Where Scripts/setup.sh also looks for a toolchain not on PATH.
 FALLBACK_SWIFT = "/opt/swift/usr/bin/swift"
 SWIFT_MINIMUM = (6, 2)
+#: The from-source build's own SwiftPM folder, in the Swift package.
+BUILD_FOLDER = ".build-dist"
 
 
 class MissingRequirements(RuntimeError):
@@ -140,34 +151,105 @@ def check_build_requirements(env=None, display=print) -> str:
     return _swift(env)
 
 
-def _runtime_libraries(library: Path) -> list:
-    """The Swift runtime libraries `library` loads from the toolchain."""
-    out = subprocess.run(["ldd", str(library)], check=True, capture_output=True, text=True).stdout
-    found = []
-    for line in out.splitlines():
-        parts = line.split("=>")
-        if len(parts) != 2:
+#: ELF e_machine of each platform.machine() a wheel can be built for.
+ELF_MACHINES = {"x86_64": 62, "amd64": 62, "aarch64": 183, "arm64": 183}
+#: Shared libraries of the Swift toolchain: a wheel must not need them.
+SWIFT_RUNTIME = re.compile(r"^lib(swift|Foundation|_Foundation|dispatch|BlocksRuntime)")
+
+
+class LibraryProblem(RuntimeError):
+    """A libLodestoneC.so that must not go into a wheel; str() says why."""
+
+
+def elf_info(path: Path):
+    """(e_machine, [DT_NEEDED names]) of a 64-bit little-endian ELF shared
+    object, read from its section headers; raises LibraryProblem otherwise."""
+    data = Path(path).read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise LibraryProblem(f"{path} is not a 64-bit little-endian ELF file")
+    e_type, machine = struct.unpack_from("<HH", data, 16)
+    if e_type != 3:
+        raise LibraryProblem(f"{path} is not a shared library (ELF type {e_type})")
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    needed = []
+    for _, kind, _, _, offset, size, link, _, _, _ in sections:
+        if kind != 6:  # SHT_DYNAMIC
             continue
-        path = parts[1].strip().split(" (")[0].strip()
-        if "/lib/swift/" in path and os.path.exists(path):
-            found.append(Path(path))
-    return found
+        strings = sections[link][4]
+        for at in range(offset, offset + size, 16):
+            tag, value = struct.unpack_from("<qQ", data, at)
+            if tag == 0:
+                break
+            if tag == 1:  # DT_NEEDED
+                end = data.index(b"\0", strings + value)
+                needed.append(data[strings + value:end].decode())
+    return machine, needed
+
+
+def check_library(library: Path, header: Path, machine: str = None) -> None:
+    """Refuses, at build time, a library a wheel must not carry: missing, not
+    a shared library for this machine, needing the Swift toolchain's runtime,
+    or not loading and answering the header's ABI version."""
+    machine = machine or platform.machine()
+    if not library.is_file():
+        raise LibraryProblem(f"{library} does not exist: nothing to package")
+    found, needed = elf_info(library)
+    if found != ELF_MACHINES.get(machine.lower()):
+        raise LibraryProblem(f"{library} is built for ELF machine {found}, not for this {machine} machine")
+    runtime = [name for name in needed if SWIFT_RUNTIME.match(name)]
+    if runtime:
+        raise LibraryProblem(f"{library} loads the Swift runtime from the toolchain ({', '.join(runtime)}); "
+                             "build it with the runtime linked in: swift build -c release --product LodestoneC "
+                             "-Xswiftc -static-stdlib (as Scripts/build-dist does)")
+    expected = re.search(r"#define LDS_ABI_VERSION (\d+)", header.read_text())
+    probe = ("import ctypes, sys; lib = ctypes.CDLL(sys.argv[1]); "
+             "lib.lds_abi_version.restype = ctypes.c_uint32; print(lib.lds_abi_version())")
+    run = subprocess.run([sys.executable, "-c", probe, str(library)], capture_output=True, text=True,
+                         env=dict(os.environ, SWIFT_BACKTRACE="enable=no"))
+    if run.returncode != 0:
+        raise LibraryProblem(f"{library} does not load here: {run.stderr.strip().splitlines()[-1:]}")
+    if run.stdout.strip() != expected.group(1):
+        raise LibraryProblem(f"{library} implements C ABI {run.stdout.strip()}, "
+                             f"its header ({header}) says {expected.group(1)}")
+
+
+def swift_package(root: Path):
+    """The Swift package to build from: the repository around Python/, or
+    the copy an sdist carries in swift/; None if neither is there."""
+    for candidate in (root.parent, root / "swift"):
+        if (candidate / "Package.swift").exists() and (candidate / "Sources" / "LodestoneCAPI").is_dir():
+            return candidate
+    return None
+
+
+def _stripped(library: Path, folder: Path) -> Path:
+    """A copy of `library` without its symbol tables (half the size), if
+    `strip` is here; else the library itself."""
+    strip = shutil.which("strip")
+    if strip is None:
+        return library
+    copy = folder / library.name
+    subprocess.run([strip, "--strip-unneeded", "-o", str(copy), str(library)], check=True)
+    return copy
 
 
 class CustomBuildHook(BuildHookInterface):
     def initialize(self, version, build_data):
         if self.target_name != "wheel":
             return
-        repo = Path(self.root).resolve().parent
-        header = repo / "Sources" / "LodestoneCAPI" / "lodestone.h"
+        root = Path(self.root).resolve()
+        package = swift_package(root)
         prebuilt = os.environ.get("LODESTONE_LIBRARY")
+        header = (package or root.parent) / "Sources" / "LodestoneCAPI" / "lodestone.h"
         if prebuilt:
             library = Path(prebuilt).resolve()
         else:
-            if not (repo / "Package.swift").exists():
+            if package is None:
                 raise RuntimeError(
-                    "lodestone: building from source needs the whole repository (Package.swift beside Python/); "
-                    "or set LODESTONE_LIBRARY to a built libLodestoneC.so")
+                    "lodestone: building from source needs the Swift package (the repository around Python/, "
+                    "or the swift/ folder of an sdist); or set LODESTONE_LIBRARY to a built libLodestoneC.so")
             try:
                 swift = check_build_requirements(display=self.app.display_info)
             except MissingRequirements as missing:
@@ -175,15 +257,30 @@ class CustomBuildHook(BuildHookInterface):
                 print(missing, file=sys.stderr, flush=True)
                 raise SystemExit(1) from None
             self.app.display_info("lodestone: building libLodestoneC.so (swift build -c release) ...")
-            subprocess.run([swift, "build", "-c", "release", "--product", "LodestoneC"], cwd=repo, check=True)
-            library = repo / ".build" / "release" / "libLodestoneC.so"
-        if not library.exists():
-            raise RuntimeError(f"lodestone: {library} was not built")
+            # The Swift runtime linked in, so the wheel needs no toolchain; its
+            # own build folder, so the repository's .build keeps its flags.
+            subprocess.run([swift, "build", "-c", "release", "--product", "LodestoneC", "-Xswiftc",
+                            "-static-stdlib", "--scratch-path", str(package / BUILD_FOLDER)],
+                           cwd=package, check=True)
+            library = package / BUILD_FOLDER / "release" / "libLodestoneC.so"
+        if not header.exists():
+            raise RuntimeError(f"lodestone: {header} not found")
+        try:
+            check_library(library, header)
+        except LibraryProblem as problem:
+            print(f"lodestone: cannot package the library: {problem}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        staging = self._staging = Path(tempfile.mkdtemp(prefix="lodestone-wheel-"))
         include = build_data.setdefault("force_include", {})
-        include[str(library)] = "lodestone/_lib/libLodestoneC.so"
+        include[str(_stripped(library, staging))] = "lodestone/_lib/libLodestoneC.so"
         include[str(header)] = "lodestone/_lib/lodestone.h"
-        for runtime in _runtime_libraries(library):
-            include[str(runtime)] = f"lodestone/_lib/{runtime.name}"
         build_data["pure_python"] = False
-        platform = sysconfig.get_platform().replace("-", "_").replace(".", "_")
-        build_data["tag"] = f"py3-none-{platform}"
+        # Honest for the machine that built it; Scripts/build-dist then has
+        # auditwheel turn it into a manylinux tag.
+        tag = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+        build_data["tag"] = f"py3-none-{tag}"
+
+    def finalize(self, version, build_data, artifact_path):
+        staging = getattr(self, "_staging", None)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)

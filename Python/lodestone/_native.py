@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
+#: Where a wheel puts the library and its header.
+_BUNDLE = _HERE / "_lib"
 _lock = threading.Lock()
 _state = {}
 
@@ -18,20 +20,35 @@ def _candidates():
     env = os.environ.get("LODESTONE_LIBRARY")
     if env:
         yield Path(env)
-    yield _HERE / "_lib" / "libLodestoneC.so"
+    if _BUNDLE.is_dir():
+        # An installed package uses its own library or fails naming it;
+        # it never falls back to one found elsewhere.
+        yield _BUNDLE / "libLodestoneC.so"
+        return
     # A source checkout: Python/lodestone -> the repository's release build.
     yield _HERE.parent.parent / ".build" / "release" / "libLodestoneC.so"
 
 
+def _damaged(missing) -> ImportError:
+    return ImportError(f"lodestone: the installed package is damaged: {missing} is missing; "
+                       "reinstall it (pip install --force-reinstall lodestone, or the wheel you installed)")
+
+
 def _header_text(library: Path) -> str:
-    for header in (library.parent / "lodestone.h", _HERE / "_lib" / "lodestone.h",
-                   _HERE.parent.parent / "Sources" / "LodestoneCAPI" / "lodestone.h"):
+    if library.parent == _BUNDLE:
+        headers = [_BUNDLE / "lodestone.h"]
+    else:
+        headers = [library.parent / "lodestone.h", _HERE.parent.parent / "Sources" / "LodestoneCAPI" / "lodestone.h"]
+    for header in headers:
         if header.exists():
             text = header.read_text()
             begin = text.index("/* cdef-begin")
             begin = text.index("*/", begin) + 2
             return text[begin:text.index("/* cdef-end */")]
-    raise ImportError("lodestone: lodestone.h not found beside the library")
+    if library.parent == _BUNDLE:
+        raise _damaged(headers[0])
+    raise ImportError("lodestone: lodestone.h not found beside the library (looked in: "
+                      + ", ".join(map(str, headers)) + ")")
 
 
 def load():
@@ -52,6 +69,8 @@ def load():
                 break
             tried.append(str(path))
         else:
+            if _BUNDLE.is_dir() and not os.environ.get("LODESTONE_LIBRARY"):
+                raise _damaged(tried[-1])
             raise ImportError("lodestone: libLodestoneC.so not found (looked in: " + ", ".join(tried)
                               + "); install with `pip install ./Python` or set LODESTONE_LIBRARY")
         ffi = cffi.FFI()
@@ -60,7 +79,13 @@ def load():
         # (at the latest when the interpreter exits), while the Swift
         # runtime's worker threads (parallel builds and searches) stay
         # parked in its code and crash when they wake in unmapped memory.
-        lib = ffi.dlopen(str(path), ffi.RTLD_NOW | getattr(ffi, "RTLD_NODELETE", 0))
+        try:
+            lib = ffi.dlopen(str(path), ffi.RTLD_NOW | getattr(ffi, "RTLD_NODELETE", 0))
+        except OSError as error:
+            # The loader's message names the file it could not find or read.
+            reason = str(error).split(".  Additionally")[0]  # cffi appends a find_library() note
+            hint = ("; the installed package is damaged: reinstall it" if path.parent == _BUNDLE else "")
+            raise ImportError(f"lodestone: {reason}{hint}") from None
         if lib.lds_abi_version() != lib.LDS_ABI_VERSION:
             raise ImportError(f"lodestone: {path} implements ABI {lib.lds_abi_version()}, "
                               f"this package needs {lib.LDS_ABI_VERSION}")

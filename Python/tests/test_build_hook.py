@@ -160,3 +160,64 @@ def test_the_hook_stops_with_the_message_and_no_traceback(hook, tmp_path, monkey
     assert "missing Debian packages: liblz4-dev" in err and "Traceback" not in err
     assert not any("building libLodestoneC.so" in line for line in shown)
     assert fake.recorded() == []
+
+
+# The library check (check_library): what a wheel must not carry is refused
+# when the wheel is built, not when a user imports it.
+
+HEADER = REPO / "Sources" / "LodestoneCAPI" / "lodestone.h"
+
+
+@pytest.fixture(scope="module")
+def built_library():
+    """The library this test run loads (installed or from the repository)."""
+    import lodestone
+    return Path(lodestone.library_info()["path"])
+
+
+def test_a_built_library_passes(hook, built_library):
+    hook.check_library(built_library, HEADER)
+    machine, needed = hook.elf_info(built_library)
+    assert machine == 62 and "libc.so.6" in needed
+
+
+@pytest.mark.parametrize("content, expected", [(None, "does not exist"), (b"not a library", "not a 64-bit")])
+def test_a_missing_or_foreign_file_is_refused(hook, tmp_path, content, expected):
+    path = tmp_path / "libLodestoneC.so"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(hook.LibraryProblem, match=expected):
+        hook.check_library(path, HEADER)
+
+
+def test_a_library_for_another_machine_is_refused(hook, built_library):
+    with pytest.raises(hook.LibraryProblem, match="not for this aarch64 machine"):
+        hook.check_library(built_library, HEADER, machine="aarch64")
+
+
+def test_a_library_that_needs_the_toolchain_runtime_is_refused(hook, built_library, monkeypatch):
+    machine, needed = hook.elf_info(built_library)
+    monkeypatch.setattr(hook, "elf_info", lambda path: (machine, needed + ["libswiftCore.so"]))
+    with pytest.raises(hook.LibraryProblem, match=r"libswiftCore\.so.*-static-stdlib"):
+        hook.check_library(built_library, HEADER)
+
+
+def test_a_library_of_another_abi_is_refused(hook, built_library, tmp_path):
+    header = tmp_path / "lodestone.h"
+    header.write_text(HEADER.read_text().replace("#define LDS_ABI_VERSION ", "#define LDS_ABI_VERSION 9"))
+    with pytest.raises(hook.LibraryProblem, match="implements C ABI"):
+        hook.check_library(built_library, header)
+
+
+def test_building_a_wheel_of_a_missing_library_stops_at_build_time(hook, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LODESTONE_LIBRARY", str(tmp_path / "nothing.so"))
+
+    class Hook(hook.CustomBuildHook):
+        target_name = "wheel"
+        root = str(REPO / "Python")
+        app = types.SimpleNamespace(display_info=lambda _: None)
+
+    with pytest.raises(SystemExit) as stopped:
+        object.__new__(Hook).initialize("standard", {})
+    assert stopped.value.code == 1
+    assert "nothing.so does not exist" in capsys.readouterr().err
