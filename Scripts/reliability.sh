@@ -30,7 +30,7 @@ log="$(mktemp -d)"
 status=0
 
 step "release build"
-swift build -c release --package-path Tools --product lodestone-stress >&2
+lodestone_build_tools --product lodestone-stress >&2
 bin="$lodestone_root/Tools/.build/release/lodestone-stress"
 
 step "kill points"

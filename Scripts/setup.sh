@@ -1,8 +1,7 @@
-# Shared set-up for Scripts/demo and Scripts/test: makes sure the Swift
-# toolchain and the system libraries Lodestone links (OpenBLAS, LZ4, zlib; and
-# HDF5, for the lodestone command's ann-benchmarks files) are
-# there, installing the libraries with apt-get when they are missing.
-# Sourced, not run.
+# Shared set-up for the Scripts/: makes sure the Swift toolchain and the
+# system libraries Lodestone links (OpenBLAS, LZ4, zlib; and HDF5, which the
+# lodestone command loads to read ann-benchmarks' files) are there,
+# installing the libraries with apt-get when they are missing. Sourced, not run.
 set -euo pipefail
 
 lodestone_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,3 +39,11 @@ if lodestone_need_packages; then
     echo "Installing libopenblas-dev, liblz4-dev, zlib1g-dev, libhdf5-dev and pkg-config ..." >&2
     lodestone_apt_install libopenblas-dev liblz4-dev zlib1g-dev libhdf5-dev pkg-config
 fi
+
+# The release build of Tools/ (lodestone, lodestone-stress) that every script
+# uses: the Swift runtime linked in, as Scripts/build-dist ships it. One set
+# of flags, so that no script rebuilds what another built (a change of flags
+# rebuilds everything, about 3 minutes here).
+lodestone_build_tools() {
+    swift build -c release --package-path Tools --static-swift-stdlib "$@"
+}

@@ -24,14 +24,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
-        // HDF5, for the lodestone command only (reading ann-benchmarks'
-        // data files).
-        .systemLibrary(
-            name: "CLodestoneHDF5",
-            pkgConfig: "hdf5",
-            providers: [.apt(["libhdf5-dev"])]
-        ),
-        .target(name: "CLodestoneHDF5Reader", dependencies: ["CLodestoneHDF5"]),
+        // Reading ann-benchmarks' HDF5 data files, for the lodestone command
+        // only: libhdf5 is loaded on first use (dlopen), so the binary runs
+        // where HDF5 is not installed.
+        .target(name: "CLodestoneHDF5Reader", linkerSettings: [.linkedLibrary("dl")]),
         // The Pinecone-compatible HTTP server (`lodestone serve`), on Hummingbird.
         .target(
             name: "LodestoneServer",

@@ -15,6 +15,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+def child_env() -> dict:
+    """The environment for a child Python process that must import the
+    lodestone this process imported (installed, or the source tree's)."""
+    import lodestone
+    return {**os.environ, "PYTHONPATH": str(Path(lodestone.__file__).resolve().parents[1])}
+
+
 def read_vecs(path: Path, dtype) -> np.ndarray:
     """TEXMEX .fvecs/.ivecs: each row is an int32 dimension then the values."""
     raw = np.fromfile(path, dtype=np.int32)

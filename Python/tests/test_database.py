@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lodestone
-from conftest import REPO, exact_top_k
+from conftest import child_env, exact_top_k
 
 MODEL = "all-MiniLM-L6-v2"
 
@@ -213,7 +213,7 @@ def test_persist_reopen_in_another_process_and_model_check(tmp_path, data):
         print(json.dumps([[m.id for m in ix.query(v, top_k=10, filter={{"year": {{"$gte": 2020}}}})] for v in q]))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**__import__("os").environ, "PYTHONPATH": str(REPO / "Python")})
+                         env=child_env())
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == before
 
@@ -226,7 +226,7 @@ def test_locked_by_another_process(tmp_path):
         [sys.executable, "-c", f"import lodestone, sys; ix = lodestone.Database({path!r}).index('held'); "
                                "print('open', flush=True); sys.stdin.readline()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env={**__import__("os").environ, "PYTHONPATH": str(REPO / "Python")})
+        env=child_env())
     try:
         assert holder.stdout.readline().strip() == "open"
         with pytest.raises(lodestone.IndexLocked, match="another process"):
@@ -251,7 +251,7 @@ def test_read_only_processes_share_an_index_and_exclude_a_writer(tmp_path, data)
         print(json.dumps([[m.id for m in ix.query(v, top_k=5)] for v in q]), flush=True)
         sys.stdin.readline()
     """)
-    env = {**__import__("os").environ, "PYTHONPATH": str(REPO / "Python")}
+    env = child_env()
     readers = [subprocess.Popen([sys.executable, "-c", reader], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     try:

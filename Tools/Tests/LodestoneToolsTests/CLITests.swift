@@ -67,6 +67,19 @@ struct CLITests {
         for isa in unsupported { #expect(try kernels(isa.rawValue) == automatic) }
     }
 
+    @Test("HDF5 is loaded on first use: without it, reading an HDF5 file says what to install; with it, a file that is not HDF5 is named")
+    func hdf5LoadedOnFirstUse() throws {
+        let notHDF5 = Fixtures.sampleData.appendingPathComponent("base.fvecs").path
+        let absent = try Self.run(["bench", "--hdf5", notHDF5, "--index", "flat"],
+                                  environment: ["LODESTONE_HDF5_LIBRARY": "/nonexistent/libhdf5.so"])
+        #expect(absent.status != 0)
+        #expect(absent.errors.contains("needs the HDF5 library") && absent.errors.contains("apt-get install libhdf5"),
+                "\(absent.errors)")
+        // Scripts/setup.sh installs HDF5, so here it loads and reads the file's first bytes.
+        let present = try Self.run(["bench", "--hdf5", notHDF5, "--index", "flat"])
+        #expect(present.status != 0 && present.errors.contains("not an HDF5 file"), "\(present.errors)")
+    }
+
     @Test("bench --insert-batch grows a quantized index in small batches after a bulk build and reports insert_per_s; bad values are errors")
     func benchInsertBatch() throws {
         let data = Fixtures.sampleData
