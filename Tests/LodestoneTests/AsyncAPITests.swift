@@ -70,6 +70,13 @@ struct AsyncAPITests {
             #expect(seen == Set(0..<12))
         }
         #expect(gauge.peak.load(ordering: .relaxed) == 2)
+        #if os(Linux)
+        // Its threads carry a name, as `top -H` and debuggers show them.
+        let names = try await pool.run { () throws(LodestoneError) -> String in
+            (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+        }
+        #expect(names.hasPrefix("lodestone-io "), "\(names)")
+        #endif
     }
 
     @Test("cancelling a batch query stops it between blocks")

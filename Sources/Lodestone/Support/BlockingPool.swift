@@ -14,7 +14,7 @@ final class BlockingPool: Sendable {
     private let pending = DispatchSemaphore(value: 0)
 
     init(threads: Int) {
-        for _ in 0..<threads { SystemCalls.startThread { [self] in self.serve() } }
+        for i in 0..<threads { SystemCalls.startThread(name: "lodestone-io \(i)") { [self] in self.serve() } }
     }
 
     /// Runs jobs as they come, forever (the pool lives as long as the process).
