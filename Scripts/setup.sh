@@ -47,3 +47,12 @@ fi
 lodestone_build_tools() {
     swift build -c release --package-path Tools --static-swift-stdlib "$@"
 }
+
+# Python's venv and pip (Debian splits them out of python3), for the scripts
+# that make virtual environments.
+lodestone_ensure_venv() {
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        echo "Installing python3-venv and python3-pip ..." >&2
+        lodestone_apt_install python3-venv python3-pip
+    fi
+}
