@@ -7,7 +7,7 @@ package in swift/). It never
 installs system packages by itself: it first checks what the C library's
 build needs (a Swift 6.2+ toolchain, pkg-config, and the libraries the
 library links: OpenBLAS, LZ4, zlib; not HDF5, which only the `lodestone`
-command links) and, if something is missing, stops with one message naming
+command reads) and, if something is missing, stops with one message naming
 the Debian packages and the apt-get command that installs them. With
 LODESTONE_INSTALL_SYSTEM_PACKAGES=1 it runs that apt-get command itself
 (through sudo when not root). Set LODESTONE_LIBRARY=/path/to/libLodestoneC.so
@@ -170,21 +170,24 @@ def elf_info(path: Path):
     e_type, machine = struct.unpack_from("<HH", data, 16)
     if e_type != 3:
         raise LibraryProblem(f"{path} is not a shared library (ELF type {e_type})")
-    shoff, = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
-    needed = []
-    for _, kind, _, _, offset, size, link, _, _, _ in sections:
-        if kind != 6:  # SHT_DYNAMIC
-            continue
-        strings = sections[link][4]
-        for at in range(offset, offset + size, 16):
-            tag, value = struct.unpack_from("<qQ", data, at)
-            if tag == 0:
-                break
-            if tag == 1:  # DT_NEEDED
-                end = data.index(b"\0", strings + value)
-                needed.append(data[strings + value:end].decode())
+    try:
+        shoff, = struct.unpack_from("<Q", data, 0x28)
+        shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+        sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+        needed = []
+        for _, kind, _, _, offset, size, link, _, _, _ in sections:
+            if kind != 6:  # SHT_DYNAMIC
+                continue
+            strings = sections[link][4]
+            for at in range(offset, offset + size, 16):
+                tag, value = struct.unpack_from("<qQ", data, at)
+                if tag == 0:
+                    break
+                if tag == 1:  # DT_NEEDED
+                    end = data.index(b"\0", strings + value)
+                    needed.append(data[strings + value:end].decode())
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as error:
+        raise LibraryProblem(f"{path} is a damaged ELF file ({error})") from None
     return machine, needed
 
 
@@ -209,7 +212,8 @@ def check_library(library: Path, header: Path, machine: str = None) -> None:
     run = subprocess.run([sys.executable, "-c", probe, str(library)], capture_output=True, text=True,
                          env=dict(os.environ, SWIFT_BACKTRACE="enable=no"))
     if run.returncode != 0:
-        raise LibraryProblem(f"{library} does not load here: {run.stderr.strip().splitlines()[-1:]}")
+        last = (run.stderr.strip().splitlines() or ["no message"])[-1]
+        raise LibraryProblem(f"{library} does not load here: {last}")
     if run.stdout.strip() != expected.group(1):
         raise LibraryProblem(f"{library} implements C ABI {run.stdout.strip()}, "
                              f"its header ({header}) says {expected.group(1)}")

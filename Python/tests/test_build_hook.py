@@ -181,7 +181,9 @@ def test_a_built_library_passes(hook, built_library):
     assert machine == 62 and "libc.so.6" in needed
 
 
-@pytest.mark.parametrize("content, expected", [(None, "does not exist"), (b"not a library", "not a 64-bit")])
+@pytest.mark.parametrize("content, expected", [
+    (None, "does not exist"), (b"not a library", "not a 64-bit"),
+    (b"\x7fELF\x02\x01" + bytes(10) + b"\x03\x00\x3e\x00" + bytes(20), "damaged ELF")])
 def test_a_missing_or_foreign_file_is_refused(hook, tmp_path, content, expected):
     path = tmp_path / "libLodestoneC.so"
     if content is not None:
