@@ -208,6 +208,9 @@ def test_import_loads_nothing_native_and_starts_no_thread():
 def test_installed_package_bundles_its_library():
     info = lodestone.library_info()
     assert "site-packages" in info["path"] and info["path"].endswith("lodestone/_lib/libLodestoneC.so"), info
+    # The library's release number (LodestoneVersion) is the package's.
+    import importlib.metadata
+    assert info["version"] == importlib.metadata.version("lodestone"), info
     # ABI 2: lds_db_create_index and lds_vindex_new_hnsw take the traversal.
     assert info["abi"] == 2 and info["kernel"] in ("avx2", "avx512", "neon", "portable")
 

@@ -250,7 +250,7 @@ func staticCString(_ s: String) -> UnsafePointer<CChar> {
 @_cdecl("lds_abi_version")
 public func lds_abi_version() -> UInt32 { abiVersion }
 
-nonisolated(unsafe) private let versionString = staticCString("0.1.0")
+nonisolated(unsafe) private let versionString = staticCString(LodestoneVersion.string)
 
 @_cdecl("lds_version")
 public func lds_version() -> UnsafePointer<CChar> { versionString }

@@ -7,6 +7,7 @@ struct LodestoneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lodestone",
         abstract: "Lodestone: an embedded nearest-neighbour vector index engine.",
+        version: LodestoneVersion.string,
         subcommands: [CreateCommand.self, ListCommand.self, DescribeCommand.self, DropCommand.self, UpsertCommand.self,
                       QueryCommand.self, FetchCommand.self, DeleteCommand.self, StatsCommand.self, PersistCommand.self,
                       ExportCommand.self, ImportCommand.self, InspectCommand.self, VerifyCommand.self,

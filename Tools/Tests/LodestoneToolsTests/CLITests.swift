@@ -67,6 +67,15 @@ struct CLITests {
         for isa in unsupported { #expect(try kernels(isa.rawValue) == automatic) }
     }
 
+    @Test("--version prints the release, the one the C ABI and Python/pyproject.toml give")
+    func version() throws {
+        let run = try Self.run(["--version"])
+        #expect(run.status == 0 && run.output == LodestoneVersion.string + "\n", "\(run.output)")
+        let pyproject = try String(contentsOfFile: Fixtures.repositoryRoot.appendingPathComponent("Python/pyproject.toml").path,
+                                   encoding: .utf8)
+        #expect(pyproject.contains("version = \"\(LodestoneVersion.string)\""))
+    }
+
     @Test("HDF5 is loaded on first use: without it, reading an HDF5 file says what to install; with it, a file that is not HDF5 is named")
     func hdf5LoadedOnFirstUse() throws {
         let notHDF5 = Fixtures.sampleData.appendingPathComponent("base.fvecs").path
