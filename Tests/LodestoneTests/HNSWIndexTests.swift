@@ -282,6 +282,7 @@ extension HNSWIndexTests {
             #expect(statistics.plan == (costs.exact ? .exactScan : costs.quantizedScan ? .quantizedScan : expectedPlan))
             #expect(statistics.matches == allowed.count)
             if statistics.plan == .exactScan { #expect(statistics.distancesComputed == allowed.count) }
+
             #expect(results.count == min(10, allowed.count))
             #expect(results.allSatisfy { allowed.contains(Int($0.key)) })
             let truth = Set(try flat.search(q, k: 10).map(\.key))
@@ -291,6 +292,32 @@ extension HNSWIndexTests {
         let recall = Double(hits) / Double(wanted)
         #expect(recall >= (index.planCosts(matches: allowed.count, k: 10, ef: 64).exact ? 1.0 : 0.95),
                 "recall \(recall) with 1 in \(modulus) allowed")
+    }
+}
+
+extension HNSWIndexTests {
+    @Test("a broad filter walks the beam it is costed at: ef / sqrt(share), post-filtered once sqrt(share) x ef >= 2k")
+    func postFilteredBeamIsWidened() throws {
+        let data = Fixtures.realData
+        let index = Self.realIndex
+        let n = data.base.rows
+        // The rule itself, at a half and at four fifths of the records.
+        let half = index.planCosts(matches: n / 2, k: 10, ef: 32)
+        #expect(half.plainWalk && half.plainWalkEf == Int((32 / 0.5.squareRoot()).rounded(.up)))
+        #expect(!index.planCosts(matches: n / 2, k: 10, ef: 24).plainWalk)  // sqrt(0.5) x 24 < 20
+        // Four fifths pass at ef 24: on the 10,000-vector slice the post-filtered walk is the cheapest plan.
+        var allowed = Bitset(capacity: n)
+        for key in 0..<n where key % 5 != 0 { allowed.insert(key) }
+        let costs = index.planCosts(matches: allowed.count, k: 10, ef: 24)
+        #expect(costs.plainWalk && costs.plainWalkEf == 27)
+        for qi in 0..<min(50, data.queries.rows) {
+            let (results, statistics) = try index.search(data.queries.row(qi), k: 10, ef: 24, allowedKeys: allowed,
+                                                         matchCount: allowed.count)
+            #expect(results.count == 10 && results.allSatisfy { allowed.contains(Int($0.key)) })
+            if !costs.exact && !costs.quantizedScan {
+                #expect(statistics.plan == .postFilteredGraph && statistics.ef == 27, "\(statistics)")
+            }
+        }
     }
 }
 

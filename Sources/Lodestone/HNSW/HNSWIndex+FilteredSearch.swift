@@ -29,8 +29,9 @@ extension HNSWIndex {
     static let walkDistancesPerEfAndLink = 0.6
 
     /// A filter passing a share `s` of the records is searched by the plain
-    /// walk, keeping the best scored records that pass, when `s x ef` is at
-    /// least this many times `k`: the beam then holds enough matches.
+    /// walk, keeping the best scored records that pass, when `s` times its
+    /// beam (`ef / sqrt(s)`, ``FilterPlanCosts/plainWalkEf``) is at least
+    /// this many times `k`: the beam then holds enough matches.
     public static let postFilterCoverage = 2.0
 
     /// What ranking one match by its sign code costs in the quantized
@@ -59,6 +60,10 @@ extension HNSWIndex {
         /// So many records pass (``postFilterCoverage``) that the walk is the
         /// plain one, keeping the best scored records that pass.
         var plainWalk: Bool
+        /// The plain walk's beam: `ef / sqrt(share)`, so that the records
+        /// that pass fill as much of it as all records fill an unfiltered
+        /// beam of `ef` and the recall at `ef` is the unfiltered one's.
+        var plainWalkEf: Int
 
         /// The exact scan, when it costs no more than the others.
         var exact: Bool { scan <= quantized && scan <= graph }
@@ -88,11 +93,12 @@ extension HNSWIndex {
             ? Double(matches) * HNSWIndex.quantizedCostPerMatch + Double(rerank) * HNSWIndex.rerankCostPerVector
             : .infinity
         let share = min(1, Double(max(matches, 1)) / Double(max(count, 1)))
-        let plain = Double(matches) / Double(max(count, 1)) * Double(ef) >= HNSWIndex.postFilterCoverage * Double(k)
+        let widened = min(max(count, ef), Int((Double(ef) / share.squareRoot()).rounded(.up)))
+        let plain = share * Double(widened) >= HNSWIndex.postFilterCoverage * Double(k)
         let perDistance = plain ? 1 : HNSWIndex.filteredWalkCostPerDistance
         return FilterPlanCosts(scan: scan, quantized: quantized,
                                graph: estimatedWalkCost(ef: ef) * perDistance / share.squareRoot(), rerank: rerank,
-                               plainWalk: plain)
+                               plainWalk: plain, plainWalkEf: widened)
     }
 
     /// The `k` nearest live vectors whose keys are in `allowedKeys` (a set
@@ -165,9 +171,10 @@ extension HNSWIndex {
         if plan.plainWalk {
             // So many records pass that the unfiltered walk's beam holds
             // enough of them: walk as unfiltered, keep the best that pass.
-            let broad = postFilteredWalk(q, k: k, ef: efs, admission: admission)
+            // The beam is widened by the share thrown away, as costed above.
+            let broad = postFilteredWalk(q, k: k, ef: plan.plainWalkEf, admission: admission)
             if broad.results.count >= min(k, matches) {
-                return (broad.results, statistics(.postFilteredGraph, ef: efs, visited: broad.visited,
+                return (broad.results, statistics(.postFilteredGraph, ef: plan.plainWalkEf, visited: broad.visited,
                                                   distances: broad.distances))
             }
         }
