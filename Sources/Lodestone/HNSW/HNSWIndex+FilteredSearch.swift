@@ -30,7 +30,7 @@ extension HNSWIndex {
 
     /// A filter passing a share `s` of the records is searched by the plain
     /// walk, keeping the best scored records that pass, when `s` times its
-    /// beam (`ef / sqrt(s)`, ``FilterPlanCosts/plainWalkEf``) is at least
+    /// beam (`ef / sqrt(s)`, the walk it is costed at) is at least
     /// this many times `k`: the beam then holds enough matches.
     public static let postFilterCoverage = 2.0
 
