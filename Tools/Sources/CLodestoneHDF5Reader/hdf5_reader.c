@@ -182,14 +182,16 @@ int lodestone_h5_shape(const char *path, const char *dataset, int64_t *rows, int
     return status;
 }
 
-static int read_as(const char *path, const char *dataset, const hid_t *type, void *out, char *err, size_t errlen) {
+/* `type` points at one of h5's predefined-type pointers, read once the file
+ * is open (and so HDF5 loaded). */
+static int read_as(const char *path, const char *dataset, hid_t *const *type, void *out, char *err, size_t errlen) {
     hid_t file, set;
     if (open_dataset(path, dataset, &file, &set, err, errlen) < 0) return -1;
     int status = -1;
     hid_t stored = h5.dget_type(set);
     if (h5.tget_class(stored) != H5T_FLOAT && h5.tget_class(stored) != H5T_INTEGER) {
         fail(err, errlen, "dataset is not numeric:", path, dataset);
-    } else if (h5.dread(set, *type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+    } else if (h5.dread(set, **type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
         fail(err, errlen, "cannot read dataset", path, dataset);
     } else {
         status = 0;
@@ -200,13 +202,11 @@ static int read_as(const char *path, const char *dataset, const hid_t *type, voi
 }
 
 int lodestone_h5_read_float(const char *path, const char *dataset, float *out, char *err, size_t errlen) {
-    pthread_once(&h5_once, load_hdf5);
-    return read_as(path, dataset, h5.native_float, out, err, errlen);
+    return read_as(path, dataset, &h5.native_float, out, err, errlen);
 }
 
 int lodestone_h5_read_int32(const char *path, const char *dataset, int32_t *out, char *err, size_t errlen) {
-    pthread_once(&h5_once, load_hdf5);
-    return read_as(path, dataset, h5.native_int32, out, err, errlen);
+    return read_as(path, dataset, &h5.native_int32, out, err, errlen);
 }
 
 int lodestone_h5_read_float_rows(const char *path, const char *dataset, int64_t start, int64_t count, float *out,
