@@ -6,10 +6,11 @@ extension Index {
         throws(LodestoneError)
     {
         switch record {
-        case let .upsert(namespace, slots, ids, rows, metadata):
+        case let .upsert(namespace, slots, ids, rows, metadata, sparse):
             _ = try VectorPreparation.prepareRows(rows, count: ids.count, dimension: d, metric: engine.metric, kernels: engine.kernels)
-            try applyUpsert(namespace: namespace, ids: ids, slots: slots, rows: rows, metadata: metadata, engine: engine,
-                            table: table, fingerprint: &fingerprint, dimension: d, lock: lock, threads: threads)
+            try applyUpsert(namespace: namespace, ids: ids, slots: slots, rows: rows, metadata: metadata, sparse: sparse,
+                            engine: engine, table: table, fingerprint: &fingerprint, dimension: d, lock: lock,
+                            threads: threads)
         case let .delete(slots):
             try applyDelete(slots, engine: engine, table: table, lock: lock)
         case let .setMetadata(slots, metadata):
@@ -17,13 +18,18 @@ extension Index {
                 throw LogRecord.corrupt("metadata for slot \(slot), which holds no record")
             }
             applyMetadata(Array(zip(slots, metadata)), table: table, lock: lock)
+        case let .setMetadataAndSparse(slots, metadata, sparse):
+            for slot in slots where !table.isInUse(slot) {
+                throw LogRecord.corrupt("metadata for slot \(slot), which holds no record")
+            }
+            applyMetadata(Array(zip(slots, metadata)), sparse: sparse, table: table, lock: lock)
         case .keyedUpsert, .keyedRemove:
             throw LogRecord.corrupt("a DurableIndex's record in an Index's log")
         }
     }
 
     static func applyUpsert(namespace: String, ids: [String], slots: [UInt32], rows: [Float], metadata: [Metadata],
-                            engine: VectorEngine, table: RecordTable, fingerprint: inout VectorFingerprint,
+                            sparse: [SparseVector?], engine: VectorEngine, table: RecordTable, fingerprint: inout VectorFingerprint,
                             dimension d: Int, lock: ReadWriteLock?, threads: Int) throws(LodestoneError) {
         // Readers see the fingerprint under the read lock
         // (``vectorFingerprint``), so it changes under the write lock.
@@ -46,15 +52,23 @@ extension Index {
                 try engine.upsert(piece, keys: keys, threads: threads)
                 for i in start..<end {
                     table.set(slot: slots[i], id: ids[i], namespace: namespace, metadata: metadata[i],
-                              norm: norms.isEmpty ? 0 : norms[i])
+                              norm: norms.isEmpty ? 0 : norms[i], sparse: sparse.isEmpty ? nil : sparse[i])
                 }
             }
             start = end
         }
     }
 
-    static func applyMetadata(_ changes: [(UInt32, Metadata)], table: RecordTable, lock: ReadWriteLock?) {
-        exclusively(lock) { for (slot, metadata) in changes { table.setMetadata(metadata, slot: slot) } }
+    /// Sets new metadata, and new sparse vectors when `sparse` is not
+    /// empty (one per change).
+    static func applyMetadata(_ changes: [(UInt32, Metadata)], sparse: [SparseVector?] = [], table: RecordTable,
+                              lock: ReadWriteLock?) {
+        exclusively(lock) {
+            for (i, (slot, metadata)) in changes.enumerated() {
+                table.setMetadata(metadata, slot: slot)
+                if !sparse.isEmpty { table.setSparse(sparse[i], slot: slot) }
+            }
+        }
     }
 
     static func applyDelete(_ slots: [UInt32], engine: VectorEngine, table: RecordTable, lock: ReadWriteLock?)

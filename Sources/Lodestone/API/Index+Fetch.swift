@@ -9,7 +9,8 @@ extension Index {
                 guard let slot = table.slot(id: id, namespace: namespace),
                       let v = values(ofSlot: slot) else { continue }
                 let m = table.metadata.metadata(slot: Int(slot))
-                out[id] = Record(id: id, values: v, metadata: (m?.isEmpty ?? true) ? nil : m)
+                out[id] = Record(id: id, values: v, metadata: (m?.isEmpty ?? true) ? nil : m,
+                                 sparseValues: table.sparse.vector(slot: slot))
             }
             // A damaged chunk met on the way gave fill bytes: never return them.
             try engine.checkIntegrity()

@@ -164,7 +164,7 @@ extension Index {
             var metadata: Metadata? = nil
             if includeMetadata, let m = table.metadata.metadata(slot: slot), !m.isEmpty { metadata = m }
             return Match(id: id, score: n.score, values: includeValues ? values(ofSlot: UInt32(n.key)) : nil,
-                         metadata: metadata)
+                         metadata: metadata, sparseValues: includeValues ? table.sparse.vector(slot: UInt32(n.key)) : nil)
         }
     }
 }

@@ -18,6 +18,10 @@ extension Index {
         var seen = Set<String>()
         var flat: [Float] = []
         flat.reserveCapacity(records.count * dimension)
+        // One sparse vector per record when any has one (else none: the log
+        // record stays the one older readers replay).
+        var sparse: [SparseVector?] = []
+        let withSparse = records.contains { $0.sparseValues != nil }
         for record in records {
             try Self.validateID(record.id)
             guard seen.insert(record.id).inserted else {
@@ -33,65 +37,87 @@ extension Index {
                     throw .invalidMetadata(field: field, reason: "record \"\(record.id)\": \(reason)")
                 }
             }
+            if withSparse { sparse.append(try Self.validatedSparse(record.sparseValues, id: record.id)) }
             flat += record.values
         }
         _ = try VectorPreparation.prepareRows(flat, count: records.count, dimension: dimension, metric: metric,
                                       kernels: engine.kernels)
         let n = try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
-            try upsertLocked(records, rows: flat, namespace: namespace, log: log, threads: threads)
+            try upsertLocked(records, rows: flat, sparse: sparse, namespace: namespace, log: log, threads: threads)
         }
         try persistIfLogIsLarge()
         return n
     }
 
+    /// A record's sparse vector checked and sorted, errors naming the record.
+    static func validatedSparse(_ vector: SparseVector?, id: String) throws(LodestoneError) -> SparseVector? {
+        guard let vector else { return nil }
+        do throws(LodestoneError) {
+            let v = try vector.validated()
+            return v.isEmpty ? nil : v
+        } catch let .invalidArgument(name, reason) {
+            throw .invalidArgument(name: name, reason: "record \"\(id)\": \(reason)")
+        }
+    }
+
     /// Logs and applies validated records; the caller holds the writer lock
     /// (so the slots chosen here match the log order).
-    private func upsertLocked(_ records: [Record], rows: [Float], namespace: String,
+    private func upsertLocked(_ records: [Record], rows: [Float], sparse: [SparseVector?], namespace: String,
                               log: ([UInt8]) throws(LodestoneError) -> Void, threads: Int) throws(LodestoneError) -> Int {
         let slots: [UInt32] = lock.reading {
             var fresh = table.slotsForNewRecords(records.count).makeIterator()
             return records.map { table.slot(id: $0.id, namespace: namespace) ?? fresh.next()! }
         }
         let ids = records.map(\.id), metadata = records.map { $0.metadata ?? [:] }
-        let record = LogRecord.upsert(namespace: namespace, slots: slots, ids: ids, rows: rows, metadata: metadata)
+        let record = LogRecord.upsert(namespace: namespace, slots: slots, ids: ids, rows: rows, metadata: metadata,
+                                      sparse: sparse)
         try log(record.encoded(dimension: dimension))
-        try Index.applyUpsert(namespace: namespace, ids: ids, slots: slots, rows: rows, metadata: metadata, engine: engine,
+        try Index.applyUpsert(namespace: namespace, ids: ids, slots: slots, rows: rows, metadata: metadata,
+                              sparse: sparse, engine: engine,
                               table: table, fingerprint: &fingerprint, dimension: dimension, lock: lock, threads: threads)
         return records.count
     }
 
-    /// Changes a record: replaces its vector when `values` is given, and
-    /// sets the fields of `setMetadata` (others are kept), as Pinecone's
-    /// update does.
+    /// Changes a record: replaces its vector when `values` is given, its
+    /// sparse vector when `sparseValues` is, and sets the fields of
+    /// `setMetadata` (others are kept), as Pinecone's update does.
     /// - Throws: ``LodestoneError/recordNotFound(id:namespace:)`` if absent.
-    public func update(id: String, values: [Float]? = nil, setMetadata: Metadata? = nil, namespace: String = "")
-        throws(LodestoneError)
+    public func update(id: String, values: [Float]? = nil, sparseValues: SparseVector? = nil,
+                       setMetadata: Metadata? = nil, namespace: String = "") throws(LodestoneError)
     {
         try checkOpen()
         try checkWritable()
         if let values, values.count != dimension { throw .dimensionMismatch(expected: dimension, actual: values.count) }
+        let newSparse = try Self.validatedSparse(sparseValues, id: id)
         if let values {
             _ = try VectorPreparation.prepareRows(values, count: 1, dimension: dimension, metric: metric, kernels: engine.kernels)
         }
         try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
-            let current: (values: [Float], metadata: Metadata)? = lock.reading {
+            let current: (values: [Float], metadata: Metadata, sparse: SparseVector?)? = lock.reading {
                 guard let slot = table.slot(id: id, namespace: namespace), let v = self.values(ofSlot: slot) else {
                     return nil
                 }
-                return (v, table.metadata.metadata(slot: Int(slot)) ?? [:])
+                return (v, table.metadata.metadata(slot: Int(slot)) ?? [:], table.sparse.vector(slot: slot))
             }
             guard let current else { throw .recordNotFound(id: id, namespace: namespace) }
             var merged = current.metadata
             for (k, v) in setMetadata ?? [:] { merged[k] = v }
             try MetadataCodec.validate(merged)
+            let sparse = sparseValues == nil ? current.sparse : newSparse
             guard let values else {
-                // Metadata only: the vector (and the graph) stay as they are.
+                // Metadata (and sparse vector) only: the vector and the graph stay as they are.
                 let slot = lock.reading { table.slot(id: id, namespace: namespace)! }
-                try setMetadataLocked([(slot, merged)], log: log)
+                if sparseValues != nil {
+                    try log(LogRecord.setMetadataAndSparse(slots: [slot], metadata: [merged], sparse: [sparse])
+                        .encoded(dimension: dimension))
+                    Index.applyMetadata([(slot, merged)], sparse: [sparse], table: table, lock: lock)
+                } else {
+                    try setMetadataLocked([(slot, merged)], log: log)
+                }
                 return
             }
-            _ = try upsertLocked([Record(id: id, values: values, metadata: merged)], rows: values, namespace: namespace,
-                                 log: log, threads: 1)
+            _ = try upsertLocked([Record(id: id, values: values, metadata: merged)], rows: values,
+                                 sparse: sparse == nil ? [] : [sparse], namespace: namespace, log: log, threads: 1)
         }
     }
 

@@ -7,12 +7,16 @@ public struct Record: Sendable, Hashable {
     public var values: [Float]
     /// Metadata fields, at most 40 KB of JSON.
     public var metadata: Metadata?
+    /// Its sparse vector (term weights, as Pinecone's `sparse_values`), if
+    /// any: searched by ``Index/query(vector:sparseVector:topK:namespace:filter:fusion:includeValues:includeMetadata:ef:explain:embeddingModel:)``.
+    public var sparseValues: SparseVector?
 
     /// A record.
-    public init(id: String, values: [Float], metadata: Metadata? = nil) {
+    public init(id: String, values: [Float], metadata: Metadata? = nil, sparseValues: SparseVector? = nil) {
         self.id = id
         self.values = values
         self.metadata = metadata
+        self.sparseValues = sparseValues
     }
 }
 
@@ -28,13 +32,17 @@ public struct Match: Sendable, Hashable {
     public var values: [Float]?
     /// The record's metadata, when asked for and present.
     public var metadata: Metadata?
+    /// The stored sparse vector, when values are asked for and it has one.
+    public var sparseValues: SparseVector?
 
     /// Creates a match.
-    public init(id: String, score: Float, values: [Float]? = nil, metadata: Metadata? = nil) {
+    public init(id: String, score: Float, values: [Float]? = nil, metadata: Metadata? = nil,
+                sparseValues: SparseVector? = nil) {
         self.id = id
         self.score = score
         self.values = values
         self.metadata = metadata
+        self.sparseValues = sparseValues
     }
 }
 

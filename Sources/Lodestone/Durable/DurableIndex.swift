@@ -118,7 +118,7 @@ public final class DurableIndex: Sendable {
         switch try LogRecord.decode(bytes, layout: .keyed, dimension: index.dimension) {
         case let .keyedUpsert(keys, rows): try applyUpsert(rows, keys: keys, to: index, threads: 1)
         case let .keyedRemove(keys): for key in keys { index.remove(key: key) }
-        case .upsert, .delete, .setMetadata: preconditionFailure("decode(layout: .keyed) returns keyed records only")
+        case .upsert, .delete, .setMetadata, .setMetadataAndSparse: preconditionFailure("decode(layout: .keyed) returns keyed records only")
         }
     }
 

@@ -9,12 +9,17 @@
 /// the reader is told the layout rather than guessing it from the bytes.
 enum LogRecord: Equatable {
     /// `Index`: records upserted into `namespace`, each with its slot, id,
-    /// vector as given (row-major in `rows`) and whole metadata.
-    case upsert(namespace: String, slots: [UInt32], ids: [String], rows: [Float], metadata: [Metadata])
+    /// vector as given (row-major in `rows`), whole metadata and sparse
+    /// vector (`sparse` empty when no record has one; else one per record).
+    case upsert(namespace: String, slots: [UInt32], ids: [String], rows: [Float], metadata: [Metadata],
+                sparse: [SparseVector?] = [])
     /// `Index`: the records in these slots deleted.
     case delete(slots: [UInt32])
     /// `Index`: these slots' records given this whole new metadata.
     case setMetadata(slots: [UInt32], metadata: [Metadata])
+    /// `Index`: these slots' records given this whole new metadata and
+    /// sparse vector (nil: none).
+    case setMetadataAndSparse(slots: [UInt32], metadata: [Metadata], sparse: [SparseVector?])
     /// `DurableIndex`: vectors (row-major) stored under `keys`.
     case keyedUpsert(keys: [UInt64], rows: [Float])
     /// `DurableIndex`: the vectors under `keys` removed.
@@ -22,7 +27,8 @@ enum LogRecord: Equatable {
 
     /// Which owner's records a log holds.
     enum Layout {
-        /// An ``Index``'s: operations 1 upsert, 2 delete, 3 metadata.
+        /// An ``Index``'s: operations 1 upsert, 2 delete, 3 metadata, 4
+        /// upsert with sparse vectors, 5 metadata and sparse vectors.
         case records
         /// A ``DurableIndex``'s: operations 1 upsert, 2 remove.
         case keyed
@@ -38,6 +44,8 @@ enum LogRecord: Equatable {
     private static let upsertOp: UInt8 = 1
     private static let deleteOp: UInt8 = 2
     private static let metadataOp: UInt8 = 3
+    private static let sparseUpsertOp: UInt8 = 4
+    private static let sparseMetadataOp: UInt8 = 5
 
     /// The payload's bytes (the log adds length, checksum and padding) for
     /// an owner of `d`-component vectors: the dimension is written as the
@@ -46,10 +54,12 @@ enum LogRecord: Equatable {
     func encoded(dimension d: Int) -> [UInt8] {
         var w = ByteWriter()
         switch self {
-        case let .upsert(namespace, slots, ids, rows, metadata):
+        case let .upsert(namespace, slots, ids, rows, metadata, sparse):
             let count = slots.count
             precondition(rows.count == count * d, "rows do not hold \(count) vectors of \(d)")
-            w.raw([Self.upsertOp])
+            precondition(sparse.isEmpty || sparse.count == count, "sparse vectors do not match \(count) records")
+            // Without sparse vectors, operation 1 as before: older readers still replay it.
+            w.raw([sparse.isEmpty ? Self.upsertOp : Self.sparseUpsertOp])
             w.lengthPrefixed(namespace)
             w.u32(UInt32(count))
             w.u32(UInt32(d))
@@ -58,6 +68,7 @@ enum LogRecord: Equatable {
                 w.lengthPrefixed(ids[i])
                 for v in rows[(i * d)..<((i + 1) * d)] { w.u32(v.bitPattern) }
                 MetadataCodec.encode(metadata[i], into: &w)
+                if !sparse.isEmpty { SparseCodec.encode(sparse[i], into: &w) }
             }
         case let .delete(slots):
             w.raw([Self.deleteOp])
@@ -69,6 +80,14 @@ enum LogRecord: Equatable {
             for (slot, m) in zip(slots, metadata) {
                 w.u32(slot)
                 MetadataCodec.encode(m, into: &w)
+            }
+        case let .setMetadataAndSparse(slots, metadata, sparse):
+            w.raw([Self.sparseMetadataOp])
+            w.u32(UInt32(slots.count))
+            for i in slots.indices {
+                w.u32(slots[i])
+                MetadataCodec.encode(metadata[i], into: &w)
+                SparseCodec.encode(sparse[i], into: &w)
             }
         case let .keyedUpsert(keys, rows):
             precondition(rows.count == keys.count * d, "rows do not hold \(keys.count) vectors of \(d)")
@@ -109,19 +128,21 @@ enum LogRecord: Equatable {
         }
         let record: LogRecord
         switch (layout, op) {
-        case (.records, upsertOp):
+        case (.records, upsertOp), (.records, sparseUpsertOp):
             let namespace = try r.lengthPrefixedString()
             let n = try count()
             _ = try dimension()
             var ids: [String] = [], slots: [UInt32] = [], rows: [Float] = [], metadata: [Metadata] = []
+            var sparse: [SparseVector?] = []
             rows.reserveCapacity(n * d)
             for _ in 0..<n {
                 slots.append(try r.u32())
                 ids.append(try r.lengthPrefixedString())
                 for _ in 0..<d { rows.append(Float(bitPattern: try r.u32())) }
                 metadata.append(try MetadataCodec.decode(&r))
+                if op == sparseUpsertOp { sparse.append(try SparseCodec.decode(&r) { corrupt("sparse vector: \($0)") }) }
             }
-            record = .upsert(namespace: namespace, slots: slots, ids: ids, rows: rows, metadata: metadata)
+            record = .upsert(namespace: namespace, slots: slots, ids: ids, rows: rows, metadata: metadata, sparse: sparse)
         case (.records, deleteOp):
             let n = try count()
             var slots: [UInt32] = []
@@ -135,6 +156,15 @@ enum LogRecord: Equatable {
                 metadata.append(try MetadataCodec.decode(&r))
             }
             record = .setMetadata(slots: slots, metadata: metadata)
+        case (.records, sparseMetadataOp):
+            let n = try count()
+            var slots: [UInt32] = [], metadata: [Metadata] = [], sparse: [SparseVector?] = []
+            for _ in 0..<n {
+                slots.append(try r.u32())
+                metadata.append(try MetadataCodec.decode(&r))
+                sparse.append(try SparseCodec.decode(&r) { corrupt("sparse vector: \($0)") })
+            }
+            record = .setMetadataAndSparse(slots: slots, metadata: metadata, sparse: sparse)
         case (.keyed, upsertOp):
             let n = try count()
             _ = try dimension()

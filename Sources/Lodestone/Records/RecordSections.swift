@@ -33,7 +33,8 @@ enum RecordSections {
     /// each slot in use's namespace number, id and metadata.
     static func sections(namespaces: [String], capacity: Int, count: Int, namespaceCounts: [Int],
                          fingerprint: VectorFingerprint,
-                         record: (UInt32) -> (namespace: UInt32, id: String, metadata: Metadata, norm: Float)?)
+                         record: (UInt32) -> (namespace: UInt32, id: String, metadata: Metadata, norm: Float)?,
+                         sparse: (UInt32) -> SparseVector?)
         -> [PendingSection]
     {
         var slots = ByteWriter()
@@ -69,8 +70,11 @@ enum RecordSections {
             while buckets[i] != 0 { i = (i + 1) & mask }
             buckets[i] = s + 1
         }
+        let sparseSections = SparseSections.sections(capacity: capacity, vector: sparse)
         var header = ByteWriter()
-        header.u32(2)  // layout version
+        // Layout 3 says the sparse sections are there: a reader that
+        // predates them refuses the file instead of dropping them.
+        header.u32(sparseSections.isEmpty ? 2 : 3)  // layout version
         header.u32(UInt32(namespaces.count))
         for (name, n) in zip(namespaces, namespaceCounts) {
             let b = Array(name.utf8)
@@ -86,7 +90,7 @@ enum RecordSections {
             PendingSection(kind: SectionKind.recordsSlots, stride: slotStride, count: capacity, owned: slots.bytes),
             PendingSection(kind: SectionKind.recordsHash, stride: 4, count: bucketCount, owned: buckets),
             PendingSection(kind: SectionKind.recordsBlob, stride: 1, count: blob.bytes.count, owned: blob.bytes),
-        ]
+        ] + sparseSections
     }
 }
 
@@ -113,6 +117,8 @@ final class RecordBase: MetadataSource, @unchecked Sendable {
     let slotCount: Int
     let recordCount: Int
     let fingerprint: VectorFingerprint
+    /// The records' sparse vectors (nil when the segment holds none).
+    let sparse: SparseBase?
     private let slots: UnsafeRawPointer
     private let buckets: UnsafePointer<UInt32>
     private let bucketMask: Int
@@ -129,7 +135,8 @@ final class RecordBase: MetadataSource, @unchecked Sendable {
         }
         let headerBytes = try segment.bytes(SectionKind.recordsHeader)
         var r = ByteReader(headerBytes) { corrupt("records.header", "truncated") }
-        guard try r.u32() == 2 else { throw corrupt("records.header", "unknown layout version") }
+        let layout = try r.u32()
+        guard layout == 2 || layout == 3 else { throw corrupt("records.header", "unknown layout version \(layout)") }
         let n = Int(try r.u32())
         guard n <= headerBytes.count else { throw corrupt("records.header", "\(n) namespaces") }
         var names: [String] = [], counts: [Int] = []
@@ -151,6 +158,7 @@ final class RecordBase: MetadataSource, @unchecked Sendable {
         namespaceCounts = counts
         slotCount = Int(capacity)
         recordCount = Int(records)
+        sparse = layout == 3 ? try SparseBase(segment: segment, slotCount: Int(capacity)) : nil
         slots = UnsafeRawPointer(try segment.records(SectionKind.recordsSlots, stride: RecordSections.slotStride,
                                                      count: slotCount))
         let blobEntry = try segment.entry(SectionKind.recordsBlob)
@@ -189,6 +197,11 @@ final class RecordBase: MetadataSource, @unchecked Sendable {
             filled += 1
         }
         guard filled == recordCount else { throw corrupt("records.hash", "\(filled) buckets for \(recordCount) records") }
+        if let sparse {
+            for s in 0..<slotCount where sparse.vector(slot: s) != nil && !isInUse(s) {
+                throw corrupt("sparse.offsets", "slot \(s) holds a sparse vector but no record")
+            }
+        }
     }
 
     @inline(__always) private func entry(_ slot: Int) -> UnsafeRawPointer { slots + slot * RecordSections.slotStride }

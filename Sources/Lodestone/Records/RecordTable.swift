@@ -25,6 +25,8 @@ final class RecordTable {
     private(set) var capacity = 0
     private(set) var count = 0
     let metadata: MetadataIndex
+    /// The records' sparse vectors and their inverted index.
+    let sparse: SparseIndex
     /// Bumped by every change (cached filter results check it).
     private(set) var version: UInt64 = 0
 
@@ -42,6 +44,7 @@ final class RecordTable {
     init(base: RecordBase? = nil) {
         self.base = base
         metadata = MetadataIndex(source: base)
+        sparse = SparseIndex(base: base?.sparse)
         guard let base else { return }
         namespaceNames = base.namespaces
         for (i, name) in base.namespaces.enumerated() { namespaceNumbers[name] = UInt32(i) }
@@ -121,8 +124,10 @@ final class RecordTable {
         return out
     }
 
-    /// Stores (or overwrites) the record in `slot`; `norm` as ``norm(ofSlot:)``.
-    func set(slot: UInt32, id: String, namespace: String, metadata: Metadata, norm: Float = 0) {
+    /// Stores (or overwrites) the record in `slot`; `norm` as ``norm(ofSlot:)``;
+    /// `sparse` validated (ascending).
+    func set(slot: UInt32, id: String, namespace: String, metadata: Metadata, norm: Float = 0,
+             sparse sparseVector: SparseVector? = nil) {
         if slot >= UInt32(capacity) {
             for free in UInt32(capacity)..<slot { freeSlots.append(free) }
             capacity = Int(slot) + 1
@@ -143,6 +148,14 @@ final class RecordTable {
         namespaceCounts[Int(ns)] += 1
         count += 1
         self.metadata.set(metadata, slot: Int(slot))
+        sparse.set(sparseVector, slot: slot)
+        version &+= 1
+    }
+
+    /// Replaces the sparse vector of a slot in use.
+    func setSparse(_ vector: SparseVector?, slot: UInt32) {
+        touchedSinceSegment.insert(slot)
+        sparse.set(vector, slot: slot)
         version &+= 1
     }
 
@@ -163,6 +176,7 @@ final class RecordTable {
         // as small as the changes that still matter (flat memory under churn).
         if base?.isInUse(Int(slot)) ?? false { changed[slot] = .some(nil) } else { changed[slot] = nil }
         metadata.set(nil, slot: Int(slot))
+        sparse.set(nil, slot: slot)
         freeSlots.append(slot)
         touchedSinceSegment.insert(slot)
         version &+= 1
@@ -202,6 +216,8 @@ final class RecordTable {
                                 namespaceCounts: namespaceCounts, fingerprint: fingerprint) { slot in
             guard let e = entry(slot) else { return nil }
             return (e.namespace, e.id, metadata.metadata(slot: Int(slot)) ?? [:], e.norm)
+        } sparse: { slot in
+            sparse.vector(slot: slot)
         }
     }
 
@@ -218,7 +234,10 @@ final class RecordTable {
     /// ``applyChanges(_:dimension:path:)``.
     func changesSection(fingerprint: VectorFingerprint) -> PendingSection {
         var w = ByteWriter()
-        w.u32(1)  // layout version
+        // Layout 2 adds each record's sparse vector; written only when some
+        // record has one, so older readers still apply the rest.
+        let withSparse = sparse.count > 0
+        w.u32(withSparse ? 2 : 1)  // layout version
         w.u32(UInt32(namespaceNames.count))
         for (name, n) in zip(namespaceNames, namespaceCounts) {
             w.lengthPrefixed(name)
@@ -243,6 +262,7 @@ final class RecordTable {
             MetadataCodec.encode(metadata.metadata(slot: Int(slot)) ?? [:], into: &m)
             w.u32(UInt32(m.bytes.count))
             w.raw(m.bytes)
+            if withSparse { SparseCodec.encode(sparse.vector(slot: slot), into: &w) }
         }
         return PendingSection(kind: SectionKind.recordsChanges, codec: .lz4, owned: w.bytes)
     }
@@ -260,7 +280,8 @@ final class RecordTable {
             guard let s = String(validating: try r.raw(n), as: UTF8.self) else { throw corrupt("a string is not UTF-8") }
             return s
         }
-        guard try r.u32() == 1 else { throw corrupt("unknown layout version") }
+        let layout = try r.u32()
+        guard layout == 1 || layout == 2 else { throw corrupt("unknown layout version \(layout)") }
         let namespaceCount = Int(try r.u32())
         guard namespaceCount <= bytes.count else { throw corrupt("\(namespaceCount) namespaces") }
         var names: [String] = [], counts: [Int] = []
@@ -292,7 +313,9 @@ final class RecordTable {
                 let norm = Float(bitPattern: try r.u32())
                 let length = Int(try r.u32())
                 var m = ByteReader(try r.raw(length)) { corrupt("metadata of slot \(slot) truncated") }
-                set(slot: slot, id: id, namespace: names[ns], metadata: try MetadataCodec.decode(&m), norm: norm)
+                let metadata = try MetadataCodec.decode(&m)
+                let sparseVector = layout == 2 ? try SparseCodec.decode(&r) { corrupt("sparse vector of slot \(slot): \($0)") } : nil
+                set(slot: slot, id: id, namespace: names[ns], metadata: metadata, norm: norm, sparse: sparseVector)
             default:
                 throw corrupt("slot \(slot) has an unknown change tag")
             }

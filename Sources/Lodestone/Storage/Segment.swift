@@ -32,6 +32,14 @@ enum SectionKind {
     static let recordsBlob: UInt32 = 35
     /// An `Index`'s record changes since the base segment (delta files).
     static let recordsChanges: UInt32 = 36
+    /// An `Index`'s sparse vectors: per slot, where its components start.
+    static let sparseOffsets: UInt32 = 37
+    /// Every slot's sparse components (term, value), slot after slot.
+    static let sparseVectors: UInt32 = 38
+    /// Per term, its value bounds and where its postings start.
+    static let sparseTerms: UInt32 = 39
+    /// Per term, the slots holding it with their values.
+    static let sparsePostings: UInt32 = 40
     /// A delta's patch of per-node section `k` has kind `patchBase + k`.
     static let patchBase: UInt32 = 64
 
@@ -57,6 +65,10 @@ enum SectionKind {
         case recordsHash: return "records.hash"
         case recordsBlob: return "records.blob"
         case recordsChanges: return "records.changes"
+        case sparseOffsets: return "sparse.offsets"
+        case sparseVectors: return "sparse.vectors"
+        case sparseTerms: return "sparse.terms"
+        case sparsePostings: return "sparse.postings"
         case (patchBase + 1)..<(patchBase + 32): return "patch." + name(kind - patchBase)
         default: return "section kind \(kind)"
         }

@@ -18,6 +18,12 @@ public enum SearchPlan: String, Sendable, Codable {
     case quantizedScan = "quantized-scan"
     /// A flat index compared the query with every (matching) vector (exact).
     case flatScan = "flat-scan"
+    /// A sparse query: the postings of its terms were scored term at a
+    /// time, pruned where they could not change the top k (exact).
+    case sparse = "sparse"
+    /// A dense and a sparse query: each side's best candidates were merged
+    /// and every candidate scored on both (``HybridFusion``).
+    case hybrid = "hybrid"
 }
 
 /// What a search did: the plan the planner chose and the work it took

@@ -1,0 +1,108 @@
+extension Index {
+    /// The `topK` records of `namespace` best matching a sparse vector, or
+    /// a dense and a sparse vector together (hybrid search), among those
+    /// whose metadata passes `filter`, best first.
+    ///
+    /// - Sparse only (`vector` nil): records ranked by the dot product of
+    ///   their ``Record/sparseValues`` with `sparseVector`; only records
+    ///   sharing a term with it are results. Exact.
+    /// - Hybrid: with ``HybridFusion/sum`` (Pinecone's sparse-dense score)
+    ///   a record scores its dense score plus its sparse dot product; with
+    ///   ``HybridFusion/reciprocalRank(k:)`` the two rankings are fused.
+    ///   The candidates are the best `ef` (at least `topK`) of each side,
+    ///   each then scored exactly on both; on a flat index with `sum` the
+    ///   candidates cover every record that can be in the top k (exact).
+    ///
+    /// - Parameters:
+    ///   - vector: the dense query (the index's dimension), or nil.
+    ///   - sparseVector: the sparse query (indices unique, values finite).
+    ///   - fusion: how the two scores combine (hybrid only); `sum` needs a
+    ///     cosine or dot-product index.
+    ///   - ef: the HNSW beam width and each side's candidate count
+    ///     (default: the index's `efSearch`).
+    ///   - Other parameters as in ``query(vector:topK:namespace:filter:includeValues:includeMetadata:ef:explain:embeddingModel:)``.
+    public func query(vector: [Float]? = nil, sparseVector: SparseVector, topK: Int, namespace: String = "",
+                      filter: Filter? = nil, fusion: HybridFusion = .sum, includeValues: Bool = false,
+                      includeMetadata: Bool = false, ef: Int? = nil, explain: Bool = false,
+                      embeddingModel: String? = nil) throws(LodestoneError) -> QueryResponse {
+        try checkOpen()
+        try checkModel(embeddingModel)
+        guard topK >= 1 else { throw .invalidArgument(name: "topK", reason: "must be at least 1, got \(topK)") }
+        let sparse = try sparseVector.validated(field: "sparseVector")
+        var dense: [Float]? = nil
+        if let vector {
+            guard vector.count == dimension else { throw .dimensionMismatch(expected: dimension, actual: vector.count) }
+            dense = try VectorPreparation.prepared(vector, dimension: dimension, metric: metric, kernels: engine.kernels).vector
+            if case .sum = fusion, metric == .euclidean {
+                throw .invalidArgument(name: "fusion", reason: "a sum of scores needs a cosine or dot-product index "
+                                       + "(euclidean distances fall as similarity rises); use reciprocal-rank fusion")
+            }
+        }
+        if case let .reciprocalRank(k) = fusion, k < 0 {
+            throw .invalidArgument(name: "fusion", reason: "reciprocal-rank k must be 0 or more, got \(k)")
+        }
+        if let ef, ef < 1 { throw .invalidArgument(name: "ef", reason: "must be at least 1, got \(ef)") }
+        return try lock.reading { () throws(LodestoneError) -> QueryResponse in
+            let plan: SearchPlan = dense == nil ? .sparse : .hybrid
+            guard let (allowed, matches) = allowedSlots(filter: filter, namespace: namespace), matches > 0 else {
+                let none = SearchStatistics(plan: plan, candidates: engine.count, matches: 0, ef: 0, nodesVisited: 0,
+                                            distancesComputed: 0)
+                return QueryResponse(matches: [], namespace: namespace, explanation: explain ? none : nil)
+            }
+            let neighbors: [Neighbor]
+            var statistics = SearchStatistics(plan: plan, candidates: engine.count, matches: matches, ef: 0,
+                                              nodesVisited: 0, distancesComputed: 0)
+            if let dense {
+                let depth = max(topK, ef ?? parameters.efSearch)
+                (neighbors, statistics) = try hybrid(dense: dense, original: vector!, sparse: sparse, topK: topK,
+                                                     depth: depth, fusion: fusion, allowed: allowed, matches: matches)
+            } else {
+                neighbors = table.sparse.search(sparse, k: topK, allowed: allowed, slots: table.capacity)
+            }
+            let matched = resolve(neighbors, includeValues: includeValues, includeMetadata: includeMetadata)
+            try engine.checkIntegrity()
+            return QueryResponse(matches: matched, namespace: namespace, explanation: explain ? statistics : nil)
+        }
+    }
+
+    /// The hybrid ranking (under the read lock): each side's best `depth`
+    /// candidates, each scored on both sides, fused.
+    private func hybrid(dense: [Float], original: [Float], sparse: SparseVector, topK: Int, depth: Int,
+                        fusion: HybridFusion, allowed: Bitset?, matches: Int) throws(LodestoneError)
+        -> ([Neighbor], SearchStatistics)
+    {
+        let exact = kind == .flat
+        var sparseSide = table.sparse.search(sparse, k: exact ? max(depth, matches) : depth, allowed: allowed,
+                                             slots: table.capacity)
+        var denseDepth = depth
+        if exact, case .sum = fusion {
+            // Every record that can make the top k: all that share a term,
+            // and the dense top k plus one per negative sparse score (each
+            // can fall below a record that shares none).
+            denseDepth = topK + sparseSide.reduce(0) { $0 + ($1.score < 0 ? 1 : 0) }
+        }
+        let (denseSide, statistics) = try engine.search(original, k: min(denseDepth, matches), ef: max(depth, denseDepth),
+                                                        allowed: allowed, matches: matches)
+        if !exact { sparseSide = Array(sparseSide.prefix(depth)) }
+        var fused: [UInt64: Float] = [:]
+        switch fusion {
+        case .sum:
+            var denseScores: [UInt64: Float] = [:]
+            for n in denseSide { denseScores[n.key] = n.score }
+            for n in sparseSide where denseScores[n.key] == nil {
+                denseScores[n.key] = engine.vector(forKey: n.key).map { engine.kernels.dot(dense, $0) } ?? 0
+            }
+            for (key, d) in denseScores { fused[key] = d + table.sparse.dot(slot: UInt32(key), sparse) }
+        case let .reciprocalRank(k):
+            for (rank, n) in denseSide.enumerated() { fused[n.key, default: 0] += 1 / Float(k + rank + 1) }
+            for (rank, n) in sparseSide.enumerated() { fused[n.key, default: 0] += 1 / Float(k + rank + 1) }
+        }
+        let ranked = fused.map { Neighbor(key: $0.key, score: $0.value) }
+            .sorted { $0.score > $1.score || ($0.score == $1.score && $0.key < $1.key) }
+        var out = statistics
+        out.plan = .hybrid
+        out.ef = depth
+        out.distancesComputed += sparseSide.count
+        return (Array(ranked.prefix(topK)), out)
+    }
+}

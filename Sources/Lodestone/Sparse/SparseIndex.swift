@@ -1,0 +1,172 @@
+/// One component of a sparse vector (term id and value) or one posting of
+/// a term (slot and value): the 8-byte entry of the sparse sections.
+struct SparseEntry: SectionElement {
+    var key: UInt32
+    var value: Float
+}
+
+/// A term's postings held in memory: ascending by slot, in memory the
+/// list owns (a search reads it through a stable pointer under the read
+/// lock), with bounds on its values for pruning.
+final class PostingBuffer {
+    private(set) var entries: UnsafeMutablePointer<SparseEntry>
+    private(set) var count = 0
+    private var capacity: Int
+    /// Bounds on every value the list has held (removals leave them: still
+    /// bounds).
+    private(set) var maxValue: Float = -.infinity
+    private(set) var minValue: Float = .infinity
+
+    init(copying source: UnsafeBufferPointer<SparseEntry>, maxValue: Float, minValue: Float) {
+        capacity = max(4, source.count + source.count / 4)
+        entries = .allocate(capacity: capacity)
+        if let b = source.baseAddress { entries.initialize(from: b, count: source.count) }
+        count = source.count
+        self.maxValue = maxValue
+        self.minValue = minValue
+    }
+
+    deinit { entries.deallocate() }
+
+    var buffer: UnsafeBufferPointer<SparseEntry> { UnsafeBufferPointer(start: entries, count: count) }
+
+    /// The first position whose slot is not below `slot`.
+    private func lowerBound(_ slot: UInt32) -> Int {
+        var lo = 0, hi = count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if entries[mid].key < slot { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// Adds (or replaces) `slot`'s posting, keeping slot order.
+    func insert(slot: UInt32, value: Float) {
+        maxValue = max(maxValue, value)
+        minValue = min(minValue, value)
+        let at = count > 0 && entries[count - 1].key < slot ? count : lowerBound(slot)
+        if at < count && entries[at].key == slot {
+            entries[at].value = value
+            return
+        }
+        if count == capacity {
+            let grown = UnsafeMutablePointer<SparseEntry>.allocate(capacity: capacity * 2)
+            grown.moveInitialize(from: entries, count: count)
+            entries.deallocate()
+            entries = grown
+            capacity *= 2
+        }
+        if at < count { (entries + at + 1).moveInitialize(from: entries + at, count: count - at) }
+        (entries + at).initialize(to: SparseEntry(key: slot, value: value))
+        count += 1
+    }
+
+    /// Drops `slot`'s posting, if any.
+    func remove(slot: UInt32) {
+        let at = lowerBound(slot)
+        guard at < count, entries[at].key == slot else { return }
+        if at + 1 < count { (entries + at).moveInitialize(from: entries + at + 1, count: count - at - 1) }
+        count -= 1
+    }
+}
+
+/// The sparse vectors of an ``Index``'s records and their inverted index:
+/// per term, the slots holding it with their values, ascending by slot.
+///
+/// An opened index's are its segment's (a ``SparseBase``, read in place)
+/// with the changes since layered on top: a slot changed since open has its
+/// vector here, and every term such a change touched is copied into memory
+/// (a ``PostingBuffer``) and edited there, so a term's postings are either
+/// entirely the segment's or entirely in memory.
+///
+/// Not thread-safe: its owner (the record table) serialises writers and
+/// readers; searches share it under the read lock.
+final class SparseIndex {
+    private let base: SparseBase?
+    /// Vectors of slots changed since open (empty: none).
+    private var changed: [UInt32: SparseVector] = [:]
+    /// Terms whose postings live in memory.
+    private var lists: [UInt32: PostingBuffer] = [:]
+    /// Records holding a nonempty sparse vector.
+    private(set) var count: Int
+    /// Whether a value below zero may be stored (then pruning is off: a
+    /// partial score is no lower bound).
+    private(set) var mayHoldNegative: Bool
+    /// Reused per-query memory.
+    let scratchPool = Locked<[SparseScratch]>([])
+
+    init(base: SparseBase?) {
+        self.base = base
+        count = base?.recordCount ?? 0
+        mayHoldNegative = base?.mayHoldNegative ?? false
+    }
+
+    /// The vector of `slot` (nil when it has none).
+    func vector(slot: UInt32) -> SparseVector? {
+        if let v = changed[slot] { return v.isEmpty ? nil : v }
+        guard let base, let stored = base.vector(slot: Int(slot)) else { return nil }
+        return SparseVector(indices: stored.map(\.key), values: stored.map(\.value))
+    }
+
+    /// The dot product of `slot`'s vector with `query` (ascending indices).
+    func dot(slot: UInt32, _ query: SparseVector) -> Float {
+        if let v = changed[slot] { return v.dot(query) }
+        guard let base, let stored = base.vector(slot: Int(slot)) else { return 0 }
+        var i = 0, j = 0
+        var sum: Float = 0
+        while i < stored.count && j < query.indices.count {
+            let t = stored[i].key
+            if t == query.indices[j] {
+                sum += stored[i].value * query.values[j]
+                i += 1
+                j += 1
+            } else if t < query.indices[j] {
+                i += 1
+            } else {
+                j += 1
+            }
+        }
+        return sum
+    }
+
+    /// Stores `vector` (validated, ascending; nil or empty: none) as
+    /// `slot`'s, replacing what it had.
+    func set(_ vector: SparseVector?, slot: UInt32) {
+        let old = self.vector(slot: slot)
+        if let old {
+            for t in old.indices { materialize(t).remove(slot: slot) }
+            count -= 1
+        }
+        let new = vector ?? SparseVector(indices: [], values: [])
+        changed[slot] = new
+        guard !new.isEmpty else { return }
+        for (t, v) in zip(new.indices, new.values) {
+            materialize(t).insert(slot: slot, value: v)
+            if v < 0 { mayHoldNegative = true }
+        }
+        count += 1
+    }
+
+    /// The in-memory postings of `term`, copied from the segment on first use.
+    private func materialize(_ term: UInt32) -> PostingBuffer {
+        if let list = lists[term] { return list }
+        let list: PostingBuffer
+        if let base, let stored = base.postings(term: term) {
+            list = PostingBuffer(copying: stored.entries, maxValue: stored.maxValue, minValue: stored.minValue)
+        } else {
+            list = PostingBuffer(copying: UnsafeBufferPointer(start: nil, count: 0), maxValue: -.infinity,
+                                 minValue: .infinity)
+        }
+        lists[term] = list
+        return list
+    }
+
+    /// The postings of `term` and bounds on their values; the buffer stays
+    /// valid until the next change (callers hold the read lock).
+    func postings(term: UInt32) -> (entries: UnsafeBufferPointer<SparseEntry>, maxValue: Float, minValue: Float)? {
+        if let list = lists[term] {
+            return list.count == 0 ? nil : (list.buffer, list.maxValue, list.minValue)
+        }
+        return base?.postings(term: term)
+    }
+}
