@@ -140,14 +140,24 @@ def test_data_plane_errors_leave_data_intact(loaded, server, index_name):
         ("/vectors/upsert", {"vectors": [{"id": "x", "values": [0.1] * 3}]}, "dimension"),
         ("/vectors/upsert", {"vectors": [{"id": "ok", "values": [0.1] * 384}, {"id": "nan", "values": [0.1] * 383 + ["x"]}]}, "numbers"),
         ("/vectors/upsert", {"vectors": [{"id": "z", "values": [0.0] * 384}]}, "zero vector"),
-        ("/vectors/upsert", {"vectors": [{"id": "s", "values": [0.1] * 384, "sparseValues": {"indices": [1], "values": [0.5]}}]}, "sparse"),
+        ("/vectors/upsert", {"vectors": [{"id": "ok", "values": [0.1] * 384},
+                                         {"id": "s", "values": [0.1] * 384, "sparseValues": {"indices": [1, 2], "values": [0.5]}}]},
+         "vectors[1].sparseValues"),
+        ("/vectors/upsert", {"vectors": [{"id": "s", "values": [0.1] * 384, "sparseValues": {"indices": [4, 4], "values": [1, 2]}}]}, "twice"),
+        ("/vectors/upsert", {"vectors": [{"id": "s", "values": [0.1] * 384, "sparseValues": {"indices": [-1], "values": [1]}}]}, "indices[0]"),
+        ("/vectors/upsert", {"vectors": [{"id": "s", "values": [0.1] * 384, "sparseValues": {"indices": [1], "values": ["x"]}}]}, "values[0]"),
+        ("/vectors/upsert", {"vectors": [{"id": "s", "values": [0.1] * 384, "sparseValues": {"indices": [1]}}]}, "\"values\""),
+        ("/vectors/upsert", {"vectors": [{"id": "s", "values": [0.1] * 384,
+                                          "sparseValues": {"indices": list(range(2049)), "values": [1.0] * 2049}}]}, "at most 2048"),
         ("/vectors/upsert", {"vectors": [{"id": "m", "values": [0.1] * 384, "metadata": {"nested": {"a": 1}}}]}, "metadata"),
         ("/vectors/upsert", {"vectors": [{"id": "", "values": [0.1] * 384}]}, "id"),
         ("/vectors/upsert", {"vectors": "nope"}, "array"),
         ("/query", {"topK": 0, "vector": [0.1] * 384}, "topK"),
         ("/query", {"topK": 3}, "vector"),
         ("/query", {"topK": 3, "vector": [0.1] * 384, "filter": {"year": {"$regex": "x"}}}, "filter"),
-        ("/query", {"topK": 3, "vector": [0.1] * 384, "sparseVector": {"indices": [1], "values": [1.0]}}, "sparse"),
+        ("/query", {"topK": 3, "vector": [0.1] * 384, "sparseVector": {"indices": [1], "values": [1.0, 2.0]}}, "sparseVector"),
+        ("/query", {"topK": 3, "id": "x", "sparseVector": {"indices": [1], "values": [1.0]}}, "alone"),
+        ("/vectors/update", {"id": "x", "sparseValues": {"indices": [3, 3], "values": [1.0, 2.0]}}, "sparseValues"),
         ("/vectors/delete", {}, "exactly one"),
         ("/vectors/update", {"values": [0.1] * 384}, "id"),
     ]
@@ -218,3 +228,60 @@ def test_quantized_traversal_through_lodestone_options(pc, server, index_name, d
     status, answer = raw(server, "POST", "/indexes", {"name": index_name + "-x", "dimension": 4,
                                                        "lodestone": {"traversal": "fast"}})
     assert status == 400 and "traversal" in answer["error"]["message"], answer
+
+
+def bm25_like(text, vocabulary):
+    """A small bag-of-words sparse vector (term ids from a shared vocabulary)."""
+    counts = {}
+    for token in "".join(c if c.isalnum() else " " for c in text.lower()).split():
+        t = vocabulary.setdefault(token, len(vocabulary))
+        counts[t] = counts.get(t, 0) + 1
+    indices = sorted(counts)
+    return {"indices": indices, "values": [float(counts[t]) / (counts[t] + 1.2) for t in indices]}
+
+
+def sparse_dot(a, b):
+    weights = dict(zip(a["indices"], a["values"]))
+    return sum(weights.get(i, 0.0) * v for i, v in zip(b["indices"], b["values"]))
+
+
+def test_sparse_and_hybrid_queries(pc, index_name, data):
+    """Pinecone's sparse-dense calls, unchanged: upsert with sparse_values,
+    query with sparse_vector (alone and with a vector), fetch and update
+    returning them; scores are exact."""
+    pc.create_index(name=index_name, dimension=384, metric="dotproduct", spec=ServerlessSpec(cloud="aws", region="us-east-1"))
+    index = pc.Index(index_name)
+    n = min(1_000, len(data.base))
+    vocabulary = {}
+    sparse = [bm25_like(f"{m['id']}: {m['text']}", vocabulary) for m in data.metadata[:n]]
+    ids = [m["id"] for m in data.metadata[:n]]
+    records = [{"id": i, "values": v.tolist(), "sparse_values": s, "metadata": {"year": m["year"]}}
+               for i, v, s, m in zip(ids, data.base[:n], sparse, data.metadata[:n])]
+    assert index.upsert(vectors=records, batch_size=200).upserted_count == n
+    fetched = index.fetch(ids=ids[:3]).vectors
+    for i in range(3):
+        assert list(fetched[ids[i]].sparse_values.indices) == sparse[i]["indices"]
+        assert np.allclose(fetched[ids[i]].sparse_values.values, sparse[i]["values"])
+    for qi in range(20):
+        q = data.queries[qi]
+        # Texts of records not upserted serve as the keyword queries.
+        qs = bm25_like(data.metadata[n + qi]["text"], dict(vocabulary))
+        qs = {"indices": [i for i in qs["indices"] if i < len(vocabulary)], "values":
+              [v for i, v in zip(qs["indices"], qs["values"]) if i < len(vocabulary)]}
+        if not qs["indices"]:
+            continue
+        exact = sorted(((sparse_dot(s, qs), -r) for r, s in enumerate(sparse) if sparse_dot(s, qs) != 0), reverse=True)[:10]
+        got = index.query(sparse_vector=qs, top_k=10, include_values=True)
+        assert [round(m.score, 4) for m in got.matches] == [round(e[0], 4) for e in exact]
+        assert all(m.sparse_values is not None for m in got.matches)
+        hybrid = index.query(vector=q.tolist(), sparse_vector=qs, top_k=10, filter={"year": {"$gte": 2020}},
+                             include_metadata=True)
+        assert len(hybrid.matches) == 10
+        for m in hybrid.matches:
+            r = ids.index(m.id)
+            assert m.metadata["year"] >= 2020
+            assert abs(m.score - (float(np.dot(q, data.base[r])) + sparse_dot(sparse[r], qs))) < 1e-3
+    index.update(id=ids[0], sparse_values={"indices": [7, 3], "values": [0.5, 0.25]})
+    updated = index.fetch(ids=[ids[0]]).vectors[ids[0]]
+    assert list(updated.sparse_values.indices) == [3, 7]
+    assert np.allclose(updated.values, data.base[0], atol=1e-6)

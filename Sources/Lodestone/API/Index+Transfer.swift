@@ -34,6 +34,7 @@ private struct RecordLine {
     var id: String
     var values: [Float]
     var metadata: JSONValue?
+    var sparseValues: JSONValue?
     var namespace: String?
 
     /// Why a line is not a record: what the caller's message says.
@@ -63,6 +64,7 @@ private struct RecordLine {
         self.id = id
         self.values = values
         self.metadata = fields["metadata"]
+        self.sparseValues = fields["sparse_values"] ?? fields["sparseValues"]
         self.namespace = namespace
     }
 }
@@ -70,8 +72,9 @@ private struct RecordLine {
 extension Index {
     /// Writes every record of every namespace to `path` as gzip-compressed
     /// JSON Lines in Pinecone's record shape, one record per line:
-    /// `{"id": …, "values": […], "metadata": {…}, "namespace": …}`
-    /// (`metadata` left out when empty). Floats are written in their
+    /// `{"id": …, "values": […], "sparse_values": {"indices": […],
+    /// "values": […]}, "metadata": {…}, "namespace": …}` (`sparse_values`
+    /// left out when absent, `metadata` when empty). Floats are written in their
     /// shortest round-tripping form, so importing the file back stores the
     /// same bits. The file appears atomically when complete.
     /// - Returns: the number of records written.
@@ -89,6 +92,10 @@ extension Index {
                 w.field("id", record.id)
                 w.key("values")
                 w.floats(record.values)
+                if let s = record.sparseValues {
+                    w.key("sparse_values")
+                    w.sparse(s)
+                }
                 if let m = record.metadata, !m.isEmpty {
                     w.key("metadata")
                     w.metadata(m)
@@ -115,8 +122,8 @@ extension Index {
 
 extension Database {
     /// Imports a JSON Lines file (gzip-compressed or plain) of records in
-    /// Pinecone's shape (`id`, `values`, optional `metadata` and
-    /// `namespace`; other fields are ignored) into the index `name`,
+    /// Pinecone's shape (`id`, `values`, optional `sparse_values`,
+    /// `metadata` and `namespace`; other fields are ignored) into the index `name`,
     /// creating it when missing (with `dimension`, or the first record's
     /// length, and `metric`, `embeddingModel`, `options`) or merging into it
     /// (records with an existing id replace it).
@@ -153,8 +160,10 @@ extension Database {
                 throw .malformedLine(path: path, line: number, reason: "not a record in Pinecone's shape (\(error.reason))")
             }
             var metadata: Metadata? = nil
+            var sparse: SparseVector? = nil
             do throws(LodestoneError) {
                 if let m = decoded.metadata, m != .null { metadata = try Metadata.from(json: m) }
+                if let s = decoded.sparseValues, s != .null { sparse = try SparseVector(json: s, field: "sparse_values") }
                 try Index.validateID(decoded.id)
                 try Index.validateNamespace(decoded.namespace ?? "")
                 if let m = metadata { try MetadataCodec.validate(m) }
@@ -168,7 +177,8 @@ extension Database {
             } catch {
                 throw .malformedLine(path: path, line: number, reason: "\(error)")
             }
-            return (Record(id: decoded.id, values: decoded.values, metadata: metadata), decoded.namespace ?? "")
+            return (Record(id: decoded.id, values: decoded.values, metadata: metadata, sparseValues: sparse),
+                    decoded.namespace ?? "")
         }
         do {
             let reader = try GzipLineReader(path: path)

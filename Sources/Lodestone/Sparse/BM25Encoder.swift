@@ -7,7 +7,8 @@ import Foundation
 /// document's BM25 score for the query (up to one factor per query).
 ///
 /// The weights are pinecone-text's `BM25Encoder`'s: a document's term
-/// weighs `tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl))`; a query's term
+/// weighs `tf / (tf + k1 (1 - b + b dl / avgdl))` (BM25's term factor
+/// without its constant `k1 + 1`, which ranks the same); a query's term
 /// weighs its `idf = ln((N + 1) / (df + 0.5))`, normalised to sum 1 (each
 /// term once). Terms are ids by MurmurHash3 (x86, 32-bit, seed 0) of the
 /// token's UTF-8, as pinecone-text hashes them; tokens come from
@@ -117,7 +118,7 @@ public struct BM25Encoder: Sendable, Hashable, Codable {
         let terms = counts.keys.sorted()
         return SparseVector(indices: terms, values: terms.map { t in
             let tf = Double(counts[t]!)
-            return Float(tf * (k1 + 1) / (tf + norm))
+            return Float(tf / (tf + norm))
         })
     }
 

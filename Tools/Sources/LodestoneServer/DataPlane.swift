@@ -49,14 +49,13 @@ extension PineconeService {
         return try library { () throws(LodestoneError) -> Filter in try Filter(json: f) }
     }
 
-    /// Sparse values are refused with a clear error, never dropped (an
-    /// empty one, which some clients send, is ignored).
-    static func refuseSparse(_ body: Fields, _ names: String...) throws(APIError) {
-        for name in names {
-            guard let v = body.raw(name) else { continue }
-            if case let .object(f) = v, case let .array(indices)? = f["indices"], indices.isEmpty { continue }
-            throw .badRequest("\"\(name)\": sparse vectors are not supported; Lodestone stores dense vectors only")
-        }
+    /// A sparse vector under the first of `names` present, checked (errors
+    /// name `place`); nil when absent, null, or empty (some clients send
+    /// `{"indices": [], "values": []}` for none).
+    static func sparse(_ body: Fields, _ names: String..., place: String) throws(APIError) -> SparseVector? {
+        guard let json = names.lazy.compactMap({ body.raw($0) }).first, json != .null else { return nil }
+        let v = try library { () throws(LodestoneError) -> SparseVector in try SparseVector(json: json, field: place) }
+        return v.isEmpty ? nil : v
     }
 
     // MARK: Writes
@@ -72,8 +71,8 @@ extension PineconeService {
         var position: [String: Int] = [:]
         for (i, item) in items.enumerated() {
             let v = try Fields(item, place: "vectors[\(i)]")
-            try Self.refuseSparse(v, "sparseValues", "sparse_values")
             guard let id = try v.string("id") else { throw .badRequest("vectors[\(i)] has no \"id\"") }
+            let sparse = try Self.sparse(v, "sparseValues", "sparse_values", place: "vectors[\(i)].sparseValues")
             guard let values = try v.floats("values") else { throw .badRequest("vectors[\(i)] (\"\(id)\") has no \"values\"") }
             var metadata: Metadata? = nil
             if let m = v.raw("metadata") {
@@ -85,7 +84,7 @@ extension PineconeService {
                     }
                 }
             }
-            let record = Record(id: id, values: values, metadata: metadata)
+            let record = Record(id: id, values: values, metadata: metadata, sparseValues: sparse)
             if let earlier = position[id] { records[earlier] = record } else {
                 position[id] = records.count
                 records.append(record)
@@ -108,9 +107,17 @@ extension PineconeService {
     /// changes nothing, as in Pinecone: `matchedRecords` says 0.
     func update(_ index: Index, _ r: ServerRequest) async throws(APIError) -> Reply {
         let body = try r.fields()
-        try Self.refuseSparse(body, "sparseValues")
         let namespace = Self.namespace(try body.string("namespace"))
         let values = try body.floats("values")
+        // Present but empty clears the record's sparse vector.
+        let sparse: SparseVector?
+        if let json = body.raw("sparseValues"), json != .null {
+            sparse = try library { () throws(LodestoneError) -> SparseVector in
+                try SparseVector(json: json, field: "sparseValues")
+            }
+        } else {
+            sparse = nil
+        }
         let setMetadata: Metadata? = try body.raw("setMetadata").map { (m) throws(APIError) -> Metadata in
             try library { () throws(LodestoneError) -> Metadata in try Metadata.from(json: m) }
         }
@@ -118,7 +125,8 @@ extension PineconeService {
             guard body.raw("filter") == nil else { throw .badRequest("give \"id\" or \"filter\", not both") }
             let matched = try await writing { () throws(APIError) -> Int in
                 do throws(LodestoneError) {
-                    try index.update(id: id, values: values, setMetadata: setMetadata, namespace: namespace)
+                    try index.update(id: id, values: values, sparseValues: sparse, setMetadata: setMetadata,
+                                     namespace: namespace)
                     return 1
                 } catch .recordNotFound {
                     return 0
@@ -129,7 +137,9 @@ extension PineconeService {
             return Reply { w in w.object { w in w.field("matchedRecords", matched) } }
         }
         guard let filter = try Self.filter(body) else { throw .badRequest("\"id\" or a non-empty \"filter\" is required") }
-        guard values == nil else { throw .badRequest("an update by filter sets metadata only; \"values\" needs an \"id\"") }
+        guard values == nil && sparse == nil else {
+            throw .badRequest("an update by filter sets metadata only; \"values\" and \"sparseValues\" need an \"id\"")
+        }
         let dryRun = try body.bool("dryRun") ?? false
         let matched = try await writing { () throws(APIError) -> Int in
             guard !dryRun, let setMetadata else {
@@ -165,10 +175,12 @@ extension PineconeService {
 
     // MARK: Reads
 
-    /// `POST /query`, by `vector` or by a stored record's `id`.
+    /// `POST /query`, by `vector`, `sparseVector`, both (hybrid: the sum of
+    /// the two scores, as Pinecone's sparse-dense queries), or a stored
+    /// record's `id`.
     func query(_ index: Index, _ r: ServerRequest) throws(APIError) -> Reply {
         let body = try r.fields()
-        try Self.refuseSparse(body, "sparseVector")
+        let sparse = try Self.sparse(body, "sparseVector", place: "sparseVector")
         if body.raw("queries") != nil { throw .badRequest("\"queries\" (several queries in one request) is not supported; "
                                                          + "send one request per query vector") }
         guard let topK = try body.int("topK", in: 1...10_000) else { throw .badRequest("\"topK\" is required") }
@@ -180,9 +192,16 @@ extension PineconeService {
         let id = try body.string("id")
         // Lodestone's own knob: the HNSW beam width for this query.
         let ef = try body.object("lodestone")?.int("ef", in: 1...10_000)
-        guard (vector == nil) != (id == nil) else { throw .badRequest("give exactly one of \"vector\" or \"id\"") }
+        guard (vector == nil && sparse == nil) != (id == nil) else {
+            throw .badRequest("give \"vector\", \"sparseVector\" or both, or \"id\" alone")
+        }
         let matches: [Match]
-        if let vector, index.metric == .cosine, !vector.isEmpty, vector.allSatisfy({ $0 == 0 }) {
+        if let sparse {
+            matches = try library { () throws(LodestoneError) -> [Match] in
+                try index.query(vector: vector, sparseVector: sparse, topK: topK, namespace: namespace, filter: filter,
+                                includeValues: includeValues, includeMetadata: includeMetadata, ef: ef).matches
+            }
+        } else if let vector, index.metric == .cosine, !vector.isEmpty, vector.allSatisfy({ $0 == 0 }) {
             // A zero vector has no direction: every record scores 0 (LlamaIndex
             // sends one to list nodes by filter).
             guard vector.count == index.dimension else {
@@ -223,6 +242,7 @@ extension PineconeService {
                             w.key("score")
                             w.number(m.score)
                             if let values = m.values { w.key("values"); w.floats(values) }
+                            if let sparse = m.sparseValues { w.key("sparseValues"); w.sparse(sparse) }
                             if let metadata = m.metadata { w.key("metadata"); w.metadata(metadata) }
                         }
                     }
@@ -243,6 +263,7 @@ extension PineconeService {
                     w.field("id", id)
                     w.key("values")
                     w.floats(record.values)
+                    if let sparse = record.sparseValues { w.key("sparseValues"); w.sparse(sparse) }
                     if let m = record.metadata { w.key("metadata"); w.metadata(m) }
                 }
             }
