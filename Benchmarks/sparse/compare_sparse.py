@@ -21,7 +21,9 @@ groundtruth.ivecs, groundtruth_scores.fvecs). Engines, all on one thread
   SeismicIndex(LV).build_from_dataset for each build setting in SEISMIC_BUILDS
   (the LV classes take component ids above 65,535), and batch_search with
   num_threads=1 for each (query_cut, heap_factor) in SEISMIC_SEARCHES.
-- Lodestone: run_lodestone() below, skipped while it returns None.
+- Lodestone: `lodestone bench-sparse` (a sparse index, one batch call of
+  exact queries on one thread; LODESTONE_BIN names the binary, else
+  Tools/.build/release/lodestone), skipped when the binary is missing.
 
 Each round runs every engine once, in turn (so machine noise hits them
 alike); queries/s is the median over --rounds rounds, a round's figure being
@@ -57,16 +59,30 @@ SEISMIC_SEARCHES = [(qc, hf) for qc in (5, 10, 30) for hf in (0.7, 0.9, 1.0)]
 # query_cut 30 >= the longest query (29 terms): every term is used.
 
 
-# ---- Lodestone: to be wired to the `lodestone` CLI ---------------------------
-def run_lodestone(dir, k):
-    """Lodestone's sparse top-`k` search over the files in `dir`, one thread.
+LODESTONE = os.environ.get("LODESTONE_BIN") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "Tools", ".build", "release", "lodestone")
 
-    Once wired, returns a dict: "name", "params" (dict), "build_s",
-    "seconds" (wall time of one timed pass over all of query.spvecs) and
-    "ids" (int array, queries x k, base row numbers, -1 where fewer than k).
-    Called once per round. Returns None until then, and is skipped."""
-    return None
-# ------------------------------------------------------------------------------
+
+def run_lodestone(dir, k, min_seconds):
+    """Lodestone's sparse index through `lodestone bench-sparse` (one batch
+    call on one thread, the fastest of passes over the queries for
+    `min_seconds`): a dict with "name", "params", "build_s", "seconds" (one
+    pass over all of query.spvecs) and "ids" (queries x k base rows, -1 pads);
+    None when the binary is missing."""
+    if not os.path.exists(LODESTONE):
+        print(f"Lodestone skipped: no {LODESTONE} (swift build -c release --package-path Tools)", file=sys.stderr)
+        return None
+    import subprocess, tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "ids.ivecs")
+        line = subprocess.run([LODESTONE, "bench-sparse", "--base", os.path.join(dir, "base.spvecs"),
+                               "--queries", os.path.join(dir, "query.spvecs"), "--k", str(k), "--threads", "1",
+                               "--min-seconds", str(min_seconds), "--ids-out", out, "--json"],
+                              check=True, capture_output=True, text=True).stdout
+        result = json.loads(line)
+        ids = read_vecs(out, np.int32).astype(np.int64)
+    return {"name": "Lodestone (exact)", "params": {"index": "sparse", "threads": 1},
+            "build_s": result["build_s"], "seconds": result["seconds"], "ids": ids}
 
 
 def read_spvecs(path):
@@ -244,7 +260,7 @@ def main():
                 wall, cpu, passes = wall + time.perf_counter() - w, cpu + time.process_time() - c, passes + 1
             engines[name]["qps"].append(passes * n_queries / wall)
             cpu_ratio.append(cpu / wall)
-        lode = run_lodestone(a.dir, a.k)
+        lode = run_lodestone(a.dir, a.k, a.min_seconds)
         if lode is not None:
             e = engines.setdefault(lode["name"], {"name": lode["name"], "params": lode["params"], "qps": [],
                                                   "build_s": lode["build_s"]})

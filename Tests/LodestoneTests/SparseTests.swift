@@ -235,6 +235,68 @@ import Testing
 }
 
 extension SparseTests {
+    @Test func sparseIndexesHoldSparseVectorsOnly() throws {
+        let n = min(Fixtures.realRecords.count, 3_000)
+        let path = Fixtures.temporaryDirectory("sparse-kind")
+        var db = try Database(path: path)
+        var index = try db.createSparseIndex(name: "bm25")
+        #expect(index.kind == .sparse && index.dimension == 0 && index.metric == .dotProduct)
+        let records = (0..<n).compactMap { i -> Record? in
+            Self.texts.documents[i].isEmpty ? nil : Record(id: Fixtures.realRecords[i].id, values: [],
+                                                              metadata: Fixtures.realRecords[i].metadata,
+                                                              sparseValues: Self.texts.documents[i])
+        }
+        try index.upsert(records)
+        let rows = (0..<n).filter { !Self.texts.documents[$0].isEmpty }
+        func check(_ index: Lodestone.Index) throws {
+            for q in Self.texts.queries.prefix(20) where !q.isEmpty {
+                Self.expectExact(try index.query(sparseVector: q, topK: 10).matches, Self.bruteForce(q, rows: rows, k: 10))
+            }
+            let batch = try index.queryBatch(sparseVectors: Array(Self.texts.queries.prefix(20)), topK: 10, threads: 2)
+            for (q, matches) in zip(Self.texts.queries.prefix(20), batch) {
+                Self.expectExact(matches, Self.bruteForce(q, rows: rows, k: 10))
+            }
+            let first = records[0]
+            #expect(try index.fetch(ids: [first.id])[first.id] == first)
+            // A query by id is by the record's sparse vector.
+            let byID = try index.query(id: first.id, topK: 10)
+            Self.expectExact(byID.matches, Self.bruteForce(first.sparseValues!, rows: rows, k: 10))
+            #expect(try index.describeStats().dimension == 0)
+        }
+        try check(index)
+        try index.close()
+        db = try Database(path: path)
+        index = try db.index("bm25")
+        #expect(index.kind == .sparse)
+        try check(index)
+        // What a sparse index refuses, with nothing stored.
+        let count = index.count
+        let refusals: [(() throws -> Void, String)] = [
+            ({ try index.upsert([Record(id: "dense", values: [1, 2], sparseValues: SparseVector(indices: [1], values: [1]))]) },
+             "values"),
+            ({ try index.upsert([Record(id: "none", values: [])]) }, "sparseValues"),
+            ({ try index.upsert([Record(id: "empty", values: [], sparseValues: SparseVector(indices: [], values: []))]) },
+             "sparseValues"),
+            ({ _ = try index.query(vector: [1], topK: 3) }, "vector"),
+            ({ _ = try index.query(vector: [1], sparseVector: SparseVector(indices: [1], values: [1]), topK: 3) }, "vector"),
+            ({ try index.update(id: records[0].id, values: [1]) }, "values"),
+        ]
+        for (call, field) in refusals {
+            #expect {
+                try call()
+            } throws: { error in
+                guard case let .invalidArgument(name, _) = error as? LodestoneError else { return false }
+                return name == field
+            }
+        }
+        #expect(index.count == count)
+        #expect(throws: LodestoneError.self) {
+            try db.createIndex(name: "wrong", dimension: 4, metric: .dotProduct, options: IndexOptions(kind: .sparse))
+        }
+    }
+}
+
+extension SparseTests {
     static func bruteForce(_ query: SparseVector, rows: [Int], k: Int, documents: [SparseVector]) -> [(Int, Double)] {
         var scored: [(Int, Double)] = []
         for i in rows {

@@ -90,7 +90,7 @@ extension Index {
     public func queryBatch(vectors: [[Float]], topK: Int, namespace: String = "", filter: Filter? = nil,
                            includeValues: Bool = false, includeMetadata: Bool = false, ef: Int? = nil,
                            threads: Int = Parallelism.defaultThreadCount) async throws(LodestoneError) -> [[Match]] {
-        for v in vectors where v.count != dimension { throw .dimensionMismatch(expected: dimension, actual: v.count) }
+        for v in vectors where v.count != rowDimension { throw .dimensionMismatch(expected: rowDimension, actual: v.count) }
         return try await queryBatch(rows: vectors.flatMap { $0 }, topK: topK, namespace: namespace, filter: filter,
                                     includeValues: includeValues, includeMetadata: includeMetadata, ef: ef,
                                     threads: threads)
@@ -102,7 +102,7 @@ extension Index {
     public func queryBatch(rows: [Float], topK: Int, namespace: String = "", filter: Filter? = nil,
                            includeValues: Bool = false, includeMetadata: Bool = false, ef: Int? = nil,
                            threads: Int = Parallelism.defaultThreadCount) async throws(LodestoneError) -> [[Match]] {
-        let d = dimension
+        let d = rowDimension
         return try await BlockingPool.shared.runCancellable { (flag) throws(LodestoneError) -> [[Match]] in
             guard rows.count % d == 0 else { throw .dimensionMismatch(expected: d, actual: rows.count % d) }
             let count = rows.count / d, block = Index.asyncBatchBlock

@@ -83,13 +83,22 @@ public final class Database: Sendable {
                             options: IndexOptions = IndexOptions()) throws(LodestoneError) -> Index {
         try checkName(name)
         try checkWritable(name)
-        guard (1...65_536).contains(dimension) else {
-            throw .invalidArgument(name: "dimension", reason: "must be in 1...65536, got \(dimension)")
+        if options.kind == .sparse {
+            guard dimension == 0, metric == .dotProduct else {
+                throw .invalidArgument(name: options.kind == .sparse && dimension != 0 ? "dimension" : "metric",
+                                       reason: "a sparse index has dimension 0 and the dot-product metric "
+                                       + "(createSparseIndex(name:) sets both)")
+            }
+        } else {
+            guard (1...65_536).contains(dimension) else {
+                throw .invalidArgument(name: "dimension", reason: "must be in 1...65536, got \(dimension)")
+            }
         }
         return try open.withLock { (open: inout [String: Index]) throws(LodestoneError) -> Index in
             guard open[name] == nil, !exists(name) else { throw .indexAlreadyExists(name: name) }
-            let settings = Index.Settings(kind: options.kind, dimension: dimension, metric: metric, model: embeddingModel,
-                                          parameters: options.hnsw)
+            // A sparse index's records keep a one-component placeholder vector.
+            let settings = Index.Settings(kind: options.kind, dimension: max(dimension, 1), metric: metric,
+                                          model: embeddingModel, parameters: options.hnsw)
             let index = try OpenIndexes.index(in: directory(name)) { () throws(LodestoneError) -> Index in
                 try Index.create(name: name, directory: directory(name), settings: settings,
                                  durability: options.durability)
@@ -97,6 +106,20 @@ public final class Database: Sendable {
             open[name] = index
             return index
         }
+    }
+
+    /// Creates an empty sparse index (Pinecone's `vector_type: sparse`):
+    /// records carry ``Record/sparseValues`` and empty `values`, queries a
+    /// `sparseVector`, scores are dot products. `options.durability`
+    /// applies; its kind and graph parameters are not used.
+    @discardableResult
+    public func createSparseIndex(name: String, embeddingModel: String = "", options: IndexOptions = IndexOptions())
+        throws(LodestoneError) -> Index
+    {
+        var sparse = options
+        sparse.kind = .sparse
+        return try createIndex(name: name, dimension: 0, metric: .dotProduct, embeddingModel: embeddingModel,
+                               options: sparse)
     }
 
     /// The index named `name` (opened on first use).

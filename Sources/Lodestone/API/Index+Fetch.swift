@@ -102,8 +102,8 @@ extension Index {
     /// How `vectors` compare with the stored ones: whether they look like
     /// another embedding model's (see ``FingerprintComparison``).
     public func compareWithStored(_ vectors: [[Float]]) throws(LodestoneError) -> FingerprintComparison {
-        for v in vectors where v.count != dimension { throw .dimensionMismatch(expected: dimension, actual: v.count) }
-        return lock.reading { fingerprint.compare(vectors.flatMap { $0 }, dimension: dimension) }
+        for v in vectors where v.count != rowDimension { throw .dimensionMismatch(expected: rowDimension, actual: v.count) }
+        return lock.reading { fingerprint.compare(vectors.flatMap { $0 }, dimension: rowDimension) }
     }
 
     /// Records over all namespaces.

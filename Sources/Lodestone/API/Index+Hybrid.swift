@@ -31,8 +31,9 @@ extension Index {
         let sparse = try sparseVector.validated(field: "sparseVector")
         var dense: [Float]? = nil
         if let vector {
-            guard vector.count == dimension else { throw .dimensionMismatch(expected: dimension, actual: vector.count) }
-            dense = try VectorPreparation.prepared(vector, dimension: dimension, metric: metric, kernels: engine.kernels).vector
+            try checkDense()
+            guard vector.count == rowDimension else { throw .dimensionMismatch(expected: rowDimension, actual: vector.count) }
+            dense = try VectorPreparation.prepared(vector, dimension: rowDimension, metric: metric, kernels: engine.kernels).vector
             if case .sum = fusion, metric == .euclidean {
                 throw .invalidArgument(name: "fusion", reason: "a sum of scores needs a cosine or dot-product index "
                                        + "(euclidean distances fall as similarity rises); use reciprocal-rank fusion")
@@ -62,6 +63,36 @@ extension Index {
             let matched = resolve(neighbors, includeValues: includeValues, includeMetadata: includeMetadata)
             try engine.checkIntegrity()
             return QueryResponse(matches: matched, namespace: namespace, explanation: explain ? statistics : nil)
+        }
+    }
+
+    /// Many sparse queries at once, on `threads` threads, for batch jobs
+    /// and benchmarks: each answer equals
+    /// ``query(vector:sparseVector:topK:namespace:filter:fusion:includeValues:includeMetadata:ef:explain:embeddingModel:)``'s
+    /// with the sparse vector alone.
+    public func queryBatch(sparseVectors: [SparseVector], topK: Int, namespace: String = "", filter: Filter? = nil,
+                           includeValues: Bool = false, includeMetadata: Bool = false,
+                           threads: Int = Parallelism.defaultThreadCount) throws(LodestoneError) -> [[Match]] {
+        try checkOpen()
+        guard topK >= 1 else { throw .invalidArgument(name: "topK", reason: "must be at least 1, got \(topK)") }
+        var queries: [SparseVector] = []
+        queries.reserveCapacity(sparseVectors.count)
+        for (i, q) in sparseVectors.enumerated() { queries.append(try q.validated(field: "sparseVectors[\(i)]")) }
+        return lock.reading { () -> [[Match]] in
+            guard let (allowed, matches) = allowedSlots(filter: filter, namespace: namespace), matches > 0 else {
+                return [[Match]](repeating: [], count: queries.count)
+            }
+            var out = [[Match]](repeating: [], count: queries.count)
+            out.withUnsafeMutableBufferPointer { buffer in
+                let target = UncheckedSendable(buffer)
+                parallelFor(count: queries.count, threads: min(threads, max(1, queries.count / 16)), grain: 16) { run in
+                    for q in run {
+                        let found = self.table.sparse.search(queries[q], k: topK, allowed: allowed, slots: self.table.capacity)
+                        target.value[q] = self.resolve(found, includeValues: includeValues, includeMetadata: includeMetadata)
+                    }
+                }
+            }
+            return out
         }
     }
 

@@ -44,10 +44,11 @@ extension Index {
         try checkOpen()
         try checkModel(embeddingModel)
         guard topK >= 1 else { throw .invalidArgument(name: "topK", reason: "must be at least 1, got \(topK)") }
-        guard vector.count == dimension else { throw .dimensionMismatch(expected: dimension, actual: vector.count) }
+        try checkDense()
+        guard vector.count == rowDimension else { throw .dimensionMismatch(expected: rowDimension, actual: vector.count) }
         return try lock.reading { () throws(LodestoneError) -> QueryResponse in
             guard let (allowed, matches) = allowedSlots(filter: filter, namespace: namespace), matches > 0 else {
-                _ = try VectorPreparation.prepared(vector, dimension: dimension, metric: metric, kernels: engine.kernels)
+                _ = try VectorPreparation.prepared(vector, dimension: rowDimension, metric: metric, kernels: engine.kernels)
                 let none = SearchStatistics(plan: kind == .hnsw ? .exactScan : .flatScan, candidates: engine.count,
                                             matches: 0, ef: 0, nodesVisited: 0, distancesComputed: 0)
                 return QueryResponse(matches: [], namespace: namespace, explanation: explain ? none : nil)
@@ -67,6 +68,13 @@ extension Index {
         -> QueryResponse
     {
         try checkOpen()
+        if kind == .sparse {
+            // A sparse index's record is queried by its sparse vector.
+            guard let s = lock.reading({ table.slot(id: id, namespace: namespace).flatMap { table.sparse.vector(slot: $0) } })
+            else { throw .recordNotFound(id: id, namespace: namespace) }
+            return try query(sparseVector: s, topK: topK, namespace: namespace, filter: filter, includeValues: includeValues,
+                             includeMetadata: includeMetadata, explain: explain)
+        }
         let v: [Float]? = try lock.reading { () throws(LodestoneError) -> [Float]? in
             let v = table.slot(id: id, namespace: namespace).flatMap { values(ofSlot: $0) }
             try engine.checkIntegrity()
@@ -89,7 +97,8 @@ extension Index {
     public func queryBatch(vectors: [[Float]], topK: Int, namespace: String = "", filter: Filter? = nil,
                            includeValues: Bool = false, includeMetadata: Bool = false, ef: Int? = nil,
                            threads: Int = Parallelism.defaultThreadCount) throws(LodestoneError) -> [[Match]] {
-        for v in vectors where v.count != dimension { throw .dimensionMismatch(expected: dimension, actual: v.count) }
+        try checkDense()
+        for v in vectors where v.count != rowDimension { throw .dimensionMismatch(expected: rowDimension, actual: v.count) }
         return try queryBatch(rows: vectors.flatMap { $0 }, topK: topK, namespace: namespace, filter: filter,
                               includeValues: includeValues, includeMetadata: includeMetadata, ef: ef, threads: threads)
     }
@@ -103,10 +112,11 @@ extension Index {
                            threads: Int = Parallelism.defaultThreadCount) throws(LodestoneError) -> [[Match]] {
         try checkOpen()
         guard topK >= 1 else { throw .invalidArgument(name: "topK", reason: "must be at least 1, got \(topK)") }
-        guard rows.count % dimension == 0 else {
-            throw .dimensionMismatch(expected: dimension, actual: rows.count % dimension)
+        try checkDense()
+        guard rows.count % rowDimension == 0 else {
+            throw .dimensionMismatch(expected: rowDimension, actual: rows.count % rowDimension)
         }
-        let count = rows.count / dimension
+        let count = rows.count / rowDimension
         guard count > 0 else { return [] }
         return try lock.reading { () throws(LodestoneError) -> [[Match]] in
             guard let (allowed, matches) = allowedSlots(filter: filter, namespace: namespace), matches > 0 else {
@@ -148,10 +158,18 @@ extension Index {
         }
     }
 
+    /// Dense queries need a dense index.
+    func checkDense() throws(LodestoneError) {
+        if kind == .sparse {
+            throw .invalidArgument(name: "vector", reason: "a sparse index is queried with a sparseVector only")
+        }
+    }
+
     /// A record's vector as it was given: a cosine index's unit vector times
     /// the length it had (when recorded). Called under the read lock.
     func values(ofSlot slot: UInt32) -> [Float]? {
         guard var v = engine.vector(forKey: UInt64(slot)) else { return nil }
+        if kind == .sparse { return [] }  // the placeholder is not the record's
         let norm = table.norm(ofSlot: Int(slot))
         if metric == .cosine && norm > 0 { for i in v.indices { v[i] *= norm } }
         return v

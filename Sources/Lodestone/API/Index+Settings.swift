@@ -8,11 +8,11 @@ extension Index {
         var parameters: HNSWParameters
 
         /// The manifest's bytes: "LODEIDX1", the kind (UInt64: 0 HNSW, 1
-        /// flat), then ``VectorSettings``.
+        /// flat, 2 sparse), then ``VectorSettings``.
         func encoded() -> [UInt8] {
             var w = ByteWriter()
             w.raw(Array("LODEIDX1".utf8))
-            w.u64(kind == .hnsw ? 0 : 1)
+            w.u64(kind == .hnsw ? 0 : kind == .flat ? 1 : 2)
             VectorSettings(dimension: dimension, metric: metric, parameters: parameters, model: model).encode(into: &w)
             return w.bytes
         }
@@ -22,9 +22,9 @@ extension Index {
             var r = ByteReader(bytes) { corrupt("index settings truncated") }
             guard try r.raw(8) == Array("LODEIDX1".utf8) else { throw corrupt("not the settings of a Lodestone Index") }
             let kindCode = try r.u64()
-            guard kindCode <= 1 else { throw corrupt("unknown kind \(kindCode)") }
+            guard kindCode <= 2 else { throw corrupt("unknown kind \(kindCode)") }
             let s = try VectorSettings.decode(from: &r, corrupt: corrupt)
-            return Settings(kind: kindCode == 0 ? .hnsw : .flat, dimension: s.dimension, metric: s.metric, model: s.model,
+            return Settings(kind: [IndexKind.hnsw, .flat, .sparse][Int(kindCode)], dimension: s.dimension, metric: s.metric, model: s.model,
                             parameters: s.parameters)
         }
     }

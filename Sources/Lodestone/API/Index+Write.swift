@@ -17,18 +17,29 @@ extension Index {
         try Self.validateNamespace(namespace)
         var seen = Set<String>()
         var flat: [Float] = []
-        flat.reserveCapacity(records.count * dimension)
+        flat.reserveCapacity(records.count * rowDimension)
         // One sparse vector per record when any has one (else none: the log
         // record stays the one older readers replay).
         var sparse: [SparseVector?] = []
-        let withSparse = records.contains { $0.sparseValues != nil }
+        let withSparse = kind == .sparse || records.contains { $0.sparseValues != nil }
         for record in records {
             try Self.validateID(record.id)
             guard seen.insert(record.id).inserted else {
                 throw .invalidID(id: record.id, reason: "appears twice in one batch")
             }
-            guard record.values.count == dimension else {
-                throw .dimensionMismatch(expected: dimension, actual: record.values.count)
+            if kind == .sparse {
+                guard record.values.isEmpty else {
+                    throw .invalidArgument(name: "values", reason: "record \"\(record.id)\": a sparse index stores "
+                                           + "sparseValues only; give empty values")
+                }
+                guard record.sparseValues.map({ !$0.isEmpty }) ?? false else {
+                    throw .invalidArgument(name: "sparseValues", reason: "record \"\(record.id)\": a sparse index's "
+                                           + "records need sparse values (at least one component)")
+                }
+            } else {
+                guard record.values.count == rowDimension else {
+                    throw .dimensionMismatch(expected: rowDimension, actual: record.values.count)
+                }
             }
             if let m = record.metadata {
                 do throws(LodestoneError) {
@@ -38,9 +49,9 @@ extension Index {
                 }
             }
             if withSparse { sparse.append(try Self.validatedSparse(record.sparseValues, id: record.id)) }
-            flat += record.values
+            if kind == .sparse { flat.append(Self.placeholder) } else { flat += record.values }
         }
-        _ = try VectorPreparation.prepareRows(flat, count: records.count, dimension: dimension, metric: metric,
+        _ = try VectorPreparation.prepareRows(flat, count: records.count, dimension: rowDimension, metric: metric,
                                       kernels: engine.kernels)
         let n = try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
             try upsertLocked(records, rows: flat, sparse: sparse, namespace: namespace, log: log, threads: threads)
@@ -48,6 +59,9 @@ extension Index {
         try persistIfLogIsLarge()
         return n
     }
+
+    /// The one-component vector a sparse index's records keep in its engine.
+    static let placeholder: Float = 1
 
     /// A record's sparse vector checked and sorted, errors naming the record.
     static func validatedSparse(_ vector: SparseVector?, id: String) throws(LodestoneError) -> SparseVector? {
@@ -71,10 +85,10 @@ extension Index {
         let ids = records.map(\.id), metadata = records.map { $0.metadata ?? [:] }
         let record = LogRecord.upsert(namespace: namespace, slots: slots, ids: ids, rows: rows, metadata: metadata,
                                       sparse: sparse)
-        try log(record.encoded(dimension: dimension))
+        try log(record.encoded(dimension: rowDimension))
         try Index.applyUpsert(namespace: namespace, ids: ids, slots: slots, rows: rows, metadata: metadata,
                               sparse: sparse, engine: engine,
-                              table: table, fingerprint: &fingerprint, dimension: dimension, lock: lock, threads: threads)
+                              table: table, fingerprint: &fingerprint, dimension: rowDimension, lock: lock, threads: threads)
         return records.count
     }
 
@@ -87,10 +101,16 @@ extension Index {
     {
         try checkOpen()
         try checkWritable()
-        if let values, values.count != dimension { throw .dimensionMismatch(expected: dimension, actual: values.count) }
+        if kind == .sparse, values != nil {
+            throw .invalidArgument(name: "values", reason: "a sparse index stores sparseValues only")
+        }
+        if kind == .sparse, let sparseValues, sparseValues.isEmpty {
+            throw .invalidArgument(name: "sparseValues", reason: "a sparse index's records need sparse values")
+        }
+        if let values, values.count != rowDimension { throw .dimensionMismatch(expected: rowDimension, actual: values.count) }
         let newSparse = try Self.validatedSparse(sparseValues, id: id)
         if let values {
-            _ = try VectorPreparation.prepareRows(values, count: 1, dimension: dimension, metric: metric, kernels: engine.kernels)
+            _ = try VectorPreparation.prepareRows(values, count: 1, dimension: rowDimension, metric: metric, kernels: engine.kernels)
         }
         try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
             let current: (values: [Float], metadata: Metadata, sparse: SparseVector?)? = lock.reading {
@@ -109,7 +129,7 @@ extension Index {
                 let slot = lock.reading { table.slot(id: id, namespace: namespace)! }
                 if sparseValues != nil {
                     try log(LogRecord.setMetadataAndSparse(slots: [slot], metadata: [merged], sparse: [sparse])
-                        .encoded(dimension: dimension))
+                        .encoded(dimension: rowDimension))
                     Index.applyMetadata([(slot, merged)], sparse: [sparse], table: table, lock: lock)
                 } else {
                     try setMetadataLocked([(slot, merged)], log: log)
@@ -162,7 +182,7 @@ extension Index {
         throws(LodestoneError)
     {
         guard !changes.isEmpty else { return }
-        try log(LogRecord.setMetadata(slots: changes.map(\.0), metadata: changes.map(\.1)).encoded(dimension: dimension))
+        try log(LogRecord.setMetadata(slots: changes.map(\.0), metadata: changes.map(\.1)).encoded(dimension: rowDimension))
         Index.applyMetadata(changes, table: table, lock: lock)
     }
 
@@ -207,7 +227,7 @@ extension Index {
 
     private func deleteSlots(_ slots: [UInt32], log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int {
         guard !slots.isEmpty else { return 0 }
-        try log(LogRecord.delete(slots: slots).encoded(dimension: dimension))
+        try log(LogRecord.delete(slots: slots).encoded(dimension: rowDimension))
         try Index.applyDelete(slots, engine: engine, table: table, lock: lock)
         return slots.count
     }

@@ -19,8 +19,11 @@ public final class Index: @unchecked Sendable {
 
     /// The index's name in its database.
     public let name: String
-    /// Components per vector.
-    public let dimension: Int
+    /// Components per dense vector (0 for a sparse index).
+    public var dimension: Int { kind == .sparse ? 0 : rowDimension }
+    /// Components per row of the vector engine: the dimension, or 1 for a
+    /// sparse index's placeholder vectors (``IndexKind/sparse``).
+    let rowDimension: Int
     /// How vectors are compared.
     public let metric: Metric
     /// The embedding model the index's vectors come from ("" if not given).
@@ -63,7 +66,7 @@ public final class Index: @unchecked Sendable {
     private init(name: String, settings: Settings, store: DurableStore, engine: VectorEngine, table: RecordTable,
                  fingerprint: VectorFingerprint) {
         self.name = name
-        self.dimension = settings.dimension
+        self.rowDimension = settings.dimension
         self.metric = settings.metric
         self.embeddingModel = settings.model
         self.kind = settings.kind

@@ -4,6 +4,12 @@ public enum IndexKind: String, Sendable, Codable, CaseIterable {
     case hnsw
     /// A flat index: exact; batches of queries go through BLAS.
     case flat
+    /// Sparse vectors only (Pinecone's `vector_type: sparse`): records carry
+    /// ``Record/sparseValues`` and no dense values, and queries are sparse.
+    /// Its records keep a one-component placeholder vector in a flat
+    /// engine, so the record table, log, segments and recovery are the
+    /// dense indexes' own.
+    case sparse
 }
 
 /// The vector index behind an ``Index``: one interface over ``HNSWIndex``
@@ -39,7 +45,7 @@ final class VectorEngine: @unchecked Sendable {
         case .hnsw:
             return VectorEngine(hnsw: try HNSWIndex(dimension: dimension, metric: metric, parameters: parameters,
                                                     embeddingModel: embeddingModel))
-        case .flat:
+        case .flat, .sparse:
             return VectorEngine(flat: try FlatIndex(dimension: dimension, metric: metric))
         }
     }
@@ -53,7 +59,7 @@ final class VectorEngine: @unchecked Sendable {
             let engine = VectorEngine(hnsw: index)
             engine.deltaReady = true
             return (engine, index.segment!)
-        case .flat:
+        case .flat, .sparse:
             if let delta {
                 throw .corruptSegment(path: delta.path, section: "header", reason: "a flat index has no deltas")
             }

@@ -1,36 +1,52 @@
+/// One slot's score in a search, with the epoch of the query that wrote
+/// it (side by side: one cache line per posting).
+struct ScoreCell {
+    var stamp: UInt32
+    var score: Float
+}
+
 /// Memory one sparse search works in, reused so a query allocates nothing
 /// per posting: a score per slot, stamped with the query's epoch instead of
 /// cleared, and the list of slots scored.
 final class SparseScratch {
-    private(set) var scores: UnsafeMutablePointer<Float>
-    private(set) var stamps: UnsafeMutablePointer<UInt32>
+    private(set) var cells: UnsafeMutablePointer<ScoreCell>
+    /// Slots scored by the query, in the order first scored.
+    private(set) var touched: UnsafeMutablePointer<UInt32>
+    var touchedCount = 0
     private(set) var capacity = 0
     private(set) var epoch: UInt32 = 0
-    var touched: [UInt32] = []
-    var heap: UnsafeMutablePointer<Candidate>
+    /// One bit per slot: the candidates of the query's last phase (all
+    /// clear between queries).
+    private(set) var marks: UnsafeMutablePointer<UInt64>
+    private(set) var heap: UnsafeMutablePointer<Candidate>
     private var heapCapacity = 0
 
     init() {
-        scores = .allocate(capacity: 1)
-        stamps = .allocate(capacity: 1)
+        cells = .allocate(capacity: 1)
+        touched = .allocate(capacity: 1)
+        marks = .allocate(capacity: 1)
         heap = .allocate(capacity: 1)
     }
 
     deinit {
-        scores.deallocate()
-        stamps.deallocate()
+        cells.deallocate()
+        touched.deallocate()
+        marks.deallocate()
         heap.deallocate()
     }
 
     /// Starts a query over `slots` slots, keeping the best `k`.
     func begin(slots: Int, k: Int) {
         if slots > capacity {
-            scores.deallocate()
-            stamps.deallocate()
+            cells.deallocate()
+            touched.deallocate()
             capacity = max(slots, capacity * 2)
-            scores = .allocate(capacity: capacity)
-            stamps = .allocate(capacity: capacity)
-            stamps.initialize(repeating: 0, count: capacity)
+            cells = .allocate(capacity: capacity)
+            cells.initialize(repeating: ScoreCell(stamp: 0, score: 0), count: capacity)
+            touched = .allocate(capacity: capacity)
+            marks.deallocate()
+            marks = .allocate(capacity: capacity / 64 + 1)
+            marks.initialize(repeating: 0, count: capacity / 64 + 1)
             epoch = 0
         }
         if k > heapCapacity {
@@ -40,11 +56,14 @@ final class SparseScratch {
         }
         epoch &+= 1
         if epoch == 0 {
-            stamps.update(repeating: 0, count: capacity)
+            cells.update(repeating: ScoreCell(stamp: 0, score: 0), count: capacity)
             epoch = 1
         }
-        touched.removeAll(keepingCapacity: true)
+        touchedCount = 0
     }
+
+    /// The slots scored so far.
+    var touchedSlots: UnsafeBufferPointer<UInt32> { UnsafeBufferPointer(start: touched, count: touchedCount) }
 }
 
 /// One query term during a search: its postings, weight and the bounds of
@@ -66,7 +85,8 @@ extension SparseIndex {
     /// Term at a time, largest possible contribution first (MaxScore): once
     /// the terms left cannot lift a record that has none of the terms so far
     /// above the k-th best score, the rest only add to the records already
-    /// scored, looked up by slot in their postings.
+    /// scored that can still make the top k (the candidates), looked up in
+    /// the postings or read through them, whichever reads less.
     func search(_ query: SparseVector, k: Int, allowed: Bitset?, slots: Int) -> [Neighbor] {
         let scratch = scratchPool.withLock { $0.popLast() } ?? SparseScratch()
         defer { scratchPool.withLock { $0.append(scratch) } }
@@ -80,75 +100,115 @@ extension SparseIndex {
         cursors.sort { $0.upper > $1.upper }
         var remainingUpper = cursors.reduce(Float(0)) { $0 + $1.upper }
         var remainingLower = cursors.reduce(Float(0)) { $0 + $1.lower }
-        let scores = scratch.scores, stamps = scratch.stamps, epoch = scratch.epoch
-        var candidates: [UInt32]? = nil  // set once new records can no longer make the top k
+        let cells = scratch.cells, touched = scratch.touched, epoch = scratch.epoch, marks = scratch.marks
+        var candidates: [UInt32]? = nil
+        var sorted = false
+        // The best partial score so far: while the terms left could add
+        // more, no record is safe yet and the k-th best is not worth finding.
+        var best = -Float.infinity
         for cursor in cursors {
             remainingUpper -= cursor.upper
             remainingLower -= cursor.lower
             let w = cursor.weight
             if var list = candidates {
-                Self.addToCandidates(&list, cursor.postings, weight: w, scores: scores)
+                let n = cursor.postings.count
+                if list.count * Self.lookupCost(candidates: list.count, postings: n) < n {
+                    if !sorted {
+                        list.sort()
+                        sorted = true
+                    }
+                    Self.addByLookup(list, cursor.postings, weight: w, cells: cells)
+                } else {
+                    // Read through, adding to the marked candidates (the marks fit in L1).
+                    for p in cursor.postings where marks[Int(p.key &>> 6)] & (1 &<< UInt64(p.key & 63)) != 0 {
+                        cells[Int(p.key)].score += w * p.value
+                    }
+                }
                 candidates = Self.prune(list, k: k, remainingUpper: remainingUpper, remainingLower: remainingLower,
-                                        scores: scores, heap: scratch.heap)
+                                        cells: cells, marks: marks, heap: scratch.heap)
                 continue
             }
+            var count = scratch.touchedCount
             for p in cursor.postings {
                 let s = Int(p.key)
                 if let allowed, !allowed.contains(s) { continue }
-                if stamps[s] != epoch {
-                    stamps[s] = epoch
-                    scores[s] = 0
-                    scratch.touched.append(p.key)
+                let cell = cells + s
+                if cell.pointee.stamp != epoch {
+                    cell.pointee = ScoreCell(stamp: epoch, score: w * p.value)
+                    touched[count] = p.key
+                    count += 1
+                } else {
+                    cell.pointee.score += w * p.value
                 }
-                scores[s] += w * p.value
+                best = max(best, cell.pointee.score)
             }
-            // Switch to scoring only the records seen once a record seen in
-            // none of the terms so far cannot reach the k-th best.
-            if scratch.touched.count >= k && remainingUpper > 0 {
-                let kth = Self.kthBest(scratch.touched, k: k, scores: scores, heap: scratch.heap)
-                if remainingUpper + Self.slack(kth) < kth + remainingLower {
-                    var list = scratch.touched
-                    list.sort()
-                    candidates = Self.prune(list, k: k, remainingUpper: remainingUpper, remainingLower: remainingLower,
-                                            scores: scores, heap: scratch.heap)
+            scratch.touchedCount = count
+            // Switch to the candidates once a record seen in none of the
+            // terms so far cannot reach the k-th best.
+            guard count >= k, remainingUpper > 0, remainingUpper + Self.slack(best) < best + remainingLower else { continue }
+            // The scores gathered once, then ranked and filtered in order.
+            let scored = scratch.touchedSlots.map { Candidate(distance: -cells[Int($0)].score, id: UInt64($0)) }
+            var heap = TopKHeap(storage: scratch.heap, capacity: k)
+            for c in scored where c.distance < heap.threshold { heap.consider(c) }
+            let kth = -heap.threshold
+            if remainingUpper + Self.slack(kth) < kth + remainingLower {
+                let bar = kth + remainingLower - remainingUpper - Self.slack(kth)
+                var list: [UInt32] = []
+                for c in scored where -c.distance >= bar {
+                    list.append(UInt32(c.id))
+                    marks[Int(c.id &>> 6)] |= 1 &<< (c.id & 63)
                 }
+                candidates = list
             }
         }
         var heap = TopKHeap(storage: scratch.heap, capacity: k)
-        for s in candidates ?? scratch.touched { heap.consider(Candidate(distance: -scores[Int(s)], id: UInt64(s))) }
+        if let candidates {
+            for s in candidates {
+                heap.consider(Candidate(distance: -cells[Int(s)].score, id: UInt64(s)))
+                marks[Int(s &>> 6)] = 0  // left clear for the next query
+            }
+        } else {
+            for s in scratch.touchedSlots { heap.consider(Candidate(distance: -cells[Int(s)].score, id: UInt64(s))) }
+        }
         return heap.drainSorted().map { Neighbor(key: $0.id, score: -$0.distance) }
+    }
+
+    /// Postings read per candidate looked up by galloping: about the
+    /// logarithm of the gap between candidates (each probe a likely cache
+    /// miss, so weighed as several sequential reads).
+    @inline(__always) private static func lookupCost(candidates: Int, postings: Int) -> Int {
+        8 * (1 + (Int.bitWidth - (postings / max(candidates, 1)).leadingZeroBitCount))
     }
 
     /// A margin for the rounding of scores and bounds summed in different
     /// orders, so pruning never drops a record that ties.
     @inline(__always) private static func slack(_ score: Float) -> Float { 1e-6 + abs(score) * 1e-5 }
 
-    /// The k-th best score among `slots` (k of them at least).
-    private static func kthBest(_ slots: [UInt32], k: Int, scores: UnsafeMutablePointer<Float>,
-                                heap storage: UnsafeMutablePointer<Candidate>) -> Float {
-        var heap = TopKHeap(storage: storage, capacity: k)
-        for s in slots {
-            let c = Candidate(distance: -scores[Int(s)], id: UInt64(s))
-            if c.distance < heap.threshold { heap.consider(c) }
-        }
-        return -heap.threshold
-    }
-
     /// The candidates that can still reach the top k: a record whose score
     /// plus all that the remaining terms could add falls below the k-th
-    /// best's score plus the least they could add is dropped.
+    /// best's score plus the least they could add is dropped (and unmarked).
     private static func prune(_ list: [UInt32], k: Int, remainingUpper: Float, remainingLower: Float,
-                              scores: UnsafeMutablePointer<Float>, heap: UnsafeMutablePointer<Candidate>) -> [UInt32] {
+                              cells: UnsafeMutablePointer<ScoreCell>, marks: UnsafeMutablePointer<UInt64>,
+                              heap storage: UnsafeMutablePointer<Candidate>) -> [UInt32] {
         guard list.count > k else { return list }
-        let kth = kthBest(list, k: k, scores: scores, heap: heap)
+        var heap = TopKHeap(storage: storage, capacity: k)
+        for s in list {
+            let c = Candidate(distance: -cells[Int(s)].score, id: UInt64(s))
+            if c.distance < heap.threshold { heap.consider(c) }
+        }
+        let kth = -heap.threshold
         let bar = kth + remainingLower - remainingUpper - slack(kth)
-        return list.filter { scores[Int($0)] >= bar }
+        return list.filter { s in
+            if cells[Int(s)].score >= bar { return true }
+            marks[Int(s &>> 6)] &= ~(1 &<< UInt64(s & 63))
+            return false
+        }
     }
 
     /// Adds a term's contribution to the candidates (ascending slots),
     /// galloping through its postings (ascending slots) to each.
-    private static func addToCandidates(_ list: inout [UInt32], _ postings: UnsafeBufferPointer<SparseEntry>, weight: Float,
-                                        scores: UnsafeMutablePointer<Float>) {
+    private static func addByLookup(_ list: [UInt32], _ postings: UnsafeBufferPointer<SparseEntry>, weight: Float,
+                                    cells: UnsafeMutablePointer<ScoreCell>) {
         guard let base = postings.baseAddress else { return }
         let n = postings.count
         var at = 0
@@ -166,7 +226,7 @@ extension SparseIndex {
                 if base[mid].key < s { at = mid + 1 } else { hi = mid }
             }
             if at == n { break }
-            if base[at].key == s { scores[Int(s)] += weight * base[at].value }
+            if base[at].key == s { cells[Int(s)].score += weight * base[at].value }
         }
     }
 }

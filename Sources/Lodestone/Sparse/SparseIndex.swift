@@ -83,8 +83,14 @@ final class PostingBuffer {
 /// readers; searches share it under the read lock.
 final class SparseIndex {
     private let base: SparseBase?
-    /// Vectors of slots changed since open (empty: none).
-    private var changed: [UInt32: SparseVector] = [:]
+    /// Per slot changed since open, where its components start in `arena`
+    /// (high 48 bits) and how many (low 16); ``unchanged`` for the others.
+    private var overlay: [UInt64] = []
+    private static let unchanged = UInt64.max
+    /// The changed slots' components, appended (a slot set again leaves
+    /// its old ones behind until ``compactArena()``).
+    private var arena = EntryBuffer()
+    private var arenaLive = 0
     /// Terms whose postings live in memory.
     private var lists: [UInt32: PostingBuffer] = [:]
     /// Records holding a nonempty sparse vector.
@@ -101,26 +107,45 @@ final class SparseIndex {
         mayHoldNegative = base?.mayHoldNegative ?? false
     }
 
+    /// The components of `slot`'s vector, ascending by term (nil when it
+    /// has none); valid until the next change.
+    @inline(__always)
+    func components(slot: UInt32) -> UnsafeBufferPointer<SparseEntry>? {
+        let s = Int(slot)
+        if s < overlay.count, overlay[s] != Self.unchanged {
+            let n = Int(overlay[s] & 0xFFFF)
+            return n == 0 ? nil : UnsafeBufferPointer(start: arena.entries + Int(overlay[s] >> 16), count: n)
+        }
+        return base?.vector(slot: s)
+    }
+
     /// The vector of `slot` (nil when it has none).
     func vector(slot: UInt32) -> SparseVector? {
-        if let v = changed[slot] { return v.isEmpty ? nil : v }
-        guard let base, let stored = base.vector(slot: Int(slot)) else { return nil }
-        return SparseVector(indices: stored.map(\.key), values: stored.map(\.value))
+        guard let c = components(slot: slot) else { return nil }
+        return SparseVector(indices: c.map(\.key), values: c.map(\.value))
     }
 
     /// The dot product of `slot`'s vector with `query` (ascending indices).
     func dot(slot: UInt32, _ query: SparseVector) -> Float {
-        if let v = changed[slot] { return v.dot(query) }
-        guard let base, let stored = base.vector(slot: Int(slot)) else { return 0 }
+        guard let c = components(slot: slot) else { return 0 }
+        return query.indices.withUnsafeBufferPointer { qi in
+            query.values.withUnsafeBufferPointer { qv in Self.dot(c, qi, qv) }
+        }
+    }
+
+    /// The dot product of a slot's components with a query's (both ascending).
+    @inline(__always)
+    static func dot(_ c: UnsafeBufferPointer<SparseEntry>, _ qi: UnsafeBufferPointer<UInt32>,
+                    _ qv: UnsafeBufferPointer<Float>) -> Float {
         var i = 0, j = 0
         var sum: Float = 0
-        while i < stored.count && j < query.indices.count {
-            let t = stored[i].key
-            if t == query.indices[j] {
-                sum += stored[i].value * query.values[j]
+        while i < c.count && j < qi.count {
+            let t = c[i].key, u = qi[j]
+            if t == u {
+                sum += c[i].value * qv[j]
                 i += 1
                 j += 1
-            } else if t < query.indices[j] {
+            } else if t < u {
                 i += 1
             } else {
                 j += 1
@@ -132,19 +157,39 @@ final class SparseIndex {
     /// Stores `vector` (validated, ascending; nil or empty: none) as
     /// `slot`'s, replacing what it had.
     func set(_ vector: SparseVector?, slot: UInt32) {
-        let old = self.vector(slot: slot)
-        if let old {
-            for t in old.indices { materialize(t).remove(slot: slot) }
+        if let old = components(slot: slot) {
+            for e in old { materialize(e.key).remove(slot: slot) }
             count -= 1
+            if Int(slot) < overlay.count && overlay[Int(slot)] != Self.unchanged { arenaLive -= old.count }
+        }
+        let s = Int(slot)
+        if s >= overlay.count {
+            overlay.append(contentsOf: repeatElement(Self.unchanged, count: max(s + 1, overlay.count * 2) - overlay.count))
         }
         let new = vector ?? SparseVector(indices: [], values: [])
-        changed[slot] = new
+        let start = arena.count
+        for (t, v) in zip(new.indices, new.values) { arena.append(SparseEntry(key: t, value: v)) }
+        overlay[s] = UInt64(start) << 16 | UInt64(new.indices.count)
+        arenaLive += new.indices.count
+        if arena.count > 1 << 20 && arenaLive < arena.count / 2 { compactArena() }
         guard !new.isEmpty else { return }
         for (t, v) in zip(new.indices, new.values) {
             materialize(t).insert(slot: slot, value: v)
             if v < 0 { mayHoldNegative = true }
         }
         count += 1
+    }
+
+    /// Rewrites the arena with the live components only.
+    private func compactArena() {
+        var fresh = EntryBuffer()
+        for s in overlay.indices where overlay[s] != Self.unchanged {
+            let n = Int(overlay[s] & 0xFFFF), start = Int(overlay[s] >> 16)
+            let at = fresh.count
+            for i in 0..<n { fresh.append(arena.entries[start + i]) }
+            overlay[s] = UInt64(at) << 16 | UInt64(n)
+        }
+        arena = fresh
     }
 
     /// The in-memory postings of `term`, copied from the segment on first use.
@@ -168,5 +213,33 @@ final class SparseIndex {
             return list.count == 0 ? nil : (list.buffer, list.maxValue, list.minValue)
         }
         return base?.postings(term: term)
+    }
+}
+
+/// A growing run of entries in memory it owns, read through a stable
+/// pointer between changes.
+struct EntryBuffer {
+    private final class Storage {
+        var entries: UnsafeMutablePointer<SparseEntry>
+        var capacity: Int
+        init(capacity: Int) {
+            self.capacity = capacity
+            entries = .allocate(capacity: capacity)
+        }
+        deinit { entries.deallocate() }
+    }
+    private var storage = Storage(capacity: 1_024)
+    private(set) var count = 0
+
+    var entries: UnsafeMutablePointer<SparseEntry> { storage.entries }
+
+    mutating func append(_ e: SparseEntry) {
+        if count == storage.capacity {
+            let grown = Storage(capacity: storage.capacity * 2)
+            grown.entries.moveInitialize(from: storage.entries, count: count)
+            storage = grown
+        }
+        (storage.entries + count).initialize(to: e)
+        count += 1
     }
 }

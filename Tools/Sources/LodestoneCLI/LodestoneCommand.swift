@@ -12,7 +12,8 @@ struct LodestoneCommand: ParsableCommand {
                       QueryCommand.self, FetchCommand.self, DeleteCommand.self, StatsCommand.self, PersistCommand.self,
                       ExportCommand.self, ImportCommand.self, InspectCommand.self, VerifyCommand.self,
                       DemoCommand.self, BenchCommand.self, KernelBenchCommand.self, OpenBenchCommand.self,
-                      InfoCommand.self, ServeCommand.self, KnnCommand.self, JSONBenchCommand.self]
+                      InfoCommand.self, ServeCommand.self, KnnCommand.self, JSONBenchCommand.self,
+                      SparseBenchCommand.self]
     )
 }
 
