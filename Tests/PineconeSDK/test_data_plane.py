@@ -285,3 +285,42 @@ def test_sparse_and_hybrid_queries(pc, index_name, data):
     updated = index.fetch(ids=[ids[0]]).vectors[ids[0]]
     assert list(updated.sparse_values.indices) == [3, 7]
     assert np.allclose(updated.values, data.base[0], atol=1e-6)
+
+
+def test_sparse_index(pc, server, index_name, data):
+    """A sparse index (vector_type "sparse"), as Pinecone's SDK creates and
+    queries it: records with sparse values only, exact sparse queries."""
+    pc.create_index(name=index_name, vector_type="sparse", metric="dotproduct",
+                    spec=ServerlessSpec(cloud="aws", region="us-east-1"))
+    described = pc.describe_index(index_name)
+    assert described.vector_type == "sparse" and described.metric == "dotproduct"
+    index = pc.Index(index_name)
+    n = min(1_000, len(data.base))
+    vocabulary = {}
+    sparse = [bm25_like(f"{m['id']}: {m['text']}", vocabulary) for m in data.metadata[:n]]
+    ids = [m["id"] for m in data.metadata[:n]]
+    assert index.upsert(vectors=[{"id": i, "sparse_values": s} for i, s in zip(ids, sparse)],
+                        batch_size=250).upserted_count == n
+    assert index.describe_index_stats().total_vector_count == n
+    for qi in range(10):
+        qs = bm25_like(data.metadata[n + qi]["text"], dict(vocabulary))
+        keep = [j for j, t in enumerate(qs["indices"]) if t < len(vocabulary)]
+        qs = {"indices": [qs["indices"][j] for j in keep], "values": [qs["values"][j] for j in keep]}
+        if not qs["indices"]:
+            continue
+        exact = sorted((sparse_dot(s, qs) for s in sparse if sparse_dot(s, qs) != 0), reverse=True)[:10]
+        got = index.query(sparse_vector=qs, top_k=10)
+        assert [round(m.score, 4) for m in got.matches] == [round(e, 4) for e in exact]
+    fetched = index.fetch(ids=[ids[0]]).vectors[ids[0]]
+    assert list(fetched.sparse_values.indices) == sparse[0]["indices"]
+    path = "/_data/" + index_name
+    for body, words in [({"topK": 3, "vector": [0.1] * 4}, "sparseVector"),
+                        ({"topK": 3, "vector": [0.1], "sparseVector": {"indices": [1], "values": [1.0]}}, "sparseVector")]:
+        status, answer = raw(server, "POST", path + "/query", body)
+        assert status == 400 and words in answer["message"], answer
+    status, answer = raw(server, "POST", path + "/vectors/upsert", {"vectors": [{"id": "d", "values": [0.5, 0.5]}]})
+    assert status == 400 and "sparse" in answer["message"], answer
+    status, answer = raw(server, "POST", "/indexes", {"name": "bad-sparse", "vector_type": "sparse", "dimension": 8,
+                                                        "spec": {"serverless": {"cloud": "aws", "region": "us-east-1"}}})
+    assert status == 400 and "dimension" in answer["message"], answer
+    assert index.describe_index_stats().total_vector_count == n

@@ -50,9 +50,10 @@ extension PineconeService {
         let metric = index.metric.rawValue
         w.object { w in
             w.field("name", name)
-            w.field("dimension", index.dimension)
+            let sparse = index.kind == .sparse
+            if !sparse { w.field("dimension", index.dimension) }  // a sparse index has none
             w.field("metric", metric)
-            w.field("vector_type", "dense")
+            w.field("vector_type", sparse ? "sparse" : "dense")
             w.field("host", host(of: name, r))
             w.key("spec")
             w.json(settings.spec)
@@ -67,7 +68,7 @@ extension PineconeService {
                 w.object { w in for k in settings.tags.keys.sorted() { w.field(k, settings.tags[k]!) } }
             }
             w.key("schema")
-            w.denseSchema(dimension: index.dimension, metric: metric)
+            if sparse { w.sparseSchema() } else { w.denseSchema(dimension: index.dimension, metric: metric) }
             w.key("deployment")
             w.json(.object(settings.deployment))
             if settings.createdAt > 0 {
@@ -115,8 +116,11 @@ extension PineconeService {
         var dimension = try body.int("dimension", in: 1...65_536)
         var metricName = try body.string("metric")
         var deployment = PineconeSettings.defaultDeployment
-        if let vectorType = try body.string("vector_type"), vectorType != "dense" {
-            throw .badRequest("vector_type \"\(vectorType)\" is not supported: Lodestone stores dense vectors only")
+        var sparse = false
+        switch try body.string("vector_type") {
+        case nil, "dense"?: break
+        case "sparse"?: sparse = true
+        case let other?: throw .badRequest("vector_type \"\(other)\" is not one of dense, sparse")
         }
         if let schema = try body.object("schema"), let fields = try schema.object("fields") {
             var dense = 0
@@ -128,19 +132,31 @@ extension PineconeService {
                     dimension = try f.int("dimension", in: 1...65_536) ?? dimension
                     metricName = try f.string("metric") ?? metricName
                 case "sparse_vector":
-                    throw .badRequest("sparse vectors are not supported: Lodestone stores dense vectors only")
+                    sparse = true
+                    metricName = try f.string("metric") ?? metricName
                 case nil:
                     continue  // a metadata field's "filterable": every field is filterable here
                 case let other?:
-                    throw .badRequest("schema field type \"\(other)\" is not supported (only dense_vector)")
+                    throw .badRequest("schema field type \"\(other)\" is not supported (dense_vector, sparse_vector)")
                 }
             }
             guard dense <= 1 else { throw .badRequest("an index holds one dense_vector field, not \(dense)") }
+            guard dense == 0 || !sparse else {
+                throw .badRequest("an index holds a dense_vector or a sparse_vector field, not both "
+                                  + "(a dense index takes sparse values beside its vectors)")
+            }
         }
         if let d = try body.object("deployment") { deployment = try PineconeSettings.deployment(from: d) }
         if let spec = try body.object("spec") { deployment = try PineconeSettings.deployment(fromSpec: spec) }
-        guard let dimension else { throw .badRequest("\"dimension\" is required for a dense index") }
-        let metricText = metricName ?? "cosine"
+        if sparse {
+            guard dimension == nil else { throw .badRequest("a sparse index has no \"dimension\"") }
+            guard metricName == nil || metricName == "dotproduct" else {
+                throw .badRequest("a sparse index's metric is dotproduct, not \"\(metricName!)\"")
+            }
+        } else if dimension == nil {
+            throw .badRequest("\"dimension\" is required for a dense index")
+        }
+        let metricText = metricName ?? (sparse ? "dotproduct" : "cosine")
         guard let metric = Metric(name: metricText), metricText == metric.rawValue || metricText == "dotproduct" else {
             throw .badRequest("metric \"\(metricText)\" is not one of cosine, euclidean, dotproduct")
         }
@@ -149,10 +165,11 @@ extension PineconeService {
         newSettings.tags = try Self.tags(body, merging: [:])
         var newOptions = try Self.lodestoneOptions(body)
         newOptions.durability = configuration.durability
-        let settings = newSettings, options = newOptions
+        if sparse { newOptions.kind = .sparse }
+        let settings = newSettings, options = newOptions, dense = dimension ?? 0
         let index = try await writing { () throws(APIError) -> Index in
             let index = try library { () throws(LodestoneError) -> Index in
-                try self.database.createIndex(name: name, dimension: dimension, metric: metric, options: options)
+                try self.database.createIndex(name: name, dimension: dense, metric: metric, options: options)
             }
             try self.catalog.store(name, settings)
             return index
@@ -167,7 +184,9 @@ extension PineconeService {
         var options = IndexOptions()
         guard let o = try body.object("lodestone") else { return options }
         if let kind = try o.string("kind") {
-            guard let k = IndexKind(rawValue: kind) else { throw .badRequest("lodestone.kind must be hnsw or flat") }
+            guard let k = IndexKind(rawValue: kind), k != .sparse else {
+                throw .badRequest("lodestone.kind must be hnsw or flat (a sparse index is vector_type sparse)")
+            }
             options.kind = k
         }
         if let m = try o.int("m", in: 2...256) { options.hnsw.m = m }

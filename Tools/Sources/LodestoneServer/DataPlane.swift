@@ -73,7 +73,10 @@ extension PineconeService {
             let v = try Fields(item, place: "vectors[\(i)]")
             guard let id = try v.string("id") else { throw .badRequest("vectors[\(i)] has no \"id\"") }
             let sparse = try Self.sparse(v, "sparseValues", "sparse_values", place: "vectors[\(i)].sparseValues")
-            guard let values = try v.floats("values") else { throw .badRequest("vectors[\(i)] (\"\(id)\") has no \"values\"") }
+            // A sparse index's records carry sparse values only.
+            guard let values = try v.floats("values") ?? (index.kind == .sparse ? [] : nil) else {
+                throw .badRequest("vectors[\(i)] (\"\(id)\") has no \"values\"")
+            }
             var metadata: Metadata? = nil
             if let m = v.raw("metadata") {
                 metadata = try library { () throws(LodestoneError) -> Metadata in
@@ -365,7 +368,7 @@ extension PineconeService {
                 w.field("indexFullness", 0)
                 w.field("totalVectorCount", counts.values.reduce(0, +))
                 w.field("metric", index.metric.rawValue)
-                w.field("vectorType", "dense")
+                w.field("vectorType", index.kind == .sparse ? "sparse" : "dense")
             }
         }
     }

@@ -17,6 +17,17 @@ func parseBody(_ bytes: [UInt8]) throws(APIError) -> JSONValue {
 extension JSONWriter {
     /// Pinecone 2026-07's `schema` of a dense index: its one vector field,
     /// `_values`.
+    /// A sparse index's schema: its one `_sparse_values` field.
+    mutating func sparseSchema() {
+        object { w in
+            w.key("fields")
+            w.object { w in
+                w.key("_sparse_values")
+                w.object { w in w.field("type", "sparse_vector") }
+            }
+        }
+    }
+
     mutating func denseSchema(dimension: Int, metric: String) {
         object { w in
             w.key("fields")
