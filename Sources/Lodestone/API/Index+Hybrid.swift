@@ -103,26 +103,31 @@ extension Index {
         -> ([Neighbor], SearchStatistics)
     {
         let exact = kind == .flat
-        var sparseSide = table.sparse.search(sparse, k: exact ? max(depth, matches) : depth, allowed: allowed,
-                                             slots: table.capacity)
-        var denseDepth = depth
-        if exact, case .sum = fusion {
-            // Every record that can make the top k: all that share a term,
-            // and the dense top k plus one per negative sparse score (each
-            // can fall below a record that shares none).
-            denseDepth = topK + sparseSide.reduce(0) { $0 + ($1.score < 0 ? 1 : 0) }
-        }
-        let (denseSide, statistics) = try engine.search(original, k: min(denseDepth, matches), ef: max(depth, denseDepth),
+        var sparseSide: [Neighbor]
+        let denseSide: [Neighbor], statistics: SearchStatistics
+        if exact {
+            sparseSide = table.sparse.search(sparse, k: max(depth, matches), allowed: allowed, slots: table.capacity)
+            var denseDepth = depth
+            if case .sum = fusion {
+                // Every record that can make the top k: all that share a term,
+                // and the dense top k plus one per negative sparse score (each
+                // can fall below a record that shares none).
+                denseDepth = topK + sparseSide.reduce(0) { $0 + ($1.score < 0 ? 1 : 0) }
+            }
+            (denseSide, statistics) = try engine.search(original, k: min(denseDepth, matches), ef: max(depth, denseDepth),
                                                         allowed: allowed, matches: matches)
-        if !exact { sparseSide = Array(sparseSide.prefix(depth)) }
+        } else {
+            (denseSide, statistics) = try engine.search(original, k: min(depth, matches), ef: depth, allowed: allowed,
+                                                        matches: matches)
+            sparseSide = table.sparse.search(sparse, k: depth, allowed: allowed, slots: table.capacity)
+        }
         var fused: [UInt64: Float] = [:]
         switch fusion {
         case .sum:
             var denseScores: [UInt64: Float] = [:]
             for n in denseSide { denseScores[n.key] = n.score }
-            for n in sparseSide where denseScores[n.key] == nil {
-                denseScores[n.key] = engine.vector(forKey: n.key).map { engine.kernels.dot(dense, $0) } ?? 0
-            }
+            let missing = sparseSide.map(\.key).filter { denseScores[$0] == nil }
+            for (key, score) in zip(missing, engine.dots(dense, keys: missing)) { denseScores[key] = score }
             for (key, d) in denseScores { fused[key] = d + table.sparse.dot(slot: UInt32(key), sparse) }
         case let .reciprocalRank(k):
             for (rank, n) in denseSide.enumerated() { fused[n.key, default: 0] += 1 / Float(k + rank + 1) }

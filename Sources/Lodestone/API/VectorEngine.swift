@@ -94,6 +94,13 @@ final class VectorEngine: @unchecked Sendable {
         return flat!.vector(forKey: key)
     }
 
+    /// The dot product of a prepared query with the stored vectors under
+    /// `keys` (unit vectors under cosine: the cosine similarity).
+    func dots(_ query: [Float], keys: [UInt64]) -> [Float] {
+        if let hnsw { return hnsw.dots(query, keys: keys) }
+        return flat!.dots(query, keys: keys)
+    }
+
     /// Throws the damage a lazily verified segment chunk showed when it was
     /// first read (a read that met it got fill bytes, not data).
     func checkIntegrity() throws(LodestoneError) {

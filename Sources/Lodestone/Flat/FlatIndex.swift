@@ -61,6 +61,14 @@ public struct FlatIndex: Sendable {
         return Array(UnsafeBufferPointer(start: store.row(slot), count: dimension))
     }
 
+    /// The dot product of `query` with each stored vector under `keys` (0
+    /// where a key is absent), with no copy of the vectors.
+    func dots(_ query: [Float], keys: [UInt64]) -> [Float] {
+        query.withUnsafeBufferPointer { q in
+            keys.map { key in slots[key].map { kernels.dot(q.baseAddress!, store.row($0), dimension) } ?? 0 }
+        }
+    }
+
     /// Reserves room for `capacity` vectors in total.
     public mutating func reserveCapacity(_ capacity: Int) {
         makeUnique()

@@ -248,6 +248,20 @@ public final class HNSWIndex: @unchecked Sendable {
         }
     }
 
+    /// The dot product of `query` with each stored vector under `keys` (0
+    /// where a key is absent), under one hold of the writer lock, with no
+    /// copy of the vectors.
+    func dots(_ query: [Float], keys: [UInt64]) -> [Float] {
+        writer.withLock { w in
+            ensureKeys(&w)
+            return query.withUnsafeBufferPointer { q in
+                keys.map { key in
+                    w.keys.node(forKey: key) { self.key($0) }.map { kernels.dot(q.baseAddress!, vector($0), dimension) } ?? 0
+                }
+            }
+        }
+    }
+
     func node(forKey key: UInt64) -> UInt32? {
         writer.withLock { w in
             ensureKeys(&w)
