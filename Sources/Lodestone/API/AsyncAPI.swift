@@ -16,11 +16,12 @@ extension Index {
         }
     }
 
-    /// ``update(id:values:setMetadata:namespace:)``, off the cooperative pool.
-    public func update(id: String, values: [Float]? = nil, setMetadata: Metadata? = nil,
+    /// ``update(id:values:sparseValues:setMetadata:namespace:)``, off the cooperative pool.
+    public func update(id: String, values: [Float]? = nil, sparseValues: SparseVector? = nil, setMetadata: Metadata? = nil,
                        namespace: String = "") async throws(LodestoneError) {
         try await BlockingPool.shared.run { () throws(LodestoneError) in
-            try self.update(id: id, values: values, setMetadata: setMetadata, namespace: namespace)
+            try self.update(id: id, values: values, sparseValues: sparseValues, setMetadata: setMetadata,
+                            namespace: namespace)
         }
     }
 

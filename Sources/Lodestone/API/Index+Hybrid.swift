@@ -16,11 +16,17 @@ extension Index {
     /// - Parameters:
     ///   - vector: the dense query (the index's dimension), or nil.
     ///   - sparseVector: the sparse query (indices unique, values finite).
+    ///   - topK: results wanted, 1 or more.
+    ///   - namespace: where to search (default `""`).
+    ///   - filter: a metadata filter; nil matches every record.
     ///   - fusion: how the two scores combine (hybrid only); `sum` needs a
     ///     cosine or dot-product index.
+    ///   - includeValues: return each match's stored vector and sparse vector.
+    ///   - includeMetadata: return each match's metadata.
     ///   - ef: the HNSW beam width and each side's candidate count
     ///     (default: the index's `efSearch`).
-    ///   - Other parameters as in ``query(vector:topK:namespace:filter:includeValues:includeMetadata:ef:explain:embeddingModel:)``.
+    ///   - explain: report the plan and the work done.
+    ///   - embeddingModel: checked against the index's when given.
     public func query(vector: [Float]? = nil, sparseVector: SparseVector, topK: Int, namespace: String = "",
                       filter: Filter? = nil, fusion: HybridFusion = .sum, includeValues: Bool = false,
                       includeMetadata: Bool = false, ef: Int? = nil, explain: Bool = false,

@@ -2,7 +2,9 @@ extension SparseVector {
     /// Reads Pinecone's JSON shape, `{"indices": [UInt32…], "values":
     /// [number…]}`, as records, exports and queries carry it, then checks
     /// it (``validated(field:)``).
-    /// - Parameter field: how errors name it (say `vectors[3].sparseValues`).
+    /// - Parameters:
+    ///   - json: the object.
+    ///   - field: how errors name it (say `vectors[3].sparseValues`).
     /// - Throws: ``LodestoneError/invalidArgument(name:reason:)`` naming
     ///   `field` and what is wrong.
     public init(json: JSONValue, field: String = "sparseValues") throws(LodestoneError) {
