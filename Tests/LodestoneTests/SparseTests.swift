@@ -91,6 +91,16 @@ import Testing
             }
             Self.expectExact(try index.query(sparseVector: q, topK: 10, filter: year).matches,
                              Self.bruteForce(q, rows: recent, k: 10))
+            // With a floor (as hybrid queries pass): the exact top k among records reaching it.
+            let exact = Self.bruteForce(q, rows: Array(0..<n), k: 10)
+            if let floor = exact.dropFirst(3).first.map({ Float($0.1) }) {
+                let above = index.lock.reading {
+                    index.table.sparse.search(q, k: 10, allowed: nil, slots: index.table.capacity, floor: floor)
+                }
+                let expected = exact.filter { Float($0.1) >= floor * (1 + 1e-5) }
+                #expect(above.count >= expected.count && above.count <= 10)
+                for e in expected { #expect(above.contains { $0.key == UInt64(index.table.slot(id: Fixtures.realRecords[e.0].id, namespace: "")!) }) }
+            }
         }
         // A namespace holds its own records only.
         try index.upsert(Self.records(0..<50), namespace: "other")

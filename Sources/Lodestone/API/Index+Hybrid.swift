@@ -125,7 +125,17 @@ extension Index {
         } else {
             (denseSide, statistics) = try engine.search(original, k: min(depth, matches), ef: depth, allowed: allowed,
                                                         matches: matches)
-            sparseSide = table.sparse.search(sparse, k: depth, allowed: allowed, slots: table.capacity)
+            var floor = -Float.infinity
+            if case .sum = fusion, denseSide.count >= topK, let last = denseSide.last {
+                // A record the dense side did not propose has a dense score
+                // of about its last candidate's at most (as far as the walk
+                // is right), so it needs a sparse score of the k-th best
+                // hybrid score so far minus that to make the top k.
+                var hybrid = denseSide.map { $0.score + table.sparse.dot(slot: UInt32($0.key), sparse) }
+                hybrid.sort(by: >)
+                floor = hybrid[topK - 1] - last.score
+            }
+            sparseSide = table.sparse.search(sparse, k: depth, allowed: allowed, slots: table.capacity, floor: floor)
         }
         var fused: [UInt64: Float] = [:]
         switch fusion {

@@ -87,7 +87,12 @@ extension SparseIndex {
     /// above the k-th best score, the rest only add to the records already
     /// scored that can still make the top k (the candidates), looked up in
     /// the postings or read through them, whichever reads less.
-    func search(_ query: SparseVector, k: Int, allowed: Bitset?, slots: Int) -> [Neighbor] {
+    ///
+    /// `floor`, when given, is a score below which no record is wanted (a
+    /// hybrid query knows one from its dense side): records that cannot
+    /// reach it are dropped as early as those that cannot reach the k-th
+    /// best, so fewer than k may come back.
+    func search(_ query: SparseVector, k: Int, allowed: Bitset?, slots: Int, floor: Float = -.infinity) -> [Neighbor] {
         let scratch = scratchPool.withLock { $0.popLast() } ?? SparseScratch()
         defer { scratchPool.withLock { $0.append(scratch) } }
         scratch.begin(slots: slots, k: k)
@@ -124,8 +129,8 @@ extension SparseIndex {
                         cells[Int(p.key)].score += w * p.value
                     }
                 }
-                candidates = Self.prune(list, k: k, remainingUpper: remainingUpper, remainingLower: remainingLower,
-                                        cells: cells, marks: marks, heap: scratch.heap)
+                candidates = Self.prune(list, k: k, floor: floor, remainingUpper: remainingUpper,
+                                        remainingLower: remainingLower, cells: cells, marks: marks, heap: scratch.heap)
                 continue
             }
             var count = scratch.touchedCount
@@ -145,14 +150,17 @@ extension SparseIndex {
             scratch.touchedCount = count
             // Switch to the candidates once a record seen in none of the
             // terms so far cannot reach the k-th best.
-            guard count >= k, remainingUpper > 0, remainingUpper + Self.slack(best) < best + remainingLower else { continue }
+            let belowFloor = remainingUpper + Self.slack(floor) < floor
+            guard belowFloor || (count >= k && remainingUpper + Self.slack(best) < best + remainingLower) else { continue }
             // The scores gathered once, then ranked and filtered in order.
             let scored = scratch.touchedSlots.map { Candidate(distance: -cells[Int($0)].score, id: UInt64($0)) }
             var heap = TopKHeap(storage: scratch.heap, capacity: k)
             for c in scored where c.distance < heap.threshold { heap.consider(c) }
-            let kth = -heap.threshold
-            if remainingUpper + Self.slack(kth) < kth + remainingLower {
-                let bar = kth + remainingLower - remainingUpper - Self.slack(kth)
+            // What a record must reach: the floor, and the k-th best's score
+            // plus the least the terms left add to it.
+            let target = max(floor, count >= k ? -heap.threshold + remainingLower : -.infinity)
+            if remainingUpper + Self.slack(target) < target {
+                let bar = target - remainingUpper - Self.slack(target)
                 var list: [UInt32] = []
                 for c in scored where -c.distance >= bar {
                     list.append(UInt32(c.id))
@@ -187,17 +195,20 @@ extension SparseIndex {
     /// The candidates that can still reach the top k: a record whose score
     /// plus all that the remaining terms could add falls below the k-th
     /// best's score plus the least they could add is dropped (and unmarked).
-    private static func prune(_ list: [UInt32], k: Int, remainingUpper: Float, remainingLower: Float,
+    private static func prune(_ list: [UInt32], k: Int, floor: Float, remainingUpper: Float, remainingLower: Float,
                               cells: UnsafeMutablePointer<ScoreCell>, marks: UnsafeMutablePointer<UInt64>,
                               heap storage: UnsafeMutablePointer<Candidate>) -> [UInt32] {
-        guard list.count > k else { return list }
-        var heap = TopKHeap(storage: storage, capacity: k)
-        for s in list {
-            let c = Candidate(distance: -cells[Int(s)].score, id: UInt64(s))
-            if c.distance < heap.threshold { heap.consider(c) }
+        var target = floor
+        if list.count > k {
+            var heap = TopKHeap(storage: storage, capacity: k)
+            for s in list {
+                let c = Candidate(distance: -cells[Int(s)].score, id: UInt64(s))
+                if c.distance < heap.threshold { heap.consider(c) }
+            }
+            target = max(target, -heap.threshold + remainingLower)
         }
-        let kth = -heap.threshold
-        let bar = kth + remainingLower - remainingUpper - slack(kth)
+        guard target > -.infinity else { return list }
+        let bar = target - remainingUpper - slack(target)
         return list.filter { s in
             if cells[Int(s)].score >= bar { return true }
             marks[Int(s &>> 6)] &= ~(1 &<< UInt64(s & 63))
