@@ -11,7 +11,7 @@ import Darwin
 #endif
 
 /// The ABI version this library implements (`LDS_ABI_VERSION`).
-let abiVersion: UInt32 = 2
+let abiVersion: UInt32 = 3
 
 /// A C `lds_error`: a status code and a NUL-terminated message.
 final class ErrorBox {
@@ -139,7 +139,8 @@ enum Check {
         switch code {
         case 0: return .hnsw
         case 1: return .flat
-        default: throw .invalidArgument(name: "kind", reason: "must be 0 (HNSW) or 1 (flat), got \(code)")
+        case 2: return .sparse
+        default: throw .invalidArgument(name: "kind", reason: "must be 0 (HNSW), 1 (flat) or 2 (sparse), got \(code)")
         }
     }
 

@@ -34,7 +34,7 @@ private func db(_ handle: OpaquePointer?) throws(LodestoneError) -> Database {
     try object(handle, DatabaseBox.self, name: "db").database
 }
 
-private func ix(_ handle: OpaquePointer?) throws(LodestoneError) -> Index {
+func ix(_ handle: OpaquePointer?) throws(LodestoneError) -> Index {
     try object(handle, IndexBox.self, name: "index").index
 }
 
@@ -86,8 +86,10 @@ public func lds_db_create_index(_ handle: OpaquePointer?, _ name: UnsafePointer<
             efSearch: efSearch == 0 ? defaults.efSearch : try Check.count(efSearch, "ef_search", atLeast: 1),
             traversal: try Check.traversal(traversal))
         let options = IndexOptions(kind: try Check.kind(kind), hnsw: parameters, durability: try Check.durability(durability))
+        // A sparse index has no dense dimension (0).
         let index = try database.createIndex(name: try Check.string(name, "name"),
-                                             dimension: try Check.count(dimension, "dimension", atLeast: 1, atMost: 65_536),
+                                             dimension: try Check.count(dimension, "dimension",
+                                                                        atLeast: options.kind == .sparse ? 0 : 1, atMost: 65_536),
                                              metric: try Check.metric(metric), embeddingModel: try Check.optionalString(model, "embedding_model") ?? "",
                                              options: options)
         out.pointee = retain(IndexBox(index))
@@ -165,7 +167,15 @@ public func lds_index_dimension(_ handle: OpaquePointer?) -> Int64 { (try? ix(ha
 public func lds_index_metric(_ handle: OpaquePointer?) -> Int32 { (try? ix(handle)).map { metricCode($0.metric) } ?? -1 }
 
 @_cdecl("lds_index_kind")
-public func lds_index_kind(_ handle: OpaquePointer?) -> Int32 { (try? ix(handle)).map { $0.kind == .hnsw ? 0 : 1 } ?? -1 }
+public func lds_index_kind(_ handle: OpaquePointer?) -> Int32 {
+    (try? ix(handle)).map { index -> Int32 in
+        switch index.kind {
+        case .hnsw: return 0
+        case .flat: return 1
+        case .sparse: return 2
+        }
+    } ?? -1
+}
 
 nonisolated(unsafe) private let noModel = staticCString("")
 
@@ -215,7 +225,7 @@ public func lds_index_upsert(_ handle: OpaquePointer?, _ ids: UnsafePointer<CCha
 }
 
 /// The arguments the three queries share, checked.
-private struct QueryArguments {
+struct QueryArguments {
     let topK: Int
     let ef: Int?
     let namespace: String
@@ -303,7 +313,7 @@ public func lds_index_fetch(_ handle: OpaquePointer?, _ ids: UnsafePointer<CChar
         var seen = Set<String>()
         let list = idList.compactMap { id -> Match? in
             guard seen.insert(id).inserted, let r = found[id] else { return nil }
-            return Match(id: id, score: 0, values: r.values, metadata: r.metadata)
+            return Match(id: id, score: 0, values: r.values, metadata: r.metadata, sparseValues: r.sparseValues)
         }
         out.pointee = retain(MatchesBox(groups: [list], dimension: index.dimension, values: true, metadata: true))
     }

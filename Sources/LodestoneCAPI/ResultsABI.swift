@@ -16,6 +16,11 @@ final class MatchesBox {
     let ids: StringArray
     let values: UnsafeMutableBufferPointer<Float>?
     let metadata: StringArray?
+    /// With values: each match's sparse vector, components
+    /// `sparseOffsets[i] ..< sparseOffsets[i + 1]` (equal: none).
+    let sparseOffsets: UnsafeMutableBufferPointer<Int64>?
+    let sparseIndices: UnsafeMutableBufferPointer<UInt32>?
+    let sparseValues: UnsafeMutableBufferPointer<Float>?
 
     /// `groups` lists of matches; values and metadata as asked.
     init(groups: [[Match]], dimension: Int, values includeValues: Bool, metadata includeMetadata: Bool) {
@@ -41,12 +46,34 @@ final class MatchesBox {
             values = nil
         }
         metadata = includeMetadata ? StringArray(all.map { $0.metadata?.jsonText ?? "" }) : nil
+        if includeValues {
+            let components = all.reduce(0) { $0 + ($1.sparseValues?.indices.count ?? 0) }
+            let offsets = UnsafeMutableBufferPointer<Int64>.allocate(capacity: total + 1)
+            let indices = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: max(components, 1))
+            let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(components, 1))
+            var at = 0
+            for (i, m) in all.enumerated() {
+                offsets[i] = Int64(at)
+                for (t, v) in zip(m.sparseValues?.indices ?? [], m.sparseValues?.values ?? []) {
+                    indices[at] = t
+                    values[at] = v
+                    at += 1
+                }
+            }
+            offsets[total] = Int64(at)
+            (sparseOffsets, sparseIndices, sparseValues) = (offsets, indices, values)
+        } else {
+            (sparseOffsets, sparseIndices, sparseValues) = (nil, nil, nil)
+        }
     }
 
     deinit {
         groupOffsets.deallocate()
         scores.deallocate()
         values?.deallocate()
+        sparseOffsets?.deallocate()
+        sparseIndices?.deallocate()
+        sparseValues?.deallocate()
     }
 }
 
@@ -133,6 +160,15 @@ public func lds_matches_metadata(_ handle: OpaquePointer?, _ offsets: UnsafeMuta
     guard let metadata = matches(handle)?.metadata else { return nil }
     offsets?.pointee = UnsafePointer(metadata.offsets.baseAddress!)
     return UnsafePointer(metadata.bytes.baseAddress!)
+}
+
+@_cdecl("lds_matches_sparse")
+public func lds_matches_sparse(_ handle: OpaquePointer?, _ indices: UnsafeMutablePointer<UnsafePointer<UInt32>?>?,
+                               _ values: UnsafeMutablePointer<UnsafePointer<Float>?>?) -> UnsafePointer<Int64>? {
+    guard let box = matches(handle), let offsets = box.sparseOffsets else { return nil }
+    indices?.pointee = UnsafePointer(box.sparseIndices!.baseAddress!)
+    values?.pointee = UnsafePointer(box.sparseValues!.baseAddress!)
+    return UnsafePointer(offsets.baseAddress!)
 }
 
 @_cdecl("lds_matches_free")

@@ -53,7 +53,7 @@ extern "C" {
 
 /* cdef-begin: the Python package feeds what follows to cffi. */
 
-#define LDS_ABI_VERSION 2
+#define LDS_ABI_VERSION 3
 
 #define LDS_OK 0
 #define LDS_E_INVALID_ARGUMENT 1
@@ -87,6 +87,7 @@ extern "C" {
 
 #define LDS_KIND_HNSW 0
 #define LDS_KIND_FLAT 1
+#define LDS_KIND_SPARSE 2
 
 /* An HNSW index's layer-0 walk (HNSWParameters.Traversal). */
 #define LDS_TRAVERSAL_EXACT 0
@@ -269,6 +270,23 @@ int32_t lds_index_query_batch(const lds_index *index, const float *vectors, int6
  * metadata, as one group (scores are 0). */
 int32_t lds_index_fetch(const lds_index *index, const char *ids, const int64_t *id_offsets, int64_t n,
                         const char *namespace_, lds_matches **out, lds_error **err);
+/* lds_index_upsert with sparse vectors: record i's components are
+ * sparse_indices and sparse_values [sparse_offsets[i], sparse_offsets[i+1])
+ * (n + 1 offsets from 0; equal offsets: none; any order, unique indices,
+ * finite values, at most 2048). values: NULL on a sparse index (kind
+ * LDS_KIND_SPARSE, dimension 0), whose records need sparse vectors. */
+int32_t lds_index_upsert_sparse(lds_index *index, const char *ids, const int64_t *id_offsets, int64_t n,
+                                const float *values, const int64_t *sparse_offsets, const uint32_t *sparse_indices,
+                                const float *sparse_values, const char *metadata, const int64_t *metadata_offsets,
+                                const char *namespace_, const char *embedding_model, int32_t threads, lds_error **err);
+/* A sparse query (vector NULL: records ranked by sparse dot product,
+ * exactly) or a hybrid one (vector: dimension floats). fusion: 0 the sum
+ * of the dense score and the sparse dot product (Pinecone's), 1
+ * reciprocal-rank fusion with constant rrf_k. */
+int32_t lds_index_query_sparse(const lds_index *index, const float *vector, const uint32_t *sparse_indices,
+                               const float *sparse_values, int64_t nnz, int64_t top_k, const char *namespace_,
+                               const char *filter_json, int32_t fusion, int64_t rrf_k, int32_t include_values,
+                               int32_t include_metadata, int64_t ef, lds_matches **out, lds_error **err);
 /* Sets a record's values (NULL: keep) and merges set_metadata_json (NULL:
  * keep) into its metadata. LDS_E_RECORD_NOT_FOUND if absent. */
 int32_t lds_index_update(lds_index *index, const char *id, const float *values, const char *set_metadata_json,
@@ -310,6 +328,11 @@ const float *lds_matches_values(const lds_matches *matches);
 /* Metadata JSON objects as a string array (an empty string: no metadata),
  * or NULL when metadata was not asked for. */
 const char *lds_matches_metadata(const lds_matches *matches, const int64_t **offsets);
+/* The matches' sparse vectors (values asked for, or fetched): count + 1
+ * offsets; match i's components are (*indices)[offsets[i] ..< offsets[i+1]]
+ * and the same range of *values (equal offsets: none). NULL when values
+ * were not asked for. */
+const int64_t *lds_matches_sparse(const lds_matches *matches, const uint32_t **indices, const float **values);
 void lds_matches_free(lds_matches *matches);
 
 /* Text (JSON) results: the bytes and their length (also NUL-terminated). */

@@ -102,6 +102,44 @@ static void vector_indexes(void) {
     free(rows);
 }
 
+/* A sparse index: records with sparse vectors only, an exact sparse query
+ * returning them, and a bad vector refused with nothing stored. */
+static void sparse(lds_db *db) {
+    lds_index *ix = NULL;
+    lds_error *err = NULL;
+    CHECK(lds_db_create_index(db, "keywords", 0, LDS_METRIC_DOT_PRODUCT, NULL, LDS_KIND_SPARSE, 0, 0, 0,
+                              LDS_TRAVERSAL_EXACT, LDS_DURABILITY_SYNCHRONOUS, &ix, &err) == LDS_OK);
+    CHECK(lds_index_kind(ix) == LDS_KIND_SPARSE && lds_index_dimension(ix) == 0);
+    const char ids[] = "abc";
+    const int64_t id_offsets[] = {0, 1, 2, 3};
+    const int64_t offsets[] = {0, 2, 3, 5};
+    const uint32_t indices[] = {7, 3, 3, 9, 7}; /* any order within a record */
+    const float weights[] = {0.5f, 1.0f, 2.0f, 1.0f, 0.25f};
+    CHECK(lds_index_upsert_sparse(ix, ids, id_offsets, 3, NULL, offsets, indices, weights, NULL, NULL, NULL, NULL, 1,
+                                  &err) == LDS_OK);
+    const uint32_t q_indices[] = {3, 7};
+    const float q_weights[] = {1.0f, 1.0f};
+    lds_matches *m = NULL;
+    CHECK(lds_index_query_sparse(ix, NULL, q_indices, q_weights, 2, 3, NULL, NULL, 0, 0, 1, 0, 0, &m, &err) == LDS_OK);
+    CHECK(lds_matches_count(m) == 3);
+    const float *scores = lds_matches_scores(m);
+    CHECK(fabsf(scores[0] - 2.0f) < 1e-6f && fabsf(scores[1] - 1.5f) < 1e-6f && fabsf(scores[2] - 0.25f) < 1e-6f);
+    const uint32_t *got_indices = NULL;
+    const float *got_weights = NULL;
+    const int64_t *got = lds_matches_sparse(m, &got_indices, &got_weights);
+    /* Second best is "a", stored ascending: (3, 1.0), (7, 0.5). */
+    CHECK(got != NULL && got[2] - got[1] == 2 && got_indices[got[1]] == 3 && got_weights[got[1] + 1] == 0.5f);
+    lds_matches_free(m);
+    const uint32_t twice[] = {4, 4};
+    const int64_t one[] = {0, 2};
+    expect_error(lds_index_upsert_sparse(ix, "d", (const int64_t[]){0, 1}, 1, NULL, one, twice, weights, NULL, NULL,
+                                         NULL, NULL, 1, &err), &err, LDS_E_INVALID_ARGUMENT, "twice");
+    CHECK(lds_index_count(ix) == 3);
+    CHECK(lds_index_close(ix, 1, NULL) == LDS_OK);
+    lds_index_free(ix);
+    CHECK(lds_db_delete_index(db, "keywords", NULL) == LDS_OK);
+}
+
 static void database(void) {
     char dir[] = "/tmp/lodestone-capi-db-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
@@ -147,6 +185,7 @@ static void database(void) {
     expect_error(lds_index_upsert(ix, bad_ids, bad_id_offsets, 2, values, NULL, NULL, NULL, NULL, 1, &err), &err,
                  LDS_E_INVALID_ARGUMENT, "UTF-8");
     CHECK(lds_index_count(ix) == 3);
+    sparse(db);
     lds_text *text = NULL;
     CHECK(lds_index_stats(ix, &text, &err) == LDS_OK);
     size_t length = 0;

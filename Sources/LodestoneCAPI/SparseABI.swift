@@ -1,0 +1,97 @@
+// Sparse vectors and hybrid queries through the C ABI (lodestone.h).
+import Lodestone
+
+extension Check {
+    /// `n` sparse vectors from CSR arrays: `offsets[0...n]` from 0, each
+    /// record's components at its offset range of `indices` and `values`.
+    static func sparseVectors(_ offsets: UnsafePointer<Int64>?, _ indices: UnsafePointer<UInt32>?,
+                              _ values: UnsafePointer<Float>?, count n: Int) throws(LodestoneError) -> [SparseVector?] {
+        let offsets = try pointer(offsets, "sparse_offsets")
+        guard offsets[0] == 0 else { throw .invalidArgument(name: "sparse_offsets", reason: "must start at 0") }
+        var out: [SparseVector?] = []
+        out.reserveCapacity(n)
+        for i in 0..<n {
+            let start = offsets[i], end = offsets[i + 1]
+            guard start <= end, end - start <= Int64(SparseVector.maximumNonzeros) else {
+                throw .invalidArgument(name: "sparse_offsets", reason: "record \(i) spans \(start)..<\(end)")
+            }
+            let count = Int(end - start)
+            guard count > 0 else {
+                out.append(nil)
+                continue
+            }
+            let ix = try pointer(indices, "sparse_indices") + Int(start), vx = try pointer(values, "sparse_values") + Int(start)
+            out.append(SparseVector(indices: Array(UnsafeBufferPointer(start: ix, count: count)),
+                                    values: Array(UnsafeBufferPointer(start: vx, count: count))))
+        }
+        return out
+    }
+}
+
+@_cdecl("lds_index_upsert_sparse")
+public func lds_index_upsert_sparse(_ handle: OpaquePointer?, _ ids: UnsafePointer<CChar>?, _ idOffsets: UnsafePointer<Int64>?,
+                                    _ n: Int64, _ values: UnsafePointer<Float>?, _ sparseOffsets: UnsafePointer<Int64>?,
+                                    _ sparseIndices: UnsafePointer<UInt32>?, _ sparseValues: UnsafePointer<Float>?,
+                                    _ metadata: UnsafePointer<CChar>?, _ metadataOffsets: UnsafePointer<Int64>?,
+                                    _ namespace: UnsafePointer<CChar>?, _ model: UnsafePointer<CChar>?, _ threads: Int32,
+                                    _ err: ErrorOut) -> Int32 {
+    withStatus(err) { () throws(LodestoneError) in
+        let index = try ix(handle)
+        let threads = try Check.threads(threads)
+        let n = try Check.count(n, "n", atMost: Int64(Int32.max))
+        let idList = try Check.strings(ids, idOffsets, count: n, "ids")
+        let d = index.dimension
+        let rows = try Check.floats(values, count: try Check.product(n, d, "values"), "values")
+        let sparse = try Check.sparseVectors(sparseOffsets, sparseIndices, sparseValues, count: n)
+        let metadataList: [String]? = metadataOffsets == nil && metadata == nil
+            ? nil : try Check.strings(metadata, metadataOffsets, count: n, "metadata")
+        var records: [Record] = []
+        records.reserveCapacity(n)
+        for i in 0..<n {
+            var m: Metadata? = nil
+            if let metadataList {
+                do throws(LodestoneError) {
+                    m = try Check.metadata(metadataList[i])
+                } catch let .invalidMetadata(field, reason) {
+                    throw .invalidMetadata(field: field, reason: "record \"\(idList[i])\": \(reason)")
+                } catch {
+                    throw .invalidMetadata(field: "", reason: "record \"\(idList[i])\": \(error)")
+                }
+            }
+            records.append(Record(id: idList[i], values: Array(rows[(i * d)..<((i + 1) * d)]), metadata: m,
+                                  sparseValues: sparse[i]))
+        }
+        try index.upsert(records, namespace: try Check.namespace(namespace),
+                         embeddingModel: try Check.optionalString(model, "embedding_model"), threads: threads)
+    }
+}
+
+@_cdecl("lds_index_query_sparse")
+public func lds_index_query_sparse(_ handle: OpaquePointer?, _ vector: UnsafePointer<Float>?,
+                                   _ sparseIndices: UnsafePointer<UInt32>?, _ sparseValues: UnsafePointer<Float>?,
+                                   _ nnz: Int64, _ topK: Int64, _ namespace: UnsafePointer<CChar>?,
+                                   _ filter: UnsafePointer<CChar>?, _ fusion: Int32, _ rrfK: Int64, _ includeValues: Int32,
+                                   _ includeMetadata: Int32, _ ef: Int64, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                                   _ err: ErrorOut) -> Int32 {
+    withStatus(err) { () throws(LodestoneError) in
+        let index = try ix(handle)
+        let out = try Check.pointer(out, "out")
+        let a = try QueryArguments(topK, ef, namespace, filter, includeValues, includeMetadata)
+        let n = try Check.count(nnz, "nnz", atMost: Int64(SparseVector.maximumNonzeros))
+        let offsets: [Int64] = [0, Int64(n)]
+        let query = try offsets.withUnsafeBufferPointer { (o) throws(LodestoneError) -> SparseVector in
+            try Check.sparseVectors(o.baseAddress, sparseIndices, sparseValues, count: 1)[0]
+                ?? SparseVector(indices: [], values: [])
+        }
+        let dense = vector == nil ? nil : try Check.floats(vector, count: index.dimension, "vector")
+        let fused: HybridFusion
+        switch fusion {
+        case 0: fused = .sum
+        case 1: fused = .reciprocalRank(k: try Check.count(rrfK, "rrf_k", atMost: 1_000_000))
+        default: throw .invalidArgument(name: "fusion", reason: "must be 0 (sum) or 1 (reciprocal rank), got \(fusion)")
+        }
+        let r = try index.query(vector: dense, sparseVector: query, topK: a.topK, namespace: a.namespace, filter: a.filter,
+                                fusion: fused, includeValues: a.values, includeMetadata: a.metadata, ef: a.ef)
+        a.hand([r.matches], dimension: index.dimension, to: out)
+    }
+}
