@@ -197,6 +197,28 @@ import Testing
         #expect(Double(found) / Double(wanted) >= 0.95, "hybrid recall@10 on HNSW \(Double(found) / Double(wanted))")
     }
 
+    @Test func exportAndImportCarrySparseValues() throws {
+        let dir = Fixtures.temporaryDirectory("sparse-export")
+        let db = try Database(path: dir + "/db")
+        let index = try db.createIndex(name: "source", dimension: 384, metric: .dotProduct)
+        let records = Self.records(0..<200)
+        try index.upsert(records)
+        try index.upsert(Self.records(200..<210), namespace: "other")
+        #expect(try index.export(to: dir + "/out.jsonl.gz") == 210)
+        let report = try db.importRecords(from: dir + "/out.jsonl.gz", into: "copy", metric: .dotProduct)
+        #expect(report.records == 210)
+        let copy = try db.index("copy")
+        let ids = records.map(\.id)
+        let original = try index.fetch(ids: ids), copied = try copy.fetch(ids: ids)
+        #expect(original.count == 200 && original == copied)
+        #expect(copied[records[0].id]?.sparseValues == records[0].sparseValues)
+        let sparseIndex = try db.createSparseIndex(name: "keywords")
+        try sparseIndex.upsert(records.map { Record(id: $0.id, values: [], sparseValues: $0.sparseValues) })
+        try sparseIndex.export(to: dir + "/sparse.jsonl.gz")
+        _ = try db.importRecords(from: dir + "/sparse.jsonl.gz", into: "keywords")  // merges the same records back
+        #expect(sparseIndex.count == 200)
+    }
+
     @Test func badSparseInputIsRefusedAndStoresNothing() throws {
         let db = try Database(path: Fixtures.temporaryDirectory("sparse-bad"))
         let index = try db.createIndex(name: "bad", dimension: 384, metric: .cosine)

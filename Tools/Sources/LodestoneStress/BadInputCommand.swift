@@ -66,6 +66,25 @@ struct ReliabilityBadInputCommand: ParsableCommand {
             }),
             ("upsert: another embedding model", { try index.upsert([Record(id: "x", values: v)], embeddingModel: "other") }),
             ("upsert: namespace over 512 bytes", { try index.upsert([Record(id: "x", values: v)], namespace: String(repeating: "n", count: 600)) }),
+            ("upsert: sparse lengths differ", {
+                try index.upsert([Record(id: "x", values: v, sparseValues: SparseVector(indices: [1, 2], values: [1]))])
+            }),
+            ("upsert: sparse index twice", {
+                try index.upsert([Record(id: "x", values: v, sparseValues: SparseVector(indices: [4, 4], values: [1, 2]))])
+            }),
+            ("upsert: sparse NaN", {
+                try index.upsert([Record(id: "x", values: v, sparseValues: SparseVector(indices: [4], values: [.nan]))])
+            }),
+            ("upsert: sparse over 2,048 components", {
+                let n = SparseVector.maximumNonzeros + 1
+                try index.upsert([Record(id: "x", values: v, sparseValues: SparseVector(
+                    indices: (0..<n).map(UInt32.init), values: Array(repeating: 1, count: n)))])
+            }),
+            ("update: sparse index twice", { try index.update(id: "g1", sparseValues: SparseVector(indices: [4, 4], values: [1, 2])) }),
+            ("query: sparse NaN", { _ = try index.query(sparseVector: SparseVector(indices: [1], values: [.nan]), topK: 3) }),
+            ("query: hybrid with lengths differing", {
+                _ = try index.query(vector: v, sparseVector: SparseVector(indices: [1], values: []), topK: 3)
+            }),
             ("update: missing id", { try index.update(id: "nope", setMetadata: ["a": .bool(true)]) }),
             ("update: wrong dimension", { try index.update(id: "g1", values: [1, 2, 3]) }),
             ("update: NaN values", { try index.update(id: "g1", values: nan) }),

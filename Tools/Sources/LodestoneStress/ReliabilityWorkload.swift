@@ -5,7 +5,9 @@ import Foundation
 /// indexes ("flat", exact, synchronous; "graph", HNSW with the quantized
 /// traversal, so its neighbour-code blocks and their delta patches meet
 /// every fault too, group commit)
-/// receiving the same upserts, metadata updates, deletes by id and by
+/// receiving the same upserts (most records with a sparse vector too, so
+/// the log's sparse operations and the segments' sparse sections meet every
+/// fault), metadata and sparse-vector updates, deletes by id and by
 /// filter, persists, an export and an import into a third index. Step `i` is a pure function of the seed, so
 /// the checker rebuilds the state after any number of acknowledged steps.
 enum ReliabilityWorkload {
@@ -18,6 +20,7 @@ enum ReliabilityWorkload {
     enum Step {
         case upsert([Record])
         case update(id: String, metadata: Metadata)
+        case updateSparse(id: String, sparse: SparseVector)
         case delete(ids: [String])
         case deleteFilter(Filter)
         case persist
@@ -35,6 +38,15 @@ enum ReliabilityWorkload {
         }
     }
 
+    /// A pseudo-random sparse vector of 1-4 components, or none for one
+    /// record in four.
+    static func sparse(_ seed: Int, _ i: Int, _ j: Int) -> SparseVector? {
+        guard j % 4 != 3 else { return nil }
+        let z = SplitMix64.mix(UInt64(truncatingIfNeeded: seed &* 7_919 &+ i &* 613 &+ j &* 31) &+ SplitMix64.gamma)
+        let terms = Set((0..<(1 + Int(z % 4))).map { UInt32((z >> (8 + 8 * UInt64($0))) % 50) }).sorted()
+        return SparseVector(indices: terms, values: terms.map { Float($0 % 7 + 1) / 8 })
+    }
+
     static func step(seed: Int, _ i: Int) -> Step {
         if i == exportStep { return .export }
         if i == importStep { return .importExport }
@@ -42,15 +54,16 @@ enum ReliabilityWorkload {
         if i % 7 == 5 { return .deleteFilter(.field("g", .eq(.number(Double(i % 5))))) }
         if i % 5 == 3 { return .delete(ids: (0..<3).map { "r\((seed * 7 + i * 5 + $0 * 17) % 60)" }) }
         if i % 6 == 1 { return .update(id: "r\((seed + i * 3) % 60)", metadata: ["note": .string("step \(i)")]) }
+        if i % 8 == 2 { return .updateSparse(id: "r\((seed * 5 + i * 7) % 60)", sparse: sparse(seed, i, 0)!) }
         return .upsert((0..<8).map { j in
             let k = (seed * 31 + i * 8 + j * 13) % 60
             return Record(id: "r\(k)", values: vector(seed, i, j),
-                          metadata: ["g": .number(Double(k % 5)), "step": .number(Double(i))])
+                          metadata: ["g": .number(Double(k % 5)), "step": .number(Double(i))], sparseValues: sparse(seed, i, j))
         })
     }
 
-    /// One index's records: id → (values, metadata).
-    typealias State = [String: (values: [Float], metadata: Metadata)]
+    /// One index's records: id → (values, metadata, sparse vector).
+    typealias State = [String: (values: [Float], metadata: Metadata, sparse: SparseVector?)]
 
     /// The state of "flat"/"graph" after `count` steps.
     static func model(seed: Int, steps count: Int) -> State {
@@ -58,12 +71,14 @@ enum ReliabilityWorkload {
         for i in 0..<count {
             switch step(seed: seed, i) {
             case let .upsert(records):
-                for r in records { s[r.id] = (r.values, r.metadata ?? [:]) }
+                for r in records { s[r.id] = (r.values, r.metadata ?? [:], r.sparseValues) }
             case let .update(id, metadata):
                 if var r = s[id] {
                     for (k, v) in metadata { r.metadata[k] = v }
                     s[id] = r
                 }
+            case let .updateSparse(id, sparse):
+                s[id]?.sparse = sparse
             case let .delete(ids):
                 for id in ids { s[id] = nil }
             case let .deleteFilter(filter):
@@ -149,6 +164,10 @@ enum ReliabilityWorkload {
                     for h in handles {
                         do { try h.update(id: id, setMetadata: metadata) } catch LodestoneError.recordNotFound {}
                     }
+                case let .updateSparse(id, sparse):
+                    for h in handles {
+                        do { try h.update(id: id, sparseValues: sparse) } catch LodestoneError.recordNotFound {}
+                    }
                 case let .delete(ids): for h in handles { try h.delete(ids: ids) }
                 case let .deleteFilter(filter): for h in handles { try h.delete(filter: filter) }
                 case .persist: for h in handles { try h.persist() }
@@ -173,14 +192,14 @@ enum ReliabilityWorkload {
             token = page.nextToken
         } while token != nil
         var out: State = [:]
-        for (id, r) in try index.fetch(ids: ids) { out[id] = (r.values, r.metadata ?? [:]) }
+        for (id, r) in try index.fetch(ids: ids) { out[id] = (r.values, r.metadata ?? [:], r.sparseValues) }
         return out
     }
 
     static func same(_ a: State, _ b: State) -> Bool {
         a.count == b.count && a.allSatisfy { (id, r) in
             guard let o = b[id] else { return false }
-            return o.values == r.values && o.metadata == r.metadata
+            return o.values == r.values && o.metadata == r.metadata && o.sparse == r.sparse
         }
     }
 
