@@ -196,32 +196,45 @@ public func lds_index_upsert(_ handle: OpaquePointer?, _ ids: UnsafePointer<CCha
                              _ metadataOffsets: UnsafePointer<Int64>?, _ namespace: UnsafePointer<CChar>?,
                              _ model: UnsafePointer<CChar>?, _ threads: Int32, _ err: ErrorOut) -> Int32 {
     withStatus(err) { () throws(LodestoneError) in
-        let index = try ix(handle)
-        let threads = try Check.threads(threads)
-        let n = try Check.count(n, "n", atMost: Int64(Int32.max))
-        let idList = try Check.strings(ids, idOffsets, count: n, "ids")
-        let d = index.dimension
-        let rows = try Check.floats(values, count: try Check.product(n, d, "values"), "values")
-        let metadataList: [String]? = metadataOffsets == nil && metadata == nil
-            ? nil : try Check.strings(metadata, metadataOffsets, count: n, "metadata")
-        var records: [Record] = []
-        records.reserveCapacity(n)
-        for i in 0..<n {
-            var m: Metadata? = nil
-            if let metadataList {
-                do throws(LodestoneError) {
-                    m = try Check.metadata(metadataList[i])
-                } catch let .invalidMetadata(field, reason) {
-                    throw .invalidMetadata(field: field, reason: "record \"\(idList[i])\": \(reason)")
-                } catch {
-                    throw .invalidMetadata(field: "", reason: "record \"\(idList[i])\": \(error)")
-                }
-            }
-            records.append(Record(id: idList[i], values: Array(rows[(i * d)..<((i + 1) * d)]), metadata: m))
-        }
-        try index.upsert(records, namespace: try Check.namespace(namespace), embeddingModel: try Check.optionalString(model, "embedding_model"),
-                         threads: threads)
+        try upsertRecords(handle, ids, idOffsets, n, values, metadata, metadataOffsets, namespace, model, threads,
+                          sparse: nil)
     }
+}
+
+/// lds_index_upsert and lds_index_upsert_sparse: every argument checked,
+/// the records built (with `sparse(n)`'s vectors when given), then upserted.
+func upsertRecords(_ handle: OpaquePointer?, _ ids: UnsafePointer<CChar>?, _ idOffsets: UnsafePointer<Int64>?,
+                   _ n: Int64, _ values: UnsafePointer<Float>?, _ metadata: UnsafePointer<CChar>?,
+                   _ metadataOffsets: UnsafePointer<Int64>?, _ namespace: UnsafePointer<CChar>?,
+                   _ model: UnsafePointer<CChar>?, _ threads: Int32,
+                   sparse: ((Int) throws(LodestoneError) -> [SparseVector?])?) throws(LodestoneError) {
+    let index = try ix(handle)
+    let threads = try Check.threads(threads)
+    let n = try Check.count(n, "n", atMost: Int64(Int32.max))
+    let idList = try Check.strings(ids, idOffsets, count: n, "ids")
+    let d = index.dimension
+    let rows = try Check.floats(values, count: try Check.product(n, d, "values"), "values")
+    let sparseList = try sparse?(n)
+    let metadataList: [String]? = metadataOffsets == nil && metadata == nil
+        ? nil : try Check.strings(metadata, metadataOffsets, count: n, "metadata")
+    var records: [Record] = []
+    records.reserveCapacity(n)
+    for i in 0..<n {
+        var m: Metadata? = nil
+        if let metadataList {
+            do throws(LodestoneError) {
+                m = try Check.metadata(metadataList[i])
+            } catch let .invalidMetadata(field, reason) {
+                throw .invalidMetadata(field: field, reason: "record \"\(idList[i])\": \(reason)")
+            } catch {
+                throw .invalidMetadata(field: "", reason: "record \"\(idList[i])\": \(error)")
+            }
+        }
+        records.append(Record(id: idList[i], values: Array(rows[(i * d)..<((i + 1) * d)]), metadata: m,
+                              sparseValues: sparseList?[i]))
+    }
+    try index.upsert(records, namespace: try Check.namespace(namespace),
+                     embeddingModel: try Check.optionalString(model, "embedding_model"), threads: threads)
 }
 
 /// The arguments the three queries share, checked.
