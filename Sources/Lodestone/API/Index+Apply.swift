@@ -13,15 +13,12 @@ extension Index {
                             threads: threads)
         case let .delete(slots):
             try applyDelete(slots, engine: engine, table: table, lock: lock)
-        case let .setMetadata(slots, metadata):
+        case let .setMetadata(slots, metadata), let .setMetadataAndSparse(slots, metadata, _):
             for slot in slots where !table.isInUse(slot) {
                 throw LogRecord.corrupt("metadata for slot \(slot), which holds no record")
             }
-            applyMetadata(Array(zip(slots, metadata)), table: table, lock: lock)
-        case let .setMetadataAndSparse(slots, metadata, sparse):
-            for slot in slots where !table.isInUse(slot) {
-                throw LogRecord.corrupt("metadata for slot \(slot), which holds no record")
-            }
+            var sparse: [SparseVector?] = []
+            if case let .setMetadataAndSparse(_, _, vectors) = record { sparse = vectors }
             applyMetadata(Array(zip(slots, metadata)), sparse: sparse, table: table, lock: lock)
         case .keyedUpsert, .keyedRemove:
             throw LogRecord.corrupt("a DurableIndex's record in an Index's log")

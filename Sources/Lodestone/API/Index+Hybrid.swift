@@ -111,6 +111,12 @@ extension Index {
         let exact = kind == .flat
         var sparseSide: [Neighbor]
         let denseSide: [Neighbor], statistics: SearchStatistics
+        /// The dense candidates' sums of both scores, once known.
+        var denseSums: [UInt64: Float]? = nil
+        func sums(of candidates: [Neighbor]) -> [UInt64: Float] {
+            Dictionary(candidates.map { ($0.key, $0.score + table.sparse.dot(slot: UInt32($0.key), sparse)) },
+                       uniquingKeysWith: { first, _ in first })
+        }
         if exact {
             sparseSide = table.sparse.search(sparse, k: max(depth, matches), allowed: allowed, slots: table.capacity)
             var denseDepth = depth
@@ -131,20 +137,20 @@ extension Index {
                 // of about its last candidate's at most (as far as the walk
                 // is right), so it needs a sparse score of the k-th best
                 // hybrid score so far minus that to make the top k.
-                var hybrid = denseSide.map { $0.score + table.sparse.dot(slot: UInt32($0.key), sparse) }
-                hybrid.sort(by: >)
-                floor = hybrid[topK - 1] - last.score
+                let known = sums(of: denseSide)
+                denseSums = known
+                floor = known.values.sorted(by: >)[topK - 1] - last.score
             }
             sparseSide = table.sparse.search(sparse, k: depth, allowed: allowed, slots: table.capacity, floor: floor)
         }
         var fused: [UInt64: Float] = [:]
         switch fusion {
         case .sum:
-            var denseScores: [UInt64: Float] = [:]
-            for n in denseSide { denseScores[n.key] = n.score }
-            let missing = sparseSide.map(\.key).filter { denseScores[$0] == nil }
-            for (key, score) in zip(missing, engine.dots(dense, keys: missing)) { denseScores[key] = score }
-            for (key, d) in denseScores { fused[key] = d + table.sparse.dot(slot: UInt32(key), sparse) }
+            fused = denseSums ?? sums(of: denseSide)
+            let missing = sparseSide.map(\.key).filter { fused[$0] == nil }
+            for (key, d) in zip(missing, engine.dots(dense, keys: missing)) {
+                fused[key] = d + table.sparse.dot(slot: UInt32(key), sparse)
+            }
         case let .reciprocalRank(k):
             for (rank, n) in denseSide.enumerated() { fused[n.key, default: 0] += 1 / Float(k + rank + 1) }
             for (rank, n) in sparseSide.enumerated() { fused[n.key, default: 0] += 1 / Float(k + rank + 1) }
