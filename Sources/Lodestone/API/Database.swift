@@ -94,11 +94,15 @@ public final class Database: Sendable {
                 throw .invalidArgument(name: "dimension", reason: "must be in 1...65536, got \(dimension)")
             }
         }
+        if let field = options.textField, field.isEmpty || field.utf8.count > Index.maximumTextFieldBytes {
+            throw .invalidArgument(name: "textField", reason: "a metadata key of 1 to \(Index.maximumTextFieldBytes) "
+                                   + "bytes, got \(field.utf8.count)")
+        }
         return try open.withLock { (open: inout [String: Index]) throws(LodestoneError) -> Index in
             guard open[name] == nil, !exists(name) else { throw .indexAlreadyExists(name: name) }
             // A sparse index's records keep a one-component placeholder vector.
             let settings = Index.Settings(kind: options.kind, dimension: max(dimension, 1), metric: metric,
-                                          model: embeddingModel, parameters: options.hnsw)
+                                          model: embeddingModel, parameters: options.hnsw, textField: options.textField)
             let index = try OpenIndexes.index(in: directory(name)) { () throws(LodestoneError) -> Index in
                 try Index.create(name: name, directory: directory(name), settings: settings,
                                  durability: options.durability)
@@ -208,7 +212,8 @@ public final class Database: Sendable {
         }
         return IndexDescription(name: name, dimension: index.dimension, metric: index.metric,
                                 embeddingModel: index.embeddingModel, kind: index.kind, recordCount: index.count,
-                                diskBytes: bytes, ready: true, fingerprint: index.vectorFingerprint)
+                                diskBytes: bytes, ready: true, fingerprint: index.vectorFingerprint,
+                                textField: index.textField)
     }
 
     /// Closes every index this database has opened

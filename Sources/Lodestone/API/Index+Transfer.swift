@@ -151,6 +151,8 @@ extension Database {
         var bad: Set<Int> = []
         var errors: [String] = []
         var valid = 0
+        // A text index derives its sparse values from the text: a file's are left out.
+        let textField = existing?.textField ?? options.textField
         func parse(_ line: [UInt8], number: Int) throws(LodestoneError) -> (Record, String)? {
             if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { return nil }  // blank
             let decoded: RecordLine
@@ -167,6 +169,11 @@ extension Database {
                 try Index.validateID(decoded.id)
                 try Index.validateNamespace(decoded.namespace ?? "")
                 if let m = metadata { try MetadataCodec.validate(m) }
+                if let textField, let value = metadata?[textField] {
+                    guard case .string = value else {
+                        throw LodestoneError.invalidMetadata(field: textField, reason: "the index's text field must hold a string")
+                    }
+                }
                 if let d = expectedDimension, decoded.values.count != d {
                     throw LodestoneError.dimensionMismatch(expected: d, actual: decoded.values.count)
                 }
@@ -177,7 +184,8 @@ extension Database {
             } catch {
                 throw .malformedLine(path: path, line: number, reason: "\(error)")
             }
-            return (Record(id: decoded.id, values: decoded.values, metadata: metadata, sparseValues: sparse),
+            return (Record(id: decoded.id, values: decoded.values, metadata: metadata,
+                           sparseValues: textField == nil ? sparse : nil),
                     decoded.namespace ?? "")
         }
         do {

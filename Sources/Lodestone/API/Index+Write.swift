@@ -21,18 +21,19 @@ extension Index {
         // One sparse vector per record when any has one (else none: the log
         // record stays the one older readers replay).
         var sparse: [SparseVector?] = []
-        let withSparse = kind == .sparse || records.contains { $0.sparseValues != nil }
+        let withSparse = kind == .sparse || textField != nil || records.contains { $0.sparseValues != nil }
         for record in records {
             try Self.validateID(record.id)
             guard seen.insert(record.id).inserted else {
                 throw .invalidID(id: record.id, reason: "appears twice in one batch")
             }
+            try validateText(record)
             if kind == .sparse {
                 guard record.values.isEmpty else {
                     throw .invalidArgument(name: "values", reason: "record \"\(record.id)\": a sparse index stores "
                                            + "sparseValues only; give empty values")
                 }
-                guard record.sparseValues.map({ !$0.isEmpty }) ?? false else {
+                guard textField != nil || record.sparseValues.map({ !$0.isEmpty }) ?? false else {
                     throw .invalidArgument(name: "sparseValues", reason: "record \"\(record.id)\": a sparse index's "
                                            + "records need sparse values (at least one component)")
                 }
@@ -54,7 +55,17 @@ extension Index {
         _ = try VectorPreparation.prepareRows(flat, count: records.count, dimension: rowDimension, metric: metric,
                                       kernels: engine.kernels)
         let n = try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
-            try upsertLocked(records, rows: flat, sparse: sparse, namespace: namespace, log: log, threads: threads)
+            guard textField != nil else {
+                return try upsertLocked(records, rows: flat, sparse: sparse, namespace: namespace, log: log,
+                                        threads: threads)
+            }
+            var texts: [String?] = []
+            for record in records { texts.append(try text(of: record.metadata, id: record.id)) }
+            let replacing = lock.reading { records.map { table.slot(id: $0.id, namespace: namespace) } }
+            let (vectors, stats) = textVectors(texts, replacing: replacing)
+            return try withTextStatistics(stats) { () throws(LodestoneError) -> Int in
+                try upsertLocked(records, rows: flat, sparse: vectors, namespace: namespace, log: log, threads: threads)
+            }
         }
         try persistIfLogIsLarge()
         return n
@@ -107,6 +118,11 @@ extension Index {
         if kind == .sparse, let sparseValues, sparseValues.isEmpty {
             throw .invalidArgument(name: "sparseValues", reason: "a sparse index's records need sparse values")
         }
+        if let textField, sparseValues != nil {
+            throw .invalidArgument(name: "sparseValues", reason: "the index derives sparse values from its text field "
+                                   + "\"\(textField)\"; set that field instead")
+        }
+        let newText = try text(of: setMetadata, id: id)
         if let values, values.count != rowDimension { throw .dimensionMismatch(expected: rowDimension, actual: values.count) }
         let newSparse = try Self.validatedSparse(sparseValues, id: id)
         if let values {
@@ -123,21 +139,35 @@ extension Index {
             var merged = current.metadata
             for (k, v) in setMetadata ?? [:] { merged[k] = v }
             try MetadataCodec.validate(merged)
-            let sparse = sparseValues == nil ? current.sparse : newSparse
-            guard let values else {
-                // Metadata (and sparse vector) only: the vector and the graph stay as they are.
-                let slot = lock.reading { table.slot(id: id, namespace: namespace)! }
-                if sparseValues != nil {
-                    try log(LogRecord.setMetadataAndSparse(slots: [slot], metadata: [merged], sparse: [sparse])
-                        .encoded(dimension: rowDimension))
-                    Index.applyMetadata([(slot, merged)], sparse: [sparse], table: table, lock: lock)
-                } else {
-                    try setMetadataLocked([(slot, merged)], log: log)
+            var sparse = sparseValues == nil ? current.sparse : newSparse
+            var sparseChanged = sparseValues != nil
+            let slot = lock.reading { table.slot(id: id, namespace: namespace)! }
+            // New text: a new BM25 vector, and statistics that follow.
+            var stats: TextStatistics? = nil
+            if let newText {
+                if kind == .sparse, BM25Encoder.tokenize(newText).isEmpty {
+                    throw .invalidArgument(name: "setMetadata", reason: "record \"\(id)\": a sparse text index's "
+                                           + "records need text (a word or number) in metadata field \"\(textField!)\"")
                 }
-                return
+                let (vectors, next) = textVectors([newText], replacing: [slot])
+                (sparse, stats, sparseChanged) = (vectors[0], next, true)
             }
-            _ = try upsertLocked([Record(id: id, values: values, metadata: merged)], rows: values,
-                                 sparse: sparse == nil ? [] : [sparse], namespace: namespace, log: log, threads: 1)
+            try withTextStatistics(stats) { () throws(LodestoneError) in
+                guard let values else {
+                    // Metadata (and sparse vector) only: the vector and the graph stay as they are.
+                    if sparseChanged {
+                        try log(LogRecord.setMetadataAndSparse(slots: [slot], metadata: [merged], sparse: [sparse])
+                            .encoded(dimension: rowDimension))
+                        Index.applyMetadata([(slot, merged)], sparse: [sparse], table: table, lock: lock)
+                    } else {
+                        try setMetadataLocked([(slot, merged)], log: log)
+                    }
+                    return
+                }
+                _ = try upsertLocked([Record(id: id, values: values, metadata: merged)], rows: values,
+                                     sparse: sparse == nil && textField == nil ? [] : [sparse], namespace: namespace,
+                                     log: log, threads: 1)
+            }
         }
     }
 
@@ -150,6 +180,11 @@ extension Index {
     public func update(filter: Filter, setMetadata: Metadata, namespace: String = "") throws(LodestoneError) -> Int {
         try checkOpen()
         try checkWritable()
+        if let textField, let value = setMetadata[textField] {
+            guard case .string = value else {
+                throw .invalidMetadata(field: textField, reason: "the index's text field must hold a string")
+            }
+        }
         return try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
             let changes: [(UInt32, Metadata)] = try lock.reading { () throws(LodestoneError) -> [(UInt32, Metadata)] in
                 guard let (set, _) = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true) else {
@@ -171,7 +206,22 @@ extension Index {
                 if let failure { throw failure }
                 return out
             }
-            try setMetadataLocked(changes, log: log)
+            guard let textField, case let .string(text)? = setMetadata[textField] else {
+                try setMetadataLocked(changes, log: log)
+                return changes.count
+            }
+            // New text for every match: new BM25 vectors, statistics that follow.
+            if kind == .sparse, BM25Encoder.tokenize(text).isEmpty {
+                throw .invalidArgument(name: "setMetadata", reason: "a sparse text index's records need text "
+                                       + "(a word or number) in metadata field \"\(textField)\"")
+            }
+            guard !changes.isEmpty else { return 0 }
+            let (vectors, stats) = textVectors(changes.map { _ in text }, replacing: changes.map { $0.0 })
+            try withTextStatistics(stats) { () throws(LodestoneError) in
+                try log(LogRecord.setMetadataAndSparse(slots: changes.map(\.0), metadata: changes.map(\.1), sparse: vectors)
+                    .encoded(dimension: rowDimension))
+                Index.applyMetadata(changes, sparse: vectors, table: table, lock: lock)
+            }
             return changes.count
         }
     }
@@ -228,7 +278,10 @@ extension Index {
     private func deleteSlots(_ slots: [UInt32], log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int {
         guard !slots.isEmpty else { return 0 }
         try log(LogRecord.delete(slots: slots).encoded(dimension: rowDimension))
-        try Index.applyDelete(slots, engine: engine, table: table, lock: lock)
+        forgetText(slots: slots)
+        try withTextStatistics(nil) { () throws(LodestoneError) in
+            try Index.applyDelete(slots, engine: engine, table: table, lock: lock)
+        }
         return slots.count
     }
 

@@ -33,6 +33,9 @@ public final class Index: @unchecked Sendable {
     /// The graph parameters the index was created with (a flat index keeps
     /// the defaults it ignores).
     public let parameters: HNSWParameters
+    /// The metadata field whose text the index keeps BM25 vectors of
+    /// (``IndexOptions/textField``), or nil.
+    public let textField: String?
     /// Whether this instance was opened read-only (``Database/init(path:readOnly:)``):
     /// it searches and fetches, and every write throws ``LodestoneError/readOnly(name:)``.
     public var isReadOnly: Bool { store.readOnly }
@@ -43,6 +46,9 @@ public final class Index: @unchecked Sendable {
     var fingerprint: VectorFingerprint
     let lock = ReadWriteLock()
     let cache = Locked(FilterCache())
+    /// The text statistics as of the last text write (nil: not yet counted
+    /// since the open, or unknown after a failed write).
+    let textStatistics = Locked<TextStatistics?>(nil)
     /// One namespace's ids in byte order, for ``listIDs(namespace:prefix:filter:limit:paginationToken:)``
     /// pages, valid while the record table's version is unchanged.
     let sortedIDs = Locked<(namespace: String, version: UInt64, order: SortedIDs)?>(nil)
@@ -71,6 +77,7 @@ public final class Index: @unchecked Sendable {
         self.embeddingModel = settings.model
         self.kind = settings.kind
         self.parameters = settings.parameters
+        self.textField = settings.textField
         self.store = store
         self.engine = engine
         self.table = table

@@ -71,14 +71,20 @@ public struct IndexOptions: Sendable, Hashable {
     public var hnsw: HNSWParameters
     /// When a write counts as durable.
     public var durability: Durability
+    /// A metadata field of text to search with BM25, or nil: the index
+    /// keeps a BM25 vector of each record's text as its sparse values and
+    /// answers ``Index/query(text:vector:topK:namespace:filter:fusion:includeValues:includeMetadata:ef:explain:embeddingModel:)``
+    /// (records then give no sparse values of their own).
+    public var textField: String?
 
     /// Options (defaults: HNSW with `m` 16, `efConstruction` 200, `efSearch`
-    /// 64; synchronous durability).
+    /// 64; synchronous durability; no text field).
     public init(kind: IndexKind = .hnsw, hnsw: HNSWParameters = HNSWParameters(),
-                durability: Durability = .synchronous) {
+                durability: Durability = .synchronous, textField: String? = nil) {
         self.kind = kind
         self.hnsw = hnsw
         self.durability = durability
+        self.textField = textField
     }
 }
 
@@ -98,6 +104,8 @@ public struct IndexDescription: Sendable, Hashable {
     public var ready: Bool
     /// The distribution of its vectors (for checking incoming vectors).
     public var fingerprint: VectorFingerprint
+    /// The metadata field searched by text (``IndexOptions/textField``), or nil.
+    public var textField: String? = nil
 }
 
 /// What ``Index/describeStats()`` reports.

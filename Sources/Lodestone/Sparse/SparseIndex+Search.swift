@@ -152,19 +152,22 @@ extension SparseIndex {
             // terms so far cannot reach the k-th best.
             let belowFloor = remainingUpper + Self.slack(floor) < floor
             guard belowFloor || (count >= k && remainingUpper + Self.slack(best) < best + remainingLower) else { continue }
-            // The scores gathered once, then ranked and filtered in order.
-            let scored = scratch.touchedSlots.map { Candidate(distance: -cells[Int($0)].score, id: UInt64($0)) }
+            // Ranked, then filtered, straight from the cells (a copy of the
+            // scores would be a large allocation per query).
             var heap = TopKHeap(storage: scratch.heap, capacity: k)
-            for c in scored where c.distance < heap.threshold { heap.consider(c) }
+            for s in scratch.touchedSlots {
+                let c = Candidate(distance: -cells[Int(s)].score, id: UInt64(s))
+                if c.distance < heap.threshold { heap.consider(c) }
+            }
             // What a record must reach: the floor, and the k-th best's score
             // plus the least the terms left add to it.
             let target = max(floor, count >= k ? -heap.threshold + remainingLower : -.infinity)
             if remainingUpper + Self.slack(target) < target {
                 let bar = target - remainingUpper - Self.slack(target)
                 var list: [UInt32] = []
-                for c in scored where -c.distance >= bar {
-                    list.append(UInt32(c.id))
-                    marks[Int(c.id &>> 6)] |= 1 &<< (c.id & 63)
+                for s in scratch.touchedSlots where cells[Int(s)].score >= bar {
+                    list.append(s)
+                    marks[Int(s &>> 6)] |= 1 &<< UInt64(s & 63)
                 }
                 candidates = list
             }
