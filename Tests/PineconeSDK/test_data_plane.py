@@ -287,6 +287,65 @@ def test_sparse_and_hybrid_queries(pc, index_name, data):
     assert np.allclose(updated.values, data.base[0], atol=1e-6)
 
 
+def test_text_search(pc, server, index_name, data):
+    """Lodestone's BM25 text search over the wire: an index made with
+    lodestone.text_field, records upserted by the SDK with their text,
+    queries by "text" alone and with a vector; bad text input is 400."""
+    status, model = raw(server, "POST", "/indexes", {
+        "name": index_name, "dimension": 384, "metric": "cosine",
+        "spec": {"serverless": {"cloud": "aws", "region": "us-east-1"}}, "lodestone": {"text_field": "text"}})
+    assert status == 201, model
+    assert model["lodestone"]["text_field"] == "text"
+    index = pc.Index(index_name)
+    n = min(1_000, len(data.base))
+    ids = [m["id"] for m in data.metadata[:n]]
+    records = [{"id": i, "values": v.tolist(), "metadata": {"text": m["text"], "year": m["year"]}}
+               for i, v, m in zip(ids, data.base[:n], data.metadata[:n])]
+    assert index.upsert(vectors=records, batch_size=250).upserted_count == n
+    path = "/" + model["host"].split("/", 3)[3]
+    fetched = index.fetch(ids=ids[:1]).vectors[ids[0]]
+    assert len(fetched.sparse_values.indices) > 0  # the text's BM25 vector
+
+    def query(body):
+        return raw(server, "POST", path + "/query", body)
+
+    for r in range(0, 200, 10):
+        status, got = query({"text": data.metadata[r]["text"], "topK": 5, "includeMetadata": True})
+        assert status == 200, got
+        scores = [m["score"] for m in got["matches"]]
+        assert scores == sorted(scores, reverse=True) and scores[0] > 0
+        # A record's own text ranks it first (or tied with an equal text).
+        assert got["matches"][0]["id"] == ids[r] or got["matches"][0]["metadata"]["text"] == data.metadata[r]["text"] \
+            or abs(scores[0] - next(m["score"] for m in got["matches"] if m["id"] == ids[r])) < 1e-6
+        text_scores = {m["id"]: m["score"] for m in query({"text": data.metadata[r]["text"], "topK": n})[1]["matches"]}
+        status, hybrid = query({"text": data.metadata[r]["text"], "vector": data.queries[r].tolist(), "topK": 5,
+                                "filter": {"year": {"$gte": 2020}}, "includeMetadata": True})
+        assert status == 200, hybrid
+        for m in hybrid["matches"]:
+            k = ids.index(m["id"])
+            assert m["metadata"]["year"] >= 2020
+            expected = float(np.dot(data.queries[r], data.base[k]) / np.linalg.norm(data.queries[r]) / np.linalg.norm(data.base[k]))
+            assert abs(m["score"] - (expected + text_scores.get(m["id"], 0.0))) < 1e-3
+    bad = [
+        ({"text": 3, "topK": 3}, "text"),
+        ({"text": "python", "sparseVector": {"indices": [1], "values": [1.0]}, "topK": 3}, "sparseVector"),
+        ({"text": "python", "id": ids[0], "topK": 3}, "id"),
+    ]
+    for body, word in bad:
+        status, reply = query(body)
+        assert status == 400 and word in reply["error"]["message"], (body, reply)
+    status, reply = raw(server, "POST", path + "/vectors/upsert", {"vectors": [
+        {"id": "x", "values": data.base[0].tolist(), "sparseValues": {"indices": [1], "values": [1.0]}}]})
+    assert status == 400 and "sparseValues" in reply["error"]["message"], reply
+    status, reply = raw(server, "POST", path + "/vectors/upsert", {"vectors": [
+        {"id": "x", "values": data.base[0].tolist(), "metadata": {"text": 5}}]})
+    assert status == 400 and "text" in reply["error"]["message"], reply
+    assert index.describe_index_stats().total_vector_count == n
+    status, reply = raw(server, "POST", "/indexes", {"name": index_name + "-x", "dimension": 4,
+                                                      "lodestone": {"text_field": ""}})
+    assert status == 400, reply
+
+
 def test_sparse_index(pc, server, index_name, data):
     """A sparse index (vector_type "sparse"), as Pinecone's SDK creates and
     queries it: records with sparse values only, exact sparse queries."""

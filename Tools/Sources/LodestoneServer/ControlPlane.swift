@@ -79,6 +79,7 @@ extension PineconeService {
                 w.field("kind", index.kind.rawValue)
                 if index.kind == .hnsw { w.field("traversal", index.parameters.traversal.rawValue) }
                 w.field("record_count", index.count)
+                if let field = index.textField { w.field("text_field", field) }
                 if !index.embeddingModel.isEmpty { w.field("embedding_model", index.embeddingModel) }
             }
         }
@@ -179,7 +180,8 @@ extension PineconeService {
 
     /// Lodestone's own options, under `"lodestone"` in a create request:
     /// `kind` (`hnsw` or `flat`), `m`, `ef_construction`, `ef_search`,
-    /// `traversal` (`exact` or `quantized`).
+    /// `traversal` (`exact` or `quantized`), `text_field` (a metadata field
+    /// searched by BM25: `"text"` in a query).
     static func lodestoneOptions(_ body: Fields) throws(APIError) -> IndexOptions {
         var options = IndexOptions()
         guard let o = try body.object("lodestone") else { return options }
@@ -197,6 +199,12 @@ extension PineconeService {
                 throw .badRequest("lodestone.traversal \"\(walk)\" is not one of exact, quantized")
             }
             options.hnsw.traversal = t
+        }
+        if let field = try o.string("text_field") {
+            guard !field.isEmpty, field.utf8.count <= 512 else {
+                throw .badRequest("lodestone.text_field must be a metadata key of 1 to 512 bytes")
+            }
+            options.textField = field
         }
         return options
     }

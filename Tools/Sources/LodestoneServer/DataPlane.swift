@@ -180,7 +180,8 @@ extension PineconeService {
 
     /// `POST /query`, by `vector`, `sparseVector`, both (hybrid: the sum of
     /// the two scores, as Pinecone's sparse-dense queries), or a stored
-    /// record's `id`.
+    /// record's `id`; on an index with a text field, by `text` (BM25), alone
+    /// or with `vector`.
     func query(_ index: Index, _ r: ServerRequest) throws(APIError) -> Reply {
         let body = try r.fields()
         let sparse = try Self.sparse(body, "sparseVector", place: "sparseVector")
@@ -195,11 +196,21 @@ extension PineconeService {
         let id = try body.string("id")
         // Lodestone's own knob: the HNSW beam width for this query.
         let ef = try body.object("lodestone")?.int("ef", in: 1...10_000)
-        guard (vector == nil && sparse == nil) != (id == nil) else {
-            throw .badRequest("give \"vector\", \"sparseVector\" or both, or \"id\" alone")
+        let text = try body.string("text")
+        guard (vector == nil && sparse == nil && text == nil) != (id == nil) else {
+            throw .badRequest("give \"vector\", \"sparseVector\" or both, \"text\" (with or without \"vector\"), "
+                              + "or \"id\" alone")
+        }
+        guard text == nil || sparse == nil else {
+            throw .badRequest("give \"text\" or \"sparseVector\", not both (text is searched through its BM25 vector)")
         }
         let matches: [Match]
-        if let sparse {
+        if let text {
+            matches = try library { () throws(LodestoneError) -> [Match] in
+                try index.query(text: text, vector: vector, topK: topK, namespace: namespace, filter: filter,
+                                includeValues: includeValues, includeMetadata: includeMetadata, ef: ef).matches
+            }
+        } else if let sparse {
             matches = try library { () throws(LodestoneError) -> [Match] in
                 try index.query(vector: vector, sparseVector: sparse, topK: topK, namespace: namespace, filter: filter,
                                 includeValues: includeValues, includeMetadata: includeMetadata, ef: ef).matches
