@@ -100,6 +100,7 @@ struct CreateCommand: ParsableCommand {
     @Option(help: "HNSW default search beam width.") var efSearch: Int = 64
     @Option(help: "HNSW layer-0 walk: exact, or quantized (neighbours' 1-bit codes and the node's 8-bit code beside the links: faster, ~2.4 KB more per vector at m 16, 384-d).")
     var traversal: String = "exact"
+    @Option(help: "A metadata field of text to search with BM25 (query --text).") var textField: String?
 
     func run() throws {
         try CLIExit.run {
@@ -111,7 +112,8 @@ struct CreateCommand: ParsableCommand {
             let db = try options.open()
             try db.createIndex(name: name, dimension: dimension, metric: metric, embeddingModel: model,
                                options: IndexOptions(kind: kind, hnsw: HNSWParameters(m: m, efConstruction: efConstruction,
-                                                                                       efSearch: efSearch, traversal: walk)))
+                                                                                       efSearch: efSearch, traversal: walk),
+                                                      textField: textField))
             options.report("created \(kind.rawValue) index \"\(name)\" (\(dimension)-d, \(metric.rawValue)) in \(options.db)") {
                 $0.set("created", name)
             }
@@ -151,13 +153,14 @@ struct DescribeCommand: ParsableCommand {
             line.set("ready", d.ready)
             line.set("fingerprint_vectors", d.fingerprint.count)
             line.set("fingerprint_mean_norm", d.fingerprint.meanNorm)
+            if let field = d.textField { line.set("text_field", field) }
             if options.json { print(line.text); return }
             print("""
                 \(d.name): \(d.kind.rawValue) index, \(d.dimension)-d, \(d.metric.rawValue), model \
                 \(d.embeddingModel.isEmpty ? "(not recorded)" : d.embeddingModel)
                 records: \(d.recordCount); on disk: \(d.diskBytes) bytes; ready: \(d.ready)
                 fingerprint: \(d.fingerprint.count) vectors, mean norm \(String(format: "%.4f", d.fingerprint.meanNorm))
-                """)
+                """ + (d.textField.map { "\ntext field (BM25): \($0)" } ?? ""))
         }
     }
 }

@@ -81,11 +81,13 @@ struct UpsertCommand: ParsableCommand {
 
 struct QueryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "query", abstract: "Query by vector, by id, or with every vector of a file.")
+        commandName: "query", abstract: "Query by vector, by id, by text (BM25), or with every vector of a file.")
     @OptionGroup var options: DatabaseOptions
     @Argument var name: String
     @Option(help: "A query vector: comma-separated numbers, or a JSON array.") var vector: String?
     @Option(help: "Use the stored vector of this record id.") var id: String?
+    @Option(help: "Search the index's text field (create --text-field) with BM25; with --vector, a hybrid query.")
+    var text: String?
     @Option(help: "A file of query vectors: one per line (comma-separated or JSON array), or .fvecs/.npy.")
     var textFile: String?
     @Option(name: .customLong("top-k"), help: "Results per query.") var topK: Int = 10
@@ -101,7 +103,12 @@ struct QueryCommand: ParsableCommand {
             let index = try options.open().index(name)
             let f = try parseFilter(filter)
             var responses: [QueryResponse] = []
-            if let id {
+            if let text {
+                guard id == nil, textFile == nil else { throw ValidationError("--text goes alone or with --vector") }
+                responses.append(try index.query(text: text, vector: try vector.map(parseVector), topK: topK,
+                                                 namespace: namespace, filter: f, includeValues: includeValues,
+                                                 includeMetadata: includeMetadata, ef: ef, explain: explain))
+            } else if let id {
                 responses.append(try index.query(id: id, topK: topK, namespace: namespace, filter: f,
                                                  includeValues: includeValues, includeMetadata: includeMetadata, ef: ef,
                                                  explain: explain))

@@ -157,6 +157,32 @@ struct CLITests {
         #expect(badFilter.status == 4 && badFilter.errors.contains("$near"))
     }
 
+    @Test("create --text-field, then query --text (BM25) alone and with --vector; --text on another index is exit 4")
+    func textSearch() throws {
+        let dir = Fixtures.temporaryDirectory("cli-text")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/db"
+        let (vectors, metadata, _) = Self.files
+        func ok(_ args: [String]) throws -> String {
+            let r = try Self.lodestone(args, db: db)
+            #expect(r.status == 0, "\(args): \(r.errors)")
+            return r.output
+        }
+        _ = try ok(["create", "docs", "--dimension", "384", "--kind", "flat", "--text-field", "text"])
+        _ = try ok(["upsert", "docs", vectors, "--metadata", metadata])
+        let record = Fixtures.realMetadata[3]
+        guard case let .string(text)? = record.metadata["text"] else { Issue.record("no text"); return }
+        let found = try ok(["query", "docs", "--text", text, "--top-k", "3", "--json", "--include-metadata"])
+        #expect(found.split(separator: "\n").count == 3)
+        #expect(found.contains(text), "\(found)")
+        let vector = Fixtures.realData.queries.row(0).map { "\($0)" }.joined(separator: ",")
+        let hybrid = try ok(["query", "docs", "--text", text, "--vector", vector, "--top-k", "4", "--json"])
+        #expect(hybrid.split(separator: "\n").count == 4)
+        _ = try ok(["create", "plain", "--dimension", "4"])
+        let bad = try Self.lodestone(["query", "plain", "--text", "python"], db: db)
+        #expect(bad.status == 4 && bad.errors.contains("no text field"), "\(bad.errors)")
+    }
+
     @Test("persist, then reopen in a new process: identical results, nothing re-linked")
     func reopenInAnotherProcess() throws {
         let data = Fixtures.realData
