@@ -181,6 +181,9 @@ class Index(_Native):
         self.metric = METRIC_NAMES[int(self._lib.lds_index_metric(handle))]
         self.kind = {0: "hnsw", 1: "flat", 2: "sparse"}[int(self._lib.lds_index_kind(handle))]
         self.embedding_model = self._ffi.string(self._lib.lds_index_embedding_model(handle)).decode("utf-8")
+        field = self._lib.lds_index_text_field(handle)
+        #: The metadata field searched by `query(text=...)` (BM25), or None.
+        self.text_field = None if field == self._ffi.NULL else self._ffi.string(field).decode("utf-8")
 
     def __len__(self) -> int:
         with self._handle as h:
@@ -291,23 +294,41 @@ class Index(_Native):
 
     # -- reading ---------------------------------------------------------
     def query(self, vector=None, *, id: Optional[str] = None, sparse_vector: Optional[Dict[str, Any]] = None,
-              top_k: int = 10, namespace: str = "", filter: Filter = None, include_values: bool = False,
-              include_metadata: bool = False, ef: int = 0, fusion: str = "sum", rrf_k: int = 60) -> List[Match]:
+              text: Optional[str] = None, top_k: int = 10, namespace: str = "", filter: Filter = None,
+              include_values: bool = False, include_metadata: bool = False, ef: int = 0, fusion: str = "sum",
+              rrf_k: int = 60) -> List[Match]:
         """The top_k records nearest a vector (or a stored record's vector,
         `id=`), best first, among those passing `filter` (Pinecone's
         filter language, a dict or JSON text). With `sparse_vector`
         ({"indices", "values"}): alone, records ranked by sparse dot product
         (exact); with `vector`, a hybrid query: `fusion` "sum" scores the
         dense score plus the sparse one (Pinecone's), "rrf" fuses the two
-        rankings (constant `rrf_k`)."""
+        rankings (constant `rrf_k`). With `text`, on an index created with
+        a `text_field`: records ranked by BM25 over that field (term
+        weights are idf over the records stored now), alone or, with
+        `vector`, fused the same way."""
         f = self._ffi
         if vector is not None and self.kind == "sparse":
-            raise InvalidArgument("invalid vector: a sparse index is queried with a sparse_vector only")
+            raise InvalidArgument("invalid vector: a sparse index is queried with a sparse_vector or text only")
+        if fusion not in ("sum", "rrf"):
+            raise InvalidArgument(f"invalid fusion: {fusion!r}; use 'sum' or 'rrf'")
+        if text is not None:
+            if id is not None or sparse_vector is not None:
+                raise InvalidArgument("invalid arguments: a text query takes no id and no sparse_vector")
+            if not isinstance(text, str):
+                raise InvalidArgument(f"invalid text: a string, got {type(text).__name__}")
+            v = f.NULL
+            if vector is not None:
+                q = _matrix(vector, self.dimension, "vector")
+                if q.shape[0] != 1:
+                    raise InvalidArgument("invalid vector: query takes one vector; use query_batch for many")
+                v = f.from_buffer("float[]", q)
+            return self._matches(self._lib.lds_index_query_text, text.encode("utf-8"), v, top_k, _c(namespace),
+                                 _filter_text(filter), 0 if fusion == "sum" else 1, rrf_k, include_values,
+                                 include_metadata, ef, dimension=self.dimension)[0]
         if sparse_vector is not None:
             if id is not None:
                 raise InvalidArgument("invalid arguments: a sparse_vector query takes no id")
-            if fusion not in ("sum", "rrf"):
-                raise InvalidArgument(f"invalid fusion: {fusion!r}; use 'sum' or 'rrf'")
             so, si, sv = _sparse_arrays([sparse_vector])
             v = f.NULL
             if vector is not None:
@@ -321,7 +342,7 @@ class Index(_Native):
                                  _c(namespace), _filter_text(filter), 0 if fusion == "sum" else 1, rrf_k,
                                  include_values, include_metadata, ef, dimension=self.dimension)[0]
         if (vector is None) == (id is None):
-            raise InvalidArgument("invalid arguments: query takes a vector, an id or a sparse_vector")
+            raise InvalidArgument("invalid arguments: query takes a vector, an id, a sparse_vector or text")
         if id is not None:
             return self._matches(self._lib.lds_index_query_id, id.encode("utf-8"), top_k, _c(namespace),
                                  _filter_text(filter), include_values, include_metadata, ef,
@@ -429,14 +450,18 @@ class Database(_Native):
 
     def create_index(self, name: str, dimension: int, metric: str = "cosine", embedding_model: Optional[str] = None,
                      kind: str = "hnsw", m: int = 16, ef_construction: int = 200, ef_search: int = 64,
-                     durability: str = "synchronous", traversal: str = "exact") -> Index:
+                     durability: str = "synchronous", traversal: str = "exact",
+                     text_field: Optional[str] = None) -> Index:
         """Creates an empty index (kind 'hnsw' or 'flat', or 'sparse' with
         dimension 0 and metric 'dotproduct': sparse values only); the embedding
         model's name is recorded and checked when the index is reopened.
         `traversal` 'quantized' keeps each HNSW node's neighbours' 1-bit
         codes and its own 8-bit code beside its links: 2.5-3.7x the
         queries/s of 'exact' at the same recall (recall 0.90-0.99 on 100k
-        x 384), for about 2.4 KB more per vector (m 16, 384-d)."""
+        x 384), for about 2.4 KB more per vector (m 16, 384-d).
+        `text_field`: a metadata field of text the index keeps BM25 vectors
+        of (as each record's sparse values), searched by
+        `Index.query(text=...)`; records then give no sparse_values."""
         if kind not in KINDS:
             raise InvalidArgument(f"invalid kind: {kind!r}; use 'hnsw', 'flat' or 'sparse'")
         if traversal not in TRAVERSALS:
@@ -444,9 +469,11 @@ class Database(_Native):
         if durability not in DURABILITY:
             raise InvalidArgument(f"invalid durability: {durability!r}; use one of {sorted(DURABILITY)}")
         out = self._ffi.new("lds_index **")
-        self._call(self._lib.lds_db_create_index, name.encode("utf-8"), int(dimension), metric_code(metric),
+        if text_field is not None and not isinstance(text_field, str):
+            raise InvalidArgument(f"invalid text_field: a string, got {type(text_field).__name__}")
+        self._call(self._lib.lds_db_create_text_index, name.encode("utf-8"), int(dimension), metric_code(metric),
                    _c(embedding_model), KINDS[kind], int(m), int(ef_construction), int(ef_search),
-                   TRAVERSALS[traversal], DURABILITY[durability], out)
+                   TRAVERSALS[traversal], DURABILITY[durability], _c(text_field), out)
         return Index(out[0], name)
 
     def index(self, name: str, embedding_model: Optional[str] = None, durability: str = "synchronous") -> Index:

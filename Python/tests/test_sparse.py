@@ -94,3 +94,72 @@ def test_sparse_index_persists_and_refuses_bad_input(tmp_path, data, corpus):
     by_id = index.query(id=ids[0], top_k=10)  # by the record's sparse vector
     assert [m.id for m in by_id] == [m.id for m in index.query(sparse_vector=docs[0], top_k=10)]
     db.close()
+
+
+def bm25_reference(texts):
+    """BM25 as the index computes it, keyed by token (no hashing): document
+    weights tf / (tf + k1 (1 - b + b dl / avgdl)), query terms idf
+    ln((N + 1) / (df + 0.5)) normalised to sum 1."""
+    import math
+    import re
+    import unicodedata
+    def tokenize(text):
+        return [t for t in re.findall(r"[^\W_]+", unicodedata.normalize("NFKC", text).lower()) if len(t) <= 64]
+    docs = []
+    for t in texts:
+        counts = {}
+        for token in tokenize(t):
+            counts[token] = counts.get(token, 0) + 1
+        docs.append((counts, sum(counts.values())))
+    with_text = [d for d in docs if d[1] > 0]
+    avgdl = sum(d[1] for d in with_text) / len(with_text)
+    df = {}
+    for counts, _ in with_text:
+        for token in counts:
+            df[token] = df.get(token, 0) + 1
+    weights = [{t: c / (c + 1.2 * (0.25 + 0.75 * dl / avgdl)) for t, c in counts.items()} for counts, dl in docs]
+
+    def scores(query):
+        terms = set(tokenize(query))
+        idf = {t: math.log((len(with_text) + 1) / (df.get(t, 0) + 0.5)) for t in terms}
+        total = sum(idf.values())
+        return [sum(idf[t] / total * w.get(t, 0.0) for t in terms) if total > 0 else 0.0 for w in weights]
+    return scores
+
+
+def test_text_search_ranks_as_bm25(tmp_path, data):
+    n = min(2_000, len(data.base) - 50)
+    db = lodestone.Database(str(tmp_path / "db"))
+    index = db.create_index("docs", dimension=384, metric="cosine", kind="flat", text_field="text")
+    assert index.text_field == "text"
+    ids = [m["id"] for m in data.metadata[:n]]
+    texts = [m["text"] for m in data.metadata[:n]]
+    index.upsert(ids=ids, values=data.base[:n], metadata=[{"text": t, "year": m["year"]}
+                                                         for t, m in zip(texts, data.metadata[:n])])
+    scores = bm25_reference(texts)
+    unit = data.base[:n].astype(np.float64)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    for qi, m in enumerate(data.metadata[n:n + 20]):
+        s = scores(m["text"])
+        exact = sorted((x for x in s if x != 0), reverse=True)[:10]
+        got = index.query(text=m["text"], top_k=10)
+        assert np.allclose([g.score for g in got], exact, atol=1e-5), (m["text"], got)
+        q = data.queries[qi].astype(np.float64)
+        dense = unit @ (q / np.linalg.norm(q))
+        hybrid = sorted((dense[i] + s[i] for i in range(n)), reverse=True)[:10]
+        got = index.query(data.queries[qi], text=m["text"], top_k=10)
+        assert np.allclose([g.score for g in got], hybrid, atol=1e-4)
+        filtered = index.query(text=m["text"], top_k=10, filter={"year": {"$gte": 2020}}, include_metadata=True)
+        assert all(g.metadata["year"] >= 2020 for g in filtered)
+    with pytest.raises(lodestone.InvalidArgument, match="sparseValues"):
+        index.upsert([{"id": "x", "values": data.base[0], "sparse_values": {"indices": [1], "values": [1.0]}}])
+    with pytest.raises(lodestone.InvalidMetadata, match="text"):
+        index.upsert([{"id": "x", "values": data.base[0], "metadata": {"text": 3}}])
+    with pytest.raises(lodestone.InvalidArgument, match="text"):
+        index.query(text=3, top_k=3)
+    assert len(index) == n
+    plain = db.create_index("plain", dimension=384)
+    assert plain.text_field is None
+    with pytest.raises(lodestone.InvalidArgument, match="no text field"):
+        plain.query(text="python", top_k=3)
+    db.close()

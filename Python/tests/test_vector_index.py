@@ -211,8 +211,8 @@ def test_installed_package_bundles_its_library():
     # The library's release number (LodestoneVersion) is the package's.
     import importlib.metadata
     assert info["version"] == importlib.metadata.version("lodestone"), info
-    # ABI 3: sparse vectors (lds_index_upsert_sparse, lds_index_query_sparse, lds_matches_sparse).
-    assert info["abi"] == 3 and info["kernel"] in ("avx2", "avx512", "neon", "portable")
+    # ABI 4: text search (lds_db_create_text_index, lds_index_query_text, lds_index_text_field).
+    assert info["abi"] == 4 and info["kernel"] in ("avx2", "avx512", "neon", "portable")
 
 
 def test_close_while_other_threads_search_is_safe(data):

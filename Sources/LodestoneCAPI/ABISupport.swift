@@ -11,7 +11,7 @@ import Darwin
 #endif
 
 /// The ABI version this library implements (`LDS_ABI_VERSION`).
-let abiVersion: UInt32 = 3
+let abiVersion: UInt32 = 4
 
 /// A C `lds_error`: a status code and a NUL-terminated message.
 final class ErrorBox {

@@ -21,13 +21,19 @@ final class DatabaseBox {
 final class IndexBox {
     let index: Index
     let model: UnsafeMutablePointer<CChar>
+    /// The text field's name, or nil.
+    let textField: UnsafeMutablePointer<CChar>?
 
     init(_ index: Index) {
         self.index = index
         model = strdup(index.embeddingModel)!
+        textField = index.textField.map { strdup($0)! }
     }
 
-    deinit { free(model) }
+    deinit {
+        free(model)
+        free(textField)
+    }
 }
 
 private func db(_ handle: OpaquePointer?) throws(LodestoneError) -> Database {
@@ -76,6 +82,16 @@ public func lds_db_create_index(_ handle: OpaquePointer?, _ name: UnsafePointer<
                                 _ efSearch: Int64, _ traversal: Int32, _ durability: Int32,
                                 _ out: UnsafeMutablePointer<OpaquePointer?>?,
                                 _ err: ErrorOut) -> Int32 {
+    lds_db_create_text_index(handle, name, dimension, metric, model, kind, m, efConstruction, efSearch, traversal,
+                             durability, nil, out, err)
+}
+
+@_cdecl("lds_db_create_text_index")
+public func lds_db_create_text_index(_ handle: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ dimension: Int64,
+                                     _ metric: Int32, _ model: UnsafePointer<CChar>?, _ kind: Int32, _ m: Int64,
+                                     _ efConstruction: Int64, _ efSearch: Int64, _ traversal: Int32, _ durability: Int32,
+                                     _ textField: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                                     _ err: ErrorOut) -> Int32 {
     withStatus(err) { () throws(LodestoneError) in
         let database = try db(handle)
         let out = try Check.pointer(out, "out")
@@ -85,7 +101,8 @@ public func lds_db_create_index(_ handle: OpaquePointer?, _ name: UnsafePointer<
             efConstruction: efConstruction == 0 ? defaults.efConstruction : try Check.count(efConstruction, "ef_construction", atLeast: 1),
             efSearch: efSearch == 0 ? defaults.efSearch : try Check.count(efSearch, "ef_search", atLeast: 1),
             traversal: try Check.traversal(traversal))
-        let options = IndexOptions(kind: try Check.kind(kind), hnsw: parameters, durability: try Check.durability(durability))
+        let options = IndexOptions(kind: try Check.kind(kind), hnsw: parameters, durability: try Check.durability(durability),
+                                   textField: try Check.optionalString(textField, "text_field"))
         // A sparse index has no dense dimension (0).
         let index = try database.createIndex(name: try Check.string(name, "name"),
                                              dimension: try Check.count(dimension, "dimension",
@@ -130,7 +147,8 @@ public func lds_db_describe_index(_ handle: OpaquePointer?, _ name: UnsafePointe
         let d = try database.describeIndex(try Check.string(name, "name"))
         text(out, #"{"name":\#(json(d.name)),"dimension":\#(d.dimension),"metric":\#(json(d.metric.rawValue)),"#
              + #""embedding_model":\#(json(d.embeddingModel)),"kind":\#(json(d.kind.rawValue)),"#
-             + #""record_count":\#(d.recordCount),"disk_bytes":\#(d.diskBytes),"ready":\#(d.ready)}"#)
+             + #""record_count":\#(d.recordCount),"disk_bytes":\#(d.diskBytes),"ready":\#(d.ready),"#
+             + #""text_field":\#(d.textField.map(json) ?? "null")}"#)
     }
 }
 
@@ -182,6 +200,11 @@ nonisolated(unsafe) private let noModel = staticCString("")
 @_cdecl("lds_index_embedding_model")
 public func lds_index_embedding_model(_ handle: OpaquePointer?) -> UnsafePointer<CChar> {
     (try? object(handle, IndexBox.self, name: "index")).map { UnsafePointer($0.model) } ?? noModel
+}
+
+@_cdecl("lds_index_text_field")
+public func lds_index_text_field(_ handle: OpaquePointer?) -> UnsafePointer<CChar>? {
+    (try? object(handle, IndexBox.self, name: "index"))?.textField.map { UnsafePointer($0) }
 }
 
 @_cdecl("lds_index_count")

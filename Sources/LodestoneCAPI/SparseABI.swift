@@ -26,6 +26,15 @@ extension Check {
         }
         return out
     }
+
+    /// A fusion code: 0 the sum of scores, 1 reciprocal rank with `rrfK`.
+    static func fusion(_ code: Int32, _ rrfK: Int64) throws(LodestoneError) -> HybridFusion {
+        switch code {
+        case 0: return .sum
+        case 1: return .reciprocalRank(k: try count(rrfK, "rrf_k", atMost: 1_000_000))
+        default: throw .invalidArgument(name: "fusion", reason: "must be 0 (sum) or 1 (reciprocal rank), got \(code)")
+        }
+    }
 }
 
 @_cdecl("lds_index_upsert_sparse")
@@ -61,14 +70,26 @@ public func lds_index_query_sparse(_ handle: OpaquePointer?, _ vector: UnsafePoi
                 ?? SparseVector(indices: [], values: [])
         }
         let dense = vector == nil ? nil : try Check.floats(vector, count: index.dimension, "vector")
-        let fused: HybridFusion
-        switch fusion {
-        case 0: fused = .sum
-        case 1: fused = .reciprocalRank(k: try Check.count(rrfK, "rrf_k", atMost: 1_000_000))
-        default: throw .invalidArgument(name: "fusion", reason: "must be 0 (sum) or 1 (reciprocal rank), got \(fusion)")
-        }
         let r = try index.query(vector: dense, sparseVector: query, topK: a.topK, namespace: a.namespace, filter: a.filter,
-                                fusion: fused, includeValues: a.values, includeMetadata: a.metadata, ef: a.ef)
+                                fusion: try Check.fusion(fusion, rrfK), includeValues: a.values, includeMetadata: a.metadata, ef: a.ef)
+        a.hand([r.matches], dimension: index.dimension, to: out)
+    }
+}
+
+@_cdecl("lds_index_query_text")
+public func lds_index_query_text(_ handle: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ vector: UnsafePointer<Float>?,
+                                 _ topK: Int64, _ namespace: UnsafePointer<CChar>?, _ filter: UnsafePointer<CChar>?,
+                                 _ fusion: Int32, _ rrfK: Int64, _ includeValues: Int32, _ includeMetadata: Int32,
+                                 _ ef: Int64, _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: ErrorOut) -> Int32 {
+    withStatus(err) { () throws(LodestoneError) in
+        let index = try ix(handle)
+        let out = try Check.pointer(out, "out")
+        let a = try QueryArguments(topK, ef, namespace, filter, includeValues, includeMetadata)
+        let words = try Check.string(text, "text")
+        let dense = vector == nil ? nil : try Check.floats(vector, count: index.dimension, "vector")
+        let r = try index.query(text: words, vector: dense, topK: a.topK, namespace: a.namespace, filter: a.filter,
+                                fusion: try Check.fusion(fusion, rrfK), includeValues: a.values,
+                                includeMetadata: a.metadata, ef: a.ef)
         a.hand([r.matches], dimension: index.dimension, to: out)
     }
 }

@@ -53,7 +53,7 @@ extern "C" {
 
 /* cdef-begin: the Python package feeds what follows to cffi. */
 
-#define LDS_ABI_VERSION 3
+#define LDS_ABI_VERSION 4
 
 #define LDS_OK 0
 #define LDS_E_INVALID_ARGUMENT 1
@@ -211,6 +211,13 @@ int32_t lds_db_create_index(lds_db *db, const char *name, int64_t dimension, int
                             const char *embedding_model, int32_t kind, int64_t m, int64_t ef_construction,
                             int64_t ef_search, int32_t traversal, int32_t durability, lds_index **out,
                             lds_error **err);
+/* lds_db_create_index with a text field (ABI 4; NULL: none): the index keeps
+ * a BM25 vector of each record's metadata[text_field] (a string) as its
+ * sparse values, and lds_index_query_text searches it. */
+int32_t lds_db_create_text_index(lds_db *db, const char *name, int64_t dimension, int32_t metric,
+                                 const char *embedding_model, int32_t kind, int64_t m, int64_t ef_construction,
+                                 int64_t ef_search, int32_t traversal, int32_t durability, const char *text_field,
+                                 lds_index **out, lds_error **err);
 /* Opens an existing index. When embedding_model is not NULL it must equal
  * the index's (else LDS_E_EMBEDDING_MODEL_MISMATCH, naming both). */
 int32_t lds_db_open_index(lds_db *db, const char *name, const char *embedding_model, int32_t durability,
@@ -219,7 +226,7 @@ int32_t lds_db_delete_index(lds_db *db, const char *name, lds_error **err);
 /* JSON array of index names, sorted. */
 int32_t lds_db_list_indexes(lds_db *db, lds_text **out, lds_error **err);
 /* JSON object: name, dimension, metric, embedding_model, kind, record_count,
- * disk_bytes, ready. */
+ * disk_bytes, ready, text_field (null when none). */
 int32_t lds_db_describe_index(lds_db *db, const char *name, lds_text **out, lds_error **err);
 /* Imports gzip'd JSON Lines (lds_index_export's format) into index `name`,
  * creating it if missing (dimension 0: from the first record). Writes a
@@ -240,6 +247,8 @@ int32_t lds_index_metric(const lds_index *index);
 int32_t lds_index_kind(const lds_index *index);
 /* The embedding model name; valid as long as the handle. */
 const char *lds_index_embedding_model(const lds_index *index);
+/* The text field's name (ABI 4), or NULL; valid as long as the handle. */
+const char *lds_index_text_field(const lds_index *index);
 /* Records in all namespaces (-1 if the index is closed). */
 int64_t lds_index_count(const lds_index *index);
 
@@ -287,6 +296,14 @@ int32_t lds_index_query_sparse(const lds_index *index, const float *vector, cons
                                const float *sparse_values, int64_t nnz, int64_t top_k, const char *namespace_,
                                const char *filter_json, int32_t fusion, int64_t rrf_k, int32_t include_values,
                                int32_t include_metadata, int64_t ef, lds_matches **out, lds_error **err);
+/* BM25 search of the index's text field (ABI 4): text alone (vector NULL),
+ * or a hybrid query with a dense vector, fused as lds_index_query_sparse
+ * fuses. Term weights are idf over the records stored now. An index
+ * without a text field is LDS_E_INVALID_ARGUMENT. */
+int32_t lds_index_query_text(const lds_index *index, const char *text, const float *vector, int64_t top_k,
+                             const char *namespace_, const char *filter_json, int32_t fusion, int64_t rrf_k,
+                             int32_t include_values, int32_t include_metadata, int64_t ef, lds_matches **out,
+                             lds_error **err);
 /* Sets a record's values (NULL: keep) and merges set_metadata_json (NULL:
  * keep) into its metadata. LDS_E_RECORD_NOT_FOUND if absent. */
 int32_t lds_index_update(lds_index *index, const char *id, const float *values, const char *set_metadata_json,

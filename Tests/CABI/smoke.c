@@ -140,6 +140,39 @@ static void sparse(lds_db *db) {
     CHECK(lds_db_delete_index(db, "keywords", NULL) == LDS_OK);
 }
 
+/* A text index: BM25 over metadata["body"], a text query finding the record
+ * that holds the words, and a text query on an index without a text field
+ * refused. */
+static void text_search(lds_db *db) {
+    lds_index *ix = NULL;
+    lds_error *err = NULL;
+    CHECK(lds_db_create_text_index(db, "texts", 2, LDS_METRIC_COSINE, NULL, LDS_KIND_FLAT, 0, 0, 0,
+                                   LDS_TRAVERSAL_EXACT, LDS_DURABILITY_SYNCHRONOUS, "body", &ix, &err) == LDS_OK);
+    CHECK(lds_index_text_field(ix) != NULL && strcmp(lds_index_text_field(ix), "body") == 0);
+    const char ids[] = "ab";
+    const char meta[] = "{\"body\": \"fast JSON parser\"}{\"body\": \"array maths\"}";
+    const int64_t meta_offsets[] = {0, 28, 51};
+    const float values[] = {1, 0, 0, 1};
+    CHECK(lds_index_upsert(ix, ids, (const int64_t[]){0, 1, 2}, 2, values, meta, meta_offsets, NULL, NULL, 1,
+                           &err) == LDS_OK);
+    lds_matches *m = NULL;
+    CHECK(lds_index_query_text(ix, "Array", NULL, 5, NULL, NULL, 0, 0, 0, 1, 0, &m, &err) == LDS_OK);
+    CHECK(lds_matches_count(m) == 1 && lds_matches_scores(m)[0] > 0);
+    lds_matches_free(m);
+    const float q[] = {1, 0};
+    CHECK(lds_index_query_text(ix, "json", q, 2, NULL, NULL, 0, 0, 0, 0, 0, &m, &err) == LDS_OK);
+    CHECK(lds_matches_count(m) == 2 && lds_matches_scores(m)[0] > 1.0f);
+    lds_matches_free(m);
+    CHECK(lds_index_close(ix, 1, NULL) == LDS_OK);
+    lds_index_free(ix);
+    CHECK(lds_db_create_index(db, "plain", 2, LDS_METRIC_COSINE, NULL, LDS_KIND_FLAT, 0, 0, 0, LDS_TRAVERSAL_EXACT,
+                              LDS_DURABILITY_SYNCHRONOUS, &ix, &err) == LDS_OK);
+    CHECK(lds_index_text_field(ix) == NULL);
+    expect_error(lds_index_query_text(ix, "json", NULL, 2, NULL, NULL, 0, 0, 0, 0, 0, &m, &err), &err,
+                 LDS_E_INVALID_ARGUMENT, "no text field");
+    lds_index_free(ix);
+}
+
 static void database(void) {
     char dir[] = "/tmp/lodestone-capi-db-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
@@ -186,6 +219,7 @@ static void database(void) {
                  LDS_E_INVALID_ARGUMENT, "UTF-8");
     CHECK(lds_index_count(ix) == 3);
     sparse(db);
+    text_search(db);
     lds_text *text = NULL;
     CHECK(lds_index_stats(ix, &text, &err) == LDS_OK);
     size_t length = 0;
