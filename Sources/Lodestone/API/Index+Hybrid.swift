@@ -112,10 +112,11 @@ extension Index {
         var sparseSide: [Neighbor]
         let denseSide: [Neighbor], statistics: SearchStatistics
         /// The dense candidates' sums of both scores, once known.
-        var denseSums: [UInt64: Float]? = nil
-        func sums(of candidates: [Neighbor]) -> [UInt64: Float] {
-            Dictionary(candidates.map { ($0.key, $0.score + table.sparse.dot(slot: UInt32($0.key), sparse)) },
-                       uniquingKeysWith: { first, _ in first })
+        var denseSums: [Neighbor]? = nil
+        func sums(of candidates: [Neighbor]) -> [Neighbor] {
+            zip(candidates, table.sparse.dots(slots: candidates.map { UInt32($0.key) }, sparse)).map {
+                Neighbor(key: $0.key, score: $0.score + $1)
+            }
         }
         if exact {
             sparseSide = table.sparse.search(sparse, k: max(depth, matches), allowed: allowed, slots: table.capacity)
@@ -139,24 +140,28 @@ extension Index {
                 // hybrid score so far minus that to make the top k.
                 let known = sums(of: denseSide)
                 denseSums = known
-                floor = known.values.sorted(by: >)[topK - 1] - last.score
+                floor = known.map(\.score).sorted(by: >)[topK - 1] - last.score
             }
             sparseSide = table.sparse.search(sparse, k: depth, allowed: allowed, slots: table.capacity, floor: floor)
         }
-        var fused: [UInt64: Float] = [:]
+        var fused: [Neighbor]
         switch fusion {
         case .sum:
+            // The sparse side's scores are exact: a record it alone proposed
+            // needs only its dense score.
             fused = denseSums ?? sums(of: denseSide)
-            let missing = sparseSide.map(\.key).filter { fused[$0] == nil }
-            for (key, d) in zip(missing, engine.dots(dense, keys: missing)) {
-                fused[key] = d + table.sparse.dot(slot: UInt32(key), sparse)
+            let proposed = Set(denseSide.map(\.key))
+            let missing = sparseSide.filter { !proposed.contains($0.key) }
+            for (n, d) in zip(missing, engine.dots(dense, keys: missing.map(\.key))) {
+                fused.append(Neighbor(key: n.key, score: d + n.score))
             }
         case let .reciprocalRank(k):
-            for (rank, n) in denseSide.enumerated() { fused[n.key, default: 0] += 1 / Float(k + rank + 1) }
-            for (rank, n) in sparseSide.enumerated() { fused[n.key, default: 0] += 1 / Float(k + rank + 1) }
+            var scores: [UInt64: Float] = [:]
+            for (rank, n) in denseSide.enumerated() { scores[n.key, default: 0] += 1 / Float(k + rank + 1) }
+            for (rank, n) in sparseSide.enumerated() { scores[n.key, default: 0] += 1 / Float(k + rank + 1) }
+            fused = scores.map { Neighbor(key: $0.key, score: $0.value) }
         }
-        let ranked = fused.map { Neighbor(key: $0.key, score: $0.value) }
-            .sorted { $0.score > $1.score || ($0.score == $1.score && $0.key < $1.key) }
+        let ranked = fused.sorted { $0.score > $1.score || ($0.score == $1.score && $0.key < $1.key) }
         var out = statistics
         out.plan = .hybrid
         out.ef = depth

@@ -254,10 +254,12 @@ public final class HNSWIndex: @unchecked Sendable {
     func dots(_ query: [Float], keys: [UInt64]) -> [Float] {
         writer.withLock { w in
             ensureKeys(&w)
+            // Every vector is requested before the first is read (each is a
+            // run of likely cache misses).
+            let nodes = keys.map { key in w.keys.node(forKey: key) { self.key($0) } }
+            for case let node? in nodes { lodestone_prefetch_bytes_l2(vector(node), dimension * 4) }
             return query.withUnsafeBufferPointer { q in
-                keys.map { key in
-                    w.keys.node(forKey: key) { self.key($0) }.map { kernels.dot(q.baseAddress!, vector($0), dimension) } ?? 0
-                }
+                nodes.map { node in node.map { kernels.dot(q.baseAddress!, vector($0), dimension) } ?? 0 }
             }
         }
     }

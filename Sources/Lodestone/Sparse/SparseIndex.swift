@@ -1,3 +1,5 @@
+import CLodestoneKernels
+
 /// One component of a sparse vector (term id and value) or one posting of
 /// a term (slot and value): the 8-byte entry of the sparse sections.
 struct SparseEntry: SectionElement {
@@ -125,11 +127,26 @@ final class SparseIndex {
         return SparseVector(indices: c.map(\.key), values: c.map(\.value))
     }
 
-    /// The dot product of `slot`'s vector with `query` (ascending indices).
-    func dot(slot: UInt32, _ query: SparseVector) -> Float {
-        guard let c = components(slot: slot) else { return 0 }
+    /// The dot products of `slots`' vectors with `query` (ascending
+    /// indices), 0 for a slot without one. Each slot is two likely cache
+    /// misses (where its components are, then them): every slot's first is
+    /// requested before any is read, then every second.
+    func dots(slots: [UInt32], _ query: SparseVector) -> [Float] {
+        overlay.withUnsafeBufferPointer { overlay in
+            for s in slots {
+                let i = Int(s)
+                if i < overlay.count { lodestone_prefetch(overlay.baseAddress! + i) } else if let p = base?.locator(slot: i) {
+                    lodestone_prefetch(p)
+                }
+            }
+        }
+        let found = slots.map { s -> UnsafeBufferPointer<SparseEntry>? in
+            let c = components(slot: s)
+            if let c { lodestone_prefetch(c.baseAddress!) }
+            return c
+        }
         return query.indices.withUnsafeBufferPointer { qi in
-            query.values.withUnsafeBufferPointer { qv in Self.dot(c, qi, qv) }
+            query.values.withUnsafeBufferPointer { qv in found.map { $0.map { Self.dot($0, qi, qv) } ?? 0 } }
         }
     }
 

@@ -145,6 +145,9 @@ final class SparseBase: @unchecked Sendable {
         mayHoldNegative = negative
     }
 
+    /// Where `slot`'s component range is recorded (for a prefetch).
+    func locator(slot: Int) -> UnsafeRawPointer? { slot < slotCount ? UnsafeRawPointer(offsets + slot) : nil }
+
     /// The components of `slot`'s vector (nil when it has none).
     func vector(slot: Int) -> UnsafeBufferPointer<SparseEntry>? {
         guard slot < slotCount else { return nil }
