@@ -312,17 +312,21 @@ class Index(_Native):
             raise InvalidArgument("invalid vector: a sparse index is queried with a sparse_vector or text only")
         if fusion not in ("sum", "rrf"):
             raise InvalidArgument(f"invalid fusion: {fusion!r}; use 'sum' or 'rrf'")
+
+        def dense_or_null():
+            """The hybrid query's one dense vector, or NULL."""
+            if vector is None:
+                return f.NULL
+            q = _matrix(vector, self.dimension, "vector")
+            if q.shape[0] != 1:
+                raise InvalidArgument("invalid vector: query takes one vector; use query_batch for many")
+            return f.from_buffer("float[]", q)
         if text is not None:
             if id is not None or sparse_vector is not None:
                 raise InvalidArgument("invalid arguments: a text query takes no id and no sparse_vector")
             if not isinstance(text, str):
                 raise InvalidArgument(f"invalid text: a string, got {type(text).__name__}")
-            v = f.NULL
-            if vector is not None:
-                q = _matrix(vector, self.dimension, "vector")
-                if q.shape[0] != 1:
-                    raise InvalidArgument("invalid vector: query takes one vector; use query_batch for many")
-                v = f.from_buffer("float[]", q)
+            v = dense_or_null()
             return self._matches(self._lib.lds_index_query_text, text.encode("utf-8"), v, top_k, _c(namespace),
                                  _filter_text(filter), 0 if fusion == "sum" else 1, rrf_k, include_values,
                                  include_metadata, ef, dimension=self.dimension)[0]
@@ -330,12 +334,7 @@ class Index(_Native):
             if id is not None:
                 raise InvalidArgument("invalid arguments: a sparse_vector query takes no id")
             so, si, sv = _sparse_arrays([sparse_vector])
-            v = f.NULL
-            if vector is not None:
-                q = _matrix(vector, self.dimension, "vector")
-                if q.shape[0] != 1:
-                    raise InvalidArgument("invalid vector: query takes one vector; use query_batch for many")
-                v = f.from_buffer("float[]", q)
+            v = dense_or_null()
             return self._matches(self._lib.lds_index_query_sparse, v,
                                  f.from_buffer("uint32_t[]", si) if len(si) else f.NULL,
                                  f.from_buffer("float[]", sv) if len(sv) else f.NULL, len(si), top_k,
