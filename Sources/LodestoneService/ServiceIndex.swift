@@ -56,6 +56,30 @@ public struct ServiceIndex: Sendable {
         }
     }
 
+    /// `Index.query(vector:sparseVector:topK:namespace:filter:fusion:includeValues:includeMetadata:ef:explain:embeddingModel:)`
+    /// (sparse or hybrid), measured as ``query(vector:topK:namespace:filter:includeValues:includeMetadata:ef:embeddingModel:)``.
+    public func query(vector: [Float]? = nil, sparseVector: SparseVector, topK: Int, namespace: String = "",
+                      filter: Filter? = nil, fusion: HybridFusion = .sum, includeValues: Bool = false,
+                      includeMetadata: Bool = false, ef: Int? = nil) throws(LodestoneError) -> QueryResponse {
+        try measuredQuery(topK: topK, filtered: filter != nil, ef: ef) { () throws(LodestoneError) in
+            try index.query(vector: vector, sparseVector: sparseVector, topK: topK, namespace: namespace,
+                            filter: filter, fusion: fusion, includeValues: includeValues,
+                            includeMetadata: includeMetadata, ef: ef)
+        }
+    }
+
+    /// `Index.query(text:vector:topK:namespace:filter:fusion:includeValues:includeMetadata:ef:explain:embeddingModel:)`
+    /// (BM25 over the index's text field, alone or hybrid), measured as
+    /// ``query(vector:topK:namespace:filter:includeValues:includeMetadata:ef:embeddingModel:)``.
+    public func query(text: String, vector: [Float]? = nil, topK: Int, namespace: String = "",
+                      filter: Filter? = nil, fusion: HybridFusion = .sum, includeValues: Bool = false,
+                      includeMetadata: Bool = false, ef: Int? = nil) throws(LodestoneError) -> QueryResponse {
+        try measuredQuery(topK: topK, filtered: filter != nil, ef: ef) { () throws(LodestoneError) in
+            try index.query(text: text, vector: vector, topK: topK, namespace: namespace, filter: filter,
+                            fusion: fusion, includeValues: includeValues, includeMetadata: includeMetadata, ef: ef)
+        }
+    }
+
     /// `Index.fetch(ids:namespace:)`, measured (`operation="fetch"`).
     public func fetch(ids: [String], namespace: String = "") throws(LodestoneError) -> [String: Record] {
         try measured(.fetch) { () throws(LodestoneError) in try index.fetch(ids: ids, namespace: namespace) }

@@ -81,6 +81,29 @@ struct ServiceTests {
         try await h.service.shutdown()
     }
 
+    @Test("text and sparse queries through a handle: BM25 over the text field, counted and traced; a text query on an index without a text field fails typed")
+    func textQueriesMeasured() async throws {
+        let h = try Harness(durability: .none)
+        let records = Self.records(1_000)
+        let index = try await h.service.createIndex(name: "docs", dimension: 384, metric: .cosine,
+                                                    options: IndexOptions(kind: .flat, textField: "text"))
+        try await index.upsert(records)
+        guard case let .string(text)? = records[5].metadata?["text"] else { Issue.record("no text"); return }
+        let byText = try index.query(text: text, topK: 5, includeMetadata: true)
+        #expect(byText.matches.first?.metadata?["text"] == .string(text))
+        let keywords = index.index.lock.reading { index.index.textQueryVector(text) }
+        let bySparse = try index.query(sparseVector: keywords, topK: 5)
+        #expect(bySparse.matches.map(\.id) == byText.matches.map(\.id))
+        let hybrid = try index.query(text: text, vector: records[5].values, topK: 3)
+        #expect(hybrid.matches.first?.id == records[5].id)
+        let d = [("index", "docs")]
+        #expect(h.counter("lodestone_queries_total", d) == 3)
+        #expect(h.tracer.finishedSpans.filter { $0.operationName == "lodestone.query" }.count == 3)
+        let plain = try await h.service.createIndex(name: "plain", dimension: 384, metric: .cosine)
+        #expect(throws: LodestoneError.self) { try plain.query(text: "python", topK: 3) }
+        try await h.service.shutdown()
+    }
+
     @Test("the beam width of each HNSW query is recorded")
     func efRecorded() async throws {
         let h = try Harness(durability: .none)
