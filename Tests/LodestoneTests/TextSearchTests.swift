@@ -73,8 +73,10 @@ import Testing
         let text = "zyzzyva quokka tokenizer for llama embeddings"
         try index.upsert([Record(id: "new", values: Fixtures.realRecords[0].values, metadata: ["text": .string(text)])])
         let after = leftEncoder
-        let expected = Index.TextDocument(text).vector(
-            averageLength: Double(after.tokenCount + 6) / Double(after.documentCount + 1))!
+        let (counts, length) = BM25Encoder.termCounts(text)
+        let expected = BM25Encoder.documentVector(counts, length: length,
+                                                  averageLength: Double(after.tokenCount + 6) / Double(after.documentCount + 1),
+                                                  k1: 1.2, b: 0.75)
         let stored = try index.fetch(ids: ["new"])["new"]?.sparseValues
         #expect(stored?.indices == expected.indices)
         for (a, b) in zip(stored?.values ?? [], expected.values) { #expect(abs(a - b) < 1e-6) }

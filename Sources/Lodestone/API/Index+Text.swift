@@ -1,5 +1,3 @@
-import Foundation
-
 /// BM25 over a metadata text field (``IndexOptions/textField``): the index
 /// keeps each record's text as a BM25 document vector in its sparse values,
 /// and ``Index/query(text:vector:topK:namespace:filter:fusion:includeValues:includeMetadata:ef:explain:embeddingModel:)``
@@ -12,32 +10,13 @@ extension Index {
         var tokens = 0
 
         var averageLength: Double { documents > 0 && tokens > 0 ? Double(tokens) / Double(documents) : 1 }
-    }
 
-    /// A record's text and its length in tokens, from its metadata.
-    struct TextDocument {
-        var counts: [UInt32: Int]
-        var length: Int
-
-        init(_ text: String) {
-            let tokens = BM25Encoder.tokenize(text)
-            var counts: [UInt32: Int] = [:]
-            for t in tokens { counts[BM25Encoder.termID(t), default: 0] += 1 }
-            self.counts = counts
-            length = tokens.count
-        }
-
-        /// BM25's term factor of each term (without its constant `k1 + 1`),
-        /// as ``BM25Encoder/encodeDocument(_:)`` weighs it; nil without tokens.
-        func vector(averageLength: Double) -> SparseVector? {
-            guard length > 0 else { return nil }
-            let k1 = Index.textK1, b = Index.textB
-            let norm = k1 * (1 - b + b * Double(length) / averageLength)
-            let terms = counts.keys.sorted()
-            return SparseVector(indices: terms, values: terms.map { t in
-                let tf = Double(counts[t]!)
-                return Float(tf / (tf + norm))
-            })
+        /// Counts a text of `length` tokens in (out when negative); a text
+        /// without a token counts for nothing.
+        mutating func add(length: Int) {
+            guard length != 0 else { return }
+            documents += length > 0 ? 1 : -1
+            tokens += length
         }
     }
 
@@ -48,9 +27,16 @@ extension Index {
     /// The text of `metadata`'s text field: nil when absent; a value of
     /// another type is refused, naming the record.
     func text(of metadata: Metadata?, id: String) throws(LodestoneError) -> String? {
-        guard let textField, let value = metadata?[textField] else { return nil }
+        guard let textField else { return nil }
+        return try Self.text(of: metadata, field: textField, record: "record \"\(id)\": ")
+    }
+
+    /// The text `metadata` holds in `field` (nil when absent); a value of
+    /// another type is refused, the message starting with `record`.
+    static func text(of metadata: Metadata?, field: String, record: String = "") throws(LodestoneError) -> String? {
+        guard let value = metadata?[field] else { return nil }
         guard case let .string(s) = value else {
-            throw .invalidMetadata(field: textField, reason: "record \"\(id)\": the index's text field must hold a string")
+            throw .invalidMetadata(field: field, reason: "\(record)the index's text field must hold a string")
         }
         return s
     }
@@ -76,25 +62,23 @@ extension Index {
         if let known = textStatistics.withLock({ $0 }) { return known }
         var stats = TextStatistics()
         lock.reading {
-            for s in 0..<UInt32(table.capacity) where table.isInUse(s) {
-                guard let textField, case let .string(t)? = table.metadata.metadata(slot: Int(s))?[textField] else {
-                    continue
-                }
-                let n = BM25Encoder.tokenize(t).count
-                if n > 0 {
-                    stats.documents += 1
-                    stats.tokens += n
-                }
-            }
+            for s in 0..<UInt32(table.capacity) where table.isInUse(s) { stats.add(length: storedTextLength(slot: s)) }
         }
         return stats
     }
 
-    /// The length in tokens of the text a slot holds now (0 without).
+    /// The length in tokens of the text a slot holds now (0 without); the
+    /// caller holds the read lock.
     private func storedTextLength(slot: UInt32) -> Int {
-        guard let textField, case let .string(t)? = lock.reading({ table.metadata.metadata(slot: Int(slot))?[textField] })
-        else { return 0 }
+        guard let textField, case let .string(t)? = table.metadata.metadata(slot: Int(slot))?[textField] else { return 0 }
         return BM25Encoder.tokenize(t).count
+    }
+
+    /// `stats` without the text `slots` hold now (the writer lock held).
+    private func removingText(of slots: some Sequence<UInt32>, from stats: TextStatistics) -> TextStatistics {
+        var stats = stats
+        lock.reading { for s in slots { stats.add(length: -storedTextLength(slot: s)) } }
+        return stats
     }
 
     /// BM25 document vectors for records about to replace what `slots`
@@ -102,21 +86,15 @@ extension Index {
     /// writer lock held. Commit them with ``commitTextStatistics(_:)``
     /// once the write is applied (``withTextStatistics(_:_:)``).
     func textVectors(_ texts: [String?], replacing slots: [UInt32?]) -> ([SparseVector?], TextStatistics) {
-        var stats = currentTextStatistics()
-        for case let slot? in slots {
-            let n = storedTextLength(slot: slot)
-            if n > 0 {
-                stats.documents -= 1
-                stats.tokens -= n
-            }
-        }
-        let documents = texts.map { $0.map(TextDocument.init) }
-        for case let d? in documents where d.length > 0 {
-            stats.documents += 1
-            stats.tokens += d.length
-        }
+        var stats = removingText(of: slots.compactMap { $0 }, from: currentTextStatistics())
+        let documents = texts.map { $0.map(BM25Encoder.termCounts) }
+        for case let d? in documents { stats.add(length: d.length) }
         let average = stats.averageLength
-        return (documents.map { $0?.vector(averageLength: average) }, stats)
+        return (documents.map { d in
+            guard let d, d.length > 0 else { return nil }
+            return BM25Encoder.documentVector(d.counts, length: d.length, averageLength: average, k1: Self.textK1,
+                                              b: Self.textB)
+        }, stats)
     }
 
     /// Keeps the statistics of a text write that was applied.
@@ -140,26 +118,15 @@ extension Index {
     /// Takes deleted records' text out of the statistics (the writer lock
     /// held, before the slots are freed).
     func forgetText(slots: [UInt32]) {
-        guard textField != nil, var stats = textStatistics.withLock({ $0 }) else { return }
-        for s in slots {
-            let n = storedTextLength(slot: s)
-            if n > 0 {
-                stats.documents -= 1
-                stats.tokens -= n
-            }
-        }
-        commitTextStatistics(stats)
+        guard textField != nil, let stats = textStatistics.withLock({ $0 }) else { return }
+        commitTextStatistics(removingText(of: slots, from: stats))
     }
 
     /// A text query's BM25 vector: each distinct term's idf over the records
     /// holding text now, `ln((N + 1) / (df + 0.5))`, normalised to sum 1
     /// (as ``BM25Encoder/encodeQuery(_:)`` weighs it); the read lock held.
     func textQueryVector(_ text: String) -> SparseVector {
-        let terms = Set(BM25Encoder.tokenize(text).map(BM25Encoder.termID)).sorted()
-        let n = Double(table.sparse.count)
-        let idf = terms.map { t in log((n + 1) / (Double(table.sparse.postings(term: t)?.entries.count ?? 0) + 0.5)) }
-        let sum = idf.reduce(0, +)
-        return SparseVector(indices: terms, values: idf.map { Float(sum > 0 ? $0 / sum : 0) })
+        BM25Encoder.queryVector(text, documents: table.sparse.count) { table.sparse.postings(term: $0)?.entries.count ?? 0 }
     }
 
     /// The `topK` records of `namespace` best matching `text` by BM25 over

@@ -169,11 +169,7 @@ extension Database {
                 try Index.validateID(decoded.id)
                 try Index.validateNamespace(decoded.namespace ?? "")
                 if let m = metadata { try MetadataCodec.validate(m) }
-                if let textField, let value = metadata?[textField] {
-                    guard case .string = value else {
-                        throw LodestoneError.invalidMetadata(field: textField, reason: "the index's text field must hold a string")
-                    }
-                }
+                if let textField { _ = try Index.text(of: metadata, field: textField) }
                 if let d = expectedDimension, decoded.values.count != d {
                     throw LodestoneError.dimensionMismatch(expected: d, actual: decoded.values.count)
                 }

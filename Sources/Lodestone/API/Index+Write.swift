@@ -180,11 +180,7 @@ extension Index {
     public func update(filter: Filter, setMetadata: Metadata, namespace: String = "") throws(LodestoneError) -> Int {
         try checkOpen()
         try checkWritable()
-        if let textField, let value = setMetadata[textField] {
-            guard case .string = value else {
-                throw .invalidMetadata(field: textField, reason: "the index's text field must hold a string")
-            }
-        }
+        if let textField { _ = try Self.text(of: setMetadata, field: textField) }
         return try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
             let changes: [(UInt32, Metadata)] = try lock.reading { () throws(LodestoneError) -> [(UInt32, Metadata)] in
                 guard let (set, _) = allowedSlots(filter: filter, namespace: namespace, alwaysRestrict: true) else {

@@ -90,7 +90,7 @@ public struct BM25Encoder: Sendable, Hashable, Codable {
     }
 
     /// Counts of each term id in `text`, and its length in tokens.
-    private static func termCounts(_ text: String) -> (counts: [UInt32: Int], length: Int) {
+    static func termCounts(_ text: String) -> (counts: [UInt32: Int], length: Int) {
         let tokens = tokenize(text)
         var counts: [UInt32: Int] = [:]
         for t in tokens { counts[termID(t), default: 0] += 1 }
@@ -114,6 +114,14 @@ public struct BM25Encoder: Sendable, Hashable, Codable {
     /// frequency (empty for text without a token).
     public func encodeDocument(_ text: String) -> SparseVector {
         let (counts, length) = Self.termCounts(text)
+        return Self.documentVector(counts, length: length, averageLength: averageLength, k1: k1, b: b)
+    }
+
+    /// A document's vector from its term counts and length (shared with
+    /// text indexes, which keep their own average length).
+    static func documentVector(_ counts: [UInt32: Int], length: Int, averageLength: Double, k1: Double, b: Double)
+        -> SparseVector
+    {
         let norm = k1 * (1 - b + b * Double(length) / averageLength)
         let terms = counts.keys.sorted()
         return SparseVector(indices: terms, values: terms.map { t in
@@ -125,9 +133,15 @@ public struct BM25Encoder: Sendable, Hashable, Codable {
     /// A query's vector: each distinct term's idf over the fitted documents,
     /// normalised to sum 1 (empty for text without a token).
     public func encodeQuery(_ text: String) -> SparseVector {
-        let terms = Self.termCounts(text).counts.keys.sorted()
-        let n = Double(documentCount)
-        let idf = terms.map { log((n + 1) / (Double(documentFrequencies[$0] ?? 0) + 0.5)) }
+        Self.queryVector(text, documents: documentCount) { documentFrequencies[$0] ?? 0 }
+    }
+
+    /// A query's vector given the documents and each term's document
+    /// frequency (shared with text indexes, which count them as they change).
+    static func queryVector(_ text: String, documents: Int, frequency: (UInt32) -> Int) -> SparseVector {
+        let terms = termCounts(text).counts.keys.sorted()
+        let n = Double(documents)
+        let idf = terms.map { log((n + 1) / (Double(frequency($0)) + 0.5)) }
         let sum = idf.reduce(0, +)
         return SparseVector(indices: terms, values: idf.map { Float(sum > 0 ? $0 / sum : 0) })
     }
