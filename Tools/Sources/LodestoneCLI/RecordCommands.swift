@@ -32,34 +32,18 @@ struct UpsertCommand: ParsableCommand {
             let start = now()
             var count = 0
             if file.hasSuffix(".fvecs") || file.hasSuffix(".npy") {
+                // Read a batch of rows at a time: memory stays the index's
+                // plus one batch, whatever the file's size.
                 let index = try db.index(name)
-                let vectors = try VectorFiles.readFloats(file)
-                var ids = (0..<vectors.rows).map(String.init)
-                var metas = [Metadata?](repeating: nil, count: vectors.rows)
-                if let metadata {
-                    let lines = try String(contentsOfFile: metadata, encoding: .utf8).split(separator: "\n")
-                    guard lines.count == vectors.rows else {
-                        throw CLIError("\(metadata) has \(lines.count) lines for \(vectors.rows) vectors")
+                let total = try VectorFileReader(path: file).count
+                let report = try index.upsertVectors(
+                    fromFile: file, metadata: metadata, idField: idField, namespace: namespace, batchSize: batch,
+                    threads: Parallelism.defaultThreadCount) { p in
+                        let elapsed = now() - start
+                        let rate = elapsed > 0 ? Double(p.records) / elapsed : 0
+                        progress.show(String(format: "upserted %d / %d (%.0f a second)", p.records, total, rate))
                     }
-                    for (i, line) in lines.enumerated() {
-                        do {
-                            var m = try Metadata.from(json: JSONValue.parse(String(line)))
-                            if case let .string(id)? = m.removeValue(forKey: idField) { ids[i] = id }
-                            metas[i] = m
-                        } catch let error as LodestoneError {
-                            throw LodestoneError.malformedLine(path: metadata, line: i + 1, reason: "\(error)")
-                        }
-                    }
-                }
-                var i = 0
-                while i < vectors.rows {
-                    let end = min(vectors.rows, i + batch)
-                    let records = (i..<end).map { Record(id: ids[$0], values: vectors.row($0), metadata: metas[$0]) }
-                    try index.upsert(records, namespace: namespace, threads: Parallelism.defaultThreadCount)
-                    i = end
-                    progress.show("upserted \(i) / \(vectors.rows)")
-                }
-                count = vectors.rows
+                count = report.records
             } else {
                 let report = try db.importRecords(from: file, into: name, skipBadLines: skipBadLines, batchSize: batch) { p in
                     progress.show("\(p.phase): \(p.lines) lines, \(p.records) records")

@@ -124,6 +124,16 @@ struct CLITests {
         _ = try ok(["create", "pypi", "--dimension", "384", "--metric", "cosine", "--model", "all-MiniLM-L6-v2",
                     "--kind", "flat"])
         _ = try ok(["upsert", "pypi", vectors, "--metadata", metadata])
+        // A bad metadata line is named, and nothing of the file is stored.
+        var lines = try String(contentsOfFile: metadata, encoding: .utf8).split(separator: "\n").map(String.init)
+        lines[3] = "{\"id\": "
+        let badMetadata = dir + "/bad-meta.jsonl"
+        try lines.joined(separator: "\n").write(toFile: badMetadata, atomically: true, encoding: .utf8)
+        _ = try ok(["create", "bad", "--dimension", "384", "--kind", "flat"])
+        let refused = try Self.lodestone(["upsert", "bad", vectors, "--metadata", badMetadata], db: db)
+        #expect(refused.status == 4 && refused.errors.contains("bad-meta.jsonl:4"), "\(refused.status) \(refused.errors)")
+        #expect(try ok(["stats", "bad", "--json"]).contains("\"total_record_count\": 0"))
+        _ = try ok(["drop", "bad"])
         let badWalk = try Self.lodestone(["create", "walk", "--dimension", "4", "--traversal", "fast"], db: db)
         #expect(badWalk.status != 0 && badWalk.errors.contains("--traversal is exact or quantized"), "\(badWalk.errors)")
         let stats = try ok(["stats", "pypi", "--json"])

@@ -1,0 +1,115 @@
+/// Loading a vectors file (`.fvecs`, `.npy`) of any size in bounded memory.
+extension Index {
+    /// Upserts every row of a float32 vectors file (TEXMEX `.fvecs`, or a
+    /// 2-d little-endian `.npy`), `batchSize` rows at a time, so memory
+    /// stays the index's plus one batch whatever the file's size.
+    ///
+    /// Ids are the rows' numbers ("0", "1", ...) unless `metadata` names a
+    /// JSON Lines file (gzip or plain) with one object per row, in row
+    /// order (blank lines are skipped): its `idField` string becomes the
+    /// record's id and the rest its metadata.
+    ///
+    /// What is checked before anything is stored: the vectors file's
+    /// layout (a truncated file, a header of another kind, the index's
+    /// dimension) and every metadata line (JSON, an object, as many as the
+    /// rows). A damaged row found while loading (an `.fvecs` row declaring
+    /// another dimension, a non-finite component, a repeated id within a
+    /// batch) stops the load with the error: the batches before it stay
+    /// stored, and the report of `progress` says how many. `shouldStop`,
+    /// asked before each batch, ends the load early (the batches stored
+    /// stay stored; ``ImportReport/stopped`` says so).
+    ///
+    /// - Throws: ``LodestoneError/malformedFile(path:reason:)`` for the
+    ///   vectors file, ``LodestoneError/malformedLine(path:line:reason:)``
+    ///   for a metadata line, ``LodestoneError/dimensionMismatch(expected:actual:)``,
+    ///   or what ``upsert(_:namespace:embeddingModel:threads:)`` throws for a batch.
+    public func upsertVectors(fromFile path: String, metadata metadataPath: String? = nil, idField: String = "id",
+                              namespace: String = "", batchSize: Int = 1_000, threads: Int = 1,
+                              progress: ((TransferProgress) -> Void)? = nil,
+                              shouldStop: (() -> Bool)? = nil) throws(LodestoneError) -> ImportReport {
+        guard batchSize > 0 else { throw .invalidArgument(name: "batchSize", reason: "must be at least 1, got \(batchSize)") }
+        let reader = try VectorFileReader(path: path)
+        guard reader.dimension == dimension else {
+            throw .dimensionMismatch(expected: dimension, actual: reader.dimension)
+        }
+        var lines: GzipLineReader?
+        if let metadataPath {
+            // Pass 1: every metadata line parses, and there is one per row.
+            let check = try GzipLineReader(path: metadataPath)
+            var rows = 0
+            while let line = try check.nextLine() {
+                guard !Self.isBlank(line) else { continue }
+                _ = try Self.metadataLine(line, number: check.lineNumber, path: metadataPath, idField: idField)
+                rows += 1
+            }
+            guard rows == reader.count else {
+                throw .malformedFile(path: metadataPath, reason: "holds \(rows) metadata lines for the \(reader.count) "
+                                     + "rows of \(path); give one JSON object per row, in row order")
+            }
+            lines = try GzipLineReader(path: metadataPath)
+        }
+        // Pass 2: a batch of rows (and their metadata lines) at a time.
+        var stored = 0
+        var start = 0
+        while start < reader.count {
+            if shouldStop?() == true {
+                return ImportReport(records: stored, skippedLines: 0, skippedErrors: [], createdIndex: false,
+                                    stopped: true)
+            }
+            let end = min(reader.count, start + batchSize)
+            let rows = try reader.rows(start..<end)
+            var records: [Record] = []
+            records.reserveCapacity(end - start)
+            for row in start..<end {
+                var id = String(row)
+                var metadata: Metadata?
+                if let lines, let metadataPath {
+                    var line = try lines.nextLine()
+                    while let l = line, Self.isBlank(l) { line = try lines.nextLine() }
+                    guard let line else {
+                        throw .malformedFile(path: metadataPath, reason: "ended before row \(row) of \(path)")
+                    }
+                    let parsed = try Self.metadataLine(line, number: lines.lineNumber, path: metadataPath,
+                                                       idField: idField)
+                    if let given = parsed.id { id = given }
+                    metadata = parsed.metadata
+                }
+                let offset = (row - start) * dimension
+                records.append(Record(id: id, values: Array(rows[offset..<offset + dimension]), metadata: metadata))
+            }
+            try upsert(records, namespace: namespace, threads: threads)
+            stored += records.count
+            start = end
+            progress?(TransferProgress(lines: end, records: stored, phase: "import"))
+        }
+        return ImportReport(records: stored, skippedLines: 0, skippedErrors: [], createdIndex: false)
+    }
+
+    private static func isBlank(_ line: [UInt8]) -> Bool {
+        line.allSatisfy { $0 == 32 || $0 == 9 || $0 == 13 }
+    }
+
+    /// One metadata line: its id (the `idField` string, if any) and the rest.
+    private static func metadataLine(_ line: [UInt8], number: Int, path: String, idField: String)
+        throws(LodestoneError) -> (id: String?, metadata: Metadata)
+    {
+        do throws(LodestoneError) {
+            let json: JSONValue
+            do { json = try JSONValue.parse(bytes: line) } catch {
+                throw LodestoneError.invalidArgument(name: "metadata", reason: "not valid JSON: \(error)")
+            }
+            var metadata = try Metadata.from(json: json)
+            var id: String?
+            switch metadata.removeValue(forKey: idField) {
+            case .string(let s)?: id = s
+            case .number(let n)? where n == n.rounded() && abs(n) < 1e15: id = String(Int64(n))
+            case nil: break
+            case let other?:
+                throw LodestoneError.invalidArgument(name: idField, reason: "the id field holds \(other), not a string or an integer")
+            }
+            return (id, metadata)
+        } catch {
+            throw .malformedLine(path: path, line: number, reason: "\(error)")
+        }
+    }
+}
