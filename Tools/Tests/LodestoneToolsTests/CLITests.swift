@@ -219,4 +219,63 @@ struct CLITests {
             .map { "[" + $0.map { String($0.key) }.joined(separator: ",") + "]" }
         #expect(lines.dropLast().map(String.init) == expected)
     }
+
+    @Test("a vectors-file load killed (SIGKILL) between batches keeps whole batches only; running it again completes it")
+    func loadKilledHalfWay() throws {
+        let dir = Fixtures.temporaryDirectory("cli-load-kill")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/db"
+        let vectors = Self.files.vectors
+        let rows = Fixtures.realData.base.rows
+        _ = try Self.lodestone(["create", "load", "--dimension", "384", "--kind", "flat"], db: db)
+        let args = ["upsert", "load", vectors, "--batch", "50", "--db", db]
+        func logBytes() -> Int {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: db + "/load")) ?? []
+            return names.filter { $0.hasPrefix("wal-") }.reduce(0) { total, name in
+                let size = (try? FileManager.default.attributesOfItem(atPath: db + "/load/" + name)[.size]) as? Int
+                return total + (size ?? 0)
+            }
+        }
+        var stored = 0
+        for _ in 0..<20 where stored == 0 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Tools.lodestone)
+            p.arguments = args + ["--no-persist"]
+            p.standardError = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            let before = logBytes()
+            try p.run()
+            // A few batches into the log (each is logged, then acknowledged).
+            while p.isRunning && logBytes() < before + 4 * 50 * 384 * 4 { usleep(200) }
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            let opened = try Database(path: db)
+            let count = try opened.index("load").count
+            if p.terminationReason == .uncaughtSignal && count > 0 && count < rows { stored = count }
+            if count == rows {  // finished before the kill: start over
+                try opened.deleteIndex("load")
+                _ = try opened.createIndex(name: "load", dimension: 384, metric: .cosine, options: IndexOptions(kind: .flat))
+            }
+            try opened.close()
+        }
+        #expect(stored > 0, "never caught the load between two batches")
+        #expect(stored % 50 == 0, "\(stored) records: a batch was half applied")
+        let opened = try Database(path: db)
+        let index = try opened.index("load")
+        let present = try index.fetch(ids: (0..<stored).map(String.init))
+        let next = try index.fetch(ids: [String(stored)])
+        #expect(present.count == stored && next.isEmpty)
+        let row = Fixtures.realData.base.row(stored - 1)
+        let norm = row.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        let values = present[String(stored - 1)]?.values ?? []
+        #expect(values.count == row.count
+                && zip(values, row).allSatisfy { abs($0 - $1 / norm) < 1e-5 || abs($0 - $1) < 1e-6 })
+        try opened.close()
+        // The same command again completes the load.
+        let again = try Self.run(args)
+        #expect(again.status == 0, "\(again.errors)")
+        let reopened = try Database(path: db)
+        #expect(try reopened.index("load").count == rows)
+        try reopened.close()
+    }
 }
