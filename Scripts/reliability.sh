@@ -63,15 +63,15 @@ step "bad input"
 cat "$log/bad.json" >&2; head -20 "$log/bad.err" >&2
 
 step "soak"
-if [ $quick = 1 ]; then soak_seconds=20; elif [ $long = 1 ]; then soak_seconds=1800; else soak_seconds=60; fi
+if [ $quick = 1 ]; then soak_seconds=20; elif [ $long = 1 ]; then soak_seconds=1800; else soak_seconds=45; fi
 "$bin" reliability-soak --work "$scratch/lodestone-soak-$$" --seconds "$soak_seconds" > "$log/soak.json" 2> "$log/soak.err" || { status=1; echo "soak: failed" >&2; }
 cat "$log/soak.json" >&2; head -5 "$log/soak.err" >&2
 
 tsan=null asan=null
 if [ $quick = 0 ]; then
-    # CI's budget: 20 s a target (CI's whole run must stay under 40 minutes);
+    # CI's budget: 15 s a target (CI's whole run must stay under 40 minutes);
     # --long runs each for 10 minutes, Scripts/fuzz.sh SECONDS any length.
-    fuzz_seconds=${LODESTONE_FUZZ_SECONDS:-20}
+    fuzz_seconds=${LODESTONE_FUZZ_SECONDS:-15}
     [ $long = 1 ] && fuzz_seconds=600
     step "fuzzing: 7 libFuzzer targets x $fuzz_seconds s (Fuzz/, ASan)"
     Scripts/fuzz.sh "$fuzz_seconds" > "$log/fuzz.json" 2> "$log/fuzz.err" || { status=1; echo "fuzzing: failed" >&2; tail -20 "$log/fuzz.err" >&2; }
