@@ -22,7 +22,7 @@ extension Index {
     /// - Throws: ``LodestoneError/malformedFile(path:reason:)`` for the
     ///   vectors file, ``LodestoneError/malformedLine(path:line:reason:)``
     ///   for a metadata line, ``LodestoneError/dimensionMismatch(expected:actual:)``,
-    ///   or what ``upsert(_:namespace:embeddingModel:threads:)`` throws for a batch.
+    ///   or what `upsert(_:namespace:embeddingModel:threads:)` throws for a batch.
     public func upsertVectors(fromFile path: String, metadata metadataPath: String? = nil, idField: String = "id",
                               namespace: String = "", batchSize: Int = 1_000, threads: Int = 1,
                               progress: ((TransferProgress) -> Void)? = nil,
