@@ -104,11 +104,12 @@ def test_filtered_queries_against_brute_force(db, data):
         assert hits / wanted >= 0.95, (flt, hits / wanted)
 
 
-def test_quantized_traversal_index_reopens_with_it(tmp_path, data):
+@pytest.mark.parametrize("traversal", ["quantized", "compact"])
+def test_quantized_and_compact_traversals_reopen_with_them(tmp_path, data, traversal):
     ids, metas = records(data)
     path = str(tmp_path / "qdb")
     with lodestone.Database(path) as database:
-        ix = database.create_index("q", dimension=384, metric="cosine", embedding_model=MODEL, traversal="quantized")
+        ix = database.create_index("q", dimension=384, metric="cosine", embedding_model=MODEL, traversal=traversal)
         for start in range(0, len(ids), 2500):
             ix.upsert(ids=ids[start:start + 2500], values=data.base[start:start + 2500],
                       metadata=metas[start:start + 2500], threads=2)

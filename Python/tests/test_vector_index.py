@@ -46,9 +46,10 @@ def test_hnsw_recall_and_batch_equals_single(data):
     assert ix.memory_bytes > len(data.base) * data.base.shape[1] * 4
 
 
-def test_quantized_traversal_recall_persist_and_writes(tmp_path, data):
-    """The quantized walk against brute force, through persist, open and writes."""
-    ix = lodestone.HNSWIndex(data.base.shape[1], "cosine", m=16, ef_construction=100, traversal="quantized")
+@pytest.mark.parametrize("traversal", ["quantized", "compact"])
+def test_quantized_and_compact_traversals_recall_persist_and_writes(tmp_path, data, traversal):
+    """The quantized and compact walks against brute force, through persist, open and writes."""
+    ix = lodestone.HNSWIndex(data.base.shape[1], "cosine", m=16, ef_construction=100, traversal=traversal)
     ix.add(np.arange(len(data.base), dtype=np.uint64), data.base, threads=2)
     rows, exact = exact_top_k(data.base, data.queries, 10)
     ids, scores = ix.search(data.queries, 10, ef=96, threads=2)

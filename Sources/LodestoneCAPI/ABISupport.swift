@@ -148,7 +148,9 @@ enum Check {
         switch code {
         case 0: return .exact
         case 1: return .quantized
-        default: throw .invalidArgument(name: "traversal", reason: "must be 0 (exact) or 1 (quantized), got \(code)")
+        case 2: return .compact
+        default:
+            throw .invalidArgument(name: "traversal", reason: "must be 0 (exact), 1 (quantized) or 2 (compact), got \(code)")
         }
     }
 

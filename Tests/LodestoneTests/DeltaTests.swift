@@ -69,8 +69,8 @@ struct DeltaTests {
         return fresh.map(\.id) + replaced.map(\.id) + renoted + deleted
     }
 
-    @Test("small changes persist as a delta (the segment untouched), cumulative, merged on request; reopening gives the same answers (neighbour codes included)",
-          arguments: [HNSWParameters.Traversal.exact, .quantized])
+    @Test("small changes persist as a delta (the segment untouched), cumulative, merged on request; reopening gives the same answers (neighbour and compact codes included)",
+          arguments: [HNSWParameters.Traversal.exact, .quantized, .compact])
     func deltaRoundTrip(traversal: HNSWParameters.Traversal) throws {
         let dir = Fixtures.temporaryDirectory("delta-\(traversal)")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -79,8 +79,14 @@ struct DeltaTests {
         var db = try Database(path: dir)
         var index = try db.createIndex(name: "d", dimension: 384, metric: .cosine,
                                        options: IndexOptions(hnsw: HNSWParameters(traversal: traversal)))
-        // A reopened quantized index uses the stored blocks: none encoded.
-        func codesStored() -> Bool { traversal == .exact || index.engine.hnsw!.neighbourCodes!.isReady }
+        // A reopened quantized or compact index uses the stored codes: none encoded.
+        func codesStored() -> Bool {
+            switch traversal {
+            case .exact: return true
+            case .quantized: return index.engine.hnsw!.neighbourCodes!.isReady
+            case .compact: return index.engine.hnsw!.compactCodes!.isReady && index.engine.hnsw!.compactCodes!.inBase
+            }
+        }
         try index.upsert(Array(all.prefix(baseCount)), threads: 2)
         try index.persist()
         let indexDir = dir + "/d"
@@ -112,7 +118,7 @@ struct DeltaTests {
         touched += try Self.change(index, round: 1, base: base, extra: extra)
         try index.persist()
         let second = Self.files(indexDir).first { $0.hasPrefix("delta-") }
-        if traversal == .exact || second != nil {
+        if traversal != .quantized || second != nil {
             #expect(second != nil && second != delta && !Self.files(indexDir).contains(delta!))
             #expect(Self.inode(indexDir + "/" + segment) == segmentInode)
         } else {

@@ -223,8 +223,8 @@ extension HNSWIndexTests {
         #expect(try index.search([0, 0, 1], k: 1).map(\.key) == [4])
     }
 
-    @Test("threads can search while another thread adds, replaces and removes (either traversal; a quantized index's blocks mirror its links after)",
-          arguments: [HNSWParameters.Traversal.exact, .quantized])
+    @Test("threads can search while another thread adds, replaces and removes (every traversal; a quantized index's blocks mirror its links after, a compact index's codes match its vectors)",
+          arguments: [HNSWParameters.Traversal.exact, .quantized, .compact])
     func concurrentReadersAndWriter(traversal: HNSWParameters.Traversal) throws {
         let n = 3000, d = 32
         let base = Fixtures.randomVectors(count: n, dimension: d, seed: 8)
@@ -258,6 +258,7 @@ extension HNSWIndexTests {
         #expect(failures.load(ordering: .relaxed) == 0)
         #expect(index.count == n - (n - 1000) / 100 * 50)
         if traversal == .quantized { try QuantizedTraversalTests.checkBlocksMirrorLinks(index) }
+        if let codes = index.compactCodes { #expect(index.firstCodeNotMatchingVector(codes) == nil) }
     }
 }
 

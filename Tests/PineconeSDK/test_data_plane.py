@@ -192,15 +192,16 @@ def test_restart_keeps_everything(loaded, server, pc, index_name, data):
     assert index.describe_index_stats().total_vector_count == len(ids) + 1
 
 
-def test_quantized_traversal_through_lodestone_options(pc, server, index_name, data):
-    """An index created with Lodestone's own option `traversal: quantized`
-    says so in its description, answers real queries with exact cosine
+@pytest.mark.parametrize("traversal", ["quantized", "compact"])
+def test_traversal_through_lodestone_options(pc, server, index_name, data, traversal):
+    """An index created with Lodestone's own option `traversal` (`quantized`
+    or `compact`) says so in its description, answers real queries with exact cosine
     scores and the recall of float64 brute force, and keeps them across a
     restart; a traversal it does not know is a 400 naming the field."""
     status, created = raw(server, "POST", "/indexes", {"name": index_name, "dimension": 384, "metric": "cosine",
-                                                        "lodestone": {"traversal": "quantized", "ef_search": 96}})
+                                                        "lodestone": {"traversal": traversal, "ef_search": 96}})
     assert status == 201, created
-    assert created["lodestone"]["traversal"] == "quantized"
+    assert created["lodestone"]["traversal"] == traversal
     index = pc.Index(index_name)
     n = min(N, len(data.base))
     ids = [m["id"] for m in data.metadata[:n]]
@@ -223,7 +224,7 @@ def test_quantized_traversal_through_lodestone_options(pc, server, index_name, d
 
     assert recall() >= 0.95
     server.restart(signal.SIGTERM)
-    assert raw(server, "GET", "/indexes/" + index_name)[1]["lodestone"]["traversal"] == "quantized"
+    assert raw(server, "GET", "/indexes/" + index_name)[1]["lodestone"]["traversal"] == traversal
     assert recall() >= 0.95
     status, answer = raw(server, "POST", "/indexes", {"name": index_name + "-x", "dimension": 4,
                                                        "lodestone": {"traversal": "fast"}})

@@ -114,6 +114,47 @@ void lodestone_sign_estimates(const uint64_t *planes, size_t words, const lodest
 void lodestone_sign_estimates_portable(const uint64_t *planes, size_t words, const lodestone_sign_query *query,
                                        const void *const *records, size_t n, float *out);
 
+// Compact codes: one 4-bit code per vector for the compact layer-0 walk
+// (LVQ's scheme, Aguerrebere et al. 2023), gathered per neighbour.
+//
+// A record (`lodestone_cc_record_bytes(d)` bytes) of vector x against a
+// center c: with r = x - c, lo and hi its smallest and largest component
+// and step = (hi - lo) / 15, component i's level u_i = round((r_i - lo) /
+// step) in 0...15, 4 bits each; the components are padded with zeros to a
+// multiple of 64 (D), and each group of 64 takes 32 bytes: component j of
+// the group sits in byte (j % 16) + 16 (j / 32), in the low nibble when
+// j % 32 < 16, else the high one. Then float lo, float step, float |x|^2,
+// zero padding to a multiple of 16 bytes (208 at 384-d).
+//
+// The estimate of <q, x> is <q, c> + lo * sum(q) + step * <q, u>, with <q,
+// u> computed from q quantized to int8 (scale max|q| / 127); the rank value
+// is -<q, x> (cosine, dot product) or |q|^2 + |x|^2 - 2 <q, x> (euclidean).
+
+/// Bytes of a compact-code record for `d` components.
+size_t lodestone_cc_record_bytes(size_t d);
+/// Bytes of a query prepared for compact-code estimates.
+size_t lodestone_cc_query_bytes(size_t d);
+/// Writes the record of `x` against `center` (both `d` floats).
+void lodestone_cc_encode(const float *x, const float *center, size_t d, void *record);
+
+/// A query's numbers for compact-code estimates (its int8 components are
+/// kept apart, `lodestone_cc_query_bytes(d)` bytes).
+typedef struct {
+    float scale, sum, qc, qq;
+    int euclidean;
+} lodestone_cc_query;
+
+/// Quantizes `q` into `q8` and `out` (`center`: the codes' center).
+void lodestone_cc_prepare(const float *q, const float *center, size_t d, int euclidean, int8_t *q8,
+                          lodestone_cc_query *out);
+/// Rank-value estimates (lower is nearer) of the `n` records at `records`:
+/// AVX2 where the CPU has it (`LODESTONE_KERNELS=portable` forces C).
+void lodestone_cc_estimates(const int8_t *q8, const lodestone_cc_query *query, size_t d, const void *const *records,
+                            size_t n, float *out);
+/// The same, portable C (for tests to compare against).
+void lodestone_cc_estimates_portable(const int8_t *q8, const lodestone_cc_query *query, size_t d,
+                                     const void *const *records, size_t n, float *out);
+
 // Neighbour codes: the quantized graph walk. A node c's block holds, for
 // each of its layer-0 neighbours x (its slots, in batches of 32), the 1-bit
 // code of r = x - c (bit set when r[i] > 0) and two floats A, B, so that

@@ -9,8 +9,8 @@ extension HNSWIndex {
     static let deltaKind: UInt32 = 3
 
     /// The arenas a delta patches, with their section kinds and record
-    /// counts; the neighbour codes with `codes` (when the base segment
-    /// holds them and they are built; the writer's lock held).
+    /// counts; the neighbour or compact codes with `codes` (when the base
+    /// segment holds them and they are built; the writer's lock held).
     private func patchedArenas(nodes n: Int, upperBlocks: Int, codes: Bool)
         -> [(arena: NodeArena, kind: UInt32, count: Int)]
     {
@@ -18,11 +18,14 @@ extension HNSWIndex {
          (levelRecords, SectionKind.hnswLevels, n), (links0, SectionKind.hnswLinks0, n),
          (upperStart, SectionKind.hnswUpperStart, n), (upperLinks, SectionKind.hnswUpperLinks, upperBlocks)]
             + (codes ? neighbourCodes.map { [($0.blocks, SectionKind.hnswNeighbourCodes, n)] } ?? [] : [])
+            + (codes ? compactCodes.map { [($0.records, SectionKind.hnswCompactCodes, n)] } ?? [] : [])
     }
 
-    /// Whether deltas carry the neighbour codes: the base segment holds
-    /// them and they are built (the writer's lock held).
-    private var deltasCarryCodes: Bool { neighbourCodes.map { $0.inBase && $0.isReady } ?? false }
+    /// Whether deltas carry the neighbour or compact codes: the base
+    /// segment holds them and they are built (the writer's lock held).
+    private var deltasCarryCodes: Bool {
+        neighbourCodes.map { $0.inBase && $0.isReady } ?? compactCodes.map { $0.inBase && $0.isReady } ?? false
+    }
 
     /// Bytes the records written since the segment take in a delta (what
     /// ``persistDelta(to:extraSections:)`` would write, headers aside).
@@ -42,6 +45,7 @@ extension HNSWIndex {
         writer.withLock { _ in
             for (arena, _, _) in patchedArenas(nodes: 0, upperBlocks: 0, codes: true) { arena.clearDirty() }
             neighbourCodes?.inBase = neighbourCodes?.inLastPersist ?? false
+            compactCodes?.inBase = compactCodes?.inLastPersist ?? false
         }
     }
 
@@ -112,7 +116,10 @@ extension HNSWIndex {
     {
         reserveNodes(n)
         upperLinks.reserve(upperBlocks)
-        if codes { neighbourCodes?.blocks.reserve(n) }
+        if codes {
+            neighbourCodes?.blocks.reserve(n)
+            compactCodes?.records.reserve(n)
+        }
         for (arena, kind, count) in patchedArenas(nodes: n, upperBlocks: upperBlocks, codes: codes) {
             let patch = HNSWIndex.patchKind(kind)
             let entry = try delta.entry(patch)

@@ -19,8 +19,9 @@ extension HNSWIndex {
 
     /// Whether inserts fill the new nodes' layer-0 lists: with neighbour
     /// codes (a block holds `m0` slots and estimates them all at one cost,
-    /// used or not) and a metric with distances (not dot product).
-    var fillsLayerZero: Bool { neighbourCodes != nil && metric != .dotProduct }
+    /// used or not) or compact codes (the fill expands fewer nodes there
+    /// too), and a metric with distances (not dot product).
+    var fillsLayerZero: Bool { (neighbourCodes != nil || compactCodes != nil) && metric != .dotProduct }
 
     /// Records up to `m0` of `candidates` (sorted nearest first) that are
     /// not in `chosen`, into `spare` (ending with `noNode` if fewer).

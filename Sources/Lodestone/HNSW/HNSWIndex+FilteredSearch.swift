@@ -206,6 +206,12 @@ extension HNSWIndex {
                 let best = found.map { neighbor($0) }
                 return (best, scratch.nodesExpanded, scratch.distancesComputed)
             }
+            if let codes = compactCodes {
+                ensureCompactCodes(codes)
+                let found = compactWalk(q, codes: codes, entry: start, entryDistance: startDistance, k: k, ef: ef,
+                                        scratch: scratch, admission: admission)
+                return (found.map { neighbor($0) }, scratch.nodesExpanded, scratch.distancesComputed)
+            }
             scratch.reserveResults(k)
             var collector = AdmittedCollector(admission: admission,
                                               heap: TopKHeap(storage: scratch.results, capacity: k))

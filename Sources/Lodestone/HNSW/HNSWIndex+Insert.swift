@@ -45,6 +45,7 @@ extension HNSWIndex {
     func insertLocked(_ w: inout WriterState, rows: UnsafePointer<Float>, keys newKeys: [UInt64], threads: Int) {
         let n = newKeys.count
         prepareNeighbourCodesLocked()
+        prepareCompactCodesLocked(rows: rows, count: n)
         // Every remaining node is removed: unlink them all, so the graph
         // restarts from the new nodes instead of hanging off tombstones.
         if liveCount.load(ordering: .relaxed) == 0 && !w.tombstones.isEmpty { purgeLocked(&w) }
@@ -134,6 +135,7 @@ extension HNSWIndex {
         vector(id).update(from: v, count: dimension)
         if signCodes.isReady { signCodes.encode(id, vector: v) }
         if let codes = neighbourCodes, codes.isReady { codes.reset(id, vector: v) }
+        if let codes = compactCodes, codes.isReady { codes.encode(id, vector: v) }
         keyRecords.record(id).storeBytes(of: k, as: UInt64.self)
         let slots = links0.record(id).assumingMemoryBound(to: UInt32.self)
         for j in 0..<m0 { lodestone_store_u32(slots + j, HNSWIndex.noNode) }

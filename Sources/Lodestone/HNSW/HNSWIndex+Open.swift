@@ -81,9 +81,21 @@ extension HNSWIndex {
             codes.inBase = true
             codesReady = true
         }
+        // Compact codes: their center, then the codes in place; without
+        // the codes, the first search or write encodes them (with the
+        // persisted center, if any).
+        if let compact = index.compactCodes, segment.has(SectionKind.hnswCompactCenter) {
+            compact.adopt(center: try compactCenter(segment, dimension: stored.dimension))
+            if segment.has(SectionKind.hnswCompactCodes) {
+                try adopt(compact.records, SectionKind.hnswCompactCodes, count: n, nil)
+                compact.inBase = true
+                codesReady = true
+            }
+        }
         if let delta {
-            // A delta without a patch of the blocks leaves them stale.
-            codesReady = codesReady && delta.has(HNSWIndex.patchKind(SectionKind.hnswNeighbourCodes))
+            // A delta without a patch of the codes leaves them stale.
+            let kind = index.compactCodes == nil ? SectionKind.hnswNeighbourCodes : SectionKind.hnswCompactCodes
+            codesReady = codesReady && delta.has(HNSWIndex.patchKind(kind))
             try index.applyDelta(delta, nodes: final.nodes, upperBlocks: final.upperBlocks, validators: valid.byKind,
                                  codes: codesReady)
         }
@@ -113,9 +125,24 @@ extension HNSWIndex {
         index.entry.store(final.entry, ordering: .releasing)
         index.nodeCount.store(final.nodes, ordering: .releasing)
         if final.nodes > 0 && !codesReady { index.neighbourCodes?.ready.store(false, ordering: .releasing) }
+        if codesReady { index.compactCodes?.ready.store(true, ordering: .releasing) }
         index.liveCount.store(final.live, ordering: .releasing)
         index.deadCount.store(removed.free.count + removed.tombstones.count, ordering: .releasing)
         return index
+    }
+
+    /// The compact traversal's center: `dimension` finite Float32s.
+    private static func compactCenter(_ segment: MappedSegment, dimension: Int) throws(LodestoneError) -> [Float] {
+        let bytes = try segment.bytes(SectionKind.hnswCompactCenter)
+        let center = stride(from: 0, to: bytes.count - bytes.count % 4, by: 4).map {
+            Float(bitPattern: UInt32(bytes[$0]) | UInt32(bytes[$0 + 1]) << 8 | UInt32(bytes[$0 + 2]) << 16
+                  | UInt32(bytes[$0 + 3]) << 24)
+        }
+        guard bytes.count == 4 * dimension, center.allSatisfy(\.isFinite) else {
+            throw .corruptSegment(path: segment.path, section: SectionKind.name(SectionKind.hnswCompactCenter),
+                                  reason: "not \(dimension) finite Float32 components")
+        }
+        return center
     }
 
     /// The `parameters` section of an HNSW segment (FORMAT.md), checked for
@@ -265,6 +292,10 @@ extension HNSWIndex {
             throw .corruptSegment(path: segment?.path ?? "", section: SectionKind.name(SectionKind.hnswNeighbourCodes),
                                   reason: "node \(node)'s block does not hold its layer-0 links")
         }
+        if let codes = compactCodes, codes.isReady, let node = firstCodeNotMatchingVector(codes) {
+            throw .corruptSegment(path: segment?.path ?? "", section: SectionKind.name(SectionKind.hnswCompactCodes),
+                                  reason: "node \(node)'s code is not its vector's")
+        }
         // Chunked sections were checked chunk by chunk above (the mapping may
         // hold this index's own later writes); the others are checked whole.
         try segment?.verifyUnchunkedSections()
@@ -279,6 +310,7 @@ extension HNSWIndex {
             arena.verifyAll(threads: threads)
         }
         if let codes = neighbourCodes, codes.inBase { codes.blocks.verifyAll(threads: threads) }
+        if let codes = compactCodes, codes.inBase { codes.records.verifyAll(threads: threads) }
     }
 
     static func idList(_ segment: MappedSegment, _ kind: UInt32, nodes n: Int) throws(LodestoneError) -> [UInt32] {

@@ -45,6 +45,11 @@ extension HNSWIndex {
             // encodes them before its first search).
             let codes = neighbourCodes.flatMap { $0.isReady ? $0 : nil }
             neighbourCodes?.inLastPersist = codes != nil
+            // Compact codes are always written (a reopened index would
+            // otherwise read every vector to encode them).
+            if n > 0 { prepareCompactCodesLocked(rows: nil, count: 0) }
+            let compact = compactCodes.flatMap { $0.isReady ? $0 : nil }
+            compactCodes?.inLastPersist = compact != nil
             let sections = segmentSections(
                 parameters: parameterBytes(nodes: n, live: liveCount.load(ordering: .acquiring),
                                            entry: entry.load(ordering: .acquiring), upperBlocks: w.upperBlocks,
@@ -56,7 +61,8 @@ extension HNSWIndex {
                 upperStart: .ranges(upperStart.byteRanges(records: n)),
                 upperLinks: .ranges(upperLinks.byteRanges(records: w.upperBlocks)),
                 free: w.free.map(\.node), tombstones: w.tombstones, freeUpperRuns: Self.runPairs(w.freeUpperRuns),
-                codes: codes.map { .ranges($0.blocks.byteRanges(records: n)) })
+                codes: codes.map { .ranges($0.blocks.byteRanges(records: n)) },
+                compact: compact.map { .ranges($0.records.byteRanges(records: n)) })
             // Reading the sections verified any chunk not read before: never
             // write fill bytes over damage with fresh checksums.
             if let failure = corruption() { throw failure }
@@ -96,7 +102,7 @@ extension HNSWIndex {
         parameters: [UInt8], nodes n: Int, upperBlocks: Int, vectors v: SectionPart, keys: SectionPart,
         states s: SectionPart, links0 l0: SectionPart, levels: SectionPart, upperStart us: SectionPart,
         upperLinks ul: SectionPart, free: [UInt32], tombstones: [UInt32], freeUpperRuns runs: [UInt32],
-        codes: SectionPart?
+        codes: SectionPart?, compact: SectionPart?
     ) -> [PendingSection] {
         func section(_ kind: UInt32, stride: Int, count: Int, _ part: SectionPart, codec: SectionCodec = .raw,
                      chunked: Bool = true) -> PendingSection {
@@ -117,6 +123,9 @@ extension HNSWIndex {
             section(SectionKind.hnswUpperStart, stride: 4, count: n, us),
             section(SectionKind.hnswUpperLinks, stride: upperLinks.stride, count: upperBlocks, ul),
         ] + (codes.map { [section(SectionKind.hnswNeighbourCodes, stride: neighbourCodes!.blocks.stride, count: n, $0)] } ?? [])
+            + (compact.map { [section(SectionKind.hnswCompactCenter, stride: 4, count: dimension,
+                                      .owned(compactCodes!.center), chunked: false),
+                              section(SectionKind.hnswCompactCodes, stride: compactCodes!.records.stride, count: n, $0)] } ?? [])
             + Self.removedNodeSections(free: free, tombstones: tombstones, freeUpperRuns: runs)
     }
 
@@ -125,6 +134,7 @@ extension HNSWIndex {
         throws(LodestoneError)
     {
         prepareNeighbourCodesLocked()
+        if nodeCount.load(ordering: .acquiring) > 0 { prepareCompactCodesLocked(rows: nil, count: 0) }
         purgeLocked(&w)  // now no live node links to a removed one
         // Blocks name neighbours by their old numbers: a reopened index
         // encodes them again.
@@ -150,6 +160,12 @@ extension HNSWIndex {
         }
         let vectorPieces = runs.map { UnsafeRawBufferPointer(start: vectors.record($0.start), count: $0.length * vectors.stride) }
         let keyPieces = runs.map { UnsafeRawBufferPointer(start: keyRecords.record($0.start), count: $0.length * 8) }
+        // A compact code depends on its vector alone: the codes move with them.
+        let compact = compactCodes.flatMap { $0.isReady ? $0 : nil }
+        compactCodes?.inLastPersist = compact != nil
+        let compactPieces = compact.map { codes in
+            runs.map { UnsafeRawBufferPointer(start: codes.records.record($0.start), count: $0.length * codes.records.stride) }
+        }
         let stateBytes = [UInt8](repeating: State.live.rawValue, count: count)
         let levelBytes = live.map { UInt8(level($0)) }
         var links0Out = [UInt32](repeating: HNSWIndex.noNode, count: count * m0)
@@ -193,7 +209,7 @@ extension HNSWIndex {
             nodes: count, upperBlocks: upperBlocks, vectors: .ranges(vectorPieces), keys: .ranges(keyPieces),
             states: .owned(stateBytes), links0: .owned(links0Out), levels: .owned(levelBytes),
             upperStart: .owned(upperStartOut), upperLinks: .owned(upperOut), free: [], tombstones: [], freeUpperRuns: [],
-            codes: nil)
+            codes: nil, compact: compactPieces.map { .ranges($0) })
         if let failure = corruption() { throw failure }
         try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
                                 sections: sections + extraSections)

@@ -185,6 +185,7 @@ extension HNSWIndex {
     /// when the index has neighbour codes).
     func searchPrepared(_ q: UnsafePointer<Float>, k: Int, ef: Int, scratch: SearchScratch) -> [Neighbor] {
         if let codes = neighbourCodes { return searchQuantized(q, codes: codes, k: k, ef: ef, scratch: scratch) }
+        if let codes = compactCodes { return searchCompact(q, codes: codes, k: k, ef: ef, scratch: scratch) }
         guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else { return [] }
         let found = searchLayer(q, entry: start, entryDistance: startDistance, ef: ef, layer: 0, scratch: scratch)
         let wanted = min(k, found)

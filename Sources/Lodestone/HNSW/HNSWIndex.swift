@@ -60,6 +60,9 @@ public final class HNSWIndex: @unchecked Sendable {
     /// Every node's block of its neighbours' codes and its own 8-bit code,
     /// for the quantized traversal (nil with the exact one; see ``NeighbourCodes``).
     let neighbourCodes: NeighbourCodes?
+    /// Every node's 4-bit code, for the compact traversal (nil with the
+    /// others; see ``CompactCodes``).
+    let compactCodes: CompactCodes?
 
     static let noNode = UInt32.max
     static let lockStripes = 1 << 12
@@ -156,6 +159,8 @@ public final class HNSWIndex: @unchecked Sendable {
         } else {
             neighbourCodes = nil
         }
+        // Ready once the first rows fix the center (see prepareCompactCodesLocked).
+        compactCodes = parameters.traversal == .compact ? CompactCodes(dimension: dimension, metric: metric) : nil
         nodeLocks = .allocate(capacity: HNSWIndex.lockStripes)
         nodeLocks.initialize(repeating: 0, count: HNSWIndex.lockStripes)
         scratchPool = ScratchPool(maxNeighbours: max(m0, m))
@@ -231,7 +236,7 @@ public final class HNSWIndex: @unchecked Sendable {
     public var memoryBytes: Int {
         let arenas = [vectors, links0, upperLinks, keyRecords, levelRecords, upperStart, states]
         return arenas.reduce(0) { $0 + $1.allocatedBytes } + writer.withLock { $0.keys.allocatedBytes }
-            + (neighbourCodes?.allocatedBytes ?? 0)
+            + (neighbourCodes?.allocatedBytes ?? 0) + (compactCodes?.allocatedBytes ?? 0)
             + HNSWIndex.lockStripes
     }
 

@@ -33,6 +33,18 @@ public struct HNSWParameters: Sendable, Hashable, Codable {
         /// second than the exact traversal at the same recall
         /// (measurements: docs/design/quantized-walk.md).
         case quantized
+        /// Each node keeps one 4-bit code of its own vector (about
+        /// `dimension / 2 + 16` bytes: 208 at 384-d); the walk ranks every
+        /// neighbour of a node it expands by gathering its code, and computes
+        /// float32 distances only to re-rank the best few at the end, so
+        /// results carry exact scores. The fewest resident bytes per vector
+        /// of the three: a search touches the codes and links, and float32
+        /// vectors only for its finalists, so an index opened from its
+        /// segment serves with the vectors left on disk until they are
+        /// needed. Inserts fill layer-0 lists as the quantized traversal's.
+        /// Slower than the quantized traversal at the same recall, faster
+        /// than the exact one (measurements: docs/design/compact-codes.md).
+        case compact
     }
 
     /// Creates parameters (defaults: `m` 16, `efConstruction` 200,
@@ -74,14 +86,22 @@ public struct HNSWParameters: Sendable, Hashable, Codable {
 }
 
 extension HNSWParameters.Traversal {
-    /// The traversal's number in persisted files (FORMAT.md): 0 exact, 1 quantized.
-    var storageCode: UInt64 { self == .exact ? 0 : 1 }
+    /// The traversal's number in persisted files (FORMAT.md): 0 exact, 1
+    /// quantized, 2 compact.
+    var storageCode: UInt64 {
+        switch self {
+        case .exact: return 0
+        case .quantized: return 1
+        case .compact: return 2
+        }
+    }
 
     /// The traversal stored as `code`, or nil for an unknown number.
     init?(storageCode code: UInt64) {
         switch code {
         case 0: self = .exact
         case 1: self = .quantized
+        case 2: self = .compact
         default: return nil
         }
     }

@@ -26,6 +26,10 @@ enum SectionKind {
     static let hnswNeighbourCodes11: UInt32 = 22
     /// Per node, its neighbours' codes and its own (the quantized traversal's blocks).
     static let hnswNeighbourCodes: UInt32 = 23
+    /// The compact traversal's center (Float32 components).
+    static let hnswCompactCenter: UInt32 = 24
+    /// Per node, its 4-bit code (the compact traversal's).
+    static let hnswCompactCodes: UInt32 = 25
     static let recordsHeader: UInt32 = 32
     static let recordsSlots: UInt32 = 33
     static let recordsHash: UInt32 = 34
@@ -60,6 +64,8 @@ enum SectionKind {
         case hnswFreeUpperRuns: return "hnsw.free-upper-runs"
         case hnswNeighbourCodes11: return "hnsw.neighbour-codes-1.1"
         case hnswNeighbourCodes: return "hnsw.neighbour-codes"
+        case hnswCompactCenter: return "hnsw.compact-center"
+        case hnswCompactCodes: return "hnsw.compact-codes"
         case recordsHeader: return "records.header"
         case recordsSlots: return "records.slots"
         case recordsHash: return "records.hash"
@@ -79,7 +85,7 @@ enum SectionKind {
 enum SegmentFormat {
     static let magic: [UInt8] = Array("LODESTON".utf8)
     static let major: UInt16 = 1
-    static let minor: UInt16 = 2
+    static let minor: UInt16 = 3
     static let byteOrderMark: UInt32 = 0x0A0B_0C0D
     static let headerLength = 256
     static let page = 4096

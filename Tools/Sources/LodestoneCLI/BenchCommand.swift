@@ -24,7 +24,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "HNSW: links per node (layer 0 keeps 2m).") var m: Int = 16
     @Option(name: .customLong("ef-construction"), help: "HNSW: beam width while building.") var efConstruction: Int = 200
     @Option(help: "HNSW: comma-separated search beam widths, one JSON line each.") var ef: String = "64"
-    @Option(help: "HNSW: the layer-0 walk, exact or quantized (neighbour codes; see HNSWParameters.Traversal).")
+    @Option(help: "HNSW: the layer-0 walk, exact, quantized (neighbour codes) or compact (4-bit codes); see HNSWParameters.Traversal.")
     var traversal: String = "exact"
     @Flag(help: "Send all queries in one batch call.") var batch = false
     @Option(help: "Threads for batch search and for building an HNSW index.") var threads: Int = Parallelism.defaultThreadCount
@@ -110,7 +110,7 @@ struct BenchCommand: ParsableCommand {
             flat = f
         } else {
             guard let walk = HNSWParameters.Traversal(rawValue: traversal) else {
-                throw ValidationError("--traversal must be exact or quantized, got \(traversal)")
+                throw ValidationError("--traversal must be exact, quantized or compact, got \(traversal)")
             }
             let h = try HNSWIndex(dimension: baseM.dimension, metric: metric,
                                   parameters: HNSWParameters(m: m, efConstruction: efConstruction, traversal: walk))

@@ -98,7 +98,7 @@ struct CreateCommand: ParsableCommand {
     @Option(help: "HNSW links per node.") var m: Int = 16
     @Option(help: "HNSW build beam width.") var efConstruction: Int = 200
     @Option(help: "HNSW default search beam width.") var efSearch: Int = 64
-    @Option(help: "HNSW layer-0 walk: exact, or quantized (neighbours' 1-bit codes and the node's 8-bit code beside the links: faster, ~2.4 KB more per vector at m 16, 384-d).")
+    @Option(help: "HNSW layer-0 walk: exact; quantized (neighbours' 1-bit codes and the node's 8-bit code beside the links: fastest, ~2.4 KB more per vector at m 16, 384-d); or compact (one 4-bit code per vector, ~208 bytes at 384-d: the least memory, vectors read only to re-rank).")
     var traversal: String = "exact"
     @Option(help: "A metadata field of text to search with BM25 (query --text).") var textField: String?
 
@@ -107,7 +107,7 @@ struct CreateCommand: ParsableCommand {
             guard let metric = Metric(name: metric) else { throw ValidationError("unknown metric \(metric)") }
             guard let kind = IndexKind(rawValue: kind) else { throw ValidationError("--kind is hnsw or flat") }
             guard let walk = HNSWParameters.Traversal(rawValue: traversal) else {
-                throw ValidationError("--traversal is exact or quantized, got \(traversal)")
+                throw ValidationError("--traversal is exact, quantized or compact, got \(traversal)")
             }
             let db = try options.open()
             try db.createIndex(name: name, dimension: dimension, metric: metric, embeddingModel: model,

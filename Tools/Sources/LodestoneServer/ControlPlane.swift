@@ -180,7 +180,7 @@ extension PineconeService {
 
     /// Lodestone's own options, under `"lodestone"` in a create request:
     /// `kind` (`hnsw` or `flat`), `m`, `ef_construction`, `ef_search`,
-    /// `traversal` (`exact` or `quantized`), `text_field` (a metadata field
+    /// `traversal` (`exact`, `quantized` or `compact`), `text_field` (a metadata field
     /// searched by BM25: `"text"` in a query).
     static func lodestoneOptions(_ body: Fields) throws(APIError) -> IndexOptions {
         var options = IndexOptions()
@@ -196,7 +196,7 @@ extension PineconeService {
         if let ef = try o.int("ef_search", in: 1...10_000) { options.hnsw.efSearch = ef }
         if let walk = try o.string("traversal") {
             guard let t = HNSWParameters.Traversal(rawValue: walk) else {
-                throw .badRequest("lodestone.traversal \"\(walk)\" is not one of exact, quantized")
+                throw .badRequest("lodestone.traversal \"\(walk)\" is not one of exact, quantized, compact")
             }
             options.hnsw.traversal = t
         }

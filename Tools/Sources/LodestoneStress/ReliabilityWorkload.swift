@@ -4,7 +4,8 @@ import Foundation
 /// The deterministic workload the kill-point tests run and check: two
 /// indexes ("flat", exact, synchronous; "graph", HNSW with the quantized
 /// traversal, so its neighbour-code blocks and their delta patches meet
-/// every fault too, group commit)
+/// every fault too, or with the compact traversal for seeds divisible by 3
+/// (the hostile files' golden workload), group commit)
 /// receiving the same upserts (most records with a sparse vector too, so
 /// the log's sparse operations and the segments' sparse sections meet every
 /// fault), metadata and sparse-vector updates, deletes by id and by
@@ -152,7 +153,8 @@ enum ReliabilityWorkload {
                     // The graph commits in groups, so both log paths (a sync
                     // per record, a shared flush after it) meet every fault.
                     options: IndexOptions(kind: name == "flat" ? .flat : .hnsw,
-                                          hnsw: HNSWParameters(m: 8, efConstruction: 64, traversal: .quantized),
+                                          hnsw: HNSWParameters(m: 8, efConstruction: 64,
+                                                               traversal: seed % 3 == 0 ? .compact : .quantized),
                                           durability: name == "flat" ? .synchronous : .groupCommit))
             }
         }!

@@ -135,7 +135,7 @@ struct CLITests {
         #expect(try ok(["stats", "bad", "--json"]).contains("\"total_record_count\": 0"))
         _ = try ok(["drop", "bad"])
         let badWalk = try Self.lodestone(["create", "walk", "--dimension", "4", "--traversal", "fast"], db: db)
-        #expect(badWalk.status != 0 && badWalk.errors.contains("--traversal is exact or quantized"), "\(badWalk.errors)")
+        #expect(badWalk.status != 0 && badWalk.errors.contains("--traversal is exact, quantized or compact"), "\(badWalk.errors)")
         let stats = try ok(["stats", "pypi", "--json"])
         #expect(stats.contains("\"total_record_count\": \(Fixtures.realData.base.rows)"))
         let queryFile = dir + "/queries.txt"

@@ -1,0 +1,166 @@
+// Compact codes: one 4-bit code per vector (LVQ's scheme, Aguerrebere et
+// al. 2023: the residual against a center, 16 levels between the residual's
+// own smallest and largest component), gathered by the compact layer-0
+// walk. See lodestone_kernels.h for the record layout and the estimator.
+#include "kernels_internal.h"
+#include <string.h>
+#ifdef LODESTONE_X86
+#include <immintrin.h>
+#endif
+
+static size_t padded(size_t d) { return (d + 63) / 64 * 64; }
+
+size_t lodestone_cc_record_bytes(size_t d) { return (padded(d) / 2 + 12 + 15) / 16 * 16; }
+
+size_t lodestone_cc_query_bytes(size_t d) { return padded(d); }
+
+// Component i of a 64-component group sits in byte (i % 16) + 16 * (i / 32)
+// of the group's 32 bytes, in the low nibble when (i % 32) < 16, else the high.
+static inline size_t cc_byte(size_t i) {
+    const size_t j = i % 64;
+    return (i / 64) * 32 + (j % 16) + 16 * (j / 32);
+}
+static inline int cc_high(size_t i) { return (i % 32) >= 16; }
+
+void lodestone_cc_encode(const float *x, const float *center, size_t d, void *record) {
+    float lo = INFINITY, hi = -INFINITY;
+    double norm2 = 0;
+    for (size_t i = 0; i < d; i++) {
+        const float r = x[i] - center[i];
+        lo = r < lo ? r : lo;
+        hi = r > hi ? r : hi;
+        norm2 += (double)x[i] * (double)x[i];
+    }
+    const float step = hi > lo ? (hi - lo) / 15.0f : 0.0f;
+    uint8_t *b = (uint8_t *)record;
+    const size_t bytes = padded(d) / 2;
+    memset(b, 0, lodestone_cc_record_bytes(d));
+    for (size_t i = 0; i < d; i++) {
+        int u = step > 0 ? (int)((x[i] - center[i] - lo) / step + 0.5f) : 0;
+        u = u < 0 ? 0 : (u > 15 ? 15 : u);
+        b[cc_byte(i)] |= (uint8_t)(cc_high(i) ? u << 4 : u);
+    }
+    const float tail[3] = {lo, step, (float)norm2};
+    memcpy(b + bytes, tail, sizeof tail);
+}
+
+void lodestone_cc_prepare(const float *q, const float *center, size_t d, int euclidean, int8_t *q8,
+                          lodestone_cc_query *out) {
+    float m = 0;
+    double sum = 0, qc = 0, qq = 0;
+    for (size_t i = 0; i < d; i++) {
+        m = fabsf(q[i]) > m ? fabsf(q[i]) : m;
+        sum += q[i];
+        qc += (double)q[i] * (double)center[i];
+        qq += (double)q[i] * (double)q[i];
+    }
+    const float scale = m > 0 ? m / 127.0f : 1.0f;
+    memset(q8, 0, padded(d));
+    for (size_t i = 0; i < d; i++) {
+        long t = lrintf(q[i] / scale);
+        t = t < -127 ? -127 : (t > 127 ? 127 : t);
+        // The query's bytes follow the codes' nibbles: per group, 32 bytes
+        // for the low nibbles, then 32 for the high ones.
+        const size_t byte = cc_byte(i);
+        q8[(byte / 32) * 64 + (cc_high(i) ? 32 : 0) + byte % 32] = (int8_t)t;
+    }
+    out->scale = scale;
+    out->sum = (float)sum;
+    out->qc = (float)qc;
+    out->qq = (float)qq;
+    out->euclidean = euclidean;
+}
+
+static inline float cc_rank(const uint8_t *tail_bytes, int32_t dot, const lodestone_cc_query *query) {
+    float tail[3];
+    memcpy(tail, tail_bytes, sizeof tail);
+    const float ip = query->qc + tail[0] * query->sum + tail[1] * query->scale * (float)dot;
+    return query->euclidean ? query->qq + tail[2] - 2.0f * ip : -ip;
+}
+
+static void estimates_portable(const int8_t *q8, const lodestone_cc_query *query, size_t d,
+                               const void *const *records, size_t n, float *out) {
+    const size_t groups = padded(d) / 64;
+    for (size_t r = 0; r < n; r++) {
+        const uint8_t *b = (const uint8_t *)records[r];
+        int32_t dot = 0;
+        for (size_t g = 0; g < groups; g++) {
+            for (size_t j = 0; j < 32; j++) {
+                const uint8_t v = b[g * 32 + j];
+                dot += (int32_t)(v & 15) * q8[g * 64 + j] + (int32_t)(v >> 4) * q8[g * 64 + 32 + j];
+            }
+        }
+        out[r] = cc_rank(b + groups * 32, dot, query);
+    }
+}
+
+#ifdef LODESTONE_X86
+// Unsigned nibbles times signed query bytes (vpmaddubsw: at most 2 x 15 x
+// 127 per 16-bit lane), then pairs summed into 32-bit lanes (vpmaddwd).
+__attribute__((target("avx2"))) static void estimates_avx2(const int8_t *q8, const lodestone_cc_query *query,
+                                                           size_t d, const void *const *records, size_t n,
+                                                           float *out) {
+    const size_t groups = padded(d) / 64;
+    const size_t bytes = groups * 32 + 12;
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (size_t r = 0; r < n; r++) {
+        if (r + 4 < n) {
+            const char *p = (const char *)records[r + 4];
+            for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+        }
+        const uint8_t *b = (const uint8_t *)records[r];
+        __m256i acc = _mm256_setzero_si256();
+        for (size_t g = 0; g < groups; g++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(b + g * 32));
+            const __m256i lo4 = _mm256_and_si256(v, low);
+            const __m256i hi4 = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+            const __m256i qlo = _mm256_loadu_si256((const __m256i *)(q8 + g * 64));
+            const __m256i qhi = _mm256_loadu_si256((const __m256i *)(q8 + g * 64 + 32));
+            const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo4, qlo), _mm256_maddubs_epi16(hi4, qhi));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s16, ones));
+        }
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+        out[r] = cc_rank(b + groups * 32, _mm_cvtsi128_si32(h), query);
+    }
+}
+#endif
+
+typedef void (*cc_estimates_fn)(const int8_t *, const lodestone_cc_query *, size_t, const void *const *, size_t,
+                                float *);
+
+static cc_estimates_fn cc_variant(int isa) {
+#ifdef LODESTONE_X86
+    if ((isa == LODESTONE_ISA_AVX2_FMA || isa == LODESTONE_ISA_AVX512) && lodestone_cpu_supports(LODESTONE_ISA_AVX2_FMA))
+        return estimates_avx2;
+#endif
+    (void)isa;
+    return NULL;
+}
+
+static cc_estimates_fn cc_active;
+
+static cc_estimates_fn cc_choose(void) {
+    const int forced = lodestone_forced_isa();
+    if (forced == 0) return estimates_portable;
+    cc_estimates_fn f = forced > 0 ? cc_variant(forced) : NULL;
+    if (!f) f = cc_variant(LODESTONE_ISA_AVX2_FMA);
+    return f ? f : estimates_portable;
+}
+
+void lodestone_cc_estimates(const int8_t *q8, const lodestone_cc_query *query, size_t d, const void *const *records,
+                            size_t n, float *out) {
+    cc_estimates_fn f = __atomic_load_n(&cc_active, __ATOMIC_ACQUIRE);
+    if (!f) {
+        f = cc_choose();
+        __atomic_store_n(&cc_active, f, __ATOMIC_RELEASE);
+    }
+    f(q8, query, d, records, n, out);
+}
+
+void lodestone_cc_estimates_portable(const int8_t *q8, const lodestone_cc_query *query, size_t d,
+                                     const void *const *records, size_t n, float *out) {
+    estimates_portable(q8, query, d, records, n, out);
+}

@@ -1,0 +1,151 @@
+import CLodestoneKernels
+
+extension HNSWIndex {
+    // MARK: The compact walk
+
+    /// Builds the compact codes if this index has none yet (a segment
+    /// written without them): once, under the writer's lock, on every core.
+    func ensureCompactCodes(_ codes: CompactCodes) {
+        guard !codes.isReady else { return }
+        writer.withLock { _ in prepareCompactCodesLocked(rows: nil, count: 0) }
+    }
+
+    /// Makes the compact codes ready, if the index has them, with the
+    /// writer's lock held, before nodes are written: an empty index takes
+    /// the mean of the `count` rows about to be added as its center; an
+    /// index with nodes encodes them all (center: the live vectors' mean,
+    /// or the persisted one).
+    func prepareCompactCodesLocked(rows: UnsafePointer<Float>?, count: Int) {
+        guard let codes = compactCodes, !codes.isReady else { return }
+        let n = nodeCount.load(ordering: .acquiring)
+        if n == 0, let rows, count > 0, !codes.centerAdopted {
+            codes.start(rows: rows, count: count)
+            return
+        }
+        codes.build(count: n, vector: { UnsafePointer(self.vector($0)) }, isLive: { self.state($0) == .live },
+                    keepCenter: codes.centerAdopted, threads: Parallelism.defaultThreadCount)
+    }
+
+    /// The first live node whose code differs from its vector's encoding,
+    /// or nil: what ``verify()`` checks of the codes.
+    func firstCodeNotMatchingVector(_ codes: CompactCodes) -> UInt32? {
+        writer.withLock { _ in
+            let stride = codes.records.stride
+            let fresh = UnsafeMutableRawPointer.allocate(byteCount: stride, alignment: 16)
+            defer { fresh.deallocate() }
+            return codes.center.withUnsafeBufferPointer { c in
+                for id in 0..<UInt32(nodeCount.load(ordering: .acquiring)) where state(id) == .live {
+                    lodestone_cc_encode(vector(id), c.baseAddress!, dimension, fresh)
+                    let stored = UnsafeRawPointer(codes.records.record(id))
+                    for i in 0..<stride where fresh.load(fromByteOffset: i, as: UInt8.self)
+                        != stored.load(fromByteOffset: i, as: UInt8.self) { return id }
+                }
+                return nil
+            }
+        }
+    }
+
+    /// Live nodes compared exactly at the end of a compact walk for `k`
+    /// results: with 4-bit estimates, ranking by estimate and comparing the
+    /// best 20 exactly lost none of the true top 10 that 50 would find
+    /// (measurements: docs/design/compact-codes.md).
+    static func compactRerankCount(k: Int) -> Int { max(k + 10, 2 * k) }
+
+    /// The layer-0 beam search of the compact traversal, from `start` (rank
+    /// value `startDistance`): a beam of `ef` nodes ranked by their codes'
+    /// estimates; expanding a node reads its link list and gathers the
+    /// codes of its neighbours not seen yet, which are marked as they enter
+    /// (a code gives a node the same estimate from every parent). The best
+    /// ``compactRerankCount(k:)`` nodes `admission` passes, by estimate,
+    /// are compared exactly at the end: returns the best `k`, best first.
+    func compactWalk<A: NodeAdmission>(_ q: UnsafePointer<Float>, codes: CompactCodes, entry start: UInt32,
+                                       entryDistance: Float, k: Int, ef: Int, scratch: SearchScratch,
+                                       admission: A) -> [Candidate] {
+        let finalists = HNSWIndex.compactRerankCount(k: k)
+        scratch.reserveResults(finalists)
+        let query = codes.prepare(q)
+        let bound = nodeCount.load(ordering: .acquiring)
+        let generation = scratch.beginSearch(nodes: bound, poolSize: ef)
+        let marks = scratch.visited
+        let pool = scratch.pool
+        let ids = scratch.ids, estimates = scratch.values
+        var results = TopKHeap(storage: scratch.results, capacity: finalists)
+        let recordBytes = codes.records.stride
+        marks[Int(start)] = generation
+        pool[0] = PoolEntry(distance: entryDistance, id: start)
+        var count = 1
+        var cursor = 0
+        var expanded = 0
+        var estimated = 0
+        scratch.rows.withMemoryRebound(to: UnsafeRawPointer?.self, capacity: scratch.neighbourCapacity) { records in
+            while cursor < count {
+                let current = pool[cursor].id
+                let value = pool[cursor].distance
+                pool[cursor].tagged |= PoolEntry.expandedBit
+                let slots = links(current, layer: 0)
+                // The next node to expand is probably the next in the beam:
+                // its links into the second-level cache meanwhile.
+                var next = cursor + 1
+                while next < count && pool[next].isExpanded { next += 1 }
+                if next < count { lodestone_prefetch_bytes_l2(links(pool[next].id, layer: 0), m0 * 4) }
+                // Gather the neighbours not seen yet; every code's lines are
+                // requested before the first is scored.
+                var n = 0
+                for j in 0..<m0 {
+                    let nb = lodestone_load_u32(slots + j)
+                    if nb == HNSWIndex.noNode { break }
+                    if Int(nb) >= bound || marks[Int(nb)] == generation { continue }
+                    marks[Int(nb)] = generation
+                    let record = UnsafeRawPointer(codes.records.record(nb))
+                    lodestone_prefetch_bytes_l2(record, recordBytes)
+                    ids[n] = nb
+                    records[n] = record
+                    n += 1
+                }
+                expanded += 1
+                if value < results.threshold && admission.admits(current) {
+                    results.consider(Candidate(distance: value, id: UInt64(current)))
+                }
+                var lowest = cursor + 1
+                if n > 0 {
+                    codes.estimate(query, records: records, count: n, into: estimates)
+                    estimated += n
+                }
+                for i in 0..<n {
+                    let e = estimates[i]
+                    if count == ef && e >= pool[count - 1].distance { continue }
+                    let at = PoolEntry.insert(PoolEntry(distance: e, id: ids[i]), into: pool, count: &count,
+                                              capacity: ef)
+                    if at < lowest { lowest = at }
+                }
+                cursor = lowest
+                while cursor < count && pool[cursor].isExpanded { cursor += 1 }
+            }
+        }
+        scratch.nodesExpanded += expanded
+        scratch.distancesComputed += estimated
+        // The finalists' exact rank values (their vectors requested at once,
+        // into L2: they are independent), the best k kept.
+        let best = results.drainSorted()
+        for c in best { lodestone_prefetch_bytes_l2(vector(UInt32(c.id)), vectors.stride) }
+        var exact = best.map { Candidate(distance: rank(q, vector(UInt32($0.id))), id: $0.id) }
+        exact.sort()
+        scratch.distancesComputed += exact.count
+        return Array(exact.prefix(k))
+    }
+
+    /// A search on the compact traversal: greedy descent on the upper
+    /// layers (exact), then ``compactWalk(_:codes:entry:entryDistance:k:ef:scratch:admission:)``.
+    func searchCompact(_ q: UnsafePointer<Float>, codes: CompactCodes, k: Int, ef: Int,
+                       scratch: SearchScratch) -> [Neighbor] {
+        ensureCompactCodes(codes)
+        guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else { return [] }
+        let found = compactWalk(q, codes: codes, entry: start, entryDistance: startDistance, k: k, ef: ef,
+                                scratch: scratch, admission: LiveNodes(index: self))
+        if found.count < k && found.count < count {
+            // Removed nodes crowded the beam: search on until k live nodes.
+            return searchFiltered(q, k: k, ef: ef, scratch: scratch, admission: LiveNodes(index: self))
+        }
+        return found.map { neighbor($0) }
+    }
+}

@@ -1,0 +1,131 @@
+import CLodestoneKernels
+import Synchronization
+
+/// One 4-bit code per vector (LVQ's scheme: the residual against a fixed
+/// center, 16 levels between the residual's own extremes), for the compact
+/// traversal (``HNSWParameters/Traversal/compact``): its layer-0 walk
+/// ranks every neighbour by gathering its code, a few cache lines, so a
+/// search reads neither float32 vectors (but its finalists') nor
+/// neighbour-code blocks. The record layout and the estimator are in
+/// `lodestone_kernels.h`; why this scheme, in docs/design/compact-codes.md.
+///
+/// The center is the mean of the first vectors the codes see (the first
+/// batch added to an empty index, or the live vectors when the codes are
+/// built for an index that has some) and then stays: a code depends on its
+/// vector and the center only, so it is written once per vector and
+/// persisted with the segment. Readers use codes without a lock; the
+/// writer encodes under the graph's writer lock.
+final class CompactCodes: @unchecked Sendable {
+    // @unchecked: records follow the arena's publication protocol; `center`
+    // is written once, before `ready` is released.
+
+    let dimension: Int
+    let euclidean: Bool
+    let records: NodeArena
+    private(set) var center: [Float]
+    /// Set (release) once the center is fixed and every node below the node
+    /// count has a code.
+    let ready = Atomic<Bool>(false)
+    /// Whether the segment deltas are written against holds every code (so
+    /// a delta can carry the codes changed since); the writer's lock.
+    var inBase = false
+    /// Whether the last whole-segment persist wrote the codes; the writer's lock.
+    var inLastPersist = false
+    /// Whether the center came from a segment (codes built later keep it).
+    private(set) var centerAdopted = false
+
+    init(dimension: Int, metric: Metric) {
+        self.dimension = dimension
+        euclidean = metric == .euclidean
+        records = NodeArena(stride: lodestone_cc_record_bytes(dimension))
+        center = [Float](repeating: 0, count: dimension)
+    }
+
+    /// Whether every node has its code (acquire: codes and center are then visible).
+    var isReady: Bool { ready.load(ordering: .acquiring) }
+
+    /// Bytes allocated for codes.
+    var allocatedBytes: Int { records.allocatedBytes }
+
+    /// Fixes the center to the mean of `count` rows at `rows` and marks the
+    /// codes ready: for an index with no nodes yet (the writer's lock held).
+    func start(rows: UnsafePointer<Float>, count: Int) {
+        var sum = [Double](repeating: 0, count: dimension)
+        for r in 0..<count {
+            for i in 0..<dimension { sum[i] += Double(rows[r * dimension + i]) }
+        }
+        center = sum.map { Float($0 / Double(max(count, 1))) }
+        ready.store(true, ordering: .releasing)
+    }
+
+    /// Adopts a persisted center (before the codes are adopted or built).
+    func adopt(center persisted: [Float]) {
+        precondition(persisted.count == dimension)
+        center = persisted
+        centerAdopted = true
+    }
+
+    /// Builds the codes of nodes `0..<count` (the writer's lock held, codes
+    /// not ready): the center is the mean of the vectors `isLive` admits,
+    /// unless `keepCenter` (a persisted center was adopted).
+    func build(count: Int, vector: (UInt32) -> UnsafePointer<Float>, isLive: (UInt32) -> Bool, keepCenter: Bool,
+               threads: Int) {
+        if !keepCenter {
+            var sum = [Double](repeating: 0, count: dimension)
+            var live = 0
+            for id in 0..<UInt32(count) where isLive(id) {
+                let v = vector(id)
+                for i in 0..<dimension { sum[i] += Double(v[i]) }
+                live += 1
+            }
+            center = sum.map { Float($0 / Double(max(live, 1))) }
+        }
+        records.reserve(count)
+        let block = 4_096
+        center.withUnsafeBufferPointer { c in
+            parallelFor(count: count, threads: min(threads, max(1, count / block)), grain: block) { run in
+                for id in run {
+                    records.markDirty(UInt32(id))
+                    lodestone_cc_encode(vector(UInt32(id)), c.baseAddress!, dimension, records.record(UInt32(id)))
+                }
+            }
+        }
+        ready.store(true, ordering: .releasing)
+    }
+
+    /// Writes node `id`'s code (the writer's lock held, codes ready).
+    func encode(_ id: UInt32, vector: UnsafePointer<Float>) {
+        records.reserve(Int(id) + 1)
+        records.markDirty(id)
+        center.withUnsafeBufferPointer { c in
+            lodestone_cc_encode(vector, c.baseAddress!, dimension, records.record(id))
+        }
+    }
+
+    /// A query's int8 components and numbers, for ``estimate(_:records:count:into:)``.
+    struct Query: ~Copyable {
+        let components: UnsafeMutablePointer<Int8>
+        var parameters = lodestone_cc_query()
+
+        init(bytes: Int) { components = .allocate(capacity: bytes) }
+        deinit { components.deallocate() }
+    }
+
+    /// Prepares `q` (a prepared query: normalized for cosine).
+    func prepare(_ q: UnsafePointer<Float>) -> Query {
+        var query = Query(bytes: lodestone_cc_query_bytes(dimension))
+        center.withUnsafeBufferPointer { c in
+            lodestone_cc_prepare(q, c.baseAddress!, dimension, euclidean ? 1 : 0, query.components, &query.parameters)
+        }
+        return query
+    }
+
+    /// Rank-value estimates (lower is nearer, on the index's rank scale) of
+    /// `count` nodes' codes.
+    @inline(__always) func estimate(_ query: borrowing Query, records rows: UnsafePointer<UnsafeRawPointer?>,
+                                    count: Int, into out: UnsafeMutablePointer<Float>) {
+        withUnsafePointer(to: query.parameters) { p in
+            lodestone_cc_estimates(query.components, p, dimension, rows, count, out)
+        }
+    }
+}
