@@ -80,7 +80,7 @@ struct CompactTraversalTests {
     static let realCompact: HNSWIndex = {
         let data = Fixtures.realData
         let index = try! HNSWIndex(dimension: data.base.dimension, metric: .cosine,
-                                   parameters: HNSWParameters(m: 16, efConstruction: 100, traversal: .compact))
+                                   parameters: HNSWParameters(m: 16, efConstruction: 64, traversal: .compact))
         try! index.add(contentsOf: data.base.values, keys: (0..<UInt64(data.base.rows)).map { $0 }, threads: 2)
         return index
     }()

@@ -71,24 +71,12 @@ final class CompactCodes: @unchecked Sendable {
     func build(count: Int, vector: (UInt32) -> UnsafePointer<Float>, isLive: (UInt32) -> Bool, keepCenter: Bool,
                threads: Int) {
         if !keepCenter {
-            var sum = [Double](repeating: 0, count: dimension)
-            var live = 0
-            for id in 0..<UInt32(count) where isLive(id) {
-                let v = vector(id)
-                for i in 0..<dimension { sum[i] += Double(v[i]) }
-                live += 1
-            }
-            center = sum.map { Float($0 / Double(max(live, 1))) }
+            center = CodeCenter.mean(count: count, dimension: dimension, vector: vector, isLive: isLive)
         }
         records.reserve(count)
-        let block = 4_096
-        center.withUnsafeBufferPointer { c in
-            parallelFor(count: count, threads: min(threads, max(1, count / block)), grain: block) { run in
-                for id in run {
-                    records.markDirty(UInt32(id))
-                    lodestone_cc_encode(vector(UInt32(id)), c.baseAddress!, dimension, records.record(UInt32(id)))
-                }
-            }
+        CodeCenter.encodeAll(count: count, center: center, threads: threads) { id, c in
+            records.markDirty(id)
+            lodestone_cc_encode(vector(id), c, dimension, records.record(id))
         }
         ready.store(true, ordering: .releasing)
     }

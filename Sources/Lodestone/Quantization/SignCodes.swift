@@ -40,22 +40,10 @@ final class SignCodes: @unchecked Sendable {
     /// Builds the codes of nodes `0..<count` (the writer's lock held, codes
     /// not ready): the center is the mean of the vectors `isLive` admits.
     func build(count: Int, vector: (UInt32) -> UnsafePointer<Float>, isLive: (UInt32) -> Bool, threads: Int) {
-        var sum = [Double](repeating: 0, count: dimension)
-        var live = 0
-        for id in 0..<UInt32(count) where isLive(id) {
-            let v = vector(id)
-            for i in 0..<dimension { sum[i] += Double(v[i]) }
-            live += 1
-        }
-        center = sum.map { Float($0 / Double(max(live, 1))) }
+        center = CodeCenter.mean(count: count, dimension: dimension, vector: vector, isLive: isLive)
         records.reserve(count)
-        let block = 4_096
-        center.withUnsafeBufferPointer { c in
-            parallelFor(count: count, threads: min(threads, max(1, count / block)), grain: block) { run in
-                for id in run {
-                    lodestone_sign_encode(vector(UInt32(id)), c.baseAddress!, dimension, records.record(UInt32(id)))
-                }
-            }
+        CodeCenter.encodeAll(count: count, center: center, threads: threads) { id, c in
+            lodestone_sign_encode(vector(id), c, dimension, records.record(id))
         }
         ready.store(true, ordering: .releasing)
     }
