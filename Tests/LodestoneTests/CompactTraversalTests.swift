@@ -172,6 +172,8 @@ struct CompactTraversalTests {
     func centerAndStorage() throws {
         let index = try HNSWIndex(dimension: 3, metric: .euclidean, parameters: HNSWParameters(m: 4, traversal: .compact))
         #expect(index.compactCodes?.isReady == false)
+        #expect(throws: LodestoneError.self) { try index.search([1, 2, 3], k: 1) }  // empty: the center stays open
+        #expect(index.compactCodes?.isReady == false)
         try index.add(contentsOf: [1, 2, 3, 3, 4, 5], keys: [1, 2])
         #expect(index.compactCodes?.center == [2, 3, 4])
         try index.add([10, 10, 10], key: 3)

@@ -226,7 +226,7 @@ extension HNSWIndexTests {
     @Test("threads can search while another thread adds, replaces and removes (every traversal; a quantized index's blocks mirror its links after, a compact index's codes match its vectors)",
           arguments: [HNSWParameters.Traversal.exact, .quantized, .compact])
     func concurrentReadersAndWriter(traversal: HNSWParameters.Traversal) throws {
-        let n = 3000, d = 32
+        let n = 2200, d = 32  // 12 rounds of writes per traversal: three traversals within the TSan budget
         let base = Fixtures.randomVectors(count: n, dimension: d, seed: 8)
         let index = try HNSWIndex(dimension: d, metric: .dotProduct,
                                   parameters: HNSWParameters(m: 8, efConstruction: 40, traversal: traversal))

@@ -138,8 +138,10 @@ extension HNSWIndex {
     /// layers (exact), then ``compactWalk(_:codes:entry:entryDistance:k:ef:scratch:admission:)``.
     func searchCompact(_ q: UnsafePointer<Float>, codes: CompactCodes, k: Int, ef: Int,
                        scratch: SearchScratch) -> [Neighbor] {
-        ensureCompactCodes(codes)
+        // An empty index answers before its codes are made: the first rows
+        // added fix their center.
         guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else { return [] }
+        ensureCompactCodes(codes)
         let found = compactWalk(q, codes: codes, entry: start, entryDistance: startDistance, k: k, ef: ef,
                                 scratch: scratch, admission: LiveNodes(index: self))
         if found.count < k && found.count < count {

@@ -160,9 +160,11 @@ extension HNSWIndex {
         }
         let vectorPieces = runs.map { UnsafeRawBufferPointer(start: vectors.record($0.start), count: $0.length * vectors.stride) }
         let keyPieces = runs.map { UnsafeRawBufferPointer(start: keyRecords.record($0.start), count: $0.length * 8) }
-        // A compact code depends on its vector alone: the codes move with them.
+        // A compact code depends on its vector alone: the codes move with
+        // them. The file's numbering is not this instance's, so no delta
+        // follows it (as for the blocks).
         let compact = compactCodes.flatMap { $0.isReady ? $0 : nil }
-        compactCodes?.inLastPersist = compact != nil
+        compactCodes?.inLastPersist = false
         let compactPieces = compact.map { codes in
             runs.map { UnsafeRawBufferPointer(start: codes.records.record($0.start), count: $0.length * codes.records.stride) }
         }
