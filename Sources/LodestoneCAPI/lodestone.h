@@ -92,7 +92,8 @@ extern "C" {
 /* An HNSW index's layer-0 walk (HNSWParameters.Traversal). */
 #define LDS_TRAVERSAL_EXACT 0
 #define LDS_TRAVERSAL_QUANTIZED 1
-/* One 4-bit code per vector: the least memory (accepted since ABI 4). */
+/* One 4-bit code per vector: the least memory. A library built before it
+ * answers LDS_E_INVALID_ARGUMENT. */
 #define LDS_TRAVERSAL_COMPACT 2
 
 #define LDS_DURABILITY_SYNCHRONOUS 0
