@@ -124,14 +124,7 @@ extension HNSWIndex {
         }
         scratch.nodesExpanded += expanded
         scratch.distancesComputed += estimated
-        // The finalists' exact rank values (their vectors requested at once,
-        // into L2: they are independent), the best k kept.
-        let best = results.drainSorted()
-        for c in best { lodestone_prefetch_bytes_l2(vector(UInt32(c.id)), vectors.stride) }
-        var exact = best.map { Candidate(distance: rank(q, vector(UInt32($0.id))), id: $0.id) }
-        exact.sort()
-        scratch.distancesComputed += exact.count
-        return Array(exact.prefix(k))
+        return rerank(q, results.drainSorted(), k: k, scratch: scratch)
     }
 
     /// A search on the compact traversal: greedy descent on the upper

@@ -162,14 +162,17 @@ extension HNSWIndex {
         scratch.nodesExpanded += expanded
         scratch.distancesComputed += expanded
         guard k > 0 else { return (count, []) }
-        // The finalists' exact rank values (their vectors fetched at once,
-        // into L2: they are independent), the best k kept.
-        let best = results.drainSorted()
-        for c in best { lodestone_prefetch_bytes_l2(vector(UInt32(c.id)), vectors.stride) }
-        var exact = best.map { Candidate(distance: rank(q, vector(UInt32($0.id))), id: $0.id) }
+        return (count, rerank(q, results.drainSorted(), k: k, scratch: scratch))
+    }
+
+    /// The best `k` of a walk's `finalists` by exact rank value (their
+    /// vectors requested at once, into L2: they are independent).
+    func rerank(_ q: UnsafePointer<Float>, _ finalists: [Candidate], k: Int, scratch: SearchScratch) -> [Candidate] {
+        for c in finalists { lodestone_prefetch_bytes_l2(vector(UInt32(c.id)), vectors.stride) }
+        var exact = finalists.map { Candidate(distance: rank(q, vector(UInt32($0.id))), id: $0.id) }
         exact.sort()
         scratch.distancesComputed += exact.count
-        return (count, Array(exact.prefix(k)))
+        return Array(exact.prefix(k))
     }
 
     /// Live nodes compared exactly at the end of a quantized walk for `k`
