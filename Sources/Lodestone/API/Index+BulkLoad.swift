@@ -85,7 +85,8 @@ extension Index {
         return ImportReport(records: stored, skippedLines: 0, skippedErrors: [], createdIndex: false)
     }
 
-    private static func isBlank(_ line: [UInt8]) -> Bool {
+    /// Whether a JSON Lines line holds only spaces, tabs or a CR (skipped).
+    static func isBlank(_ line: [UInt8]) -> Bool {
         line.allSatisfy { $0 == 32 || $0 == 9 || $0 == 13 }
     }
 

@@ -154,7 +154,7 @@ extension Database {
         // A text index derives its sparse values from the text: a file's are left out.
         let textField = existing?.textField ?? options.textField
         func parse(_ line: [UInt8], number: Int) throws(LodestoneError) -> (Record, String)? {
-            if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { return nil }  // blank
+            if Index.isBlank(line) { return nil }
             let decoded: RecordLine
             do {
                 decoded = try RecordLine(line: line)
