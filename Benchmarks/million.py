@@ -431,6 +431,7 @@ def main():
     p.add_argument("--knn-queries", type=int, default=100000)
     p.add_argument("--target", type=float, default=TARGET)
     p.add_argument("--plot")
+    p.add_argument("--data-only", action="store_true", help="make the data and ground truth in WORK, then stop")
     p.add_argument("--phase", help=argparse.SUPPRESS)
     a = p.parse_args()
     a.sizes = [int(x) for x in a.sizes.split(",")]
@@ -442,6 +443,9 @@ def main():
             peer_serve(engine, int(n), a.work, a.knn_queries, a.target)
         return
     os.makedirs(a.work, exist_ok=True)
+    if a.data_only:
+        print(json.dumps(generate(a, a.work)))
+        return
     env = bench_env()
     exe = build_lodestone()
     info = generate(a, a.work)

@@ -125,7 +125,7 @@ struct CompactTraversalTests {
         #expect(Set(walked.results.map(\.key)).intersection(truth).count >= 8)
     }
 
-    @Test("codes are persisted (format 1.3) and used in place on reopening; a compacting persist keeps them; verify finds a code that is not its vector's")
+    @Test("codes are persisted (format 1.3 and later) and used in place on reopening; a compacting persist keeps them; verify finds a code that is not its vector's")
     func persistAndReopen() throws {
         let data = Fixtures.realData
         let index = Self.realCompact
@@ -166,6 +166,73 @@ struct CompactTraversalTests {
         try Data(bytes).write(to: URL(fileURLWithPath: dir + "/damaged.seg"))
         let damaged = try HNSWIndex.open(path: dir + "/damaged.seg")
         #expect(throws: LodestoneError.self) { try damaged.verify() }
+    }
+
+    @Test("a compact segment's vectors are verified record by record (format 1.4); a damaged vector fails the search that reads it, and verify names it or its checksum")
+    func vectorsVerifiedRecordByRecord() throws {
+        let data = Fixtures.realData
+        // Whole 4,096-record chunks are verified record by record: on the
+        // 2,000-row sample, its rows twice over with fresh keys.
+        let index: HNSWIndex
+        if data.base.rows >= 4_096 {
+            index = Self.realCompact
+        } else {
+            index = try HNSWIndex(dimension: data.base.dimension, metric: .cosine,
+                                  parameters: HNSWParameters(m: 16, efConstruction: 64, traversal: .compact))
+            for round in 0..<3 {
+                let keys = (0..<UInt64(data.base.rows)).map { $0 + UInt64(round * data.base.rows) }
+                try index.add(contentsOf: data.base.values, keys: keys, threads: 2)
+            }
+        }
+        let dir = Fixtures.temporaryDirectory("compact-records")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/graph.seg"
+        try index.persist(to: path)
+        let segment = try MappedSegment(path: path)
+        #expect(segment.minorVersion == 4)
+        let sums = try segment.entry(SectionKind.hnswVectorChecksums)
+        let vectors = try segment.entry(SectionKind.vectors)
+        let stride = index.vectors.stride
+        #expect(sums.count == vectors.count && sums.stride == 4)
+        for id in [0, 1, vectors.count - 1] {
+            let stored = (segment.base + sums.offset + 4 * id).loadUnaligned(as: UInt32.self)
+            #expect(stored == lodestone_crc32c(0, segment.base + vectors.offset + id * stride, stride))
+        }
+        let reopened = try HNSWIndex.open(path: path)
+        #expect(reopened.vectors.verifiesRecords)
+        // Searches keep no float32 vector hot: the code (208 bytes at
+        // 384-d), its checksum, 32 links, key, state, level, upper layers.
+        #expect(reopened.residentBytesPerVector >= 208 + 4 + 128 + 14 && reopened.residentBytesPerVector <= 400)
+        for qi in 0..<20 {
+            let q = data.queries.row(qi)
+            #expect(try reopened.search(q, k: 10, ef: 64) == index.search(q, k: 10, ef: 64))
+        }
+        try reopened.verify()
+
+        // One byte of node 7's vector: the search for that vector re-ranks
+        // it and fails; verify names the record.
+        let damagedNode = 7
+        let query = Array(UnsafeBufferPointer(start: index.vector(UInt32(damagedNode)), count: data.base.dimension))
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        func damaged(_ at: Int, _ name: String) throws -> HNSWIndex {
+            var bytes = original
+            bytes[at] ^= 0x40
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/" + name))
+            return try HNSWIndex.open(path: dir + "/" + name)
+        }
+        func names(_ section: String, _ detail: String) -> (any Error) -> Bool {
+            { error in
+                guard case let .corruptSegment(_, s, reason)? = error as? LodestoneError else { return false }
+                return s == section && reason.contains(detail)
+            }
+        }
+        let badVector = try damaged(vectors.offset + damagedNode * stride + 11, "vector.seg")
+        #expect { try badVector.search(query, k: 10, ef: 64) } throws: { names("vectors", "record \(damagedNode)")($0) }
+        let badVector2 = try damaged(vectors.offset + damagedNode * stride + 11, "vector2.seg")
+        #expect { try badVector2.verify() } throws: { names("vectors", "record \(damagedNode)")($0) }
+        // A damaged checksum: its chunk of checksums fails first.
+        let badSum = try damaged(sums.offset + 4 * damagedNode, "sums.seg")
+        #expect { try badSum.verify() } throws: { names("hnsw.vector-checksums", "checksum mismatch")($0) }
     }
 
     @Test("an index without a center takes the mean of its first rows; bad traversal codes are refused by the manifest and the C ABI's checks")

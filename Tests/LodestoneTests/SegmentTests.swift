@@ -161,7 +161,7 @@ struct SegmentTests {
     func inspect() throws {
         let s = try Self.smallSegment()
         let info = try SegmentInfo(path: s.path)
-        #expect(info.formatVersion == "1.3" && info.indexKind == "hnsw" && info.embeddingModel == "test-model")
+        #expect(info.formatVersion == "1.4" && info.indexKind == "hnsw" && info.embeddingModel == "test-model")
         #expect(info.fileBytes == s.bytes.count)
         let names = Set(info.sections.map(\.name))
         #expect(names.isSuperset(of: ["parameters", "vectors", "keys", "states", "hnsw.links0", "hnsw.levels",

@@ -51,19 +51,18 @@ extension HNSWIndex {
     /// (measurements: docs/design/compact-codes.md).
     static func compactRerankCount(k: Int) -> Int { max(k + 10, 2 * k) }
 
-    /// The layer-0 beam search of the compact traversal, from `start` (rank
-    /// value `startDistance`): a beam of `ef` nodes ranked by their codes'
+    /// The layer-0 beam search of the compact traversal for `q` (`query`
+    /// prepared from it), from `start` (estimate `entryDistance`): a beam of `ef` nodes ranked by their codes'
     /// estimates; expanding a node reads its link list and gathers the
     /// codes of its neighbours not seen yet, which are marked as they enter
     /// (a code gives a node the same estimate from every parent). The best
     /// ``compactRerankCount(k:)`` nodes `admission` passes, by estimate,
     /// are compared exactly at the end: returns the best `k`, best first.
-    func compactWalk<A: NodeAdmission>(_ q: UnsafePointer<Float>, codes: CompactCodes, entry start: UInt32,
-                                       entryDistance: Float, k: Int, ef: Int, scratch: SearchScratch,
-                                       admission: A) -> [Candidate] {
+    func compactWalk<A: NodeAdmission>(_ q: UnsafePointer<Float>, _ query: borrowing CompactCodes.Query,
+                                       codes: CompactCodes, entry start: UInt32, entryDistance: Float, k: Int,
+                                       ef: Int, scratch: SearchScratch, admission: A) -> [Candidate] {
         let finalists = HNSWIndex.compactRerankCount(k: k)
         scratch.reserveResults(finalists)
-        let query = codes.prepare(q)
         let bound = nodeCount.load(ordering: .acquiring)
         let generation = scratch.beginSearch(nodes: bound, poolSize: ef)
         let marks = scratch.visited
@@ -127,16 +126,70 @@ extension HNSWIndex {
         return rerank(q, results.drainSorted(), k: k, scratch: scratch)
     }
 
-    /// A search on the compact traversal: greedy descent on the upper
-    /// layers (exact), then ``compactWalk(_:codes:entry:entryDistance:k:ef:scratch:admission:)``.
-    func searchCompact(_ q: UnsafePointer<Float>, codes: CompactCodes, k: Int, ef: Int,
-                       scratch: SearchScratch) -> [Neighbor] {
+    /// Greedy descent of the upper layers on the codes' estimates, so that
+    /// a compact search reads no float32 vector but its finalists': the
+    /// layer-0 entry and its estimate, or nil for an empty index.
+    func descendCompact(_ query: borrowing CompactCodes.Query, codes: CompactCodes,
+                        scratch: SearchScratch) -> (UInt32, Float)? {
+        let e = entry.load(ordering: .acquiring)
+        guard e != 0 else { return nil }
+        var current = UInt32(truncatingIfNeeded: e)
+        var layer = Int(e >> 32) - 1
+        let values = scratch.values
+        return scratch.rows.withMemoryRebound(to: UnsafeRawPointer?.self, capacity: scratch.neighbourCapacity) { records in
+            records[0] = UnsafeRawPointer(codes.records.record(current))
+            codes.estimate(query, records: records, count: 1, into: values)
+            var currentValue = values[0]
+            while layer > 0 {
+                var improved = true
+                while improved {
+                    improved = false
+                    let slots = links(current, layer: layer)
+                    var n = 0
+                    for j in 0..<m {
+                        let nb = lodestone_load_u32(slots + j)
+                        if nb == HNSWIndex.noNode { break }
+                        scratch.ids[n] = nb
+                        records[n] = UnsafeRawPointer(codes.records.record(nb))
+                        n += 1
+                    }
+                    scratch.nodesExpanded += 1
+                    scratch.distancesComputed += n
+                    if n == 0 { break }
+                    codes.estimate(query, records: records, count: n, into: values)
+                    for j in 0..<n where values[j] < currentValue {
+                        currentValue = values[j]
+                        current = scratch.ids[j]
+                        improved = true
+                    }
+                }
+                layer -= 1
+            }
+            return (current, currentValue)
+        }
+    }
+
+    /// The compact traversal's search for the best `k` nodes `admission`
+    /// passes: ``descendCompact(_:codes:scratch:)``, then
+    /// ``compactWalk(_:_:codes:entry:entryDistance:k:ef:scratch:admission:)``;
+    /// empty for an empty index.
+    func compactSearch<A: NodeAdmission>(_ q: UnsafePointer<Float>, codes: CompactCodes, k: Int, ef: Int,
+                                         scratch: SearchScratch, admission: A) -> [Candidate] {
         // An empty index answers before its codes are made: the first rows
         // added fix their center.
-        guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else { return [] }
+        guard entry.load(ordering: .acquiring) != 0 else { return [] }
         ensureCompactCodes(codes)
-        let found = compactWalk(q, codes: codes, entry: start, entryDistance: startDistance, k: k, ef: ef,
-                                scratch: scratch, admission: LiveNodes(index: self))
+        let query = codes.prepare(q)
+        guard let (start, startValue) = descendCompact(query, codes: codes, scratch: scratch) else { return [] }
+        return compactWalk(q, query, codes: codes, entry: start, entryDistance: startValue, k: k, ef: ef,
+                           scratch: scratch, admission: admission)
+    }
+
+    /// A search on the compact traversal (``compactSearch(_:codes:k:ef:scratch:admission:)``
+    /// over live nodes).
+    func searchCompact(_ q: UnsafePointer<Float>, codes: CompactCodes, k: Int, ef: Int,
+                       scratch: SearchScratch) -> [Neighbor] {
+        let found = compactSearch(q, codes: codes, k: k, ef: ef, scratch: scratch, admission: LiveNodes(index: self))
         if found.count < k && found.count < count {
             // Removed nodes crowded the beam: search on until k live nodes.
             return searchFiltered(q, k: k, ef: ef, scratch: scratch, admission: LiveNodes(index: self))

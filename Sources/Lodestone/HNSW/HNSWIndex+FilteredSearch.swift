@@ -194,6 +194,10 @@ extension HNSWIndex {
         scratchPool.withScratch { scratch in
             scratch.nodesExpanded = 0
             scratch.distancesComputed = 0
+            if let codes = compactCodes {
+                let found = compactSearch(q, codes: codes, k: k, ef: ef, scratch: scratch, admission: admission)
+                return (found.map { neighbor($0) }, scratch.nodesExpanded, scratch.distancesComputed)
+            }
             guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else {
                 return ([], scratch.nodesExpanded, scratch.distancesComputed)
             }
@@ -205,12 +209,6 @@ extension HNSWIndex {
                                           scratch: scratch, admission: admission).results
                 let best = found.map { neighbor($0) }
                 return (best, scratch.nodesExpanded, scratch.distancesComputed)
-            }
-            if let codes = compactCodes {
-                ensureCompactCodes(codes)
-                let found = compactWalk(q, codes: codes, entry: start, entryDistance: startDistance, k: k, ef: ef,
-                                        scratch: scratch, admission: admission)
-                return (found.map { neighbor($0) }, scratch.nodesExpanded, scratch.distancesComputed)
             }
             scratch.reserveResults(k)
             var collector = AdmittedCollector(admission: admission,

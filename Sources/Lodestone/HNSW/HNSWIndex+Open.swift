@@ -65,7 +65,19 @@ extension HNSWIndex {
                               chunkChecksums: try segment.checksums(kind), validate: valid,
                               onFailure: fail(SectionKind.name(kind)))
         }
-        try adopt(index.vectors, SectionKind.vectors, count: n, nil)
+        if index.compactCodes != nil, segment.has(SectionKind.hnswVectorChecksums) {
+            // A compact index reads vectors for its finalists only: record
+            // by record, each verified alone, without read-ahead.
+            let checksums = NodeArena(stride: 4)
+            try adopt(checksums, SectionKind.hnswVectorChecksums, count: n, nil)
+            let base = try segment.records(SectionKind.vectors, stride: index.vectors.stride, count: n)
+            index.vectors.adoptLazily(base, records: n, chunkChecksums: try segment.checksums(SectionKind.vectors),
+                                      recordChecksums: checksums, validate: nil,
+                                      onFailure: fail(SectionKind.name(SectionKind.vectors)))
+            SystemCalls.adviseRandom(base, size: n * index.vectors.stride)
+        } else {
+            try adopt(index.vectors, SectionKind.vectors, count: n, nil)
+        }
         try adopt(index.keyRecords, SectionKind.keys, count: n, nil)
         try adopt(index.states, SectionKind.states, count: n, valid.states)
         try adopt(index.links0, SectionKind.hnswLinks0, count: n, valid.links0)

@@ -125,8 +125,16 @@ extension HNSWIndex {
         ] + (codes.map { [section(SectionKind.hnswNeighbourCodes, stride: neighbourCodes!.blocks.stride, count: n, $0)] } ?? [])
             + (compact.map { [section(SectionKind.hnswCompactCenter, stride: 4, count: dimension,
                                       .owned(compactCodes!.center), chunked: false),
-                              section(SectionKind.hnswCompactCodes, stride: compactCodes!.records.stride, count: n, $0)] } ?? [])
+                              section(SectionKind.hnswCompactCodes, stride: compactCodes!.records.stride, count: n, $0),
+                              section(SectionKind.hnswVectorChecksums, stride: 4, count: n,
+                                      .owned(Self.recordChecksums(v, stride: vectors.stride)))] } ?? [])
             + Self.removedNodeSections(free: free, tombstones: tombstones, freeUpperRuns: runs)
+    }
+
+    /// The CRC-32C of each `stride`-byte record of `part`.
+    private static func recordChecksums(_ part: SectionPart, stride: Int) -> [UInt32] {
+        guard case let .ranges(pieces) = part else { preconditionFailure("vectors are written from the arena") }
+        return SegmentWriter.chunkChecksums(pieces, windowBytes: stride)
     }
 
     /// Writes only the live nodes, renumbered densely (see `persist(to:compact:)`).

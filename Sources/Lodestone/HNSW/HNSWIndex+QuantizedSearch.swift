@@ -167,9 +167,24 @@ extension HNSWIndex {
 
     /// The best `k` of a walk's `finalists` by exact rank value (their
     /// vectors requested at once, into L2: they are independent).
+    /// A compact index's vectors are read record by record from its
+    /// segment, perhaps from disk: see ``readAheadQueries``.
     func rerank(_ q: UnsafePointer<Float>, _ finalists: [Candidate], k: Int, scratch: SearchScratch) -> [Candidate] {
+        let fromDisk = vectors.verifiesRecords
+        let ahead = fromDisk && readAheadQueries.load(ordering: .relaxed) > 0
+        if ahead { for c in finalists { vectors.adviseWillNeed(UInt32(c.id)) } }
+        let start = fromDisk ? SystemCalls.monotonicNanoseconds() : 0
         for c in finalists { lodestone_prefetch_bytes_l2(vector(UInt32(c.id)), vectors.stride) }
         var exact = finalists.map { Candidate(distance: rank(q, vector(UInt32($0.id))), id: $0.id) }
+        if fromDisk {
+            // Longer than reading them from memory could take: they came
+            // from the disk.
+            if SystemCalls.monotonicNanoseconds() - start > 50_000 + 1_000 * finalists.count {
+                readAheadQueries.store(HNSWIndex.readAheadSpan, ordering: .relaxed)
+            } else if ahead {
+                readAheadQueries.subtract(1, ordering: .relaxed)
+            }
+        }
         exact.sort()
         scratch.distancesComputed += exact.count
         return Array(exact.prefix(k))

@@ -100,6 +100,12 @@ public final class HNSWIndex: @unchecked Sendable {
 
     /// Set once a mapped chunk fails verification; searches then throw.
     let corrupted = Atomic<Bool>(false)
+    /// Queries left that ask the kernel for all their finalists' vectors
+    /// before reading the first (a system call each), so that reads from
+    /// disk overlap: re-armed to ``readAheadSpan`` by every re-rank that
+    /// waited for the disk, counted down by those that did not.
+    let readAheadQueries = Atomic<Int>(0)
+    static let readAheadSpan = 1_000
     private let corruptionError = Locked<LodestoneError?>(nil)
 
     func recordCorruption(_ error: LodestoneError) {
@@ -238,6 +244,21 @@ public final class HNSWIndex: @unchecked Sendable {
         return arenas.reduce(0) { $0 + $1.allocatedBytes } + writer.withLock { $0.keys.allocatedBytes }
             + (neighbourCodes?.allocatedBytes ?? 0) + (compactCodes?.allocatedBytes ?? 0)
             + HNSWIndex.lockStripes
+    }
+
+    /// Bytes per node that searches read: what should stay in memory for
+    /// them to run at full speed. Links, keys, states, levels, the upper
+    /// layers (their average share), the walk's codes, and the float32
+    /// vector, except with the compact traversal, which reads a vector only
+    /// to re-rank it (and keeps a 4-byte checksum per vector instead).
+    public var residentBytesPerVector: Int {
+        let n = max(nodeCount.load(ordering: .acquiring), 1)
+        let blocks = writer.withLock { $0.upperBlocks }
+        var bytes = links0.stride + keyRecords.stride + states.stride + levelRecords.stride + upperStart.stride
+            + (blocks * upperLinks.stride + n - 1) / n
+        if let codes = compactCodes { bytes += codes.records.stride + 4 } else { bytes += vectors.stride }
+        if let codes = neighbourCodes { bytes += codes.blocks.stride }
+        return bytes
     }
 
     /// Whether a live vector is stored under `key`.

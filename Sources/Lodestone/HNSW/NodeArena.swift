@@ -24,6 +24,12 @@ import Darwin
 /// the last partial one copied). Opening therefore touches nothing; a chunk
 /// that fails verification is replaced by fill bytes and reported through
 /// `onFailure`, so a search can refuse to return results from it.
+///
+/// A section whose records are read one at a time from disk (a compact
+/// index's vectors) is adopted with a checksum per record instead: its
+/// whole chunks are never published, so each access takes the slow path,
+/// which checks that record alone, once. A first touch then reads the
+/// record's pages, not its chunk's megabytes.
 final class NodeArena: @unchecked Sendable {
     // @unchecked: chunk pointers and ownership marks are published and read
     // with atomics; the records follow the graph's own protocol.
@@ -65,6 +71,13 @@ final class NodeArena: @unchecked Sendable {
     private let fillChunk = Locked<UnsafeMutableRawPointer?>(nil)
     /// Serialises first accesses, so a chunk is verified and published once.
     private let materializing = Locked<Int>(0)  // not Void: a zero-sized value shares its address with the lock pointer, which ThreadSanitizer then reports
+    /// Per-record verification: one UInt32 checksum per adopted record
+    /// (itself adopted lazily), for the first `recordChunks` chunks (the
+    /// whole ones; a partial last chunk is copied as usual).
+    private var recordChecksums: NodeArena? = nil
+    private var recordChunks = 0
+    /// One byte per record of those chunks: 1 once verified (or reported).
+    private var verifiedMarks: UnsafeMutablePointer<UInt8>? = nil
 
     init(stride: Int, fill: UInt8 = 0) {
         precondition(stride > 0)
@@ -84,6 +97,7 @@ final class NodeArena: @unchecked Sendable {
         fillChunk.withLock { if let p = $0 { free(p) } }
         free(table)
         free(ownedMarks)
+        free(verifiedMarks)
     }
 
     /// Records that fit without allocating.
@@ -124,11 +138,21 @@ final class NodeArena: @unchecked Sendable {
     /// Adopts `records` records laid out contiguously at `base` (a mapped
     /// section) as ids `0..<records` of this empty arena, one checksum per
     /// chunk; each chunk is verified (checksum, then `validate`) on first use.
+    /// With `recordChecksums` (one UInt32 per record), whole chunks are
+    /// verified record by record instead, each record on its first access.
     func adoptLazily(_ base: UnsafeMutableRawPointer, records: Int, chunkChecksums: [UInt32],
+                     recordChecksums: NodeArena? = nil,
                      validate: ((UnsafeRawPointer, UInt32, Int) -> String?)?, onFailure: @escaping (String) -> Void) {
         precondition(chunkCount == 0)
+        precondition(recordChecksums == nil || (validate == nil && recordChecksums!.stride == 4))
         self.validate = validate
         self.onFailure = onFailure
+        if let recordChecksums, records >= NodeArena.chunkSize {
+            self.recordChecksums = recordChecksums
+            recordChunks = records >> NodeArena.chunkShift
+            verifiedMarks = calloc(recordChunks << NodeArena.chunkShift, 1)!
+                .bindMemory(to: UInt8.self, capacity: recordChunks << NodeArena.chunkShift)
+        }
         var start = 0, c = 0
         while start < records {
             let n = min(NodeArena.chunkSize, records - start)
@@ -178,7 +202,46 @@ final class NodeArena: @unchecked Sendable {
         let c = Int(id >> UInt32(NodeArena.chunkShift))
         let chunk = lodestone_load_ptr(UnsafeRawPointer(slot(c)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self))
         if let chunk { return chunk + Int(id & NodeArena.chunkMask) * stride }
+        if c < recordChunks { return verifiedRecord(id) }
         return materialize(c) + Int(id & NodeArena.chunkMask) * stride
+    }
+
+    /// Whether records are verified one by one (and so read from the
+    /// mapping one at a time).
+    var verifiesRecords: Bool { recordChunks > 0 }
+
+    /// Asks the kernel to start reading `id`'s record if it lives in a
+    /// record-verified chunk (a later access then waits for it rather than
+    /// faulting it in alone): finalists are requested together so their
+    /// reads overlap.
+    func adviseWillNeed(_ id: UInt32) {
+        let c = Int(id >> UInt32(NodeArena.chunkShift))
+        guard c < recordChunks else { return }
+        SystemCalls.adviseWillNeed(pending[c].source + Int(id & NodeArena.chunkMask) * stride, size: stride)
+    }
+
+    /// Access to a record of a record-verified chunk: its checksum is
+    /// checked the first time (outside the lock, like a chunk's); a record
+    /// that fails is reported, filled, and counts as checked.
+    @inline(never)
+    private func verifiedRecord(_ id: UInt32) -> UnsafeMutableRawPointer {
+        let c = Int(id >> UInt32(NodeArena.chunkShift))
+        let record = pending[c].source + Int(id & NodeArena.chunkMask) * stride
+        let mark = verifiedMarks! + Int(id)
+        if lodestone_load_u8(mark) != 0 { return record }
+        let expected = recordChecksums!.record(id).loadUnaligned(as: UInt32.self)
+        if lodestone_crc32c(0, record, stride) == UInt32(littleEndian: expected) {
+            lodestone_store_u8(mark, 1)
+            return record
+        }
+        materializing.withLock { _ in
+            // A writer may have verified and changed it meanwhile.
+            guard lodestone_load_u8(mark) == 0 else { return }
+            onFailure?("checksum mismatch in record \(id)")
+            memset(record, Int32(fill), stride)
+            lodestone_store_u8(mark, 1)
+        }
+        return record
     }
 
     /// First access to chunk `c`: verify and publish an adopted chunk, or
@@ -241,8 +304,21 @@ final class NodeArena: @unchecked Sendable {
     /// `threads` threads.
     func verifyAll(threads: Int = 1) {
         parallelFor(count: pending.count, threads: threads) { run in
-            for c in run { _ = record(UInt32(c << NodeArena.chunkShift)) }
+            for c in run { verifyChunk(c) }
         }
+    }
+
+    /// Verifies chunk `c` (each of its records, in a record-verified chunk,
+    /// read ahead first: a mapping advised for random access reads no more
+    /// than it is asked for).
+    private func verifyChunk(_ c: Int) {
+        let first = c << NodeArena.chunkShift
+        guard c < recordChunks else {
+            _ = record(UInt32(first))
+            return
+        }
+        SystemCalls.adviseWillNeed(pending[c].source, size: NodeArena.chunkSize * stride)
+        for i in 0..<NodeArena.chunkSize { _ = record(UInt32(first + i)) }
     }
 
     /// The bytes of records `0..<records`, one range per chunk, for writing.
@@ -251,6 +327,8 @@ final class NodeArena: @unchecked Sendable {
         var start = 0
         while start < records {
             let n = min(NodeArena.chunkSize, records - start)
+            // Never write bytes not verified under a fresh checksum.
+            if start >> NodeArena.chunkShift < recordChunks { verifyChunk(start >> NodeArena.chunkShift) }
             out.append(UnsafeRawBufferPointer(start: record(UInt32(start)), count: n * stride))
             start += n
         }

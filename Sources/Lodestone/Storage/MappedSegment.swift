@@ -60,7 +60,10 @@ final class MappedSegment: @unchecked Sendable {
         }
         self.entries = entries
         self.chunkChecksums = chunkChecksums
-        SystemCalls.adviseHugePages(mapped, size: size)  // no effect on file pages, harmless
+        // Huge pages for the copies writes make; Linux also reads file
+        // faults 2 MB at a time here (chunks are read whole on first use
+        // anyway; sections read record by record turn it off).
+        SystemCalls.adviseHugePages(mapped, size: size)
         ok = true
     }
 

@@ -30,6 +30,9 @@ enum SectionKind {
     static let hnswCompactCenter: UInt32 = 24
     /// Per node, its 4-bit code (the compact traversal's).
     static let hnswCompactCodes: UInt32 = 25
+    /// Per node, the CRC-32C of its vector record (a compact index's
+    /// vectors are read one record at a time).
+    static let hnswVectorChecksums: UInt32 = 26
     static let recordsHeader: UInt32 = 32
     static let recordsSlots: UInt32 = 33
     static let recordsHash: UInt32 = 34
@@ -66,6 +69,7 @@ enum SectionKind {
         case hnswNeighbourCodes: return "hnsw.neighbour-codes"
         case hnswCompactCenter: return "hnsw.compact-center"
         case hnswCompactCodes: return "hnsw.compact-codes"
+        case hnswVectorChecksums: return "hnsw.vector-checksums"
         case recordsHeader: return "records.header"
         case recordsSlots: return "records.slots"
         case recordsHash: return "records.hash"
@@ -85,7 +89,7 @@ enum SectionKind {
 enum SegmentFormat {
     static let magic: [UInt8] = Array("LODESTON".utf8)
     static let major: UInt16 = 1
-    static let minor: UInt16 = 3
+    static let minor: UInt16 = 4
     static let byteOrderMark: UInt32 = 0x0A0B_0C0D
     static let headerLength = 256
     static let page = 4096

@@ -90,6 +90,36 @@ enum SystemCalls {
         #endif
     }
 
+    /// Tells the kernel `size` bytes from `pointer` (a file mapping) are
+    /// read at random: a fault reads its page, not a read-ahead window.
+    /// Huge pages are turned off there too: in a huge-page range Linux reads
+    /// 2 MB around a file fault whatever the other advice.
+    static func adviseRandom(_ pointer: UnsafeMutableRawPointer, size: Int) {
+        #if os(Linux)
+        _ = c_madvise(pointer, size, 15 /* MADV_NOHUGEPAGE, absent from Glibc's Swift module */)
+        #endif
+        _ = c_madvise(pointer, size, 1 /* MADV_RANDOM */)
+    }
+
+    /// Asks the kernel to start reading the pages holding `size` bytes from
+    /// `pointer` (a file mapping) now, without waiting (a hint).
+    static func adviseWillNeed(_ pointer: UnsafeMutableRawPointer, size: Int) {
+        let page = UInt(pageSize)
+        let start = UInt(bitPattern: pointer) & ~(page - 1)
+        let end = UInt(bitPattern: pointer) + UInt(size)
+        _ = c_madvise(UnsafeMutableRawPointer(bitPattern: start)!, Int(end - start), 3 /* MADV_WILLNEED */)
+    }
+
+    /// A monotonic clock, in nanoseconds.
+    static func monotonicNanoseconds() -> Int {
+        var t = timespec()
+        _ = c_clock_gettime(&t)
+        return Int(t.tv_sec) * 1_000_000_000 + Int(t.tv_nsec)
+    }
+
+    /// The size of a memory page.
+    static let pageSize = max(c_sysconf(Int32(_SC_PAGESIZE)), 4096)
+
     static func sleep(microseconds: UInt32) { _ = c_usleep(microseconds) }
     static var processID: Int32 { c_getpid() }
     static func kill(_ pid: Int32, _ signal: Int32) -> Int32 { c_kill(pid, signal) }
@@ -188,6 +218,7 @@ private typealias DirectoryHandle = OpaquePointer
 }
 @inline(__always) private func c_munmap(_ p: UnsafeMutableRawPointer, _ n: Int) -> Int32 { munmap(p, n) }
 @inline(__always) private func c_madvise(_ p: UnsafeMutableRawPointer, _ n: Int, _ a: Int32) -> Int32 { madvise(p, n, a) }
+@inline(__always) private func c_clock_gettime(_ t: inout timespec) -> Int32 { clock_gettime(CLOCK_MONOTONIC, &t) }
 @inline(__always) private func c_usleep(_ us: UInt32) -> Int32 { usleep(us) }
 @inline(__always) private func c_getpid() -> Int32 { getpid() }
 @inline(__always) private func c_kill(_ pid: Int32, _ s: Int32) -> Int32 { kill(pid, s) }

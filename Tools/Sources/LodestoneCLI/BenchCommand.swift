@@ -362,6 +362,8 @@ struct OpenBenchCommand: ParsableCommand {
     @Flag(help: "Print each query's result keys (one JSON array per line) instead of figures.") var dump = false
     @Flag(help: "Also run all queries as one batch call and report batch_qps (best of 3).") var batch = false
     @Option(help: "Threads for --batch.") var threads: Int = Parallelism.defaultThreadCount
+    @Option(help: "Run the queries this many times; passes after the first are reported as steady_qps, steady_p50_us and steady_p99_us (the best pass): pages the first pass mapped stay mapped, as in a long-running server.")
+    var passes: Int = 1
 
     static func residentBytes() -> Double {
         guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return .nan }
@@ -385,16 +387,24 @@ struct OpenBenchCommand: ParsableCommand {
             return
         }
         for i in 0..<min(10, rows.count) { _ = try index.search(rows[i], k: k, ef: ef) }
-        var results: [[Neighbor]] = []
-        var latencies: [Double] = []
-        let s0 = now()
-        for q in rows {
-            let a = now()
-            results.append(try index.search(q, k: k, ef: ef))
-            latencies.append(now() - a)
+        func pass() throws -> (results: [[Neighbor]], latencies: [Double], seconds: Double) {
+            var results: [[Neighbor]] = []
+            var latencies: [Double] = []
+            let s0 = now()
+            for q in rows {
+                let a = now()
+                results.append(try index.search(q, k: k, ef: ef))
+                latencies.append(now() - a)
+            }
+            return (results, latencies.sorted(), now() - s0)
         }
-        let elapsed = now() - s0
-        latencies.sort()
+        let (results, latencies, elapsed) = try pass()
+        var steady: (qps: Double, p50: Double, p99: Double)? = nil
+        for _ in 1..<max(passes, 1) {
+            let again = try pass()
+            let qps = Double(rows.count) / again.seconds
+            if qps > steady?.qps ?? 0 { steady = (qps, percentile(again.latencies, 50), percentile(again.latencies, 99)) }
+        }
         var hits = 0
         for i in 0..<rows.count {
             let truthRow = Set(truthM.values[(i * truthM.dimension)..<(i * truthM.dimension + k)].map { UInt64($0) })
@@ -406,6 +416,12 @@ struct OpenBenchCommand: ParsableCommand {
         line.set("reopened_recall", Double(hits) / Double(rows.count * k))
         line.set("reopened_qps", Double(rows.count) / elapsed, digits: 1)
         line.set("reopened_p50_us", percentile(latencies, 50) * 1e6, digits: 1)
+        line.set("reopened_p99_us", percentile(latencies, 99) * 1e6, digits: 1)
+        if let steady {
+            line.set("steady_qps", steady.qps, digits: 1)
+            line.set("steady_p50_us", steady.p50 * 1e6, digits: 1)
+            line.set("steady_p99_us", steady.p99 * 1e6, digits: 1)
+        }
         let size = ((try? FileManager.default.attributesOfItem(atPath: segment))?[.size] as? NSNumber)?.intValue ?? 0
         line.set("file_bytes", size)
         if batch {
