@@ -123,6 +123,9 @@ def test_quantized_and_compact_traversals_reopen_with_them(tmp_path, data, trave
         ix = database.index("q", embedding_model=MODEL)
         after = [[m.id for m in ix.query(q, top_k=10, ef=96)] for q in data.queries[:20]]
         assert after == before
+        # What searches keep hot: the quantized walk's blocks and vectors, or the compact code and links only.
+        resident = database.describe_index("q")["resident_bytes_per_vector"]
+        assert (resident > 1536 + 2368) if traversal == "quantized" else (350 <= resident <= 400)
 
 
 def test_values_metadata_fetch_update_delete_namespaces(db, data):

@@ -147,7 +147,8 @@ public func lds_db_describe_index(_ handle: OpaquePointer?, _ name: UnsafePointe
         let d = try database.describeIndex(try Check.string(name, "name"))
         text(out, #"{"name":\#(json(d.name)),"dimension":\#(d.dimension),"metric":\#(json(d.metric.rawValue)),"#
              + #""embedding_model":\#(json(d.embeddingModel)),"kind":\#(json(d.kind.rawValue)),"#
-             + #""record_count":\#(d.recordCount),"disk_bytes":\#(d.diskBytes),"ready":\#(d.ready),"#
+             + #""record_count":\#(d.recordCount),"disk_bytes":\#(d.diskBytes),"#
+             + #""resident_bytes_per_vector":\#(d.residentBytesPerVector.map(String.init) ?? "null"),"ready":\#(d.ready),"#
              + #""text_field":\#(d.textField.map(json) ?? "null")}"#)
     }
 }

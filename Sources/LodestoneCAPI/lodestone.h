@@ -229,7 +229,8 @@ int32_t lds_db_delete_index(lds_db *db, const char *name, lds_error **err);
 /* JSON array of index names, sorted. */
 int32_t lds_db_list_indexes(lds_db *db, lds_text **out, lds_error **err);
 /* JSON object: name, dimension, metric, embedding_model, kind, record_count,
- * disk_bytes, ready, text_field (null when none). */
+ * disk_bytes, resident_bytes_per_vector (bytes a vector that searches read;
+ * null for a sparse index), ready, text_field (null when none). */
 int32_t lds_db_describe_index(lds_db *db, const char *name, lds_text **out, lds_error **err);
 /* Imports gzip'd JSON Lines (lds_index_export's format) into index `name`,
  * creating it if missing (dimension 0: from the first record). Writes a

@@ -198,6 +198,10 @@ struct IndexAPITests {
         #expect(db.listIndexes() == ["a", "b"])
         let d = try db.describeIndex("a")
         #expect(d.recordCount == 100 && d.dimension == 384 && d.embeddingModel == Self.model && d.diskBytes > 0)
+        // Searches read the float32 vector (1,536 bytes), 32 links and a key, state, level and upper start.
+        let resident = try #require(d.residentBytesPerVector)
+        #expect(resident >= 1_536 + 128 + 14 && resident < 1_536 + 128 + 14 + 64)
+        #expect(try db.describeIndex("b").residentBytesPerVector == 9 * 4 + 8)
         try db.deleteIndex("a")
         #expect(db.listIndexes() == ["b"])
         #expect(throws: LodestoneError.indexNotFound(name: "a")) { _ = try a.query(vector: Fixtures.realRecords[0].values, topK: 1) }

@@ -212,8 +212,8 @@ public final class Database: Sendable {
         }
         return IndexDescription(name: name, dimension: index.dimension, metric: index.metric,
                                 embeddingModel: index.embeddingModel, kind: index.kind, recordCount: index.count,
-                                diskBytes: bytes, ready: true, fingerprint: index.vectorFingerprint,
-                                textField: index.textField)
+                                diskBytes: bytes, residentBytesPerVector: index.residentBytesPerVector, ready: true,
+                                fingerprint: index.vectorFingerprint, textField: index.textField)
     }
 
     /// Closes every index this database has opened

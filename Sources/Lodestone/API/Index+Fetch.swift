@@ -109,6 +109,12 @@ extension Index {
     /// Records over all namespaces.
     public var count: Int { lock.reading { table.count } }
 
+    /// Bytes per vector that searches read (see ``IndexDescription/residentBytesPerVector``);
+    /// nil for a sparse index.
+    public var residentBytesPerVector: Int? {
+        kind == .sparse ? nil : lock.reading { engine.residentBytesPerVector }
+    }
+
     /// Verifies every checksum and link of the index's segment (a flat
     /// index's were all verified when it opened).
     /// - Throws: ``LodestoneError/corruptSegment(path:section:reason:)``.

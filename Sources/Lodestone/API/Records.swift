@@ -99,6 +99,10 @@ public struct IndexDescription: Sendable, Hashable {
     public var recordCount: Int
     /// Bytes of the index's files on disk.
     public var diskBytes: Int
+    /// Bytes per vector that searches read, records aside: what should
+    /// stay in memory to serve at full speed (``HNSWIndex/residentBytesPerVector``;
+    /// a flat index's vectors, norms and keys). Nil for a sparse index.
+    public var residentBytesPerVector: Int? = nil
     /// Whether it can serve queries (always true once opened: Lodestone
     /// indexes are ready as soon as they exist).
     public var ready: Bool

@@ -72,6 +72,10 @@ final class VectorEngine: @unchecked Sendable {
     var metric: Metric { hnsw?.metric ?? flat!.metric }
     var kernels: DistanceKernels { hnsw?.kernels ?? flat!.kernels }
     var memoryBytes: Int { hnsw?.memoryBytes ?? flat!.memoryBytes }
+    /// Bytes per vector searches read (a flat index scans its vectors, norms and keys).
+    var residentBytesPerVector: Int {
+        hnsw?.residentBytesPerVector ?? (flat!.dimension + 1) * MemoryLayout<Float>.size + MemoryLayout<UInt64>.size
+    }
 
     /// Stores `rows` (row-major, validated) under `keys`, replacing vectors
     /// already stored under a key.

@@ -150,6 +150,7 @@ struct DescribeCommand: ParsableCommand {
             line.set("embedding_model", d.embeddingModel)
             line.set("records", d.recordCount)
             line.set("disk_bytes", d.diskBytes)
+            if let resident = d.residentBytesPerVector { line.set("resident_bytes_per_vector", resident) }
             line.set("ready", d.ready)
             line.set("fingerprint_vectors", d.fingerprint.count)
             line.set("fingerprint_mean_norm", d.fingerprint.meanNorm)
@@ -158,11 +159,17 @@ struct DescribeCommand: ParsableCommand {
             print("""
                 \(d.name): \(d.kind.rawValue) index, \(d.dimension)-d, \(d.metric.rawValue), model \
                 \(d.embeddingModel.isEmpty ? "(not recorded)" : d.embeddingModel)
-                records: \(d.recordCount); on disk: \(d.diskBytes) bytes; ready: \(d.ready)
+                records: \(d.recordCount); on disk: \(d.diskBytes) bytes\(perVector(d)); ready: \(d.ready)
                 fingerprint: \(d.fingerprint.count) vectors, mean norm \(String(format: "%.4f", d.fingerprint.meanNorm))
                 """ + (d.textField.map { "\ntext field (BM25): \($0)" } ?? ""))
         }
     }
+}
+
+/// "(F a vector on disk, R read by searches)" for `describe`.
+private func perVector(_ d: IndexDescription) -> String {
+    guard d.recordCount > 0, let resident = d.residentBytesPerVector else { return "" }
+    return " (\(d.diskBytes / d.recordCount) a vector; searches read \(resident) a vector)"
 }
 
 struct DropCommand: ParsableCommand {

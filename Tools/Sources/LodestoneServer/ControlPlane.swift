@@ -79,6 +79,7 @@ extension PineconeService {
                 w.field("kind", index.kind.rawValue)
                 if index.kind == .hnsw { w.field("traversal", index.parameters.traversal.rawValue) }
                 w.field("record_count", index.count)
+                if let resident = index.residentBytesPerVector { w.field("resident_bytes_per_vector", resident) }
                 if let field = index.textField { w.field("text_field", field) }
                 if !index.embeddingModel.isEmpty { w.field("embedding_model", index.embeddingModel) }
             }
