@@ -13,10 +13,11 @@ def bench_env():
 
 
 def build_lodestone():
-    """Builds the lodestone command in release mode (no extra flags: what a
-    library user gets) and returns its path."""
-    subprocess.run(["swift", "build", "-c", "release", "--product", "lodestone"], check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
+    """Builds the lodestone command in release mode (no optimisation flags:
+    what a library user gets; the Tools package's command, built as
+    Scripts/setup.sh builds it) and returns its path."""
+    subprocess.run(["swift", "build", "-c", "release", "--package-path", "Tools", "--static-swift-stdlib",
+                    "--product", "lodestone"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return os.path.join(ROOT, "Tools", ".build", "release", "lodestone")
 
 

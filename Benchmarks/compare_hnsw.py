@@ -2,7 +2,7 @@
 """Lodestone's HNSW index against hnswlib, faiss HNSWFlat, glass and SymphonyQG, in one run.
 
     python3 Benchmarks/compare_hnsw.py [--data ../shared/data/pypi-minilm] [--rounds 2] [--threads 2] \
-        [--engines hnswlib,faiss,glass,symqg] [--traversals exact,quantized] [--plot out.png]
+        [--engines hnswlib,faiss,glass,symqg,symqg4,symqg8] [--traversals exact,quantized,compact] [--plot out.png]
 
 Every engine builds the same base vectors with the same M and efConstruction
 (degree 2*M for glass and SymphonyQG) on --threads threads, then answers the
@@ -10,7 +10,8 @@ queries on one thread for each ef of a sweep:
 - Lodestone through `lodestone bench`, one query at a time from Swift, once
   per graph traversal in --traversals (exact: float32 distances for every
   neighbour; quantized: the neighbours' 1-bit codes, float32 for the nodes
-  the walk expands);
+  the walk expands; compact: one 4-bit code per node, float32 for the
+  finalists only);
 - every peer in one batch call on one thread, as its fastest users call it
   (a Python call per query costs tens of microseconds and would flatter us).
 Each engine answers the queries --repeats times per ef and reports its
@@ -30,8 +31,10 @@ from benchlib import DEFAULT_DATA, ROOT, bench_env, build_lodestone, run_json as
 
 EFS = "10,16,20,24,28,32,36,40,48,56,64,72,80,96,112,128,144,160,192,224,256,320,400"
 NAMES = {"lodestone-exact": "Lodestone (exact walk)", "lodestone-quantized": "Lodestone (quantized walk)",
+         "lodestone-compact": "Lodestone (compact walk)",
          "hnswlib": "hnswlib", "faiss": "faiss HNSWFlat", "usearch": "usearch",
-         "glass": "glass (SQ4U + FP16 refine)", "symqg": "SymphonyQG (rabitqlib)"}
+         "glass": "glass (SQ4U + FP16 refine)", "symqg": "SymphonyQG (rabitqlib)",
+         "symqg4": "SymphonyQG, 4-bit re-rank", "symqg8": "SymphonyQG, 8-bit re-rank"}
 
 
 def main():
@@ -45,8 +48,8 @@ def main():
     p.add_argument("--ef", default=EFS)
     p.add_argument("--repeats", type=int, default=5,
                    help="passes over the queries per ef, every engine alike; the fastest is reported")
-    p.add_argument("--engines", default="hnswlib,faiss,glass,symqg")
-    p.add_argument("--traversals", default="exact,quantized", help="Lodestone's graph traversals to run")
+    p.add_argument("--engines", default="hnswlib,faiss,glass,symqg,symqg4,symqg8")
+    p.add_argument("--traversals", default="exact,quantized,compact", help="Lodestone's graph traversals to run")
     p.add_argument("--plot", help="write the recall/queries-per-second curves to this PNG")
     p.add_argument("--save", help="also write every JSON line to this file")
     a = p.parse_args()
@@ -109,18 +112,21 @@ def main():
             print(f"| {NAMES[e]} | {ef} | {med(xs, 'recall'):.4f} | {med(xs, 'qps'):,.0f} | " + " | ".join(ratios) + " |")
         print()
     print("build and memory:\n")
-    print("| engine | build s | bytes per vector resident | file bytes per vector | open ms (fresh process) |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| engine | build s | bytes per vector resident | bytes per vector searches read | file bytes per vector | open ms (fresh process) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for e in engines:
         xs = rows[(e, efs[0])]
         n = xs[0]["n"]
         saved = [x for x in xs if x.get("file_bytes")]
         file_b = f"{saved[0]['file_bytes'] / n:,.0f}" if saved else "-"
         opened = f"{saved[0]['open_ms']:.1f}" if saved and "open_ms" in saved[0] else "-"
-        print(f"| {NAMES[e]} | {med(xs, 'build_s'):.1f} | {med(xs, 'memory_bytes') / n:,.0f} | {file_b} | {opened} |")
-    print("\nResident bytes: Lodestone's allocated arenas (vectors, links, neighbour codes, keys, levels),")
-    print("the resident memory each peer's build added. Lodestone's file and open time: the first round's")
-    print("segment, opened by a fresh process (mapped; the reopened index's recall and q/s are in --save).")
+        read = xs[0].get("resident_bytes_per_vector", med(xs, "memory_bytes") / n)
+        print(f"| {NAMES[e]} | {med(xs, 'build_s'):.1f} | {med(xs, 'memory_bytes') / n:,.0f} | {read:,.0f} | {file_b} | {opened} |")
+    print("\nResident bytes: Lodestone's allocated arenas (vectors, links, codes, keys, levels) after its build,")
+    print("the resident memory each peer's build added. Bytes searches read: what must stay in memory to serve")
+    print("at full speed (Lodestone's describe figure: the compact walk reads float32 vectors for its finalists")
+    print("only, from the mapped segment; a peer reads all it holds). Lodestone's file and open time: the first")
+    print("round's segment, opened by a fresh process (mapped; the reopened index's recall and q/s are in --save).")
     if a.plot:
         import matplotlib
         matplotlib.use("Agg")

@@ -276,13 +276,16 @@ def hnsw(args):
                 with tempfile.TemporaryDirectory() as t:
                     graph.save(os.path.join(t, "g")); return os.path.getsize(os.path.join(t, "g"))
             version = "2.1 (pyglass-portable)"
-        elif engine == "symqg":
-            # SymphonyQG (rabitqlib): degree 2*M, raw vectors beside the
-            # neighbours' 1-bit RaBitQ codes; search_batch on one thread.
+        elif engine in ("symqg", "symqg4", "symqg8"):
+            # SymphonyQG (rabitqlib): degree 2*M, the neighbours' 1-bit
+            # RaBitQ codes, and for the final ranking raw vectors (symqg) or
+            # 4- or 8-bit codes in their place (quantization_bits 4 or 8,
+            # the settings that keep no float32); search_batch on one thread.
             from rabitqlib import SymqgIndex
             import importlib.metadata as md
             sm = "l2" if args.metric == "euclidean" else "ip"
-            index = SymqgIndex(dim=d, max_degree=2 * args.m, metric=sm, quantization_bits=0)
+            bits = {"symqg": 0, "symqg4": 4, "symqg8": 8}[engine]
+            index = SymqgIndex(dim=d, max_degree=2 * args.m, metric=sm, quantization_bits=bits)
             index.build(base, ef_construction=args.ef_construction, num_threads=args.threads, init="pipnn")
             efbox = [64]
             def set_ef(ef): efbox[0] = ef
@@ -371,7 +374,7 @@ def main():
     h.add_argument("--threads", type=int, default=2, help="build threads; queries run on one thread")
     h.add_argument("--engines", default="hnswlib,faiss,usearch",
                    help="any of hnswlib, faiss, usearch, glass (pip install pyglass-portable), "
-                   "symqg (SymphonyQG: pip install rabitqlib)")
+                   "symqg, symqg4, symqg8 (SymphonyQG with float32, 4- or 8-bit re-ranking: pip install rabitqlib)")
     h.add_argument("--repeats", type=int, default=1,
                    help="batch calls per ef; the fastest is reported")
     h.add_argument("--limit-queries", type=int)

@@ -263,6 +263,7 @@ struct BenchCommand: ParsableCommand {
                 line.set("traversal", traversal)
                 line.set("memory_bytes", hnsw.memoryBytes)
                 line.set("bytes_per_vector", Double(hnsw.memoryBytes) / Double(baseM.rows), digits: 1)
+                line.set("resident_bytes_per_vector", hnsw.residentBytesPerVector)
             }
             if let segmentPath {
                 let reopened = try OpenBenchCommand.measureInChild(segment: segmentPath, queries: queries, truth: truth,
