@@ -52,16 +52,25 @@ def main():
     p.add_argument("--traversals", default="exact,quantized,compact", help="Lodestone's graph traversals to run")
     p.add_argument("--plot", help="write the recall/queries-per-second curves to this PNG")
     p.add_argument("--save", help="also write every JSON line to this file")
+    p.add_argument("--replay", help="print the tables (and --plot) from a file --save wrote, running nothing; "
+                                    "pass the run's --engines, --traversals, --ef and --rounds")
     a = p.parse_args()
+    if a.replay:
+        rows = collections.defaultdict(list)
+        for text in open(a.replay):
+            line = json.loads(text)
+            rows[(line.pop("engine"), line["ef"])].append(line)
+        a.rounds = 0
     env = bench_env()
-    exe = build_lodestone()
+    exe = None if a.replay else build_lodestone()
     d, pre = a.data, a.prefix
     query = f"{d}/{pre}query.fvecs" if os.path.exists(f"{d}/{pre}query.fvecs") else f"{d}/query.fvecs"
     files = ["--base", f"{d}/{pre}base.fvecs", "--queries", query,
              "--truth", f"{d}/{pre}groundtruth.ivecs", "--metric", "cosine", "--k", "10"]
     common = ["--m", str(a.m), "--ef-construction", str(a.ef_construction), "--ef", a.ef, "--threads", str(a.threads),
               "--repeats", str(a.repeats)]
-    rows = collections.defaultdict(list)  # (engine, ef) -> [json]
+    if not a.replay:
+        rows = collections.defaultdict(list)  # (engine, ef) -> [json]
     traversals = [t.strip() for t in a.traversals.split(",") if t.strip()]
     peers = [e.strip() for e in a.engines.split(",") if e.strip()]
     saved = open(a.save, "w") if a.save else None
