@@ -230,6 +230,17 @@ struct CompactTraversalTests {
         #expect { try badVector.search(query, k: 10, ef: 64) } throws: { names("vectors", "record \(damagedNode)")($0) }
         let badVector2 = try damaged(vectors.offset + damagedNode * stride + 11, "vector2.seg")
         #expect { try badVector2.verify() } throws: { names("vectors", "record \(damagedNode)")($0) }
+        // A compacting persist writes every kept vector under a fresh
+        // checksum: it verifies each one first, so damage is not laundered.
+        let badVector3 = try damaged(vectors.offset + damagedNode * stride + 11, "vector3.seg")
+        // The removed node is the farthest from the damaged one, so that
+        // repairing its neighbourhood reads none of its vectors.
+        let victim = try #require(badVector3.search(query.map { -$0 }, k: 1, ef: 64).first?.key)
+        #expect(badVector3.remove(key: victim))
+        #expect(badVector3.corruption() == nil, "the removal read the damaged vector")
+        #expect { try badVector3.persist(to: dir + "/laundered.seg", compact: true) } throws: {
+            names("vectors", "record \(damagedNode)")($0)
+        }
         // A damaged checksum: its chunk of checksums fails first.
         let badSum = try damaged(sums.offset + 4 * damagedNode, "sums.seg")
         #expect { try badSum.verify() } throws: { names("hnsw.vector-checksums", "checksum mismatch")($0) }

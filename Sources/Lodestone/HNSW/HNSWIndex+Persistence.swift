@@ -166,6 +166,9 @@ extension HNSWIndex {
                 runs.append((id, 1))
             }
         }
+        // Vectors verified record by record: each one, before its bytes are
+        // written under a fresh checksum (a run's pointer checks only its first).
+        if vectors.verifiesRecords { for id in live { _ = vectors.record(id) } }
         let vectorPieces = runs.map { UnsafeRawBufferPointer(start: vectors.record($0.start), count: $0.length * vectors.stride) }
         let keyPieces = runs.map { UnsafeRawBufferPointer(start: keyRecords.record($0.start), count: $0.length * 8) }
         // A compact code depends on its vector alone: the codes move with
