@@ -58,26 +58,23 @@ extension HNSWIndex {
             { [weak index] reason in index?.recordCorruption(.corruptSegment(path: path, section: section, reason: reason)) }
         }
         let valid = ChunkValidators(index, nodes: UInt32(final.nodes), upperBlocks: final.upperBlocks)
-        func adopt(_ arena: NodeArena, _ kind: UInt32, count: Int, _ valid: ChunkValidators.Check?)
-            throws(LodestoneError)
-        {
-            arena.adoptLazily(try segment.records(kind, stride: arena.stride, count: count), records: count,
-                              chunkChecksums: try segment.checksums(kind), validate: valid,
-                              onFailure: fail(SectionKind.name(kind)))
+        @discardableResult
+        func adopt(_ arena: NodeArena, _ kind: UInt32, count: Int, _ valid: ChunkValidators.Check?,
+                   recordChecksums: NodeArena? = nil) throws(LodestoneError) -> UnsafeMutableRawPointer {
+            let base = try segment.records(kind, stride: arena.stride, count: count)
+            arena.adoptLazily(base, records: count, chunkChecksums: try segment.checksums(kind),
+                              recordChecksums: recordChecksums, validate: valid, onFailure: fail(SectionKind.name(kind)))
+            return base
         }
+        // A compact index reads vectors for its finalists only: record by
+        // record, each verified alone, without read-ahead.
+        var vectorChecksums: NodeArena? = nil
         if index.compactCodes != nil, segment.has(SectionKind.hnswVectorChecksums) {
-            // A compact index reads vectors for its finalists only: record
-            // by record, each verified alone, without read-ahead.
-            let checksums = NodeArena(stride: 4)
-            try adopt(checksums, SectionKind.hnswVectorChecksums, count: n, nil)
-            let base = try segment.records(SectionKind.vectors, stride: index.vectors.stride, count: n)
-            index.vectors.adoptLazily(base, records: n, chunkChecksums: try segment.checksums(SectionKind.vectors),
-                                      recordChecksums: checksums, validate: nil,
-                                      onFailure: fail(SectionKind.name(SectionKind.vectors)))
-            SystemCalls.adviseRandom(base, size: n * index.vectors.stride)
-        } else {
-            try adopt(index.vectors, SectionKind.vectors, count: n, nil)
+            vectorChecksums = NodeArena(stride: 4)
+            try adopt(vectorChecksums!, SectionKind.hnswVectorChecksums, count: n, nil)
         }
+        let vectorBase = try adopt(index.vectors, SectionKind.vectors, count: n, nil, recordChecksums: vectorChecksums)
+        if index.vectors.verifiesRecords { SystemCalls.adviseRandom(vectorBase, size: n * index.vectors.stride) }
         try adopt(index.keyRecords, SectionKind.keys, count: n, nil)
         try adopt(index.states, SectionKind.states, count: n, valid.states)
         try adopt(index.links0, SectionKind.hnswLinks0, count: n, valid.links0)

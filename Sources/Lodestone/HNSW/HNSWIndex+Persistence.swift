@@ -166,18 +166,15 @@ extension HNSWIndex {
                 runs.append((id, 1))
             }
         }
-        // Vectors verified record by record: each one, before its bytes are
-        // written under a fresh checksum (a run's pointer checks only its first).
-        if vectors.verifiesRecords { for id in live { _ = vectors.record(id) } }
-        let vectorPieces = runs.map { UnsafeRawBufferPointer(start: vectors.record($0.start), count: $0.length * vectors.stride) }
-        let keyPieces = runs.map { UnsafeRawBufferPointer(start: keyRecords.record($0.start), count: $0.length * 8) }
+        let vectorPieces = runs.map { vectors.span($0.start, count: $0.length) }
+        let keyPieces = runs.map { keyRecords.span($0.start, count: $0.length) }
         // A compact code depends on its vector alone: the codes move with
         // them. The file's numbering is not this instance's, so no delta
         // follows it (as for the blocks).
         let compact = compactCodes.flatMap { $0.isReady ? $0 : nil }
         compactCodes?.inLastPersist = false
         let compactPieces = compact.map { codes in
-            runs.map { UnsafeRawBufferPointer(start: codes.records.record($0.start), count: $0.length * codes.records.stride) }
+            runs.map { codes.records.span($0.start, count: $0.length) }
         }
         let stateBytes = [UInt8](repeating: State.live.rawValue, count: count)
         let levelBytes = live.map { UInt8(level($0)) }

@@ -215,9 +215,13 @@ final class NodeArena: @unchecked Sendable {
     /// faulting it in alone): finalists are requested together so their
     /// reads overlap.
     func adviseWillNeed(_ id: UInt32) {
-        let c = Int(id >> UInt32(NodeArena.chunkShift))
-        guard c < recordChunks else { return }
-        SystemCalls.adviseWillNeed(pending[c].source + Int(id & NodeArena.chunkMask) * stride, size: stride)
+        guard Int(id >> UInt32(NodeArena.chunkShift)) < recordChunks else { return }
+        SystemCalls.adviseWillNeed(mapped(id), size: stride)
+    }
+
+    /// Where `id`'s record lies in the adopted mapping.
+    private func mapped(_ id: UInt32) -> UnsafeMutableRawPointer {
+        pending[Int(id >> UInt32(NodeArena.chunkShift))].source + Int(id & NodeArena.chunkMask) * stride
     }
 
     /// Access to a record of a record-verified chunk: its checksum is
@@ -225,8 +229,7 @@ final class NodeArena: @unchecked Sendable {
     /// that fails is reported, filled, and counts as checked.
     @inline(never)
     private func verifiedRecord(_ id: UInt32) -> UnsafeMutableRawPointer {
-        let c = Int(id >> UInt32(NodeArena.chunkShift))
-        let record = pending[c].source + Int(id & NodeArena.chunkMask) * stride
+        let record = mapped(id)
         let mark = verifiedMarks! + Int(id)
         if lodestone_load_u8(mark) != 0 { return record }
         let expected = recordChecksums!.record(id).loadUnaligned(as: UInt32.self)
@@ -304,21 +307,21 @@ final class NodeArena: @unchecked Sendable {
     /// `threads` threads.
     func verifyAll(threads: Int = 1) {
         parallelFor(count: pending.count, threads: threads) { run in
-            for c in run { verifyChunk(c) }
+            for c in run { _ = span(UInt32(c << NodeArena.chunkShift), count: pending[c].records) }
         }
     }
 
-    /// Verifies chunk `c` (each of its records, in a record-verified chunk,
-    /// read ahead first: a mapping advised for random access reads no more
-    /// than it is asked for).
-    private func verifyChunk(_ c: Int) {
-        let first = c << NodeArena.chunkShift
-        guard c < recordChunks else {
-            _ = record(UInt32(first))
-            return
+    /// The bytes of records `start..<start + count` (one chunk's), each
+    /// verified as reading it would: what a persist copies out under fresh
+    /// checksums. A record-verified span is read ahead first (its mapping
+    /// is advised for random access, which reads no more than it is asked).
+    func span(_ start: UInt32, count: Int) -> UnsafeRawBufferPointer {
+        precondition(count > 0 && Int(start & NodeArena.chunkMask) + count <= NodeArena.chunkSize)
+        if Int(start >> UInt32(NodeArena.chunkShift)) < recordChunks {
+            SystemCalls.adviseWillNeed(mapped(start), size: count * stride)
+            for i in 1..<count { _ = record(start + UInt32(i)) }
         }
-        SystemCalls.adviseWillNeed(pending[c].source, size: NodeArena.chunkSize * stride)
-        for i in 0..<NodeArena.chunkSize { _ = record(UInt32(first + i)) }
+        return UnsafeRawBufferPointer(start: record(start), count: count * stride)
     }
 
     /// The bytes of records `0..<records`, one range per chunk, for writing.
@@ -327,9 +330,7 @@ final class NodeArena: @unchecked Sendable {
         var start = 0
         while start < records {
             let n = min(NodeArena.chunkSize, records - start)
-            // Never write bytes not verified under a fresh checksum.
-            if start >> NodeArena.chunkShift < recordChunks { verifyChunk(start >> NodeArena.chunkShift) }
-            out.append(UnsafeRawBufferPointer(start: record(UInt32(start)), count: n * stride))
+            out.append(span(UInt32(start), count: n))
             start += n
         }
         return out
