@@ -87,15 +87,17 @@ let package = Package(
             dependencies: ["Lodestone"],
             path: "Tests/FuzzChecks"
         ),
+        // The tests' Float64 reference in C: quick in a debug build.
+        .target(name: "CLodestoneTestReference", path: "Tests/CTestReference"),
         .testTarget(
             name: "LodestoneTests",
-            dependencies: ["Lodestone", "CLodestoneKernels", "LodestoneFuzzChecks"]
+            dependencies: ["Lodestone", "CLodestoneKernels", "LodestoneFuzzChecks", "CLodestoneTestReference"]
         ),
         // Run with `swift test --traits ServiceIntegration` (Scripts/test does).
         .testTarget(
             name: "LodestoneServiceTests",
             dependencies: [
-                "Lodestone", "LodestoneService",
+                "Lodestone", "LodestoneService", "CLodestoneTestReference",
                 serviceIntegration("ServiceLifecycle", "swift-service-lifecycle"),
                 serviceIntegration("Metrics", "swift-metrics"),
                 serviceIntegration("MetricsTestKit", "swift-metrics"),

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(CLodestoneTestReference)
+import CLodestoneTestReference
+#endif
 @_spi(LodestoneTools) @testable import Lodestone
 
 /// Test data: the real pypi-minilm embeddings from ../shared when present,
@@ -112,14 +115,40 @@ enum Fixtures {
     /// L2 distance, ties to the smaller row. Returns (row, score) best first.
     static func bruteForce(base: [Float], dimension d: Int, query: [Float], metric: Metric, k: Int) -> [(Int, Double)] {
         let n = base.count / d
+        let scores = referenceScores(base: base, rows: n, dimension: d, query: query, metric: metric)
+        var scored = [(Int, Double)]()
+        scored.reserveCapacity(n)
+        for r in 0..<n { scored.append((r, scores[r])) }
+        let sign: Double = metric == .euclidean ? 1 : -1
+        func better(_ a: (Int, Double), _ b: (Int, Double)) -> Bool {
+            let x = sign * a.1, y = sign * b.1
+            return x < y || (x == y && a.0 < b.0)
+        }
+        return Array(scored.sorted(by: better).prefix(k))
+    }
+
+    /// Every row's Float64 score against `query`: cosine similarity (both
+    /// normalised in Float64), the dot product, or the squared L2 distance.
+    /// The root package's tests compute it in C (CLodestoneTestReference,
+    /// quick in a debug build); Tools/'s tests, which link this file, in Swift.
+    static func referenceScores(base: [Float], rows n: Int, dimension d: Int, query: [Float], metric: Metric) -> [Double] {
+        let code: Int32 = metric == .cosine ? 0 : metric == .dotProduct ? 1 : 2
+        #if canImport(CLodestoneTestReference)
+        return [Double](unsafeUninitializedCapacity: n) { out, count in
+            base.withUnsafeBufferPointer { b in
+                query.withUnsafeBufferPointer { q in
+                    lodestone_test_reference_scores(b.baseAddress!, n, d, q.baseAddress!, code, out.baseAddress!)
+                }
+            }
+            count = n
+        }
+        #else
         var qd = query.map(Double.init)
-        if metric == .cosine {
+        if code == 0 {
             let norm = qd.reduce(0) { $0 + $1 * $1 }.squareRoot()
             qd = qd.map { $0 / norm }
         }
-        var scored = [(Int, Double)]()
-        scored.reserveCapacity(n)
-        for r in 0..<n {
+        return (0..<n).map { r in
             var dot = 0.0, nn = 0.0, l2 = 0.0
             for j in 0..<d {
                 let x = Double(base[r * d + j])
@@ -128,17 +157,8 @@ enum Fixtures {
                 let t = qd[j] - x
                 l2 += t * t
             }
-            switch metric {
-            case .cosine: scored.append((r, dot / nn.squareRoot()))
-            case .dotProduct: scored.append((r, dot))
-            case .euclidean: scored.append((r, l2))
-            }
+            return code == 0 ? dot / nn.squareRoot() : code == 1 ? dot : l2
         }
-        let sign: Double = metric == .euclidean ? 1 : -1
-        func better(_ a: (Int, Double), _ b: (Int, Double)) -> Bool {
-            let x = sign * a.1, y = sign * b.1
-            return x < y || (x == y && a.0 < b.0)
-        }
-        return Array(scored.sorted(by: better).prefix(k))
+        #endif
     }
 }

@@ -322,6 +322,27 @@ struct QuantizedTraversalTests {
         return Double(total) / Double(max(nodes, 1))
     }
 
+    @Test("the entry point's fill reads no stale spare candidates: a first batch into a fresh index links no node to itself")
+    func entryPointFillsFromNothingStale() throws {
+        let data = Fixtures.realData
+        let d = data.base.dimension
+        for traversal in [HNSWParameters.Traversal.quantized, .compact] {
+            for trial in 0..<20 {
+                let n = 1 + trial % 3
+                // The insert's spare buffer is likely to reuse a block of its
+                // size freed just before: fill one with (node 0, distance 0),
+                // what made node 0, the entry point, link itself.
+                let stale = UnsafeMutablePointer<SpareCandidate>.allocate(capacity: n * 32)
+                stale.initialize(repeating: SpareCandidate(id: 0, distance: 0), count: n * 32)
+                stale.deallocate()
+                let index = try HNSWIndex(dimension: d, metric: .cosine,
+                                          parameters: HNSWParameters(m: 16, efConstruction: 32, traversal: traversal))
+                try index.add(contentsOf: Array(data.base.values[0..<(n * d)]), keys: (0..<UInt64(n)).map { $0 }, threads: 1)
+                _ = Self.meanLayerZeroDegree(index)
+            }
+        }
+    }
+
     @Test("inserts fill a quantized index's layer-0 lists past the heuristic's choice (distinct live nodes, blocks mirroring them); an exact or dot-product index keeps the heuristic's")
     func layerZeroFill() throws {
         let data = Fixtures.realData

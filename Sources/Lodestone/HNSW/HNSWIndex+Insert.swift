@@ -155,6 +155,10 @@ extension HNSWIndex {
     /// (``recordSpare(_:chosen:into:)``), `m0` slots.
     func link(_ id: UInt32, spare: UnsafeMutablePointer<SpareCandidate>?, pendingFill: Bitset?) {
         linkedNodes.add(1, ordering: .relaxed)
+        // No spare candidates until layer 0 records them: a node that
+        // becomes the entry point returns before that, and its fill must not
+        // read the buffer's old bytes (it linked node 0 to itself).
+        spare?.pointee = SpareCandidate(id: HNSWIndex.noNode, distance: .infinity)
         let q = UnsafePointer(vector(id))
         let nodeLevel = level(id)
         while true {
