@@ -16,7 +16,11 @@ let package = Package(
     ],
     dependencies: [
         // `name:` keeps the dependency resolvable whatever the clone folder is called.
-        .package(name: "Lodestone", path: ".."),
+        // The trait changes nothing in the modules used here; with it, the
+        // library builds as Examples/SemanticSearch builds it, so CI builds
+        // the example in this package's build folder and reuses all but
+        // the example's own modules (docs/ci.md).
+        .package(name: "Lodestone", path: "..", traits: ["ServiceIntegration"]),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // The HTTP server of `lodestone serve`.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
