@@ -70,9 +70,13 @@ let package = Package(
         // The server's wire, the command end to end, knn jobs, and crashes
         // of the stress drivers' workload (Fixtures.swift is the root
         // tests' own, linked in).
+        // The root tests' Float64 reference (Tests/CTestReference, linked
+        // in under another name: target names are unique across packages).
+        .target(name: "CLodestoneToolsTestReference", path: "Tests/CTestReference"),
         .testTarget(
             name: "LodestoneToolsTests",
-            dependencies: [.product(name: "Lodestone", package: "Lodestone"), "LodestoneServer"]
+            dependencies: [.product(name: "Lodestone", package: "Lodestone"), "LodestoneServer",
+                           "CLodestoneToolsTestReference"]
         ),
     ]
 )

@@ -1,6 +1,8 @@
 import Foundation
 #if canImport(CLodestoneTestReference)
 import CLodestoneTestReference
+#else
+import CLodestoneToolsTestReference  // Tools/'s tests, which link this file
 #endif
 @_spi(LodestoneTools) @testable import Lodestone
 
@@ -128,12 +130,10 @@ enum Fixtures {
     }
 
     /// Every row's Float64 score against `query`: cosine similarity (both
-    /// normalised in Float64), the dot product, or the squared L2 distance.
-    /// The root package's tests compute it in C (CLodestoneTestReference,
-    /// quick in a debug build); Tools/'s tests, which link this file, in Swift.
+    /// normalised in Float64), the dot product, or the squared L2 distance,
+    /// computed in C (Tests/CTestReference: quick in a debug build).
     static func referenceScores(base: [Float], rows n: Int, dimension d: Int, query: [Float], metric: Metric) -> [Double] {
         let code: Int32 = metric == .cosine ? 0 : metric == .dotProduct ? 1 : 2
-        #if canImport(CLodestoneTestReference)
         return [Double](unsafeUninitializedCapacity: n) { out, count in
             base.withUnsafeBufferPointer { b in
                 query.withUnsafeBufferPointer { q in
@@ -142,23 +142,5 @@ enum Fixtures {
             }
             count = n
         }
-        #else
-        var qd = query.map(Double.init)
-        if code == 0 {
-            let norm = qd.reduce(0) { $0 + $1 * $1 }.squareRoot()
-            qd = qd.map { $0 / norm }
-        }
-        return (0..<n).map { r in
-            var dot = 0.0, nn = 0.0, l2 = 0.0
-            for j in 0..<d {
-                let x = Double(base[r * d + j])
-                dot += qd[j] * x
-                nn += x * x
-                let t = qd[j] - x
-                l2 += t * t
-            }
-            return code == 0 ? dot / nn.squareRoot() : code == 1 ? dot : l2
-        }
-        #endif
     }
 }
