@@ -155,6 +155,36 @@ void lodestone_cc_estimates(const int8_t *q8, const lodestone_cc_query *query, s
 void lodestone_cc_estimates_portable(const int8_t *q8, const lodestone_cc_query *query, size_t d,
                                      const void *const *records, size_t n, float *out);
 
+// Build codes: one 8-bit code per vector (LVQ's scheme with 256 levels),
+// which the graph's construction ranks by instead of float32 vectors.
+//
+// A record (`lodestone_bc_record_bytes(d)` bytes) of vector x against a
+// center c: with r = x - c, lo and hi its smallest and largest component
+// and step = (hi - lo) / 255, component i's level u_i = round((r_i - lo) /
+// step) in 0...255, one byte each, zero padded to a multiple of 16 (D);
+// then float lo, float step, float |x|^2, 4 zero bytes (400 at 384-d).
+//
+// The estimate of <q, x> is <q, c> + lo * sum(q) + step * <q, u>, with q
+// in float32 (padded with zeros to D components); the rank value is
+// -<q, x> (cosine, dot product) or |q|^2 + |x|^2 - 2 <q, x> (euclidean).
+// A query's numbers are a `lodestone_cc_query` (its scale unused).
+/// Bytes of a build-code record for `d` components.
+size_t lodestone_bc_record_bytes(size_t d);
+/// Writes the record of `x` against `center` (both `d` floats).
+void lodestone_bc_encode(const float *x, const float *center, size_t d, void *record);
+/// The vector a record stands for: `x[i] = center[i] + lo + step * u_i`.
+void lodestone_bc_decode(const void *record, const float *center, size_t d, float *x);
+/// A query's numbers for build-code estimates.
+void lodestone_bc_prepare(const float *q, const float *center, size_t d, int euclidean, lodestone_cc_query *out);
+/// Rank-value estimates (lower is nearer) of the `n` records at `records`
+/// for the query `q` (padded with zeros to a multiple of 16 components):
+/// AVX2 where the CPU has it (`LODESTONE_KERNELS=portable` forces C).
+void lodestone_bc_estimates(const float *q, const lodestone_cc_query *query, size_t d, const void *const *records,
+                            size_t n, float *out);
+/// The same, portable C (for tests to compare against).
+void lodestone_bc_estimates_portable(const float *q, const lodestone_cc_query *query, size_t d,
+                                     const void *const *records, size_t n, float *out);
+
 // Neighbour codes: the quantized graph walk. A node c's block holds, for
 // each of its layer-0 neighbours x (its slots, in batches of 32), the 1-bit
 // code of r = x - c (bit set when r[i] > 0) and two floats A, B, so that

@@ -43,8 +43,15 @@ extension HNSWIndex {
     /// ``fillSeparation`` times nearer to `c` (squared) than the node is.
     @inline(__always) func fillAdmits(_ c: UInt32, distance: Float, kept: UnsafeBufferPointer<UInt32>,
                                       keptDistances: UnsafeBufferPointer<Float>) -> Bool {
-        let cv = UnsafePointer(vector(c))
         let dic = squaredDistance(distance)
+        if let codes = linkingCodes {
+            let query = codes.prepare(node: c)
+            for j in 0..<kept.count where keptDistances[j] <= distance {
+                if HNSWIndex.fillSeparation * squaredDistance(codes.estimate(query, node: kept[j])) < dic { return false }
+            }
+            return true
+        }
+        let cv = UnsafePointer(vector(c))
         for j in 0..<kept.count where keptDistances[j] <= distance {
             if HNSWIndex.fillSeparation * squaredDistance(rank(cv, vector(kept[j]))) < dic { return false }
         }
@@ -98,14 +105,17 @@ extension HNSWIndex {
                 let id = ids[i]
                 guard state(id) == .live else { continue }
                 let slots = links(id, layer: 0)
-                let v = UnsafePointer(vector(id))
                 var count = 0
                 while count < width {
                     let nb = lodestone_load_u32(slots + count)
                     if nb == HNSWIndex.noNode { break }
                     keptIDs[count] = nb
-                    keptDistances[count] = rank(v, vector(nb))
                     count += 1
+                }
+                keptIDs.withUnsafeBufferPointer { kept in
+                    keptDistances.withUnsafeMutableBufferPointer {
+                        nodeRanks(from: id, to: UnsafeBufferPointer(rebasing: kept[0..<count]), into: $0.baseAddress!)
+                    }
                 }
                 let linked = count
                 guard count < width else { continue }

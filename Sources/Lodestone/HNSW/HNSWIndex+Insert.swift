@@ -46,6 +46,7 @@ extension HNSWIndex {
         let n = newKeys.count
         prepareNeighbourCodesLocked()
         prepareCompactCodesLocked(rows: rows, count: n)
+        prepareBuildCodesLocked(rows: rows, count: n)
         // Every remaining node is removed: unlink them all, so the graph
         // restarts from the new nodes instead of hanging off tombstones.
         if liveCount.load(ordering: .relaxed) == 0 && !w.tombstones.isEmpty { purgeLocked(&w) }
@@ -136,6 +137,7 @@ extension HNSWIndex {
         if signCodes.isReady { signCodes.encode(id, vector: v) }
         if let codes = neighbourCodes, codes.isReady { codes.reset(id, vector: v) }
         if let codes = compactCodes, codes.isReady { codes.encode(id, vector: v) }
+        if let codes = linkingCodes { codes.encode(id, vector: v) }
         keyRecords.record(id).storeBytes(of: k, as: UInt64.self)
         let slots = links0.record(id).assumingMemoryBound(to: UInt32.self)
         for j in 0..<m0 { lodestone_store_u32(slots + j, HNSWIndex.noNode) }
@@ -174,7 +176,15 @@ extension HNSWIndex {
             // Layers are taken from the entry point the descent started at:
             // `current` has every layer up to that top, even if another
             // thread raises the entry point meanwhile.
-            guard let start = descendFromTop(q, toLayer: nodeLevel, scratch: scratch) else { return }
+            // An index with build codes links on their estimates.
+            let coded = linkingCodes
+            let query = coded?.prepare(q)
+            let descent = if let coded, let query {
+                descendCoded(query, codes: coded, toLayer: nodeLevel, scratch: scratch)
+            } else {
+                descendFromTop(q, toLayer: nodeLevel, scratch: scratch)
+            }
+            guard let start = descent else { return }
             var current = start.node, currentDistance = start.distance
             var layer = min(nodeLevel, start.top)
             var chosenByLayer: [(Int, [UInt32])] = []
@@ -185,7 +195,10 @@ extension HNSWIndex {
                 // more queries/s than one built by the exact walk, for more
                 // build time (measurements: docs/design/quantized-walk.md).
                 let found: Int
-                if layer == 0, let codes = neighbourCodes, codes.isReady {
+                if let coded, let query {
+                    found = searchLayerCoded(query, codes: coded, entry: current, entryDistance: currentDistance,
+                                             ef: parameters.efConstruction, layer: layer, scratch: scratch)
+                } else if layer == 0, let codes = neighbourCodes, codes.isReady {
                     found = quantizedWalk(q, codes: codes, entry: current, entryDistance: currentDistance, k: 0,
                                           ef: parameters.efConstruction, scratch: scratch,
                                           admission: LiveNodes(index: self)).count
@@ -244,6 +257,18 @@ extension HNSWIndex {
         if candidates.count <= limit { return candidates.map { UInt32($0.id) } }
         var kept: [UInt32] = []
         kept.reserveCapacity(limit)
+        if let codes = linkingCodes {
+            // Each kept node's vector is decoded once, to rank candidates from.
+            var keptQueries: [BuildCodes.Query] = []
+            for c in candidates {
+                let id = UInt32(c.id)
+                if keptQueries.contains(where: { codes.estimate($0, node: id) < c.distance }) { continue }
+                kept.append(id)
+                if kept.count == limit { break }
+                keptQueries.append(codes.prepare(node: id))
+            }
+            return kept
+        }
         for c in candidates {
             let v = UnsafePointer(vector(UInt32(c.id)))
             var good = true
@@ -282,12 +307,15 @@ extension HNSWIndex {
             lodestone_store_u32(slots + count, id)
             return
         }
-        let base = UnsafePointer(vector(node))
-        var candidates: [Candidate] = [Candidate(distance: rank(base, vector(id)), id: UInt64(id))]
+        var candidates: [Candidate] = []
         candidates.reserveCapacity(capacity + 1)
-        for j in 0..<capacity {
-            let nb = lodestone_load_u32(slots + j)
-            candidates.append(Candidate(distance: rank(base, vector(nb)), id: UInt64(nb)))
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: capacity + 1) { ids in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity + 1) { ranks in
+                ids[0] = id
+                for j in 0..<capacity { ids[j + 1] = lodestone_load_u32(slots + j) }
+                nodeRanks(from: node, to: UnsafeBufferPointer(ids), into: ranks.baseAddress!)
+                for j in 0...capacity { candidates.append(Candidate(distance: ranks[j], id: UInt64(ids[j]))) }
+            }
         }
         candidates.sort()
         var chosen = selectNeighbours(candidates, max: capacity)

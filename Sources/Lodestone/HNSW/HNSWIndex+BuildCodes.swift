@@ -1,0 +1,135 @@
+import CLodestoneKernels
+
+extension HNSWIndex {
+    // MARK: Linking on build codes (compact traversal)
+
+    /// The build codes when new nodes are linked by them (ready), else nil.
+    @inline(__always) var linkingCodes: BuildCodes? {
+        guard let codes = buildCodes, codes.isReady else { return nil }
+        return codes
+    }
+
+    /// Fixes the build codes' center to the mean of the first rows an empty
+    /// index gets (the writer's lock held, before their nodes are written).
+    /// An index that has nodes and no ready codes (opened from a segment)
+    /// links on float32.
+    func prepareBuildCodesLocked(rows: UnsafePointer<Float>, count: Int) {
+        guard let codes = buildCodes, !codes.isReady, !codes.declined.load(ordering: .relaxed), count > 0,
+              nodeCount.load(ordering: .acquiring) == 0 else { return }
+        codes.start(rows: rows, count: count)
+    }
+
+    /// Rank values from node `a` to each of `nodes`, into `out`: on the
+    /// build codes when nodes are linked by them, else on float32.
+    func nodeRanks(from a: UInt32, to nodes: UnsafeBufferPointer<UInt32>, into out: UnsafeMutablePointer<Float>) {
+        guard !nodes.isEmpty else { return }
+        if let codes = linkingCodes {
+            let query = codes.prepare(node: a)
+            codes.estimate(query, nodes: nodes, into: out)
+            return
+        }
+        let v = UnsafePointer(vector(a))
+        for (j, b) in nodes.enumerated() { out[j] = rank(v, vector(b)) }
+    }
+
+    /// Greedy descent on the build codes from the entry point down to
+    /// `target` (what ``descendFromTop(_:toLayer:scratch:)`` does on float32).
+    func descendCoded(_ query: BuildCodes.Query, codes: BuildCodes, toLayer target: Int,
+                      scratch: SearchScratch) -> (node: UInt32, distance: Float, top: Int)? {
+        let e = entry.load(ordering: .acquiring)
+        guard e != 0 else { return nil }
+        var current = UInt32(truncatingIfNeeded: e)
+        let top = Int(e >> 32) - 1
+        var layer = top
+        let values = scratch.values
+        return scratch.rows.withMemoryRebound(to: UnsafeRawPointer?.self, capacity: scratch.neighbourCapacity) { rows in
+            rows[0] = UnsafeRawPointer(codes.records.record(current))
+            codes.estimate(query, records: rows, count: 1, into: values)
+            var currentDistance = values[0]
+            while layer > target {
+                var improved = true
+                while improved {
+                    improved = false
+                    let n = gatherCodes(of: current, layer: layer, codes: codes, scratch: scratch, rows: rows,
+                                        visited: nil)
+                    scratch.nodesExpanded += 1
+                    scratch.distancesComputed += n
+                    if n == 0 { break }
+                    codes.estimate(query, records: rows, count: n, into: values)
+                    for j in 0..<n where values[j] < currentDistance {
+                        currentDistance = values[j]
+                        current = scratch.ids[j]
+                        improved = true
+                    }
+                }
+                layer -= 1
+            }
+            return (current, currentDistance, top)
+        }
+    }
+
+    /// Copies the neighbours of `id` on `layer` and their code records into
+    /// the scratch buffers, skipping ids not yet visible and, with
+    /// `visited`, ids already visited (marking the rest).
+    @inline(__always)
+    func gatherCodes(of id: UInt32, layer: Int, codes: BuildCodes, scratch: SearchScratch,
+                     rows: UnsafeMutablePointer<UnsafeRawPointer?>,
+                     visited: (marks: UnsafeMutablePointer<UInt16>, generation: UInt16, bound: Int)?) -> Int {
+        let slots = links(id, layer: layer)
+        var n = 0
+        for j in 0..<linkCapacity(layer: layer) {
+            let nb = lodestone_load_u32(slots + j)
+            if nb == HNSWIndex.noNode { break }
+            if let v = visited {
+                if Int(nb) >= v.bound || v.marks[Int(nb)] == v.generation { continue }
+                v.marks[Int(nb)] = v.generation
+            }
+            scratch.ids[n] = nb
+            rows[n] = UnsafeRawPointer(codes.records.record(nb))
+            n += 1
+        }
+        return n
+    }
+
+    /// The beam search of one layer on the build codes (what
+    /// ``searchLayer(_:entry:entryDistance:ef:layer:scratch:)`` does on
+    /// float32): leaves the up to `ef` nearest nodes found in
+    /// `scratch.pool`, sorted by estimate, and returns how many.
+    func searchLayerCoded(_ query: BuildCodes.Query, codes: BuildCodes, entry start: UInt32,
+                          entryDistance: Float, ef: Int, layer: Int, scratch: SearchScratch) -> Int {
+        let bound = nodeCount.load(ordering: .acquiring)
+        let generation = scratch.beginSearch(nodes: bound, poolSize: ef)
+        let marks = scratch.visited
+        let pool = scratch.pool
+        let values = scratch.values
+        marks[Int(start)] = generation
+        pool[0] = PoolEntry(distance: entryDistance, id: start)
+        var count = 1
+        var cursor = 0
+        scratch.rows.withMemoryRebound(to: UnsafeRawPointer?.self, capacity: scratch.neighbourCapacity) { rows in
+            while cursor < count {
+                let current = pool[cursor].id
+                pool[cursor].tagged |= PoolEntry.expandedBit
+                let n = gatherCodes(of: current, layer: layer, codes: codes, scratch: scratch, rows: rows,
+                                    visited: (marks, generation, bound))
+                scratch.nodesExpanded += 1
+                scratch.distancesComputed += n
+                var lowest = cursor + 1
+                if n > 0 {
+                    codes.estimate(query, records: rows, count: n, into: values)
+                    for j in 0..<n {
+                        let d = values[j]
+                        if count == ef && d >= pool[count - 1].distance { continue }
+                        let nb = scratch.ids[j]
+                        let lo = PoolEntry.insert(PoolEntry(distance: d, id: nb), into: pool, count: &count, capacity: ef)
+                        if layer == 0 { lodestone_prefetch(links0.record(nb)) }
+                        if lo < lowest { lowest = lo }
+                    }
+                }
+                cursor = lowest
+                while cursor < count && pool[cursor].isExpanded { cursor += 1 }
+            }
+        }
+        return count
+    }
+}
