@@ -1,4 +1,4 @@
-/// What the per-vector codes (``SignCodes``, ``CompactCodes``) share: the
+/// What the per-vector codes (``SignCodes``, ``CompactCodes``, ``BuildCodes``) share: the
 /// center they are taken against, and encoding every node on threads.
 enum CodeCenter {
     /// The mean of the vectors of nodes `0..<count` that `isLive` admits
@@ -13,6 +13,15 @@ enum CodeCenter {
             live += 1
         }
         return sum.map { Float($0 / Double(max(live, 1))) }
+    }
+
+    /// The mean of `count` rows at `rows` (zeros when `count` is 0).
+    static func mean(rows: UnsafePointer<Float>, count: Int, dimension: Int) -> [Float] {
+        var sum = [Double](repeating: 0, count: dimension)
+        for r in 0..<count {
+            for i in 0..<dimension { sum[i] += Double(rows[r * dimension + i]) }
+        }
+        return sum.map { Float($0 / Double(max(count, 1))) }
     }
 
     /// Calls `encode` for every node below `count` with `center`, in blocks

@@ -50,11 +50,7 @@ final class CompactCodes: @unchecked Sendable {
     /// Fixes the center to the mean of `count` rows at `rows` and marks the
     /// codes ready: for an index with no nodes yet (the writer's lock held).
     func start(rows: UnsafePointer<Float>, count: Int) {
-        var sum = [Double](repeating: 0, count: dimension)
-        for r in 0..<count {
-            for i in 0..<dimension { sum[i] += Double(rows[r * dimension + i]) }
-        }
-        center = sum.map { Float($0 / Double(max(count, 1))) }
+        center = CodeCenter.mean(rows: rows, count: count, dimension: dimension)
         ready.store(true, ordering: .releasing)
     }
 
