@@ -134,7 +134,7 @@ __attribute__((target("avx2"))) static void estimates_avx2(const int8_t *q8, con
 
 static size_t bc_padded(size_t d) { return (d + 15) / 16 * 16; }
 
-size_t lodestone_bc_record_bytes(size_t d) { return bc_padded(d) + 16; }
+size_t lodestone_bc_record_bytes(size_t d) { return bc_padded(d) + 24; }
 
 void lodestone_bc_encode(const float *x, const float *center, size_t d, void *record) {
     float lo = INFINITY, hi = -INFINITY;
@@ -148,11 +148,15 @@ void lodestone_bc_encode(const float *x, const float *center, size_t d, void *re
     const float step = hi > lo ? (hi - lo) / 255.0f : 0.0f;
     uint8_t *b = (uint8_t *)record;
     memset(b, 0, lodestone_bc_record_bytes(d));
+    double cr = 0, rsum = 0;
     for (size_t i = 0; i < d; i++) {
         int u = step > 0 ? (int)((x[i] - center[i] - lo) / step + 0.5f) : 0;
         b[i] = (uint8_t)(u < 0 ? 0 : (u > 255 ? 255 : u));
+        const double r = (double)lo + (double)step * (double)b[i];  // the residual the code stands for
+        cr += (double)center[i] * r;
+        rsum += r;
     }
-    const float tail[3] = {lo, step, (float)norm2};
+    const float tail[5] = {lo, step, (float)norm2, (float)cr, (float)rsum};
     memcpy(b + bc_padded(d), tail, sizeof tail);
 }
 
@@ -184,6 +188,27 @@ static inline float bc_rank(const uint8_t *tail_bytes, float dot, const lodeston
     return query->euclidean ? query->qq + tail[2] - 2.0f * ip : -ip;
 }
 
+static inline float bc_pair_rank(const uint8_t *ta, const uint8_t *tb, int32_t uv, float cc, size_t d,
+                                 int euclidean) {
+    float a[5], b[5];
+    memcpy(a, ta, sizeof a);
+    memcpy(b, tb, sizeof b);
+    const float rr = a[0] * b[4] + b[0] * a[4] - (float)d * a[0] * b[0] + a[1] * b[1] * (float)uv;
+    const float ip = cc + a[3] + b[3] + rr;
+    return euclidean ? a[2] + b[2] - 2.0f * ip : -ip;
+}
+
+static void bc_pair_estimates_portable(const void *record, float cc, size_t d, int euclidean,
+                                       const void *const *records, size_t n, float *out) {
+    const uint8_t *a = (const uint8_t *)record;
+    for (size_t r = 0; r < n; r++) {
+        const uint8_t *b = (const uint8_t *)records[r];
+        int32_t uv = 0;
+        for (size_t i = 0; i < d; i++) uv += (int32_t)a[i] * (int32_t)b[i];
+        out[r] = bc_pair_rank(a + bc_padded(d), b + bc_padded(d), uv, cc, d, euclidean);
+    }
+}
+
 static void bc_estimates_portable(const float *q, const lodestone_cc_query *query, size_t d,
                                   const void *const *records, size_t n, float *out) {
     for (size_t r = 0; r < n; r++) {
@@ -202,7 +227,7 @@ __attribute__((target("avx2,fma"))) static void bc_estimates_avx2(const float *q
                                                                   size_t d, const void *const *records, size_t n,
                                                                   float *out) {
     const size_t D = bc_padded(d);
-    const size_t bytes = D + 16;
+    const size_t bytes = D + 24;
     for (size_t r = 0; r < n; r++) {
         if (r + 4 < n) {
             const char *p = (const char *)records[r + 4];
@@ -224,22 +249,61 @@ __attribute__((target("avx2,fma"))) static void bc_estimates_avx2(const float *q
         out[r] = bc_rank(b + D, _mm_cvtss_f32(h), query);
     }
 }
+
+// Sixteen levels of each record widened to 16 bits (vpmovzxbw), multiplied
+// and summed in pairs (vpmaddwd: at most 2 x 255 x 255 a lane, no overflow).
+__attribute__((target("avx2,fma"))) static void bc_pair_estimates_avx2(const void *record, float cc, size_t d,
+                                                                       int euclidean, const void *const *records,
+                                                                       size_t n, float *out) {
+    const size_t D = bc_padded(d);
+    const size_t bytes = D + 24;
+    const uint8_t *a = (const uint8_t *)record;
+    for (size_t r = 0; r < n; r++) {
+        if (r + 4 < n) {
+            const char *p = (const char *)records[r + 4];
+            for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+        }
+        const uint8_t *b = (const uint8_t *)records[r];
+        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+        size_t i = 0;
+        for (; i + 32 <= D; i += 32) {
+            const __m256i x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
+            const __m256i y0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
+            const __m256i x1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i + 16)));
+            const __m256i y1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + i + 16)));
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(x0, y0));
+            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(x1, y1));
+        }
+        if (i < D) {
+            const __m256i x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
+            const __m256i y0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(x0, y0));
+        }
+        const __m256i s = _mm256_add_epi32(s0, s1);
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+        out[r] = bc_pair_rank(a + D, b + D, _mm_cvtsi128_si32(h), cc, d, euclidean);
+    }
+}
 #endif
 
 typedef void (*cc_estimates_fn)(const int8_t *, const lodestone_cc_query *, size_t, const void *const *, size_t,
                                 float *);
 typedef void (*bc_estimates_fn)(const float *, const lodestone_cc_query *, size_t, const void *const *, size_t,
                                 float *);
+typedef void (*bc_pair_estimates_fn)(const void *, float, size_t, int, const void *const *, size_t, float *);
 
 /// One ISA's estimate kernels for both kinds of per-vector codes.
 typedef struct {
     cc_estimates_fn compact;
     bc_estimates_fn build;
+    bc_pair_estimates_fn build_pairs;
 } codes_kernels;
 
-static const codes_kernels codes_portable = {estimates_portable, bc_estimates_portable};
+static const codes_kernels codes_portable = {estimates_portable, bc_estimates_portable, bc_pair_estimates_portable};
 #ifdef LODESTONE_X86
-static const codes_kernels codes_avx2 = {estimates_avx2, bc_estimates_avx2};
+static const codes_kernels codes_avx2 = {estimates_avx2, bc_estimates_avx2, bc_pair_estimates_avx2};
 #endif
 
 static const codes_kernels *codes_variant(int isa) {
@@ -286,4 +350,14 @@ void lodestone_bc_estimates(const float *q, const lodestone_cc_query *query, siz
 void lodestone_bc_estimates_portable(const float *q, const lodestone_cc_query *query, size_t d,
                                      const void *const *records, size_t n, float *out) {
     bc_estimates_portable(q, query, d, records, n, out);
+}
+
+void lodestone_bc_pair_estimates(const void *record, float center_norm2, size_t d, int euclidean,
+                                 const void *const *records, size_t n, float *out) {
+    codes_active()->build_pairs(record, center_norm2, d, euclidean, records, n, out);
+}
+
+void lodestone_bc_pair_estimates_portable(const void *record, float center_norm2, size_t d, int euclidean,
+                                          const void *const *records, size_t n, float *out) {
+    bc_pair_estimates_portable(record, center_norm2, d, euclidean, records, n, out);
 }

@@ -95,6 +95,7 @@ public final class Index: @unchecked Sendable {
         let engine = try VectorEngine.create(kind: settings.kind, dimension: settings.dimension, metric: settings.metric,
                                              parameters: settings.parameters, embeddingModel: settings.model)
         let store = try DurableStore.create(directory: directory, settings: settings.encoded(), durability: durability)
+        engine.hnsw?.spillVectors(inDirectory: directory)
         return Index(name: name, settings: settings, store: store, engine: engine, table: RecordTable(),
                      fingerprint: VectorFingerprint(dimension: settings.dimension))
     }
@@ -119,6 +120,7 @@ public final class Index: @unchecked Sendable {
                     let engine = try VectorEngine.create(kind: settings.kind, dimension: settings.dimension,
                                                          metric: settings.metric, parameters: settings.parameters,
                                                          embeddingModel: settings.model)
+                    if !readOnly { engine.hnsw?.spillVectors(inDirectory: directory) }
                     return Loaded(settings, engine, RecordTable(), VectorFingerprint(dimension: settings.dimension))
                 }
                 let path = directory + "/" + manifest.segment
@@ -136,6 +138,8 @@ public final class Index: @unchecked Sendable {
                     throw .corruptSegment(path: path, section: "records.header",
                                           reason: "\(table.count) records but \(engine.count) vectors")
                 }
+                // Before the log is replayed, so its vectors spill too.
+                if !readOnly { engine.hnsw?.spillVectors(inDirectory: directory) }
                 return Loaded(settings, engine, table, fingerprint)
             },
             replay: { (loaded: Loaded, record: [UInt8]) throws(LodestoneError) in

@@ -40,6 +40,7 @@ public final class DurableIndex: Sendable {
                               durability: Durability = .synchronous) throws(LodestoneError) -> DurableIndex {
         let index = try HNSWIndex(dimension: dimension, metric: metric, parameters: parameters, embeddingModel: embeddingModel)
         let store = try DurableStore.create(directory: directory, settings: encodeSettings(index), durability: durability)
+        index.spillVectors(inDirectory: directory)
         return DurableIndex(store: store, index: index)
     }
 
@@ -51,8 +52,10 @@ public final class DurableIndex: Sendable {
             load: { (manifest: Manifest) throws(LodestoneError) -> HNSWIndex in
                 let settings = try decodeSettings(manifest.settings, path: directory + "/" + Manifest.fileName)
                 if manifest.segment.isEmpty {
-                    return try HNSWIndex(dimension: settings.dimension, metric: settings.metric,
-                                         parameters: settings.parameters, embeddingModel: settings.model)
+                    let index = try HNSWIndex(dimension: settings.dimension, metric: settings.metric,
+                                              parameters: settings.parameters, embeddingModel: settings.model)
+                    index.spillVectors(inDirectory: directory)
+                    return index
                 }
                 let delta = manifest.delta.isEmpty ? nil : try MappedSegment(path: directory + "/" + manifest.delta)
                 let index = try HNSWIndex.open(path: directory + "/" + manifest.segment, delta: delta)
@@ -60,6 +63,7 @@ public final class DurableIndex: Sendable {
                     throw .corruptSegment(path: directory + "/" + manifest.segment, section: "parameters",
                                           reason: "does not match the manifest's dimension and metric")
                 }
+                index.spillVectors(inDirectory: directory)  // before the log is replayed
                 return index
             },
             replay: { (index: HNSWIndex, record: [UInt8]) throws(LodestoneError) in try apply(record, to: index) })

@@ -24,8 +24,7 @@ extension HNSWIndex {
     func nodeRanks(from a: UInt32, to nodes: UnsafeBufferPointer<UInt32>, into out: UnsafeMutablePointer<Float>) {
         guard !nodes.isEmpty else { return }
         if let codes = linkingCodes {
-            let query = codes.prepare(node: a)
-            codes.estimate(query, nodes: nodes, into: out)
+            codes.estimate(from: a, nodes: nodes, into: out)
             return
         }
         let v = UnsafePointer(vector(a))

@@ -45,9 +45,8 @@ extension HNSWIndex {
                                       keptDistances: UnsafeBufferPointer<Float>) -> Bool {
         let dic = squaredDistance(distance)
         if let codes = linkingCodes {
-            let query = codes.prepare(node: c)
             for j in 0..<kept.count where keptDistances[j] <= distance {
-                if HNSWIndex.fillSeparation * squaredDistance(codes.estimate(query, node: kept[j])) < dic { return false }
+                if HNSWIndex.fillSeparation * squaredDistance(codes.estimate(between: c, kept[j])) < dic { return false }
             }
             return true
         }

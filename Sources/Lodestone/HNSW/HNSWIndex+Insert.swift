@@ -95,6 +95,7 @@ extension HNSWIndex {
             }
         }
         liveCount.add(n, ordering: .releasing)
+        vectors.dropSpilledPages()
     }
 
     /// Upper-layer link blocks for a new node of `level` (a freed run of that
@@ -258,14 +259,11 @@ extension HNSWIndex {
         var kept: [UInt32] = []
         kept.reserveCapacity(limit)
         if let codes = linkingCodes {
-            // Each kept node's vector is decoded once, to rank candidates from.
-            var keptQueries: [BuildCodes.Query] = []
             for c in candidates {
                 let id = UInt32(c.id)
-                if keptQueries.contains(where: { codes.estimate($0, node: id) < c.distance }) { continue }
+                if kept.contains(where: { codes.estimate(between: $0, id) < c.distance }) { continue }
                 kept.append(id)
                 if kept.count == limit { break }
-                keptQueries.append(codes.prepare(node: id))
             }
             return kept
         }

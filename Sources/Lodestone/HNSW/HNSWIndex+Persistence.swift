@@ -113,9 +113,15 @@ extension HNSWIndex {
                 return PendingSection(kind: kind, codec: codec, stride: stride, count: count, owned: bytes, chunked: chunked)
             }
         }
+        // A compact index's vectors are read one at a time from disk: each
+        // gets its own checksum (the section after them), computed as they
+        // are written. Spilled vectors leave memory as they are written.
+        var vectorSection = section(SectionKind.vectors, stride: vectors.stride, count: n, v)
+        if compact != nil { vectorSection.recordChecksumKind = SectionKind.hnswVectorChecksums }
+        if vectors.spillsNewChunks { vectorSection.written = { [vectors] in vectors.dropSpilledPages(of: $0) } }
         return [
             section(SectionKind.parameters, stride: 0, count: 0, .owned(parameters), chunked: false),
-            section(SectionKind.vectors, stride: vectors.stride, count: n, v),
+            vectorSection,
             section(SectionKind.keys, stride: 8, count: n, keys),
             section(SectionKind.states, stride: 1, count: n, s),
             section(SectionKind.hnswLinks0, stride: links0.stride, count: n, l0),
@@ -125,16 +131,8 @@ extension HNSWIndex {
         ] + (codes.map { [section(SectionKind.hnswNeighbourCodes, stride: neighbourCodes!.blocks.stride, count: n, $0)] } ?? [])
             + (compact.map { [section(SectionKind.hnswCompactCenter, stride: 4, count: dimension,
                                       .owned(compactCodes!.center), chunked: false),
-                              section(SectionKind.hnswCompactCodes, stride: compactCodes!.records.stride, count: n, $0),
-                              section(SectionKind.hnswVectorChecksums, stride: 4, count: n,
-                                      .owned(Self.recordChecksums(v, stride: vectors.stride)))] } ?? [])
+                              section(SectionKind.hnswCompactCodes, stride: compactCodes!.records.stride, count: n, $0)] } ?? [])
             + Self.removedNodeSections(free: free, tombstones: tombstones, freeUpperRuns: runs)
-    }
-
-    /// The CRC-32C of each `stride`-byte record of `part`.
-    private static func recordChecksums(_ part: SectionPart, stride: Int) -> [UInt32] {
-        guard case let .ranges(pieces) = part else { preconditionFailure("vectors are written from the arena") }
-        return SegmentWriter.chunkChecksums(pieces, windowBytes: stride)
     }
 
     /// Writes only the live nodes, renumbered densely (see `persist(to:compact:)`).

@@ -243,7 +243,8 @@ public final class HNSWIndex: @unchecked Sendable {
     /// Whether the index holds no live vectors.
     public var isEmpty: Bool { count == 0 }
 
-    /// Bytes allocated for vectors, links, keys and bookkeeping.
+    /// Bytes allocated for vectors, links, keys and bookkeeping (vectors a
+    /// compact index keeps in its scratch file not included).
     public var memoryBytes: Int {
         let arenas = [vectors, links0, upperLinks, keyRecords, levelRecords, upperStart, states]
         return arenas.reduce(0) { $0 + $1.allocatedBytes } + writer.withLock { $0.keys.allocatedBytes }
@@ -266,6 +267,25 @@ public final class HNSWIndex: @unchecked Sendable {
         if let codes = neighbourCodes { bytes += codes.blocks.stride }
         return bytes
     }
+
+    // MARK: Vectors on disk
+
+    /// With the compact traversal, keeps the float32 vectors of the nodes
+    /// added from now on in an unnamed scratch file in `directory` rather
+    /// than in memory, and releases their pages after each batch: such an
+    /// index ranks on codes and reads a vector only to re-rank a finalist,
+    /// to link its own new node, or to persist. So a large build holds its
+    /// codes and links, not its vectors. Returns whether it does (no for
+    /// other traversals, or when no scratch file can be made there).
+    @discardableResult
+    func spillVectors(inDirectory directory: String) -> Bool {
+        guard parameters.traversal == .compact, let file = SpillFile.create(inDirectory: directory) else { return false }
+        writer.withLock { _ in vectors.spillNewChunks(to: file) }
+        return true
+    }
+
+    /// Whether new vectors go to a scratch file (``spillVectors(inDirectory:)``).
+    var spillsVectors: Bool { vectors.spillsNewChunks }
 
     /// Whether a live vector is stored under `key`.
     public func contains(key: UInt64) -> Bool { node(forKey: key) != nil }

@@ -47,8 +47,15 @@ final class NodeArena: @unchecked Sendable {
     /// The byte every new record starts filled with.
     let fill: UInt8
     private let table: UnsafeMutablePointer<UnsafeMutableRawPointer?>
-    /// 1 where the chunk's memory was allocated here (set before publishing).
+    /// Per chunk, who owns its memory (set before publishing): 0 a mapped
+    /// segment, ``heapChunk`` allocated here, ``spilledChunk`` a region of
+    /// `spill` mapped here.
     private let ownedMarks: UnsafeMutablePointer<UInt8>
+    private static let heapChunk: UInt8 = 1
+    private static let spilledChunk: UInt8 = 2
+    /// Where new chunks are mapped instead of allocated (writer only).
+    private var spill: SpillFile? = nil
+    private var lastChunkFound = 0
     /// Chunks allocated or adopted so far (changed only by the writer).
     private(set) var chunkCount = 0
 
@@ -91,7 +98,10 @@ final class NodeArena: @unchecked Sendable {
     }
 
     deinit {
-        for c in 0..<chunkCount where ownedMarks[c] == 1 { free(table[c]) }
+        for c in 0..<chunkCount {
+            if ownedMarks[c] == NodeArena.heapChunk { free(table[c]) }
+            if ownedMarks[c] == NodeArena.spilledChunk { SystemCalls.unmap(table[c]!, size: chunkBytes) }
+        }
         for c in 0..<chunkCount { free(dirtyMarks[c]) }
         free(dirtyMarks)
         fillChunk.withLock { if let p = $0 { free(p) } }
@@ -103,9 +113,59 @@ final class NodeArena: @unchecked Sendable {
     /// Records that fit without allocating.
     var capacity: Int { chunkCount << NodeArena.chunkShift }
 
-    /// Bytes allocated here for records (mapped chunks not included).
+    /// Bytes of one chunk.
+    var chunkBytes: Int { NodeArena.chunkSize * stride }
+
+    /// Bytes allocated here for records (mapped and spilled chunks not included).
     var allocatedBytes: Int {
-        (0..<chunkCount).reduce(0) { $0 + Int(lodestone_load_u8(ownedMarks + $1)) } * NodeArena.chunkSize * stride
+        (0..<chunkCount).reduce(0) { $0 + (lodestone_load_u8(ownedMarks + $1) == NodeArena.heapChunk ? 1 : 0) } * chunkBytes
+    }
+
+    /// Bytes of records kept in a spill file (``spillNewChunks(to:)``).
+    var spilledBytes: Int {
+        (0..<chunkCount).reduce(0) { $0 + (lodestone_load_u8(ownedMarks + $1) == NodeArena.spilledChunk ? 1 : 0) } * chunkBytes
+    }
+
+    /// From now on, new chunks are regions of `file` mapped shared rather
+    /// than memory (when the disk has room: else memory, as before), so
+    /// ``dropSpilledPages()`` can release them. Writer only.
+    func spillNewChunks(to file: SpillFile) {
+        precondition(chunkBytes % SystemCalls.pageSize == 0, "spilled chunks are whole pages")
+        spill = file
+    }
+
+    /// Whether some chunks live in a spill file.
+    var spillsNewChunks: Bool { spill != nil }
+
+    /// Releases the resident pages of every spilled chunk: readers that
+    /// touch them again read them back from the file (or the page cache).
+    func dropSpilledPages() {
+        guard spill != nil else { return }
+        for c in 0..<chunkCount where lodestone_load_u8(ownedMarks + c) == NodeArena.spilledChunk {
+            SystemCalls.dropResidentFilePages(table[c]!, size: chunkBytes)
+        }
+    }
+
+    /// Releases the resident pages of `piece` (bytes of this arena's
+    /// records) if they live in a spill file; others stay.
+    func dropSpilledPages(of piece: UnsafeRawBufferPointer) {
+        guard spill != nil, let base = piece.baseAddress, piece.count > 0 else { return }
+        let c = chunkIndex(of: base)
+        guard let c, lodestone_load_u8(ownedMarks + c) == NodeArena.spilledChunk else { return }
+        SystemCalls.dropResidentFilePages(base, size: piece.count)
+    }
+
+    /// The chunk whose memory holds `p`, nil if none. Callers walk chunks
+    /// in order, so the last answer and the one after it are tried first.
+    private func chunkIndex(of p: UnsafeRawPointer) -> Int? {
+        func holds(_ c: Int) -> Bool {
+            guard c < chunkCount, let chunk = table[c] else { return false }
+            return p >= UnsafeRawPointer(chunk) && p < UnsafeRawPointer(chunk + chunkBytes)
+        }
+        let found = holds(lastChunkFound) ? lastChunkFound
+            : holds(lastChunkFound + 1) ? lastChunkFound + 1 : (0..<chunkCount).first(where: holds)
+        if let found { lastChunkFound = found }
+        return found
     }
 
     private static func allocateChunk(stride: Int, fill: UInt8) -> UnsafeMutableRawPointer {
@@ -122,9 +182,9 @@ final class NodeArena: @unchecked Sendable {
 
     private func slot(_ c: Int) -> UnsafeMutablePointer<UnsafeMutableRawPointer?> { table + c }
 
-    private func publish(_ chunk: UnsafeMutableRawPointer, owned isOwned: Bool) {
+    private func publish(_ chunk: UnsafeMutableRawPointer, owner: UInt8) {
         dirtyMarks[chunkCount] = NodeArena.allocateMarks()
-        lodestone_store_u8(ownedMarks + chunkCount, isOwned ? 1 : 0)
+        lodestone_store_u8(ownedMarks + chunkCount, owner)
         lodestone_store_ptr(UnsafeMutableRawPointer(slot(chunkCount)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self), chunk)
         chunkCount += 1
     }
@@ -132,7 +192,14 @@ final class NodeArena: @unchecked Sendable {
     /// Allocates chunks until ids `0..<n` have records. Writer only.
     func reserve(_ n: Int) {
         precondition(n <= NodeArena.maxChunks << NodeArena.chunkShift, "Lodestone: node arena is full")
-        while capacity < n { publish(NodeArena.allocateChunk(stride: stride, fill: fill), owned: true) }
+        while capacity < n {
+            if let spill, let region = spill.mapRegion(bytes: chunkBytes) {
+                if fill != 0 { memset(region, Int32(fill), chunkBytes) }
+                publish(region, owner: NodeArena.spilledChunk)
+            } else {
+                publish(NodeArena.allocateChunk(stride: stride, fill: fill), owner: NodeArena.heapChunk)
+            }
+        }
     }
 
     /// Adopts `records` records laid out contiguously at `base` (a mapped
@@ -280,13 +347,13 @@ final class NodeArena: @unchecked Sendable {
             if let problem {
                 onFailure?(problem)
                 chunk = NodeArena.allocateChunk(stride: stride, fill: fill)
-                lodestone_store_u8(ownedMarks + c, 1)
+                lodestone_store_u8(ownedMarks + c, NodeArena.heapChunk)
             } else if p.records == NodeArena.chunkSize {
                 chunk = p.source
             } else {
                 chunk = NodeArena.allocateChunk(stride: stride, fill: fill)
                 chunk.copyMemory(from: p.source, byteCount: p.records * stride)
-                lodestone_store_u8(ownedMarks + c, 1)
+                lodestone_store_u8(ownedMarks + c, NodeArena.heapChunk)
             }
             lodestone_store_ptr(target, chunk)
             return chunk

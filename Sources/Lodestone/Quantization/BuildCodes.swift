@@ -23,6 +23,8 @@ final class BuildCodes: @unchecked Sendable {
     let euclidean: Bool
     let records: NodeArena
     private(set) var center: [Float]
+    /// |center|^2, for estimates between two codes.
+    private(set) var centerNorm2: Float = 0
     /// Set (release) once the center is fixed; every node written after
     /// has its code.
     let ready = Atomic<Bool>(false)
@@ -48,6 +50,7 @@ final class BuildCodes: @unchecked Sendable {
     /// no nodes yet, the writer's lock held).
     func start(rows: UnsafePointer<Float>, count: Int) {
         center = CodeCenter.mean(rows: rows, count: count, dimension: dimension)
+        centerNorm2 = Float(center.reduce(0.0) { $0 + Double($1) * Double($1) })
         ready.store(true, ordering: .releasing)
     }
 
@@ -82,15 +85,24 @@ final class BuildCodes: @unchecked Sendable {
         return query
     }
 
-    /// Prepares the vector node `id`'s code stands for, to rank other nodes
-    /// from it.
-    func prepare(node id: UInt32) -> Query {
-        let query = Query(components: paddedDimension)
-        center.withUnsafeBufferPointer { c in
-            lodestone_bc_decode(records.record(id), c.baseAddress!, dimension, query.components)
-            lodestone_bc_prepare(query.components, c.baseAddress!, dimension, euclidean ? 1 : 0, &query.parameters)
+    /// Rank-value estimates from node `a`'s code to those of `nodes`, codes
+    /// against codes (no vector is decoded or read).
+    func estimate(from a: UInt32, nodes: UnsafeBufferPointer<UInt32>, into out: UnsafeMutablePointer<Float>) {
+        withUnsafeTemporaryAllocation(of: UnsafeRawPointer?.self, capacity: max(nodes.count, 1)) { rows in
+            for (j, id) in nodes.enumerated() { rows[j] = UnsafeRawPointer(records.record(id)) }
+            lodestone_bc_pair_estimates(records.record(a), centerNorm2, dimension, euclidean ? 1 : 0,
+                                        rows.baseAddress!, nodes.count, out)
         }
-        return query
+    }
+
+    /// The rank-value estimate between nodes `a` and `b`, codes against codes.
+    @inline(__always) func estimate(between a: UInt32, _ b: UInt32) -> Float {
+        var row: UnsafeRawPointer? = UnsafeRawPointer(records.record(b))
+        var out: Float = 0
+        withUnsafePointer(to: &row) { r in
+            lodestone_bc_pair_estimates(records.record(a), centerNorm2, dimension, euclidean ? 1 : 0, r, 1, &out)
+        }
+        return out
     }
 
     /// Rank-value estimates (lower is nearer, on the index's rank scale) of
@@ -100,21 +112,5 @@ final class BuildCodes: @unchecked Sendable {
         withUnsafePointer(to: query.parameters) { p in
             lodestone_bc_estimates(query.components, p, dimension, rows, count, out)
         }
-    }
-
-    /// Rank-value estimates from `query` to `nodes`.
-    func estimate(_ query: Query, nodes: UnsafeBufferPointer<UInt32>, into out: UnsafeMutablePointer<Float>) {
-        withUnsafeTemporaryAllocation(of: UnsafeRawPointer?.self, capacity: max(nodes.count, 1)) { rows in
-            for (j, id) in nodes.enumerated() { rows[j] = UnsafeRawPointer(records.record(id)) }
-            estimate(query, records: rows.baseAddress!, count: nodes.count, into: out)
-        }
-    }
-
-    /// The rank-value estimate from `query` to node `id`.
-    @inline(__always) func estimate(_ query: Query, node id: UInt32) -> Float {
-        var row: UnsafeRawPointer? = UnsafeRawPointer(records.record(id))
-        var out: Float = 0
-        withUnsafePointer(to: &row) { r in estimate(query, records: r, count: 1, into: &out) }
-        return out
     }
 }

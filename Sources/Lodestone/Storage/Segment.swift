@@ -134,6 +134,14 @@ struct PendingSection {
     /// (listed in the `chunk-checksums` section), so that a reader can verify
     /// it lazily, chunk by chunk. Pieces may be any runs of whole records.
     var chunked = false
+    /// When set, a section of this kind follows this one, holding the
+    /// CRC-32C of each of its records (4 bytes a record, chunked), computed
+    /// as the records are written.
+    var recordChecksumKind: UInt32? = nil
+    /// Called with each piece once it is written (a spilled arena then
+    /// releases its pages, so a write reads each record once, and keeps
+    /// none of them resident).
+    var written: ((UnsafeRawBufferPointer) -> Void)? = nil
 }
 
 /// One directory entry of an opened segment.

@@ -15,17 +15,7 @@ enum SegmentWriter {
     static func write(path: String, indexKind: UInt32, embeddingModel: String,
                       sections: [PendingSection]) throws(LodestoneError) {
         try pinning(sections, from: 0) { (pinned: [PendingSection]) throws(LodestoneError) in
-            var chunkList = ByteWriter()
-            for s in pinned where s.chunked {
-                let crcs = chunkChecksums(s.pieces, windowBytes: SegmentFormat.chunkRecords * s.stride)
-                chunkList.u32(s.kind)
-                chunkList.u32(UInt32(crcs.count))
-                for c in crcs { chunkList.u32(c) }
-            }
-            try withBytes(chunkList.bytes) { (list: UnsafeRawBufferPointer) throws(LodestoneError) in
-                try writePinned(path: path, indexKind: indexKind, embeddingModel: embeddingModel,
-                                sections: pinned + [PendingSection(kind: SectionKind.chunkChecksums, pieces: [list])])
-            }
+            try writePinned(path: path, indexKind: indexKind, embeddingModel: embeddingModel, sections: pinned)
         }
     }
 
@@ -60,24 +50,48 @@ enum SegmentWriter {
         }
         var offset = SegmentFormat.page
         var directory = ByteWriter()
-        for s in sections {
-            var stored = s.pieces
-            var compressed: [UInt8] = []
+        var sectionCount = 0
+        var chunkList = ByteWriter()
+        /// Writes one section (its pieces read once: checksums and write in
+        /// one pass) and its directory entry; returns its record checksums
+        /// when asked for.
+        func emit(_ s: PendingSection) throws(LodestoneError) -> [UInt32]? {
             let rawLength = s.pieces.reduce(0) { $0 + $1.count }
+            var chunks = s.chunked ? WindowChecksums(windowBytes: SegmentFormat.chunkRecords * s.stride) : nil
+            var records = s.recordChecksumKind != nil ? WindowChecksums(windowBytes: s.stride) : nil
+            var crc: UInt32 = 0
+            var length = 0
+            func store(_ p: UnsafeRawBufferPointer) throws(LodestoneError) {
+                crc = lodestone_crc32c(crc, p.baseAddress, p.count)
+                try POSIXFile.writeAll(fd, p, at: offset + length, path: temporary)
+                length += p.count
+            }
             if s.codec == .lz4 {
                 var joined = [UInt8]()
                 joined.reserveCapacity(rawLength)
-                for p in s.pieces { joined.append(contentsOf: p) }
-                compressed = LZ4Codec.compress(joined)
-            }
-            var crc: UInt32 = 0
-            var length = 0
-            try withBytes(compressed) { (c: UnsafeRawBufferPointer) throws(LodestoneError) in
-                if s.codec == .lz4 { stored = [c] }
-                for p in stored where p.count > 0 {
-                    crc = lodestone_crc32c(crc, p.baseAddress, p.count)
-                    try POSIXFile.writeAll(fd, p, at: offset + length, path: temporary)
-                    length += p.count
+                for p in s.pieces {
+                    chunks?.feed(p)
+                    records?.feed(p)
+                    joined.append(contentsOf: p)
+                    s.written?(p)
+                }
+                try withBytes(LZ4Codec.compress(joined)) { (c: UnsafeRawBufferPointer) throws(LodestoneError) in
+                    if c.count > 0 { try store(c) }
+                }
+            } else {
+                // Slices small enough to stay in cache between the checksums
+                // and the write.
+                let slice = max(s.stride, 1) * max(1, (256 << 10) / max(s.stride, 1))
+                for p in s.pieces where p.count > 0 {
+                    var at = 0
+                    while at < p.count {
+                        let part = UnsafeRawBufferPointer(rebasing: p[at..<min(p.count, at + slice)])
+                        chunks?.feed(part)
+                        records?.feed(part)
+                        try store(part)
+                        at += part.count
+                    }
+                    s.written?(p)
                 }
             }
             directory.u32(s.kind)
@@ -90,6 +104,23 @@ enum SegmentWriter {
             directory.u64(UInt64(s.count))
             directory.zeros(16)
             offset = SegmentFormat.align(offset + length)
+            sectionCount += 1
+            if let crcs = chunks?.finish() {
+                chunkList.u32(s.kind)
+                chunkList.u32(UInt32(crcs.count))
+                for c in crcs { chunkList.u32(c) }
+            }
+            return records?.finish()
+        }
+        for s in sections {
+            guard let sums = try emit(s), let kind = s.recordChecksumKind else { continue }
+            try withBytes(sums) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
+                _ = try emit(PendingSection(kind: kind, stride: 4, count: sums.count, pieces: [b], chunked: true))
+            }
+        }
+        let list = chunkList.bytes
+        try withBytes(list) { (b: UnsafeRawBufferPointer) throws(LodestoneError) in
+            _ = try emit(PendingSection(kind: SectionKind.chunkChecksums, pieces: [b]))
         }
         let dirBytes = directory.bytes
         try withBytes(dirBytes) { (d: UnsafeRawBufferPointer) throws(LodestoneError) in
@@ -106,7 +137,7 @@ enum SegmentWriter {
         clock_gettime(CLOCK_REALTIME, &now)
         header.u64(UInt64(bitPattern: Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)))
         header.u64(UInt64(offset))
-        header.u32(UInt32(sections.count))
+        header.u32(UInt32(sectionCount))
         header.u32(dirBytes.withUnsafeBytes { lodestone_crc32c(0, $0.baseAddress, $0.count) })
         header.u16(UInt16(model.count))
         header.raw(model)
@@ -135,29 +166,6 @@ enum SegmentWriter {
         try syncDirectory(of: path)
     }
 
-    /// CRC-32C of each `windowBytes`-long window of the bytes the pieces
-    /// form one after another (the last window may be shorter).
-    static func chunkChecksums(_ pieces: [UnsafeRawBufferPointer], windowBytes: Int) -> [UInt32] {
-        var out: [UInt32] = []
-        var crc: UInt32 = 0, filled = 0
-        for p in pieces {
-            var at = 0
-            while at < p.count {
-                let n = min(windowBytes - filled, p.count - at)
-                crc = lodestone_crc32c(crc, p.baseAddress! + at, n)
-                filled += n
-                at += n
-                if filled == windowBytes {
-                    out.append(crc)
-                    crc = 0
-                    filled = 0
-                }
-            }
-        }
-        if filled > 0 { out.append(crc) }
-        return out
-    }
-
     /// Makes a rename in `path`'s directory durable.
     static func syncDirectory(of path: String) throws(LodestoneError) {
         var dir = path
@@ -167,5 +175,42 @@ enum SegmentWriter {
         guard fd >= 0 else { throw .io(path: dir, operation: "open directory", errno: errno) }
         defer { SystemCalls.close(fd) }
         guard StorageIO.fsyncDirectory(fd) == 0 else { throw .io(path: dir, operation: "fsync directory", errno: errno) }
+    }
+}
+
+/// CRC-32C of each `windowBytes`-long window of a stream of bytes fed in
+/// pieces of any length (the last window may be shorter).
+struct WindowChecksums {
+    let windowBytes: Int
+    private var sums: [UInt32] = []
+    private var crc: UInt32 = 0
+    private var filled = 0
+
+    init(windowBytes: Int) {
+        precondition(windowBytes > 0)
+        self.windowBytes = windowBytes
+    }
+
+    mutating func feed(_ p: UnsafeRawBufferPointer) {
+        var at = 0
+        while at < p.count {
+            let n = min(windowBytes - filled, p.count - at)
+            crc = lodestone_crc32c(crc, p.baseAddress! + at, n)
+            filled += n
+            at += n
+            if filled == windowBytes {
+                sums.append(crc)
+                crc = 0
+                filled = 0
+            }
+        }
+    }
+
+    /// The checksums, the last partial window's included.
+    mutating func finish() -> [UInt32] {
+        if filled > 0 { sums.append(crc) }
+        filled = 0
+        crc = 0
+        return sums
     }
 }

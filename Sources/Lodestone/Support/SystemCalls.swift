@@ -110,6 +110,50 @@ enum SystemCalls {
         _ = c_madvise(UnsafeMutableRawPointer(bitPattern: start)!, Int(end - start), 3 /* MADV_WILLNEED */)
     }
 
+    /// An unnamed scratch file in `directory`, read and write: it has no
+    /// name to leave behind and vanishes with its last descriptor and
+    /// mapping (Linux `O_TMPFILE`; elsewhere, or on a file system without
+    /// it, a created file unlinked at once). -1 on failure (errno set).
+    static func openScratchFile(inDirectory directory: String) -> Int32 {
+        #if os(Linux)
+        let fd = c_open(directory, 0o20000000 /* __O_TMPFILE */ | O_DIRECTORY | O_RDWR | O_CLOEXEC, 0o600)
+        if fd >= 0 { return fd }
+        #endif
+        var template = Array((directory + "/.lodestone-scratch-XXXXXX").utf8CString)
+        let fd2 = template.withUnsafeMutableBufferPointer { c_mkstemp($0.baseAddress!) }
+        guard fd2 >= 0 else { return -1 }
+        _ = template.withUnsafeBufferPointer { c_unlinkC($0.baseAddress!) }
+        return fd2
+    }
+
+    /// Gives `fd` disk blocks for `length` bytes from `offset`, so that a
+    /// shared mapping of them never meets a full disk (which would raise
+    /// SIGBUS): 0, or the error number.
+    static func allocateFileSpace(_ fd: Int32, offset: Int, length: Int) -> Int32 {
+        c_posix_fallocate(fd, off_t(offset), off_t(length))
+    }
+
+    /// Maps `size` bytes of `fd` from `offset` shared (writes reach the
+    /// file): nil on failure (errno set).
+    static func mapShared(_ fd: Int32, offset: Int, size: Int) -> UnsafeMutableRawPointer? {
+        guard let p = c_mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(offset)), p != MAP_FAILED else {
+            return nil
+        }
+        return p
+    }
+
+    /// Releases the whole pages within `size` bytes from `pointer` from this
+    /// process's memory (`MADV_DONTNEED`). Only for shared file mappings:
+    /// their content stays in the file and comes back on the next access
+    /// (private or anonymous memory would read back as zeros).
+    static func dropResidentFilePages(_ pointer: UnsafeRawPointer, size: Int) {
+        let page = UInt(pageSize)
+        let start = (UInt(bitPattern: pointer) + page - 1) & ~(page - 1)
+        let end = (UInt(bitPattern: pointer) + UInt(size)) & ~(page - 1)
+        guard end > start else { return }
+        _ = c_madvise(UnsafeMutableRawPointer(bitPattern: start)!, Int(end - start), 4 /* MADV_DONTNEED */)
+    }
+
     /// A monotonic clock, in nanoseconds.
     static func monotonicNanoseconds() -> Int {
         var t = timespec()
@@ -197,6 +241,19 @@ private final class ThreadStart {
 @inline(__always) private func c_ftruncate(_ fd: Int32, _ n: off_t) -> Int32 { ftruncate(fd, n) }
 @inline(__always) private func c_rename(_ a: String, _ b: String) -> Int32 { rename(a, b) }
 @inline(__always) private func c_unlink(_ p: String) -> Int32 { unlink(p) }
+@inline(__always) private func c_unlinkC(_ p: UnsafePointer<CChar>) -> Int32 { unlink(p) }
+@inline(__always) private func c_mkstemp(_ t: UnsafeMutablePointer<CChar>) -> Int32 { mkstemp(t) }
+@inline(__always) private func c_posix_fallocate(_ fd: Int32, _ o: off_t, _ n: off_t) -> Int32 {
+    #if canImport(Darwin)
+    // No posix_fallocate: extend the file (the blocks come on first write).
+    let end = o + n
+    var st = stat()
+    if fstat(fd, &st) == 0 && st.st_size >= end { return 0 }
+    return ftruncate(fd, end) == 0 ? 0 : errno
+    #else
+    posix_fallocate(fd, o, n)
+    #endif
+}
 @inline(__always) private func c_mkdir(_ p: String, _ m: mode_t) -> Int32 { mkdir(p, m) }
 @inline(__always) private func c_link(_ a: String, _ b: String) -> Int32 { link(a, b) }
 @inline(__always) private func c_rmdir(_ p: String) -> Int32 { rmdir(p) }
