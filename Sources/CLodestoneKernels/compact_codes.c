@@ -23,22 +23,38 @@ static inline size_t cc_byte(size_t i) {
 }
 static inline int cc_high(size_t i) { return (i % 32) >= 16; }
 
-void lodestone_cc_encode(const float *x, const float *center, size_t d, void *record) {
+/// LVQ's scalars for x against `center` with `levels` levels: the
+/// residual's smallest component (`lo`), the step between levels (the
+/// return value) and |x|^2.
+static float lvq_range(const float *x, const float *center, size_t d, int levels, float *lo_out, double *norm2) {
     float lo = INFINITY, hi = -INFINITY;
-    double norm2 = 0;
+    double n2 = 0;
     for (size_t i = 0; i < d; i++) {
         const float r = x[i] - center[i];
         lo = r < lo ? r : lo;
         hi = r > hi ? r : hi;
-        norm2 += (double)x[i] * (double)x[i];
+        n2 += (double)x[i] * (double)x[i];
     }
-    const float step = hi > lo ? (hi - lo) / 15.0f : 0.0f;
+    *lo_out = lo;
+    *norm2 = n2;
+    return hi > lo ? (hi - lo) / (float)(levels - 1) : 0.0f;
+}
+
+/// The level (0..<levels) of residual component r.
+static inline int lvq_level(float r, float lo, float step, int levels) {
+    const int u = step > 0 ? (int)((r - lo) / step + 0.5f) : 0;
+    return u < 0 ? 0 : (u > levels - 1 ? levels - 1 : u);
+}
+
+void lodestone_cc_encode(const float *x, const float *center, size_t d, void *record) {
+    float lo;
+    double norm2;
+    const float step = lvq_range(x, center, d, 16, &lo, &norm2);
     uint8_t *b = (uint8_t *)record;
     const size_t bytes = padded(d) / 2;
     memset(b, 0, lodestone_cc_record_bytes(d));
     for (size_t i = 0; i < d; i++) {
-        int u = step > 0 ? (int)((x[i] - center[i] - lo) / step + 0.5f) : 0;
-        u = u < 0 ? 0 : (u > 15 ? 15 : u);
+        const int u = lvq_level(x[i] - center[i], lo, step, 16);
         b[cc_byte(i)] |= (uint8_t)(cc_high(i) ? u << 4 : u);
     }
     const float tail[3] = {lo, step, (float)norm2};
@@ -137,21 +153,14 @@ static size_t bc_padded(size_t d) { return (d + 15) / 16 * 16; }
 size_t lodestone_bc_record_bytes(size_t d) { return bc_padded(d) + 24; }
 
 void lodestone_bc_encode(const float *x, const float *center, size_t d, void *record) {
-    float lo = INFINITY, hi = -INFINITY;
-    double norm2 = 0;
-    for (size_t i = 0; i < d; i++) {
-        const float r = x[i] - center[i];
-        lo = r < lo ? r : lo;
-        hi = r > hi ? r : hi;
-        norm2 += (double)x[i] * (double)x[i];
-    }
-    const float step = hi > lo ? (hi - lo) / 255.0f : 0.0f;
+    float lo;
+    double norm2;
+    const float step = lvq_range(x, center, d, 256, &lo, &norm2);
     uint8_t *b = (uint8_t *)record;
     memset(b, 0, lodestone_bc_record_bytes(d));
     double cr = 0, rsum = 0;
     for (size_t i = 0; i < d; i++) {
-        int u = step > 0 ? (int)((x[i] - center[i] - lo) / step + 0.5f) : 0;
-        b[i] = (uint8_t)(u < 0 ? 0 : (u > 255 ? 255 : u));
+        b[i] = (uint8_t)lvq_level(x[i] - center[i], lo, step, 256);
         const double r = (double)lo + (double)step * (double)b[i];  // the residual the code stands for
         cr += (double)center[i] * r;
         rsum += r;

@@ -241,6 +241,15 @@ struct CompactTraversalTests {
         #expect { try badVector3.persist(to: dir + "/laundered.seg", compact: true) } throws: {
             names("vectors", "record \(damagedNode)")($0)
         }
+        // A plain persist reads each vector only as it writes it: the
+        // damage found on the way abandons the file before it is renamed.
+        let badVector4 = try damaged(vectors.offset + damagedNode * stride + 11, "vector4.seg")
+        #expect { try badVector4.persist(to: dir + "/laundered2.seg") } throws: {
+            names("vectors", "record \(damagedNode)")($0)
+        }
+        for name in ["laundered.seg", "laundered2.seg"] {
+            #expect(!FileManager.default.fileExists(atPath: dir + "/" + name))
+        }
         // A damaged checksum: its chunk of checksums fails first.
         let badSum = try damaged(sums.offset + 4 * damagedNode, "sums.seg")
         #expect { try badSum.verify() } throws: { names("hnsw.vector-checksums", "checksum mismatch")($0) }

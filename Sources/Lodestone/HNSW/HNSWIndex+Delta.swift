@@ -61,20 +61,36 @@ extension HNSWIndex {
                 upperBlocks: w.upperBlocks, insertions: w.insertions))]
             for (arena, kind, count) in patchedArenas(nodes: n, upperBlocks: w.upperBlocks, codes: deltasCarryCodes) {
                 let ids = arena.dirtyIDs(below: count)
-                let stride = 4 + arena.stride
-                var bytes = [UInt8](repeating: 0, count: ids.count * stride)
-                bytes.withUnsafeMutableBytes { out in
-                    for (i, id) in ids.enumerated() {
-                        out.storeBytes(of: id.littleEndian, toByteOffset: i * stride, as: UInt32.self)
-                        (out.baseAddress! + i * stride + 4).copyMemory(from: arena.record(id), byteCount: arena.stride)
-                    }
-                }
-                sections.append(PendingSection(kind: Self.patchKind(kind), stride: stride, count: ids.count, owned: bytes))
+                var patch = PendingSection(kind: Self.patchKind(kind), stride: 4 + arena.stride, count: ids.count)
+                patch.producer = { emit throws(LodestoneError) in try Self.patchPairs(arena, ids: ids, emit) }
+                sections.append(patch)
             }
             sections += removedNodeSections(w)
             if let failure = corruption() { throw failure }
             try SegmentWriter.write(path: path, indexKind: HNSWIndex.deltaKind, embeddingModel: embeddingModel,
-                                    sections: sections + extraSections)
+                                    sections: sections + extraSections, beforeCommit: checkIntact)
+        }
+    }
+
+    /// Emits the (UInt32 id, record) pairs of `ids` a batch at a time, so a
+    /// large delta is never built whole in memory; spilled records leave
+    /// memory once written.
+    private static func patchPairs(_ arena: NodeArena, ids: [UInt32],
+                                   _ emit: (UnsafeRawBufferPointer) throws(LodestoneError) -> Void) throws(LodestoneError) {
+        let stride = 4 + arena.stride
+        let batch = 1_024
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(ids.count, batch) * stride, alignment: 16)
+        defer { buffer.deallocate() }
+        var start = 0
+        while start < ids.count {
+            let part = ids[start..<min(ids.count, start + batch)]
+            for (i, id) in part.enumerated() {
+                buffer.storeBytes(of: id.littleEndian, toByteOffset: i * stride, as: UInt32.self)
+                (buffer.baseAddress! + i * stride + 4).copyMemory(from: arena.record(id), byteCount: arena.stride)
+            }
+            try emit(UnsafeRawBufferPointer(rebasing: buffer[0..<part.count * stride]))
+            arena.dropSpilledPages(ids: part.first!...part.last!)
+            start += part.count
         }
     }
 

@@ -55,7 +55,7 @@ extension HNSWIndex {
                                            entry: entry.load(ordering: .acquiring), upperBlocks: w.upperBlocks,
                                            insertions: w.insertions),
                 nodes: n, upperBlocks: w.upperBlocks,
-                vectors: .ranges(vectors.byteRanges(records: n)), keys: .ranges(keyRecords.byteRanges(records: n)),
+                vectors: .spans(NodeArena.chunkRuns(records: n)), keys: .ranges(keyRecords.byteRanges(records: n)),
                 states: .ranges(states.byteRanges(records: n)), links0: .ranges(links0.byteRanges(records: n)),
                 levels: .ranges(levelRecords.byteRanges(records: n)),
                 upperStart: .ranges(upperStart.byteRanges(records: n)),
@@ -63,11 +63,12 @@ extension HNSWIndex {
                 free: w.free.map(\.node), tombstones: w.tombstones, freeUpperRuns: Self.runPairs(w.freeUpperRuns),
                 codes: codes.map { .ranges($0.blocks.byteRanges(records: n)) },
                 compact: compact.map { .ranges($0.records.byteRanges(records: n)) })
-            // Reading the sections verified any chunk not read before: never
-            // write fill bytes over damage with fresh checksums.
+            // Reading the sections verified any chunk not read before (the
+            // vectors' as they are written): never write fill bytes over
+            // damage with fresh checksums.
             if let failure = corruption() { throw failure }
             try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
-                                    sections: sections + extraSections)
+                                    sections: sections + extraSections, beforeCommit: checkIntact)
         }
     }
 
@@ -94,6 +95,15 @@ extension HNSWIndex {
         case ranges([UnsafeRawBufferPointer])
         /// An array built for the write.
         case owned(any SectionBytes)
+        /// Runs of the vectors arena's records (within one chunk each), read
+        /// (and verified) only as the write reaches them, then released
+        /// from memory where a file holds them.
+        case spans([(start: UInt32, count: Int)])
+    }
+
+    /// Throws what a read found damaged (``corruption()``).
+    func checkIntact() throws(LodestoneError) {
+        if let failure = corruption() { throw failure }
     }
 
     /// The sections of an HNSW segment (FORMAT.md), shared by the plain and
@@ -111,14 +121,23 @@ extension HNSWIndex {
                 return PendingSection(kind: kind, codec: codec, stride: stride, count: count, pieces: pieces, chunked: chunked)
             case let .owned(bytes):
                 return PendingSection(kind: kind, codec: codec, stride: stride, count: count, owned: bytes, chunked: chunked)
+            case let .spans(runs):
+                var section = PendingSection(kind: kind, codec: codec, stride: stride, count: count, chunked: chunked)
+                section.producer = { [vectors] emit throws(LodestoneError) in
+                    for run in runs {
+                        let piece = vectors.span(run.start, count: run.count)
+                        try emit(piece)
+                        vectors.releasePages(of: piece)
+                    }
+                }
+                return section
             }
         }
         // A compact index's vectors are read one at a time from disk: each
         // gets its own checksum (the section after them), computed as they
-        // are written. Spilled vectors leave memory as they are written.
+        // are written.
         var vectorSection = section(SectionKind.vectors, stride: vectors.stride, count: n, v)
         if compact != nil { vectorSection.recordChecksumKind = SectionKind.hnswVectorChecksums }
-        if vectors.spillsNewChunks { vectorSection.written = { [vectors] in vectors.dropSpilledPages(of: $0) } }
         return [
             section(SectionKind.parameters, stride: 0, count: 0, .owned(parameters), chunked: false),
             vectorSection,
@@ -164,7 +183,6 @@ extension HNSWIndex {
                 runs.append((id, 1))
             }
         }
-        let vectorPieces = runs.map { vectors.span($0.start, count: $0.length) }
         let keyPieces = runs.map { keyRecords.span($0.start, count: $0.length) }
         // A compact code depends on its vector alone: the codes move with
         // them. The file's numbering is not this instance's, so no delta
@@ -214,12 +232,12 @@ extension HNSWIndex {
         let sections = segmentSections(
             parameters: parameterBytes(nodes: count, live: count, entry: newEntry, upperBlocks: upperBlocks,
                                        insertions: w.insertions),
-            nodes: count, upperBlocks: upperBlocks, vectors: .ranges(vectorPieces), keys: .ranges(keyPieces),
+            nodes: count, upperBlocks: upperBlocks, vectors: .spans(runs.map { ($0.start, $0.length) }), keys: .ranges(keyPieces),
             states: .owned(stateBytes), links0: .owned(links0Out), levels: .owned(levelBytes),
             upperStart: .owned(upperStartOut), upperLinks: .owned(upperOut), free: [], tombstones: [], freeUpperRuns: [],
             codes: nil, compact: compactPieces.map { .ranges($0) })
         if let failure = corruption() { throw failure }
         try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
-                                sections: sections + extraSections)
+                                sections: sections + extraSections, beforeCommit: checkIntact)
     }
 }

@@ -147,12 +147,32 @@ final class NodeArena: @unchecked Sendable {
     }
 
     /// Releases the resident pages of `piece` (bytes of this arena's
-    /// records) if they live in a spill file; others stay.
-    func dropSpilledPages(of piece: UnsafeRawBufferPointer) {
-        guard spill != nil, let base = piece.baseAddress, piece.count > 0 else { return }
-        let c = chunkIndex(of: base)
-        guard let c, lodestone_load_u8(ownedMarks + c) == NodeArena.spilledChunk else { return }
-        SystemCalls.dropResidentFilePages(base, size: piece.count)
+    /// records, just written out) where they can come back from a file: a
+    /// spilled chunk's at once, a record-verified mapping's by asking the
+    /// kernel to reclaim them. Memory of other chunks stays.
+    func releasePages(of piece: UnsafeRawBufferPointer) {
+        guard let base = piece.baseAddress, piece.count > 0 else { return }
+        if spill != nil, let c = chunkIndex(of: base), lodestone_load_u8(ownedMarks + c) == NodeArena.spilledChunk {
+            SystemCalls.dropResidentFilePages(base, size: piece.count)
+        } else if recordChunks > 0, base >= UnsafeRawPointer(pending[0].source),
+                  base + piece.count <= UnsafeRawPointer(pending[0].source + recordChunks * chunkBytes) {
+            SystemCalls.pageOut(base, size: piece.count)
+        }
+    }
+
+    /// Whether ``releasePages(of:)`` can release any of this arena's pages.
+    var releasesPages: Bool { spill != nil || recordChunks > 0 }
+
+    /// Releases the resident pages of the records `ids` spans where they
+    /// live in a spill file.
+    func dropSpilledPages(ids: ClosedRange<UInt32>) {
+        guard spill != nil else { return }
+        let shift = UInt32(NodeArena.chunkShift)
+        for c in Int(ids.lowerBound >> shift)...Int(ids.upperBound >> shift)
+        where c < chunkCount && lodestone_load_u8(ownedMarks + c) == NodeArena.spilledChunk {
+            let first = max(ids.lowerBound, UInt32(c) << shift), last = min(ids.upperBound, UInt32(c + 1) << shift - 1)
+            SystemCalls.dropResidentFilePages(record(first), size: Int(last - first + 1) * stride)
+        }
     }
 
     /// The chunk whose memory holds `p`, nil if none. Callers walk chunks
@@ -393,13 +413,11 @@ final class NodeArena: @unchecked Sendable {
 
     /// The bytes of records `0..<records`, one range per chunk, for writing.
     func byteRanges(records: Int) -> [UnsafeRawBufferPointer] {
-        var out: [UnsafeRawBufferPointer] = []
-        var start = 0
-        while start < records {
-            let n = min(NodeArena.chunkSize, records - start)
-            out.append(span(UInt32(start), count: n))
-            start += n
-        }
-        return out
+        NodeArena.chunkRuns(records: records).map { span($0.start, count: $0.count) }
+    }
+
+    /// Records `0..<records` as runs within one chunk each.
+    static func chunkRuns(records: Int) -> [(start: UInt32, count: Int)] {
+        Swift.stride(from: 0, to: records, by: chunkSize).map { (UInt32($0), min(chunkSize, records - $0)) }
     }
 }

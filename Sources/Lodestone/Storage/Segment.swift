@@ -138,10 +138,10 @@ struct PendingSection {
     /// CRC-32C of each of its records (4 bytes a record, chunked), computed
     /// as the records are written.
     var recordChecksumKind: UInt32? = nil
-    /// Called with each piece once it is written (a spilled arena then
-    /// releases its pages, so a write reads each record once, and keeps
-    /// none of them resident).
-    var written: ((UnsafeRawBufferPointer) -> Void)? = nil
+    /// Content made piece by piece as it is written, for content too large
+    /// to build whole: called once, with a function taking consecutive byte
+    /// ranges (each valid during that call). Raw sections only.
+    var producer: ((_ emit: (UnsafeRawBufferPointer) throws(LodestoneError) -> Void) throws(LodestoneError) -> Void)? = nil
 }
 
 /// One directory entry of an opened segment.

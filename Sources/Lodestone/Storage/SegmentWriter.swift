@@ -12,10 +12,14 @@ import Darwin
 /// `fsync`, `rename` over `path`, and `fsync` of the directory. On any
 /// failure the temporary file is removed and whatever was at `path` stays.
 enum SegmentWriter {
-    static func write(path: String, indexKind: UInt32, embeddingModel: String,
-                      sections: [PendingSection]) throws(LodestoneError) {
+    /// `beforeCommit` runs once every section is written, before the file
+    /// is synced and renamed: what it throws abandons the write (content
+    /// produced during the write can be checked there).
+    static func write(path: String, indexKind: UInt32, embeddingModel: String, sections: [PendingSection],
+                      beforeCommit: (() throws(LodestoneError) -> Void)? = nil) throws(LodestoneError) {
         try pinning(sections, from: 0) { (pinned: [PendingSection]) throws(LodestoneError) in
-            try writePinned(path: path, indexKind: indexKind, embeddingModel: embeddingModel, sections: pinned)
+            try writePinned(path: path, indexKind: indexKind, embeddingModel: embeddingModel, sections: pinned,
+                            beforeCommit: beforeCommit)
         }
     }
 
@@ -33,7 +37,8 @@ enum SegmentWriter {
     }
 
     private static func writePinned(path: String, indexKind: UInt32, embeddingModel: String,
-                                    sections: [PendingSection]) throws(LodestoneError) {
+                                    sections: [PendingSection],
+                                    beforeCommit: (() throws(LodestoneError) -> Void)?) throws(LodestoneError) {
         let model = Array(embeddingModel.utf8)
         guard model.count <= SegmentFormat.maxModelName else {
             throw .invalidArgument(name: "embeddingModel", reason: "at most \(SegmentFormat.maxModelName) UTF-8 bytes")
@@ -56,43 +61,45 @@ enum SegmentWriter {
         /// one pass) and its directory entry; returns its record checksums
         /// when asked for.
         func emit(_ s: PendingSection) throws(LodestoneError) -> [UInt32]? {
-            let rawLength = s.pieces.reduce(0) { $0 + $1.count }
             var chunks = s.chunked ? WindowChecksums(windowBytes: SegmentFormat.chunkRecords * s.stride) : nil
             var records = s.recordChecksumKind != nil ? WindowChecksums(windowBytes: s.stride) : nil
             var crc: UInt32 = 0
-            var length = 0
+            var length = 0, rawLength = 0
             func store(_ p: UnsafeRawBufferPointer) throws(LodestoneError) {
                 crc = lodestone_crc32c(crc, p.baseAddress, p.count)
                 try POSIXFile.writeAll(fd, p, at: offset + length, path: temporary)
                 length += p.count
             }
+            // Raw bytes: checksums and write a slice at a time, small
+            // enough to stay in cache between them.
+            let slice = max(s.stride, 1) * max(1, (256 << 10) / max(s.stride, 1))
+            func take(_ p: UnsafeRawBufferPointer) throws(LodestoneError) {
+                rawLength += p.count
+                var at = 0
+                while at < p.count {
+                    let part = UnsafeRawBufferPointer(rebasing: p[at..<min(p.count, at + slice)])
+                    chunks?.feed(part)
+                    records?.feed(part)
+                    try store(part)
+                    at += part.count
+                }
+            }
             if s.codec == .lz4 {
+                precondition(s.producer == nil, "a produced section is raw")
                 var joined = [UInt8]()
-                joined.reserveCapacity(rawLength)
                 for p in s.pieces {
                     chunks?.feed(p)
                     records?.feed(p)
                     joined.append(contentsOf: p)
-                    s.written?(p)
                 }
+                rawLength = joined.count
                 try withBytes(LZ4Codec.compress(joined)) { (c: UnsafeRawBufferPointer) throws(LodestoneError) in
                     if c.count > 0 { try store(c) }
                 }
+            } else if let producer = s.producer {
+                try producer(take)
             } else {
-                // Slices small enough to stay in cache between the checksums
-                // and the write.
-                let slice = max(s.stride, 1) * max(1, (256 << 10) / max(s.stride, 1))
-                for p in s.pieces where p.count > 0 {
-                    var at = 0
-                    while at < p.count {
-                        let part = UnsafeRawBufferPointer(rebasing: p[at..<min(p.count, at + slice)])
-                        chunks?.feed(part)
-                        records?.feed(part)
-                        try store(part)
-                        at += part.count
-                    }
-                    s.written?(p)
-                }
+                for p in s.pieces where p.count > 0 { try take(p) }
             }
             directory.u32(s.kind)
             directory.u32(s.codec.rawValue)
@@ -151,6 +158,7 @@ enum SegmentWriter {
         try withBytes(headerBytes) { (h: UnsafeRawBufferPointer) throws(LodestoneError) in
             try POSIXFile.writeAll(fd, h, at: 0, path: temporary)
         }
+        try beforeCommit?()
         guard StorageIO.fsync(fd) == 0 else { throw .io(path: temporary, operation: "fsync", errno: errno) }
         guard SystemCalls.close(fd) == 0 else {
             succeeded = true  // closed: do not close again

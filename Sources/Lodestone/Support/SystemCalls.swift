@@ -154,6 +154,20 @@ enum SystemCalls {
         _ = c_madvise(UnsafeMutableRawPointer(bitPattern: start)!, Int(end - start), 4 /* MADV_DONTNEED */)
     }
 
+    /// Asks the kernel to reclaim the pages within `size` bytes from
+    /// `pointer` now (Linux `MADV_PAGEOUT`, a hint: pages another mapping
+    /// uses, or changed private pages without swap, stay). Safe on any
+    /// memory, unlike ``dropResidentFilePages(_:size:)``: nothing is lost.
+    static func pageOut(_ pointer: UnsafeRawPointer, size: Int) {
+        #if os(Linux)
+        let page = UInt(pageSize)
+        let start = (UInt(bitPattern: pointer) + page - 1) & ~(page - 1)
+        let end = (UInt(bitPattern: pointer) + UInt(size)) & ~(page - 1)
+        guard end > start else { return }
+        _ = c_madvise(UnsafeMutableRawPointer(bitPattern: start)!, Int(end - start), 21 /* MADV_PAGEOUT */)
+        #endif
+    }
+
     /// A monotonic clock, in nanoseconds.
     static func monotonicNanoseconds() -> Int {
         var t = timespec()
