@@ -1,8 +1,8 @@
 // Per-vector codes (LVQ's scheme, Aguerrebere et al. 2023: the residual
 // against a center, levels between the residual's own smallest and largest
 // component): compact codes, 4 bits a component, gathered by the compact
-// layer-0 walk; build codes, 8 bits, which the graph's construction ranks
-// by. See lodestone_kernels.h for the record layouts and the estimators.
+// layer-0 walk and ranked against each other by the graph's construction.
+// See lodestone_kernels.h for the record layout and the estimators.
 #include "kernels_internal.h"
 #include <string.h>
 #ifdef LODESTONE_X86
@@ -145,174 +145,99 @@ __attribute__((target("avx2"))) static void estimates_avx2(const int8_t *q8, con
 }
 #endif
 
-// Build codes: 8 bits a component (LVQ with 256 levels), which the
-// graph's construction ranks by.
+// Estimates between two compact codes of the same center, which a graph's
+// construction ranks neighbours by: see lodestone_kernels.h.
 
-static size_t bc_padded(size_t d) { return (d + 15) / 16 * 16; }
-
-size_t lodestone_bc_record_bytes(size_t d) { return bc_padded(d) + 24; }
-
-void lodestone_bc_encode(const float *x, const float *center, size_t d, void *record) {
-    float lo;
-    double norm2;
-    const float step = lvq_range(x, center, d, 256, &lo, &norm2);
-    uint8_t *b = (uint8_t *)record;
-    memset(b, 0, lodestone_bc_record_bytes(d));
+void lodestone_cc_pair_factors(const void *record, const float *center, size_t d, float *out) {
+    const uint8_t *b = (const uint8_t *)record;
+    float tail[2];
+    memcpy(tail, b + padded(d) / 2, sizeof tail);
     double cr = 0, rsum = 0;
     for (size_t i = 0; i < d; i++) {
-        b[i] = (uint8_t)lvq_level(x[i] - center[i], lo, step, 256);
-        const double r = (double)lo + (double)step * (double)b[i];  // the residual the code stands for
+        const uint8_t v = b[cc_byte(i)];
+        const int u = cc_high(i) ? v >> 4 : v & 15;
+        const double r = (double)tail[0] + (double)tail[1] * (double)u;  // the residual the code stands for
         cr += (double)center[i] * r;
         rsum += r;
     }
-    const float tail[5] = {lo, step, (float)norm2, (float)cr, (float)rsum};
-    memcpy(b + bc_padded(d), tail, sizeof tail);
+    out[0] = (float)cr;
+    out[1] = (float)rsum;
 }
 
-void lodestone_bc_decode(const void *record, const float *center, size_t d, float *x) {
-    const uint8_t *b = (const uint8_t *)record;
-    float tail[3];
-    memcpy(tail, b + bc_padded(d), sizeof tail);
-    for (size_t i = 0; i < d; i++) x[i] = center[i] + tail[0] + tail[1] * (float)b[i];
-}
-
-void lodestone_bc_prepare(const float *q, const float *center, size_t d, int euclidean, lodestone_cc_query *out) {
-    double sum = 0, qc = 0, qq = 0;
-    for (size_t i = 0; i < d; i++) {
-        sum += q[i];
-        qc += (double)q[i] * (double)center[i];
-        qq += (double)q[i] * (double)q[i];
-    }
-    out->scale = 1;
-    out->sum = (float)sum;
-    out->qc = (float)qc;
-    out->qq = (float)qq;
-    out->euclidean = euclidean;
-}
-
-static inline float bc_rank(const uint8_t *tail_bytes, float dot, const lodestone_cc_query *query) {
-    float tail[3];
-    memcpy(tail, tail_bytes, sizeof tail);
-    const float ip = query->qc + tail[0] * query->sum + tail[1] * dot;
-    return query->euclidean ? query->qq + tail[2] - 2.0f * ip : -ip;
-}
-
-static inline float bc_pair_rank(const uint8_t *ta, const uint8_t *tb, int32_t uv, float cc, size_t d,
-                                 int euclidean) {
-    float a[5], b[5];
+static inline float cc_pair_rank(const uint8_t *ta, const float *fa, const uint8_t *tb, const float *fb, int32_t uv,
+                                 float cc, size_t d, int euclidean) {
+    float a[3], b[3];
     memcpy(a, ta, sizeof a);
     memcpy(b, tb, sizeof b);
-    const float rr = a[0] * b[4] + b[0] * a[4] - (float)d * a[0] * b[0] + a[1] * b[1] * (float)uv;
-    const float ip = cc + a[3] + b[3] + rr;
+    const float rr = a[0] * fb[1] + b[0] * fa[1] - (float)d * a[0] * b[0] + a[1] * b[1] * (float)uv;
+    const float ip = cc + fa[0] + fb[0] + rr;
     return euclidean ? a[2] + b[2] - 2.0f * ip : -ip;
 }
 
-static void bc_pair_estimates_portable(const void *record, float cc, size_t d, int euclidean,
-                                       const void *const *records, size_t n, float *out) {
+static void pair_estimates_portable(const void *record, const float *factors, float cc, size_t d, int euclidean,
+                                    const void *const *records, const float *record_factors, size_t n, float *out) {
     const uint8_t *a = (const uint8_t *)record;
+    const size_t bytes = padded(d) / 2;
     for (size_t r = 0; r < n; r++) {
         const uint8_t *b = (const uint8_t *)records[r];
         int32_t uv = 0;
-        for (size_t i = 0; i < d; i++) uv += (int32_t)a[i] * (int32_t)b[i];
-        out[r] = bc_pair_rank(a + bc_padded(d), b + bc_padded(d), uv, cc, d, euclidean);
-    }
-}
-
-static void bc_estimates_portable(const float *q, const lodestone_cc_query *query, size_t d,
-                                  const void *const *records, size_t n, float *out) {
-    for (size_t r = 0; r < n; r++) {
-        const uint8_t *b = (const uint8_t *)records[r];
-        float dot = 0;
-        for (size_t i = 0; i < d; i++) dot += q[i] * (float)b[i];
-        out[r] = bc_rank(b + bc_padded(d), dot, query);
+        for (size_t j = 0; j < bytes; j++) {
+            uv += (int32_t)(a[j] & 15) * (int32_t)(b[j] & 15) + (int32_t)(a[j] >> 4) * (int32_t)(b[j] >> 4);
+        }
+        out[r] = cc_pair_rank(a + bytes, factors, b + bytes, record_factors + 2 * r, uv, cc, d, euclidean);
     }
 }
 
 #ifdef LODESTONE_X86
-// Eight levels widened to floats at a time (vpmovzxbd, vcvtdq2ps), times
-// the float32 query, in four accumulators; components past d are read as
-// the record's zero padding against a query that must be padded too.
-__attribute__((target("avx2,fma"))) static void bc_estimates_avx2(const float *q, const lodestone_cc_query *query,
-                                                                  size_t d, const void *const *records, size_t n,
-                                                                  float *out) {
-    const size_t D = bc_padded(d);
-    const size_t bytes = D + 24;
-    for (size_t r = 0; r < n; r++) {
-        if (r + 4 < n) {
-            const char *p = (const char *)records[r + 4];
-            for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
-        }
-        const uint8_t *b = (const uint8_t *)records[r];
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        for (size_t i = 0; i < D; i += 16) {
-            const __m128i v = _mm_loadu_si128((const __m128i *)(b + i));
-            const __m256 x0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
-            const __m256 x1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), x0, a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), x1, a1);
-        }
-        const __m256 s = _mm256_add_ps(a0, a1);
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_movehdup_ps(h));
-        out[r] = bc_rank(b + D, _mm_cvtss_f32(h), query);
-    }
-}
-
-// Sixteen levels of each record widened to 16 bits (vpmovzxbw), multiplied
-// and summed in pairs (vpmaddwd: at most 2 x 255 x 255 a lane, no overflow).
-__attribute__((target("avx2,fma"))) static void bc_pair_estimates_avx2(const void *record, float cc, size_t d,
-                                                                       int euclidean, const void *const *records,
-                                                                       size_t n, float *out) {
-    const size_t D = bc_padded(d);
-    const size_t bytes = D + 24;
+// Both records' nibbles split into bytes, multiplied and summed in pairs
+// (vpmaddubsw: at most 2 x 15 x 15 a 16-bit lane), then widened (vpmaddwd).
+__attribute__((target("avx2,fma"))) static void pair_estimates_avx2(const void *record, const float *factors,
+                                                                    float cc, size_t d, int euclidean,
+                                                                    const void *const *records,
+                                                                    const float *record_factors, size_t n,
+                                                                    float *out) {
+    const size_t bytes = padded(d) / 2;
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m256i ones = _mm256_set1_epi16(1);
     const uint8_t *a = (const uint8_t *)record;
     for (size_t r = 0; r < n; r++) {
         if (r + 4 < n) {
             const char *p = (const char *)records[r + 4];
-            for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+            for (size_t off = 0; off < bytes + 12; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
         }
         const uint8_t *b = (const uint8_t *)records[r];
-        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-        size_t i = 0;
-        for (; i + 32 <= D; i += 32) {
-            const __m256i x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
-            const __m256i y0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
-            const __m256i x1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i + 16)));
-            const __m256i y1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + i + 16)));
-            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(x0, y0));
-            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(x1, y1));
+        __m256i acc = _mm256_setzero_si256();
+        for (size_t g = 0; g < bytes; g += 32) {
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(a + g));
+            const __m256i y = _mm256_loadu_si256((const __m256i *)(b + g));
+            const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(x, low), _mm256_and_si256(y, low));
+            const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(x, 4), low),
+                                                    _mm256_and_si256(_mm256_srli_epi16(y, 4), low));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones));
         }
-        if (i < D) {
-            const __m256i x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
-            const __m256i y0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
-            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(x0, y0));
-        }
-        const __m256i s = _mm256_add_epi32(s0, s1);
-        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
         h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
         h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-        out[r] = bc_pair_rank(a + D, b + D, _mm_cvtsi128_si32(h), cc, d, euclidean);
+        out[r] = cc_pair_rank(a + bytes, factors, b + bytes, record_factors + 2 * r, _mm_cvtsi128_si32(h), cc, d,
+                              euclidean);
     }
 }
 #endif
 
 typedef void (*cc_estimates_fn)(const int8_t *, const lodestone_cc_query *, size_t, const void *const *, size_t,
                                 float *);
-typedef void (*bc_estimates_fn)(const float *, const lodestone_cc_query *, size_t, const void *const *, size_t,
-                                float *);
-typedef void (*bc_pair_estimates_fn)(const void *, float, size_t, int, const void *const *, size_t, float *);
+typedef void (*cc_pair_estimates_fn)(const void *, const float *, float, size_t, int, const void *const *,
+                                     const float *, size_t, float *);
 
-/// One ISA's estimate kernels for both kinds of per-vector codes.
+/// One ISA's compact-code kernels: a query's estimates, and codes against codes.
 typedef struct {
     cc_estimates_fn compact;
-    bc_estimates_fn build;
-    bc_pair_estimates_fn build_pairs;
+    cc_pair_estimates_fn pairs;
 } codes_kernels;
 
-static const codes_kernels codes_portable = {estimates_portable, bc_estimates_portable, bc_pair_estimates_portable};
+static const codes_kernels codes_portable = {estimates_portable, pair_estimates_portable};
 #ifdef LODESTONE_X86
-static const codes_kernels codes_avx2 = {estimates_avx2, bc_estimates_avx2, bc_pair_estimates_avx2};
+static const codes_kernels codes_avx2 = {estimates_avx2, pair_estimates_avx2};
 #endif
 
 static const codes_kernels *codes_variant(int isa) {
@@ -351,22 +276,13 @@ void lodestone_cc_estimates_portable(const int8_t *q8, const lodestone_cc_query 
     estimates_portable(q8, query, d, records, n, out);
 }
 
-void lodestone_bc_estimates(const float *q, const lodestone_cc_query *query, size_t d, const void *const *records,
-                            size_t n, float *out) {
-    codes_active()->build(q, query, d, records, n, out);
+void lodestone_cc_pair_estimates(const void *record, const float *factors, float center_norm2, size_t d, int euclidean,
+                                 const void *const *records, const float *record_factors, size_t n, float *out) {
+    codes_active()->pairs(record, factors, center_norm2, d, euclidean, records, record_factors, n, out);
 }
 
-void lodestone_bc_estimates_portable(const float *q, const lodestone_cc_query *query, size_t d,
-                                     const void *const *records, size_t n, float *out) {
-    bc_estimates_portable(q, query, d, records, n, out);
-}
-
-void lodestone_bc_pair_estimates(const void *record, float center_norm2, size_t d, int euclidean,
-                                 const void *const *records, size_t n, float *out) {
-    codes_active()->build_pairs(record, center_norm2, d, euclidean, records, n, out);
-}
-
-void lodestone_bc_pair_estimates_portable(const void *record, float center_norm2, size_t d, int euclidean,
-                                          const void *const *records, size_t n, float *out) {
-    bc_pair_estimates_portable(record, center_norm2, d, euclidean, records, n, out);
+void lodestone_cc_pair_estimates_portable(const void *record, const float *factors, float center_norm2, size_t d,
+                                          int euclidean, const void *const *records, const float *record_factors,
+                                          size_t n, float *out) {
+    pair_estimates_portable(record, factors, center_norm2, d, euclidean, records, record_factors, n, out);
 }

@@ -155,51 +155,27 @@ void lodestone_cc_estimates(const int8_t *q8, const lodestone_cc_query *query, s
 void lodestone_cc_estimates_portable(const int8_t *q8, const lodestone_cc_query *query, size_t d,
                                      const void *const *records, size_t n, float *out);
 
-// Build codes: one 8-bit code per vector (LVQ's scheme with 256 levels),
-// which the graph's construction ranks by instead of float32 vectors.
-//
-// A record (`lodestone_bc_record_bytes(d)` bytes) of vector x against a
-// center c: with r = x - c, lo and hi its smallest and largest component
-// and step = (hi - lo) / 255, component i's level u_i = round((r_i - lo) /
-// step) in 0...255, one byte each, zero padded to a multiple of 16 (D);
-// then float lo, float step, float |x|^2, float <c, r'>, float sum(r'),
-// 4 zero bytes (408 bytes at 384-d), where r' = lo + step * u is the
-// residual the code stands for.
-//
-// The estimate of <q, x> is <q, c> + lo * sum(q) + step * <q, u>, with q
-// in float32 (padded with zeros to D components); the rank value is
-// -<q, x> (cosine, dot product) or |q|^2 + |x|^2 - 2 <q, x> (euclidean).
-// A query's numbers are a `lodestone_cc_query` (its scale unused).
-//
-// Between two records x and y (codes only, no float32), the estimate of
-// <x, y> is the inner product of the vectors they stand for:
-//     |c|^2 + <c, r'x> + <c, r'y> + lo_x sum(r'y) + lo_y sum(r'x)
-//           - d lo_x lo_y + step_x step_y <u, v>
-// with <u, v> summed exactly in integers; ranked as above, with both
-// exact norms.
-/// Bytes of a build-code record for `d` components.
-size_t lodestone_bc_record_bytes(size_t d);
-/// Writes the record of `x` against `center` (both `d` floats).
-void lodestone_bc_encode(const float *x, const float *center, size_t d, void *record);
-/// The vector a record stands for: `x[i] = center[i] + lo + step * u_i`.
-void lodestone_bc_decode(const void *record, const float *center, size_t d, float *x);
-/// A query's numbers for build-code estimates.
-void lodestone_bc_prepare(const float *q, const float *center, size_t d, int euclidean, lodestone_cc_query *out);
-/// Rank-value estimates (lower is nearer) of the `n` records at `records`
-/// for the query `q` (padded with zeros to a multiple of 16 components):
-/// AVX2 where the CPU has it (`LODESTONE_KERNELS=portable` forces C).
-void lodestone_bc_estimates(const float *q, const lodestone_cc_query *query, size_t d, const void *const *records,
-                            size_t n, float *out);
-/// Rank-value estimates between the vector of `record` and those of the
-/// `n` records at `records` (`center_norm2`: |c|^2): AVX2 where the CPU has it.
-void lodestone_bc_pair_estimates(const void *record, float center_norm2, size_t d, int euclidean,
-                                 const void *const *records, size_t n, float *out);
+// Codes against codes, for linking a graph on its compact codes: with
+// r' = lo + step * u the residual a code stands for, and a record's two
+// factors A = <c, r'> and R = sum(r') (`lodestone_cc_pair_factors`), the
+// estimate of <x, y> is the inner product of the vectors two codes stand for:
+//     |c|^2 + A_x + A_y + lo_x R_y + lo_y R_x - d lo_x lo_y
+//           + step_x step_y <u, v>
+// with <u, v> summed exactly in integers; ranked as above, with both exact
+// norms (the records' |x|^2).
+
+/// A record's two factors (A, R) for pair estimates, into `out[0...1]`.
+void lodestone_cc_pair_factors(const void *record, const float *center, size_t d, float *out);
+/// Rank-value estimates between the vector of `record` (its factors at
+/// `factors`) and those of the `n` records at `records` (theirs two floats
+/// each at `record_factors`), `center_norm2` being |c|^2: AVX2 where the CPU
+/// has it.
+void lodestone_cc_pair_estimates(const void *record, const float *factors, float center_norm2, size_t d, int euclidean,
+                                 const void *const *records, const float *record_factors, size_t n, float *out);
 /// The same, portable C (for tests to compare against).
-void lodestone_bc_pair_estimates_portable(const void *record, float center_norm2, size_t d, int euclidean,
-                                          const void *const *records, size_t n, float *out);
-/// The same, portable C (for tests to compare against).
-void lodestone_bc_estimates_portable(const float *q, const lodestone_cc_query *query, size_t d,
-                                     const void *const *records, size_t n, float *out);
+void lodestone_cc_pair_estimates_portable(const void *record, const float *factors, float center_norm2, size_t d,
+                                          int euclidean, const void *const *records, const float *record_factors,
+                                          size_t n, float *out);
 
 // Neighbour codes: the quantized graph walk. A node c's block holds, for
 // each of its layer-0 neighbours x (its slots, in batches of 32), the 1-bit

@@ -46,7 +46,7 @@ extension HNSWIndex {
         let n = newKeys.count
         prepareNeighbourCodesLocked()
         prepareCompactCodesLocked(rows: rows, count: n)
-        prepareBuildCodesLocked(rows: rows, count: n)
+        preparePairFactorsLocked()
         // Every remaining node is removed: unlink them all, so the graph
         // restarts from the new nodes instead of hanging off tombstones.
         if liveCount.load(ordering: .relaxed) == 0 && !w.tombstones.isEmpty { purgeLocked(&w) }
@@ -138,7 +138,6 @@ extension HNSWIndex {
         if signCodes.isReady { signCodes.encode(id, vector: v) }
         if let codes = neighbourCodes, codes.isReady { codes.reset(id, vector: v) }
         if let codes = compactCodes, codes.isReady { codes.encode(id, vector: v) }
-        if let codes = linkingCodes { codes.encode(id, vector: v) }
         keyRecords.record(id).storeBytes(of: k, as: UInt64.self)
         let slots = links0.record(id).assumingMemoryBound(to: UInt32.self)
         for j in 0..<m0 { lodestone_store_u32(slots + j, HNSWIndex.noNode) }
@@ -177,11 +176,11 @@ extension HNSWIndex {
             // Layers are taken from the entry point the descent started at:
             // `current` has every layer up to that top, even if another
             // thread raises the entry point meanwhile.
-            // An index with build codes links on their estimates.
+            // A compact index links on its codes' estimates.
             let coded = linkingCodes
-            let query = coded?.prepare(q)
+            let query = coded.map { CompactCodes.SharedQuery($0.prepare(q)) }
             let descent = if let coded, let query {
-                descendCoded(query, codes: coded, toLayer: nodeLevel, scratch: scratch)
+                descendCoded(query.query, codes: coded, toLayer: nodeLevel, scratch: scratch)
             } else {
                 descendFromTop(q, toLayer: nodeLevel, scratch: scratch)
             }
@@ -197,7 +196,7 @@ extension HNSWIndex {
                 // build time (measurements: docs/design/quantized-walk.md).
                 let found: Int
                 if let coded, let query {
-                    found = searchLayerCoded(query, codes: coded, entry: current, entryDistance: currentDistance,
+                    found = searchLayerCoded(query.query, codes: coded, entry: current, entryDistance: currentDistance,
                                              ef: parameters.efConstruction, layer: layer, scratch: scratch)
                 } else if layer == 0, let codes = neighbourCodes, codes.isReady {
                     found = quantizedWalk(q, codes: codes, entry: current, entryDistance: currentDistance, k: 0,

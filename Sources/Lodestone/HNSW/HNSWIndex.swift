@@ -63,10 +63,6 @@ public final class HNSWIndex: @unchecked Sendable {
     /// Every node's 4-bit code, for the compact traversal (nil with the
     /// others; see ``CompactCodes``).
     let compactCodes: CompactCodes?
-    /// Every node's 8-bit code, which new nodes are linked by, with the
-    /// compact traversal on an index built from empty (nil with the others;
-    /// see ``BuildCodes``).
-    let buildCodes: BuildCodes?
 
     static let noNode = UInt32.max
     static let lockStripes = 1 << 12
@@ -171,7 +167,6 @@ public final class HNSWIndex: @unchecked Sendable {
         }
         // Ready once the first rows fix the center (see prepareCompactCodesLocked).
         compactCodes = parameters.traversal == .compact ? CompactCodes(dimension: dimension, metric: metric) : nil
-        buildCodes = parameters.traversal == .compact ? BuildCodes(dimension: dimension, metric: metric) : nil
         nodeLocks = .allocate(capacity: HNSWIndex.lockStripes)
         nodeLocks.initialize(repeating: 0, count: HNSWIndex.lockStripes)
         scratchPool = ScratchPool(maxNeighbours: max(m0, m))
@@ -249,7 +244,6 @@ public final class HNSWIndex: @unchecked Sendable {
         let arenas = [vectors, links0, upperLinks, keyRecords, levelRecords, upperStart, states]
         return arenas.reduce(0) { $0 + $1.allocatedBytes } + writer.withLock { $0.keys.allocatedBytes }
             + (neighbourCodes?.allocatedBytes ?? 0) + (compactCodes?.allocatedBytes ?? 0)
-            + (buildCodes?.allocatedBytes ?? 0)
             + HNSWIndex.lockStripes
     }
 

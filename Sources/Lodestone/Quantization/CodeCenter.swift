@@ -1,4 +1,4 @@
-/// What the per-vector codes (``SignCodes``, ``CompactCodes``, ``BuildCodes``) share: the
+/// What the per-vector codes (``SignCodes``, ``CompactCodes``) share: the
 /// center they are taken against, and encoding every node on threads.
 enum CodeCenter {
     /// The mean of the vectors of nodes `0..<count` that `isLive` admits

@@ -9,6 +9,11 @@ import Synchronization
 /// neighbour-code blocks. The record layout and the estimator are in
 /// `lodestone_kernels.h`; why this scheme, in docs/design/compact-codes.md.
 ///
+/// A graph's construction ranks on them too: the new node's vector against
+/// codes in its searches, and codes against codes when it chooses links
+/// (with two factors a code, kept beside it: ``pairFactors``), so a build
+/// reads no float32 vector but the new node's.
+///
 /// The center is the mean of the first vectors the codes see (the first
 /// batch added to an empty index, or the live vectors when the codes are
 /// built for an index that has some) and then stays: a code depends on its
@@ -22,7 +27,20 @@ final class CompactCodes: @unchecked Sendable {
     let dimension: Int
     let euclidean: Bool
     let records: NodeArena
+    /// Per node, its code's two factors for estimates between codes (A, R
+    /// in `lodestone_kernels.h`): written with each code, and computed for
+    /// codes adopted from a segment before the first insert links on them.
+    /// Not persisted.
+    let pairFactors = NodeArena(stride: 8)
     private(set) var center: [Float]
+    /// |center|^2, for estimates between codes.
+    private(set) var centerNorm2: Float = 0
+    /// Set (release) once every node's factors are written: new nodes link
+    /// on the codes from then on.
+    let pairsReady = Atomic<Bool>(false)
+    /// Set before the first insert to link on float32 instead (tests
+    /// compare the two graphs).
+    let linksOnFloat = Atomic<Bool>(false)
     /// Set (release) once the center is fixed and every node below the node
     /// count has a code.
     let ready = Atomic<Bool>(false)
@@ -44,20 +62,20 @@ final class CompactCodes: @unchecked Sendable {
     /// Whether every node has its code (acquire: codes and center are then visible).
     var isReady: Bool { ready.load(ordering: .acquiring) }
 
-    /// Bytes allocated for codes.
-    var allocatedBytes: Int { records.allocatedBytes }
+    /// Bytes allocated for codes and their factors.
+    var allocatedBytes: Int { records.allocatedBytes + pairFactors.allocatedBytes }
 
     /// Fixes the center to the mean of `count` rows at `rows` and marks the
     /// codes ready: for an index with no nodes yet (the writer's lock held).
     func start(rows: UnsafePointer<Float>, count: Int) {
-        center = CodeCenter.mean(rows: rows, count: count, dimension: dimension)
+        setCenter(CodeCenter.mean(rows: rows, count: count, dimension: dimension))
         ready.store(true, ordering: .releasing)
     }
 
     /// Adopts a persisted center (before the codes are adopted or built).
     func adopt(center persisted: [Float]) {
         precondition(persisted.count == dimension)
-        center = persisted
+        setCenter(persisted)
         centerAdopted = true
     }
 
@@ -67,23 +85,78 @@ final class CompactCodes: @unchecked Sendable {
     func build(count: Int, vector: (UInt32) -> UnsafePointer<Float>, isLive: (UInt32) -> Bool, keepCenter: Bool,
                threads: Int) {
         if !keepCenter {
-            center = CodeCenter.mean(count: count, dimension: dimension, vector: vector, isLive: isLive)
+            setCenter(CodeCenter.mean(count: count, dimension: dimension, vector: vector, isLive: isLive))
         }
         records.reserve(count)
+        pairFactors.reserve(count)
         CodeCenter.encodeAll(count: count, center: center, threads: threads) { id, c in
             records.markDirty(id)
             lodestone_cc_encode(vector(id), c, dimension, records.record(id))
+            lodestone_cc_pair_factors(records.record(id), c, dimension, factors(id))
         }
         ready.store(true, ordering: .releasing)
+        pairsReady.store(true, ordering: .releasing)
+    }
+
+    private func setCenter(_ c: [Float]) {
+        center = c
+        centerNorm2 = Float(c.reduce(0.0) { $0 + Double($1) * Double($1) })
+    }
+
+    @inline(__always) private func factors(_ id: UInt32) -> UnsafeMutablePointer<Float> {
+        pairFactors.record(id).assumingMemoryBound(to: Float.self)
+    }
+
+    /// Computes the factors of nodes `0..<count` (codes adopted from a
+    /// segment or a delta) unless they are there: the writer's lock held,
+    /// codes ready.
+    func preparePairs(count: Int, threads: Int) {
+        guard !pairsReady.load(ordering: .acquiring), !linksOnFloat.load(ordering: .relaxed) else { return }
+        pairFactors.reserve(count)
+        CodeCenter.encodeAll(count: count, center: center, threads: threads) { id, c in
+            lodestone_cc_pair_factors(records.record(id), c, dimension, factors(id))
+        }
+        pairsReady.store(true, ordering: .releasing)
     }
 
     /// Writes node `id`'s code (the writer's lock held, codes ready).
     func encode(_ id: UInt32, vector: UnsafePointer<Float>) {
         records.reserve(Int(id) + 1)
+        pairFactors.reserve(Int(id) + 1)
         records.markDirty(id)
         center.withUnsafeBufferPointer { c in
             lodestone_cc_encode(vector, c.baseAddress!, dimension, records.record(id))
+            lodestone_cc_pair_factors(records.record(id), c.baseAddress!, dimension, factors(id))
         }
+    }
+
+    /// Rank-value estimates from node `a`'s code to those of `nodes`, codes
+    /// against codes (pairs ready).
+    func estimate(from a: UInt32, nodes: UnsafeBufferPointer<UInt32>, into out: UnsafeMutablePointer<Float>) {
+        let n = nodes.count
+        withUnsafeTemporaryAllocation(of: UnsafeRawPointer?.self, capacity: max(n, 1)) { rows in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: max(2 * n, 2)) { f in
+                for (j, id) in nodes.enumerated() {
+                    rows[j] = UnsafeRawPointer(records.record(id))
+                    let p = factors(id)
+                    f[2 * j] = p[0]
+                    f[2 * j + 1] = p[1]
+                }
+                lodestone_cc_pair_estimates(records.record(a), factors(a), centerNorm2, dimension, euclidean ? 1 : 0,
+                                            rows.baseAddress!, f.baseAddress!, n, out)
+            }
+        }
+    }
+
+    /// The rank-value estimate between nodes `a` and `b`, codes against codes.
+    @inline(__always) func estimate(between a: UInt32, _ b: UInt32) -> Float {
+        var row: UnsafeRawPointer? = UnsafeRawPointer(records.record(b))
+        var out: Float = 0
+        withUnsafePointer(to: &row) { r in
+            lodestone_cc_pair_estimates(records.record(a), factors(a), centerNorm2, dimension, euclidean ? 1 : 0,
+                                        r, factors(b), 1, &out)
+        }
+        return out
     }
 
     /// A query's int8 components and numbers, for ``estimate(_:records:count:into:)``.
@@ -93,6 +166,13 @@ final class CompactCodes: @unchecked Sendable {
 
         init(bytes: Int) { components = .allocate(capacity: bytes) }
         deinit { components.deallocate() }
+    }
+
+    /// A prepared query held by reference (the graph's construction passes
+    /// one down its layers).
+    final class SharedQuery {
+        let query: Query
+        init(_ query: consuming Query) { self.query = query }
     }
 
     /// Prepares `q` (a prepared query: normalized for cosine).

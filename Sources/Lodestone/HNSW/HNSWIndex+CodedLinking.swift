@@ -1,26 +1,26 @@
 import CLodestoneKernels
 
 extension HNSWIndex {
-    // MARK: Linking on build codes (compact traversal)
+    // MARK: Linking on compact codes (compact traversal)
 
-    /// The build codes when new nodes are linked by them (ready), else nil.
-    @inline(__always) var linkingCodes: BuildCodes? {
-        guard let codes = buildCodes, codes.isReady else { return nil }
+    /// The compact codes when new nodes are linked by them (codes and their
+    /// pair factors ready), else nil (other traversals link on float32).
+    @inline(__always) var linkingCodes: CompactCodes? {
+        guard let codes = compactCodes, codes.pairsReady.load(ordering: .acquiring),
+              !codes.linksOnFloat.load(ordering: .relaxed) else { return nil }
         return codes
     }
 
-    /// Fixes the build codes' center to the mean of the first rows an empty
-    /// index gets (the writer's lock held, before their nodes are written).
-    /// An index that has nodes and no ready codes (opened from a segment)
-    /// links on float32.
-    func prepareBuildCodesLocked(rows: UnsafePointer<Float>, count: Int) {
-        guard let codes = buildCodes, !codes.isReady, !codes.declined.load(ordering: .relaxed), count > 0,
-              nodeCount.load(ordering: .acquiring) == 0 else { return }
-        codes.start(rows: rows, count: count)
+    /// Makes the compact codes' pair factors ready before nodes are linked
+    /// (the writer's lock held, codes ready): a pass over the codes of an
+    /// index opened from its segment, nothing for one built here.
+    func preparePairFactorsLocked() {
+        guard let codes = compactCodes, codes.isReady else { return }
+        codes.preparePairs(count: nodeCount.load(ordering: .acquiring), threads: Parallelism.defaultThreadCount)
     }
 
-    /// Rank values from node `a` to each of `nodes`, into `out`: on the
-    /// build codes when nodes are linked by them, else on float32.
+    /// Rank values from node `a` to each of `nodes`, into `out`: codes
+    /// against codes when nodes are linked by them, else on float32.
     func nodeRanks(from a: UInt32, to nodes: UnsafeBufferPointer<UInt32>, into out: UnsafeMutablePointer<Float>) {
         guard !nodes.isEmpty else { return }
         if let codes = linkingCodes {
@@ -31,9 +31,9 @@ extension HNSWIndex {
         for (j, b) in nodes.enumerated() { out[j] = rank(v, vector(b)) }
     }
 
-    /// Greedy descent on the build codes from the entry point down to
+    /// Greedy descent on the compact codes from the entry point down to
     /// `target` (what ``descendFromTop(_:toLayer:scratch:)`` does on float32).
-    func descendCoded(_ query: BuildCodes.Query, codes: BuildCodes, toLayer target: Int,
+    func descendCoded(_ query: borrowing CompactCodes.Query, codes: CompactCodes, toLayer target: Int,
                       scratch: SearchScratch) -> (node: UInt32, distance: Float, top: Int)? {
         let e = entry.load(ordering: .acquiring)
         guard e != 0 else { return nil }
@@ -71,7 +71,7 @@ extension HNSWIndex {
     /// the scratch buffers, skipping ids not yet visible and, with
     /// `visited`, ids already visited (marking the rest).
     @inline(__always)
-    func gatherCodes(of id: UInt32, layer: Int, codes: BuildCodes, scratch: SearchScratch,
+    func gatherCodes(of id: UInt32, layer: Int, codes: CompactCodes, scratch: SearchScratch,
                      rows: UnsafeMutablePointer<UnsafeRawPointer?>,
                      visited: (marks: UnsafeMutablePointer<UInt16>, generation: UInt16, bound: Int)?) -> Int {
         let slots = links(id, layer: layer)
@@ -90,11 +90,11 @@ extension HNSWIndex {
         return n
     }
 
-    /// The beam search of one layer on the build codes (what
+    /// The beam search of one layer on the compact codes (what
     /// ``searchLayer(_:entry:entryDistance:ef:layer:scratch:)`` does on
     /// float32): leaves the up to `ef` nearest nodes found in
     /// `scratch.pool`, sorted by estimate, and returns how many.
-    func searchLayerCoded(_ query: BuildCodes.Query, codes: BuildCodes, entry start: UInt32,
+    func searchLayerCoded(_ query: borrowing CompactCodes.Query, codes: CompactCodes, entry start: UInt32,
                           entryDistance: Float, ef: Int, layer: Int, scratch: SearchScratch) -> Int {
         let bound = nodeCount.load(ordering: .acquiring)
         let generation = scratch.beginSearch(nodes: bound, poolSize: ef)

@@ -4,73 +4,58 @@ import Testing
 
 @testable import Lodestone
 
-@Suite("Build codes: a compact index links its nodes on 8-bit codes")
-struct BuildCodeTests {
-    /// The estimator of `lodestone_kernels.h` in Float64, from a record's
-    /// levels as the documented layout places them.
-    static func documentedEstimate(record: UnsafeRawPointer, q: [Float], center: [Float], euclidean: Bool) -> Double {
-        let d = q.count
-        let tail = record + (d + 15) / 16 * 16
+@Suite("Coded linking: a compact index links its nodes on its 4-bit codes")
+struct CodedLinkingTests {
+    /// The vector a compact-code record stands for, from its levels as the
+    /// documented layout places them (Float64).
+    static func decoded(record: UnsafeRawPointer, center: [Float]) -> [Double] {
+        let d = center.count
+        let tail = record + (d + 63) / 64 * 32
         let lo = Double(tail.loadUnaligned(as: Float.self)), step = Double((tail + 4).loadUnaligned(as: Float.self))
-        let norm2 = Double((tail + 8).loadUnaligned(as: Float.self))
-        var ip = 0.0
-        for i in 0..<d {
-            ip += Double(q[i]) * (Double(center[i]) + lo + step * Double(record.load(fromByteOffset: i, as: UInt8.self)))
+        return (0..<d).map { i in
+            let j = i % 64
+            let byte = record.load(fromByteOffset: (i / 64) * 32 + (j % 16) + 16 * (j / 32), as: UInt8.self)
+            let level = (i % 32) >= 16 ? byte >> 4 : byte & 15
+            return Double(center[i]) + lo + step * Double(level)
         }
-        if euclidean { return q.reduce(0.0) { $0 + Double($1) * Double($1) } + norm2 - 2 * ip }
-        return -ip
     }
 
-    @Test("estimates follow the documented estimator (Float64), AVX2 and portable alike, at any dimension; codes decode to their vectors within half a step; code-to-code estimates are the decoded vectors' ranks",
-          arguments: [1, 5, 16, 100, 384, 1_536])
-    func estimator(dimension d: Int) throws {
+    @Test("code-to-code estimates are the ranks of the vectors the codes stand for (Float64, exact norms), AVX2 and portable alike, at any dimension",
+          arguments: [1, 5, 64, 100, 384, 1_536])
+    func pairEstimates(dimension d: Int) throws {
         let n = 40
         let rows = Fixtures.randomVectors(count: n, dimension: d, seed: UInt64(d), scale: -1...1)
         let center = Fixtures.randomVectors(count: 1, dimension: d, seed: 99, scale: -0.2...0.2)
-        let q = Fixtures.randomVectors(count: 1, dimension: d, seed: 7, scale: -1...1)
-        let stride = lodestone_bc_record_bytes(d)
-        #expect(stride == (d + 15) / 16 * 16 + 24)
+        let stride = lodestone_cc_record_bytes(d)
         let records = UnsafeMutableRawPointer.allocate(byteCount: n * stride, alignment: 64)
         defer { records.deallocate() }
         var pointers: [UnsafeRawPointer?] = []
-        var decoded = [Float](repeating: 0, count: d)
-        var decodedRows: [[Float]] = []
+        var factors: [Float] = []
+        var decodedRows: [[Double]] = []
         for r in 0..<n {
             let record = records + r * stride
-            rows.withUnsafeBufferPointer { lodestone_bc_encode($0.baseAddress! + r * d, center, d, record) }
+            rows.withUnsafeBufferPointer { lodestone_cc_encode($0.baseAddress! + r * d, center, d, record) }
             pointers.append(UnsafeRawPointer(record))
-            let tail = UnsafeRawPointer(record) + (d + 15) / 16 * 16
-            let lo = tail.loadUnaligned(as: Float.self), step = (tail + 4).loadUnaligned(as: Float.self)
-            lodestone_bc_decode(record, center, d, &decoded)
-            decodedRows.append(decoded)
-            for i in 0..<d {
-                let level = UnsafeRawPointer(record).load(fromByteOffset: i, as: UInt8.self)
-                #expect(decoded[i] == center[i] + lo + step * Float(level))
-                #expect(abs(decoded[i] - rows[r * d + i]) <= step / 2 + 1e-5, "row \(r) component \(i)")
-            }
+            var f: [Float] = [0, 0]
+            lodestone_cc_pair_factors(record, center, d, &f)
+            factors += f
+            let x = Self.decoded(record: record, center: center)
+            decodedRows.append(x)
+            // A = <c, r'>, R = sum(r'), r' = x' - c.
+            let a = zip(center, x).reduce(0.0) { $0 + Double($1.0) * ($1.1 - Double($1.0)) }
+            let rsum = zip(center, x).reduce(0.0) { $0 + ($1.1 - Double($1.0)) }
+            #expect(abs(Double(f[0]) - a) <= 1e-4 * max(1, abs(a)) && abs(Double(f[1]) - rsum) <= 1e-4 * max(1, abs(rsum)))
         }
-        var padded = q + [Float](repeating: 0, count: (d + 15) / 16 * 16 - d)
+        let centerNorm2 = Float(center.reduce(0.0) { $0 + Double($1) * Double($1) })
         for euclidean in [false, true] {
-            var query = lodestone_cc_query()
-            lodestone_bc_prepare(q, center, d, euclidean ? 1 : 0, &query)
             var fast = [Float](repeating: 0, count: n), portable = [Float](repeating: 0, count: n)
-            lodestone_bc_estimates(&padded, &query, d, pointers, n, &fast)
-            lodestone_bc_estimates_portable(&padded, &query, d, pointers, n, &portable)
-            for r in 0..<n {
-                let reference = Self.documentedEstimate(record: pointers[r]!, q: q, center: center, euclidean: euclidean)
-                // Float32 sums of d products, in two orders.
-                let bound = 1e-5 * Double(d) * max(1, abs(reference))
-                #expect(abs(Double(fast[r]) - reference) <= bound, "d \(d) row \(r): \(fast[r]) against \(reference)")
-                #expect(abs(Double(portable[r]) - reference) <= bound, "d \(d) row \(r): \(portable[r]) against \(reference)")
-            }
-            // Codes against codes: the rank of the two decoded vectors (exact norms for euclidean).
-            let centerNorm2 = center.reduce(0.0) { $0 + Double($1) * Double($1) }
             for a in [0, 7, n - 1] {
-                lodestone_bc_pair_estimates(pointers[a], Float(centerNorm2), d, euclidean ? 1 : 0, pointers, n, &fast)
-                lodestone_bc_pair_estimates_portable(pointers[a], Float(centerNorm2), d, euclidean ? 1 : 0, pointers, n,
-                                                     &portable)
+                let own = Array(factors[2 * a..<2 * a + 2])
+                lodestone_cc_pair_estimates(pointers[a], own, centerNorm2, d, euclidean ? 1 : 0, pointers, factors, n, &fast)
+                lodestone_cc_pair_estimates_portable(pointers[a], own, centerNorm2, d, euclidean ? 1 : 0, pointers,
+                                                     factors, n, &portable)
                 for r in 0..<n {
-                    let ip = zip(decodedRows[a], decodedRows[r]).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                    let ip = zip(decodedRows[a], decodedRows[r]).reduce(0.0) { $0 + $1.0 * $1.1 }
                     let norms = [a, r].reduce(0.0) { sum, row in
                         sum + rows[row * d..<(row + 1) * d].reduce(0.0) { $0 + Double($1) * Double($1) }
                     }
@@ -83,7 +68,7 @@ struct BuildCodeTests {
         }
     }
 
-    @Test("a compact index links on build codes and finds what one linked on float32 finds (recall within 0.01 at ef 32 and 64); opened from its segment it links on float32")
+    @Test("a compact index links on its codes and finds what one linked on float32 finds (recall within 0.01 at ef 32 and 64); opened from its segment it links on the persisted codes")
     func codedGraphMatchesFloatGraph() throws {
         let data = Fixtures.realData
         let d = data.base.dimension
@@ -91,7 +76,7 @@ struct BuildCodeTests {
         func built(onCodes: Bool) throws -> HNSWIndex {
             let index = try HNSWIndex(dimension: d, metric: .cosine,
                                       parameters: HNSWParameters(m: 16, efConstruction: 64, traversal: .compact))
-            if !onCodes { index.buildCodes!.declined.store(true, ordering: .relaxed) }
+            if !onCodes { index.compactCodes!.linksOnFloat.store(true, ordering: .relaxed) }
             try index.add(contentsOf: data.base.values, keys: keys, threads: 2)
             #expect((index.linkingCodes != nil) == onCodes)
             return index
@@ -113,7 +98,15 @@ struct BuildCodeTests {
         #expect(opened.linkingCodes == nil)
         let extra = Fixtures.randomVectors(count: 50, dimension: d, seed: 5)
         try opened.add(contentsOf: extra, keys: (0..<50).map { 1_000_000 + UInt64($0) }, threads: 2)
+        #expect(opened.linkingCodes != nil)
         #expect(try opened.search(Array(extra[0..<d]), k: 1).first?.key == 1_000_000)
+        // The factors computed from the persisted codes are those written
+        // with the codes.
+        let codes = try #require(opened.compactCodes), original = try #require(coded.compactCodes)
+        for id: UInt32 in [0, 1, UInt32(data.base.rows - 1)] {
+            #expect(codes.pairFactors.record(id).load(as: UInt64.self) == original.pairFactors.record(id).load(as: UInt64.self))
+        }
+        #expect(codes.estimate(between: 3, 1_000) == original.estimate(between: 3, 1_000))
     }
 
     @Test("a compact index in a directory keeps its vectors in a scratch file, not memory: it answers as one in memory does, persists them with their checksums, and spills what it adds after reopening")
