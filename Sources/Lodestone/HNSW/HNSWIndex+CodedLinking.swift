@@ -32,7 +32,8 @@ extension HNSWIndex {
     }
 
     /// Greedy descent on the compact codes from the entry point down to
-    /// `target` (what ``descendFromTop(_:toLayer:scratch:)`` does on float32).
+    /// `target` (what ``descendFromTop(_:toLayer:scratch:)`` does on
+    /// float32), for a compact search and for linking a new node.
     func descendCoded(_ query: borrowing CompactCodes.Query, codes: CompactCodes, toLayer target: Int,
                       scratch: SearchScratch) -> (node: UInt32, distance: Float, top: Int)? {
         let e = entry.load(ordering: .acquiring)

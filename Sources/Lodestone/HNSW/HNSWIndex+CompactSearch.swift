@@ -126,51 +126,8 @@ extension HNSWIndex {
         return rerank(q, results.drainSorted(), k: k, scratch: scratch)
     }
 
-    /// Greedy descent of the upper layers on the codes' estimates, so that
-    /// a compact search reads no float32 vector but its finalists': the
-    /// layer-0 entry and its estimate, or nil for an empty index.
-    func descendCompact(_ query: borrowing CompactCodes.Query, codes: CompactCodes,
-                        scratch: SearchScratch) -> (UInt32, Float)? {
-        let e = entry.load(ordering: .acquiring)
-        guard e != 0 else { return nil }
-        var current = UInt32(truncatingIfNeeded: e)
-        var layer = Int(e >> 32) - 1
-        let values = scratch.values
-        return scratch.rows.withMemoryRebound(to: UnsafeRawPointer?.self, capacity: scratch.neighbourCapacity) { records in
-            records[0] = UnsafeRawPointer(codes.records.record(current))
-            codes.estimate(query, records: records, count: 1, into: values)
-            var currentValue = values[0]
-            while layer > 0 {
-                var improved = true
-                while improved {
-                    improved = false
-                    let slots = links(current, layer: layer)
-                    var n = 0
-                    for j in 0..<m {
-                        let nb = lodestone_load_u32(slots + j)
-                        if nb == HNSWIndex.noNode { break }
-                        scratch.ids[n] = nb
-                        records[n] = UnsafeRawPointer(codes.records.record(nb))
-                        n += 1
-                    }
-                    scratch.nodesExpanded += 1
-                    scratch.distancesComputed += n
-                    if n == 0 { break }
-                    codes.estimate(query, records: records, count: n, into: values)
-                    for j in 0..<n where values[j] < currentValue {
-                        currentValue = values[j]
-                        current = scratch.ids[j]
-                        improved = true
-                    }
-                }
-                layer -= 1
-            }
-            return (current, currentValue)
-        }
-    }
-
     /// The compact traversal's search for the best `k` nodes `admission`
-    /// passes: ``descendCompact(_:codes:scratch:)``, then
+    /// passes: ``descendCoded(_:codes:toLayer:scratch:)``, then
     /// ``compactWalk(_:_:codes:entry:entryDistance:k:ef:scratch:admission:)``;
     /// empty for an empty index.
     func compactSearch<A: NodeAdmission>(_ q: UnsafePointer<Float>, codes: CompactCodes, k: Int, ef: Int,
@@ -180,7 +137,10 @@ extension HNSWIndex {
         guard entry.load(ordering: .acquiring) != 0 else { return [] }
         ensureCompactCodes(codes)
         let query = codes.prepare(q)
-        guard let (start, startValue) = descendCompact(query, codes: codes, scratch: scratch) else { return [] }
+        // The upper layers on the codes too: a compact search reads no
+        // float32 vector but its finalists'.
+        guard let descent = descendCoded(query, codes: codes, toLayer: 0, scratch: scratch) else { return [] }
+        let (start, startValue) = (descent.node, descent.distance)
         return compactWalk(q, query, codes: codes, entry: start, entryDistance: startValue, k: k, ef: ef,
                            scratch: scratch, admission: admission)
     }
