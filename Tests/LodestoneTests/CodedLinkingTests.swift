@@ -6,20 +6,6 @@ import Testing
 
 @Suite("Coded linking: a compact index links its nodes on its 4-bit codes")
 struct CodedLinkingTests {
-    /// The vector a compact-code record stands for, from its levels as the
-    /// documented layout places them (Float64).
-    static func decoded(record: UnsafeRawPointer, center: [Float]) -> [Double] {
-        let d = center.count
-        let tail = record + (d + 63) / 64 * 32
-        let lo = Double(tail.loadUnaligned(as: Float.self)), step = Double((tail + 4).loadUnaligned(as: Float.self))
-        return (0..<d).map { i in
-            let j = i % 64
-            let byte = record.load(fromByteOffset: (i / 64) * 32 + (j % 16) + 16 * (j / 32), as: UInt8.self)
-            let level = (i % 32) >= 16 ? byte >> 4 : byte & 15
-            return Double(center[i]) + lo + step * Double(level)
-        }
-    }
-
     @Test("code-to-code estimates are the ranks of the vectors the codes stand for (Float64, exact norms), AVX2 and portable alike, at any dimension",
           arguments: [1, 5, 64, 100, 384, 1_536])
     func pairEstimates(dimension d: Int) throws {
@@ -39,7 +25,7 @@ struct CodedLinkingTests {
             var f: [Float] = [0, 0]
             lodestone_cc_pair_factors(record, center, d, &f)
             factors += f
-            let x = Self.decoded(record: record, center: center)
+            let x = CompactTraversalTests.decoded(record: record, center: center)
             decodedRows.append(x)
             // A = <c, r'>, R = sum(r'), r' = x' - c.
             let a = zip(center, x).reduce(0.0) { $0 + Double($1.0) * ($1.1 - Double($1.0)) }

@@ -6,21 +6,28 @@ import Testing
 
 @Suite("Compact traversal")
 struct CompactTraversalTests {
+    /// The vector a record stands for (Float64), from its levels as the
+    /// documented layout places them.
+    static func decoded(record: UnsafeRawPointer, center: [Float]) -> [Double] {
+        let d = center.count
+        let tail = record + (d + 63) / 64 * 32
+        let lo = Double(tail.loadUnaligned(as: Float.self)), step = Double((tail + 4).loadUnaligned(as: Float.self))
+        return (0..<d).map { i in
+            let j = i % 64
+            let byte = record.load(fromByteOffset: (i / 64) * 32 + (j % 16) + 16 * (j / 32), as: UInt8.self)
+            let level = (i % 32) >= 16 ? byte >> 4 : byte & 15
+            return Double(center[i]) + lo + step * Double(level)
+        }
+    }
+
     /// The estimator of `lodestone_kernels.h` in Float64, from a record's
     /// levels as the documented layout places them.
     static func documentedEstimate(record: UnsafeRawPointer, q: [Float], center: [Float], euclidean: Bool) -> Double {
         let d = q.count
-        let groups = (d + 63) / 64
-        let tail = record + groups * 32
-        let lo = Double(tail.loadUnaligned(as: Float.self)), step = Double((tail + 4).loadUnaligned(as: Float.self))
-        let norm2 = Double((tail + 8).loadUnaligned(as: Float.self))
+        let norm2 = Double((record + (d + 63) / 64 * 32 + 8).loadUnaligned(as: Float.self))
+        let x = decoded(record: record, center: center)
         var ip = 0.0
-        for i in 0..<d {
-            let j = i % 64
-            let byte = record.load(fromByteOffset: (i / 64) * 32 + (j % 16) + 16 * (j / 32), as: UInt8.self)
-            let level = (i % 32) >= 16 ? byte >> 4 : byte & 15
-            ip += Double(q[i]) * (Double(center[i]) + lo + step * Double(level))
-        }
+        for i in 0..<d { ip += Double(q[i]) * x[i] }
         if euclidean {
             let qq = q.reduce(0.0) { $0 + Double($1) * Double($1) }
             return qq + norm2 - 2 * ip

@@ -66,7 +66,7 @@ extension HNSWIndex {
                 sections.append(patch)
             }
             sections += removedNodeSections(w)
-            if let failure = corruption() { throw failure }
+            try checkIntact()
             try SegmentWriter.write(path: path, indexKind: HNSWIndex.deltaKind, embeddingModel: embeddingModel,
                                     sections: sections + extraSections, beforeCommit: checkIntact)
         }

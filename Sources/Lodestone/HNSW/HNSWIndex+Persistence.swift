@@ -66,7 +66,7 @@ extension HNSWIndex {
             // Reading the sections verified any chunk not read before (the
             // vectors' as they are written): never write fill bytes over
             // damage with fresh checksums.
-            if let failure = corruption() { throw failure }
+            try checkIntact()
             try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
                                     sections: sections + extraSections, beforeCommit: checkIntact)
         }
@@ -236,7 +236,7 @@ extension HNSWIndex {
             states: .owned(stateBytes), links0: .owned(links0Out), levels: .owned(levelBytes),
             upperStart: .owned(upperStartOut), upperLinks: .owned(upperOut), free: [], tombstones: [], freeUpperRuns: [],
             codes: nil, compact: compactPieces.map { .ranges($0) })
-        if let failure = corruption() { throw failure }
+        try checkIntact()
         try SegmentWriter.write(path: path, indexKind: HNSWIndex.segmentKind, embeddingModel: embeddingModel,
                                 sections: sections + extraSections, beforeCommit: checkIntact)
     }

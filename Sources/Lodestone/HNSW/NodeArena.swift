@@ -160,9 +160,6 @@ final class NodeArena: @unchecked Sendable {
         }
     }
 
-    /// Whether ``releasePages(of:)`` can release any of this arena's pages.
-    var releasesPages: Bool { spill != nil || recordChunks > 0 }
-
     /// Releases the resident pages of the records `ids` spans where they
     /// live in a spill file.
     func dropSpilledPages(ids: ClosedRange<UInt32>) {

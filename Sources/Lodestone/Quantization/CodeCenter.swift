@@ -15,15 +15,6 @@ enum CodeCenter {
         return sum.map { Float($0 / Double(max(live, 1))) }
     }
 
-    /// The mean of `count` rows at `rows` (zeros when `count` is 0).
-    static func mean(rows: UnsafePointer<Float>, count: Int, dimension: Int) -> [Float] {
-        var sum = [Double](repeating: 0, count: dimension)
-        for r in 0..<count {
-            for i in 0..<dimension { sum[i] += Double(rows[r * dimension + i]) }
-        }
-        return sum.map { Float($0 / Double(max(count, 1))) }
-    }
-
     /// Calls `encode` for every node below `count` with `center`, in blocks
     /// of 4,096 nodes on up to `threads` threads.
     static func encodeAll(count: Int, center: [Float], threads: Int,

@@ -68,7 +68,8 @@ final class CompactCodes: @unchecked Sendable {
     /// Fixes the center to the mean of `count` rows at `rows` and marks the
     /// codes ready: for an index with no nodes yet (the writer's lock held).
     func start(rows: UnsafePointer<Float>, count: Int) {
-        setCenter(CodeCenter.mean(rows: rows, count: count, dimension: dimension))
+        setCenter(CodeCenter.mean(count: count, dimension: dimension, vector: { rows + Int($0) * dimension },
+                                  isLive: { _ in true }))
         ready.store(true, ordering: .releasing)
     }
 
