@@ -81,19 +81,11 @@ def recall(ids, truth, k=10):
 
 # -- data -------------------------------------------------------------------
 
-def generate(a, work):
-    """The synthetic base and queries (cached in WORK), their profile, and the ground truth per size."""
+def fit_mixture(data, rng):
+    """The real vectors (unit length) and a function drawing `count` new ones like them (see the docstring)."""
     import faiss
-    sizes = sorted(a.sizes)
-    paths = {n: f"{work}/base_{n}.fvecs" for n in sizes}
-    qpath = f"{work}/queries_{a.knn_queries}.fvecs"
-    info_path = f"{work}/data.json"
-    if all(os.path.exists(p) for p in paths.values()) and os.path.exists(qpath) and os.path.exists(info_path):
-        return json.load(open(info_path))
-    faiss.omp_set_num_threads(2)
-    real = read_vecs(f"{a.data}/base.fvecs")
+    real = read_vecs(f"{data}/base.fvecs")
     real /= np.linalg.norm(real, axis=1, keepdims=True)
-    rng = np.random.default_rng(20261130)
     km = faiss.Kmeans(DIM, 1024, niter=20, seed=1, spherical=True, verbose=False)
     km.train(real)
     _, assign = km.index.search(real, 1)
@@ -115,6 +107,20 @@ def generate(a, work):
             out[rows] = centre + w @ resid
         out /= np.linalg.norm(out, axis=1, keepdims=True)
         return out
+    return real, draw
+
+
+def generate(a, work):
+    """The synthetic base and queries (cached in WORK), their profile, and the ground truth per size."""
+    import faiss
+    sizes = sorted(a.sizes)
+    paths = {n: f"{work}/base_{n}.fvecs" for n in sizes}
+    qpath = f"{work}/queries_{a.knn_queries}.fvecs"
+    info_path = f"{work}/data.json"
+    if all(os.path.exists(p) for p in paths.values()) and os.path.exists(qpath) and os.path.exists(info_path):
+        return json.load(open(info_path))
+    faiss.omp_set_num_threads(2)
+    real, draw = fit_mixture(a.data, np.random.default_rng(20261130))
 
     base = draw(max(sizes))
     queries = draw(a.knn_queries)

@@ -47,6 +47,86 @@ struct BulkLoadTests {
         }
     }
 
+    @Test("a load that commits by persisting logs nothing, persists as the log would, and maps its vectors from the segments")
+    func commitsByPersisting() throws {
+        let dir = Fixtures.temporaryDirectory("bulk-persist")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = try Database(path: dir)
+        let options = IndexOptions(hnsw: HNSWParameters(m: 16, efConstruction: 64, traversal: .compact))
+        let logged = try db.createIndex(name: "logged", dimension: 384, metric: .cosine, options: options)
+        let persisted = try db.createIndex(name: "persisted", dimension: 384, metric: .cosine, options: options)
+        for index in [logged, persisted] { index.autoPersistBytes.store(2 << 20, ordering: .relaxed) }
+        var generations: Set<UInt64> = []
+        var logBytes = 0
+        let report = try persisted.upsertVectors(fromFile: Self.base, batchSize: 1_000, commit: .persist) { _ in
+            generations.insert(persisted.store.generation)
+            logBytes = max(logBytes, persisted.store.logBytes)
+        }
+        _ = try logged.upsertVectors(fromFile: Self.base, batchSize: 1_000)
+        let n = report.records
+        #expect(n == Fixtures.realRecords.count)
+        // No byte logged; persisted on the way (the 2 MiB threshold, then the
+        // segment's size) and once more at the end.
+        #expect(logBytes == 0 && persisted.store.logBytes == 0 && !persisted.store.hasUnlogged)
+        #expect(generations.count >= 3, "persists seen during the load: \(generations.sorted())")
+        // The whole chunks the last segment holds are mapped from it; the
+        // scratch file keeps the partial last chunk only.
+        let vectors = persisted.engine.hnsw!.vectors
+        let chunk = vectors.chunkBytes
+        #expect(vectors.remappedBytes == n / NodeArena.chunkSize * chunk)
+        #expect(vectors.spillFileBytes == (n % NodeArena.chunkSize == 0 ? 0 : chunk))
+        #expect(logged.engine.hnsw!.vectors.spillFileBytes >= n / NodeArena.chunkSize * chunk)
+        // The same batches build the same graph: the same answers, the same vectors.
+        for qi in 0..<20 {
+            let q = Fixtures.realData.queries.row(qi)
+            let x = try persisted.query(vector: q, topK: 10, ef: 64).matches
+            let y = try logged.query(vector: q, topK: 10, ef: 64).matches
+            #expect(x.map(\.id) == y.map(\.id) && x.map(\.score) == y.map(\.score), "query \(qi)")
+        }
+        let ids = stride(from: 0, to: n, by: 331).map(String.init)
+        let a = try persisted.fetch(ids: ids), b = try logged.fetch(ids: ids)
+        #expect(ids.allSatisfy { a[$0] != nil && a[$0] == b[$0] })
+
+        // An update of a vector mapped from the segment changes this index
+        // only (copy-on-write); the next persist maps the chunk again.
+        let changed = Fixtures.realData.queries.row(0)
+        try persisted.update(id: "5", values: changed)
+        #expect(try persisted.query(vector: changed, topK: 1).matches.first?.id == "5")
+        try persisted.persist(merge: true)
+        #expect(vectors.remappedBytes == n / NodeArena.chunkSize * chunk)
+        #expect(try persisted.query(vector: changed, topK: 1).matches.first?.id == "5")
+
+        // Unlogged batches wait for a persist; a logged write persists them
+        // first, and a close without persisting (a crash) drops only them.
+        let extra = (0..<3).map { Record(id: "extra\($0)", values: Fixtures.realData.queries.row($0 + 1)) }
+        _ = try persisted.upsert([extra[0]], namespace: "", embeddingModel: nil, threads: 1, commit: .persist)
+        #expect(persisted.store.hasUnlogged && persisted.store.logBytes == 0)
+        let before = persisted.store.generation
+        try persisted.upsert([extra[1]])
+        #expect(persisted.store.generation == before + 1 && !persisted.store.hasUnlogged && persisted.store.logBytes > 0)
+        _ = try persisted.upsert([extra[2]], namespace: "", embeddingModel: nil, threads: 1, commit: .persist)
+        try persisted.close(persist: false)
+        let reopened = try Database(path: dir).index("persisted")
+        #expect(reopened.count == n + 2)
+        #expect(try reopened.fetch(ids: ["extra0", "extra1", "extra2"]).keys.sorted() == ["extra0", "extra1"])
+        #expect(try reopened.query(vector: changed, topK: 1).matches.first?.id == "5")
+        try reopened.verify()
+
+        // A load stopped by a damaged row commits the batches before it.
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: Self.base)).prefix(1_200 * (4 + 4 * 384))
+        let at = 1_000 * (4 + 4 * 384)
+        bytes.replaceSubrange(at..<at + 4, with: [9, 0, 0, 0])
+        let damaged = dir + "/damaged.fvecs"
+        try bytes.write(to: URL(fileURLWithPath: damaged))
+        let stopped = try db.createIndex(name: "stopped", dimension: 384, metric: .cosine, options: options)
+        #expect(throws: LodestoneError.self) {
+            _ = try stopped.upsertVectors(fromFile: damaged, batchSize: 250, commit: .persist)
+        }
+        #expect(stopped.count == 1_000 && !stopped.store.hasUnlogged && stopped.store.logBytes == 0)
+        try stopped.close(persist: false)
+        #expect(try Database(path: dir).index("stopped").count == 1_000)
+    }
+
     @Test("bad files: refused before storing, or stopped at the damaged row's batch with the earlier batches kept")
     func badFiles() throws {
         let dir = Fixtures.temporaryDirectory("bulk-bad")

@@ -310,6 +310,10 @@ static inline void lodestone_prefetch_bytes(const void *p, size_t bytes) {
     for (size_t off = 0; off < bytes; off += 64) lodestone_prefetch(c + off);
 }
 
+/// Frees the disk blocks under `length` bytes of `fd` from `offset`, keeping
+/// the file's size (Linux fallocate PUNCH_HOLE): 0, or the error number.
+int lodestone_punch_hole(int fd, int64_t offset, int64_t length);
+
 // Atomic access to graph memory shared by concurrent readers and writers.
 // Links and chunk pointers are read with acquire and written with release
 // ordering (plain moves on x86-64), so a reader that sees a node's id also

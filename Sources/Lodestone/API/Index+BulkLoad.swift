@@ -1,3 +1,21 @@
+/// How a bulk load (``Index/upsertVectors(fromFile:metadata:idField:namespace:batchSize:threads:commit:progress:shouldStop:)``)
+/// commits its batches.
+public enum LoadCommit: String, Sendable, CaseIterable {
+    /// Each batch is logged before it is applied, as any upsert is: a crash
+    /// keeps every batch stored before it.
+    case log
+    /// Batches skip the log. The index persists whenever they reach the
+    /// auto-persist size (``Index/autoPersistLogBytes`` or the segment's
+    /// size, whichever is larger) and when the load ends, however it ends,
+    /// so a crash keeps the load's last persist. Each vector goes to disk
+    /// once per persist instead of also to the log, and the log takes no
+    /// disk; with a compact index, vectors a persist wrote are then read
+    /// from its segment, and their room in the scratch file is given back.
+    /// A logged write that comes while batches wait for their persist
+    /// persists them first.
+    case persist
+}
+
 /// Loading a vectors file (`.fvecs`, `.npy`) of any size in bounded memory.
 extension Index {
     /// Upserts every row of a float32 vectors file (TEXMEX `.fvecs`, or a
@@ -17,7 +35,9 @@ extension Index {
     /// batch) stops the load with the error: the batches before it stay
     /// stored, and the report of `progress` says how many. `shouldStop`,
     /// asked before each batch, ends the load early (the batches stored
-    /// stay stored; ``ImportReport/stopped`` says so).
+    /// stay stored; ``ImportReport/stopped`` says so). `commit` says whether
+    /// each batch is logged (``LoadCommit/log``) or the load commits by
+    /// persisting (``LoadCommit/persist``, for large loads).
     ///
     /// - Throws: ``LodestoneError/malformedFile(path:reason:)`` for the
     ///   vectors file, ``LodestoneError/malformedLine(path:line:reason:)``
@@ -25,8 +45,30 @@ extension Index {
     ///   or what `upsert(_:namespace:embeddingModel:threads:)` throws for a batch.
     public func upsertVectors(fromFile path: String, metadata metadataPath: String? = nil, idField: String = "id",
                               namespace: String = "", batchSize: Int = 1_000, threads: Int = 1,
+                              commit: LoadCommit = .log,
                               progress: ((TransferProgress) -> Void)? = nil,
                               shouldStop: (() -> Bool)? = nil) throws(LodestoneError) -> ImportReport {
+        let load = { () throws(LodestoneError) -> ImportReport in
+            try self.loadVectors(fromFile: path, metadata: metadataPath, idField: idField, namespace: namespace,
+                                 batchSize: batchSize, threads: threads, commit: commit, progress: progress,
+                                 shouldStop: shouldStop)
+        }
+        guard commit == .persist else { return try load() }
+        // However the load ends, what it stored is committed.
+        do throws(LodestoneError) {
+            let report = try load()
+            if store.hasUnlogged { try persist() }
+            return report
+        } catch {
+            if store.hasUnlogged { try? persist() }  // the load's own error says more than a failed persist
+            throw error
+        }
+    }
+
+    private func loadVectors(fromFile path: String, metadata metadataPath: String?, idField: String,
+                             namespace: String, batchSize: Int, threads: Int, commit: LoadCommit,
+                             progress: ((TransferProgress) -> Void)?,
+                             shouldStop: (() -> Bool)?) throws(LodestoneError) -> ImportReport {
         guard batchSize > 0 else { throw .invalidArgument(name: "batchSize", reason: "must be at least 1, got \(batchSize)") }
         let reader = try VectorFileReader(path: path)
         guard reader.dimension == dimension else {
@@ -77,7 +119,7 @@ extension Index {
                 let offset = (row - start) * dimension
                 records.append(Record(id: id, values: Array(rows[offset..<offset + dimension]), metadata: metadata))
             }
-            try upsert(records, namespace: namespace, threads: threads)
+            try upsert(records, namespace: namespace, embeddingModel: nil, threads: threads, commit: commit)
             stored += records.count
             start = end
             progress?(TransferProgress(lines: end, records: stored, phase: "import"))

@@ -68,12 +68,21 @@ extension Index {
     /// The log size past which a write folds it into a new segment
     /// (``persist(merge:)-8bgq6``), so that reopening maps a segment instead of replaying
     /// (re-inserting) a long log: 256 MiB, or the segment's size if larger.
+    /// Changes a bulk load applies without logging (``LoadCommit/persist``)
+    /// count as log bytes here.
     public static let autoPersistLogBytes = 256 << 20
 
+    /// Sets the log size past which a write persists, for this index until
+    /// it closes (tools and tests; the default is ``autoPersistLogBytes``).
+    @_spi(LodestoneTools)
+    public func setAutoPersistBytes(_ bytes: Int) {
+        autoPersistBytes.store(max(0, bytes), ordering: .relaxed)
+    }
+
     func persistIfLogIsLarge() throws(LodestoneError) {
-        let logBytes = store.logBytes
-        guard logBytes > Index.autoPersistLogBytes else { return }
+        let pending = store.pendingBytes
+        guard pending > autoPersistBytes.load(ordering: .relaxed) else { return }
         let segmentBytes = store.segmentPath.flatMap(StorageIO.fileSize) ?? 0
-        if logBytes > segmentBytes { try persist() }
+        if pending > segmentBytes { try persist() }
     }
 }

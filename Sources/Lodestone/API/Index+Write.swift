@@ -10,6 +10,13 @@ extension Index {
     @discardableResult
     public func upsert(_ records: [Record], namespace: String = "", embeddingModel: String? = nil,
                        threads: Int = 1) throws(LodestoneError) -> Int {
+        try upsert(records, namespace: namespace, embeddingModel: embeddingModel, threads: threads, commit: .log)
+    }
+
+    /// ``upsert(_:namespace:embeddingModel:threads:)``, committed as `commit`
+    /// says (a bulk load's batches may skip the log).
+    func upsert(_ records: [Record], namespace: String, embeddingModel: String?, threads: Int,
+                commit: LoadCommit) throws(LodestoneError) -> Int {
         try checkOpen()
         try checkWritable()
         try checkModel(embeddingModel)
@@ -54,7 +61,7 @@ extension Index {
         }
         _ = try VectorPreparation.prepareRows(flat, count: records.count, dimension: rowDimension, metric: metric,
                                       kernels: engine.kernels)
-        let n = try logged { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
+        let n = try logged(commit) { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> Int in
             guard textField != nil else {
                 return try upsertLocked(records, rows: flat, sparse: sparse, namespace: namespace, log: log,
                                         threads: threads)
@@ -284,16 +291,24 @@ extension Index {
     /// Runs `body` under the store's writer lock with the log at hand. If a
     /// failed sync left the log unusable, it first recovers by persisting
     /// (a new segment from memory, a new log).
-    private func logged<T>(_ body: (_ log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T)
+    private func logged<T>(_ commit: LoadCommit = .log,
+                           _ body: (_ log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T)
         throws(LodestoneError) -> T
     {
         if store.needsRecovery { try persist() }
         return try withoutActuallyEscaping(body) { (body) throws(LodestoneError) -> T in
-            try store.write { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T in
+            let checked = { (log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T in
                 // Checked again under the writer lock: a close or delete that
                 // got there first wins, and nothing is logged after it.
-                try checkOpen()
+                try self.checkOpen()
                 return try body(log)
+            }
+            if commit == .persist { return try store.writeUnlogged(checked) }
+            while true {
+                // Unlogged changes wait for a persist: commit them first, so
+                // the log only ever extends a state that was committed.
+                if let result = try store.write(unlessUnlogged: true, checked) { return result }
+                try persist()
             }
         }
     }

@@ -56,6 +56,8 @@ public final class Index: @unchecked Sendable {
     /// Whether the last segment written renumbered the graph's nodes (read
     /// when that segment becomes current, under the store's writer lock).
     let lastSegmentRenumbered = Atomic<Bool>(false)
+    /// ``autoPersistLogBytes`` for this index (tests lower it).
+    let autoPersistBytes = Atomic<Int>(Index.autoPersistLogBytes)
 
     /// Records applied under one hold of the write lock.
     public static let applyBatchSize = 1_024
@@ -179,7 +181,7 @@ public final class Index: @unchecked Sendable {
     /// in the log, and opening replays it.
     public func close(persist: Bool = true) throws(LodestoneError) {
         try checkOpen()
-        if persist && !isReadOnly && store.logBytes > 0 { try self.persist() }
+        if persist && !isReadOnly && store.pendingBytes > 0 { try self.persist() }
         try store.write { (_: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
             lifecycle.store(.closed, ordering: .sequentiallyConsistent)
         }

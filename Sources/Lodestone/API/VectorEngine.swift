@@ -150,6 +150,7 @@ final class VectorEngine: @unchecked Sendable {
         if let hnsw {
             let compact = Self.compactionDue(hnsw)
             try hnsw.persist(to: path, compact: compact, extraSections: extraSections)
+            writtenSegment = path
             return compact
         }
         try flat!.persist(to: path, embeddingModel: embeddingModel, extraSections: extraSections)
@@ -161,9 +162,17 @@ final class VectorEngine: @unchecked Sendable {
     /// deltas describe changes against it, unless it renumbered the nodes.
     func segmentCommitted(renumbered: Bool) {
         guard let hnsw else { return }
-        if !renumbered { hnsw.clearChanges() }
+        if !renumbered {
+            hnsw.clearChanges()
+            if let writtenSegment { hnsw.mapSpilledVectors(fromSegment: writtenSegment) }
+        }
+        writtenSegment = nil
         deltaReady = !renumbered
     }
+
+    /// The segment the last ``persist(to:embeddingModel:extraSections:)``
+    /// wrote (writer lock held), until it is committed.
+    private var writtenSegment: String? = nil
 
     /// Removed nodes below which a graph is never compacted (renumbering a
     /// small graph saves nothing worth a rewrite).

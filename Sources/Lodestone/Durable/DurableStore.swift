@@ -37,6 +37,9 @@ final class DurableStore: @unchecked Sendable {
     private struct State {
         var manifest: Manifest
         var log: WriteAheadLog
+        /// Bytes of records applied without logging (``writeUnlogged(_:)``)
+        /// since the last persist: only a persist commits them.
+        var unloggedBytes = 0
     }
     private let state: Locked<State>
     /// What the store has done since it opened (syncs, persists); every
@@ -148,6 +151,13 @@ final class DurableStore: @unchecked Sendable {
     /// from memory and a new log replaces the old one.
     var needsRecovery: Bool { state.withLock { $0.log.unusable != nil } }
 
+    /// Bytes of records applied since the last persist, logged or not:
+    /// what the next persist commits.
+    var pendingBytes: Int { state.withLock { $0.log.size + $0.unloggedBytes } }
+
+    /// Whether records were applied without logging since the last persist.
+    var hasUnlogged: Bool { state.withLock { $0.unloggedBytes > 0 } }
+
     /// The current segment's path, or nil before the first persist.
     var segmentPath: String? {
         state.withLock { $0.manifest.segment.isEmpty ? nil : directory + "/" + $0.manifest.segment }
@@ -177,17 +187,47 @@ final class DurableStore: @unchecked Sendable {
     func write<T>(_ body: (_ log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T)
         throws(LodestoneError) -> T
     {
-        let (result, log, end) = try state.withLock { (s: inout State) throws(LodestoneError) -> (T, WriteAheadLog, Int) in
+        try write(unlessUnlogged: false, body)!
+    }
+
+    /// ``write(_:)``, or nil without running `body` when `unlessUnlogged`
+    /// and records applied without logging wait for a persist: a logged
+    /// record replayed over a segment that lacks them would apply to a
+    /// state that never existed, so the owner persists first.
+    func write<T>(unlessUnlogged: Bool, _ body: (_ log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T)
+        throws(LodestoneError) -> T?
+    {
+        let written = try state.withLock { (s: inout State) throws(LodestoneError) -> (T, WriteAheadLog, Int)? in
+            if unlessUnlogged && s.unloggedBytes > 0 { return nil }
             let log = s.log
             let result = try body { (record: [UInt8]) throws(LodestoneError) in try log.append(record) }
             return (result, log, log.size)
         }
+        guard let (result, log, end) = written else { return nil }
         if log.durability == .groupCommit && !readOnly {
             // Outside the writer lock, so other writers append meanwhile and
             // share this flush.
             try log.flush(upTo: end) { state.withLock { $0.log === log ? $0.log.size : end } }
         }
         return result
+    }
+
+    /// Runs `body` under the writer lock like ``write(_:)``, but what it
+    /// "logs" is only counted, not written: the changes it applies are
+    /// committed by the next persist, and a crash before then loses them
+    /// (the segment and log keep the state before them). For bulk loads,
+    /// which then write their data once, to segments, instead of twice.
+    /// Until that persist, ``write(unlessUnlogged:_:)`` refuses logged
+    /// writes.
+    func writeUnlogged<T>(_ body: (_ log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T)
+        throws(LodestoneError) -> T
+    {
+        guard !readOnly else { throw .readOnly(name: directory) }
+        return try state.withLock { (s: inout State) throws(LodestoneError) -> T in
+            var counted = 0
+            defer { s.unloggedBytes += counted }
+            return try body { (record: [UInt8]) throws(LodestoneError) in counted += max(1, record.count) }
+        }
     }
 
     /// What a persist wrote: a whole new segment, or a delta over the
@@ -261,6 +301,7 @@ final class DurableStore: @unchecked Sendable {
             try next.write(to: directory) {
                 s.manifest = next
                 s.log = log
+                s.unloggedBytes = 0
                 switched = true
                 committed(written)
             }
@@ -296,7 +337,7 @@ final class DurableStore: @unchecked Sendable {
         throws(LodestoneError)
     {
         try state.withLock { (s: inout State) throws(LodestoneError) in
-            if s.log.size > 0 {
+            if s.log.size > 0 || s.unloggedBytes > 0 {
                 // A read-only store cannot fold its log into a segment.
                 guard !readOnly else { throw .readOnly(name: directory) }
                 try persistLocked(&s, write: write, committed: committed)

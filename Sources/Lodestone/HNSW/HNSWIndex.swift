@@ -278,6 +278,23 @@ public final class HNSWIndex: @unchecked Sendable {
         return true
     }
 
+    /// Once a segment this index wrote with its numbering is current: the
+    /// vectors kept in the scratch file are mapped from that segment instead
+    /// (``NodeArena/remapWholeChunks(fromSegment:offset:records:)``), so the
+    /// scratch file's disk holds only vectors that no segment does yet, and
+    /// an earlier segment's file is let go. Best effort: what cannot be
+    /// mapped stays in the scratch file. Returns the chunks remapped.
+    @discardableResult
+    func mapSpilledVectors(fromSegment path: String) -> Int {
+        guard vectors.spillsNewChunks,
+              let entry = try? MappedSegment.sectionEntries(path: path).first(where: { $0.kind == SectionKind.vectors }),
+              entry.codec == .raw, entry.stride == vectors.stride else { return 0 }
+        let fd = SystemCalls.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return 0 }
+        defer { _ = SystemCalls.close(fd) }
+        return writer.withLock { _ in vectors.remapWholeChunks(fromSegment: fd, offset: entry.offset, records: entry.count) }
+    }
+
     /// Whether new vectors go to a scratch file (``spillVectors(inDirectory:)``).
     var spillsVectors: Bool { vectors.spillsNewChunks }
 

@@ -49,12 +49,16 @@ final class NodeArena: @unchecked Sendable {
     private let table: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     /// Per chunk, who owns its memory (set before publishing): 0 a mapped
     /// segment, ``heapChunk`` allocated here, ``spilledChunk`` a region of
-    /// `spill` mapped here.
+    /// `spill` mapped here, ``segmentChunk`` a segment's records mapped here
+    /// copy-on-write in place of a spilled region (``remapWholeChunks(fromSegment:offset:records:)``).
     private let ownedMarks: UnsafeMutablePointer<UInt8>
     private static let heapChunk: UInt8 = 1
     private static let spilledChunk: UInt8 = 2
+    private static let segmentChunk: UInt8 = 3
     /// Where new chunks are mapped instead of allocated (writer only).
     private var spill: SpillFile? = nil
+    /// Where each spilled chunk's region starts in `spill` (writer only).
+    private var spillOffsets: [Int: Int] = [:]
     private var lastChunkFound = 0
     /// Chunks allocated or adopted so far (changed only by the writer).
     private(set) var chunkCount = 0
@@ -100,7 +104,9 @@ final class NodeArena: @unchecked Sendable {
     deinit {
         for c in 0..<chunkCount {
             if ownedMarks[c] == NodeArena.heapChunk { free(table[c]) }
-            if ownedMarks[c] == NodeArena.spilledChunk { SystemCalls.unmap(table[c]!, size: chunkBytes) }
+            if ownedMarks[c] == NodeArena.spilledChunk || ownedMarks[c] == NodeArena.segmentChunk {
+                SystemCalls.unmap(table[c]!, size: chunkBytes)
+            }
         }
         for c in 0..<chunkCount { free(dirtyMarks[c]) }
         free(dirtyMarks)
@@ -152,8 +158,11 @@ final class NodeArena: @unchecked Sendable {
     /// kernel to reclaim them. Memory of other chunks stays.
     func releasePages(of piece: UnsafeRawBufferPointer) {
         guard let base = piece.baseAddress, piece.count > 0 else { return }
-        if spill != nil, let c = chunkIndex(of: base), lodestone_load_u8(ownedMarks + c) == NodeArena.spilledChunk {
+        let owner = spill == nil ? nil : chunkIndex(of: base).map { lodestone_load_u8(ownedMarks + $0) }
+        if owner == NodeArena.spilledChunk {
             SystemCalls.dropResidentFilePages(base, size: piece.count)
+        } else if owner == NodeArena.segmentChunk {
+            SystemCalls.pageOut(base, size: piece.count)  // copy-on-write: changed pages must stay
         } else if recordChunks > 0, base >= UnsafeRawPointer(pending[0].source),
                   base + piece.count <= UnsafeRawPointer(pending[0].source + recordChunks * chunkBytes) {
             SystemCalls.pageOut(base, size: piece.count)
@@ -211,12 +220,48 @@ final class NodeArena: @unchecked Sendable {
         precondition(n <= NodeArena.maxChunks << NodeArena.chunkShift, "Lodestone: node arena is full")
         while capacity < n {
             if let spill, let region = spill.mapRegion(bytes: chunkBytes) {
-                if fill != 0 { memset(region, Int32(fill), chunkBytes) }
-                publish(region, owner: NodeArena.spilledChunk)
+                if fill != 0 { memset(region.pointer, Int32(fill), chunkBytes) }
+                spillOffsets[chunkCount] = region.offset
+                publish(region.pointer, owner: NodeArena.spilledChunk)
             } else {
                 publish(NodeArena.allocateChunk(stride: stride, fill: fill), owner: NodeArena.heapChunk)
             }
         }
+    }
+
+    /// Disk blocks the spill file holds, in bytes (0 without one).
+    var spillFileBytes: Int { spill?.allocatedBytes ?? 0 }
+
+    /// Bytes of records mapped from a segment in place of spilled regions.
+    var remappedBytes: Int {
+        (0..<chunkCount).reduce(0) { $0 + (lodestone_load_u8(ownedMarks + $1) == NodeArena.segmentChunk ? 1 : 0) } * chunkBytes
+    }
+
+    /// Once a segment holding records `0..<records` of this arena, laid out
+    /// as here from `offset` of the file `fd`, is current: maps each whole
+    /// chunk that lives in the spill file (or came from an earlier segment
+    /// this way) from that segment instead, copy-on-write, at the same
+    /// address, and frees its region of the spill file. The bytes are the
+    /// same, so readers notice nothing; the spill file then holds only what
+    /// no segment does yet, and an earlier segment's file is let go. Chunks
+    /// that cannot be mapped stay as they were. Writer only. Returns the
+    /// chunks remapped.
+    @discardableResult
+    func remapWholeChunks(fromSegment fd: Int32, offset: Int, records: Int) -> Int {
+        guard let spill, offset % SystemCalls.pageSize == 0 else { return 0 }
+        var remapped = 0
+        for c in 0..<min(chunkCount, records >> NodeArena.chunkShift) {
+            let owner = lodestone_load_u8(ownedMarks + c)
+            guard owner == NodeArena.spilledChunk || owner == NodeArena.segmentChunk,
+                  SystemCalls.remapPrivate(fd, offset: offset + c * chunkBytes, at: table[c]!, size: chunkBytes)
+            else { continue }
+            if owner == NodeArena.spilledChunk, let region = spillOffsets.removeValue(forKey: c) {
+                spill.release(offset: region, bytes: chunkBytes)
+            }
+            lodestone_store_u8(ownedMarks + c, NodeArena.segmentChunk)
+            remapped += 1
+        }
+        return remapped
     }
 
     /// Adopts `records` records laid out contiguously at `base` (a mapped

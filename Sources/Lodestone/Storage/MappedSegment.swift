@@ -67,6 +67,21 @@ final class MappedSegment: @unchecked Sendable {
         ok = true
     }
 
+    /// The section directory of the segment at `path`, checked (header and
+    /// directory), without reading or verifying any section.
+    static func sectionEntries(path: String) throws(LodestoneError) -> [SectionEntry] {
+        let (fd, size) = try POSIXFile.openForReading(path)
+        defer { SystemCalls.close(fd) }
+        guard size >= SegmentFormat.page else {
+            throw .corruptSegment(path: path, section: "header", reason: "the file is \(size) bytes, shorter than the header page")
+        }
+        guard let mapped = SystemCalls.mapPrivate(fd, size: size) else {
+            throw .io(path: path, operation: "mmap", errno: errno)
+        }
+        defer { SystemCalls.unmap(mapped, size: size) }
+        return try directory(mapped, size: size, header: try Header(mapped, path: path), path: path)
+    }
+
     /// The header page's fields (FORMAT.md), checked: magic, version,
     /// byte order, checksum, lengths.
     struct Header {

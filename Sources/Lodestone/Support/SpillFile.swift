@@ -24,12 +24,24 @@ final class SpillFile: @unchecked Sendable {
     }
 
     /// `bytes` more of the file (zeros), mapped shared, with their disk
-    /// blocks reserved; nil when the disk cannot hold them. Unmapped by the
-    /// caller (``SystemCalls/unmap(_:size:)``).
-    func mapRegion(bytes: Int) -> UnsafeMutableRawPointer? {
+    /// blocks reserved, and where they start in the file; nil when the disk
+    /// cannot hold them. Unmapped by the caller (``SystemCalls/unmap(_:size:)``).
+    func mapRegion(bytes: Int) -> (pointer: UnsafeMutableRawPointer, offset: Int)? {
         guard SystemCalls.allocateFileSpace(fd, offset: length, length: bytes) == 0,
               let p = SystemCalls.mapShared(fd, offset: length, size: bytes) else { return nil }
-        length += bytes
-        return p
+        defer { length += bytes }
+        return (p, length)
+    }
+
+    /// Gives back the disk blocks of a region no longer mapped (its records
+    /// now live elsewhere): the file keeps its length, the region is a hole.
+    func release(offset: Int, bytes: Int) {
+        _ = SystemCalls.punchHole(fd, offset: offset, length: bytes)
+    }
+
+    /// Disk blocks the file holds, in bytes.
+    var allocatedBytes: Int {
+        guard let st = SystemCalls.status(fd) else { return 0 }
+        return Int(st.st_blocks) * 512
     }
 }

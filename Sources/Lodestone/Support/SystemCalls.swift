@@ -1,3 +1,5 @@
+import CLodestoneKernels
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -140,6 +142,24 @@ enum SystemCalls {
             return nil
         }
         return p
+    }
+
+    /// Maps `size` bytes of `fd` from `offset` copy-on-write over what is
+    /// mapped at `address` (`MAP_FIXED`: the kernel swaps the pages in one
+    /// step under its mapping lock, so a reader there sees the old pages or
+    /// the new ones, never a gap): false on failure (the old mapping stays).
+    static func remapPrivate(_ fd: Int32, offset: Int, at address: UnsafeMutableRawPointer, size: Int) -> Bool {
+        guard let p = c_mmap(address, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, off_t(offset)),
+              p == address else { return false }
+        return true
+    }
+
+    /// Frees the disk blocks under `length` bytes of `fd` from `offset`; the
+    /// file keeps its size and the range reads back as zeros (Linux
+    /// `FALLOC_FL_PUNCH_HOLE`, in C: Glibc's Swift module lacks it): 0, or
+    /// the error number (elsewhere, ENOTSUP).
+    static func punchHole(_ fd: Int32, offset: Int, length: Int) -> Int32 {
+        lodestone_punch_hole(fd, Int64(offset), Int64(length))
     }
 
     /// Releases the whole pages within `size` bytes from `pointer` from this

@@ -24,6 +24,12 @@ struct UpsertCommand: ParsableCommand {
     @Flag(help: "JSON Lines: skip malformed lines instead of failing.") var skipBadLines = false
     @Flag(help: "Leave the writes in the log (the next open replays them) instead of persisting at the end.")
     var noPersist = false
+    @Option(help: ArgumentHelp(
+        "Vectors files: how batches commit: persist (no log; persisted as the log grows and at the end, so a killed "
+        + "load keeps its last persist) or log (each batch logged first).",
+        valueName: "persist|log"))
+    var commit: String?
+    @Option(help: .hidden) var autoPersistBytes: Int?
 
     func run() throws {
         try CLIExit.run {
@@ -36,9 +42,16 @@ struct UpsertCommand: ParsableCommand {
                 // plus one batch, whatever the file's size.
                 let index = try db.index(name)
                 let total = try VectorFileReader(path: file).count
+                // A bulk load writes its vectors to segments only, unless
+                // the writes are to stay in the log.
+                guard let how = LoadCommit(rawValue: commit ?? (noPersist ? "log" : "persist")) else {
+                    throw ValidationError("--commit is persist or log, got \(commit ?? "")")
+                }
+                if noPersist && how == .persist { throw ValidationError("--no-persist goes with --commit log") }
+                if let autoPersistBytes { index.setAutoPersistBytes(autoPersistBytes) }
                 let report = try index.upsertVectors(
                     fromFile: file, metadata: metadata, idField: idField, namespace: namespace, batchSize: batch,
-                    threads: Parallelism.defaultThreadCount) { p in
+                    threads: Parallelism.defaultThreadCount, commit: how) { p in
                         let elapsed = now() - start
                         let rate = elapsed > 0 ? Double(p.records) / elapsed : 0
                         progress.show(String(format: "upserted %d / %d (%.0f a second)", p.records, total, rate))

@@ -220,6 +220,65 @@ struct CLITests {
         #expect(lines.dropLast().map(String.init) == expected)
     }
 
+    @Test("a load that commits by persisting, killed (SIGKILL) after a persist, keeps that persist and logs nothing")
+    func persistingLoadKilled() throws {
+        let dir = Fixtures.temporaryDirectory("cli-load-persist-kill")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/db"
+        let rows = Fixtures.realData.base.rows
+        _ = try Self.lodestone(["create", "load", "--dimension", "384", "--traversal", "compact",
+                                "--ef-construction", "32"], db: db)
+        let args = ["upsert", "load", Self.files.vectors, "--batch", "500", "--commit", "persist", "--db", db,
+                    "--auto-persist-bytes", "1000000"]
+        func files(_ prefix: String) -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: db + "/load")) ?? []).filter { $0.hasPrefix(prefix) }
+        }
+        func size(_ name: String) -> Int {
+            ((try? FileManager.default.attributesOfItem(atPath: db + "/load/" + name)[.size]) as? Int) ?? 0
+        }
+        var stored = 0
+        for _ in 0..<10 where stored == 0 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Tools.lodestone)
+            p.arguments = args
+            p.standardError = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            func manifest() -> Data? { FileManager.default.contents(atPath: db + "/load/MANIFEST") }
+            let before = manifest()
+            try p.run()
+            // Killed once a persist is committed (the manifest names its
+            // files), while more batches wait.
+            while p.isRunning && manifest() == before { usleep(200) }
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            #expect(files("wal-").allSatisfy { size($0) == 0 }, "a batch was logged")
+            let opened = try Database(path: db)
+            let index = try opened.index("load")
+            let count = index.count
+            try index.verify()
+            if p.terminationReason == .uncaughtSignal && count > 0 && count < rows { stored = count }
+            if count == rows {  // finished before the kill: start over
+                try opened.deleteIndex("load")
+                _ = try opened.createIndex(name: "load", dimension: 384, metric: .cosine,
+                                           options: IndexOptions(hnsw: HNSWParameters(efConstruction: 32, traversal: .compact)))
+            }
+            try opened.close()
+        }
+        #expect(stored > 0, "never caught the load after a persist")
+        #expect(stored % 500 == 0, "\(stored) records: a batch was half applied")
+        let opened = try Database(path: db)
+        #expect(try opened.index("load").fetch(ids: (0..<stored).map(String.init)).count == stored)
+        try opened.close()
+        // The same command again completes the load, still without a log.
+        let again = try Self.run(args)
+        #expect(again.status == 0, "\(again.errors)")
+        #expect(files("wal-").allSatisfy { size($0) == 0 })
+        let reopened = try Database(path: db)
+        #expect(try reopened.index("load").count == rows)
+        try reopened.index("load").verify()
+        try reopened.close()
+    }
+
     @Test("a vectors-file load killed (SIGKILL) between batches keeps whole batches only; running it again completes it")
     func loadKilledHalfWay() throws {
         let dir = Fixtures.temporaryDirectory("cli-load-kill")
