@@ -226,9 +226,15 @@ def lodestone(a, n, exe, env):
     best = pick(sweep, a.target)
     row.update({"point": f"ef {best['ef']}", **{k: best[k] for k in ("recall", "qps", "p50_us", "p99_us", "open_ms",
                                                                        "rss", "pss", "peak_rss")}})
+    for k in ("rss_anon", "rss_file"):
+        row[k] = json_lines(timed_child([exe, "bench-open", "--segment", segment, "--queries",
+                                         f"{work}/queries_1000.fvecs", "--truth", truth, "--ef", str(best["ef"]),
+                                         "--passes", "3"], env)[0])[0].get("serve_" + k)
     out, _, _, _ = timed_child([exe, "bench-open", "--segment", segment, "--queries", f"{work}/queries_{QUERIES}.fvecs",
                                 "--truth", truth, "--ef", str(best["ef"]), "--batch", "--threads", "2"], env)
     row["batch_qps"] = json_lines(out)[0]["batch_qps"]
+    row["bounded"] = bounded_serving(exe, env, segment, f"{work}/queries_1000.fvecs", truth, best["ef"],
+                                     n * a.limit_bytes_per_vector + 200_000_000)
     # A small change: 1,000 records upserted (replacing ids 0-999), then persisted.
     small = f"{work}/small_change.fvecs"
     if not os.path.exists(small):
@@ -240,6 +246,29 @@ def lodestone(a, n, exe, env):
                 "small_change_bytes_written": sum(size for p, size in after.items() if before.get(p) != size)})
     shutil.rmtree(db, ignore_errors=True)
     return row
+
+
+def bounded_serving(exe, env, segment, queries, truth, ef, limit):
+    """The queries from a cold page cache inside a memory cgroup of `limit` bytes (cgroup v1, as root: the
+    page cache the process faults in counts against it), or None where that cannot be done."""
+    cg = "/sys/fs/cgroup/memory/lodestone-bench"
+    if os.geteuid() != 0 or not os.path.isdir("/sys/fs/cgroup/memory"):
+        return None
+    os.makedirs(cg, exist_ok=True)
+    with open(f"{cg}/memory.limit_in_bytes", "w") as f:
+        f.write(str(int(limit)))
+    with open(f"{cg}/memory.max_usage_in_bytes", "w") as f:
+        f.write("0")
+    subprocess.run(["sync"], check=True)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+    cmd = ["sh", "-c", f'echo $$ > {cg}/cgroup.procs; exec "$0" "$@"', exe, "bench-open", "--segment", segment,
+           "--queries", queries, "--truth", truth, "--ef", str(ef), "--passes", "3"]
+    line = json_lines(subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, cwd=ROOT).stdout)[0]
+    usage = int(open(f"{cg}/memory.max_usage_in_bytes").read())
+    return {"limit": int(limit), "max_usage": usage, "recall": line["reopened_recall"],
+            "first_pass_qps": line["reopened_qps"], "first_pass_p99_us": line["reopened_p99_us"],
+            "qps": line["steady_qps"], "p50_us": line["steady_p50_us"], "p99_us": line["steady_p99_us"]}
 
 
 # -- peers (each phase in a child process of this script) ----------------------
@@ -423,7 +452,15 @@ def table(rows, info, a):
     for r in rows:
         if r["engine"] == "lodestone" and r["finished"]:
             print(f"\nLodestone at {r['n']:,}: persist --merge {r['merge_s']:.1f} s; a 1,000-record upsert + persist "
-                  f"{r['small_change_s']:.2f} s, {r['small_change_bytes_written']:,} bytes written.")
+                  f"{r['small_change_s']:.2f} s, {r['small_change_bytes_written']:,} bytes written; serving resident "
+                  f"{(r.get('rss_anon') or 0) / 1e9:.2f} GB its own, {(r.get('rss_file') or 0) / 1e9:.2f} GB mapped "
+                  f"page cache.")
+            b = r.get("bounded")
+            if b:
+                print(f"Within a {b['limit'] / 1e9:.2f} GB memory cgroup from a cold page cache (peak use "
+                      f"{b['max_usage'] / 1e9:.2f} GB): first pass {b['first_pass_qps']:,.0f} q/s (p99 "
+                      f"{b['first_pass_p99_us']:,.0f} us), steady {b['qps']:,.0f} q/s (p99 {b['p99_us']:,.0f} us), "
+                      f"recall {b['recall']:.3f}.")
 
 
 def plot(rows, path):
@@ -462,6 +499,8 @@ def main():
     p.add_argument("--target", type=float, default=TARGET)
     p.add_argument("--diskann-python", default=sys.executable,
                    help="a Python with diskannpy (it pins numpy 1.x, which faiss 1.15 refuses: give it its own venv)")
+    p.add_argument("--limit-bytes-per-vector", type=int, default=580,
+                   help="Lodestone's bounded serving run: a memory cgroup of N times this plus 200 MB")
     p.add_argument("--plot")
     p.add_argument("--data-only", action="store_true", help="make the data and ground truth in WORK, then stop")
     p.add_argument("--phase", help=argparse.SUPPRESS)

@@ -38,7 +38,7 @@ struct OpenBenchCommand: ParsableCommand {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
             var out: [Substring: Int] = [:]
             for line in text.split(separator: "\n") {
-                let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+                let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
                 if parts.count >= 2, let kb = Int(parts[1]) { out[parts[0]] = kb * 1024 }
             }
             return out
