@@ -20,8 +20,8 @@ time is faiss's flat figure.
 
 Each engine, at each N, cosine, M=16, efConstruction=--ef-construction:
 - build: Lodestone through its command line as a user loads a vector file
-  (`lodestone create`, `lodestone upsert base.fvecs`, which logs every batch
-  and ends by persisting the segment); faiss IndexHNSWFlat and hnswlib
+  (`lodestone create`, `lodestone upsert base.fvecs`, which commits by
+  persisting: before 2026-12-07 it logged every batch, then persisted); faiss IndexHNSWFlat and hnswlib
   built in one `add` call on 2 threads, then saved. Time, peak RSS of the
   process, file bytes.
 - serving, in a fresh process: open time; queries/s on one thread at each

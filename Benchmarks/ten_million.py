@@ -30,6 +30,12 @@ Each engine at each N, cosine, M=16 (graph engines), efConstruction 100:
   2 threads. Lodestone one query at a time from Swift (`lodestone
   bench-open`); peers through one batch call on one thread, and their
   latencies one query per call (the peer's best case for a latency).
+- Lodestone also: the resident memory split into its own (anonymous) and
+  mapped page-cache pages (which the kernel reclaims under pressure); the
+  chosen ef again from a cold page cache inside a memory cgroup of N x 580
+  bytes + 200 MB (cgroup v1, as root: 6 GB at 10M); the k-NN job (`lodestone
+  knn --index`, the 10,000 queries, 2 threads, to .npy); `persist --merge`;
+  and a 1,000-record upsert + persist (a delta, not the segment).
 - --build-timeout (default 3600 s): a build that does not finish in it is
   reported as not finished at that N, and the engine is not tried larger.
 
@@ -233,6 +239,14 @@ def lodestone(a, n, exe, env):
     out, _, _, _ = timed_child([exe, "bench-open", "--segment", segment, "--queries", f"{work}/queries_{QUERIES}.fvecs",
                                 "--truth", truth, "--ef", str(best["ef"]), "--batch", "--threads", "2"], env)
     row["batch_qps"] = json_lines(out)[0]["batch_qps"]
+    # The k-NN job: every query's 10 nearest through the index, 2 threads, to .npy files.
+    out, seconds, knn_rss, _ = timed_child([exe, "knn", *common, "--index", name, "--queries",
+                                            f"{work}/queries_{QUERIES}.fvecs", "--k", "10", "--ef", str(best["ef"]),
+                                            "--threads", "2", "--out", f"{work}/knn_{n}.npy", "--restart", "--json"],
+                                           env)
+    done = [l for l in json_lines(out) if l.get("event") == "done"][0]
+    row.update({"knn_qps": done["queries_per_second"], "knn_s": seconds, "knn_peak_rss": knn_rss,
+                "knn_recall": recall(np.load(f"{work}/knn_{n}.ids.npy"), read_vecs(truth, "<i4"))})
     row["bounded"] = bounded_serving(exe, env, segment, f"{work}/queries_1000.fvecs", truth, best["ef"],
                                      n * a.limit_bytes_per_vector + 200_000_000)
     # A small change: 1,000 records upserted (replacing ids 0-999), then persisted.
@@ -454,7 +468,7 @@ def table(rows, info, a):
             print(f"\nLodestone at {r['n']:,}: persist --merge {r['merge_s']:.1f} s; a 1,000-record upsert + persist "
                   f"{r['small_change_s']:.2f} s, {r['small_change_bytes_written']:,} bytes written; serving resident "
                   f"{(r.get('rss_anon') or 0) / 1e9:.2f} GB its own, {(r.get('rss_file') or 0) / 1e9:.2f} GB mapped "
-                  f"page cache.")
+                  f"page cache; the k-NN job (10,000 queries, 2 threads, to .npy) {r.get('knn_qps', 0):,.0f} q/s.")
             b = r.get("bounded")
             if b:
                 print(f"Within a {b['limit'] / 1e9:.2f} GB memory cgroup from a cold page cache (peak use "

@@ -290,7 +290,9 @@ extension Index {
 
     /// Runs `body` under the store's writer lock with the log at hand. If a
     /// failed sync left the log unusable, it first recovers by persisting
-    /// (a new segment from memory, a new log).
+    /// (a new segment from memory, a new log). With `commit` ``LoadCommit/persist``
+    /// nothing is logged (the next persist commits the change); a logged
+    /// write first persists such changes.
     private func logged<T>(_ commit: LoadCommit = .log,
                            _ body: (_ log: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) -> T)
         throws(LodestoneError) -> T
