@@ -314,6 +314,12 @@ static inline void lodestone_prefetch_bytes(const void *p, size_t bytes) {
 /// the file's size (Linux fallocate PUNCH_HOLE): 0, or the error number.
 int lodestone_punch_hole(int fd, int64_t offset, int64_t length);
 
+/// Maps `size` bytes of `fd` from `offset` copy-on-write, then moves that
+/// mapping over the one at `address` (Linux mmap, then mremap FIXED): 0; a
+/// positive error number when nothing changed at `address`; a negative one
+/// when the move failed and the range at `address` may be unmapped.
+int lodestone_map_private_over(int fd, int64_t offset, void *address, size_t size);
+
 // Atomic access to graph memory shared by concurrent readers and writers.
 // Links and chunk pointers are read with acquire and written with release
 // ordering (plain moves on x86-64), so a reader that sees a node's id also

@@ -37,7 +37,10 @@ extension Index {
     /// asked before each batch, ends the load early (the batches stored
     /// stay stored; ``ImportReport/stopped`` says so). `commit` says whether
     /// each batch is logged (``LoadCommit/log``) or the load commits by
-    /// persisting (``LoadCommit/persist``, for large loads).
+    /// persisting (``LoadCommit/persist``, for large loads). A load that
+    /// commits by persisting persists on its way out even when it throws; if
+    /// that persist fails too, the batches stay in memory, uncommitted, and
+    /// the next write, persist or close commits them.
     ///
     /// - Throws: ``LodestoneError/malformedFile(path:reason:)`` for the
     ///   vectors file, ``LodestoneError/malformedLine(path:line:reason:)``

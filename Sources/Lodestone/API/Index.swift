@@ -172,18 +172,26 @@ public final class Index: @unchecked Sendable {
     }
 
     /// Closes this index. First, unless `persist` is false, folds what its
-    /// log holds into a new segment (``persist(merge:)-8bgq6``), so the next open maps
-    /// that segment and replays nothing; then waits for writes and queries
-    /// in progress and releases the directory's lock. Later calls on this
-    /// instance throw ``LodestoneError/indexClosed(name:)``;
+    /// log holds, and what a load applied without logging
+    /// (``LoadCommit/persist``), into a new segment (``persist(merge:)-8bgq6``),
+    /// so the next open maps that segment and replays nothing; then waits
+    /// for writes and queries in progress and releases the directory's lock.
+    /// Later calls on this instance throw ``LodestoneError/indexClosed(name:)``;
     /// ``Database/index(_:embeddingModel:durability:)-arf2`` opens it again.
-    /// Without `close`, nothing is lost either: every acknowledged write is
-    /// in the log, and opening replays it.
+    /// Without `close`, nothing logged is lost either: every acknowledged
+    /// write is in the log, and opening replays it. Unlogged batches not yet
+    /// persisted are lost without a persist, as in a crash.
     public func close(persist: Bool = true) throws(LodestoneError) {
         try checkOpen()
-        if persist && !isReadOnly && store.pendingBytes > 0 { try self.persist() }
-        try store.write { (_: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
-            lifecycle.store(.closed, ordering: .sequentiallyConsistent)
+        while true {
+            if persist && !isReadOnly && (store.pendingBytes > 0 || store.needsRecovery) { try self.persist() }
+            // With `persist`, a load's batch applied since the check above
+            // sends it round again rather than being dropped.
+            let closed = try store.write(unlessUnlogged: persist && !isReadOnly) {
+                (_: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
+                lifecycle.store(.closed, ordering: .sequentiallyConsistent)
+            }
+            if closed != nil { break }
         }
         lock.writing {}  // queries that got in before the switch finish first
         store.releaseLock()

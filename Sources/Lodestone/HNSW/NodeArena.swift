@@ -246,6 +246,12 @@ final class NodeArena: @unchecked Sendable {
     /// no segment does yet, and an earlier segment's file is let go. Chunks
     /// that cannot be mapped stay as they were. Writer only. Returns the
     /// chunks remapped.
+    ///
+    /// A record written after this (an update, a reused slot) becomes a
+    /// private page of this process, kept in memory until the next persist
+    /// maps its chunk again; a persist that renumbers (compacts) maps
+    /// nothing, so chunks mapped earlier keep that earlier segment's file
+    /// until one that keeps the numbering.
     @discardableResult
     func remapWholeChunks(fromSegment fd: Int32, offset: Int, records: Int) -> Int {
         guard let spill, offset % SystemCalls.pageSize == 0 else { return 0 }

@@ -144,14 +144,27 @@ enum SystemCalls {
         return p
     }
 
-    /// Maps `size` bytes of `fd` from `offset` copy-on-write over what is
-    /// mapped at `address` (`MAP_FIXED`: the kernel swaps the pages in one
-    /// step under its mapping lock, so a reader there sees the old pages or
-    /// the new ones, never a gap): false on failure (the old mapping stays).
+    /// Maps `size` bytes of `fd` from `offset` copy-on-write in place of
+    /// what is mapped at `address`: mapped elsewhere first, then moved over
+    /// it (the kernel swaps the pages under one hold of its mapping lock, so
+    /// a reader there sees the old pages or the new ones, never a gap).
+    /// False when it could not, with the old mapping in place. Should the
+    /// move itself fail, the range is mapped again directly (`MAP_FIXED`);
+    /// if even that fails no reader could use the range, and the process
+    /// stops.
     static func remapPrivate(_ fd: Int32, offset: Int, at address: UnsafeMutableRawPointer, size: Int) -> Bool {
+        #if os(Linux)
+        let result = lodestone_map_private_over(fd, Int64(offset), address, size)
+        if result >= 0 { return result == 0 }
         guard let p = c_mmap(address, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, off_t(offset)),
-              p == address else { return false }
+              p == address else {
+            fatalError("Lodestone: could not map \(size) bytes of records back in place (errno \(-result), then \(errno)); "
+                       + "their data is safe in the segment just persisted")
+        }
         return true
+        #else
+        return false
+        #endif
     }
 
     /// Frees the disk blocks under `length` bytes of `fd` from `offset`; the

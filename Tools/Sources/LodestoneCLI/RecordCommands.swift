@@ -25,8 +25,8 @@ struct UpsertCommand: ParsableCommand {
     @Flag(help: "Leave the writes in the log (the next open replays them) instead of persisting at the end.")
     var noPersist = false
     @Option(help: ArgumentHelp(
-        "Vectors files: how batches commit: persist (no log; persisted as the log grows and at the end, so a killed "
-        + "load keeps its last persist) or log (each batch logged first).",
+        "Vectors files (JSON Lines are always logged): how batches commit: persist (no log; persisted as the log "
+        + "would grow and at the end, so a killed load keeps its last persist) or log (each batch logged first).",
         valueName: "persist|log"))
     var commit: String?
     @Option(help: .hidden) var autoPersistBytes: Int?
@@ -37,6 +37,7 @@ struct UpsertCommand: ParsableCommand {
             var progress = Progress()
             let start = now()
             var count = 0
+            var committed = false
             if file.hasSuffix(".fvecs") || file.hasSuffix(".npy") {
                 // Read a batch of rows at a time: memory stays the index's
                 // plus one batch, whatever the file's size.
@@ -57,6 +58,7 @@ struct UpsertCommand: ParsableCommand {
                         progress.show(String(format: "upserted %d / %d (%.0f a second)", p.records, total, rate))
                     }
                 count = report.records
+                committed = how == .persist  // the load persisted on its way out
             } else {
                 let report = try db.importRecords(from: file, into: name, skipBadLines: skipBadLines, batchSize: batch) { p in
                     progress.show("\(p.phase): \(p.lines) lines, \(p.records) records")
@@ -65,7 +67,7 @@ struct UpsertCommand: ParsableCommand {
             }
             // A command-line process ends here: fold the log into a segment so
             // the next command maps it instead of replaying the inserts.
-            if !noPersist { try db.index(name).persist() }
+            if !noPersist && !committed { try db.index(name).persist() }
             progress.done()
             let seconds = now() - start
             options.report(String(format: "upserted %d records into \"%@\" in %.2f s", count, name, seconds)) {
