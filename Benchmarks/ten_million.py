@@ -468,7 +468,8 @@ def table(rows, info, a):
             print(f"\nLodestone at {r['n']:,}: persist --merge {r['merge_s']:.1f} s; a 1,000-record upsert + persist "
                   f"{r['small_change_s']:.2f} s, {r['small_change_bytes_written']:,} bytes written; serving resident "
                   f"{(r.get('rss_anon') or 0) / 1e9:.2f} GB its own, {(r.get('rss_file') or 0) / 1e9:.2f} GB mapped "
-                  f"page cache; the k-NN job (10,000 queries, 2 threads, to .npy) {r.get('knn_qps', 0):,.0f} q/s.")
+                  f"page cache" + (f"; the k-NN job (10,000 queries, 2 threads, to .npy) {r['knn_qps']:,.0f} q/s."
+                                   if "knn_qps" in r else "."))
             b = r.get("bounded")
             if b:
                 print(f"Within a {b['limit'] / 1e9:.2f} GB memory cgroup from a cold page cache (peak use "
@@ -489,8 +490,11 @@ def plot(rows, path):
         ns = [r["n"] for r in rs]
         axes[0].plot(ns, [r["qps"] for r in rs], marker="o", label=label)
         axes[1].plot(ns, [(r.get("rss") or 0) / 1e9 for r in rs], marker="o", label=label)
+        if engine == "lodestone":  # its resident pages are mostly the segment's, in the page cache
+            axes[1].plot(ns, [(r.get("rss_anon") or 0) / 1e9 for r in rs], marker="o", linestyle="--",
+                         color=axes[1].lines[-1].get_color(), label=label + ", its own memory")
         axes[2].plot(ns, [r["build_s"] for r in rs], marker="o", label=label)
-    for ax, title in zip(axes, [f"queries/s, 1 thread, recall@10 >= {TARGET}", "serving resident memory, GB",
+    for ax, title in zip(axes, [f"queries/s, 1 thread, recall@10 >= {TARGET}", "serving resident memory (RSS), GB",
                                 "build seconds, 2 threads"]):
         ax.set_xscale("log")
         ax.set_xlabel("vectors (384-d, cosine)")
@@ -517,6 +521,7 @@ def main():
                    help="Lodestone's bounded serving run: a memory cgroup of N times this plus 200 MB")
     p.add_argument("--plot")
     p.add_argument("--data-only", action="store_true", help="make the data and ground truth in WORK, then stop")
+    p.add_argument("--report", action="store_true", help="only print the table (and --plot) of the results so far")
     p.add_argument("--phase", help=argparse.SUPPRESS)
     a = p.parse_args()
     a.sizes = sorted(int(x) for x in a.sizes.split(","))
@@ -533,11 +538,10 @@ def main():
     if a.data_only:
         print(json.dumps(info))
         return
-    env = bench_env()
-    exe = build_lodestone()
     engines = [e.strip() for e in a.engines.split(",")]
     gave_up = set()
-    for n in a.sizes:
+    env, exe = (None, None) if a.report else (bench_env(), build_lodestone())
+    for n in [] if a.report else a.sizes:
         for engine in engines:
             out = f"{a.work}/results/{engine}_{n}.json"
             if os.path.exists(out):
