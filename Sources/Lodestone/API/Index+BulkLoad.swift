@@ -122,7 +122,7 @@ extension Index {
                 let offset = (row - start) * dimension
                 records.append(Record(id: id, values: Array(rows[offset..<offset + dimension]), metadata: metadata))
             }
-            try upsert(records, namespace: namespace, embeddingModel: nil, threads: threads, commit: commit)
+            _ = try upsert(records, namespace: namespace, embeddingModel: nil, threads: threads, commit: commit)
             stored += records.count
             start = end
             progress?(TransferProgress(lines: end, records: stored, phase: "import"))

@@ -187,7 +187,7 @@ public final class Index: @unchecked Sendable {
             if persist && !isReadOnly && (store.pendingBytes > 0 || store.needsRecovery) { try self.persist() }
             // With `persist`, a load's batch applied since the check above
             // sends it round again rather than being dropped.
-            let closed = try store.write(unlessUnlogged: persist && !isReadOnly) {
+            let closed: Void? = try store.write(unlessUnlogged: persist && !isReadOnly) {
                 (_: ([UInt8]) throws(LodestoneError) -> Void) throws(LodestoneError) in
                 lifecycle.store(.closed, ordering: .sequentiallyConsistent)
             }
