@@ -416,13 +416,19 @@ def plot(rows, path, a):
         axes[1].plot(ns, [r["knn_qps"] for r in rs], marker="o", label=names[engine])
         axes[2].plot(ns, [r["build_s"] for r in rs], marker="o", label=names[engine])
     titles = [f"queries/s, 1 thread, recall@10 ≥ {a.target}", "k-NN job queries/s, 2 threads", "build seconds, 2 threads"]
+    finish_plot(fig, axes, titles, path, log_y=[2])
+
+
+def finish_plot(fig, axes, titles, path, log_y):
+    """Panels against N (log scale), titled, gridded, with legends; `log_y` lists the panels with a log y axis."""
     for ax, title in zip(axes, titles):
         ax.set_xscale("log")
         ax.set_xlabel("vectors (384-d, cosine)")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    axes[2].set_yscale("log")
+    for i in log_y:
+        axes[i].set_yscale("log")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 

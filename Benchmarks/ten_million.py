@@ -53,7 +53,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import DEFAULT_DATA, ROOT, bench_env, build_lodestone  # noqa: E402
-from million import DIM, fit_mixture, read_vecs, recall, write_vecs, json_lines  # noqa: E402
+from million import DIM, finish_plot, fit_mixture, json_lines, read_vecs, recall, write_vecs  # noqa: E402
 
 TARGET = 0.95
 BLOCK = 500_000
@@ -494,17 +494,8 @@ def plot(rows, path):
             axes[1].plot(ns, [(r.get("rss_anon") or 0) / 1e9 for r in rs], marker="o", linestyle="--",
                          color=axes[1].lines[-1].get_color(), label=label + ", its own memory")
         axes[2].plot(ns, [r["build_s"] for r in rs], marker="o", label=label)
-    for ax, title in zip(axes, [f"queries/s, 1 thread, recall@10 >= {TARGET}", "serving resident memory (RSS), GB",
-                                "build seconds, 2 threads"]):
-        ax.set_xscale("log")
-        ax.set_xlabel("vectors (384-d, cosine)")
-        ax.set_title(title)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-    axes[0].set_yscale("log")
-    axes[2].set_yscale("log")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    finish_plot(fig, axes, [f"queries/s, 1 thread, recall@10 >= {TARGET}", "serving resident memory (RSS), GB",
+                            "build seconds, 2 threads"], path, log_y=[0, 2])
 
 
 def main():
