@@ -152,7 +152,7 @@ struct CompactTraversalTests {
         try reopened.verify()
         // Removing nodes, then a compacting persist: the codes move with
         // their vectors, so the renumbered index answers the same.
-        for key in stride(from: UInt64(0), to: 200, by: 3) { #expect(reopened.remove(key: key)) }
+        for key in Swift.stride(from: UInt64(0), to: 200, by: 3) { #expect(reopened.remove(key: key)) }
         try reopened.persist(to: dir + "/compact.seg", compact: true)
         let compacted = try HNSWIndex.open(path: dir + "/compact.seg")
         #expect(compacted.compactCodes!.isReady && compacted.count == reopened.count)
@@ -205,6 +205,14 @@ struct CompactTraversalTests {
             let stored = (segment.base + sums.offset + 4 * id).loadUnaligned(as: UInt32.self)
             #expect(stored == lodestone_crc32c(0, segment.base + vectors.offset + id * stride, stride))
         }
+        // Removals repair their neighbours' links on the codes, as inserts
+        // link: no float32 vector is read.
+        let pruned = try HNSWIndex.open(path: path)
+        for key in Swift.stride(from: UInt64(0), to: 200, by: 3) { #expect(pruned.remove(key: key)) }
+        #expect(pruned.vectors.verifiedRecordCount == 0)
+        #expect(try pruned.search(data.queries.row(0), k: 10, ef: 64).count == 10)
+        #expect(pruned.vectors.verifiedRecordCount > 0)
+
         let reopened = try HNSWIndex.open(path: path)
         #expect(reopened.vectors.verifiesRecords)
         // Searches keep no float32 vector hot: the code (208 bytes at

@@ -12,11 +12,11 @@ extension HNSWIndex {
     }
 
     /// Makes the compact codes' pair factors ready before nodes are linked
-    /// (the writer's lock held, codes ready): a pass over the codes of an
-    /// index opened from its segment, nothing for one built here.
+    /// or repaired (the writer's lock held, codes ready): room for those of
+    /// an index opened from its segment, computed as they are used.
     func preparePairFactorsLocked() {
         guard let codes = compactCodes, codes.isReady else { return }
-        codes.preparePairs(count: nodeCount.load(ordering: .acquiring), threads: Parallelism.defaultThreadCount)
+        codes.preparePairs(count: nodeCount.load(ordering: .acquiring))
     }
 
     /// Rank values from node `a` to each of `nodes`, into `out`: codes

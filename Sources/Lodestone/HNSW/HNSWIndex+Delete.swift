@@ -59,6 +59,7 @@ extension HNSWIndex {
         ensureKeys(&w)
         guard let id = w.keys.remove(key: key, keyOf: self.key) else { return false }
         prepareNeighbourCodesLocked()
+        preparePairFactorsLocked()
         setState(id, .deleted)
         deadCount.add(1, ordering: .releasing)
         liveCount.subtract(1, ordering: .releasing)
@@ -100,8 +101,17 @@ extension HNSWIndex {
                 if nb != node && !dead(nb) && state(nb) == .live { pool.insert(nb) }
             }
         }
-        let base = UnsafePointer(vector(node))
-        var candidates = pool.map { Candidate(distance: rank(base, vector($0)), id: UInt64($0)) }
+        // Ranked as an insert ranks them (on the codes in a compact index,
+        // whose float32 vectors stay on disk).
+        let ids = Array(pool)
+        var candidates: [Candidate] = []
+        candidates.reserveCapacity(ids.count)
+        ids.withUnsafeBufferPointer { nodes in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: max(nodes.count, 1)) { ranks in
+                nodeRanks(from: node, to: nodes, into: ranks.baseAddress!)
+                for (j, id) in nodes.enumerated() { candidates.append(Candidate(distance: ranks[j], id: UInt64(id))) }
+            }
+        }
         candidates.sort()
         var chosen = selectNeighbours(candidates, max: capacity)
         // A repaired node keeps at least 3/4 of its slots filled with its
@@ -128,6 +138,7 @@ extension HNSWIndex {
     /// once the searches running now have finished.
     func purgeLocked(_ w: inout WriterState) {
         guard !w.tombstones.isEmpty else { return }
+        preparePairFactorsLocked()
         let total = nodeCount.load(ordering: .relaxed)
         var isDead = [Bool](repeating: false, count: total)
         for t in w.tombstones { isDead[Int(t)] = true }

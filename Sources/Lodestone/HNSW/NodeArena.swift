@@ -55,6 +55,9 @@ final class NodeArena: @unchecked Sendable {
     private static let heapChunk: UInt8 = 1
     private static let spilledChunk: UInt8 = 2
     private static let segmentChunk: UInt8 = 3
+    /// A chunk of one of `slabs`, freed with them.
+    private static let slabChunk: UInt8 = 4
+    private let slabs = ChunkSlabs()
     /// Where new chunks are mapped instead of allocated (writer only).
     private var spill: SpillFile? = nil
     /// Where each spilled chunk's region starts in `spill` (writer only).
@@ -124,7 +127,10 @@ final class NodeArena: @unchecked Sendable {
 
     /// Bytes allocated here for records (mapped and spilled chunks not included).
     var allocatedBytes: Int {
-        (0..<chunkCount).reduce(0) { $0 + (lodestone_load_u8(ownedMarks + $1) == NodeArena.heapChunk ? 1 : 0) } * chunkBytes
+        (0..<chunkCount).reduce(0) {
+            let owner = lodestone_load_u8(ownedMarks + $1)
+            return $0 + (owner == NodeArena.heapChunk || owner == NodeArena.slabChunk ? 1 : 0)
+        } * chunkBytes
     }
 
     /// Bytes of records kept in a spill file (``spillNewChunks(to:)``).
@@ -223,6 +229,8 @@ final class NodeArena: @unchecked Sendable {
                 if fill != 0 { memset(region.pointer, Int32(fill), chunkBytes) }
                 spillOffsets[chunkCount] = region.offset
                 publish(region.pointer, owner: NodeArena.spilledChunk)
+            } else if ChunkSlabs.serves(chunks: chunkCount, bytes: chunkBytes) {
+                publish(slabs.take(bytes: chunkBytes, fill: fill), owner: NodeArena.slabChunk)
             } else {
                 publish(NodeArena.allocateChunk(stride: stride, fill: fill), owner: NodeArena.heapChunk)
             }
@@ -344,6 +352,12 @@ final class NodeArena: @unchecked Sendable {
     /// Whether records are verified one by one (and so read from the
     /// mapping one at a time).
     var verifiesRecords: Bool { recordChunks > 0 }
+
+    /// Records of the record-verified chunks read (and checked) so far.
+    var verifiedRecordCount: Int {
+        guard let marks = verifiedMarks else { return 0 }
+        return (0..<recordChunks << NodeArena.chunkShift).reduce(0) { $0 + Int(lodestone_load_u8(marks + $1)) }
+    }
 
     /// Asks the kernel to start reading `id`'s record if it lives in a
     /// record-verified chunk (a later access then waits for it rather than

@@ -1,5 +1,13 @@
 import CLodestoneKernels
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// One entry of a search's candidate pool: a rank value and a node id whose
 /// top bit marks "already expanded".
 @usableFromInline
@@ -83,7 +91,7 @@ final class SearchScratch {
         rows = .allocate(capacity: maxNeighbours)
         values = .allocate(capacity: maxNeighbours)
         transit = .allocate(capacity: maxNeighbours)
-        visited = .allocate(capacity: 1)
+        visited = SearchScratch.allocateMarks(1)
         pool = .allocate(capacity: 1)
         heap = .allocate(capacity: 1)
         results = .allocate(capacity: 1)
@@ -97,7 +105,7 @@ final class SearchScratch {
         rows.deallocate()
         values.deallocate()
         transit.deallocate()
-        visited.deallocate()
+        free(visited)
         pool.deallocate()
         heap.deallocate()
         results.deallocate()
@@ -106,13 +114,26 @@ final class SearchScratch {
         estimateMasks.deallocate()
     }
 
+    /// Room for `count` visited marks: past a few megabytes, aligned to and
+    /// advised for huge pages, since a walk stamps them at random.
+    private static func allocateMarks(_ count: Int) -> UnsafeMutablePointer<UInt16> {
+        let bytes = count * MemoryLayout<UInt16>.stride
+        let huge = bytes >= 2 * NodeArena.hugePage
+        var p: UnsafeMutableRawPointer? = nil
+        guard posix_memalign(&p, huge ? NodeArena.hugePage : 64, bytes) == 0, let p else {
+            fatalError("Lodestone: out of memory allocating \(bytes) bytes of search marks")
+        }
+        if huge { SystemCalls.adviseHugePages(p, size: bytes) }
+        return p.bindMemory(to: UInt16.self, capacity: count)
+    }
+
     /// Starts a search over node ids below `nodes`: returns the generation
     /// that marks a node as visited in this search.
     func beginSearch(nodes: Int, poolSize: Int) -> UInt16 {
         if nodes > visitedCapacity {
-            visited.deallocate()
+            free(visited)
             let capacity = max(nodes, visitedCapacity * 2, 1024)
-            visited = .allocate(capacity: capacity)
+            visited = SearchScratch.allocateMarks(capacity)
             visited.initialize(repeating: 0, count: capacity)
             visitedCapacity = capacity
             generation = 0

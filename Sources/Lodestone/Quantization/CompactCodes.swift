@@ -28,15 +28,16 @@ final class CompactCodes: @unchecked Sendable {
     let euclidean: Bool
     let records: NodeArena
     /// Per node, its code's two factors for estimates between codes (A, R
-    /// in `lodestone_kernels.h`): written with each code, and computed for
-    /// codes adopted from a segment before the first insert links on them.
-    /// Not persisted.
-    let pairFactors = NodeArena(stride: 8)
+    /// in `lodestone_kernels.h`): written with each code; for codes adopted
+    /// from a segment, computed on first use (``pairFactor(_:)``), so a
+    /// first write after opening reads only the codes it ranks. Not
+    /// persisted; a record of all 0xFF bytes is one not computed yet.
+    let pairFactors = NodeArena(stride: 8, fill: 0xFF)
     private(set) var center: [Float]
     /// |center|^2, for estimates between codes.
     private(set) var centerNorm2: Float = 0
-    /// Set (release) once every node's factors are written: new nodes link
-    /// on the codes from then on.
+    /// Set (release) once every node's factors are written or marked for
+    /// computing on first use: new nodes link on the codes from then on.
     let pairsReady = Atomic<Bool>(false)
     /// Set before the first insert to link on float32 instead (tests
     /// compare the two graphs).
@@ -108,15 +109,38 @@ final class CompactCodes: @unchecked Sendable {
         pairFactors.record(id).assumingMemoryBound(to: Float.self)
     }
 
-    /// Computes the factors of nodes `0..<count` (codes adopted from a
-    /// segment or a delta) unless they are there: the writer's lock held,
-    /// codes ready.
-    func preparePairs(count: Int, threads: Int) {
+    private static let notComputed = UInt32.max
+
+    /// Node `id`'s pair factors, computed from its code the first time
+    /// (pairs ready). Linking threads may compute the same node's at once:
+    /// they store the same bits, the first word last, so a reader that sees
+    /// it sees both.
+    @inline(__always) func pairFactor(_ id: UInt32) -> SIMD2<Float> {
+        let words = pairFactors.record(id).assumingMemoryBound(to: UInt32.self)
+        let a = lodestone_load_u32(words)
+        if a != CompactCodes.notComputed { return SIMD2(Float(bitPattern: a), Float(bitPattern: lodestone_load_u32(words + 1))) }
+        return computePairFactor(id, into: words)
+    }
+
+    @inline(never) private func computePairFactor(_ id: UInt32, into words: UnsafeMutablePointer<UInt32>) -> SIMD2<Float> {
+        var f = SIMD2<Float>()
+        withUnsafeMutableBytes(of: &f) { out in
+            center.withUnsafeBufferPointer { c in
+                lodestone_cc_pair_factors(records.record(id), c.baseAddress!, dimension,
+                                          out.baseAddress!.assumingMemoryBound(to: Float.self))
+            }
+        }
+        lodestone_store_u32(words + 1, f[1].bitPattern)
+        lodestone_store_u32(words, f[0].bitPattern)
+        return f
+    }
+
+    /// Makes room for the factors of nodes `0..<count` (codes adopted from
+    /// a segment or a delta), each computed on first use, and lets new
+    /// nodes link on the codes: the writer's lock held, codes ready.
+    func preparePairs(count: Int) {
         guard !pairsReady.load(ordering: .acquiring), !linksOnFloat.load(ordering: .relaxed) else { return }
         pairFactors.reserve(count)
-        CodeCenter.encodeAll(count: count, center: center, threads: threads) { id, c in
-            lodestone_cc_pair_factors(records.record(id), c, dimension, factors(id))
-        }
         pairsReady.store(true, ordering: .releasing)
     }
 
@@ -139,12 +163,16 @@ final class CompactCodes: @unchecked Sendable {
             withUnsafeTemporaryAllocation(of: Float.self, capacity: max(2 * n, 2)) { f in
                 for (j, id) in nodes.enumerated() {
                     rows[j] = UnsafeRawPointer(records.record(id))
-                    let p = factors(id)
+                    let p = pairFactor(id)
                     f[2 * j] = p[0]
                     f[2 * j + 1] = p[1]
                 }
-                lodestone_cc_pair_estimates(records.record(a), factors(a), centerNorm2, dimension, euclidean ? 1 : 0,
-                                            rows.baseAddress!, f.baseAddress!, n, out)
+                var own = pairFactor(a)
+                withUnsafeBytes(of: &own) { fa in
+                    lodestone_cc_pair_estimates(records.record(a), fa.baseAddress!.assumingMemoryBound(to: Float.self),
+                                                centerNorm2, dimension, euclidean ? 1 : 0, rows.baseAddress!,
+                                                f.baseAddress!, n, out)
+                }
             }
         }
     }
@@ -153,9 +181,15 @@ final class CompactCodes: @unchecked Sendable {
     @inline(__always) func estimate(between a: UInt32, _ b: UInt32) -> Float {
         var row: UnsafeRawPointer? = UnsafeRawPointer(records.record(b))
         var out: Float = 0
+        var fa = pairFactor(a), fb = pairFactor(b)
         withUnsafePointer(to: &row) { r in
-            lodestone_cc_pair_estimates(records.record(a), factors(a), centerNorm2, dimension, euclidean ? 1 : 0,
-                                        r, factors(b), 1, &out)
+            withUnsafeBytes(of: &fa) { pa in
+                withUnsafeBytes(of: &fb) { pb in
+                    lodestone_cc_pair_estimates(records.record(a), pa.baseAddress!.assumingMemoryBound(to: Float.self),
+                                                centerNorm2, dimension, euclidean ? 1 : 0, r,
+                                                pb.baseAddress!.assumingMemoryBound(to: Float.self), 1, &out)
+                }
+            }
         }
         return out
     }
