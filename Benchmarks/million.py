@@ -50,7 +50,7 @@ import argparse, glob, json, os, shutil, subprocess, sys, time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import DEFAULT_DATA, ROOT, bench_env, build_lodestone  # noqa: E402
+from benchlib import DEFAULT_DATA, ROOT, bench_env, build_lodestone, pick, timed_child  # noqa: E402
 
 EFS = [16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 192, 256, 384]
 TARGET = 0.95
@@ -156,25 +156,6 @@ def generate(a, work):
 
 # -- processes --------------------------------------------------------------
 
-def timed_child(cmd, env):
-    """Runs cmd; returns (stdout, seconds, the peak RSS in bytes of that process alone).
-
-    The peak comes from GNU time (Debian package `time`): on Linux a child's
-    own rusage starts from its parent's peak (exec keeps it), and this
-    script holds more than a small command does.
-    """
-    import tempfile
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
-        t0 = time.perf_counter()
-        p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd], capture_output=True, text=True,
-                           env=env, cwd=ROOT)
-        seconds = time.perf_counter() - t0
-        if p.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
-        peak = int(rss.read().strip().splitlines()[-1]) * 1024
-    return p.stdout, seconds, peak
-
-
 def json_lines(text):
     return [json.loads(l) for l in text.splitlines() if l.startswith("{")]
 
@@ -190,7 +171,7 @@ def lodestone(a, work, n, exe, env, traversal="exact"):
     timed_child([exe, "create", name, *common, "--dimension", str(DIM), "--metric", "cosine", "--m", "16",
                  "--ef-construction", str(a.ef_construction), "--traversal", traversal], env)
     out, build_s, build_rss = timed_child([exe, "upsert", name, f"{work}/base_{n}.fvecs", *common, "--batch", "10000",
-                                           "--json"], env)
+                                           "--json"], env)[:3]
     segment = glob.glob(f"{db}/{name}/segment-*.lodestone")[0]
     row = {"engine": engine, "n": n, "build_s": build_s, "build_peak_rss": build_rss,
            "file_bytes": sum(os.path.getsize(p) for p in glob.glob(f"{db}/{name}/*"))}
@@ -204,10 +185,10 @@ def lodestone(a, work, n, exe, env, traversal="exact"):
         if line["reopened_recall"] >= a.target + 0.02:
             break
     row["sweep"] = sweep
-    ef = pick(sweep, a.target)
+    ef = pick(sweep, a.target)["ef"]
     row["ef"] = ef
     out, _, serve_rss = timed_child([exe, "bench-open", "--segment", segment, "--queries", f"{work}/queries_10000.fvecs",
-                                     "--truth", truth, "--ef", str(ef), "--batch", "--threads", "2"], env)
+                                     "--truth", truth, "--ef", str(ef), "--batch", "--threads", "2"], env)[:3]
     line = json_lines(out)[0]
     row.update({"batch_qps": line["batch_qps"], "batch_recall": line["reopened_recall"], "serve_peak_rss": serve_rss})
     # The k-NN job over every query, through the index in the database.
@@ -217,7 +198,7 @@ def lodestone(a, work, n, exe, env, traversal="exact"):
     for _ in range(3):
         out, seconds, knn_rss = timed_child([exe, "knn", *common, "--index", name, "--queries",
                                              f"{work}/queries_{a.knn_queries}.fvecs", "--k", "10", "--ef", str(ef),
-                                             "--threads", "2", "--out", knn_out, "--restart", "--json"], env)
+                                             "--threads", "2", "--out", knn_out, "--restart", "--json"], env)[:3]
         runs.append(([l for l in json_lines(out) if l.get("event") == "done"][0], seconds, knn_rss))
     done, seconds, knn_rss = max(runs, key=lambda r: r[0]["queries_per_second"])
     ids = np.load(f"{work}/knn_{n}.ids.npy")
@@ -230,7 +211,7 @@ def lodestone(a, work, n, exe, env, traversal="exact"):
     if traversal == "exact":
         out, seconds, _ = timed_child([exe, "knn", "--base", f"{work}/base_{n}.fvecs", "--queries",
                                        f"{work}/queries_10000.fvecs", "--k", "10", "--threads", "2",
-                                       "--out", f"{work}/flat_{n}.npy", "--restart", "--json"], env)
+                                       "--out", f"{work}/flat_{n}.npy", "--restart", "--json"], env)[:3]
         done = [l for l in json_lines(out) if l.get("event") == "done"][0]
         row.update({"flat_qps": done["queries_per_second"],
                     "flat_recall": recall(np.load(f"{work}/flat_{n}.ids.npy"), read_vecs(truth, "<i4"))})
@@ -239,20 +220,12 @@ def lodestone(a, work, n, exe, env, traversal="exact"):
     if not os.path.exists(small):
         write_vecs(small, read_vecs(f"{work}/queries_10000.fvecs")[-1000:])
     before = {p: os.path.getsize(p) for p in glob.glob(f"{db}/{name}/*")}
-    out, seconds, _ = timed_child([exe, "upsert", name, small, *common, "--json"], env)
+    out, seconds, _ = timed_child([exe, "upsert", name, small, *common, "--json"], env)[:3]
     after = {p: os.path.getsize(p) for p in glob.glob(f"{db}/{name}/*")}
     written = sum(size for p, size in after.items() if before.get(p) != size)
     row.update({"small_change_s": seconds, "small_change_bytes_written": written})
     shutil.rmtree(db, ignore_errors=True)
     return row
-
-
-def pick(sweep, target):
-    """The smallest ef whose recall reaches the target (else the best)."""
-    for s in sweep:
-        if s["recall"] >= target:
-            return s["ef"]
-    return max(sweep, key=lambda s: s["recall"])["ef"]
 
 
 # -- peers (each phase in a child process of this script) --------------------
@@ -318,7 +291,7 @@ def peer_serve(engine, n, work, knn_queries, target):
         sweep.append({"ef": ef, "recall": recall(ids, truth[:1000]), "qps": len(q1k) / seconds})
         if sweep[-1]["recall"] >= target + 0.02:
             break
-    ef = pick(sweep, target)
+    ef = pick(sweep, target)["ef"]
     set_ef(ef)
     q10k = read_vecs(f"{work}/queries_10000.fvecs")
     best = float("inf")
@@ -342,9 +315,9 @@ def peer_serve(engine, n, work, knn_queries, target):
 def peer(a, work, n, engine, env):
     me = [sys.executable, os.path.abspath(__file__), "--work", work, "--knn-queries", str(a.knn_queries),
           "--ef-construction", str(a.ef_construction), "--target", str(a.target)]
-    out, _, build_rss = timed_child(me + ["--phase", f"build:{engine}:{n}"], env)
+    out, _, build_rss = timed_child(me + ["--phase", f"build:{engine}:{n}"], env)[:3]
     row = {"engine": engine, "n": n, "build_peak_rss": build_rss, **json_lines(out)[0]}
-    out, _, serve_rss = timed_child(me + ["--phase", f"serve:{engine}:{n}"], env)
+    out, _, serve_rss = timed_child(me + ["--phase", f"serve:{engine}:{n}"], env)[:3]
     row.update(json_lines(out)[0])
     row["serve_peak_rss"] = serve_rss
     os.remove(f"{work}/{engine}_{n}.index")

@@ -53,7 +53,7 @@ import argparse, glob, json, os, shutil, subprocess, sys, time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import DEFAULT_DATA, ROOT, bench_env, build_lodestone  # noqa: E402
+from benchlib import DEFAULT_DATA, ROOT, bench_env, build_lodestone, pick, timed_child  # noqa: E402
 from million import DIM, finish_plot, fit_mixture, json_lines, read_vecs, recall, write_vecs  # noqa: E402
 
 TARGET = 0.95
@@ -155,45 +155,6 @@ def resident():
         if name in ("Rss", "Pss"):
             out[name.lower()] = int(rest.split()[0]) * 1024
     return out
-
-
-def timed_child(cmd, env, timeout=None, watch=None):
-    """Runs cmd; returns (stdout, seconds, peak RSS of that process, peak extra disk bytes used in `watch`),
-    or None when it outlived `timeout` seconds (then it is killed)."""
-    import tempfile, threading
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, start_new_session=True)
-        disk = {"base": shutil.disk_usage(watch or "/").used, "peak": 0}
-        done = threading.Event()
-
-        def poll():
-            while not done.wait(1.0):
-                disk["peak"] = max(disk["peak"], shutil.disk_usage(watch or "/").used - disk["base"])
-        watcher = threading.Thread(target=poll, daemon=True)
-        watcher.start()
-        try:
-            out, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, 9)
-            p.communicate()
-            return None
-        finally:
-            done.set()
-        seconds = time.perf_counter() - t0
-        if p.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{err[-3000:]}")
-        peak = int(rss.read().strip().splitlines()[-1]) * 1024
-    return out, seconds, peak, disk["peak"]
-
-
-def pick(sweep, target):
-    """The cheapest point whose recall reaches the target (else the best)."""
-    for s in sweep:
-        if s["recall"] >= target:
-            return s
-    return max(sweep, key=lambda s: s["recall"])
 
 
 # -- Lodestone ---------------------------------------------------------------
