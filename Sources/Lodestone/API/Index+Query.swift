@@ -149,7 +149,9 @@ extension Index {
     /// the queries that follow do not pay for first access (an opened HNSW
     /// index verifies and maps each 4,096-record chunk the first time a
     /// search touches it). For batch jobs over the whole index; a flat index
-    /// was verified when it opened.
+    /// was verified when it opened. A compact index's float32 vectors stay
+    /// on disk: a search reads only its finalists' and verifies each as it
+    /// reads it.
     public func warm(threads: Int = Parallelism.defaultThreadCount) throws(LodestoneError) {
         try checkOpen()
         try lock.reading { () throws(LodestoneError) in

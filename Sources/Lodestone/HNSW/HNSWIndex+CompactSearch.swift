@@ -46,22 +46,24 @@ extension HNSWIndex {
     }
 
     /// Live nodes compared exactly at the end of a compact walk for `k`
-    /// results: with 4-bit estimates, ranking by estimate and comparing the
-    /// best 20 exactly lost none of the true top 10 that 50 would find
+    /// results with a beam of `ef`: with 4-bit estimates, comparing the
+    /// best 20 exactly lost none of the true top 10 that 50 would find at
+    /// small beams; the wide beams a crowded 10M index needs gain from
+    /// twice that, so finalists grow with the beam past ef 160
     /// (measurements: docs/design/compact-codes.md).
-    static func compactRerankCount(k: Int) -> Int { max(k + 10, 2 * k) }
+    static func compactRerankCount(k: Int, ef: Int) -> Int { max(k + 10, 2 * k, ef / 8) }
 
     /// The layer-0 beam search of the compact traversal for `q` (`query`
     /// prepared from it), from `start` (estimate `entryDistance`): a beam of `ef` nodes ranked by their codes'
     /// estimates; expanding a node reads its link list and gathers the
     /// codes of its neighbours not seen yet, which are marked as they enter
     /// (a code gives a node the same estimate from every parent). The best
-    /// ``compactRerankCount(k:)`` nodes `admission` passes, by estimate,
+    /// ``compactRerankCount(k:ef:)`` nodes `admission` passes, by estimate,
     /// are compared exactly at the end: returns the best `k`, best first.
     func compactWalk<A: NodeAdmission>(_ q: UnsafePointer<Float>, _ query: borrowing CompactCodes.Query,
                                        codes: CompactCodes, entry start: UInt32, entryDistance: Float, k: Int,
                                        ef: Int, scratch: SearchScratch, admission: A) -> [Candidate] {
-        let finalists = HNSWIndex.compactRerankCount(k: k)
+        let finalists = HNSWIndex.compactRerankCount(k: k, ef: ef)
         scratch.reserveResults(finalists)
         let bound = nodeCount.load(ordering: .acquiring)
         let generation = scratch.beginSearch(nodes: bound, poolSize: ef)

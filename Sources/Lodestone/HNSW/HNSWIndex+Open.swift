@@ -295,6 +295,7 @@ extension HNSWIndex {
     /// - Throws: ``LodestoneError/corruptSegment(path:section:reason:)``.
     public func verify() throws(LodestoneError) {
         warm(threads: 1)
+        vectors.verifyAll()  // and the vectors warming leaves on disk (a compact index's)
         writer.withLock { w in ensureKeys(&w) }
         if let failure = corruption() { throw failure }
         if let codes = neighbourCodes, codes.isReady, let node = firstBlockNotMirroringLinks(codes) {
@@ -314,8 +315,11 @@ extension HNSWIndex {
     /// `threads` threads: what searches over the whole index would touch
     /// one chunk at a time.
     func warm(threads: Int) {
-        // Levels before upper-start, whose check reads them.
-        for arena in [levelRecords, states, keyRecords, links0, upperStart, upperLinks, vectors] {
+        // Levels before upper-start, whose check reads them. Vectors read
+        // one at a time (a compact index's: only finalists are read, each
+        // verified then) stay on disk.
+        for arena in [levelRecords, states, keyRecords, links0, upperStart, upperLinks, vectors]
+        where !arena.verifiesRecords {
             arena.verifyAll(threads: threads)
         }
         if let codes = neighbourCodes, codes.inBase { codes.blocks.verifyAll(threads: threads) }

@@ -39,8 +39,8 @@ final class CompactCodes: @unchecked Sendable {
     /// Set (release) once every node's factors are written or marked for
     /// computing on first use: new nodes link on the codes from then on.
     let pairsReady = Atomic<Bool>(false)
-    /// Set before the first insert to link on float32 instead (tests
-    /// compare the two graphs).
+    /// Set before the first insert or removal to link on float32 instead
+    /// (tests compare the two graphs).
     let linksOnFloat = Atomic<Bool>(false)
     /// Set (release) once the center is fixed and every node below the node
     /// count has a code.
@@ -130,6 +130,8 @@ final class CompactCodes: @unchecked Sendable {
                                           out.baseAddress!.assumingMemoryBound(to: Float.self))
             }
         }
+        // An id past the arena (a corrupt link) reads the shared fill chunk: leave it as it is.
+        guard Int(id) < pairFactors.capacity else { return f }
         lodestone_store_u32(words + 1, f[1].bitPattern)
         lodestone_store_u32(words, f[0].bitPattern)
         return f
