@@ -69,17 +69,13 @@ final class VectorStore: @unchecked Sendable {
     /// Large stores are aligned to 2 MiB and marked for transparent huge
     /// pages: a scan then walks ~1/500 as many TLB entries (measured a few
     /// percent faster on a 150 MB flat scan where THP is in `madvise` mode).
-    static let hugePageSize = 2 << 20
+    static let hugePageSize = SystemCalls.hugePageSize
 
     private static func allocate(rows: Int, stride: Int) -> UnsafeMutablePointer<Float> {
         var bytes = max(rows * stride * MemoryLayout<Float>.size, alignment)
         let huge = bytes >= 2 * hugePageSize
         if huge { bytes = (bytes + hugePageSize - 1) / hugePageSize * hugePageSize }
-        var raw: UnsafeMutableRawPointer? = nil
-        guard posix_memalign(&raw, huge ? hugePageSize : alignment, bytes) == 0, let raw else {
-            fatalError("Lodestone: out of memory allocating \(bytes) bytes of vectors")
-        }
-        if huge { SystemCalls.adviseHugePages(raw, size: bytes) }
+        let raw = SystemCalls.allocate(bytes: bytes, alignment: alignment, what: "vectors")
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
         return raw.bindMemory(to: Float.self, capacity: bytes / MemoryLayout<Float>.size)
     }

@@ -36,11 +36,7 @@ final class ChunkSlabs {
         if left == 0 {
             let perSlab = max(1, ChunkSlabs.slabBytes / bytes)
             let size = (perSlab * bytes + NodeArena.hugePage - 1) / NodeArena.hugePage * NodeArena.hugePage
-            var p: UnsafeMutableRawPointer? = nil
-            guard posix_memalign(&p, NodeArena.hugePage, size) == 0, let p else {
-                fatalError("Lodestone: out of memory allocating \(size) bytes of graph records")
-            }
-            SystemCalls.adviseHugePages(p, size: size)
+            let p = SystemCalls.allocate(bytes: size, alignment: NodeArena.hugePage, what: "graph records")
             slabs.append(p)
             next = p
             left = perSlab

@@ -31,6 +31,19 @@ extension HNSWIndex {
         for (j, b) in nodes.enumerated() { out[j] = rank(v, vector(b)) }
     }
 
+    /// `nodes` as candidates for `a`'s links, nearest first, ranked by
+    /// ``nodeRanks(from:to:into:)``.
+    func sortedCandidates(from a: UInt32, to nodes: UnsafeBufferPointer<UInt32>) -> [Candidate] {
+        var candidates: [Candidate] = []
+        candidates.reserveCapacity(nodes.count)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(nodes.count, 1)) { ranks in
+            nodeRanks(from: a, to: nodes, into: ranks.baseAddress!)
+            for (j, id) in nodes.enumerated() { candidates.append(Candidate(distance: ranks[j], id: UInt64(id))) }
+        }
+        candidates.sort()
+        return candidates
+    }
+
     /// Greedy descent on the compact codes from the entry point down to
     /// `target` (what ``descendFromTop(_:toLayer:scratch:)`` does on
     /// float32), for a compact search and for linking a new node.

@@ -103,16 +103,7 @@ extension HNSWIndex {
         }
         // Ranked as an insert ranks them (on the codes in a compact index,
         // whose float32 vectors stay on disk).
-        let ids = Array(pool)
-        var candidates: [Candidate] = []
-        candidates.reserveCapacity(ids.count)
-        ids.withUnsafeBufferPointer { nodes in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: max(nodes.count, 1)) { ranks in
-                nodeRanks(from: node, to: nodes, into: ranks.baseAddress!)
-                for (j, id) in nodes.enumerated() { candidates.append(Candidate(distance: ranks[j], id: UInt64(id))) }
-            }
-        }
-        candidates.sort()
+        let candidates = Array(pool).withUnsafeBufferPointer { sortedCandidates(from: node, to: $0) }
         var chosen = selectNeighbours(candidates, max: capacity)
         // A repaired node keeps at least 3/4 of its slots filled with its
         // nearest candidates: pruning alone can leave it with few links, and

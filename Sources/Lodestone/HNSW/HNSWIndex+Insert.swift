@@ -304,17 +304,11 @@ extension HNSWIndex {
             lodestone_store_u32(slots + count, id)
             return
         }
-        var candidates: [Candidate] = []
-        candidates.reserveCapacity(capacity + 1)
-        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: capacity + 1) { ids in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity + 1) { ranks in
-                ids[0] = id
-                for j in 0..<capacity { ids[j + 1] = lodestone_load_u32(slots + j) }
-                nodeRanks(from: node, to: UnsafeBufferPointer(ids), into: ranks.baseAddress!)
-                for j in 0...capacity { candidates.append(Candidate(distance: ranks[j], id: UInt64(ids[j]))) }
-            }
+        let candidates = withUnsafeTemporaryAllocation(of: UInt32.self, capacity: capacity + 1) { ids in
+            ids[0] = id
+            for j in 0..<capacity { ids[j + 1] = lodestone_load_u32(slots + j) }
+            return sortedCandidates(from: node, to: UnsafeBufferPointer(ids))
         }
-        candidates.sort()
         var chosen = selectNeighbours(candidates, max: capacity)
         if refilling && chosen.count < capacity {
             refill(&chosen, from: candidates, capacity: capacity)

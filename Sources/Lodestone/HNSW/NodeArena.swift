@@ -40,7 +40,7 @@ final class NodeArena: @unchecked Sendable {
     /// Chunk-table entries: enough for every UInt32 id, so no id can index
     /// past the table (untouched table pages cost no memory).
     static let maxChunks = 1 << (32 - chunkShift)
-    static let hugePage = 2 << 20
+    static let hugePage = SystemCalls.hugePageSize
 
     /// Bytes per record.
     let stride: Int
@@ -202,12 +202,7 @@ final class NodeArena: @unchecked Sendable {
 
     private static func allocateChunk(stride: Int, fill: UInt8) -> UnsafeMutableRawPointer {
         let bytes = NodeArena.chunkSize * stride
-        let huge = bytes >= 2 * NodeArena.hugePage
-        var p: UnsafeMutableRawPointer? = nil
-        guard posix_memalign(&p, huge ? NodeArena.hugePage : 64, bytes) == 0, let p else {
-            fatalError("Lodestone: out of memory allocating \(bytes) bytes of graph records")
-        }
-        if huge { SystemCalls.adviseHugePages(p, size: bytes) }
+        let p = SystemCalls.allocate(bytes: bytes, alignment: 64, what: "graph records")
         memset(p, Int32(fill), bytes)
         return p
     }

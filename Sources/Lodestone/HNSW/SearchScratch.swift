@@ -114,17 +114,11 @@ final class SearchScratch {
         estimateMasks.deallocate()
     }
 
-    /// Room for `count` visited marks: past a few megabytes, aligned to and
-    /// advised for huge pages, since a walk stamps them at random.
+    /// Room for `count` visited marks: past a few megabytes, on huge pages,
+    /// since a walk stamps them at random.
     private static func allocateMarks(_ count: Int) -> UnsafeMutablePointer<UInt16> {
-        let bytes = count * MemoryLayout<UInt16>.stride
-        let huge = bytes >= 2 * NodeArena.hugePage
-        var p: UnsafeMutableRawPointer? = nil
-        guard posix_memalign(&p, huge ? NodeArena.hugePage : 64, bytes) == 0, let p else {
-            fatalError("Lodestone: out of memory allocating \(bytes) bytes of search marks")
-        }
-        if huge { SystemCalls.adviseHugePages(p, size: bytes) }
-        return p.bindMemory(to: UInt16.self, capacity: count)
+        SystemCalls.allocate(bytes: count * MemoryLayout<UInt16>.stride, alignment: 64, what: "search marks")
+            .bindMemory(to: UInt16.self, capacity: count)
     }
 
     /// Starts a search over node ids below `nodes`: returns the generation

@@ -85,6 +85,23 @@ enum SystemCalls {
 
     static func unmap(_ pointer: UnsafeMutableRawPointer, size: Int) { _ = c_munmap(pointer, size) }
 
+    /// Bytes of a transparent huge page.
+    static let hugePageSize = 2 << 20
+
+    /// `bytes` of memory (free it with `free`), `alignment`-aligned; from
+    /// two huge pages up, huge-page aligned and advised for huge pages,
+    /// since what is read at random over megabytes then misses the TLB far
+    /// less. Out of memory is fatal, naming `what`.
+    static func allocate(bytes: Int, alignment: Int, what: String) -> UnsafeMutableRawPointer {
+        let huge = bytes >= 2 * hugePageSize
+        var p: UnsafeMutableRawPointer? = nil
+        guard posix_memalign(&p, huge ? hugePageSize : alignment, bytes) == 0, let p else {
+            fatalError("Lodestone: out of memory allocating \(bytes) bytes of \(what)")
+        }
+        if huge { adviseHugePages(p, size: bytes) }
+        return p
+    }
+
     /// Asks for transparent huge pages (Linux; a hint, ignored elsewhere).
     static func adviseHugePages(_ pointer: UnsafeMutableRawPointer, size: Int) {
         #if os(Linux)
