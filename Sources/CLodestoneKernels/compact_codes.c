@@ -121,11 +121,9 @@ __attribute__((target("avx2"))) static void estimates_avx2(const int8_t *q8, con
     const size_t bytes = groups * 32 + 12;
     const __m256i low = _mm256_set1_epi8(0x0f);
     const __m256i ones = _mm256_set1_epi16(1);
+    for (size_t r = 0; r < n && r < 4; r++) lodestone_prefetch_bytes(records[r], bytes);
     for (size_t r = 0; r < n; r++) {
-        if (r + 4 < n) {
-            const char *p = (const char *)records[r + 4];
-            for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
-        }
+        if (r + 4 < n) lodestone_prefetch_bytes(records[r + 4], bytes);
         const uint8_t *b = (const uint8_t *)records[r];
         __m256i acc = _mm256_setzero_si256();
         for (size_t g = 0; g < groups; g++) {
@@ -174,53 +172,110 @@ static inline float cc_pair_rank(const uint8_t *ta, const float *fa, const uint8
     return euclidean ? a[2] + b[2] - 2.0f * ip : -ip;
 }
 
+static inline int32_t pair_dot_portable(const uint8_t *a, const uint8_t *b, size_t bytes) {
+    int32_t uv = 0;
+    for (size_t j = 0; j < bytes; j++) {
+        uv += (int32_t)(a[j] & 15) * (int32_t)(b[j] & 15) + (int32_t)(a[j] >> 4) * (int32_t)(b[j] >> 4);
+    }
+    return uv;
+}
+
 static void pair_estimates_portable(const void *record, const float *factors, float cc, size_t d, int euclidean,
                                     const void *const *records, const float *record_factors, size_t n, float *out) {
     const uint8_t *a = (const uint8_t *)record;
     const size_t bytes = padded(d) / 2;
     for (size_t r = 0; r < n; r++) {
         const uint8_t *b = (const uint8_t *)records[r];
-        int32_t uv = 0;
-        for (size_t j = 0; j < bytes; j++) {
-            uv += (int32_t)(a[j] & 15) * (int32_t)(b[j] & 15) + (int32_t)(a[j] >> 4) * (int32_t)(b[j] >> 4);
-        }
-        out[r] = cc_pair_rank(a + bytes, factors, b + bytes, record_factors + 2 * r, uv, cc, d, euclidean);
+        out[r] = cc_pair_rank(a + bytes, factors, b + bytes, record_factors + 2 * r, pair_dot_portable(a, b, bytes),
+                              cc, d, euclidean);
     }
 }
 
 #ifdef LODESTONE_X86
 // Both records' nibbles split into bytes, multiplied and summed in pairs
 // (vpmaddubsw: at most 2 x 15 x 15 a 16-bit lane), then widened (vpmaddwd).
+__attribute__((target("avx2"), always_inline)) static inline int32_t pair_dot_avx2(const uint8_t *a,
+                                                                                   const uint8_t *b, size_t bytes) {
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc = _mm256_setzero_si256();
+    for (size_t g = 0; g < bytes; g += 32) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(a + g));
+        const __m256i y = _mm256_loadu_si256((const __m256i *)(b + g));
+        const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(x, low), _mm256_and_si256(y, low));
+        const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(x, 4), low),
+                                                _mm256_and_si256(_mm256_srli_epi16(y, 4), low));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones));
+    }
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+    return _mm_cvtsi128_si32(h);
+}
+
 __attribute__((target("avx2,fma"))) static void pair_estimates_avx2(const void *record, const float *factors,
                                                                     float cc, size_t d, int euclidean,
                                                                     const void *const *records,
                                                                     const float *record_factors, size_t n,
                                                                     float *out) {
     const size_t bytes = padded(d) / 2;
-    const __m256i low = _mm256_set1_epi8(0x0f);
-    const __m256i ones = _mm256_set1_epi16(1);
     const uint8_t *a = (const uint8_t *)record;
+    for (size_t r = 0; r < n && r < 4; r++) lodestone_prefetch_bytes(records[r], bytes + 12);
     for (size_t r = 0; r < n; r++) {
-        if (r + 4 < n) {
-            const char *p = (const char *)records[r + 4];
-            for (size_t off = 0; off < bytes + 12; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
-        }
+        if (r + 4 < n) lodestone_prefetch_bytes(records[r + 4], bytes + 12);
         const uint8_t *b = (const uint8_t *)records[r];
-        __m256i acc = _mm256_setzero_si256();
-        for (size_t g = 0; g < bytes; g += 32) {
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(a + g));
-            const __m256i y = _mm256_loadu_si256((const __m256i *)(b + g));
-            const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(x, low), _mm256_and_si256(y, low));
-            const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(x, 4), low),
-                                                    _mm256_and_si256(_mm256_srli_epi16(y, 4), low));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones));
-        }
-        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-        out[r] = cc_pair_rank(a + bytes, factors, b + bytes, record_factors + 2 * r, _mm_cvtsi128_si32(h), cc, d,
-                              euclidean);
+        out[r] = cc_pair_rank(a + bytes, factors, b + bytes, record_factors + 2 * r, pair_dot_avx2(a, b, bytes), cc,
+                              d, euclidean);
     }
+}
+#endif
+
+// The neighbour choice on codes (see lodestone_kernels.h), one body for
+// each ISA's pair product, inlined into it.
+typedef int32_t (*cc_pair_dot_fn)(const uint8_t *, const uint8_t *, size_t);
+
+__attribute__((always_inline)) static inline size_t
+select_body(cc_pair_dot_fn dot, const void *const *rows, const float *factors, const float *ranks,
+            const uint8_t *skip, size_t n, uint32_t *kept, size_t kept_count, size_t limit, float separation,
+            float alpha, float beta, float cc, size_t d, int euclidean) {
+    const size_t bytes = padded(d) / 2;
+    for (size_t i = 0; i < n && kept_count < limit; i++) {
+        if (skip && skip[i]) continue;
+        for (size_t k = i + 1; k < n && k < i + 3; k++) lodestone_prefetch_bytes(rows[k], bytes + 12);
+        const uint8_t *a = (const uint8_t *)rows[i];
+        const float own = alpha + beta * ranks[i];
+        int admitted = 1;
+        for (size_t k = 0; k < kept_count; k++) {
+            const uint32_t j = kept[k];
+            if (ranks[j] > ranks[i]) continue;
+            const uint8_t *b = (const uint8_t *)rows[j];
+            const float e = cc_pair_rank(a + bytes, factors + 2 * i, b + bytes, factors + 2 * (size_t)j,
+                                         dot(a, b, bytes), cc, d, euclidean);
+            if (separation * (alpha + beta * e) < own) {
+                admitted = 0;
+                break;
+            }
+        }
+        if (admitted) kept[kept_count++] = (uint32_t)i;
+    }
+    return kept_count;
+}
+
+static size_t select_portable(const void *const *rows, const float *factors, const float *ranks, const uint8_t *skip,
+                              size_t n, uint32_t *kept, size_t kept_count, size_t limit, float separation, float alpha,
+                              float beta, float cc, size_t d, int euclidean) {
+    return select_body(pair_dot_portable, rows, factors, ranks, skip, n, kept, kept_count, limit, separation, alpha,
+                       beta, cc, d, euclidean);
+}
+
+#ifdef LODESTONE_X86
+__attribute__((target("avx2,fma"))) static size_t select_avx2(const void *const *rows, const float *factors,
+                                                              const float *ranks, const uint8_t *skip, size_t n,
+                                                              uint32_t *kept, size_t kept_count, size_t limit,
+                                                              float separation, float alpha, float beta, float cc,
+                                                              size_t d, int euclidean) {
+    return select_body(pair_dot_avx2, rows, factors, ranks, skip, n, kept, kept_count, limit, separation, alpha, beta,
+                       cc, d, euclidean);
 }
 #endif
 
@@ -228,16 +283,19 @@ typedef void (*cc_estimates_fn)(const int8_t *, const lodestone_cc_query *, size
                                 float *);
 typedef void (*cc_pair_estimates_fn)(const void *, const float *, float, size_t, int, const void *const *,
                                      const float *, size_t, float *);
+typedef size_t (*cc_select_fn)(const void *const *, const float *, const float *, const uint8_t *, size_t, uint32_t *,
+                               size_t, size_t, float, float, float, float, size_t, int);
 
 /// One ISA's compact-code kernels: a query's estimates, and codes against codes.
 typedef struct {
     cc_estimates_fn compact;
     cc_pair_estimates_fn pairs;
+    cc_select_fn select;
 } codes_kernels;
 
-static const codes_kernels codes_portable = {estimates_portable, pair_estimates_portable};
+static const codes_kernels codes_portable = {estimates_portable, pair_estimates_portable, select_portable};
 #ifdef LODESTONE_X86
-static const codes_kernels codes_avx2 = {estimates_avx2, pair_estimates_avx2};
+static const codes_kernels codes_avx2 = {estimates_avx2, pair_estimates_avx2, select_avx2};
 #endif
 
 static const codes_kernels *codes_variant(int isa) {
@@ -285,4 +343,19 @@ void lodestone_cc_pair_estimates_portable(const void *record, const float *facto
                                           int euclidean, const void *const *records, const float *record_factors,
                                           size_t n, float *out) {
     pair_estimates_portable(record, factors, center_norm2, d, euclidean, records, record_factors, n, out);
+}
+
+size_t lodestone_cc_select(const void *const *rows, const float *factors, const float *ranks, const uint8_t *skip,
+                           size_t n, uint32_t *kept, size_t kept_count, size_t limit, float separation, float alpha,
+                           float beta, float center_norm2, size_t d, int euclidean) {
+    return codes_active()->select(rows, factors, ranks, skip, n, kept, kept_count, limit, separation, alpha, beta,
+                                  center_norm2, d, euclidean);
+}
+
+size_t lodestone_cc_select_portable(const void *const *rows, const float *factors, const float *ranks,
+                                    const uint8_t *skip, size_t n, uint32_t *kept, size_t kept_count, size_t limit,
+                                    float separation, float alpha, float beta, float center_norm2, size_t d,
+                                    int euclidean) {
+    return select_portable(rows, factors, ranks, skip, n, kept, kept_count, limit, separation, alpha, beta,
+                           center_norm2, d, euclidean);
 }

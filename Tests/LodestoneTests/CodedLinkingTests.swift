@@ -54,6 +54,73 @@ struct CodedLinkingTests {
         }
     }
 
+    @Test("the neighbour choice on codes keeps what a walk pair by pair keeps, by the heuristic and by the fill's rule, AVX2 and portable alike")
+    func selectionKernel() throws {
+        // Real embeddings: a base row and the rows nearest it (a node's
+        // candidates), encoded against the first rows' mean.
+        let data = Fixtures.realData.base, d = data.dimension, n = 80
+        let pool = 1_000
+        let nearest = Fixtures.bruteForce(base: Array(data.values[d..<(pool + 1) * d]), dimension: d,
+                                          query: Array(data.values[0..<d]), metric: .cosine, k: n).map { $0.0 + 1 }
+        let rows = Array(data.values[0..<d]) + nearest.flatMap { data.values[$0 * d..<($0 + 1) * d] }
+        let center = (0..<d).map { i in (0..<pool).reduce(Float(0)) { $0 + data.values[$1 * d + i] } / Float(pool) }
+        let stride = lodestone_cc_record_bytes(d)
+        let records = UnsafeMutableRawPointer.allocate(byteCount: (n + 1) * stride, alignment: 64)
+        defer { records.deallocate() }
+        var pointers: [UnsafeRawPointer?] = []
+        var factors: [Float] = []
+        for r in 0...n {
+            rows.withUnsafeBufferPointer { lodestone_cc_encode($0.baseAddress! + r * d, center, d, records + r * stride) }
+            pointers.append(UnsafeRawPointer(records + r * stride))
+            var f: [Float] = [0, 0]
+            lodestone_cc_pair_factors(records + r * stride, center, d, &f)
+            factors += f
+        }
+        let centerNorm2 = Float(center.reduce(0.0) { $0 + Double($1) * Double($1) })
+        func estimate(_ a: Int, _ b: Int, euclidean: Int32) -> Float {
+            var out: Float = 0
+            let fa = Array(factors[2 * a..<2 * a + 2]), fb = Array(factors[2 * b..<2 * b + 2])
+            lodestone_cc_pair_estimates_portable(pointers[a], fa, centerNorm2, d, euclidean, [pointers[b]], fb, 1, &out)
+            return out
+        }
+        for euclidean: Int32 in [0, 1] {
+            // Entries: records 1...n, sorted by their estimate from record 0 (the base).
+            let order = (1...n).sorted { estimate(0, $0, euclidean: euclidean) < estimate(0, $1, euclidean: euclidean) }
+            let entryRows = order.map { pointers[$0] }
+            let entryFactors = order.flatMap { factors[2 * $0..<2 * $0 + 2] }
+            let ranks = order.map { estimate(0, $0, euclidean: euclidean) }
+            let alpha: Float = euclidean == 1 ? 0 : 2, beta: Float = euclidean == 1 ? 1 : 2
+            let skip = (0..<n).map { UInt8($0 % 7 == 3 ? 1 : 0) }
+            for (separation, a, b, initial, limit) in [(Float(1), Float(0), Float(1), 0, 16),
+                                                       (Float(1), Float(0), Float(1), 0, 64),
+                                                       (Float(1.1), alpha, beta, 5, 32)] {
+                // The reference: pair by pair, as the Swift walk did.
+                var expected = Array(0..<initial)
+                for i in 0..<n where expected.count < limit && skip[i] == 0 && i >= initial {
+                    let own = a + b * ranks[i]
+                    let dominated = expected.contains { j in
+                        ranks[j] <= ranks[i]
+                            && separation * (a + b * estimate(order[i], order[j], euclidean: euclidean)) < own
+                    }
+                    if !dominated { expected.append(i) }
+                }
+                var initialSkip = skip
+                for j in 0..<initial { initialSkip[j] = 1 }
+                for portable in [false, true] {
+                    var kept = [UInt32](repeating: 0, count: limit)
+                    for j in 0..<initial { kept[j] = UInt32(j) }
+                    let select = portable ? lodestone_cc_select_portable : lodestone_cc_select
+                    let count = select(entryRows, entryFactors, ranks, initialSkip, n, &kept, initial, limit,
+                                       separation, a, b, centerNorm2, d, euclidean)
+                    #expect(kept[0..<count].map { Int($0) } == expected,
+                            "euclidean \(euclidean) separation \(separation) limit \(limit) portable \(portable)")
+                }
+                #expect(expected.count > initial + 2, "the case keeps some and drops some")
+                #expect(expected.count < min(limit, n), "the case keeps some and drops some")
+            }
+        }
+    }
+
     @Test("a compact index links on its codes and finds what one linked on float32 finds (recall within 0.01 at ef 32 and 64); opened from its segment it links on the persisted codes")
     func codedGraphMatchesFloatGraph() throws {
         let data = Fixtures.realData

@@ -176,6 +176,25 @@ void lodestone_cc_pair_estimates(const void *record, const float *factors, float
 void lodestone_cc_pair_estimates_portable(const void *record, const float *factors, float center_norm2, size_t d,
                                           int euclidean, const void *const *records, const float *record_factors,
                                           size_t n, float *out);
+/// The neighbour choice on codes (Malkov & Yashunin's heuristic, and the
+/// fill of a list's empty slots). Walks the `n` entries in order (`rows[i]`
+/// a record, `factors + 2 * i` its factors, `ranks[i]` its rank value to the
+/// base node), skipping those with `skip[i]` nonzero (`skip` may be NULL),
+/// and appends an entry's index to `kept` unless an entry kept already, at
+/// most as far from the base, is nearer to it:
+///     separation * s(estimate(i, j)) < s(ranks[i]),  s(x) = alpha + beta x
+/// (s maps rank values to squared distances; separation 1, alpha 0, beta 1
+/// is the heuristic itself). `kept` holds `kept_count` indices on entry
+/// (skip them), room for `limit`; the walk stops when it holds `limit`.
+/// Returns the new count. AVX2 where the CPU has it.
+size_t lodestone_cc_select(const void *const *rows, const float *factors, const float *ranks, const uint8_t *skip,
+                           size_t n, uint32_t *kept, size_t kept_count, size_t limit, float separation, float alpha,
+                           float beta, float center_norm2, size_t d, int euclidean);
+/// The same, portable C (for tests to compare against).
+size_t lodestone_cc_select_portable(const void *const *rows, const float *factors, const float *ranks,
+                                    const uint8_t *skip, size_t n, uint32_t *kept, size_t kept_count, size_t limit,
+                                    float separation, float alpha, float beta, float center_norm2, size_t d,
+                                    int euclidean);
 
 // Neighbour codes: the quantized graph walk. A node c's block holds, for
 // each of its layer-0 neighbours x (its slots, in batches of 32), the 1-bit

@@ -83,25 +83,48 @@ extension HNSWIndex {
 
     /// Copies the neighbours of `id` on `layer` and their code records into
     /// the scratch buffers, skipping ids not yet visible and, with
-    /// `visited`, ids already visited (marking the rest).
+    /// `visited`, ids already visited (marking the rest); every record's
+    /// lines are requested before the first is scored.
     @inline(__always)
     func gatherCodes(of id: UInt32, layer: Int, codes: CompactCodes, scratch: SearchScratch,
                      rows: UnsafeMutablePointer<UnsafeRawPointer?>,
                      visited: (marks: UnsafeMutablePointer<UInt16>, generation: UInt16, bound: Int)?) -> Int {
         let slots = links(id, layer: layer)
+        let capacity = linkCapacity(layer: layer)
+        let recordBytes = codes.records.stride
+        if let v = visited {
+            // The marks first, all at once: checked one by one, each miss
+            // waited behind the mispredicted branch of the check before.
+            for j in 0..<capacity {
+                let nb = lodestone_load_u32(slots + j)
+                if nb == HNSWIndex.noNode { break }
+                if Int(nb) < v.bound { lodestone_prefetch(v.marks + Int(nb)) }
+            }
+        }
         var n = 0
-        for j in 0..<linkCapacity(layer: layer) {
+        for j in 0..<capacity {
             let nb = lodestone_load_u32(slots + j)
             if nb == HNSWIndex.noNode { break }
             if let v = visited {
                 if Int(nb) >= v.bound || v.marks[Int(nb)] == v.generation { continue }
                 v.marks[Int(nb)] = v.generation
             }
+            let record = UnsafeRawPointer(codes.records.record(nb))
+            lodestone_prefetch_bytes_l2(record, recordBytes)
             scratch.ids[n] = nb
-            rows[n] = UnsafeRawPointer(codes.records.record(nb))
+            rows[n] = record
             n += 1
         }
         return n
+    }
+
+    /// Requests into the second-level cache the links on `layer` of the
+    /// next node a beam will expand, the first not expanded after `cursor`.
+    @inline(__always) func prefetchNextLinks(pool: UnsafeMutablePointer<PoolEntry>, after cursor: Int, count: Int,
+                                             layer: Int) {
+        var next = cursor + 1
+        while next < count && pool[next].isExpanded { next += 1 }
+        if next < count { lodestone_prefetch_bytes_l2(links(pool[next].id, layer: layer), linkCapacity(layer: layer) * 4) }
     }
 
     /// The beam search of one layer on the compact codes (what
@@ -123,6 +146,7 @@ extension HNSWIndex {
             while cursor < count {
                 let current = pool[cursor].id
                 pool[cursor].tagged |= PoolEntry.expandedBit
+                prefetchNextLinks(pool: pool, after: cursor, count: count, layer: layer)
                 let n = gatherCodes(of: current, layer: layer, codes: codes, scratch: scratch, rows: rows,
                                     visited: (marks, generation, bound))
                 scratch.nodesExpanded += 1
@@ -135,7 +159,6 @@ extension HNSWIndex {
                         if count == ef && d >= pool[count - 1].distance { continue }
                         let nb = scratch.ids[j]
                         let lo = PoolEntry.insert(PoolEntry(distance: d, id: nb), into: pool, count: &count, capacity: ef)
-                        if layer == 0 { lodestone_prefetch(links0.record(nb)) }
                         if lo < lowest { lowest = lo }
                     }
                 }

@@ -71,7 +71,6 @@ extension HNSWIndex {
         let pool = scratch.pool
         let ids = scratch.ids, estimates = scratch.values
         var results = TopKHeap(storage: scratch.results, capacity: finalists)
-        let recordBytes = codes.records.stride
         marks[Int(start)] = generation
         pool[0] = PoolEntry(distance: entryDistance, id: start)
         var count = 1
@@ -83,26 +82,11 @@ extension HNSWIndex {
                 let current = pool[cursor].id
                 let value = pool[cursor].distance
                 pool[cursor].tagged |= PoolEntry.expandedBit
-                let slots = links(current, layer: 0)
                 // The next node to expand is probably the next in the beam:
                 // its links into the second-level cache meanwhile.
-                var next = cursor + 1
-                while next < count && pool[next].isExpanded { next += 1 }
-                if next < count { lodestone_prefetch_bytes_l2(links(pool[next].id, layer: 0), m0 * 4) }
-                // Gather the neighbours not seen yet; every code's lines are
-                // requested before the first is scored.
-                var n = 0
-                for j in 0..<m0 {
-                    let nb = lodestone_load_u32(slots + j)
-                    if nb == HNSWIndex.noNode { break }
-                    if Int(nb) >= bound || marks[Int(nb)] == generation { continue }
-                    marks[Int(nb)] = generation
-                    let record = UnsafeRawPointer(codes.records.record(nb))
-                    lodestone_prefetch_bytes_l2(record, recordBytes)
-                    ids[n] = nb
-                    records[n] = record
-                    n += 1
-                }
+                prefetchNextLinks(pool: pool, after: cursor, count: count, layer: 0)
+                let n = gatherCodes(of: current, layer: 0, codes: codes, scratch: scratch, rows: records,
+                                    visited: (marks, generation, bound))
                 expanded += 1
                 if value < results.threshold && admission.admits(current) {
                     results.consider(Candidate(distance: value, id: UInt64(current)))

@@ -37,48 +37,82 @@ extension HNSWIndex {
     /// Squared distance from a rank value (cosine vectors are unit length).
     @inline(__always) func squaredDistance(_ rank: Float) -> Float { metric == .euclidean ? rank : 2 + 2 * rank }
 
-    /// Whether a spare candidate `c` at rank value `distance` from a node
-    /// may fill a slot of its list, whose kept neighbours are `kept` (at
-    /// `keptDistances`): not when a kept neighbour nearer to the node is
-    /// ``fillSeparation`` times nearer to `c` (squared) than the node is.
-    @inline(__always) func fillAdmits(_ c: UInt32, distance: Float, kept: UnsafeBufferPointer<UInt32>,
-                                      keptDistances: UnsafeBufferPointer<Float>) -> Bool {
-        let dic = squaredDistance(distance)
+    /// The fill's rule on codes: a candidate is dominated by a kept
+    /// neighbour ``fillSeparation`` times nearer to it (squared) than the
+    /// node is.
+    var fillRule: CompactCodes.SelectionRule {
+        CompactCodes.SelectionRule(separation: HNSWIndex.fillSeparation, alpha: metric == .euclidean ? 0 : 2,
+                                   beta: metric == .euclidean ? 1 : 2)
+    }
+
+    /// Fills a list whose `keptCount` links are the first of `ids` (their
+    /// rank values from the list's node in `ranks`) from the other entries,
+    /// in order, up to `limit`: an entry is admitted unless a kept neighbour
+    /// nearer to the node is ``fillSeparation`` times nearer to it
+    /// (squared) than the node is, so the fill still spreads in new
+    /// directions. Admitted entries move up behind the kept ones; returns
+    /// the new count.
+    func fillList(_ ids: UnsafeMutableBufferPointer<UInt32>, ranks: UnsafeMutableBufferPointer<Float>,
+                  keptCount: Int, limit: Int) -> Int {
+        guard keptCount < limit, ids.count > keptCount else { return keptCount }
         if let codes = linkingCodes {
-            for j in 0..<kept.count where keptDistances[j] <= distance {
-                if HNSWIndex.fillSeparation * squaredDistance(codes.estimate(between: c, kept[j])) < dic { return false }
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: ids.count) { skip in
+                withUnsafeTemporaryAllocation(of: UInt32.self, capacity: limit) { kept in
+                    for j in 0..<ids.count { skip[j] = j < keptCount ? 1 : 0 }
+                    for j in 0..<keptCount { kept[j] = UInt32(j) }
+                    let count = codes.select(UnsafeBufferPointer(ids), ranks: ranks.baseAddress!,
+                                             skip: skip.baseAddress!, kept: kept.baseAddress!, keptCount: keptCount,
+                                             limit: limit, rule: fillRule)
+                    // Admitted indices rise from keptCount: moving them up is safe in place.
+                    for k in keptCount..<count {
+                        ids[k] = ids[Int(kept[k])]
+                        ranks[k] = ranks[Int(kept[k])]
+                    }
+                    return count
+                }
             }
-            return true
         }
-        let cv = UnsafePointer(vector(c))
-        for j in 0..<kept.count where keptDistances[j] <= distance {
-            if HNSWIndex.fillSeparation * squaredDistance(rank(cv, vector(kept[j]))) < dic { return false }
+        var count = keptCount
+        for i in keptCount..<ids.count where count < limit {
+            let dic = squaredDistance(ranks[i])
+            let cv = UnsafePointer(vector(ids[i]))
+            var admitted = true
+            for j in 0..<count where ranks[j] <= ranks[i] {
+                if HNSWIndex.fillSeparation * squaredDistance(rank(cv, vector(ids[j]))) < dic {
+                    admitted = false
+                    break
+                }
+            }
+            if admitted {
+                ids[count] = ids[i]
+                ranks[count] = ranks[i]
+                count += 1
+            }
         }
-        return true
+        return count
     }
 
     /// After the heuristic re-chose a full layer-0 list (`chosen`, from
     /// `candidates`: its old links and the new one, sorted nearest first),
-    /// fills it again up to `capacity` from the candidates it dropped, by
-    /// the rule of ``fillLayerZero(_:spare:threads:)``. Without it, every
+    /// fills it again up to `capacity` from the live candidates it dropped
+    /// (``fillList(_:ranks:keptCount:limit:)``). Without it, every
     /// reverse link into a filled list dropped the fill, so an index grown
     /// in small batches lost most of it. It slows inserts, large batches
     /// most, because lists kept full make every later reverse link run the
     /// heuristic. A bulk insert does not refill its own nodes, which it
     /// fills once linked (measurements: docs/design/quantized-walk.md).
     func refill(_ chosen: inout [UInt32], from candidates: [Candidate], capacity: Int) {
-        var distances = chosen.map { id in candidates.first { $0.id == UInt64(id) }!.distance }
-        for c in candidates where chosen.count < capacity {
-            let id = UInt32(c.id)
-            if chosen.contains(id) || state(id) != .live { continue }
-            let admitted = chosen.withUnsafeBufferPointer { kept in
-                distances.withUnsafeBufferPointer { fillAdmits(id, distance: c.distance, kept: kept, keptDistances: $0) }
-            }
-            if admitted {
-                chosen.append(id)
-                distances.append(c.distance)
-            }
+        let kept = chosen.count
+        var ids = chosen
+        var ranks = chosen.map { id in candidates.first { $0.id == UInt64(id) }!.distance }
+        for c in candidates where !chosen.contains(UInt32(c.id)) && state(UInt32(c.id)) == .live {
+            ids.append(UInt32(c.id))
+            ranks.append(c.distance)
         }
+        let count = ids.withUnsafeMutableBufferPointer { i in
+            ranks.withUnsafeMutableBufferPointer { fillList(i, ranks: $0, keptCount: kept, limit: capacity) }
+        }
+        chosen = Array(ids[0..<count])
     }
 
     /// Fills the layer-0 lists of the nodes just linked, `ids`, up to `m0`
@@ -98,46 +132,44 @@ extension HNSWIndex {
     func fillLayerZero(_ ids: UnsafeBufferPointer<UInt32>, spare: UnsafePointer<SpareCandidate>, threads: Int) {
         let width = m0
         parallelFor(count: ids.count, threads: threads, grain: 64) { run in
-            var keptIDs = [UInt32](repeating: 0, count: width)
-            var keptDistances = [Float](repeating: 0, count: width)
+            // The list's links, then its live spare candidates.
+            var entries = [UInt32](repeating: 0, count: 2 * width)
+            var ranks = [Float](repeating: 0, count: 2 * width)
             for i in run {
                 let id = ids[i]
                 guard state(id) == .live else { continue }
                 let slots = links(id, layer: 0)
-                var count = 0
-                while count < width {
-                    let nb = lodestone_load_u32(slots + count)
+                var linked = 0
+                while linked < width {
+                    let nb = lodestone_load_u32(slots + linked)
                     if nb == HNSWIndex.noNode { break }
-                    keptIDs[count] = nb
-                    count += 1
+                    entries[linked] = nb
+                    linked += 1
                 }
-                keptIDs.withUnsafeBufferPointer { kept in
-                    keptDistances.withUnsafeMutableBufferPointer {
-                        nodeRanks(from: id, to: UnsafeBufferPointer(rebasing: kept[0..<count]), into: $0.baseAddress!)
-                    }
-                }
-                let linked = count
-                guard count < width else { continue }
+                guard linked < width else { continue }
+                var n = linked
                 let candidates = spare + i * width
-                for s in 0..<width where count < width {
+                for s in 0..<width {
                     let c = candidates[s]
                     if c.id == HNSWIndex.noNode { break }
-                    if state(c.id) != .live || keptIDs[0..<count].contains(c.id) { continue }
-                    let admitted = keptIDs.withUnsafeBufferPointer { kept in
-                        keptDistances.withUnsafeBufferPointer {
-                            fillAdmits(c.id, distance: c.distance, kept: UnsafeBufferPointer(rebasing: kept[0..<count]),
-                                       keptDistances: UnsafeBufferPointer(rebasing: $0[0..<count]))
-                        }
+                    if state(c.id) != .live || entries[0..<linked].contains(c.id) { continue }
+                    entries[n] = c.id
+                    ranks[n] = c.distance
+                    n += 1
+                }
+                guard n > linked else { continue }
+                let count = entries.withUnsafeMutableBufferPointer { e in
+                    ranks.withUnsafeMutableBufferPointer { r in
+                        nodeRanks(from: id, to: UnsafeBufferPointer(rebasing: e[0..<linked]), into: r.baseAddress!)
+                        return fillList(UnsafeMutableBufferPointer(rebasing: e[0..<n]),
+                                        ranks: UnsafeMutableBufferPointer(rebasing: r[0..<n]), keptCount: linked,
+                                        limit: width)
                     }
-                    if !admitted { continue }
-                    keptIDs[count] = c.id
-                    keptDistances[count] = c.distance
-                    count += 1
                 }
                 guard count > linked else { continue }
                 lock(id)
                 markLinksDirty(id, layer: 0)
-                for j in linked..<count { lodestone_store_u32(slots + j, keptIDs[j]) }
+                for j in linked..<count { lodestone_store_u32(slots + j, entries[j]) }
                 linksWritten(id, layer: 0)
                 unlock(id)
             }

@@ -251,33 +251,46 @@ extension HNSWIndex {
 
     /// Malkov & Yashunin's heuristic: walk the candidates nearest first and
     /// keep one only if it is closer to the base than to every neighbour
-    /// already kept (so links spread in different directions).
+    /// already kept (so links spread in different directions). With
+    /// `refilling`, then fills the list up to `limit` from the live
+    /// candidates it dropped (``refill(_:from:capacity:)``).
     /// `candidates` must be sorted nearest first (rank values to the base).
-    func selectNeighbours(_ candidates: [Candidate], max limit: Int) -> [UInt32] {
+    func selectNeighbours(_ candidates: [Candidate], max limit: Int, refilling: Bool = false) -> [UInt32] {
         if candidates.count <= limit { return candidates.map { UInt32($0.id) } }
         var kept: [UInt32] = []
         kept.reserveCapacity(limit)
         if let codes = linkingCodes {
+            // One kernel call walks them all: a call per pair cost more than
+            // the pair's estimate.
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: candidates.count) { ids in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: candidates.count) { ranks in
+                    withUnsafeTemporaryAllocation(of: UInt32.self, capacity: limit) { chosen in
+                        for (j, c) in candidates.enumerated() {
+                            ids[j] = UInt32(c.id)
+                            ranks[j] = c.distance
+                        }
+                        let count = codes.select(UnsafeBufferPointer(ids), ranks: ranks.baseAddress!, skip: nil,
+                                                 kept: chosen.baseAddress!, keptCount: 0, limit: limit,
+                                                 rule: .heuristic)
+                        for k in 0..<count { kept.append(ids[Int(chosen[k])]) }
+                    }
+                }
+            }
+        } else {
             for c in candidates {
-                let id = UInt32(c.id)
-                if kept.contains(where: { codes.estimate(between: $0, id) < c.distance }) { continue }
-                kept.append(id)
-                if kept.count == limit { break }
-            }
-            return kept
-        }
-        for c in candidates {
-            let v = UnsafePointer(vector(UInt32(c.id)))
-            var good = true
-            for r in kept where rank(v, vector(r)) < c.distance {
-                good = false
-                break
-            }
-            if good {
-                kept.append(UInt32(c.id))
-                if kept.count == limit { break }
+                let v = UnsafePointer(vector(UInt32(c.id)))
+                var good = true
+                for r in kept where rank(v, vector(r)) < c.distance {
+                    good = false
+                    break
+                }
+                if good {
+                    kept.append(UInt32(c.id))
+                    if kept.count == limit { break }
+                }
             }
         }
+        if refilling && kept.count < limit { refill(&kept, from: candidates, capacity: limit) }
         return kept
     }
 
@@ -309,10 +322,7 @@ extension HNSWIndex {
             for j in 0..<capacity { ids[j + 1] = lodestone_load_u32(slots + j) }
             return sortedCandidates(from: node, to: UnsafeBufferPointer(ids))
         }
-        var chosen = selectNeighbours(candidates, max: capacity)
-        if refilling && chosen.count < capacity {
-            refill(&chosen, from: candidates, capacity: capacity)
-        }
+        let chosen = selectNeighbours(candidates, max: capacity, refilling: refilling)
         for j in 0..<capacity {
             lodestone_store_u32(slots + j, j < chosen.count ? chosen[j] : HNSWIndex.noNode)
         }

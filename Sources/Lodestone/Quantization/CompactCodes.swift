@@ -196,6 +196,42 @@ final class CompactCodes: @unchecked Sendable {
         return out
     }
 
+    /// The neighbour choice on codes over the nodes `ids`, ranked `ranks`
+    /// from a base node (``lodestone_cc_select``): appends to `kept`
+    /// (holding `keptCount` indices into `ids`, room for `limit`) the index
+    /// of each entry, in order, not skipped by `skip` and not dominated by
+    /// one kept already; returns the new count (pairs ready).
+    func select(_ ids: UnsafeBufferPointer<UInt32>, ranks: UnsafePointer<Float>, skip: UnsafePointer<UInt8>?,
+                kept: UnsafeMutablePointer<UInt32>, keptCount: Int, limit: Int, rule: SelectionRule) -> Int {
+        let n = ids.count
+        guard n > 0 else { return keptCount }
+        return withUnsafeTemporaryAllocation(of: UnsafeRawPointer?.self, capacity: n) { rows in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * n) { f in
+                for (j, id) in ids.enumerated() {
+                    rows[j] = UnsafeRawPointer(records.record(id))
+                    let p = pairFactor(id)
+                    f[2 * j] = p[0]
+                    f[2 * j + 1] = p[1]
+                }
+                return lodestone_cc_select(rows.baseAddress!, f.baseAddress!, ranks, skip, n, kept, keptCount, limit,
+                                           rule.separation, rule.alpha, rule.beta, centerNorm2, dimension,
+                                           euclidean ? 1 : 0)
+            }
+        }
+    }
+
+    /// When a candidate is dominated by a kept neighbour `j` at estimate `e`
+    /// from it: `separation * (alpha + beta * e) < alpha + beta * rank`.
+    struct SelectionRule {
+        var separation: Float = 1
+        var alpha: Float = 0
+        var beta: Float = 1
+
+        /// Malkov & Yashunin's heuristic: dominated when nearer to a kept
+        /// neighbour than to the base.
+        static let heuristic = SelectionRule()
+    }
+
     /// A query's int8 components and numbers, for ``estimate(_:records:count:into:)``.
     struct Query: ~Copyable {
         let components: UnsafeMutablePointer<Int8>
