@@ -312,7 +312,7 @@ PEER_POINTS = {
     "faiss-hnswsq": [{"ef": ef} for ef in EFS],
     "hnswlib": [{"ef": ef} for ef in EFS],
     "faiss-ivfpq": [{"nprobe": p, "k_factor": f} for p, f in
-                    [(8, 4), (16, 4), (16, 8), (32, 8), (32, 16), (32, 32), (48, 16), (48, 32),
+                    [(8, 4), (16, 4), (16, 8), (16, 16), (24, 12), (24, 16), (32, 8), (32, 16), (32, 32), (48, 16), (48, 32),
                      (64, 8), (64, 16), (128, 16), (256, 16), (256, 32), (512, 32)]],
     "diskann": [{"L": L} for L in [16, 24, 32, 48, 64, 96, 128, 192, 256, 384]],
 }
@@ -396,18 +396,25 @@ def peer_serve(engine, n, work, target):
 def peer(a, n, engine, env):
     python = a.diskann_python if engine == "diskann" else sys.executable
     me = [python, os.path.abspath(__file__), "--work", a.work, "--target", str(a.target)]
-    built = timed_child(me + ["--phase", f"build:{engine}:{n}"], env, timeout=a.build_timeout, watch=a.work)
     path = f"{a.work}/{engine}_{n}.index"
-    if built is None:
-        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else (os.path.exists(path) and os.remove(path))
-        return {"engine": engine, "n": n, "finished": False, "build_timeout_s": a.build_timeout}
-    out, _, build_rss, build_disk = built
-    row = {"engine": engine, "n": n, "finished": True, "build_peak_rss": build_rss, "build_peak_disk": build_disk,
-           **json_lines(out)[0]}
+    kept = f"{path}.build.json"
+    if a.keep_index and os.path.exists(path) and os.path.exists(kept):
+        row = json.load(open(kept))  # a build kept by an earlier --keep-index run: serve it again
+    else:
+        built = timed_child(me + ["--phase", f"build:{engine}:{n}"], env, timeout=a.build_timeout, watch=a.work)
+        if built is None:
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else (os.path.exists(path) and os.remove(path))
+            return {"engine": engine, "n": n, "finished": False, "build_timeout_s": a.build_timeout}
+        out, _, build_rss, build_disk = built
+        row = {"engine": engine, "n": n, "finished": True, "build_peak_rss": build_rss, "build_peak_disk": build_disk,
+               **json_lines(out)[0]}
+        if a.keep_index:
+            json.dump(row, open(kept, "w"))
     out, _, serve_rss, _ = timed_child(me + ["--phase", f"serve:{engine}:{n}"], env)
     row.update(json_lines(out)[0])
     row["peak_rss"] = serve_rss
-    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    if not a.keep_index:
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     return row
 
 
@@ -483,6 +490,9 @@ def main():
                    help="a Python with diskannpy (it pins numpy 1.x, which faiss 1.15 refuses: give it its own venv)")
     p.add_argument("--limit-bytes-per-vector", type=int, default=580,
                    help="Lodestone's bounded serving run: a memory cgroup of N times this plus 200 MB")
+    p.add_argument("--keep-index", action="store_true",
+                   help="keep each peer's built index (and its build figures) and serve a kept one again "
+                        "instead of building it; delete its result file to rerun the serving step")
     p.add_argument("--plot")
     p.add_argument("--data-only", action="store_true", help="make the data and ground truth in WORK, then stop")
     p.add_argument("--report", action="store_true", help="only print the table (and --plot) of the results so far")

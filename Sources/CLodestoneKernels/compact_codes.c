@@ -239,9 +239,10 @@ select_body(cc_pair_dot_fn dot, const void *const *rows, const float *factors, c
             const uint8_t *skip, size_t n, uint32_t *kept, size_t kept_count, size_t limit, float separation,
             float alpha, float beta, float cc, size_t d, int euclidean) {
     const size_t bytes = padded(d) / 2;
+    for (size_t k = 0; k < n && k < 2; k++) lodestone_prefetch_bytes(rows[k], bytes + 12);
     for (size_t i = 0; i < n && kept_count < limit; i++) {
+        if (i + 2 < n) lodestone_prefetch_bytes(rows[i + 2], bytes + 12);
         if (skip && skip[i]) continue;
-        for (size_t k = i + 1; k < n && k < i + 3; k++) lodestone_prefetch_bytes(rows[k], bytes + 12);
         const uint8_t *a = (const uint8_t *)rows[i];
         const float own = alpha + beta * ranks[i];
         int admitted = 1;

@@ -77,10 +77,11 @@ struct CodedLinkingTests {
             factors += f
         }
         let centerNorm2 = Float(center.reduce(0.0) { $0 + Double($1) * Double($1) })
-        func estimate(_ a: Int, _ b: Int, euclidean: Int32) -> Float {
+        func estimate(_ a: Int, _ b: Int, euclidean: Int32, portable: Bool = true) -> Float {
             var out: Float = 0
             let fa = Array(factors[2 * a..<2 * a + 2]), fb = Array(factors[2 * b..<2 * b + 2])
-            lodestone_cc_pair_estimates_portable(pointers[a], fa, centerNorm2, d, euclidean, [pointers[b]], fb, 1, &out)
+            let pairs = portable ? lodestone_cc_pair_estimates_portable : lodestone_cc_pair_estimates
+            pairs(pointers[a], fa, centerNorm2, d, euclidean, [pointers[b]], fb, 1, &out)
             return out
         }
         for euclidean: Int32 in [0, 1] {
@@ -91,32 +92,39 @@ struct CodedLinkingTests {
             let ranks = order.map { estimate(0, $0, euclidean: euclidean) }
             let alpha: Float = euclidean == 1 ? 0 : 2, beta: Float = euclidean == 1 ? 1 : 2
             let skip = (0..<n).map { UInt8($0 % 7 == 3 ? 1 : 0) }
-            for (separation, a, b, initial, limit) in [(Float(1), Float(0), Float(1), 0, 16),
-                                                       (Float(1), Float(0), Float(1), 0, 64),
-                                                       (Float(1.1), alpha, beta, 5, 32)] {
-                // The reference: pair by pair, as the Swift walk did.
-                var expected = Array(0..<initial)
-                for i in 0..<n where expected.count < limit && skip[i] == 0 && i >= initial {
-                    let own = a + b * ranks[i]
-                    let dominated = expected.contains { j in
-                        ranks[j] <= ranks[i]
-                            && separation * (a + b * estimate(order[i], order[j], euclidean: euclidean)) < own
-                    }
-                    if !dominated { expected.append(i) }
-                }
-                var initialSkip = skip
-                for j in 0..<initial { initialSkip[j] = 1 }
+            // The heuristic (stopping at its limit, or walking every entry),
+            // then the fill's rule with kept links spread among the entries,
+            // some farther from the base than entries they may admit.
+            let cases: [(separation: Float, a: Float, b: Float, initial: [Int], limit: Int)] = [
+                (1, 0, 1, [], 4), (1, 0, 1, [], 64), (1.1, alpha, beta, [0, 9, 20, 33, 50], 32),
+            ]
+            for c in cases {
                 for portable in [false, true] {
-                    var kept = [UInt32](repeating: 0, count: limit)
-                    for j in 0..<initial { kept[j] = UInt32(j) }
+                    // The reference: pair by pair, as the Swift walk did.
+                    var expected = c.initial
+                    for i in 0..<n where expected.count < c.limit && skip[i] == 0 && !c.initial.contains(i) {
+                        let own = c.a + c.b * ranks[i]
+                        let dominated = expected.contains { j in
+                            ranks[j] <= ranks[i]
+                                && c.separation
+                                    * (c.a + c.b * estimate(order[i], order[j], euclidean: euclidean, portable: portable))
+                                    < own
+                        }
+                        if !dominated { expected.append(i) }
+                    }
+                    var initialSkip = skip
+                    for j in c.initial { initialSkip[j] = 1 }
+                    var kept = [UInt32](repeating: 0, count: c.limit)
+                    for (k, j) in c.initial.enumerated() { kept[k] = UInt32(j) }
                     let select = portable ? lodestone_cc_select_portable : lodestone_cc_select
-                    let count = select(entryRows, entryFactors, ranks, initialSkip, n, &kept, initial, limit,
-                                       separation, a, b, centerNorm2, d, euclidean)
+                    let count = select(entryRows, entryFactors, ranks, initialSkip, n, &kept, c.initial.count, c.limit,
+                                       c.separation, c.a, c.b, centerNorm2, d, euclidean)
                     #expect(kept[0..<count].map { Int($0) } == expected,
-                            "euclidean \(euclidean) separation \(separation) limit \(limit) portable \(portable)")
+                            "euclidean \(euclidean) separation \(c.separation) limit \(c.limit) portable \(portable)")
+                    // Each case keeps some entries and drops some; the first stops at its limit.
+                    #expect(expected.count > c.initial.count + 2)
+                    #expect(c.limit == 4 ? expected.count == 4 : expected.count < min(c.limit, n))
                 }
-                #expect(expected.count > initial + 2, "the case keeps some and drops some")
-                #expect(expected.count < min(limit, n), "the case keeps some and drops some")
             }
         }
     }
@@ -164,7 +172,12 @@ struct CodedLinkingTests {
             #expect(codes.pairFactor(id) == original.pairFactor(id))
             #expect(codes.pairFactors.record(id).load(as: UInt64.self) == original.pairFactors.record(id).load(as: UInt64.self))
         }
-        #expect(codes.estimate(between: 3, 1_000) == original.estimate(between: 3, 1_000))
+        func estimate(_ c: CompactCodes) -> Float {
+            var out: Float = 0
+            [UInt32(1_000)].withUnsafeBufferPointer { c.estimate(from: 3, nodes: $0, into: &out) }
+            return out
+        }
+        #expect(estimate(codes) == estimate(original))
     }
 
     @Test("a compact index in a directory keeps its vectors in a scratch file, not memory: it answers as one in memory does, persists them with their checksums, and spills what it adds after reopening")

@@ -184,9 +184,9 @@ void lodestone_cc_pair_estimates_portable(const void *record, const float *facto
 /// most as far from the base, is nearer to it:
 ///     separation * s(estimate(i, j)) < s(ranks[i]),  s(x) = alpha + beta x
 /// (s maps rank values to squared distances; separation 1, alpha 0, beta 1
-/// is the heuristic itself). `kept` holds `kept_count` indices on entry
-/// (skip them), room for `limit`; the walk stops when it holds `limit`.
-/// Returns the new count. AVX2 where the CPU has it.
+/// is the heuristic itself). `kept` holds `kept_count` indices on entry,
+/// which `skip` must mark, and has room for `limit`; the walk stops when
+/// it holds `limit`. Returns the new count. AVX2 where the CPU has it.
 size_t lodestone_cc_select(const void *const *rows, const float *factors, const float *ranks, const uint8_t *skip,
                            size_t n, uint32_t *kept, size_t kept_count, size_t limit, float separation, float alpha,
                            float beta, float center_norm2, size_t d, int euclidean);

@@ -179,23 +179,6 @@ final class CompactCodes: @unchecked Sendable {
         }
     }
 
-    /// The rank-value estimate between nodes `a` and `b`, codes against codes.
-    @inline(__always) func estimate(between a: UInt32, _ b: UInt32) -> Float {
-        var row: UnsafeRawPointer? = UnsafeRawPointer(records.record(b))
-        var out: Float = 0
-        var fa = pairFactor(a), fb = pairFactor(b)
-        withUnsafePointer(to: &row) { r in
-            withUnsafeBytes(of: &fa) { pa in
-                withUnsafeBytes(of: &fb) { pb in
-                    lodestone_cc_pair_estimates(records.record(a), pa.baseAddress!.assumingMemoryBound(to: Float.self),
-                                                centerNorm2, dimension, euclidean ? 1 : 0, r,
-                                                pb.baseAddress!.assumingMemoryBound(to: Float.self), 1, &out)
-                }
-            }
-        }
-        return out
-    }
-
     /// The neighbour choice on codes over the nodes `ids`, ranked `ranks`
     /// from a base node (``lodestone_cc_select``): appends to `kept`
     /// (holding `keptCount` indices into `ids`, room for `limit`) the index
