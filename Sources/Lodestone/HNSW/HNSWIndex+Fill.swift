@@ -34,26 +34,24 @@ extension HNSWIndex {
         if n < m0 { spare[n] = SpareCandidate(id: HNSWIndex.noNode, distance: .infinity) }
     }
 
-    /// Squared distance from a rank value (cosine vectors are unit length).
-    @inline(__always) func squaredDistance(_ rank: Float) -> Float { metric == .euclidean ? rank : 2 + 2 * rank }
-
-    /// The fill's rule on codes: a candidate is dominated by a kept
-    /// neighbour ``fillSeparation`` times nearer to it (squared) than the
-    /// node is.
+    /// The fill's rule: a candidate is dominated by a kept neighbour
+    /// ``fillSeparation`` times nearer to it, in squared distance, than the
+    /// node is (rank values are squared distances for euclidean, and map to
+    /// them as 2 + 2 rank for unit-length cosine vectors).
     var fillRule: CompactCodes.SelectionRule {
         CompactCodes.SelectionRule(separation: HNSWIndex.fillSeparation, alpha: metric == .euclidean ? 0 : 2,
                                    beta: metric == .euclidean ? 1 : 2)
     }
 
-    /// Fills a list whose `keptCount` links are the first of `ids` (their
-    /// rank values from the list's node in `ranks`) from the other entries,
-    /// in order, up to `limit`: an entry is admitted unless a kept neighbour
-    /// nearer to the node is ``fillSeparation`` times nearer to it
-    /// (squared) than the node is, so the fill still spreads in new
-    /// directions. Admitted entries move up behind the kept ones; returns
-    /// the new count.
-    func fillList(_ ids: UnsafeMutableBufferPointer<UInt32>, ranks: UnsafeMutableBufferPointer<Float>,
-                  keptCount: Int, limit: Int) -> Int {
+    /// The neighbour choice for a list: `ids` at rank values `ranks` from
+    /// the list's node, the first `keptCount` kept already. Walks the
+    /// others in order and keeps each that no kept entry, at most as far
+    /// from the node, dominates by `rule`, up to `limit`; kept entries move
+    /// up behind the first ones. Returns the new count. On the codes in one
+    /// kernel call when nodes are linked by them (a call per pair cost more
+    /// than the pair's estimate), else on float32.
+    func choose(_ ids: UnsafeMutableBufferPointer<UInt32>, ranks: UnsafeMutableBufferPointer<Float>,
+                keptCount: Int, limit: Int, rule: CompactCodes.SelectionRule) -> Int {
         guard keptCount < limit, ids.count > keptCount else { return keptCount }
         if let codes = linkingCodes {
             return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: ids.count) { skip in
@@ -62,8 +60,8 @@ extension HNSWIndex {
                     for j in 0..<keptCount { kept[j] = UInt32(j) }
                     let count = codes.select(UnsafeBufferPointer(ids), ranks: ranks.baseAddress!,
                                              skip: skip.baseAddress!, kept: kept.baseAddress!, keptCount: keptCount,
-                                             limit: limit, rule: fillRule)
-                    // Admitted indices rise from keptCount: moving them up is safe in place.
+                                             limit: limit, rule: rule)
+                    // Kept indices rise from keptCount: moving them up is safe in place.
                     for k in keptCount..<count {
                         ids[k] = ids[Int(kept[k])]
                         ranks[k] = ranks[Int(kept[k])]
@@ -74,11 +72,11 @@ extension HNSWIndex {
         }
         var count = keptCount
         for i in keptCount..<ids.count where count < limit {
-            let dic = squaredDistance(ranks[i])
-            let cv = UnsafePointer(vector(ids[i]))
+            let own = rule.alpha + rule.beta * ranks[i]
+            let v = UnsafePointer(vector(ids[i]))
             var admitted = true
             for j in 0..<count where ranks[j] <= ranks[i] {
-                if HNSWIndex.fillSeparation * squaredDistance(rank(cv, vector(ids[j]))) < dic {
+                if rule.separation * (rule.alpha + rule.beta * rank(v, vector(ids[j]))) < own {
                     admitted = false
                     break
                 }
@@ -95,7 +93,7 @@ extension HNSWIndex {
     /// After the heuristic re-chose a full layer-0 list (`chosen`, from
     /// `candidates`: its old links and the new one, sorted nearest first),
     /// fills it again up to `capacity` from the live candidates it dropped
-    /// (``fillList(_:ranks:keptCount:limit:)``). Without it, every
+    /// (``choose(_:ranks:keptCount:limit:rule:)`` by ``fillRule``). Without it, every
     /// reverse link into a filled list dropped the fill, so an index grown
     /// in small batches lost most of it. It slows inserts, large batches
     /// most, because lists kept full make every later reverse link run the
@@ -110,7 +108,7 @@ extension HNSWIndex {
             ranks.append(c.distance)
         }
         let count = ids.withUnsafeMutableBufferPointer { i in
-            ranks.withUnsafeMutableBufferPointer { fillList(i, ranks: $0, keptCount: kept, limit: capacity) }
+            ranks.withUnsafeMutableBufferPointer { choose(i, ranks: $0, keptCount: kept, limit: capacity, rule: fillRule) }
         }
         chosen = Array(ids[0..<count])
     }
@@ -161,9 +159,9 @@ extension HNSWIndex {
                 let count = entries.withUnsafeMutableBufferPointer { e in
                     ranks.withUnsafeMutableBufferPointer { r in
                         nodeRanks(from: id, to: UnsafeBufferPointer(rebasing: e[0..<linked]), into: r.baseAddress!)
-                        return fillList(UnsafeMutableBufferPointer(rebasing: e[0..<n]),
-                                        ranks: UnsafeMutableBufferPointer(rebasing: r[0..<n]), keptCount: linked,
-                                        limit: width)
+                        return choose(UnsafeMutableBufferPointer(rebasing: e[0..<n]),
+                                      ranks: UnsafeMutableBufferPointer(rebasing: r[0..<n]), keptCount: linked,
+                                      limit: width, rule: fillRule)
                     }
                 }
                 guard count > linked else { continue }

@@ -257,37 +257,14 @@ extension HNSWIndex {
     /// `candidates` must be sorted nearest first (rank values to the base).
     func selectNeighbours(_ candidates: [Candidate], max limit: Int, refilling: Bool = false) -> [UInt32] {
         if candidates.count <= limit { return candidates.map { UInt32($0.id) } }
-        var kept: [UInt32] = []
-        kept.reserveCapacity(limit)
-        if let codes = linkingCodes {
-            // One kernel call walks them all: a call per pair cost more than
-            // the pair's estimate.
-            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: candidates.count) { ids in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: candidates.count) { ranks in
-                    withUnsafeTemporaryAllocation(of: UInt32.self, capacity: limit) { chosen in
-                        for (j, c) in candidates.enumerated() {
-                            ids[j] = UInt32(c.id)
-                            ranks[j] = c.distance
-                        }
-                        let count = codes.select(UnsafeBufferPointer(ids), ranks: ranks.baseAddress!, skip: nil,
-                                                 kept: chosen.baseAddress!, keptCount: 0, limit: limit,
-                                                 rule: .heuristic)
-                        for k in 0..<count { kept.append(ids[Int(chosen[k])]) }
-                    }
+        var kept = withUnsafeTemporaryAllocation(of: UInt32.self, capacity: candidates.count) { ids in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: candidates.count) { ranks in
+                for (j, c) in candidates.enumerated() {
+                    ids[j] = UInt32(c.id)
+                    ranks[j] = c.distance
                 }
-            }
-        } else {
-            for c in candidates {
-                let v = UnsafePointer(vector(UInt32(c.id)))
-                var good = true
-                for r in kept where rank(v, vector(r)) < c.distance {
-                    good = false
-                    break
-                }
-                if good {
-                    kept.append(UInt32(c.id))
-                    if kept.count == limit { break }
-                }
+                let count = choose(ids, ranks: ranks, keptCount: 0, limit: limit, rule: .heuristic)
+                return Array(ids[0..<count])
             }
         }
         if refilling && kept.count < limit { refill(&kept, from: candidates, capacity: limit) }

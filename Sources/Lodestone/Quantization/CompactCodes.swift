@@ -203,8 +203,9 @@ final class CompactCodes: @unchecked Sendable {
         }
     }
 
-    /// When a candidate is dominated by a kept neighbour `j` at estimate `e`
-    /// from it: `separation * (alpha + beta * e) < alpha + beta * rank`.
+    /// When a candidate at rank value `rank` from the base is dominated by
+    /// a kept neighbour at rank value (or estimate) `e` from it:
+    /// `separation * (alpha + beta * e) < alpha + beta * rank`.
     struct SelectionRule {
         var separation: Float = 1
         var alpha: Float = 0
