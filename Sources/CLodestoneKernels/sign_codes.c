@@ -47,8 +47,8 @@ void lodestone_sign_prepare(const float *q, const float *center, size_t d, int e
         long u = (long)((q[i] - center[i] - lo) / delta + 0.5f);  // non-negative: rounds half up
         u = u < 0 ? 0 : (u > 15 ? 15 : u);
         sum += (uint64_t)u;
-        for (int j = 0; j < 4; j++)
-            if (u >> j & 1) planes[j * words + (i >> 6)] |= (uint64_t)1 << (i & 63);
+        // Without branches: a bit set or not is as likely as not.
+        for (int j = 0; j < 4; j++) planes[j * words + (i >> 6)] |= (uint64_t)((u >> j) & 1) << (i & 63);
     }
     out->lo2 = 2.0f * lo;
     out->delta2 = 2.0f * delta;

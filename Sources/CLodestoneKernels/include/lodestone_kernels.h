@@ -114,6 +114,38 @@ void lodestone_sign_estimates(const uint64_t *planes, size_t words, const lodest
 void lodestone_sign_estimates_portable(const uint64_t *planes, size_t words, const lodestone_sign_query *query,
                                        const void *const *records, size_t n, float *out);
 
+// Packed sign codes: the sign codes of a set of vectors (a filter's
+// matches) transposed into blocks of 32, so that one 256-bit shuffle looks
+// up a 4-bit slice of 32 codes at once (FastScan, André et al. 2015, on
+// RaBitQ's 1-bit codes). A block holds, for each byte k of a code
+// (`lodestone_sign_words(d)` x 8 bytes), 32 bytes: byte j is code byte k of
+// the block's vector j; then four arrays of 32 floats: factor, <c, x-c>,
+// |x|^2 and the number of set bits (as a float), vector j at index j.
+// Vectors past the last in the final block are zero. The query's table for
+// byte k, low and high nibble, sums its 4-bit components over the nibble's
+// set bits, so a packed estimate equals `lodestone_sign_estimates`' exactly.
+
+/// Bytes of one block of 32 packed sign codes for `d` components.
+size_t lodestone_sign_block_bytes(size_t d);
+/// Packs the `n` sign-code records at `records` (for `d` components) into
+/// ceil(n / 32) blocks at `blocks` (32-byte aligned).
+void lodestone_sign_pack(const void *const *records, size_t n, size_t d, void *blocks);
+/// The lookup tables of a query's bit planes (4 x `words` words, as
+/// `lodestone_sign_prepare` writes them) for packed estimates: 16 x `words`
+/// tables of 32 bytes (16 entries, twice), into `tables`.
+void lodestone_sign_tables(const uint64_t *planes, size_t words, uint8_t *tables);
+/// Rank-value estimates of the first `n` packed codes at `blocks`, equal to
+/// `lodestone_sign_estimates` for the same records, into `out`; bit j of
+/// `below[b]` is set when the estimate of code 32b + j is at most `bound`
+/// (a scan keeping the best few then looks only at blocks with a bit set).
+/// AVX2 where the CPU has it.
+void lodestone_sign_block_estimates(const uint8_t *tables, size_t words, const lodestone_sign_query *query,
+                                    const void *blocks, size_t n, float bound, float *out, uint32_t *below);
+/// The same, portable C (for tests to compare against).
+void lodestone_sign_block_estimates_portable(const uint8_t *tables, size_t words, const lodestone_sign_query *query,
+                                             const void *blocks, size_t n, float bound, float *out,
+                                             uint32_t *below);
+
 // Compact codes: one 4-bit code per vector for the compact layer-0 walk
 // (LVQ's scheme, Aguerrebere et al. 2023), gathered per neighbour.
 //

@@ -55,14 +55,18 @@ extension HNSWIndex {
 
     /// The layer-0 beam search of the compact traversal for `q` (`query`
     /// prepared from it), from `start` (estimate `entryDistance`): a beam of `ef` nodes ranked by their codes'
-    /// estimates; expanding a node reads its link list and gathers the
-    /// codes of its neighbours not seen yet, which are marked as they enter
-    /// (a code gives a node the same estimate from every parent). The best
+    /// estimates; expanding a node gathers, with `gatherer`, the codes of
+    /// the nodes to estimate next (its neighbours not seen yet, or those a
+    /// filter admits within two hops), which are marked as they enter (a
+    /// code gives a node the same estimate from every parent). The best
     /// ``compactRerankCount(k:ef:)`` nodes `admission` passes, by estimate,
-    /// are compared exactly at the end: returns the best `k`, best first.
-    func compactWalk<A: NodeAdmission>(_ q: UnsafePointer<Float>, _ query: borrowing CompactCodes.Query,
-                                       codes: CompactCodes, entry start: UInt32, entryDistance: Float, k: Int,
-                                       ef: Int, scratch: SearchScratch, admission: A) -> [Candidate] {
+    /// are compared exactly at the end: returns the best `k`, best first,
+    /// or nil once more than `budget` codes have been estimated (the caller
+    /// then takes another plan).
+    func compactWalk<A: NodeAdmission, G: CodeGatherer>(
+        _ q: UnsafePointer<Float>, _ query: borrowing CompactCodes.Query, codes: CompactCodes, entry start: UInt32,
+        entryDistance: Float, k: Int, ef: Int, scratch: SearchScratch, admission: A, gatherer: G, budget: Int = .max
+    ) -> [Candidate]? {
         let finalists = HNSWIndex.compactRerankCount(k: k, ef: ef)
         scratch.reserveResults(finalists)
         let bound = nodeCount.load(ordering: .acquiring)
@@ -78,15 +82,15 @@ extension HNSWIndex {
         var expanded = 0
         var estimated = 0
         scratch.rows.withMemoryRebound(to: UnsafeRawPointer?.self, capacity: scratch.neighbourCapacity) { records in
-            while cursor < count {
+            while cursor < count && estimated <= budget {
                 let current = pool[cursor].id
                 let value = pool[cursor].distance
                 pool[cursor].tagged |= PoolEntry.expandedBit
                 // The next node to expand is probably the next in the beam:
                 // its links into the second-level cache meanwhile.
                 prefetchNextLinks(pool: pool, after: cursor, count: count, layer: 0)
-                let n = gatherCodes(of: current, layer: 0, codes: codes, scratch: scratch, rows: records,
-                                    visited: (marks, generation, bound))
+                let n = gatherer.gather(self, of: current, codes: codes, scratch: scratch, rows: records,
+                                        marks: marks, generation: generation, bound: bound)
                 expanded += 1
                 if value < results.threshold && admission.admits(current) {
                     results.consider(Candidate(distance: value, id: UInt64(current)))
@@ -109,15 +113,18 @@ extension HNSWIndex {
         }
         scratch.nodesExpanded += expanded
         scratch.distancesComputed += estimated
+        guard estimated <= budget else { return nil }
         return rerank(q, results.drainSorted(), k: k, scratch: scratch)
     }
 
     /// The compact traversal's search for the best `k` nodes `admission`
     /// passes: ``descendCoded(_:codes:toLayer:scratch:)``, then
-    /// ``compactWalk(_:_:codes:entry:entryDistance:k:ef:scratch:admission:)``;
-    /// empty for an empty index.
+    /// ``compactWalk(_:_:codes:entry:entryDistance:k:ef:scratch:admission:gatherer:budget:)``
+    /// (every neighbour, or with `filtered` only those admitted within two
+    /// hops); empty for an empty index, nil past `budget` estimates.
     func compactSearch<A: NodeAdmission>(_ q: UnsafePointer<Float>, codes: CompactCodes, k: Int, ef: Int,
-                                         scratch: SearchScratch, admission: A) -> [Candidate] {
+                                         scratch: SearchScratch, admission: A, filtered: Bool = false,
+                                         budget: Int = .max) -> [Candidate]? {
         // An empty index answers before its codes are made: the first rows
         // added fix their center.
         guard entry.load(ordering: .acquiring) != 0 else { return [] }
@@ -127,19 +134,70 @@ extension HNSWIndex {
         // float32 vector but its finalists'.
         guard let descent = descendCoded(query, codes: codes, toLayer: 0, scratch: scratch) else { return [] }
         let (start, startValue) = (descent.node, descent.distance)
+        if filtered {
+            return compactWalk(q, query, codes: codes, entry: start, entryDistance: startValue, k: k, ef: ef,
+                               scratch: scratch, admission: admission,
+                               gatherer: AdmittedCodes(admission: admission), budget: budget)
+        }
         return compactWalk(q, query, codes: codes, entry: start, entryDistance: startValue, k: k, ef: ef,
-                           scratch: scratch, admission: admission)
+                           scratch: scratch, admission: admission, gatherer: AllCodes(), budget: budget)
     }
 
     /// A search on the compact traversal (``compactSearch(_:codes:k:ef:scratch:admission:)``
     /// over live nodes).
     func searchCompact(_ q: UnsafePointer<Float>, codes: CompactCodes, k: Int, ef: Int,
                        scratch: SearchScratch) -> [Neighbor] {
-        let found = compactSearch(q, codes: codes, k: k, ef: ef, scratch: scratch, admission: LiveNodes(index: self))
+        let found = compactSearch(q, codes: codes, k: k, ef: ef, scratch: scratch,
+                                  admission: LiveNodes(index: self)) ?? []
         if found.count < k && found.count < count {
             // Removed nodes crowded the beam: search on until k live nodes.
             return searchFiltered(q, k: k, ef: ef, scratch: scratch, admission: LiveNodes(index: self))
         }
         return found.map { neighbor($0) }
+    }
+}
+
+/// Chooses, after a compact walk expands a node, whose codes it estimates.
+protocol CodeGatherer {
+    /// Copies the nodes to estimate into `scratch.ids` and their code
+    /// records into `rows`, marking them visited; returns how many.
+    func gather(_ index: HNSWIndex, of id: UInt32, codes: CompactCodes, scratch: SearchScratch,
+                rows: UnsafeMutablePointer<UnsafeRawPointer?>, marks: UnsafeMutablePointer<UInt16>,
+                generation: UInt16, bound: Int) -> Int
+}
+
+/// Every unvisited neighbour (the plain compact walk).
+struct AllCodes: CodeGatherer {
+    @inline(__always)
+    func gather(_ index: HNSWIndex, of id: UInt32, codes: CompactCodes, scratch: SearchScratch,
+                rows: UnsafeMutablePointer<UnsafeRawPointer?>, marks: UnsafeMutablePointer<UInt16>,
+                generation: UInt16, bound: Int) -> Int {
+        index.gatherCodes(of: id, layer: 0, codes: codes, scratch: scratch, rows: rows,
+                          visited: (marks, generation, bound))
+    }
+}
+
+/// The neighbours, and neighbours' neighbours, a filter admits (the
+/// filtered compact walk; see
+/// ``HNSWIndex/gatherAdmitted(of:scratch:rows:source:marks:generation:bound:admission:)``).
+struct AdmittedCodes<A: NodeAdmission>: CodeGatherer {
+    let admission: A
+    @inline(__always)
+    func gather(_ index: HNSWIndex, of id: UInt32, codes: CompactCodes, scratch: SearchScratch,
+                rows: UnsafeMutablePointer<UnsafeRawPointer?>, marks: UnsafeMutablePointer<UInt16>,
+                generation: UInt16, bound: Int) -> Int {
+        index.gatherAdmitted(of: id, scratch: scratch, rows: rows, source: CodeRecords(codes: codes),
+                             marks: marks, generation: generation, bound: bound, admission: admission)
+    }
+}
+
+/// A node's compact code record, asked into the second-level cache as it
+/// is named (the kernel reads it after the whole gather).
+struct CodeRecords: NodeRows {
+    let codes: CompactCodes
+    @inline(__always) func row(_ id: UInt32) -> UnsafeRawPointer {
+        let record = UnsafeRawPointer(codes.records.record(id))
+        lodestone_prefetch_bytes_l2(record, codes.records.stride)
+        return record
     }
 }

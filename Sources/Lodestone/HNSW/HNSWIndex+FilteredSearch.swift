@@ -38,6 +38,21 @@ extension HNSWIndex {
     /// scan (measurements: docs/design/filter-planner.md).
     public static let quantizedCostPerMatch = 0.1
 
+    /// The same over a filter's packed codes (``PackedSignCodes``, a filter
+    /// seen before): 32 codes per table lookup (measurements:
+    /// docs/design/filter-planner.md).
+    public static let packedCostPerMatch = 0.02
+
+    /// What one distance of the walk costs on the codes of the quantized
+    /// and compact traversals, against the exact walk's (measurements:
+    /// docs/design/filter-planner.md).
+    public static let codedWalkCostPerDistance = 0.6
+
+    /// What one distance of the filtered walk on the compact codes costs:
+    /// it also reads the link lists of records that do not pass
+    /// (measurements: docs/design/filter-planner.md).
+    public static let compactFilteredWalkCostPerDistance = 1.2
+
     /// What comparing one of the quantized scan's finalists exactly costs:
     /// a vector fetched from a random place (measurements:
     /// docs/design/filter-planner.md).
@@ -64,6 +79,8 @@ extension HNSWIndex {
         /// that pass fill as much of it as all records fill an unfiltered
         /// beam of `ef` and the recall at `ef` is the unfiltered one's.
         var plainWalkEf: Int
+        /// What one distance of the filtered walk costs on this index.
+        var filteredCost: Double
 
         /// The exact scan, when it costs no more than the others.
         var exact: Bool { scan <= quantized && scan <= graph }
@@ -84,21 +101,26 @@ extension HNSWIndex {
     /// is costed at that beam; the filtered walk (which
     /// ``postFilterCoverage`` does not send to the plain walk) at
     /// ``filteredWalkCostPerDistance`` a distance.
-    func planCosts(matches: Int, k: Int, ef: Int) -> FilterPlanCosts {
+    func planCosts(matches: Int, k: Int, ef: Int, packed: Bool = false) -> FilterPlanCosts {
         let rerank = max(k, HNSWIndex.rerankPerEf * ef)
         let scan = Double(matches) * HNSWIndex.scanCostPerMatch
         // Ranking by estimate only pays when there is more to rank than to
         // compare exactly.
+        let perMatch = packed ? HNSWIndex.packedCostPerMatch : HNSWIndex.quantizedCostPerMatch
         let quantized = matches > rerank
-            ? Double(matches) * HNSWIndex.quantizedCostPerMatch + Double(rerank) * HNSWIndex.rerankCostPerVector
+            ? Double(matches) * perMatch + Double(rerank) * HNSWIndex.rerankCostPerVector
             : .infinity
         let share = min(1, Double(max(matches, 1)) / Double(max(count, 1)))
         let widened = min(max(count, ef), Int((Double(ef) / share.squareRoot()).rounded(.up)))
         let plain = share * Double(widened) >= HNSWIndex.postFilterCoverage * Double(k)
-        let perDistance = plain ? 1 : HNSWIndex.filteredWalkCostPerDistance
+        let coded = compactCodes != nil || neighbourCodes != nil
+        let plainCost = coded ? HNSWIndex.codedWalkCostPerDistance : 1
+        let filteredCost = compactCodes != nil
+            ? HNSWIndex.compactFilteredWalkCostPerDistance : HNSWIndex.filteredWalkCostPerDistance
+        let perDistance = plain ? plainCost : filteredCost
         return FilterPlanCosts(scan: scan, quantized: quantized,
                                graph: estimatedWalkCost(ef: ef) * perDistance / share.squareRoot(), rerank: rerank,
-                               plainWalk: plain, plainWalkEf: widened)
+                               plainWalk: plain, plainWalkEf: widened, filteredCost: filteredCost)
     }
 
     /// The `k` nearest live vectors whose keys are in `allowedKeys` (a set
@@ -142,10 +164,11 @@ extension HNSWIndex {
             }
         }
         let matches = matchCount ?? allowedKeys.count
-        let plan = planCosts(matches: matches, k: k, ef: efs)
         // The filter's nodes, asked for once per query (a filter's second
-        // query is what makes its node set; see allowedNodes(for:)).
+        // query is what makes its node set; see allowedNodes(for:)), and
+        // with them the quantized scan's packed codes.
         let cached = allowedNodes(for: allowedKeys)
+        let plan = planCosts(matches: matches, k: k, ef: efs, packed: cached != nil)
         func statistics(_ kind: SearchPlan, ef: Int, visited: Int, distances: Int) -> SearchStatistics {
             SearchStatistics(plan: kind, candidates: live, matches: matches, ef: ef, nodesVisited: visited,
                              distancesComputed: distances, estimatedScanCost: plan.scan, estimatedGraphCost: plan.graph,
@@ -157,6 +180,11 @@ extension HNSWIndex {
                 let (results, compared) = exactScan(q, k: k, allowedKeys: allowedKeys, cached: cached)
                 return (results, statistics(.exactScan, ef: 0, visited: visited + compared,
                                             distances: distances + compared))
+            }
+            if let cached, let packed = packedCodes(for: allowedKeys, nodes: cached) {
+                let ranked = packedScan(q, k: k, rerank: plan.rerank, packed: packed)
+                return (ranked.results, statistics(.quantizedScan, ef: 0, visited: visited + ranked.ranked,
+                                                   distances: distances + ranked.compared))
             }
             let ranked = quantizedScan(q, k: k, rerank: plan.rerank, allowedKeys: allowedKeys, cached: cached)
             return (ranked.results, statistics(.quantizedScan, ef: 0, visited: visited + ranked.ranked,
@@ -178,7 +206,7 @@ extension HNSWIndex {
                                                   distances: broad.distances))
             }
         }
-        let budget = Int((plan.cheaperScan / HNSWIndex.filteredWalkCostPerDistance).rounded(.up))
+        let budget = Int((plan.cheaperScan / plan.filteredCost).rounded(.up))
         let walked = walk(q, k: k, ef: efs, budget: budget, admission: admission)
         guard let walked, walked.results.count >= min(k, matches) else {
             return scan(visited: walked?.visited ?? 0, distances: walked?.distances ?? budget)
@@ -195,7 +223,7 @@ extension HNSWIndex {
             scratch.nodesExpanded = 0
             scratch.distancesComputed = 0
             if let codes = compactCodes {
-                let found = compactSearch(q, codes: codes, k: k, ef: ef, scratch: scratch, admission: admission)
+                let found = compactSearch(q, codes: codes, k: k, ef: ef, scratch: scratch, admission: admission) ?? []
                 return (found.map { neighbor($0) }, scratch.nodesExpanded, scratch.distancesComputed)
             }
             guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else {
@@ -221,7 +249,8 @@ extension HNSWIndex {
     }
 
     /// The filtered walk: a beam of `ef` over nodes `admission` passes
-    /// (``gatherAdmitted(of:scratch:marks:generation:bound:admission:)``);
+    /// (``gatherAdmitted(of:scratch:rows:source:marks:generation:bound:admission:)``;
+    /// on the compact codes when the index has them);
     /// nil once it has computed more than `budget` distances.
     func walk<A: NodeAdmission>(_ q: UnsafePointer<Float>, k: Int, ef: Int, budget: Int, admission: A)
         -> (results: [Neighbor], visited: Int, distances: Int)?
@@ -229,6 +258,12 @@ extension HNSWIndex {
         scratchPool.withScratch { scratch in
             scratch.nodesExpanded = 0
             scratch.distancesComputed = 0
+            if let codes = compactCodes {
+                // On the codes, as the compact traversal's unfiltered walk.
+                guard let found = compactSearch(q, codes: codes, k: k, ef: ef, scratch: scratch, admission: admission,
+                                                filtered: true, budget: budget) else { return nil }
+                return (found.map { neighbor($0) }, scratch.nodesExpanded, scratch.distancesComputed)
+            }
             guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else {
                 return ([], scratch.nodesExpanded, scratch.distancesComputed)
             }
@@ -390,7 +425,7 @@ extension HNSWIndex {
         if let cached { cached.forEach { add(UInt32($0)) } } else { for node in looked { add(node) } }
         if pending > 0 { flush() }
         // Compare the best exactly.
-        let finalists = best.drainSorted().map { UInt32($0.id) }
+        let finalists = narrowed(q, best.drainSorted().map { UInt32($0.id) }, k: k, ef: rerank)
         let results = finalists.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k) }
         return (results, matches, finalists.count)
     }
@@ -405,6 +440,9 @@ struct FilterNodes {
     /// Nil until the same filter is seen a second time (a one-off filter
     /// is not worth the translation).
     var nodes: Bitset?
+    /// The matches' sign codes packed for the quantized scan, once a scan
+    /// of the cached node set needs them (``HNSWIndex/packedCodes(for:nodes:)``).
+    var packed: PackedSignCodes? = nil
 }
 
 extension HNSWIndex {

@@ -49,15 +49,28 @@ struct AllNeighbours: NeighbourGatherer {
 }
 
 /// The neighbours, and neighbours' neighbours, that pass a filter (see
-/// ``HNSWIndex/gatherAdmitted(of:scratch:marks:generation:bound:admission:)``; layer 0 only).
+/// ``HNSWIndex/gatherAdmitted(of:scratch:rows:source:marks:generation:bound:admission:)``; layer 0 only).
 struct AdmittedNeighbours<A: NodeAdmission>: NeighbourGatherer {
     let admission: A
     @inline(__always)
     func gather(_ index: HNSWIndex, of id: UInt32, layer: Int, scratch: SearchScratch,
                 marks: UnsafeMutablePointer<UInt16>, generation: UInt16, bound: Int) -> Int {
-        index.gatherAdmitted(of: id, scratch: scratch, marks: marks, generation: generation, bound: bound,
-                             admission: admission)
+        scratch.rows.withMemoryRebound(to: UnsafeRawPointer?.self, capacity: scratch.neighbourCapacity) { rows in
+            index.gatherAdmitted(of: id, scratch: scratch, rows: rows, source: VectorRows(index: index),
+                                 marks: marks, generation: generation, bound: bound, admission: admission)
+        }
     }
+}
+
+/// Where a gather finds what a node is scored from.
+protocol NodeRows {
+    func row(_ id: UInt32) -> UnsafeRawPointer
+}
+
+/// A node's float32 vector (the exact walk).
+struct VectorRows: NodeRows {
+    let index: HNSWIndex
+    @inline(__always) func row(_ id: UInt32) -> UnsafeRawPointer { UnsafeRawPointer(index.vector(id)) }
 }
 
 /// Admits live nodes.
@@ -323,17 +336,20 @@ extension HNSWIndex {
         return count
     }
 
-    /// Copies into the scratch buffers the nodes a filtered walk scores
-    /// next from `id` (ACORN's predicate-aware expansion, on the ordinary
-    /// graph): its neighbours that pass `admission`, then, looking through
-    /// those that do not, their neighbours that pass, up to one neighbour
-    /// list's worth. Only admitted nodes get a distance, so a selective
-    /// filter does not make the walk score the whole index. When nothing
-    /// within two hops passes, the neighbours that do not are returned
-    /// instead, so the walk can cross a region the filter excludes.
+    /// Copies into `scratch.ids` and `rows` (from `source`) the nodes a
+    /// filtered walk scores next from `id` (ACORN's predicate-aware
+    /// expansion, on the ordinary graph): its neighbours that pass
+    /// `admission`, then, looking through those that do not, their
+    /// neighbours that pass, up to one neighbour list's worth. Only admitted
+    /// nodes get a distance, so a selective filter does not make the walk
+    /// score the whole index. When nothing within two hops passes, the
+    /// neighbours that do not are returned instead, so the walk can cross a
+    /// region the filter excludes.
     @inline(__always)
-    func gatherAdmitted<A: NodeAdmission>(of id: UInt32, scratch: SearchScratch, marks: UnsafeMutablePointer<UInt16>,
-                                          generation: UInt16, bound: Int, admission: A) -> Int {
+    func gatherAdmitted<A: NodeAdmission, R: NodeRows>(
+        of id: UInt32, scratch: SearchScratch, rows: UnsafeMutablePointer<UnsafeRawPointer?>, source: R,
+        marks: UnsafeMutablePointer<UInt16>, generation: UInt16, bound: Int, admission: A
+    ) -> Int {
         let capacity = linkCapacity(layer: 0)
         let slots = links(id, layer: 0)
         var n = 0, passed = 0
@@ -344,7 +360,7 @@ extension HNSWIndex {
             marks[Int(nb)] = generation
             if admission.admits(nb) {
                 scratch.ids[n] = nb
-                scratch.rows[n] = UnsafePointer(vector(nb))
+                rows[n] = source.row(nb)
                 n += 1
             } else {
                 scratch.transit[passed] = nb
@@ -368,7 +384,7 @@ extension HNSWIndex {
                 if Int(nb) >= bound || marks[Int(nb)] == generation || !admission.admits(nb) { continue }
                 marks[Int(nb)] = generation
                 scratch.ids[n] = nb
-                scratch.rows[n] = UnsafePointer(vector(nb))
+                rows[n] = source.row(nb)
                 n += 1
             }
             i += 1
@@ -377,7 +393,7 @@ extension HNSWIndex {
         if n == 0 {
             for t in 0..<passed {
                 scratch.ids[t] = scratch.transit[t]
-                scratch.rows[t] = UnsafePointer(vector(scratch.transit[t]))
+                rows[t] = source.row(scratch.transit[t])
             }
             n = passed
         }

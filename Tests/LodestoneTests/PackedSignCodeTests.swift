@@ -1,0 +1,103 @@
+import CLodestoneKernels
+import Testing
+@_spi(LodestoneTools) @testable import Lodestone
+
+/// Packed sign codes (a filter's matches in blocks of 32, estimated by table
+/// lookups): the kernel against the record kernel, the packed scan against
+/// the unpacked one on real embeddings, and the cache that keeps them.
+@Suite("Packed sign codes")
+struct PackedSignCodeTests {
+    @Test("packed estimates equal the record kernel's, AVX2 and portable alike; marks are set exactly under the bound",
+          arguments: [1, 64, 100, 384, 769])
+    func packedEqualsRecords(dimension d: Int) {
+        let words = lodestone_sign_words(d), bytes = lodestone_sign_record_bytes(d)
+        let center = Fixtures.randomVectors(count: 1, dimension: d, seed: 5, scale: 0...0.3)
+        let q = Fixtures.randomVectors(count: 1, dimension: d, seed: 11, scale: -1...1)
+        for n in [1, 31, 32, 70] {
+            let base = Fixtures.randomVectors(count: n, dimension: d, seed: UInt64(d * 100 + n), scale: -1...1)
+            let records = UnsafeMutableRawPointer.allocate(byteCount: n * bytes, alignment: 8)
+            let blockBytes = lodestone_sign_block_bytes(d)
+            let blocks = UnsafeMutableRawPointer.allocate(byteCount: (n + 31) / 32 * blockBytes, alignment: 64)
+            let tables = UnsafeMutableRawPointer.allocate(byteCount: 16 * words * 32, alignment: 64)
+                .bindMemory(to: UInt8.self, capacity: 16 * words * 32)
+            let planes = UnsafeMutablePointer<UInt64>.allocate(capacity: 4 * words)
+            defer {
+                records.deallocate()
+                blocks.deallocate()
+                tables.deallocate()
+                planes.deallocate()
+            }
+            for i in 0..<n { lodestone_sign_encode(Array(base[(i * d)..<((i + 1) * d)]), center, d, records + i * bytes) }
+            let pointers: [UnsafeRawPointer?] = (0..<n).map { UnsafeRawPointer(records + $0 * bytes) }
+            lodestone_sign_pack(pointers, n, d, blocks)
+            for euclidean in [false, true] {
+                var query = lodestone_sign_query()
+                lodestone_sign_prepare(q, center, d, euclidean ? 1 : 0, planes, &query)
+                lodestone_sign_tables(planes, words, tables)
+                var expected = [Float](repeating: 0, count: n)
+                lodestone_sign_estimates(planes, words, &query, pointers, n, &expected)
+                let bound = expected.sorted()[n / 2]
+                var fast = [Float](repeating: 0, count: n), portable = [Float](repeating: 0, count: n)
+                var fastBelow = [UInt32](repeating: 0, count: (n + 31) / 32)
+                var portableBelow = fastBelow
+                lodestone_sign_block_estimates(tables, words, &query, blocks, n, bound, &fast, &fastBelow)
+                lodestone_sign_block_estimates_portable(tables, words, &query, blocks, n, bound, &portable, &portableBelow)
+                #expect(fast == expected && portable == expected, "d=\(d) n=\(n) euclidean=\(euclidean)")
+                let marked = (0..<n).map { fastBelow[$0 / 32] >> UInt32($0 % 32) & 1 == 1 }
+                #expect(marked == expected.map { $0 <= bound } && fastBelow == portableBelow)
+            }
+        }
+    }
+
+    @Test("a filter's second query scans its packed codes, with the unpacked scan's results; a write drops them")
+    func packedScanMatchesUnpacked() throws {
+        let data = Fixtures.realData
+        let n = data.base.rows, d = data.base.dimension
+        let index = try HNSWIndex(dimension: d, metric: .cosine)
+        try index.add(contentsOf: data.base.values, keys: (0..<UInt64(n)).map { $0 }, threads: 2)
+        let keys = (0..<n).filter { ($0 &* 2_654_435_761) % 1000 < 200 }
+        let allowed = Bitset(capacity: n, slots: keys)
+        #expect(index.allowedNodes(for: allowed) == nil)  // a one-off filter is not translated
+        let nodes = try #require(index.allowedNodes(for: allowed))
+        let packed = try #require(index.packedCodes(for: allowed, nodes: nodes))
+        #expect(packed.nodes.count == keys.count && index.packedCodes(for: allowed, nodes: nodes) === packed)
+        for qi in 0..<min(30, data.queries.rows) {
+            let q = try VectorPreparation.prepared(data.queries.row(qi), dimension: d, metric: .cosine,
+                                                   kernels: index.kernels).vector
+            let (fast, plain) = q.withUnsafeBufferPointer { p in
+                (index.packedScan(p.baseAddress!, k: 10, rerank: 64, packed: packed),
+                 index.quantizedScan(p.baseAddress!, k: 10, rerank: 64, allowedKeys: allowed, cached: nodes))
+            }
+            #expect(fast.results == plain.results && fast.ranked == keys.count && fast.compared == 64)
+            // Through the planner: a quantized scan, on the packed codes.
+            let (results, statistics) = try index.search(data.queries.row(qi), k: 10, ef: 64, allowedKeys: allowed,
+                                                         matchCount: keys.count)
+            #expect(statistics.plan == .quantizedScan && results == fast.results)
+        }
+        // A write changes the key table: the node set and its codes go.
+        try index.add(contentsOf: data.base.row(0), keys: [UInt64(n)], threads: 1)
+        #expect(index.allowedNodes(for: allowed) == nil)
+        #expect(index.writer.withLock { w in w.filterNodes.allSatisfy { $0.packed == nil } })
+    }
+
+    @Test("the filters' packed codes stay within their budget: a broad filter drops the least recently used")
+    func packedBudget() throws {
+        let data = Fixtures.realData
+        let n = data.base.rows, d = data.base.dimension
+        let index = try HNSWIndex(dimension: d, metric: .cosine)
+        try index.add(contentsOf: data.base.values, keys: (0..<UInt64(n)).map { $0 }, threads: 2)
+        let budget = n * HNSWIndex.packedFilterBytesPerVector
+        func held() -> Int { index.writer.withLock { w in w.filterNodes.reduce(0) { $0 + ($1.packed?.byteCount ?? 0) } } }
+        func pack(_ share: Int, _ salt: Int) throws -> PackedSignCodes? {
+            let allowed = Bitset(capacity: n, slots: (0..<n).filter { ($0 &* 2_654_435_761 &+ salt) % 100 < share })
+            _ = index.allowedNodes(for: allowed)
+            return index.packedCodes(for: allowed, nodes: try #require(index.allowedNodes(for: allowed)))
+        }
+        let small = try #require(try pack(10, 1))
+        _ = try #require(try pack(10, 2))
+        #expect(held() <= budget && held() >= 2 * small.byteCount)
+        // Nine in ten records: it fits alone, so the others give theirs up.
+        let broad = try #require(try pack(90, 3))
+        #expect(held() == broad.byteCount && held() <= budget)
+    }
+}
