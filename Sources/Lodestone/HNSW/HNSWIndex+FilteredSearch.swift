@@ -35,13 +35,12 @@ extension HNSWIndex {
     public static let postFilterCoverage = 2.0
 
     /// What ranking one match by its sign code costs in the quantized
-    /// scan (measurements: docs/design/filter-planner.md).
-    public static let quantizedCostPerMatch = 0.1
-
-    /// The same over a filter's packed codes (``PackedSignCodes``, a filter
-    /// seen before): 32 codes per table lookup (measurements:
+    /// scan: over the filter's packed codes, 32 per table lookup
+    /// (``PackedSignCodes``). A filter's first query ranks its codes one at
+    /// a time, several times slower, but is planned the same, so the same
+    /// query always gets the same plan and results (measurements:
     /// docs/design/filter-planner.md).
-    public static let packedCostPerMatch = 0.02
+    public static let quantizedCostPerMatch = 0.02
 
     /// What one distance of the walk costs on the codes of the quantized
     /// and compact traversals, against the exact walk's (measurements:
@@ -101,14 +100,13 @@ extension HNSWIndex {
     /// is costed at that beam; the filtered walk (which
     /// ``postFilterCoverage`` does not send to the plain walk) at
     /// ``filteredWalkCostPerDistance`` a distance.
-    func planCosts(matches: Int, k: Int, ef: Int, packed: Bool = false) -> FilterPlanCosts {
+    func planCosts(matches: Int, k: Int, ef: Int) -> FilterPlanCosts {
         let rerank = max(k, HNSWIndex.rerankPerEf * ef)
         let scan = Double(matches) * HNSWIndex.scanCostPerMatch
         // Ranking by estimate only pays when there is more to rank than to
         // compare exactly.
-        let perMatch = packed ? HNSWIndex.packedCostPerMatch : HNSWIndex.quantizedCostPerMatch
         let quantized = matches > rerank
-            ? Double(matches) * perMatch + Double(rerank) * HNSWIndex.rerankCostPerVector
+            ? Double(matches) * HNSWIndex.quantizedCostPerMatch + Double(rerank) * HNSWIndex.rerankCostPerVector
             : .infinity
         let share = min(1, Double(max(matches, 1)) / Double(max(count, 1)))
         let widened = min(max(count, ef), Int((Double(ef) / share.squareRoot()).rounded(.up)))
@@ -168,7 +166,7 @@ extension HNSWIndex {
         // query is what makes its node set; see allowedNodes(for:)), and
         // with them the quantized scan's packed codes.
         let cached = allowedNodes(for: allowedKeys)
-        let plan = planCosts(matches: matches, k: k, ef: efs, packed: cached != nil)
+        let plan = planCosts(matches: matches, k: k, ef: efs)
         func statistics(_ kind: SearchPlan, ef: Int, visited: Int, distances: Int) -> SearchStatistics {
             SearchStatistics(plan: kind, candidates: live, matches: matches, ef: ef, nodesVisited: visited,
                              distancesComputed: distances, estimatedScanCost: plan.scan, estimatedGraphCost: plan.graph,
