@@ -7,6 +7,15 @@ import Testing
 /// the unpacked one on real embeddings, and the cache that keeps them.
 @Suite("Packed sign codes")
 struct PackedSignCodeTests {
+    /// The real embeddings in an index of this test's own (its filter cache
+    /// and writes are not shared).
+    static func freshIndex() throws -> HNSWIndex {
+        let data = Fixtures.realData
+        let index = try HNSWIndex(dimension: data.base.dimension, metric: .cosine)
+        try index.add(contentsOf: data.base.values, keys: (0..<UInt64(data.base.rows)).map { $0 }, threads: 2)
+        return index
+    }
+
     @Test("packed estimates equal the record kernel's, AVX2 and portable alike; marks are set exactly under the bound",
           arguments: [1, 64, 100, 384, 769])
     func packedEqualsRecords(dimension d: Int) {
@@ -53,8 +62,7 @@ struct PackedSignCodeTests {
     func packedScanMatchesUnpacked() throws {
         let data = Fixtures.realData
         let n = data.base.rows, d = data.base.dimension
-        let index = try HNSWIndex(dimension: d, metric: .cosine)
-        try index.add(contentsOf: data.base.values, keys: (0..<UInt64(n)).map { $0 }, threads: 2)
+        let index = try Self.freshIndex()
         let keys = (0..<n).filter { ($0 &* 2_654_435_761) % 1000 < 200 }
         let allowed = Bitset(capacity: n, slots: keys)
         #expect(index.allowedNodes(for: allowed) == nil)  // a one-off filter is not translated
@@ -82,10 +90,8 @@ struct PackedSignCodeTests {
 
     @Test("the filters' packed codes stay within their budget: a broad filter drops the least recently used")
     func packedBudget() throws {
-        let data = Fixtures.realData
-        let n = data.base.rows, d = data.base.dimension
-        let index = try HNSWIndex(dimension: d, metric: .cosine)
-        try index.add(contentsOf: data.base.values, keys: (0..<UInt64(n)).map { $0 }, threads: 2)
+        let n = Fixtures.realData.base.rows
+        let index = try Self.freshIndex()
         let budget = n * HNSWIndex.packedFilterBytesPerVector
         func held() -> Int { index.writer.withLock { w in w.filterNodes.reduce(0) { $0 + ($1.packed?.byteCount ?? 0) } } }
         func pack(_ share: Int, _ salt: Int) throws -> PackedSignCodes? {

@@ -35,11 +35,10 @@ extension HNSWIndex {
     public static let postFilterCoverage = 2.0
 
     /// What ranking one match by its sign code costs in the quantized
-    /// scan: over the filter's packed codes, 32 per table lookup
-    /// (``PackedSignCodes``). A filter's first query ranks its codes one at
-    /// a time, several times slower, but is planned the same, so the same
-    /// query always gets the same plan and results (measurements:
-    /// docs/design/filter-planner.md).
+    /// scan: over the filter's packed codes, 32 per table lookup. A
+    /// filter's first query ranks its codes one at a time, several times
+    /// slower, but is planned the same, so the same query always gets the
+    /// same plan and results (measurements: docs/design/filter-planner.md).
     public static let quantizedCostPerMatch = 0.02
 
     /// What one distance of the walk costs on the codes of the quantized
@@ -52,10 +51,10 @@ extension HNSWIndex {
     /// (measurements: docs/design/filter-planner.md).
     public static let compactFilteredWalkCostPerDistance = 1.2
 
-    /// What comparing one of the quantized scan's finalists exactly costs:
-    /// a vector fetched from a random place (measurements:
-    /// docs/design/filter-planner.md).
-    public static let rerankCostPerVector = 2.0
+    /// What each of the quantized scan's finalists costs: kept among the
+    /// best estimates, then compared exactly, a vector fetched from a random
+    /// place (measurements: docs/design/filter-planner.md).
+    public static let rerankCostPerVector = 4.0
 
     /// The quantized scan compares this many times `ef` of its best
     /// estimates exactly (at least `k`): the plan's recall knob, as `ef` is
@@ -426,53 +425,6 @@ extension HNSWIndex {
         let finalists = narrowed(q, best.drainSorted().map { UInt32($0.id) }, k: k, ef: rerank)
         let results = finalists.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k) }
         return (results, matches, finalists.count)
-    }
-}
-
-/// A filter's allowed keys translated to node ids, for the key table
-/// version it was made from: a walk then tests a bit per node instead of
-/// loading each node's key.
-struct FilterNodes {
-    var keys: Bitset
-    var version: UInt64
-    /// Nil until the same filter is seen a second time (a one-off filter
-    /// is not worth the translation).
-    var nodes: Bitset?
-    /// The matches' sign codes packed for the quantized scan, once a scan
-    /// of the cached node set needs them (``HNSWIndex/packedCodes(for:nodes:)``).
-    var packed: PackedSignCodes? = nil
-}
-
-extension HNSWIndex {
-    /// Filters whose node sets are kept: a service alternating among a few
-    /// filters must not translate one on every query.
-    static let filterNodesCapacity = 8
-
-    /// The live nodes whose keys are in `keys`, when this filter ran before
-    /// on the same keys (nil the first time: the caller tests keys then).
-    func allowedNodes(for keys: Bitset) -> Bitset? {
-        writer.withLock { w in
-            ensureKeys(&w)
-            let version = w.keys.version
-            guard let i = w.filterNodes.firstIndex(where: { $0.version == version && $0.keys == keys }) else {
-                w.filterNodes.removeAll { $0.version != version }
-                w.filterNodes.insert(FilterNodes(keys: keys, version: version, nodes: nil), at: 0)
-                if w.filterNodes.count > HNSWIndex.filterNodesCapacity { w.filterNodes.removeLast() }
-                return nil
-            }
-            var cached = w.filterNodes.remove(at: i)
-            if cached.nodes == nil {
-                var nodes = Bitset(capacity: nodeCount.load(ordering: .acquiring))
-                keys.forEach { key in
-                    if let node = w.keys.node(forKey: UInt64(key), keyOf: self.key), state(node) == .live {
-                        nodes.insert(Int(node))
-                    }
-                }
-                cached.nodes = nodes
-            }
-            w.filterNodes.insert(cached, at: 0)
-            return cached.nodes
-        }
     }
 }
 

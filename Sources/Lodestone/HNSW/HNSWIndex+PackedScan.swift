@@ -1,46 +1,6 @@
 import CLodestoneKernels
 
 extension HNSWIndex {
-    /// The bytes per live vector the filter cache may hold in packed sign
-    /// codes (``PackedSignCodes``), over all its filters: past it, the
-    /// least recently used filters lose theirs (and scan unpacked).
-    public static let packedFilterBytesPerVector = 64
-
-    /// The packed sign codes of the filter on `keys`, whose node set
-    /// `nodes` is cached (``allowedNodes(for:)``): packed now the first
-    /// time, kept with the node set until the next write; nil when they
-    /// would not fit in ``packedFilterBytesPerVector``.
-    func packedCodes(for keys: Bitset, nodes: Bitset) -> PackedSignCodes? {
-        if let packed = writer.withLock({ w in
-            w.filterNodes.first(where: { $0.version == w.keys.version && $0.keys == keys })?.packed
-        }) { return packed }
-        let budget = max(count, 1) * HNSWIndex.packedFilterBytesPerVector
-        let matches = nodes.count
-        guard (matches + 31) / 32 * lodestone_sign_block_bytes(dimension) + 4 * matches <= budget else { return nil }
-        ensureSignCodes()
-        var list: [UInt32] = []
-        list.reserveCapacity(matches)
-        // The node set was live when it was made; finalists are checked again.
-        nodes.forEach { list.append(UInt32($0)) }
-        let packed = PackedSignCodes(nodes: list, codes: signCodes)
-        writer.withLock { w in
-            // A write since the node set was made: this query uses them once.
-            guard let i = w.filterNodes.firstIndex(where: { $0.version == w.keys.version && $0.keys == keys })
-            else { return }
-            var held = w.filterNodes.reduce(0) { $0 + ($1.packed?.byteCount ?? 0) }
-            var j = w.filterNodes.count - 1
-            while held + packed.byteCount > budget && j >= 0 {
-                if j != i, let old = w.filterNodes[j].packed {
-                    held -= old.byteCount
-                    w.filterNodes[j].packed = nil
-                }
-                j -= 1
-            }
-            if held + packed.byteCount <= budget { w.filterNodes[i].packed = packed }
-        }
-        return packed
-    }
-
     /// The quantized scan over a filter's packed codes: every match's
     /// estimate a block of 32 at a time, the best `rerank` (at least `k`)
     /// compared exactly. Returns the best `k` (exact scores), how many
@@ -96,8 +56,8 @@ extension HNSWIndex {
     /// A scan's `finalists` (by 1-bit estimate) narrowed, on an index with
     /// compact codes, to the best ``compactRerankCount(k:ef:)`` by their
     /// 4-bit estimates, which rank much closer to exact: fewer float32
-    /// vectors are read from random places, the costliest step of a scan
-    /// (measurements: docs/design/filter-planner.md).
+    /// vectors are read from the mapped segment, where a compact index
+    /// keeps them (measurements: docs/design/filter-planner.md).
     func narrowed(_ q: UnsafePointer<Float>, _ finalists: [UInt32], k: Int, ef: Int) -> [UInt32] {
         let keep = HNSWIndex.compactRerankCount(k: k, ef: ef)
         guard let codes = compactCodes, codes.isReady, finalists.count > keep else { return finalists }

@@ -1,0 +1,91 @@
+import CLodestoneKernels
+
+/// A filter's allowed keys translated to node ids, for the key table
+/// version it was made from: a walk then tests a bit per node instead of
+/// loading each node's key.
+struct FilterNodes {
+    var keys: Bitset
+    var version: UInt64
+    /// Nil until the same filter is seen a second time (a one-off filter
+    /// is not worth the translation).
+    var nodes: Bitset?
+    /// The matches' sign codes packed for the quantized scan, once a scan
+    /// of the cached node set needs them (``HNSWIndex/packedCodes(for:nodes:)``).
+    var packed: PackedSignCodes? = nil
+}
+
+extension HNSWIndex {
+    /// Filters whose node sets are kept: a service alternating among a few
+    /// filters must not translate one on every query.
+    static let filterNodesCapacity = 8
+
+    /// The live nodes whose keys are in `keys`, when this filter ran before
+    /// on the same keys (nil the first time: the caller tests keys then).
+    func allowedNodes(for keys: Bitset) -> Bitset? {
+        writer.withLock { w in
+            ensureKeys(&w)
+            let version = w.keys.version
+            guard let i = w.filterNodes.firstIndex(where: { $0.version == version && $0.keys == keys }) else {
+                w.filterNodes.removeAll { $0.version != version }
+                w.filterNodes.insert(FilterNodes(keys: keys, version: version, nodes: nil), at: 0)
+                if w.filterNodes.count > HNSWIndex.filterNodesCapacity { w.filterNodes.removeLast() }
+                return nil
+            }
+            var cached = w.filterNodes.remove(at: i)
+            if cached.nodes == nil {
+                var nodes = Bitset(capacity: nodeCount.load(ordering: .acquiring))
+                keys.forEach { key in
+                    if let node = w.keys.node(forKey: UInt64(key), keyOf: self.key), state(node) == .live {
+                        nodes.insert(Int(node))
+                    }
+                }
+                cached.nodes = nodes
+            }
+            w.filterNodes.insert(cached, at: 0)
+            return cached.nodes
+        }
+    }
+}
+
+extension HNSWIndex {
+    /// The bytes per live vector the filter cache may hold in packed sign
+    /// codes (a filter's matches' codes in blocks of 32), over all its
+    /// filters: past it, the least recently used filters lose theirs (and
+    /// scan unpacked).
+    public static let packedFilterBytesPerVector = 64
+
+    /// The packed sign codes of the filter on `keys`, whose node set
+    /// `nodes` is cached (``allowedNodes(for:)``): packed now the first
+    /// time, kept with the node set until the next write; nil when they
+    /// would not fit in ``packedFilterBytesPerVector``.
+    func packedCodes(for keys: Bitset, nodes: Bitset) -> PackedSignCodes? {
+        if let packed = writer.withLock({ w in
+            w.filterNodes.first(where: { $0.version == w.keys.version && $0.keys == keys })?.packed
+        }) { return packed }
+        let budget = max(count, 1) * HNSWIndex.packedFilterBytesPerVector
+        let matches = nodes.count
+        guard (matches + 31) / 32 * lodestone_sign_block_bytes(dimension) + 4 * matches <= budget else { return nil }
+        ensureSignCodes()
+        var list: [UInt32] = []
+        list.reserveCapacity(matches)
+        // The node set was live when it was made; finalists are checked again.
+        nodes.forEach { list.append(UInt32($0)) }
+        let packed = PackedSignCodes(nodes: list, codes: signCodes)
+        writer.withLock { w in
+            // A write since the node set was made: this query uses them once.
+            guard let i = w.filterNodes.firstIndex(where: { $0.version == w.keys.version && $0.keys == keys })
+            else { return }
+            var held = w.filterNodes.reduce(0) { $0 + ($1.packed?.byteCount ?? 0) }
+            var j = w.filterNodes.count - 1
+            while held + packed.byteCount > budget && j >= 0 {
+                if j != i, let old = w.filterNodes[j].packed {
+                    held -= old.byteCount
+                    w.filterNodes[j].packed = nil
+                }
+                j -= 1
+            }
+            if held + packed.byteCount <= budget { w.filterNodes[i].packed = packed }
+        }
+        return packed
+    }
+}
