@@ -90,6 +90,8 @@ def main():
     p.add_argument("--m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=200)
     p.add_argument("--ef", default=EFS)
+    p.add_argument("--traversal", default="exact", choices=["exact", "quantized", "compact"],
+                   help="Lodestone's layer-0 walk (the peers are unchanged)")
     p.add_argument("--target", type=float, default=0.95)
     p.add_argument("--peers", default="hnswlib,faiss", help="'' to skip the peers")
     p.add_argument("--limit-queries", type=int, default=1000)
@@ -104,7 +106,8 @@ def main():
            "--queries", os.path.join(args.data, "query.fvecs"),
            "--truth", os.path.join(args.data, "groundtruth.ivecs"),
            "--metadata", os.path.join(args.data, "base_meta.jsonl"), "--index", "hnsw", "--m", str(args.m),
-           "--ef-construction", str(args.ef_construction), "--threads", str(args.threads), "--ef", args.ef,
+           "--ef-construction", str(args.ef_construction), "--traversal", args.traversal,
+           "--threads", str(args.threads), "--ef", args.ef,
            "--limit-queries", str(args.limit_queries), "--json", "--filter", "none"]
     for f in files:
         cmd += ["--filter", f]
