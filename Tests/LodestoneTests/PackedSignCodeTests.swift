@@ -66,14 +66,15 @@ struct PackedSignCodeTests {
         let keys = (0..<n).filter { ($0 &* 2_654_435_761) % 1000 < 200 }
         let allowed = Bitset(capacity: n, slots: keys)
         #expect(index.allowedNodes(for: allowed) == nil)  // a one-off filter is not translated
-        let nodes = try #require(index.allowedNodes(for: allowed))
-        let packed = try #require(index.packedCodes(for: allowed, nodes: nodes))
-        #expect(packed.nodes.count == keys.count && index.packedCodes(for: allowed, nodes: nodes) === packed)
+        let (nodes, version) = try #require(index.allowedNodesAndVersion(for: allowed))
+        let packed = try #require(index.packedCodes(for: allowed, nodes: nodes, version: version))
+        #expect(packed.nodes.count == keys.count
+                && index.packedCodes(for: allowed, nodes: nodes, version: version) === packed)
         for qi in 0..<min(30, data.queries.rows) {
             let q = try VectorPreparation.prepared(data.queries.row(qi), dimension: d, metric: .cosine,
                                                    kernels: index.kernels).vector
             let (fast, plain) = q.withUnsafeBufferPointer { p in
-                (index.packedScan(p.baseAddress!, k: 10, rerank: 64, packed: packed),
+                (index.packedScan(p.baseAddress!, k: 10, rerank: 64, packed: packed, allowedKeys: allowed),
                  index.quantizedScan(p.baseAddress!, k: 10, rerank: 64, allowedKeys: allowed, cached: nodes))
             }
             #expect(fast.results == plain.results && fast.ranked == keys.count && fast.compared == 64)
@@ -86,6 +87,37 @@ struct PackedSignCodeTests {
         try index.add(contentsOf: data.base.row(0), keys: [UInt64(n)], threads: 1)
         #expect(index.allowedNodes(for: allowed) == nil)
         #expect(index.writer.withLock { w in w.filterNodes.allSatisfy { $0.packed == nil } })
+        // Codes packed from the node set of before the write (a reader that
+        // raced the writer) serve that query only: the new version's node set
+        // does not take them.
+        let fresh = try #require(index.allowedNodesAndVersion(for: allowed))
+        #expect(fresh.version != version)
+        #expect(index.packedCodes(for: allowed, nodes: nodes, version: version) != nil)
+        #expect(index.writer.withLock { w in w.filterNodes.allSatisfy { $0.packed == nil } })
+        #expect(index.packedCodes(for: allowed, nodes: fresh.nodes, version: fresh.version)?.nodes.count == keys.count)
+    }
+
+    @Test("past the kernel's dimension, or the budget, a filter is not packed and the planner costs it unpacked")
+    func notPackable() throws {
+        let d = PackedSignCodes.maximumDimension + 64, n = 200
+        let index = try HNSWIndex(dimension: d, metric: .cosine, parameters: HNSWParameters(m: 4, efConstruction: 16))
+        try index.add(contentsOf: Fixtures.randomVectors(count: n, dimension: d, seed: 3, scale: -1...1),
+                      keys: (0..<UInt64(n)).map { $0 }, threads: 1)
+        let allowed = Bitset(capacity: n, slots: Array(stride(from: 0, to: n, by: 2)))
+        _ = index.allowedNodes(for: allowed)
+        let (nodes, version) = try #require(index.allowedNodesAndVersion(for: allowed))
+        #expect(!index.packable(matches: allowed.count))
+        #expect(index.packedCodes(for: allowed, nodes: nodes, version: version) == nil)
+        let costs = index.planCosts(matches: allowed.count, k: 10, ef: 16)
+        #expect(costs.quantized == Double(allowed.count) * HNSWIndex.unpackedQuantizedCostPerMatch
+                + 16 * HNSWIndex.rerankCostPerVector)
+        // Filtered queries still answer, through whichever plan.
+        let (results, _) = try index.search(Fixtures.randomVectors(count: 1, dimension: d, seed: 9), k: 10, ef: 16,
+                                            allowedKeys: allowed, matchCount: allowed.count)
+        #expect(results.count == 10 && results.allSatisfy { $0.key % 2 == 0 })
+        // At 384-d (68 bytes a match) nine in ten records fit on their own, all do not.
+        let small = try Self.freshIndex(), rows = Fixtures.realData.base.rows
+        #expect(small.packable(matches: rows * 9 / 10) && !small.packable(matches: rows))
     }
 
     @Test("the filters' packed codes stay within their budget: a broad filter drops the least recently used")
@@ -97,11 +129,12 @@ struct PackedSignCodeTests {
         func pack(_ share: Int, _ salt: Int) throws -> PackedSignCodes? {
             let allowed = Bitset(capacity: n, slots: (0..<n).filter { ($0 &* 2_654_435_761 &+ salt) % 100 < share })
             _ = index.allowedNodes(for: allowed)
-            return index.packedCodes(for: allowed, nodes: try #require(index.allowedNodes(for: allowed)))
+            let (nodes, version) = try #require(index.allowedNodesAndVersion(for: allowed))
+            return index.packedCodes(for: allowed, nodes: nodes, version: version)
         }
         let small = try #require(try pack(10, 1))
-        _ = try #require(try pack(10, 2))
-        #expect(held() <= budget && held() >= 2 * small.byteCount)
+        let other = try #require(try pack(10, 2))
+        #expect(held() <= budget && held() == small.byteCount + other.byteCount)
         // Nine in ten records: it fits alone, so the others give theirs up.
         let broad = try #require(try pack(90, 3))
         #expect(held() == broad.byteCount && held() <= budget)

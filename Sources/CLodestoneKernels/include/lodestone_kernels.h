@@ -124,6 +124,8 @@ void lodestone_sign_estimates_portable(const uint64_t *planes, size_t words, con
 // Vectors past the last in the final block are zero. The query's table for
 // byte k, low and high nibble, sums its 4-bit components over the nibble's
 // set bits, so a packed estimate equals `lodestone_sign_estimates`' exactly.
+// The AVX2 kernel sums in 16 bits, at most 240 for each two code bytes: `d`
+// must be at most 4,352 (68 words).
 
 /// Bytes of one block of 32 packed sign codes for `d` components.
 size_t lodestone_sign_block_bytes(size_t d);

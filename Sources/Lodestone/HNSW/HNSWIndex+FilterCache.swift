@@ -10,7 +10,7 @@ struct FilterNodes {
     /// is not worth the translation).
     var nodes: Bitset?
     /// The matches' sign codes packed for the quantized scan, once a scan
-    /// of the cached node set needs them (``HNSWIndex/packedCodes(for:nodes:)``).
+    /// of the cached node set needs them (``HNSWIndex/packedCodes(for:nodes:version:)``).
     var packed: PackedSignCodes? = nil
 }
 
@@ -21,8 +21,12 @@ extension HNSWIndex {
 
     /// The live nodes whose keys are in `keys`, when this filter ran before
     /// on the same keys (nil the first time: the caller tests keys then).
-    func allowedNodes(for keys: Bitset) -> Bitset? {
-        writer.withLock { w in
+    func allowedNodes(for keys: Bitset) -> Bitset? { allowedNodesAndVersion(for: keys)?.nodes }
+
+    /// ``allowedNodes(for:)`` and the key table's version the node set was
+    /// made for.
+    func allowedNodesAndVersion(for keys: Bitset) -> (nodes: Bitset, version: UInt64)? {
+        writer.withLock { w -> (nodes: Bitset, version: UInt64)? in
             ensureKeys(&w)
             let version = w.keys.version
             guard let i = w.filterNodes.firstIndex(where: { $0.version == version && $0.keys == keys }) else {
@@ -42,7 +46,7 @@ extension HNSWIndex {
                 cached.nodes = nodes
             }
             w.filterNodes.insert(cached, at: 0)
-            return cached.nodes
+            return cached.nodes.map { ($0, version) }
         }
     }
 }
@@ -54,28 +58,40 @@ extension HNSWIndex {
     /// scan unpacked).
     public static let packedFilterBytesPerVector = 64
 
+    /// Whether a filter's `matches` can be packed: the dimension within the
+    /// kernel's 16-bit sums, and their bytes within
+    /// ``packedFilterBytesPerVector`` on their own.
+    func packable(matches: Int) -> Bool {
+        dimension <= PackedSignCodes.maximumDimension
+            && PackedSignCodes.byteCount(matches: matches, dimension: dimension)
+                <= max(count, 1) * HNSWIndex.packedFilterBytesPerVector
+    }
+
     /// The packed sign codes of the filter on `keys`, whose node set
-    /// `nodes` is cached (``allowedNodes(for:)``): packed now the first
-    /// time, kept with the node set until the next write; nil when they
-    /// would not fit in ``packedFilterBytesPerVector``.
-    func packedCodes(for keys: Bitset, nodes: Bitset) -> PackedSignCodes? {
-        if let packed = writer.withLock({ w in
-            w.filterNodes.first(where: { $0.version == w.keys.version && $0.keys == keys })?.packed
-        }) { return packed }
-        let budget = max(count, 1) * HNSWIndex.packedFilterBytesPerVector
+    /// `nodes` was cached for the key table's `version`
+    /// (``allowedNodesAndVersion(for:)``): packed now the first time, kept
+    /// with the node set until the next write; nil when they cannot be
+    /// packed (``packable(matches:)``).
+    func packedCodes(for keys: Bitset, nodes: Bitset, version: UInt64) -> PackedSignCodes? {
+        func entry(_ w: borrowing WriterState) -> Int? {
+            w.filterNodes.firstIndex(where: { $0.version == version && $0.keys == keys })
+        }
+        if let packed = writer.withLock({ w in entry(w).flatMap { w.filterNodes[$0].packed } }) { return packed }
         let matches = nodes.count
-        guard (matches + 31) / 32 * lodestone_sign_block_bytes(dimension) + 4 * matches <= budget else { return nil }
+        guard packable(matches: matches) else { return nil }
         ensureSignCodes()
         var list: [UInt32] = []
         list.reserveCapacity(matches)
         // The node set was live when it was made; finalists are checked again.
         nodes.forEach { list.append(UInt32($0)) }
         let packed = PackedSignCodes(nodes: list, codes: signCodes)
+        let budget = max(count, 1) * HNSWIndex.packedFilterBytesPerVector
         writer.withLock { w in
-            // A write since the node set was made: this query uses them once.
-            guard let i = w.filterNodes.firstIndex(where: { $0.version == w.keys.version && $0.keys == keys })
-            else { return }
+            // Kept only with the node set it was made from: after a write,
+            // that entry is gone and this query uses them once.
+            guard let i = entry(w) else { return }
             var held = w.filterNodes.reduce(0) { $0 + ($1.packed?.byteCount ?? 0) }
+            held -= w.filterNodes[i].packed?.byteCount ?? 0  // another reader's, replaced
             var j = w.filterNodes.count - 1
             while held + packed.byteCount > budget && j >= 0 {
                 if j != i, let old = w.filterNodes[j].packed {

@@ -41,6 +41,12 @@ extension HNSWIndex {
     /// same plan and results (measurements: docs/design/filter-planner.md).
     public static let quantizedCostPerMatch = 0.02
 
+    /// The same for a filter whose codes are not packed (the index's
+    /// dimension or the filter's matches too large to pack; see
+    /// ``packedFilterBytesPerVector``): one code at a time (measurements:
+    /// docs/design/filter-planner.md).
+    public static let unpackedQuantizedCostPerMatch = 0.1
+
     /// What one distance of the walk costs on the codes of the quantized
     /// and compact traversals, against the exact walk's (measurements:
     /// docs/design/filter-planner.md).
@@ -104,8 +110,10 @@ extension HNSWIndex {
         let scan = Double(matches) * HNSWIndex.scanCostPerMatch
         // Ranking by estimate only pays when there is more to rank than to
         // compare exactly.
+        let perMatch = packable(matches: matches)
+            ? HNSWIndex.quantizedCostPerMatch : HNSWIndex.unpackedQuantizedCostPerMatch
         let quantized = matches > rerank
-            ? Double(matches) * HNSWIndex.quantizedCostPerMatch + Double(rerank) * HNSWIndex.rerankCostPerVector
+            ? Double(matches) * perMatch + Double(rerank) * HNSWIndex.rerankCostPerVector
             : .infinity
         let share = min(1, Double(max(matches, 1)) / Double(max(count, 1)))
         let widened = min(max(count, ef), Int((Double(ef) / share.squareRoot()).rounded(.up)))
@@ -164,7 +172,8 @@ extension HNSWIndex {
         // The filter's nodes, asked for once per query (a filter's second
         // query is what makes its node set; see allowedNodes(for:)), and
         // with them the quantized scan's packed codes.
-        let cached = allowedNodes(for: allowedKeys)
+        let translated = allowedNodesAndVersion(for: allowedKeys)
+        let cached = translated?.nodes
         let plan = planCosts(matches: matches, k: k, ef: efs)
         func statistics(_ kind: SearchPlan, ef: Int, visited: Int, distances: Int) -> SearchStatistics {
             SearchStatistics(plan: kind, candidates: live, matches: matches, ef: ef, nodesVisited: visited,
@@ -178,8 +187,9 @@ extension HNSWIndex {
                 return (results, statistics(.exactScan, ef: 0, visited: visited + compared,
                                             distances: distances + compared))
             }
-            if let cached, let packed = packedCodes(for: allowedKeys, nodes: cached) {
-                let ranked = packedScan(q, k: k, rerank: plan.rerank, packed: packed)
+            if let translated,
+               let packed = packedCodes(for: allowedKeys, nodes: translated.nodes, version: translated.version) {
+                let ranked = packedScan(q, k: k, rerank: plan.rerank, packed: packed, allowedKeys: allowedKeys)
                 return (ranked.results, statistics(.quantizedScan, ef: 0, visited: visited + ranked.ranked,
                                                    distances: distances + ranked.compared))
             }
@@ -327,13 +337,16 @@ extension HNSWIndex {
     /// Returns the best `k` and how many vectors were compared.
     func exactScan(_ q: UnsafePointer<Float>, k: Int, allowedKeys: Bitset, cached: Bitset?) -> ([Neighbor], Int) {
         let nodes = nodes(forKeys: allowedKeys, cached: cached)
-        let best = nodes.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k) }
+        let best = nodes.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k, allowedKeys: allowedKeys) }
         return (best, nodes.count)
     }
 
-    /// The best `k` of the nodes `ids` that are live, by exact distance:
-    /// scored in groups with the gather kernel.
-    func bestExactly(_ q: UnsafePointer<Float>, among ids: UnsafeBufferPointer<UInt32>, k: Int) -> [Neighbor] {
+    /// The best `k` of the nodes `ids` that are live (and whose keys are in
+    /// `allowedKeys`, when given: a cached node set may predate a write
+    /// that reused a slot), by exact distance: scored in groups with the
+    /// gather kernel.
+    func bestExactly(_ q: UnsafePointer<Float>, among ids: UnsafeBufferPointer<UInt32>, k: Int,
+                     allowedKeys: Bitset? = nil) -> [Neighbor] {
         let group = 64
         let heapStorage = UnsafeMutablePointer<Candidate>.allocate(capacity: k)
         let rows = UnsafeMutablePointer<UnsafePointer<Float>?>.allocate(capacity: group)
@@ -351,7 +364,9 @@ extension HNSWIndex {
             kernels.rankValues(metric, q, rows: rows, count: m, dimension: dimension, into: values)
             var threshold = heap.threshold
             for i in 0..<m where values[i] <= threshold && state(ids[start + i]) == .live {
-                heap.consider(Candidate(distance: values[i], id: key(ids[start + i])))
+                let found = key(ids[start + i])
+                if let allowedKeys, found >= UInt64(allowedKeys.capacity) || !allowedKeys.contains(Int(found)) { continue }
+                heap.consider(Candidate(distance: values[i], id: found))
                 threshold = heap.threshold
             }
             start += m
@@ -423,7 +438,7 @@ extension HNSWIndex {
         if pending > 0 { flush() }
         // Compare the best exactly.
         let finalists = narrowed(q, best.drainSorted().map { UInt32($0.id) }, k: k, ef: rerank)
-        let results = finalists.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k) }
+        let results = finalists.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k, allowedKeys: allowedKeys) }
         return (results, matches, finalists.count)
     }
 }

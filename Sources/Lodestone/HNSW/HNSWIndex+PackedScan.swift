@@ -3,9 +3,10 @@ import CLodestoneKernels
 extension HNSWIndex {
     /// The quantized scan over a filter's packed codes: every match's
     /// estimate a block of 32 at a time, the best `rerank` (at least `k`)
-    /// compared exactly. Returns the best `k` (exact scores), how many
-    /// codes were ranked and how many vectors compared.
-    func packedScan(_ q: UnsafePointer<Float>, k: Int, rerank: Int, packed: PackedSignCodes)
+    /// compared exactly (those whose keys are still in `allowedKeys`).
+    /// Returns the best `k` (exact scores), how many codes were ranked and
+    /// how many vectors compared.
+    func packedScan(_ q: UnsafePointer<Float>, k: Int, rerank: Int, packed: PackedSignCodes, allowedKeys: Bitset)
         -> (results: [Neighbor], ranked: Int, compared: Int)
     {
         let matches = packed.nodes.count
@@ -49,7 +50,7 @@ extension HNSWIndex {
             }
         }
         let compared = narrowed(q, finalists, k: k, ef: rerank)
-        let results = compared.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k) }
+        let results = compared.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k, allowedKeys: allowedKeys) }
         return (results, matches, compared.count)
     }
 

@@ -12,6 +12,15 @@ import CLodestoneKernels
 final class PackedSignCodes: @unchecked Sendable {
     // @unchecked: the blocks are written once, in init, and only read after.
 
+    /// The largest dimension packed: the kernel's 16-bit sums hold at most
+    /// 240 for each two code bytes (`lodestone_kernels.h`).
+    static let maximumDimension = 4_352
+
+    /// The bytes `matches` packed codes take for `dimension` components.
+    static func byteCount(matches: Int, dimension: Int) -> Int {
+        (matches + 31) / 32 * lodestone_sign_block_bytes(dimension) + matches * MemoryLayout<UInt32>.stride
+    }
+
     /// The packed nodes, in block order.
     let nodes: [UInt32]
     let words: Int
@@ -20,8 +29,10 @@ final class PackedSignCodes: @unchecked Sendable {
     /// Bytes held (blocks and node ids).
     let byteCount: Int
 
-    /// Packs the codes of `nodes` (each must have a code in `codes`).
+    /// Packs the codes of `nodes` (each must have a code in `codes`, of at
+    /// most ``maximumDimension`` components).
     init(nodes: [UInt32], codes: SignCodes) {
+        precondition(codes.dimension <= PackedSignCodes.maximumDimension, "packed sign codes: dimension too large")
         self.nodes = nodes
         words = codes.words
         blockBytes = lodestone_sign_block_bytes(codes.dimension)
