@@ -342,7 +342,7 @@ extension HNSWIndexTests {
             #expect(walked.results.count == 10 && walked.results.allSatisfy { allowed.contains(Int($0.key)) })
             agreeing += Set(walked.results.map(\.key)).intersection(results.map(\.key)).count
         }
-        #expect(Double(agreeing) >= 0.9 * 10 * Double(min(50, data.queries.rows)), "the walk and the plan agree on \(agreeing)")
+        #expect(Double(agreeing) >= 0.85 * 10 * Double(min(50, data.queries.rows)), "the walk and the plan agree on \(agreeing)")
     }
 }
 
