@@ -236,7 +236,7 @@ extension HNSWIndexTests {
         #expect(try index.search([0, 0, 1], k: 1).map(\.key) == [4])
     }
 
-    @Test("threads can search while another thread adds, replaces and removes (every traversal; a quantized index's blocks mirror its links after, a compact index's codes match its vectors)",
+    @Test("threads can search, filtered or not, while another thread adds, replaces and removes (every traversal; a quantized index's blocks mirror its links after, a compact index's codes match its vectors)",
           arguments: [HNSWParameters.Traversal.exact, .quantized, .compact])
     func concurrentReadersAndWriter(traversal: HNSWParameters.Traversal) throws {
         let n = 2200, d = 32  // 12 rounds of writes per traversal: three traversals within the TSan budget
@@ -245,6 +245,7 @@ extension HNSWIndexTests {
                                   parameters: HNSWParameters(m: 8, efConstruction: 40, traversal: traversal))
         try index.add(contentsOf: Array(base[0..<(1000 * d)]), keys: (0..<1000).map { UInt64($0) })
         let queries = Fixtures.randomVectors(count: 64, dimension: d, seed: 9)
+        let thirds = Bitset(capacity: n, slots: Array(stride(from: 0, to: n, by: 3)))
         let done = Atomic<Bool>(false)
         let failures = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: 3) { worker in
@@ -260,9 +261,16 @@ extension HNSWIndexTests {
                 var i = 0
                 while !done.load(ordering: .acquiring) {
                     let q = Array(queries[((i % 64) * d)..<((i % 64 + 1) * d)])
-                    let r = try! index.search(q, k: 10, ef: 32)
-                    if r.count != 10 || Set(r.map(\.key)).count != 10 {
-                        failures.add(1, ordering: .relaxed)
+                    if worker == 1 {
+                        let r = try! index.search(q, k: 10, ef: 32)
+                        if r.count != 10 || Set(r.map(\.key)).count != 10 { failures.add(1, ordering: .relaxed) }
+                    } else {
+                        // Filtered: node sets and packed codes are made,
+                        // dropped at each write and made again meanwhile.
+                        let r = try! index.search(q, k: 10, ef: 32, allowedKeys: thirds, matchCount: nil).results
+                        if r.count != 10 || Set(r.map(\.key)).count != 10 || !r.allSatisfy({ $0.key % 3 == 0 }) {
+                            failures.add(1, ordering: .relaxed)
+                        }
                     }
                     i += 1
                 }
