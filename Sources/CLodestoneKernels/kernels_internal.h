@@ -22,6 +22,16 @@ static inline float lodestone_cosine_from_parts(float dot, float na, float nb) {
     return 1.0f - (float)((double)dot / sqrt((double)na * (double)nb));
 }
 
+/// A sign code's rank value from its weighted count (the query's 4-bit
+/// values summed over the code's set bits) and its record's numbers: one
+/// expression for every sign-code kernel, record or packed, so that they
+/// agree to the bit (see lodestone_kernels.h).
+static inline float lodestone_sign_value(float factor, float cdot, float norm2, float ones, float weighted,
+                                         float lo2, float delta2, float bias, int euclidean) {
+    const float dot = factor * (lo2 * ones + delta2 * weighted - bias) + cdot;
+    return euclidean ? norm2 - 2.0f * dot : -dot;
+}
+
 /// Rows ahead of the one being scored that a gather kernel pulls into L1.
 #define LODESTONE_GATHER_AHEAD 2
 

@@ -7,14 +7,14 @@
 
 #define BLOCK 32
 
-// The four per-vector numbers after the code bytes: factor, <c, x-c>,
-// |x|^2, set bits.
-static size_t code_bytes(size_t d) { return lodestone_sign_words(d) * 8; }
+// A block: a code's `words` x 8 bytes for each of 32 vectors, then the
+// four per-vector numbers (factor, <c, x-c>, |x|^2, set bits) as arrays.
+static size_t block_stride(size_t words) { return words * 8 * BLOCK + 4 * BLOCK * sizeof(float); }
 
-size_t lodestone_sign_block_bytes(size_t d) { return code_bytes(d) * BLOCK + 4 * BLOCK * sizeof(float); }
+size_t lodestone_sign_block_bytes(size_t d) { return block_stride(lodestone_sign_words(d)); }
 
 void lodestone_sign_pack(const void *const *records, size_t n, size_t d, void *blocks) {
-    const size_t bytes = code_bytes(d), stride = lodestone_sign_block_bytes(d);
+    const size_t bytes = lodestone_sign_words(d) * 8, stride = lodestone_sign_block_bytes(d);
     const size_t count = (n + BLOCK - 1) / BLOCK;
     memset(blocks, 0, count * stride);
     for (size_t r = 0; r < n; r++) {
@@ -56,18 +56,10 @@ void lodestone_sign_tables(const uint64_t *planes, size_t words, uint8_t *tables
     }
 }
 
-// The estimate of vector j of a block from its weighted count, as
-// sign_codes.c computes it.
-static inline float finish(const float *numbers, size_t j, float weighted, float lo2, float delta2, float bias,
-                           int euclidean) {
-    const float dot = numbers[j] * (lo2 * numbers[3 * BLOCK + j] + delta2 * weighted - bias) + numbers[BLOCK + j];
-    return euclidean ? numbers[2 * BLOCK + j] - 2.0f * dot : -dot;
-}
-
 static void block_estimates_portable(const uint8_t *tables, size_t words, const lodestone_sign_query *query,
                                      const void *blocks, size_t n, float bound, float *restrict out,
                                      uint32_t *restrict below) {
-    const size_t bytes = words * 8, stride = bytes * BLOCK + 4 * BLOCK * sizeof(float);
+    const size_t bytes = words * 8, stride = block_stride(words);
     for (size_t b = 0; b * BLOCK < n; b++) {
         const uint8_t *block = (const uint8_t *)blocks + b * stride;
         const float *numbers = (const float *)(block + bytes * BLOCK);
@@ -79,8 +71,9 @@ static void block_estimates_portable(const uint8_t *tables, size_t words, const 
                 const uint8_t v = block[k * BLOCK + j];
                 weighted += tables[(2 * k) * 32 + (v & 15)] + tables[(2 * k + 1) * 32 + (v >> 4)];
             }
-            const float value = finish(numbers, j, (float)weighted, query->lo2, query->delta2, query->bias,
-                                       query->euclidean);
+            const float value = lodestone_sign_value(numbers[j], numbers[BLOCK + j], numbers[2 * BLOCK + j],
+                                                     numbers[3 * BLOCK + j], (float)weighted, query->lo2,
+                                                     query->delta2, query->bias, query->euclidean);
             out[b * BLOCK + j] = value;
             if (value <= bound) mask |= (uint32_t)1 << j;
         }
@@ -99,7 +92,7 @@ static void block_estimates_portable(const uint8_t *tables, size_t words, const 
 AVX2_BLOCKS static void block_estimates_avx2(const uint8_t *tables, size_t words, const lodestone_sign_query *query,
                                              const void *blocks, size_t n, float bound, float *restrict out,
                                              uint32_t *restrict below) {
-    const size_t bytes = words * 8, stride = bytes * BLOCK + 4 * BLOCK * sizeof(float);
+    const size_t bytes = words * 8, stride = block_stride(words);
     const __m256i low = _mm256_set1_epi8(0x0f);
     const __m256i evenMask = _mm256_set1_epi16(0x00ff);
     const __m256 vlo2 = _mm256_set1_ps(query->lo2), vdelta2 = _mm256_set1_ps(query->delta2);
@@ -129,8 +122,8 @@ AVX2_BLOCKS static void block_estimates_avx2(const uint8_t *tables, size_t words
         }
         // Vector j's sum is word j/2 of `even` (j even) or of `odd`: the
         // interleaved low halves hold vectors 0-7 and 16-23, the high 8-15
-        // and 24-31. The estimate is then computed in sign_codes.c's order
-        // of operations, so it is the same float.
+        // and 24-31. The estimate is then lodestone_sign_value's, in its
+        // order of operations, so it is the same float.
         const __m256i lo = _mm256_unpacklo_epi16(even, odd), hi = _mm256_unpackhi_epi16(even, odd);
         __m256 weighted[4];
         weighted[0] = _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(lo)));

@@ -84,8 +84,8 @@ void lodestone_sign_prepare(const float *q, const float *center, size_t d, int e
             uint32_t ones;                                                                        \
             memcpy(&ones, tail + 3, 4);                                                           \
             const float weighted = (float)(c0 + 2 * c1 + 4 * c2 + 8 * c3);                        \
-            const float dot = tail[0] * (lo2 * (float)ones + delta2 * weighted - bias) + tail[1]; \
-            out[r] = euclidean ? tail[2] - 2.0f * dot : -dot;                                     \
+            out[r] = lodestone_sign_value(tail[0], tail[1], tail[2], (float)ones, weighted, lo2,  \
+                                          delta2, bias, euclidean);                               \
         }                                                                                         \
     }
 
@@ -157,8 +157,8 @@ AVX2_SIGN static void estimates_avx2(const uint64_t *planes, size_t words, const
         memcpy(tail, bits + words, 16);
         uint32_t ones;
         memcpy(&ones, tail + 3, 4);
-        const float dot = tail[0] * (lo2 * (float)ones + delta2 * (float)weighted - bias) + tail[1];
-        out[r] = euclidean ? tail[2] - 2.0f * dot : -dot;
+        out[r] = lodestone_sign_value(tail[0], tail[1], tail[2], (float)ones, (float)weighted, lo2, delta2, bias,
+                                      euclidean);
     }
 }
 

@@ -66,10 +66,12 @@ struct PackedSignCodeTests {
         let keys = (0..<n).filter { ($0 &* 2_654_435_761) % 1000 < 200 }
         let allowed = Bitset(capacity: n, slots: keys)
         #expect(index.allowedNodes(for: allowed) == nil)  // a one-off filter is not translated
-        let (nodes, version) = try #require(index.allowedNodesAndVersion(for: allowed))
-        let packed = try #require(index.packedCodes(for: allowed, nodes: nodes, version: version))
-        #expect(packed.nodes.count == keys.count
-                && index.packedCodes(for: allowed, nodes: nodes, version: version) === packed)
+        let first = try #require(index.cachedFilter(for: allowed))
+        let (nodes, version) = (first.nodes, first.version)
+        #expect(first.packed == nil)
+        let packed = try #require(index.packedCodes(for: allowed, cached: first))
+        #expect(packed.nodes.count == keys.count && index.packedCodes(for: allowed, cached: first) === packed)
+        #expect(index.cachedFilter(for: allowed)?.packed === packed)
         for qi in 0..<min(30, data.queries.rows) {
             let q = try VectorPreparation.prepared(data.queries.row(qi), dimension: d, metric: .cosine,
                                                    kernels: index.kernels).vector
@@ -95,11 +97,11 @@ struct PackedSignCodeTests {
         // Codes packed from the node set of before the write (a reader that
         // raced the writer) serve that query only: the new version's node set
         // does not take them.
-        let fresh = try #require(index.allowedNodesAndVersion(for: allowed))
+        let fresh = try #require(index.cachedFilter(for: allowed))
         #expect(fresh.version != version)
-        #expect(index.packedCodes(for: allowed, nodes: nodes, version: version) != nil)
+        #expect(index.packedCodes(for: allowed, cached: first) != nil)
         #expect(index.writer.withLock { w in w.filterNodes.allSatisfy { $0.packed == nil } })
-        #expect(index.packedCodes(for: allowed, nodes: fresh.nodes, version: fresh.version)?.nodes.count == keys.count)
+        #expect(index.packedCodes(for: allowed, cached: fresh)?.nodes.count == keys.count)
     }
 
     @Test("past the kernel's dimension, or the budget, a filter is not packed and the planner costs it unpacked")
@@ -110,9 +112,9 @@ struct PackedSignCodeTests {
                       keys: (0..<UInt64(n)).map { $0 }, threads: 1)
         let allowed = Bitset(capacity: n, slots: Array(stride(from: 0, to: n, by: 2)))
         _ = index.allowedNodes(for: allowed)
-        let (nodes, version) = try #require(index.allowedNodesAndVersion(for: allowed))
+        let cached = try #require(index.cachedFilter(for: allowed))
         #expect(!index.packable(matches: allowed.count))
-        #expect(index.packedCodes(for: allowed, nodes: nodes, version: version) == nil)
+        #expect(index.packedCodes(for: allowed, cached: cached) == nil)
         let costs = index.planCosts(matches: allowed.count, k: 10, ef: 16)
         #expect(costs.quantized == Double(allowed.count) * HNSWIndex.unpackedQuantizedCostPerMatch
                 + 16 * HNSWIndex.rerankCostPerVector)
@@ -134,8 +136,7 @@ struct PackedSignCodeTests {
         func pack(_ share: Int, _ salt: Int) throws -> PackedSignCodes? {
             let allowed = Bitset(capacity: n, slots: (0..<n).filter { ($0 &* 2_654_435_761 &+ salt) % 100 < share })
             _ = index.allowedNodes(for: allowed)
-            let (nodes, version) = try #require(index.allowedNodesAndVersion(for: allowed))
-            return index.packedCodes(for: allowed, nodes: nodes, version: version)
+            return index.packedCodes(for: allowed, cached: try #require(index.cachedFilter(for: allowed)))
         }
         let small = try #require(try pack(10, 1))
         let other = try #require(try pack(10, 2))

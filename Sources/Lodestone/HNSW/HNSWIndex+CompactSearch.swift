@@ -120,11 +120,12 @@ extension HNSWIndex {
     /// The compact traversal's search for the best `k` nodes `admission`
     /// passes: ``descendCoded(_:codes:toLayer:scratch:)``, then
     /// ``compactWalk(_:_:codes:entry:entryDistance:k:ef:scratch:admission:gatherer:budget:)``
-    /// (every neighbour, or with `filtered` only those admitted within two
-    /// hops); empty for an empty index, nil past `budget` estimates.
-    func compactSearch<A: NodeAdmission>(_ q: UnsafePointer<Float>, codes: CompactCodes, k: Int, ef: Int,
-                                         scratch: SearchScratch, admission: A, filtered: Bool = false,
-                                         budget: Int = .max) -> [Candidate]? {
+    /// (with ``AllCodes``, or ``AdmittedCodes`` for a filtered walk); empty
+    /// for an empty index, nil past `budget` estimates.
+    func compactSearch<A: NodeAdmission, G: CodeGatherer>(
+        _ q: UnsafePointer<Float>, codes: CompactCodes, k: Int, ef: Int, scratch: SearchScratch, admission: A,
+        gatherer: G, budget: Int = .max
+    ) -> [Candidate]? {
         // An empty index answers before its codes are made: the first rows
         // added fix their center.
         guard entry.load(ordering: .acquiring) != 0 else { return [] }
@@ -134,21 +135,16 @@ extension HNSWIndex {
         // float32 vector but its finalists'.
         guard let descent = descendCoded(query, codes: codes, toLayer: 0, scratch: scratch) else { return [] }
         let (start, startValue) = (descent.node, descent.distance)
-        if filtered {
-            return compactWalk(q, query, codes: codes, entry: start, entryDistance: startValue, k: k, ef: ef,
-                               scratch: scratch, admission: admission,
-                               gatherer: AdmittedCodes(admission: admission), budget: budget)
-        }
         return compactWalk(q, query, codes: codes, entry: start, entryDistance: startValue, k: k, ef: ef,
-                           scratch: scratch, admission: admission, gatherer: AllCodes(), budget: budget)
+                           scratch: scratch, admission: admission, gatherer: gatherer, budget: budget)
     }
 
-    /// A search on the compact traversal (``compactSearch(_:codes:k:ef:scratch:admission:)``
+    /// A search on the compact traversal (``compactSearch(_:codes:k:ef:scratch:admission:gatherer:budget:)``
     /// over live nodes).
     func searchCompact(_ q: UnsafePointer<Float>, codes: CompactCodes, k: Int, ef: Int,
                        scratch: SearchScratch) -> [Neighbor] {
         let found = compactSearch(q, codes: codes, k: k, ef: ef, scratch: scratch,
-                                  admission: LiveNodes(index: self)) ?? []
+                                  admission: LiveNodes(index: self), gatherer: AllCodes()) ?? []
         if found.count < k && found.count < count {
             // Removed nodes crowded the beam: search on until k live nodes.
             return searchFiltered(q, k: k, ef: ef, scratch: scratch, admission: LiveNodes(index: self))

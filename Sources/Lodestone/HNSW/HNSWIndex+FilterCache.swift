@@ -10,7 +10,7 @@ struct FilterNodes {
     /// is not worth the translation).
     var nodes: Bitset?
     /// The matches' sign codes packed for the quantized scan, once a scan
-    /// of the cached node set needs them (``HNSWIndex/packedCodes(for:nodes:version:)``).
+    /// of the cached node set needs them (``HNSWIndex/packedCodes(for:cached:)``).
     var packed: PackedSignCodes? = nil
 }
 
@@ -21,12 +21,13 @@ extension HNSWIndex {
 
     /// The live nodes whose keys are in `keys`, when this filter ran before
     /// on the same keys (nil the first time: the caller tests keys then).
-    func allowedNodes(for keys: Bitset) -> Bitset? { allowedNodesAndVersion(for: keys)?.nodes }
+    func allowedNodes(for keys: Bitset) -> Bitset? { cachedFilter(for: keys)?.nodes }
 
-    /// ``allowedNodes(for:)`` and the key table's version the node set was
-    /// made for.
-    func allowedNodesAndVersion(for keys: Bitset) -> (nodes: Bitset, version: UInt64)? {
-        writer.withLock { w -> (nodes: Bitset, version: UInt64)? in
+    /// ``allowedNodes(for:)`` with the key table's version the node set was
+    /// made for and the filter's packed codes when made: one acquisition of
+    /// the writer's lock per filtered query.
+    func cachedFilter(for keys: Bitset) -> CachedFilter? {
+        writer.withLock { w -> CachedFilter? in
             ensureKeys(&w)
             let version = w.keys.version
             guard let i = w.filterNodes.firstIndex(where: { $0.version == version && $0.keys == keys }) else {
@@ -46,9 +47,19 @@ extension HNSWIndex {
                 cached.nodes = nodes
             }
             w.filterNodes.insert(cached, at: 0)
-            return cached.nodes.map { ($0, version) }
+            return cached.nodes.map { CachedFilter(nodes: $0, version: version, packed: cached.packed) }
         }
     }
+}
+
+/// What ``HNSWIndex/cachedFilter(for:)`` finds of a filter seen before.
+struct CachedFilter {
+    /// The live nodes of the filter's keys when the node set was made.
+    let nodes: Bitset
+    /// The key table's version the node set was made for.
+    let version: UInt64
+    /// The matches' packed codes, once a scan made them.
+    let packed: PackedSignCodes?
 }
 
 extension HNSWIndex {
@@ -67,12 +78,14 @@ extension HNSWIndex {
                 <= max(count, 1) * HNSWIndex.packedFilterBytesPerVector
     }
 
-    /// The packed sign codes of the filter on `keys`, whose node set
-    /// `nodes` was cached for the key table's `version`
-    /// (``allowedNodesAndVersion(for:)``): packed now the first time, kept
-    /// with the node set until the next write; nil when they cannot be
-    /// packed (``packable(matches:)``).
-    func packedCodes(for keys: Bitset, nodes: Bitset, version: UInt64) -> PackedSignCodes? {
+    /// The packed sign codes of the filter on `keys`, `cached` as
+    /// ``cachedFilter(for:)`` found it: its codes when it had them, else
+    /// packed now (unless another query has meanwhile) and kept with the
+    /// node set until the next write; nil when they cannot be packed
+    /// (``packable(matches:)``).
+    func packedCodes(for keys: Bitset, cached: CachedFilter) -> PackedSignCodes? {
+        if let packed = cached.packed { return packed }
+        let (nodes, version) = (cached.nodes, cached.version)
         func entry(_ w: borrowing WriterState) -> Int? {
             w.filterNodes.firstIndex(where: { $0.version == version && $0.keys == keys })
         }

@@ -83,8 +83,6 @@ extension HNSWIndex {
         /// that pass fill as much of it as all records fill an unfiltered
         /// beam of `ef` and the recall at `ef` is the unfiltered one's.
         var plainWalkEf: Int
-        /// What one distance of the filtered walk costs on this index.
-        var filteredCost: Double
 
         /// The exact scan, when it costs no more than the others.
         var exact: Bool { scan <= quantized && scan <= graph }
@@ -118,14 +116,22 @@ extension HNSWIndex {
         let share = min(1, Double(max(matches, 1)) / Double(max(count, 1)))
         let widened = min(max(count, ef), Int((Double(ef) / share.squareRoot()).rounded(.up)))
         let plain = share * Double(widened) >= HNSWIndex.postFilterCoverage * Double(k)
-        let coded = compactCodes != nil || neighbourCodes != nil
-        let plainCost = coded ? HNSWIndex.codedWalkCostPerDistance : 1
-        let filteredCost = compactCodes != nil
-            ? HNSWIndex.compactFilteredWalkCostPerDistance : HNSWIndex.filteredWalkCostPerDistance
-        let perDistance = plain ? plainCost : filteredCost
+        let perDistance = plain ? walkCostPerDistance : filteredWalkCostPerDistance
         return FilterPlanCosts(scan: scan, quantized: quantized,
                                graph: estimatedWalkCost(ef: ef) * perDistance / share.squareRoot(), rerank: rerank,
-                               plainWalk: plain, plainWalkEf: widened, filteredCost: filteredCost)
+                               plainWalk: plain, plainWalkEf: widened)
+    }
+
+    /// What one distance of this index's plain walk costs: less on the
+    /// codes of the quantized and compact traversals.
+    var walkCostPerDistance: Double {
+        compactCodes != nil || neighbourCodes != nil ? HNSWIndex.codedWalkCostPerDistance : 1
+    }
+
+    /// What one distance of this index's filtered walk costs: on the compact
+    /// codes when it has them, else on float32.
+    var filteredWalkCostPerDistance: Double {
+        compactCodes != nil ? HNSWIndex.compactFilteredWalkCostPerDistance : HNSWIndex.filteredWalkCostPerDistance
     }
 
     /// The `k` nearest live vectors whose keys are in `allowedKeys` (a set
@@ -172,7 +178,7 @@ extension HNSWIndex {
         // The filter's nodes, asked for once per query (a filter's second
         // query is what makes its node set; see allowedNodes(for:)), and
         // with them the quantized scan's packed codes.
-        let translated = allowedNodesAndVersion(for: allowedKeys)
+        let translated = cachedFilter(for: allowedKeys)
         let cached = translated?.nodes
         let plan = planCosts(matches: matches, k: k, ef: efs)
         func statistics(_ kind: SearchPlan, ef: Int, visited: Int, distances: Int) -> SearchStatistics {
@@ -187,8 +193,7 @@ extension HNSWIndex {
                 return (results, statistics(.exactScan, ef: 0, visited: visited + compared,
                                             distances: distances + compared))
             }
-            if let translated,
-               let packed = packedCodes(for: allowedKeys, nodes: translated.nodes, version: translated.version) {
+            if let translated, let packed = packedCodes(for: allowedKeys, cached: translated) {
                 let ranked = packedScan(q, k: k, rerank: plan.rerank, packed: packed, allowedKeys: allowedKeys)
                 return (ranked.results, statistics(.quantizedScan, ef: 0, visited: visited + ranked.ranked,
                                                    distances: distances + ranked.compared))
@@ -213,7 +218,7 @@ extension HNSWIndex {
                                                   distances: broad.distances))
             }
         }
-        let budget = Int((plan.cheaperScan / plan.filteredCost).rounded(.up))
+        let budget = Int((plan.cheaperScan / filteredWalkCostPerDistance).rounded(.up))
         let walked = walk(q, k: k, ef: efs, budget: budget, admission: admission)
         guard let walked, walked.results.count >= min(k, matches) else {
             return scan(visited: walked?.visited ?? 0, distances: walked?.distances ?? budget)
@@ -230,7 +235,8 @@ extension HNSWIndex {
             scratch.nodesExpanded = 0
             scratch.distancesComputed = 0
             if let codes = compactCodes {
-                let found = compactSearch(q, codes: codes, k: k, ef: ef, scratch: scratch, admission: admission) ?? []
+                let found = compactSearch(q, codes: codes, k: k, ef: ef, scratch: scratch, admission: admission,
+                                          gatherer: AllCodes()) ?? []
                 return (found.map { neighbor($0) }, scratch.nodesExpanded, scratch.distancesComputed)
             }
             guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else {
@@ -268,7 +274,8 @@ extension HNSWIndex {
             if let codes = compactCodes {
                 // On the codes, as the compact traversal's unfiltered walk.
                 guard let found = compactSearch(q, codes: codes, k: k, ef: ef, scratch: scratch, admission: admission,
-                                                filtered: true, budget: budget) else { return nil }
+                                                gatherer: AdmittedCodes(admission: admission), budget: budget)
+                else { return nil }
                 return (found.map { neighbor($0) }, scratch.nodesExpanded, scratch.distancesComputed)
             }
             guard let (start, startDistance) = descend(q, toLayer: 0, scratch: scratch) else {
@@ -437,9 +444,9 @@ extension HNSWIndex {
         if let cached { cached.forEach { add(UInt32($0)) } } else { for node in looked { add(node) } }
         if pending > 0 { flush() }
         // Compare the best exactly.
-        let finalists = narrowed(q, best.drainSorted().map { UInt32($0.id) }, k: k, ef: rerank)
-        let results = finalists.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k, allowedKeys: allowedKeys) }
-        return (results, matches, finalists.count)
+        let compared = compareFinalists(q, best.drainSorted().map { UInt32($0.id) }, k: k, ef: rerank,
+                                        allowedKeys: allowedKeys)
+        return (compared.results, matches, compared.count)
     }
 }
 

@@ -49,9 +49,20 @@ extension HNSWIndex {
                 }
             }
         }
-        let compared = narrowed(q, finalists, k: k, ef: rerank)
-        let results = compared.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k, allowedKeys: allowedKeys) }
-        return (results, matches, compared.count)
+        let compared = compareFinalists(q, finalists, k: k, ef: rerank, allowedKeys: allowedKeys)
+        return (compared.results, matches, compared.count)
+    }
+
+    /// The end of a quantized scan, packed or not: its `finalists` (by
+    /// 1-bit estimate) ``narrowed(_:_:k:ef:)``, then compared exactly,
+    /// keeping live nodes whose keys are in `allowedKeys`. Returns the best
+    /// `k` and how many vectors were compared.
+    func compareFinalists(_ q: UnsafePointer<Float>, _ finalists: [UInt32], k: Int, ef: Int, allowedKeys: Bitset)
+        -> (results: [Neighbor], count: Int)
+    {
+        let compared = narrowed(q, finalists, k: k, ef: ef)
+        return (compared.withUnsafeBufferPointer { bestExactly(q, among: $0, k: k, allowedKeys: allowedKeys) },
+                compared.count)
     }
 
     /// A scan's `finalists` (by 1-bit estimate) narrowed, on an index with

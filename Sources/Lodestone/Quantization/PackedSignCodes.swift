@@ -16,15 +16,21 @@ final class PackedSignCodes: @unchecked Sendable {
     /// 240 for each two code bytes (`lodestone_kernels.h`).
     static let maximumDimension = 4_352
 
-    /// The bytes `matches` packed codes take for `dimension` components.
+    /// The bytes of the blocks `matches` packed codes fill, for `dimension`
+    /// components (one block at least).
+    static func blockBytes(matches: Int, dimension: Int) -> Int {
+        max(1, (matches + 31) / 32) * lodestone_sign_block_bytes(dimension)
+    }
+
+    /// The bytes `matches` packed codes take: their blocks and node ids.
     static func byteCount(matches: Int, dimension: Int) -> Int {
-        (matches + 31) / 32 * lodestone_sign_block_bytes(dimension) + matches * MemoryLayout<UInt32>.stride
+        blockBytes(matches: matches, dimension: dimension) + matches * MemoryLayout<UInt32>.stride
     }
 
     /// The packed nodes, in block order.
     let nodes: [UInt32]
     let words: Int
-    private let blockBytes: Int
+    private let blockStride: Int
     private let blocks: UnsafeMutableRawPointer
     /// Bytes held (blocks and node ids).
     let byteCount: Int
@@ -35,10 +41,10 @@ final class PackedSignCodes: @unchecked Sendable {
         precondition(codes.dimension <= PackedSignCodes.maximumDimension, "packed sign codes: dimension too large")
         self.nodes = nodes
         words = codes.words
-        blockBytes = lodestone_sign_block_bytes(codes.dimension)
-        let size = max(1, (nodes.count + 31) / 32) * blockBytes
-        blocks = .allocate(byteCount: size, alignment: 64)
-        byteCount = size + nodes.count * MemoryLayout<UInt32>.stride
+        blockStride = lodestone_sign_block_bytes(codes.dimension)
+        blocks = .allocate(byteCount: PackedSignCodes.blockBytes(matches: nodes.count, dimension: codes.dimension),
+                           alignment: 64)
+        byteCount = PackedSignCodes.byteCount(matches: nodes.count, dimension: codes.dimension)
         withUnsafeTemporaryAllocation(of: UnsafeRawPointer?.self, capacity: max(nodes.count, 1)) { records in
             for (i, node) in nodes.enumerated() { records[i] = UnsafeRawPointer(codes.records.record(node)) }
             lodestone_sign_pack(records.baseAddress!, nodes.count, codes.dimension, blocks)
@@ -66,7 +72,7 @@ final class PackedSignCodes: @unchecked Sendable {
                   bound: Float, into out: UnsafeMutablePointer<Float>, below: UnsafeMutablePointer<UInt32>) {
         precondition(start % 32 == 0 && start + count <= nodes.count, "packed estimates start on a block")
         guard count > 0 else { return }
-        let first = blocks + start / 32 * blockBytes
+        let first = blocks + start / 32 * blockStride
         withUnsafePointer(to: query.parameters) { p in
             lodestone_sign_block_estimates(tables.bytes, words, p, first, count, bound, out, below)
         }
