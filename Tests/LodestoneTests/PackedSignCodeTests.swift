@@ -146,3 +146,113 @@ struct PackedSignCodeTests {
         #expect(held() == broad.byteCount && held() <= budget)
     }
 }
+
+/// The sign codes' partition (k-means clusters) and the clustered scan it
+/// allows: a filter's quantized scan ranks its nearest clusters' matches.
+@Suite("Clustered scan")
+struct ClusteredScanTests {
+    /// The real embeddings, with jittered copies up to 20,000 vectors (a
+    /// partitioned index), in an index of this test's own: small graph
+    /// parameters, since the scans do not walk it.
+    static func partitionedIndex(metric: Metric = .cosine) throws -> (index: HNSWIndex, rows: [Float], count: Int) {
+        let data = Fixtures.realData
+        let d = data.base.dimension, n = 20_000
+        var rows = [Float]()
+        rows.reserveCapacity(n * d)
+        var rng = Fixtures.SeededGenerator(seed: 17)
+        for i in 0..<n {
+            let source = data.base.row(i % data.base.rows)
+            let jitter: Float = i < data.base.rows ? 0 : 0.03
+            var norm: Float = 0
+            let row = source.map { $0 + jitter * Float.random(in: -1...1, using: &rng) }
+            for x in row { norm += x * x }
+            rows.append(contentsOf: row.map { $0 / norm.squareRoot() })
+        }
+        let index = try HNSWIndex(dimension: d, metric: metric, parameters: HNSWParameters(m: 8, efConstruction: 32))
+        try index.add(contentsOf: rows, keys: (0..<UInt64(n)).map { $0 }, threads: 2)
+        return (index, rows, n)
+    }
+
+    @Test("every node sits in its nearest centroid's cluster, a node added later too; the nearest clusters are a sort's",
+          arguments: [Metric.cosine, .euclidean])
+    func partition(metric: Metric) throws {
+        let (index, rows, n) = try Self.partitionedIndex(metric: metric)
+        let d = index.dimension
+        index.ensureSignCodes()
+        let partition = try #require(index.signCodes.partition)
+        #expect(partition.count == CodePartition.clusterCount(nodes: n))
+        func nearestHolds(_ id: UInt32) -> Bool {
+            var values = [Float](repeating: 0, count: partition.count)
+            partition.rank(index.vector(id), into: &values)
+            let best = values.min()!
+            return values[partition.cluster(id)] <= best + 1e-4
+        }
+        #expect(stride(from: 0, to: n, by: 97).allSatisfy { nearestHolds(UInt32($0)) })
+        try index.add(contentsOf: Array(rows[(5 * d)..<(6 * d)]), keys: [UInt64(n)], threads: 1)
+        #expect(nearestHolds(UInt32(n)))
+        // The clusters taken for a target: a full sort's first clusters, as
+        // few as reach it.
+        var rng = Fixtures.SeededGenerator(seed: 23)
+        for qi in 0..<20 {
+            let q = Array(rows[(qi * 37 * d)..<((qi * 37 + 1) * d)])
+            let counts = (0..<partition.count).map { _ in UInt32.random(in: 0...60, using: &rng) }
+            let total = counts.reduce(0) { $0 + Int($1) }
+            var values = [Float](repeating: 0, count: partition.count)
+            partition.rank(q, into: &values)
+            let sorted = (0..<partition.count).sorted { (values[$0], $0) < (values[$1], $1) }
+            for target in [1, total / 10, total / 2, total, total + 1] {
+                var sum = 0
+                let expected = sorted.prefix { c in
+                    defer { sum += Int(counts[c]) }
+                    return sum < target
+                }
+                let taken = counts.withUnsafeBufferPointer { partition.nearest(q, counts: $0.baseAddress!, target: target) }
+                #expect(Set(taken.map(Int.init)) == Set(expected) && taken.count == expected.count)
+            }
+        }
+    }
+
+    @Test("a clustered scan ranks its nearest clusters' matches, packed or not alike, with the unfiltered walk's recall")
+    func clusteredScan() throws {
+        let (index, rows, n) = try Self.partitionedIndex()
+        let d = index.dimension
+        let keys = (0..<n).filter { ($0 &* 2_654_435_761) % 100 < 60 }
+        let allowed = Bitset(capacity: n, slots: keys)
+        _ = index.allowedNodes(for: allowed)
+        let cached = try #require(index.cachedFilter(for: allowed))
+        let packed = try #require(index.packedCodes(for: allowed, cached: cached))
+        let runs = try #require(packed.runs)
+        #expect(packed.matches == keys.count && runs.last == packed.nodes.count)
+        #expect(packed.nodes.filter { $0 != HNSWIndex.noNode }.count == keys.count)
+        let ef = 32, rerank = HNSWIndex.clusteredRerankPerEf * ef
+        #expect(index.planCosts(matches: keys.count, k: 10, ef: ef).rerank == rerank)
+        let target = HNSWIndex.clusteredScanTarget(matches: keys.count, rerank: rerank)
+        let largest = Int(packed.clusterMatches.max()!)
+        var found = 0.0, unfiltered = 0.0
+        let queries = Fixtures.realData.queries
+        for qi in 0..<min(40, queries.rows) {
+            let q = try VectorPreparation.prepared(queries.row(qi), dimension: d, metric: .cosine,
+                                                   kernels: index.kernels).vector
+            let (fast, plain) = q.withUnsafeBufferPointer { p in
+                (index.packedScan(p.baseAddress!, k: 10, rerank: rerank, packed: packed, allowedKeys: allowed),
+                 index.quantizedScan(p.baseAddress!, k: 10, rerank: rerank, allowedKeys: allowed,
+                                     cached: cached.nodes))
+            }
+            #expect(fast.results == plain.results && fast.ranked == plain.ranked)
+            #expect(fast.ranked >= target && fast.ranked < target + largest && fast.ranked < keys.count)
+            #expect(fast.results.allSatisfy { allowed.contains(Int($0.key)) })
+            // Recall against Float64 brute force over the matches, beside
+            // the unfiltered walk's at the same ef.
+            let scores = Fixtures.referenceScores(base: rows, rows: n, dimension: d, query: queries.row(qi),
+                                                  metric: .cosine)
+            let best = keys.sorted { (scores[$0], $1) > (scores[$1], $0) }.prefix(10)
+            found += Double(Set(best).intersection(fast.results.map { Int($0.key) }).count) / 10
+            let all = (0..<n).sorted { (scores[$0], $1) > (scores[$1], $0) }.prefix(10)
+            let walked = try index.search(queries.row(qi), k: 10, ef: ef)
+            unfiltered += Double(Set(all).intersection(walked.map { Int($0.key) }).count) / 10
+        }
+        let count = Double(min(40, queries.rows))
+        #expect(found / count >= 0.9 && found / count >= unfiltered / count - 0.03,
+                "clustered scan recall \(found / count), unfiltered walk \(unfiltered / count)")
+    }
+}

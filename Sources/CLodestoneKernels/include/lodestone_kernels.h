@@ -127,6 +127,14 @@ void lodestone_sign_estimates_portable(const uint64_t *planes, size_t words, con
 // The AVX2 kernel sums in 16 bits, at most 240 for each two code bytes: `d`
 // must be at most 4,352 (68 words).
 
+/// The clusters a clustered scan ranks: of the `n` clusters by `values`
+/// (ascending; ties by cluster number), the first whose `counts` sum to at
+/// least `target` (all when they do not), into `order`, nearest first but
+/// for those nearer than the last one, which may come in any order of
+/// their own. `scratch` has room for `n`. Returns how many were written.
+size_t lodestone_nearest_clusters(const float *values, const uint32_t *counts, size_t n, size_t target,
+                                  uint16_t *order, uint16_t *scratch);
+
 /// Bytes of one block of 32 packed sign codes for `d` components.
 size_t lodestone_sign_block_bytes(size_t d);
 /// Packs the `n` sign-code records at `records` (for `d` components) into

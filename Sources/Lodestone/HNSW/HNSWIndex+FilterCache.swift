@@ -74,8 +74,17 @@ extension HNSWIndex {
     /// ``packedFilterBytesPerVector`` on their own.
     func packable(matches: Int) -> Bool {
         dimension <= PackedSignCodes.maximumDimension
-            && PackedSignCodes.byteCount(matches: matches, dimension: dimension)
+            && PackedSignCodes.byteCount(matches: matches, dimension: dimension, clusters: expectedClusters)
                 <= max(count, 1) * HNSWIndex.packedFilterBytesPerVector
+    }
+
+    /// The clusters of the sign codes' partition: once built, its own; before,
+    /// those a build now would make (so a filter's first query is planned as
+    /// its later ones); nil for an index too small to partition.
+    var expectedClusters: Int? {
+        if signCodes.isReady { return signCodes.partition?.count }
+        let nodes = nodeCount.load(ordering: .acquiring)
+        return nodes >= CodePartition.minimumNodes ? CodePartition.clusterCount(nodes: nodes) : nil
     }
 
     /// The packed sign codes of the filter on `keys`, `cached` as

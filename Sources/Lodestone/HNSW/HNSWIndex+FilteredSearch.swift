@@ -62,6 +62,19 @@ extension HNSWIndex {
     /// place (measurements: docs/design/filter-planner.md).
     public static let rerankCostPerVector = 4.0
 
+    /// What ranking one cluster's centroid costs a clustered scan (see
+    /// ``clusteredScanFullRerank``): its inner product over contiguous
+    /// rows, and its place in the clusters' order (measurements:
+    /// docs/design/filter-planner.md).
+    public static let clusterRankCost = 0.3
+
+    /// A clustered scan (``clusteredScanFullRerank``) compares this many
+    /// times `ef` of its best estimates exactly: with twice the finalists
+    /// of a full scan and `ef / 128` of the matches ranked, its recall at
+    /// `ef` is about the unfiltered walk's (measurements:
+    /// docs/design/filter-planner.md).
+    public static let clusteredRerankPerEf = 2
+
     /// The quantized scan compares this many times `ef` of its best
     /// estimates exactly (at least `k`): the plan's recall knob, as `ef` is
     /// the walk's. With `ef` finalists its recall is at least the
@@ -104,14 +117,20 @@ extension HNSWIndex {
     /// ``postFilterCoverage`` does not send to the plain walk) at
     /// ``filteredWalkCostPerDistance`` a distance.
     func planCosts(matches: Int, k: Int, ef: Int) -> FilterPlanCosts {
-        let rerank = max(k, HNSWIndex.rerankPerEf * ef)
+        // A clustered scan ranks only its nearest clusters' matches, after
+        // ranking the clusters, and compares more finalists.
+        let clusters = expectedClusters
+        let clustered = PackedSignCodes.clustered(matches: matches, clusters: clusters)
+        let rerank = max(k, (clustered ? HNSWIndex.clusteredRerankPerEf : HNSWIndex.rerankPerEf) * ef)
         let scan = Double(matches) * HNSWIndex.scanCostPerMatch
         // Ranking by estimate only pays when there is more to rank than to
         // compare exactly.
         let perMatch = packable(matches: matches)
             ? HNSWIndex.quantizedCostPerMatch : HNSWIndex.unpackedQuantizedCostPerMatch
+        let ranked = clustered ? HNSWIndex.clusteredScanTarget(matches: matches, rerank: min(rerank, matches)) : matches
+        let ordering = clustered ? Double(clusters!) * HNSWIndex.clusterRankCost : 0
         let quantized = matches > rerank
-            ? Double(matches) * perMatch + Double(rerank) * HNSWIndex.rerankCostPerVector
+            ? Double(ranked) * perMatch + ordering + Double(rerank) * HNSWIndex.rerankCostPerVector
             : .infinity
         let share = min(1, Double(max(matches, 1)) / Double(max(count, 1)))
         let widened = min(max(count, ef), Int((Double(ef) / share.squareRoot()).rounded(.up)))
@@ -379,74 +398,6 @@ extension HNSWIndex {
             start += m
         }
         return heap.drainSorted().map { Neighbor(key: $0.id, score: metric.score(rankValue: $0.distance)) }
-    }
-}
-
-extension HNSWIndex {
-    /// Builds the sign codes if no plan has needed them yet (once, under
-    /// the writer's lock, on every core).
-    func ensureSignCodes() {
-        guard !signCodes.isReady else { return }
-        writer.withLock { _ in
-            guard !signCodes.isReady else { return }
-            signCodes.build(count: nodeCount.load(ordering: .acquiring), vector: { UnsafePointer(self.vector($0)) },
-                            isLive: { self.state($0) == .live }, threads: Parallelism.defaultThreadCount)
-        }
-    }
-
-    /// The quantized scan: ranks every live node whose key is allowed by its
-    /// sign code's estimate, keeps the best `rerank`, and compares those
-    /// exactly. Returns the best `k` (exact scores), how many codes were
-    /// ranked and how many vectors compared.
-    func quantizedScan(_ q: UnsafePointer<Float>, k: Int, rerank: Int, allowedKeys: Bitset, cached: Bitset?)
-        -> (results: [Neighbor], ranked: Int, compared: Int)
-    {
-        ensureSignCodes()
-        // The filter's nodes: `cached` when it has a node set (live when it
-        // was made; states are checked again among the finalists), else
-        // the keys are looked up.
-        let looked = cached == nil ? nodes(forKeys: allowedKeys, cached: nil) : []
-        let matches = cached?.count ?? looked.count
-        let kept = min(max(k, rerank), matches)
-        guard kept > 0 else { return ([], 0, 0) }
-        let group = 64
-        let query = signCodes.prepare(q, euclidean: metric == .euclidean)
-        let bestStorage = UnsafeMutablePointer<Candidate>.allocate(capacity: kept)
-        let codes = UnsafeMutablePointer<UnsafeRawPointer?>.allocate(capacity: group)
-        let grouped = UnsafeMutablePointer<UInt32>.allocate(capacity: group)
-        let values = UnsafeMutablePointer<Float>.allocate(capacity: group)
-        defer {
-            bestStorage.deallocate()
-            codes.deallocate()
-            grouped.deallocate()
-            values.deallocate()
-        }
-        // Rank every match by estimate, a group at a time.
-        var best = TopKHeap(storage: bestStorage, capacity: kept)
-        var pending = 0
-        func flush() {
-            signCodes.estimate(query, records: codes, count: pending, into: values)
-            var threshold = best.threshold
-            for i in 0..<pending where values[i] <= threshold {
-                best.consider(Candidate(distance: values[i], id: UInt64(grouped[i])))
-                threshold = best.threshold
-            }
-            pending = 0
-        }
-        func add(_ node: UInt32) {
-            let record = UnsafeRawPointer(signCodes.records.record(node))
-            lodestone_prefetch(record)  // a group ahead of the kernel: the line comes from L3 or memory meanwhile
-            grouped[pending] = node
-            codes[pending] = record
-            pending += 1
-            if pending == group { flush() }
-        }
-        if let cached { cached.forEach { add(UInt32($0)) } } else { for node in looked { add(node) } }
-        if pending > 0 { flush() }
-        // Compare the best exactly.
-        let compared = compareFinalists(q, best.drainSorted().map { UInt32($0.id) }, k: k, ef: rerank,
-                                        allowedKeys: allowedKeys)
-        return (compared.results, matches, compared.count)
     }
 }
 

@@ -24,6 +24,9 @@ final class SignCodes: @unchecked Sendable {
     let words: Int
     let records: NodeArena
     private(set) var center: [Float]
+    /// The clusters a filter's scan ranks its matches by, nearest first; nil
+    /// for an index too small to partition (built with the codes).
+    private(set) var partition: CodePartition?
     /// Set (release) once every node below the node count has a code.
     let ready = Atomic<Bool>(false)
 
@@ -38,9 +41,17 @@ final class SignCodes: @unchecked Sendable {
     var isReady: Bool { ready.load(ordering: .acquiring) }
 
     /// Builds the codes of nodes `0..<count` (the writer's lock held, codes
-    /// not ready): the center is the mean of the vectors `isLive` admits.
-    func build(count: Int, vector: (UInt32) -> UnsafePointer<Float>, isLive: (UInt32) -> Bool, threads: Int) {
+    /// not ready): the center is the mean of the vectors `isLive` admits;
+    /// an index of ``CodePartition/minimumNodes`` or more is partitioned too,
+    /// by `metric`'s rank values.
+    func build(count: Int, vector: (UInt32) -> UnsafePointer<Float>, isLive: (UInt32) -> Bool, threads: Int,
+               metric: Metric, kernels: DistanceKernels) {
         center = CodeCenter.mean(count: count, dimension: dimension, vector: vector, isLive: isLive)
+        if count >= CodePartition.minimumNodes {
+            partition = CodePartition(nodes: count, clusters: CodePartition.clusterCount(nodes: count),
+                                      dimension: dimension, metric: metric, kernels: kernels, vector: vector,
+                                      isLive: isLive, threads: threads)
+        }
         records.reserve(count)
         CodeCenter.encodeAll(count: count, center: center, threads: threads) { id, c in
             lodestone_sign_encode(vector(id), c, dimension, records.record(id))
@@ -48,8 +59,10 @@ final class SignCodes: @unchecked Sendable {
         ready.store(true, ordering: .releasing)
     }
 
-    /// Writes node `id`'s code (the writer's lock held, codes ready).
+    /// Writes node `id`'s code and cluster (the writer's lock held, codes
+    /// ready).
     func encode(_ id: UInt32, vector: UnsafePointer<Float>) {
+        partition?.add(id, vector: vector)
         records.reserve(Int(id) + 1)
         center.withUnsafeBufferPointer { c in
             lodestone_sign_encode(vector, c.baseAddress!, dimension, records.record(id))
