@@ -1,7 +1,7 @@
 import CLodestoneKernels
 
 extension HNSWIndex {
-    /// A clustered scan (matches packed by cluster, ``PackedSignCodes``)
+    /// A clustered scan (a filter's matches packed cluster by cluster)
     /// keeping `r` finalists ranks the matches of the query's nearest
     /// clusters, nearest first, until it has ranked `r / 256` of them (all
     /// from 256 finalists on): the true nearest matches sit in the nearest
