@@ -15,6 +15,13 @@ ef of the sweep reaches at recall@10 >= the target, and its ratio to the
 same engine's unfiltered queries/s at that recall.
 
 Needs `pip install hnswlib faiss-cpu numpy`.
+
+    python3 Benchmarks/compare_filters.py --against [--traversal compact]
+
+runs instead each filter against the query (`Benchmarks/filters/against`,
+made by Scripts/make_filters.py: the 200 queries whose nearest records pass
+it least), Lodestone only, each beside the unfiltered sweep of the same 200
+queries.
 """
 import argparse, glob, json, os, sys, time
 
@@ -81,6 +88,40 @@ def peers(args, base, queries, specs, truths):
     return out
 
 
+def lodestone_command(args, queries, truth, filters):
+    """`lodestone bench` over the data with these queries, their unfiltered truth and the filter files."""
+    cmd = [build_lodestone(), "bench", "--base", os.path.join(args.data, "base.fvecs"), "--queries", queries,
+           "--truth", truth, "--metadata", os.path.join(args.data, "base_meta.jsonl"), "--index", "hnsw",
+           "--m", str(args.m), "--ef-construction", str(args.ef_construction), "--traversal", args.traversal,
+           "--threads", str(args.threads), "--ef", args.ef, "--limit-queries", str(args.limit_queries), "--json",
+           "--filter", "none"]
+    for f in filters:
+        cmd += ["--filter", f]
+    return cmd + ["--filter-truth-dir", args.truth_dir]
+
+
+def against(args):
+    """Each filter on the queries whose nearest records pass it least, beside their unfiltered sweep."""
+    files = sorted(glob.glob(os.path.join(args.filters, "against", "*.json")))
+    if not files:
+        sys.exit("no filters against the query: run Scripts/make_filters.py first")
+    print(f"recall@10 >= {args.target}: queries/s (plan, ef) on each filter's own 200 queries, and the ratio "
+          f"to the unfiltered queries/s on the same queries\n")
+    print("| filter | matches | of the nearest 100, passing | unfiltered q/s | filtered q/s | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for f in files:
+        spec = json.load(open(f))
+        lines = run_json(lodestone_command(args, os.path.join(args.truth_dir, spec["queries"]),
+                                           os.path.join(args.truth_dir, spec["truth"]), [f]), bench_env())
+        base_best = at_target([l for l in lines if l["filter"] == "none"], args.target)
+        best = at_target([l for l in lines if l["filter"] == spec["name"]], args.target)
+        cells = [f"{base_best['qps']:,.0f}" if base_best else "never",
+                 f"{best['qps']:,.0f} ({best.get('plan', '')}, ef {best['ef']})" if best else "never",
+                 f"{best['qps'] / base_best['qps']:.2f}x" if best and base_best else ""]
+        print(f"| {spec['name']} | {spec['selectivity']:.1%} | {spec['nearest_passing']:.1%} | "
+              + " | ".join(cells) + " |", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA)
@@ -98,20 +139,15 @@ def main():
     p.add_argument("--peer-queries", type=int, default=200,
                    help="queries for the peers (hnswlib's Python filter callback is slow at low selectivity)")
     p.add_argument("--peer-ef", default="16,32,64,128,256")
+    p.add_argument("--against", action="store_true",
+                   help="run the filters against the query (Benchmarks/filters/against), Lodestone only")
     args = p.parse_args()
+    if args.against:
+        return against(args)
     files = sorted(glob.glob(os.path.join(args.filters, "*.json")))
     files += [os.path.join(args.data, f"filter_{n}.json") for n in ("popular", "recent", "y2019_long")]
-    cli = build_lodestone()
-    cmd = [cli, "bench", "--base", os.path.join(args.data, "base.fvecs"),
-           "--queries", os.path.join(args.data, "query.fvecs"),
-           "--truth", os.path.join(args.data, "groundtruth.ivecs"),
-           "--metadata", os.path.join(args.data, "base_meta.jsonl"), "--index", "hnsw", "--m", str(args.m),
-           "--ef-construction", str(args.ef_construction), "--traversal", args.traversal,
-           "--threads", str(args.threads), "--ef", args.ef,
-           "--limit-queries", str(args.limit_queries), "--json", "--filter", "none"]
-    for f in files:
-        cmd += ["--filter", f]
-    cmd += ["--filter-truth-dir", args.truth_dir]
+    cmd = lodestone_command(args, os.path.join(args.data, "query.fvecs"),
+                            os.path.join(args.data, "groundtruth.ivecs"), files)
     lines = run_json(cmd, bench_env())
     for l in lines:
         print(json.dumps(l), flush=True)

@@ -10,10 +10,17 @@ top-100 among the matching base rows, cosine in float64, ties to the lower
 row). The filter files name their ground truth relative to `--out`, so
 `lodestone bench --filter` finds it with `--filter-truth-dir`.
 
-The filters span 0.1% to 50% of the index and every operator class
-(ranges, $in, $or, $and, $exists); two follow the text's meaning (package
-families named in the id, and the popular packages), the hard case for a
-filtered graph walk.
+The filters span 0.1% to 97% of the index and every operator class
+(ranges, $in, $nin, $ne, $or, $and of two and three clauses, $exists); two
+follow the text's meaning (package families named in the id, and the
+popular packages), the hard case for a filtered graph walk.
+
+Against the query: for each filter passing 1% to 60%, the 200 queries whose
+exact top 100 pass it least (the records nearest them mostly fail it:
+old packages for a query about a new framework) are written as a query set
+of their own, `<out>/against_<name>_query.fvecs`, with its unfiltered and
+filtered ground truth, and `Benchmarks/filters/against/<name>.json` names
+all three (`Benchmarks/compare_filters.py --against` runs them).
 """
 import argparse, json, os, re, sys
 
@@ -40,6 +47,11 @@ def filters(meta):
          {"$and": [{"year": {"$gte": 2025}}, {"words": {"$lte": 8}}]}),
         ("years_2024_2026", "48%: $in of two years", {"year": {"$in": [2024, 2026]}}),
         ("ranked_or_recent", "40%: has a rank ($exists) or 2026", {"$or": [{"rank": {"$exists": True}}, {"year": 2026}]}),
+        ("before_2025", "47%: $nin of two years", {"year": {"$nin": [2025, 2026]}}),
+        ("mid_unpopular", "three clauses ($and of a year range, $in of word counts, $ne on a flag)",
+         {"$and": [{"year": {"$gte": 2019, "$lte": 2024}}, {"words": {"$in": [6, 7, 8, 9, 10]}},
+                   {"popular": {"$ne": True}}]}),
+        ("not_popular", "most records: $ne on a flag", {"popular": {"$ne": True}}),
     ]
 
 
@@ -69,6 +81,7 @@ def main():
     base /= np.linalg.norm(base, axis=1, keepdims=True)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     scores = queries @ base.T  # 1,000 x 100,000, float64
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :100]  # each query's unfiltered top 100
     for name, description, f in filters(meta):
         rows = np.array([i for i, m in enumerate(meta) if pinecone_match(f, m)], dtype=np.int64)
         s = scores[:, rows]
@@ -85,6 +98,35 @@ def main():
             json.dump(spec, out, indent=1)
             out.write("\n")
         print(f"{name}: {len(rows)} matches ({len(rows) / len(meta):.2%})")
+        share = len(rows) / len(meta)
+        if 0.01 <= share <= 0.6:
+            against(args, name, description, rows, top, queries, spec)
+
+
+def against(args, name, description, rows, top, queries, spec, count=200):
+    """The `count` queries whose exact top 100 (`top`) pass the filter least, as a query set with its ground truth."""
+    passing = np.isin(top, rows).mean(axis=1)
+    chosen = np.sort(np.argsort(passing, kind="stable")[:count])
+    qfile, tfile, gfile = (f"against_{name}_query.fvecs", f"against_{name}_groundtruth.ivecs",
+                           f"groundtruth_filter_against_{name}.ivecs")
+    q = queries[chosen].astype("<f4")
+    out = np.empty((len(chosen), q.shape[1] + 1), dtype="<f4")
+    out[:, 0] = np.array([q.shape[1]], dtype="<i4").view("<f4")[0]
+    out[:, 1:] = q
+    out.tofile(os.path.join(args.out, qfile))
+    write_ivecs(os.path.join(args.out, tfile), top[chosen, : args.k])
+    truth = np.fromfile(os.path.join(args.out, spec["groundtruth"]), dtype="<i4").reshape(len(queries), -1)[:, 1:]
+    write_ivecs(os.path.join(args.out, gfile), truth[chosen])
+    folder = os.path.join(ROOT, "Benchmarks", "filters", "against")
+    os.makedirs(folder, exist_ok=True)
+    spec = dict(spec, name=f"against_{name}", groundtruth=gfile, queries=qfile, truth=tfile,
+                description=f"{description}, for the {count} queries whose nearest records pass it least",
+                nearest_passing=round(float(passing[chosen].mean()), 4), query_count=count)
+    with open(os.path.join(folder, f"{name}.json"), "w") as fh:
+        json.dump(spec, fh, indent=1)
+        fh.write("\n")
+    print(f"  against the query: {count} queries, {passing[chosen].mean():.1%} of their nearest 100 pass "
+          f"(all queries: {passing.mean():.1%})")
 
 
 if __name__ == "__main__":

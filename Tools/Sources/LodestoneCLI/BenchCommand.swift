@@ -36,9 +36,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print JSON lines.") var json = false
     @Option(help: """
         A filter file (a Pinecone filter, or an object whose "filter" field is one); repeat for several \
-        filters in one run (one build, then each filter's sweep; "none" is the unfiltered sweep). With one \
-        filter, --truth is its ground truth; with several, each file names its own ("groundtruth": beside \
-        the file, else in --filter-truth-dir).
+        filters in one run (one build, then each filter's sweep; "none" is the unfiltered sweep, with \
+        --truth). A lone --filter file takes --truth as its ground truth; beside "none" or other filters, \
+        each file names its own ("groundtruth": beside the file, else in --filter-truth-dir).
         """)
     var filter: [String] = []
     @Option(help: "Where to look for the ground truth a filter file names when it is not beside the file.")
@@ -132,7 +132,7 @@ struct BenchCommand: ParsableCommand {
         }
         let buildSeconds = now() - t0
         let nq = queryM.rows
-        let cases = try filterCases(truth: truthM, rows: baseM.rows)
+        let cases = try filterCases(truth: truthM, rows: baseM.rows, queries: queryM.rows)
         var persistSeconds = 0.0
         var segmentPath: String? = nil
         if let dir = persist {
@@ -307,7 +307,7 @@ struct BenchCommand: ParsableCommand {
 
     /// The sweeps to run: unfiltered, or each `--filter` with its matching
     /// keys and ground truth ("none" is the unfiltered sweep, with --truth).
-    func filterCases(truth: Matrix<Int32>, rows: Int) throws
+    func filterCases(truth: Matrix<Int32>, rows: Int, queries: Int) throws
         -> [(name: String?, allowed: (keys: Bitset, count: Int)?, truth: Matrix<Int32>)]
     {
         if filter.isEmpty { return [(nil, nil, truth)] }
@@ -329,15 +329,15 @@ struct BenchCommand: ParsableCommand {
             if case let .object(fields) = json, let inner = fields["filter"] {
                 json = inner
                 if case let .string(n)? = fields["name"] { name = n }
-                if named.count > 1, case let .string(file)? = fields["groundtruth"] {
+                if filter.count > 1, case let .string(file)? = fields["groundtruth"] {
                     let beside = ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(file)
                     let truthPath = FileManager.default.fileExists(atPath: beside) || filterTruthDir == nil
                         ? beside : (filterTruthDir! as NSString).appendingPathComponent(file)
                     filterTruth = try VectorFiles.readInts(truthPath)
-                    guard filterTruth.rows >= (limitQueries ?? 0), filterTruth.dimension >= k else {
+                    guard filterTruth.rows >= queries, filterTruth.dimension >= k else {
                         throw CLIError("\(truthPath): too few rows or neighbours for these queries and k = \(k)")
                     }
-                } else if named.count > 1 {
+                } else if filter.count > 1 {
                     throw CLIError("\(path): with several --filter files, each must name its \"groundtruth\"")
                 }
             }
