@@ -47,10 +47,18 @@ extension HNSWIndex {
     /// docs/design/filter-planner.md).
     public static let unpackedQuantizedCostPerMatch = 0.1
 
-    /// What one distance of the walk costs on the codes of the quantized
-    /// and compact traversals, against the exact walk's (measurements:
+    /// What one distance of the walk costs on the compact traversal's
+    /// codes, against the exact walk's (measurements:
     /// docs/design/filter-planner.md).
     public static let codedWalkCostPerDistance = 0.6
+
+    /// The same on the quantized traversal's neighbour codes: costed a
+    /// fifth dearer than the compact walk, since its post-filtered walk lost
+    /// to the clustered scan at 47-48% even on queries the filter does not
+    /// go against, and a walk, unlike a scan, misses matches where the
+    /// records near a query mostly fail the filter (measurements:
+    /// docs/design/filter-planner.md).
+    public static let quantizedWalkCostPerDistance = 0.72
 
     /// What one distance of the filtered walk on the compact codes costs:
     /// it also reads the link lists of records that do not pass
@@ -144,7 +152,8 @@ extension HNSWIndex {
     /// What one distance of this index's plain walk costs: less on the
     /// codes of the quantized and compact traversals.
     var walkCostPerDistance: Double {
-        compactCodes != nil || neighbourCodes != nil ? HNSWIndex.codedWalkCostPerDistance : 1
+        compactCodes != nil ? HNSWIndex.codedWalkCostPerDistance
+            : neighbourCodes != nil ? HNSWIndex.quantizedWalkCostPerDistance : 1
     }
 
     /// What one distance of this index's filtered walk costs: on the compact
