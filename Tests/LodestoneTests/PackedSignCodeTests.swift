@@ -72,14 +72,15 @@ struct PackedSignCodeTests {
         let packed = try #require(index.packedCodes(for: allowed, cached: first))
         #expect(packed.nodes.count == keys.count && index.packedCodes(for: allowed, cached: first) === packed)
         #expect(index.cachedFilter(for: allowed)?.packed === packed)
+        let rerank = HNSWIndex.rerankPerEf * 64  // the planner's at ef 64
         for qi in 0..<min(30, data.queries.rows) {
             let q = try VectorPreparation.prepared(data.queries.row(qi), dimension: d, metric: .cosine,
                                                    kernels: index.kernels).vector
             let (fast, plain) = q.withUnsafeBufferPointer { p in
-                (index.packedScan(p.baseAddress!, k: 10, rerank: 64, packed: packed, allowedKeys: allowed),
-                 index.quantizedScan(p.baseAddress!, k: 10, rerank: 64, allowedKeys: allowed, cached: nodes))
+                (index.packedScan(p.baseAddress!, k: 10, rerank: rerank, packed: packed, allowedKeys: allowed),
+                 index.quantizedScan(p.baseAddress!, k: 10, rerank: rerank, allowedKeys: allowed, cached: nodes))
             }
-            #expect(fast.results == plain.results && fast.ranked == keys.count && fast.compared == 64)
+            #expect(fast.results == plain.results && fast.ranked == keys.count && fast.compared == rerank)
             // Through the planner: a quantized scan, on the packed codes
             // (unless the index is so small that the exact scan is cheaper).
             let (results, statistics) = try index.search(data.queries.row(qi), k: 10, ef: 64, allowedKeys: allowed,
@@ -117,7 +118,7 @@ struct PackedSignCodeTests {
         #expect(index.packedCodes(for: allowed, cached: cached) == nil)
         let costs = index.planCosts(matches: allowed.count, k: 10, ef: 16)
         #expect(costs.quantized == Double(allowed.count) * HNSWIndex.unpackedQuantizedCostPerMatch
-                + 16 * HNSWIndex.rerankCostPerVector)
+                + Double(HNSWIndex.rerankPerEf * 16) * HNSWIndex.rerankCostPerVector)
         // Filtered queries still answer, through whichever plan.
         let (results, _) = try index.search(Fixtures.randomVectors(count: 1, dimension: d, seed: 9), k: 10, ef: 16,
                                             allowedKeys: allowed, matchCount: allowed.count)
@@ -154,7 +155,9 @@ struct ClusteredScanTests {
     /// The real embeddings, with jittered copies up to 20,000 vectors (a
     /// partitioned index), in an index of this test's own: small graph
     /// parameters, since the scans do not walk it.
-    static func partitionedIndex(metric: Metric = .cosine) throws -> (index: HNSWIndex, rows: [Float], count: Int) {
+    static func partitionedIndex(metric: Metric = .cosine, threads: Int = 2) throws
+        -> (index: HNSWIndex, rows: [Float], count: Int)
+    {
         let data = Fixtures.realData
         let d = data.base.dimension, n = 20_000
         var rows = [Float]()
@@ -169,7 +172,7 @@ struct ClusteredScanTests {
             rows.append(contentsOf: row.map { $0 / norm.squareRoot() })
         }
         let index = try HNSWIndex(dimension: d, metric: metric, parameters: HNSWParameters(m: 8, efConstruction: 32))
-        try index.add(contentsOf: rows, keys: (0..<UInt64(n)).map { $0 }, threads: 2)
+        try index.add(contentsOf: rows, keys: (0..<UInt64(n)).map { $0 }, threads: threads)
         return (index, rows, n)
     }
 
@@ -212,9 +215,43 @@ struct ClusteredScanTests {
         }
     }
 
+    @Test("the nearest clusters for a target are a sort's: ties, equal values, tiny and infinite ranges, any target")
+    func nearestClustersKernel() {
+        var rng = Fixtures.SeededGenerator(seed: 29)
+        func reference(_ values: [Float], _ counts: [UInt32], _ target: Int) -> [Int] {
+            var sum = 0
+            return (0..<values.count).sorted { (values[$0], $0) < (values[$1], $1) }.prefix { c in
+                defer { sum += Int(counts[c]) }
+                return sum < target
+            }
+        }
+        let pools: [[Float]] = [
+            [0, 1, 2, 3],                                  // many ties
+            [0.5],                                         // all equal
+            [0, 1e-38, 2e-38, 3e-38, 1.4e-45],             // a range too small for a float scale
+            [-.infinity, 0, 1, .infinity],                 // infinite values
+            (0..<64).map { Float($0) / 7 - 3 },            // spread
+        ]
+        for trial in 0..<2_000 {
+            let pool = pools[trial % pools.count]
+            let n = Int.random(in: 1...300, using: &rng)
+            let values = (0..<n).map { _ in pool.randomElement(using: &rng)! }
+            let counts = (0..<n).map { _ in UInt32.random(in: 0...9, using: &rng) }
+            let total = counts.reduce(0) { $0 + Int($1) }
+            for target in [0, 1, total / 3, total, total + 5] {
+                var order = [UInt16](repeating: 0, count: n), scratch = [UInt16](repeating: 0, count: n)
+                let written = lodestone_nearest_clusters(values, counts, n, target, &order, &scratch)
+                let expected = reference(values, counts, target)
+                #expect(Set(order.prefix(written).map(Int.init)) == Set(expected) && written == expected.count,
+                        "trial \(trial), n \(n), target \(target)")
+            }
+        }
+    }
+
     @Test("a clustered scan ranks its nearest clusters' matches, packed or not alike, with the unfiltered walk's recall")
     func clusteredScan() throws {
-        let (index, rows, n) = try Self.partitionedIndex()
+        // One thread: the same graph every run, for the unfiltered walk's recall.
+        let (index, rows, n) = try Self.partitionedIndex(threads: 1)
         let d = index.dimension
         let keys = (0..<n).filter { ($0 &* 2_654_435_761) % 100 < 60 }
         let allowed = Bitset(capacity: n, slots: keys)
@@ -224,7 +261,7 @@ struct ClusteredScanTests {
         let runs = try #require(packed.runs)
         #expect(packed.matches == keys.count && runs.last == packed.nodes.count)
         #expect(packed.nodes.filter { $0 != HNSWIndex.noNode }.count == keys.count)
-        let ef = 32, rerank = HNSWIndex.clusteredRerankPerEf * ef
+        let ef = 32, rerank = HNSWIndex.rerankPerEf * ef
         #expect(index.planCosts(matches: keys.count, k: 10, ef: ef).rerank == rerank)
         let target = HNSWIndex.clusteredScanTarget(matches: keys.count, rerank: rerank)
         let largest = Int(packed.clusterMatches.max()!)
@@ -238,7 +275,12 @@ struct ClusteredScanTests {
                  index.quantizedScan(p.baseAddress!, k: 10, rerank: rerank, allowedKeys: allowed,
                                      cached: cached.nodes))
             }
+            // A filter's first query (no node set yet) ranks the same codes.
+            let first = q.withUnsafeBufferPointer { p in
+                index.quantizedScan(p.baseAddress!, k: 10, rerank: rerank, allowedKeys: allowed, cached: nil)
+            }
             #expect(fast.results == plain.results && fast.ranked == plain.ranked)
+            #expect(first.results == fast.results && first.ranked == fast.ranked)
             #expect(fast.ranked >= target && fast.ranked < target + largest && fast.ranked < keys.count)
             #expect(fast.results.allSatisfy { allowed.contains(Int($0.key)) })
             // Recall against Float64 brute force over the matches, beside

@@ -84,7 +84,9 @@ extension HNSWIndex {
     var expectedClusters: Int? {
         if signCodes.isReady { return signCodes.partition?.count }
         let nodes = nodeCount.load(ordering: .acquiring)
-        return nodes >= CodePartition.minimumNodes ? CodePartition.clusterCount(nodes: nodes) : nil
+        // The build makes no more clusters than there are live vectors.
+        return nodes >= CodePartition.minimumNodes
+            ? max(1, min(CodePartition.clusterCount(nodes: nodes), count)) : nil
     }
 
     /// The packed sign codes of the filter on `keys`, `cached` as

@@ -76,19 +76,14 @@ extension HNSWIndex {
     /// docs/design/filter-planner.md).
     public static let clusterRankCost = 0.3
 
-    /// A clustered scan (``clusteredScanFullRerank``) compares this many
-    /// times `ef` of its best estimates exactly: with twice the finalists
-    /// of a full scan and `ef / 128` of the matches ranked, its recall at
-    /// `ef` is about the unfiltered walk's (measurements:
-    /// docs/design/filter-planner.md).
-    public static let clusteredRerankPerEf = 2
-
     /// The quantized scan compares this many times `ef` of its best
     /// estimates exactly (at least `k`): the plan's recall knob, as `ef` is
-    /// the walk's. With `ef` finalists its recall is at least the
-    /// unfiltered walk's at the same `ef` (measurements:
-    /// docs/design/filter-planner.md).
-    public static let rerankPerEf = 1
+    /// the walk's. With `2 ef` finalists its recall is at least the
+    /// unfiltered walk's at the same `ef`, a clustered scan's too (which
+    /// ranks `ef / 128` of the matches, ``clusteredScanFullRerank``), for
+    /// the same queries/s at a given recall as `ef` finalists at twice the
+    /// `ef` (measurements: docs/design/filter-planner.md).
+    public static let rerankPerEf = 2
 
     /// The estimated costs of the three plans for a filter with `matches`
     /// matching records and beam `ef`, and the cheapest.
@@ -126,10 +121,10 @@ extension HNSWIndex {
     /// ``filteredWalkCostPerDistance`` a distance.
     func planCosts(matches: Int, k: Int, ef: Int) -> FilterPlanCosts {
         // A clustered scan ranks only its nearest clusters' matches, after
-        // ranking the clusters, and compares more finalists.
+        // ranking the clusters.
         let clusters = expectedClusters
         let clustered = PackedSignCodes.clustered(matches: matches, clusters: clusters)
-        let rerank = max(k, (clustered ? HNSWIndex.clusteredRerankPerEf : HNSWIndex.rerankPerEf) * ef)
+        let rerank = max(k, HNSWIndex.rerankPerEf * ef)
         let scan = Double(matches) * HNSWIndex.scanCostPerMatch
         // Ranking by estimate only pays when there is more to rank than to
         // compare exactly.

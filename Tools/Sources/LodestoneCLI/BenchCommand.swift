@@ -338,7 +338,7 @@ struct BenchCommand: ParsableCommand {
                         throw CLIError("\(truthPath): too few rows or neighbours for these queries and k = \(k)")
                     }
                 } else if filter.count > 1 {
-                    throw CLIError("\(path): with several --filter files, each must name its \"groundtruth\"")
+                    throw CLIError("\(path): beside \"none\" or other --filter files, each must name its \"groundtruth\"")
                 }
             }
             let matching = metadataIndex!.evaluate(try Filter(json: json))
