@@ -261,6 +261,10 @@ struct ClusteredScanTests {
         let runs = try #require(packed.runs)
         #expect(packed.matches == keys.count && runs.last == packed.nodes.count)
         #expect(packed.nodes.filter { $0 != HNSWIndex.noNode }.count == keys.count)
+        // The planner's and the budget's bound holds the padded pack.
+        let clusters = try #require(index.signCodes.partition).count
+        #expect(packed.byteCount <= PackedSignCodes.byteCount(matches: keys.count, dimension: d, clusters: clusters))
+        #expect(index.expectedClusters == clusters)
         let ef = 32, rerank = HNSWIndex.rerankPerEf * ef
         #expect(index.planCosts(matches: keys.count, k: 10, ef: ef).rerank == rerank)
         let target = HNSWIndex.clusteredScanTarget(matches: keys.count, rerank: rerank)

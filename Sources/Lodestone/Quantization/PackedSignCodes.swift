@@ -39,11 +39,15 @@ final class PackedSignCodes: @unchecked Sendable {
     }
 
     /// The bytes `matches` packed codes take (at most, when packed by
-    /// cluster): their blocks and node ids.
+    /// cluster): their blocks and node ids, and the clusters' runs and
+    /// counts.
     static func byteCount(matches: Int, dimension: Int, clusters: Int? = nil) -> Int {
-        let slots = clustered(matches: matches, clusters: clusters) ? matches + 32 * clusters! : matches
+        guard clustered(matches: matches, clusters: clusters), let clusters else {
+            return blockBytes(matches: matches, dimension: dimension) + matches * MemoryLayout<UInt32>.stride
+        }
         return blockBytes(matches: matches, dimension: dimension, clusters: clusters)
-            + slots * MemoryLayout<UInt32>.stride
+            + (matches + 32 * clusters) * MemoryLayout<UInt32>.stride
+            + (clusters + 1) * MemoryLayout<Int>.stride + clusters * MemoryLayout<UInt32>.stride
     }
 
     /// The packed nodes, in block order; when packed by cluster, each
@@ -99,6 +103,7 @@ final class PackedSignCodes: @unchecked Sendable {
         let blockCount = max(1, (ordered.count + 31) / 32)
         blocks = .allocate(byteCount: blockCount * blockStride, alignment: 64)
         byteCount = blockCount * blockStride + ordered.count * MemoryLayout<UInt32>.stride
+            + (runs?.count ?? 0) * MemoryLayout<Int>.stride + clusterMatches.count * MemoryLayout<UInt32>.stride
         // A filled-out slot packs the code of the node before it (of its
         // cluster): a valid code, whose estimate the scan skips.
         withUnsafeTemporaryAllocation(of: UnsafeRawPointer?.self, capacity: max(ordered.count, 1)) { records in
