@@ -32,6 +32,11 @@ static inline float lodestone_sign_value(float factor, float cdot, float norm2, 
     return euclidean ? norm2 - 2.0f * dot : -dot;
 }
 
+/// What the sign-code kernels, record and packed, run on (sign_codes.c):
+/// 2 with AVX2 and popcnt, 1 with popcnt only, 0 portable C; the CPU is
+/// asked once.
+int lodestone_sign_level(void);
+
 /// Rows ahead of the one being scored that a gather kernel pulls into L1.
 #define LODESTONE_GATHER_AHEAD 2
 

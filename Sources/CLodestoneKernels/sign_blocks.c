@@ -160,14 +160,7 @@ AVX2_BLOCKS static void block_estimates_avx2(const uint8_t *tables, size_t words
 void lodestone_sign_block_estimates(const uint8_t *tables, size_t words, const lodestone_sign_query *query,
                                     const void *blocks, size_t n, float bound, float *out, uint32_t *below) {
 #ifdef LODESTONE_X86
-    // Asked once: cpuid traps to the hypervisor on a virtual machine.
-    static int avx2 = -1;
-    int have = __atomic_load_n(&avx2, __ATOMIC_RELAXED);
-    if (have < 0) {
-        have = lodestone_cpu_supports(LODESTONE_ISA_AVX2_FMA);
-        __atomic_store_n(&avx2, have, __ATOMIC_RELAXED);
-    }
-    if (have) {
+    if (lodestone_sign_level() == 2) {
         block_estimates_avx2(tables, words, query, blocks, n, bound, out, below);
         return;
     }

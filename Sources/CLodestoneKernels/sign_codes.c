@@ -169,16 +169,25 @@ static int has_popcnt(void) {
 }
 #endif
 
-void lodestone_sign_estimates(const uint64_t *planes, size_t words, const lodestone_sign_query *query,
-                              const void *const *records, size_t n, float *out) {
+int lodestone_sign_level(void) {
 #ifdef LODESTONE_X86
-    // 2: AVX2 and popcnt; 1: popcnt; 0: neither.
+    // Asked once: cpuid traps to the hypervisor on a virtual machine.
     static int level = -1;
     int have = __atomic_load_n(&level, __ATOMIC_RELAXED);
     if (have < 0) {
         have = has_popcnt() ? (lodestone_cpu_supports(LODESTONE_ISA_AVX2_FMA) ? 2 : 1) : 0;
         __atomic_store_n(&level, have, __ATOMIC_RELAXED);
     }
+    return have;
+#else
+    return 0;
+#endif
+}
+
+void lodestone_sign_estimates(const uint64_t *planes, size_t words, const lodestone_sign_query *query,
+                              const void *const *records, size_t n, float *out) {
+#ifdef LODESTONE_X86
+    const int have = lodestone_sign_level();
     if (have == 2) {
         estimates_avx2(planes, words, query, records, n, out);
         return;

@@ -183,7 +183,7 @@ struct ClusteredScanTests {
         let d = index.dimension
         index.ensureSignCodes()
         let partition = try #require(index.signCodes.partition)
-        #expect(partition.count == CodePartition.clusterCount(nodes: n))
+        #expect(partition.count == CodePartition.clusterCount(nodes: n, live: n))
         func nearestHolds(_ id: UInt32) -> Bool {
             var values = [Float](repeating: 0, count: partition.count)
             partition.rank(index.vector(id), into: &values)
@@ -228,7 +228,7 @@ struct ClusteredScanTests {
         let pools: [[Float]] = [
             [0, 1, 2, 3],                                  // many ties
             [0.5],                                         // all equal
-            [0, 1e-38, 2e-38, 3e-38, 1.4e-45],             // a range too small for a float scale
+            [0, 1e-38, 2e-38, 3e-38, .leastNonzeroMagnitude], // a range too small for a float scale
             [-.infinity, 0, 1, .infinity],                 // infinite values
             (0..<64).map { Float($0) / 7 - 3 },            // spread
         ]

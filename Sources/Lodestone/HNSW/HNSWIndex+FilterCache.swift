@@ -83,10 +83,7 @@ extension HNSWIndex {
     /// its later ones); nil for an index too small to partition.
     var expectedClusters: Int? {
         if signCodes.isReady { return signCodes.partition?.count }
-        let nodes = nodeCount.load(ordering: .acquiring)
-        // The build makes no more clusters than there are live vectors.
-        return nodes >= CodePartition.minimumNodes
-            ? max(1, min(CodePartition.clusterCount(nodes: nodes), count)) : nil
+        return CodePartition.clusterCount(nodes: nodeCount.load(ordering: .acquiring), live: count)
     }
 
     /// The packed sign codes of the filter on `keys`, `cached` as

@@ -15,6 +15,20 @@ extension HNSWIndex {
         return min(matches, max(rerank, Int((Double(matches) * share).rounded(.up))))
     }
 
+    /// The clusters a clustered scan for `q` ranks, nearest first, when
+    /// `counts` of a filter's matches sit in each of `partition`'s clusters
+    /// and it keeps `kept` finalists (``clusteredScanTarget(matches:rerank:)``),
+    /// and how many matches they hold. The packed and unpacked scans both
+    /// ask it, so they rank the same codes.
+    func clustersToRank(_ q: UnsafePointer<Float>, partition: CodePartition, counts: [UInt32], kept: Int)
+        -> (clusters: [UInt16], matches: Int)
+    {
+        let matches = counts.reduce(0) { $0 + Int($1) }
+        let target = HNSWIndex.clusteredScanTarget(matches: matches, rerank: kept)
+        let nearest = counts.withUnsafeBufferPointer { partition.nearest(q, counts: $0.baseAddress!, target: target) }
+        return (nearest, nearest.reduce(0) { $0 + Int(counts[Int($1)]) })
+    }
+
     /// The quantized scan over a filter's packed codes: estimates a block
     /// of 32 at a time (of the nearest clusters' matches only, when packed
     /// by cluster: ``clusteredScanTarget(matches:rerank:)``), the best
@@ -69,14 +83,10 @@ extension HNSWIndex {
                             ranked = matches
                             return
                         }
-                        let target = HNSWIndex.clusteredScanTarget(matches: matches, rerank: kept)
-                        let nearest = packed.clusterMatches.withUnsafeBufferPointer {
-                            partition.nearest(q, counts: $0.baseAddress!, target: target)
-                        }
-                        for c in nearest where runs[Int(c)] < runs[Int(c) + 1] {
-                            scan(from: runs[Int(c)], to: runs[Int(c) + 1])
-                            ranked += Int(packed.clusterMatches[Int(c)])
-                        }
+                        let nearest = clustersToRank(q, partition: partition, counts: packed.clusterMatches,
+                                                     kept: kept)
+                        for c in nearest.clusters { scan(from: runs[Int(c)], to: runs[Int(c) + 1]) }
+                        ranked = nearest.matches
                     }
                     return best.drainSorted().map { UInt32($0.id) }
                 }
@@ -152,9 +162,9 @@ extension HNSWIndex {
         let matches = cached?.count ?? looked.count
         let kept = min(max(k, rerank), matches)
         guard kept > 0 else { return ([], 0, 0) }
-        // The clusters a packed scan of the same matches ranks (see
-        // packedScan): the same codes, so the same results.
-        var probed: [Bool]? = nil
+        // The clusters a packed scan of the same matches ranks: the same
+        // codes, so the same results.
+        var probed: (partition: CodePartition, taken: [Bool])? = nil
         var ranked = matches
         if let partition = signCodes.partition,
            PackedSignCodes.clustered(matches: matches, clusters: partition.count) {
@@ -164,15 +174,11 @@ extension HNSWIndex {
             } else {
                 for node in looked { counts[partition.cluster(node)] += 1 }
             }
-            let target = HNSWIndex.clusteredScanTarget(matches: matches, rerank: kept)
-            var take = [Bool](repeating: false, count: partition.count)
-            ranked = 0
-            let nearest = counts.withUnsafeBufferPointer { partition.nearest(q, counts: $0.baseAddress!, target: target) }
-            for c in nearest {
-                take[Int(c)] = true
-                ranked += Int(counts[Int(c)])
-            }
-            probed = take
+            let nearest = clustersToRank(q, partition: partition, counts: counts, kept: kept)
+            var taken = [Bool](repeating: false, count: partition.count)
+            for c in nearest.clusters { taken[Int(c)] = true }
+            probed = (partition, taken)
+            ranked = nearest.matches
         }
         let group = 64
         let query = signCodes.prepare(q, euclidean: metric == .euclidean)
@@ -199,7 +205,7 @@ extension HNSWIndex {
             pending = 0
         }
         func add(_ node: UInt32) {
-            if let probed, let partition = signCodes.partition, !probed[partition.cluster(node)] { return }
+            if let probed, !probed.taken[probed.partition.cluster(node)] { return }
             let record = UnsafeRawPointer(signCodes.records.record(node))
             lodestone_prefetch(record)  // a group ahead of the kernel: the line comes from L3 or memory meanwhile
             grouped[pending] = node

@@ -19,12 +19,14 @@ final class CodePartition: @unchecked Sendable {
     /// match.
     static let minimumNodes = 16_384
 
-    /// The clusters for an index of `count` vectors: about 0.8 sqrt(count)
-    /// (the rule of thumb of IVF indexes), from 16 to 256: assigning every
-    /// vector costs `256 x dimension` multiply-adds a vector, and the
-    /// partition is built on a filtered query.
-    static func clusterCount(nodes count: Int) -> Int {
-        min(256, max(16, Int((Double(count).squareRoot() * 0.8).rounded())))
+    /// The clusters for an index of `nodes` vectors, `live` of them live:
+    /// about 0.8 sqrt(nodes) (the rule of thumb of IVF indexes), from 16 to
+    /// 256 (assigning every vector costs `256 x dimension` multiply-adds a
+    /// vector, and the partition is built on a filtered query), and no more
+    /// than the live vectors; nil under ``minimumNodes``.
+    static func clusterCount(nodes: Int, live: Int) -> Int? {
+        guard nodes >= minimumNodes else { return nil }
+        return max(1, min(live, 256, max(16, Int((Double(nodes).squareRoot() * 0.8).rounded()))))
     }
 
     let dimension: Int
@@ -37,18 +39,20 @@ final class CodePartition: @unchecked Sendable {
     /// Each node's cluster, a UInt16.
     let clusters: NodeArena
 
-    /// Partitions nodes `0..<nodes` (the writer's lock held): k-means on a
-    /// sample of the live ones, then every node's nearest centroid, on up to
-    /// `threads` threads. The rank values are the metric's: squared L2 for
-    /// euclidean, negated inner products otherwise (cosine vectors arrive
-    /// normalized, and so are its centroids).
-    init(nodes: Int, clusters wanted: Int, dimension: Int, metric: Metric, kernels: DistanceKernels,
-         vector: (UInt32) -> UnsafePointer<Float>, isLive: (UInt32) -> Bool, threads: Int) {
+    /// Partitions nodes `0..<nodes` (the writer's lock held) into
+    /// ``clusterCount(nodes:live:)`` clusters, or nil under ``minimumNodes``:
+    /// k-means on a sample of the live ones, then every node's nearest
+    /// centroid, on up to `threads` threads. The rank values are the
+    /// metric's: squared L2 for euclidean, negated inner products otherwise
+    /// (cosine vectors arrive normalized, and so are its centroids).
+    init?(nodes: Int, dimension: Int, metric: Metric, kernels: DistanceKernels,
+          vector: (UInt32) -> UnsafePointer<Float>, isLive: (UInt32) -> Bool, threads: Int) {
+        guard nodes >= CodePartition.minimumNodes else { return nil }
         self.dimension = dimension
         self.metric = metric
         self.kernels = kernels
         let live = (0..<UInt32(nodes)).filter(isLive)
-        let k = max(1, min(wanted, live.count))
+        let k = CodePartition.clusterCount(nodes: nodes, live: live.count)!
         count = k
         // Every (live / samples)-th live node: deterministic, spread over
         // the index's history.

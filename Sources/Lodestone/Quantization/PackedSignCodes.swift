@@ -63,7 +63,7 @@ final class PackedSignCodes: @unchecked Sendable {
     let words: Int
     private let blockStride: Int
     private let blocks: UnsafeMutableRawPointer
-    /// Bytes held (blocks and node ids).
+    /// Bytes held (blocks, node ids, and the clusters' runs and counts).
     let byteCount: Int
 
     /// Packs the codes of `nodes` (each must have a code in `codes`, of at

@@ -47,11 +47,8 @@ final class SignCodes: @unchecked Sendable {
     func build(count: Int, vector: (UInt32) -> UnsafePointer<Float>, isLive: (UInt32) -> Bool, threads: Int,
                metric: Metric, kernels: DistanceKernels) {
         center = CodeCenter.mean(count: count, dimension: dimension, vector: vector, isLive: isLive)
-        if count >= CodePartition.minimumNodes {
-            partition = CodePartition(nodes: count, clusters: CodePartition.clusterCount(nodes: count),
-                                      dimension: dimension, metric: metric, kernels: kernels, vector: vector,
-                                      isLive: isLive, threads: threads)
-        }
+        partition = CodePartition(nodes: count, dimension: dimension, metric: metric, kernels: kernels,
+                                  vector: vector, isLive: isLive, threads: threads)
         records.reserve(count)
         CodeCenter.encodeAll(count: count, center: center, threads: threads) { id, c in
             lodestone_sign_encode(vector(id), c, dimension, records.record(id))
