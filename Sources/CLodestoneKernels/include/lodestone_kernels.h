@@ -135,6 +135,30 @@ void lodestone_sign_estimates_portable(const uint64_t *planes, size_t words, con
 size_t lodestone_nearest_clusters(const float *values, const uint32_t *counts, size_t n, size_t target,
                                   uint16_t *order, uint16_t *scratch);
 
+/// One posting of a sparse term (slot and value), or one component of a
+/// sparse vector (term and value).
+typedef struct {
+    uint32_t key;
+    float value;
+} lodestone_sparse_entry;
+
+/// Adds `weight` times each posting's value to its slot's score, skipping
+/// slots outside `allowed` (a bitset over `allowed_slots` slots; NULL: all).
+/// The first `count` entries of `touched` and `partials` are the slots
+/// scored so far and their scores. `cells` holds two words per slot: the
+/// epoch that last touched it, then where it is in them; a slot not yet
+/// touched in `epoch` is appended. Returns the new count.
+size_t lodestone_sparse_gather(const lodestone_sparse_entry *postings, size_t n, float weight, uint32_t *cells,
+                               uint32_t epoch, const uint64_t *allowed, size_t allowed_slots, uint32_t *touched,
+                               float *partials, size_t count);
+
+/// About the best `want` of the `n` scores at or above `bar` (all of them
+/// when fewer): those at or above the lower edge of the bin, of 64 from
+/// `bar` to the highest score, where the count from the top reaches `want`.
+/// Writes their positions, ascending, to `chosen` (room for `n`) and
+/// returns how many.
+size_t lodestone_best_scores(const float *scores, size_t n, float bar, size_t want, uint32_t *chosen);
+
 /// Bytes of one block of 32 packed sign codes for `d` components.
 size_t lodestone_sign_block_bytes(size_t d);
 /// Packs the `n` sign-code records at `records` (for `d` components) into

@@ -11,7 +11,10 @@ extension Index {
     ///   ``HybridFusion/reciprocalRank(k:)`` the two rankings are fused.
     ///   The candidates are the best `ef` (at least `topK`) of each side,
     ///   each then scored exactly on both; on a flat index with `sum` the
-    ///   candidates cover every record that can be in the top k (exact).
+    ///   candidates cover every record that can be in the top k (exact). On
+    ///   an HNSW index with `sum`, the sparse side looks only for records
+    ///   that can pass the dense side's k-th best, and reads only the terms
+    ///   such a record must hold, so it is approximate like the walk.
     ///
     /// - Parameters:
     ///   - vector: the dense query (the index's dimension), or nil.
@@ -113,8 +116,9 @@ extension Index {
         let denseSide: [Neighbor], statistics: SearchStatistics
         /// The dense candidates' sums of both scores, once known.
         var denseSums: [Neighbor]? = nil
+        let terms = QueryTermTable(sparse)
         func sums(of candidates: [Neighbor]) -> [Neighbor] {
-            zip(candidates, table.sparse.dots(slots: candidates.map { UInt32($0.key) }, sparse)).map {
+            zip(candidates, table.sparse.dots(slots: candidates.map { UInt32($0.key) }, terms)).map {
                 Neighbor(key: $0.key, score: $0.score + $1)
             }
         }
@@ -142,7 +146,8 @@ extension Index {
                 denseSums = known
                 floor = known.map(\.score).sorted(by: >)[topK - 1] - last.score
             }
-            sparseSide = table.sparse.search(sparse, k: depth, allowed: allowed, slots: table.capacity, floor: floor)
+            sparseSide = table.sparse.search(sparse, terms: terms, floor: floor, limit: depth, allowed: allowed,
+                                             slots: table.capacity)
         }
         var fused: [Neighbor]
         switch fusion {
@@ -150,8 +155,8 @@ extension Index {
             // The sparse side's scores are exact: a record it alone proposed
             // needs only its dense score.
             fused = denseSums ?? sums(of: denseSide)
-            let proposed = Set(denseSide.map(\.key))
-            let missing = sparseSide.filter { !proposed.contains($0.key) }
+            let proposed = denseSide.map(\.key).sorted()
+            let missing = sparseSide.filter { !proposed.containsSorted($0.key) }
             for (n, d) in zip(missing, engine.dots(dense, keys: missing.map(\.key))) {
                 fused.append(Neighbor(key: n.key, score: d + n.score))
             }
@@ -161,11 +166,39 @@ extension Index {
             for (rank, n) in sparseSide.enumerated() { scores[n.key, default: 0] += 1 / Float(k + rank + 1) }
             fused = scores.map { Neighbor(key: $0.key, score: $0.value) }
         }
-        let ranked = fused.sorted { $0.score > $1.score || ($0.score == $1.score && $0.key < $1.key) }
+        let ranked = Self.best(fused, k: topK)
         var out = statistics
         out.plan = .hybrid
         out.ef = depth
         out.distancesComputed += sparseSide.count
-        return (Array(ranked.prefix(topK)), out)
+        return (ranked, out)
+    }
+
+    /// The `k` best of `candidates`, best first (ties by key): for a few,
+    /// kept in order as they come instead of sorting them all.
+    private static func best(_ candidates: [Neighbor], k: Int) -> [Neighbor] {
+        func before(_ a: Neighbor, _ b: Neighbor) -> Bool { a.score > b.score || (a.score == b.score && a.key < b.key) }
+        guard k <= 32 else { return Array(candidates.sorted(by: before).prefix(k)) }
+        var kept: [Neighbor] = []
+        kept.reserveCapacity(k + 1)
+        for c in candidates where kept.count < k || before(c, kept[k - 1]) {
+            var i = kept.count
+            while i > 0 && before(c, kept[i - 1]) { i -= 1 }
+            kept.insert(c, at: i)
+            if kept.count > k { kept.removeLast() }
+        }
+        return kept
+    }
+}
+
+private extension Array where Element == UInt64 {
+    /// Whether the array (ascending) holds `key`.
+    func containsSorted(_ key: UInt64) -> Bool {
+        var lo = 0, hi = count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if self[mid] < key { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < count && self[lo] == key
     }
 }

@@ -12,6 +12,10 @@ final class SparseScratch {
     private(set) var cells: UnsafeMutablePointer<ScoreCell>
     /// Slots scored by the query, in the order first scored.
     private(set) var touched: UnsafeMutablePointer<UInt32>
+    /// In a search with a floor, the touched slots' scores, in the same
+    /// order (each slot's cell holds its stamp and where its score is:
+    /// `lodestone_sparse_gather`).
+    private(set) var partials: UnsafeMutablePointer<Float>
     var touchedCount = 0
     private(set) var capacity = 0
     private(set) var epoch: UInt32 = 0
@@ -24,6 +28,7 @@ final class SparseScratch {
     init() {
         cells = .allocate(capacity: 1)
         touched = .allocate(capacity: 1)
+        partials = .allocate(capacity: 1)
         marks = .allocate(capacity: 1)
         heap = .allocate(capacity: 1)
     }
@@ -31,6 +36,7 @@ final class SparseScratch {
     deinit {
         cells.deallocate()
         touched.deallocate()
+        partials.deallocate()
         marks.deallocate()
         heap.deallocate()
     }
@@ -40,10 +46,12 @@ final class SparseScratch {
         if slots > capacity {
             cells.deallocate()
             touched.deallocate()
+            partials.deallocate()
             capacity = max(slots, capacity * 2)
             cells = .allocate(capacity: capacity)
             cells.initialize(repeating: ScoreCell(stamp: 0, score: 0), count: capacity)
             touched = .allocate(capacity: capacity)
+            partials = .allocate(capacity: capacity)
             marks.deallocate()
             marks = .allocate(capacity: capacity / 64 + 1)
             marks.initialize(repeating: 0, count: capacity / 64 + 1)
@@ -68,7 +76,7 @@ final class SparseScratch {
 
 /// One query term during a search: its postings, weight and the bounds of
 /// what it can add to a record's score.
-private struct TermCursor {
+struct TermCursor {
     var postings: UnsafeBufferPointer<SparseEntry>
     var weight: Float
     /// At most / at least what the term adds to any record's score (0 for
@@ -96,13 +104,7 @@ extension SparseIndex {
         let scratch = scratchPool.withLock { $0.popLast() } ?? SparseScratch()
         defer { scratchPool.withLock { $0.append(scratch) } }
         scratch.begin(slots: slots, k: k)
-        var cursors: [TermCursor] = []
-        for (t, w) in zip(query.indices, query.values) where w != 0 {
-            guard let p = postings(term: t) else { continue }
-            let a = w * p.maxValue, b = w * p.minValue
-            cursors.append(TermCursor(postings: p.entries, weight: w, upper: max(0, a, b), lower: min(0, a, b)))
-        }
-        cursors.sort { $0.upper > $1.upper }
+        let cursors = cursors(for: query)
         var remainingUpper = cursors.reduce(Float(0)) { $0 + $1.upper }
         var remainingLower = cursors.reduce(Float(0)) { $0 + $1.lower }
         let cells = scratch.cells, touched = scratch.touched, epoch = scratch.epoch, marks = scratch.marks
@@ -184,6 +186,19 @@ extension SparseIndex {
         return heap.drainSorted().map { Neighbor(key: $0.id, score: -$0.distance) }
     }
 
+    /// The query's terms that some record holds, largest possible
+    /// contribution first.
+    func cursors(for query: SparseVector) -> [TermCursor] {
+        var cursors: [TermCursor] = []
+        for (t, w) in zip(query.indices, query.values) where w != 0 {
+            guard let p = postings(term: t) else { continue }
+            let a = w * p.maxValue, b = w * p.minValue
+            cursors.append(TermCursor(postings: p.entries, weight: w, upper: max(0, a, b), lower: min(0, a, b)))
+        }
+        cursors.sort { $0.upper > $1.upper }
+        return cursors
+    }
+
     /// Postings read per candidate looked up by galloping: about the
     /// logarithm of the gap between candidates (each probe a likely cache
     /// miss, so weighed as several sequential reads).
@@ -193,7 +208,7 @@ extension SparseIndex {
 
     /// A margin for the rounding of scores and bounds summed in different
     /// orders, so pruning never drops a record that ties.
-    @inline(__always) private static func slack(_ score: Float) -> Float { 1e-6 + abs(score) * 1e-5 }
+    @inline(__always) static func slack(_ score: Float) -> Float { 1e-6 + abs(score) * 1e-5 }
 
     /// The candidates that can still reach the top k: a record whose score
     /// plus all that the remaining terms could add falls below the k-th

@@ -113,10 +113,20 @@ final class SparseIndex {
     /// has none); valid until the next change.
     @inline(__always)
     func components(slot: UInt32) -> UnsafeBufferPointer<SparseEntry>? {
+        overlay.withUnsafeBufferPointer { Self.components(slot: slot, overlay: $0, arena: arena.entries, base: base) }
+    }
+
+    /// `components(slot:)` with the index's parts read once by the caller
+    /// (a loop over many slots).
+    @inline(__always)
+    private static func components(slot: UInt32, overlay: UnsafeBufferPointer<UInt64>,
+                                   arena: UnsafeMutablePointer<SparseEntry>, base: SparseBase?)
+        -> UnsafeBufferPointer<SparseEntry>?
+    {
         let s = Int(slot)
         if s < overlay.count, overlay[s] != Self.unchanged {
             let n = Int(overlay[s] & 0xFFFF)
-            return n == 0 ? nil : UnsafeBufferPointer(start: arena.entries + Int(overlay[s] >> 16), count: n)
+            return n == 0 ? nil : UnsafeBufferPointer(start: arena + Int(overlay[s] >> 16), count: n)
         }
         return base?.vector(slot: s)
     }
@@ -127,48 +137,38 @@ final class SparseIndex {
         return SparseVector(indices: c.map(\.key), values: c.map(\.value))
     }
 
-    /// The dot products of `slots`' vectors with `query` (ascending
-    /// indices), 0 for a slot without one. Each slot is two likely cache
-    /// misses (where its components are, then them): every slot's first is
-    /// requested before any is read, then every second.
-    func dots(slots: [UInt32], _ query: SparseVector) -> [Float] {
-        overlay.withUnsafeBufferPointer { overlay in
-            for s in slots {
-                let i = Int(s)
-                if i < overlay.count { lodestone_prefetch(overlay.baseAddress! + i) } else if let p = base?.locator(slot: i) {
-                    lodestone_prefetch(p)
+    /// The dot products of `slots`' vectors with a query's terms, 0 for a
+    /// slot without one. Each slot is two likely cache misses (where its
+    /// components are, then them), requested that many slots ahead.
+    func dots(slots: [UInt32], _ query: QueryTermTable) -> [Float] {
+        let n = slots.count
+        guard n > 0 else { return [] }
+        let arena = arena.entries, base = base
+        return overlay.withUnsafeBufferPointer { overlay in
+            query.withDot { dot in
+                [Float](unsafeUninitializedCapacity: n) { out, count in
+                    let far = 16, near = 8
+                    for i in 0..<(n + far) {
+                        if i < n {
+                            let s = Int(slots[i])
+                            if s < overlay.count { lodestone_prefetch(overlay.baseAddress! + s) } else if let p = base?.locator(slot: s) {
+                                lodestone_prefetch(p)
+                            }
+                        }
+                        if i >= far - near && i - (far - near) < n,
+                           let c = Self.components(slot: slots[i - (far - near)], overlay: overlay, arena: arena, base: base)
+                        {
+                            lodestone_prefetch_bytes(c.baseAddress!, c.count * 8)
+                        }
+                        if i >= far {
+                            out[i - far] = Self.components(slot: slots[i - far], overlay: overlay, arena: arena,
+                                                           base: base).map(dot) ?? 0
+                        }
+                    }
+                    count = n
                 }
             }
         }
-        let found = slots.map { s -> UnsafeBufferPointer<SparseEntry>? in
-            let c = components(slot: s)
-            if let c { lodestone_prefetch(c.baseAddress!) }
-            return c
-        }
-        return query.indices.withUnsafeBufferPointer { qi in
-            query.values.withUnsafeBufferPointer { qv in found.map { $0.map { Self.dot($0, qi, qv) } ?? 0 } }
-        }
-    }
-
-    /// The dot product of a slot's components with a query's (both ascending).
-    @inline(__always)
-    static func dot(_ c: UnsafeBufferPointer<SparseEntry>, _ qi: UnsafeBufferPointer<UInt32>,
-                    _ qv: UnsafeBufferPointer<Float>) -> Float {
-        var i = 0, j = 0
-        var sum: Float = 0
-        while i < c.count && j < qi.count {
-            let t = c[i].key, u = qi[j]
-            if t == u {
-                sum += c[i].value * qv[j]
-                i += 1
-                j += 1
-            } else if t < u {
-                i += 1
-            } else {
-                j += 1
-            }
-        }
-        return sum
     }
 
     /// Stores `vector` (validated, ascending; nil or empty: none) as
