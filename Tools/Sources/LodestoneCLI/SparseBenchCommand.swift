@@ -29,6 +29,8 @@ struct SparseBenchCommand: ParsableCommand {
     @Option(help: "The dense queries' exact neighbours (.ivecs), for their recall@k.") var denseTruth: String?
     @Option(help: "Metric of the dense vectors: cosine or dotproduct.") var metric: String = "cosine"
     @Option(help: "HNSW beam width (and each side's candidates in a hybrid query).") var ef: Int = 64
+    @Flag(help: "Hybrid: persist the index and time it as opened again (read from its segment), as a service would.")
+    var reopen = false
     @Flag(help: "Print one JSON line.") var json = false
 
     func run() throws {
@@ -107,7 +109,7 @@ extension SparseBenchCommand {
         let directory = NSTemporaryDirectory() + "lodestone-bench-hybrid-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let db = try Database(path: directory)
-        let index = try db.createIndex(name: "bench", dimension: base.dimension, metric: metric,
+        var index = try db.createIndex(name: "bench", dimension: base.dimension, metric: metric,
                                        options: IndexOptions(durability: .none))
         let buildStart = now()
         var start = 0
@@ -119,6 +121,10 @@ extension SparseBenchCommand {
             start = end
         }
         let buildSeconds = now() - buildStart
+        if reopen {
+            try index.close()
+            index = try db.index("bench")
+        }
         let rows = (0..<queries.rows).map { queries.row($0) }
         func denseQueriesPass() throws -> [[Match]] {
             try rows.map { try index.query(vector: $0, topK: k, ef: ef).matches }
@@ -160,6 +166,7 @@ extension SparseBenchCommand {
             line.set("queries", rows.count)
             line.set("k", k)
             line.set("ef", ef)
+            line.set("reopened", reopen)
             line.set("build_s", buildSeconds, digits: 3)
             line.set("dense_qps", denseQPS, digits: 1)
             line.set("hybrid_qps", hybridQPS, digits: 1)
