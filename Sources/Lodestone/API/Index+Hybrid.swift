@@ -144,7 +144,7 @@ extension Index {
                 // hybrid score so far minus that to make the top k.
                 let known = sums(of: denseSide)
                 denseSums = known
-                floor = known.map(\.score).sorted(by: >)[topK - 1] - last.score
+                floor = Self.best(known, k: topK)[topK - 1].score - last.score
             }
             sparseSide = table.sparse.search(sparse, terms: terms, floor: floor, limit: depth, allowed: allowed,
                                              slots: table.capacity)

@@ -50,8 +50,11 @@ extension SparseIndex {
         // Those that can reach the floor, about the `width` best by the
         // terms read (a histogram of their partial scores finds the cut).
         let bar = floor - rest - Self.slack(floor)
-        var found = Self.best(UnsafeBufferPointer(start: partials, count: count), touched: touched, width: width,
-                              bar: bar)
+        let kept = lodestone_best_scores(partials, count, bar, width, scratch.chosen)
+        var found = (0..<kept).map { i in
+            let at = Int(scratch.chosen[i])
+            return Neighbor(key: UInt64(touched[at]), score: partials[at])
+        }
         if essential < cursors.count {
             let exact = dots(slots: found.map { UInt32($0.key) }, terms)
             for i in found.indices { found[i].score = exact[i] }
@@ -59,15 +62,6 @@ extension SparseIndex {
         found.removeAll { $0.score < floor }
         found.sort { $0.score > $1.score || ($0.score == $1.score && $0.key < $1.key) }
         return Array(found.prefix(limit))
-    }
-
-    /// The touched slots scoring at least `bar`: about the best `width`.
-    private static func best(_ partials: UnsafeBufferPointer<Float>, touched: UnsafeMutablePointer<UInt32>,
-                             width: Int, bar: Float) -> [Neighbor] {
-        let chosen = [UInt32](unsafeUninitializedCapacity: partials.count) { out, count in
-            count = lodestone_best_scores(partials.baseAddress, partials.count, bar, width, out.baseAddress)
-        }
-        return chosen.map { Neighbor(key: UInt64(touched[Int($0)]), score: partials[Int($0)]) }
     }
 
     /// How many more records than wanted are scored exactly: enough that

@@ -16,6 +16,8 @@ final class SparseScratch {
     /// order (each slot's cell holds its stamp and where its score is:
     /// `lodestone_sparse_gather`).
     private(set) var partials: UnsafeMutablePointer<Float>
+    /// Positions in `partials` a search with a floor keeps.
+    private(set) var chosen: UnsafeMutablePointer<UInt32>
     var touchedCount = 0
     private(set) var capacity = 0
     private(set) var epoch: UInt32 = 0
@@ -29,6 +31,7 @@ final class SparseScratch {
         cells = .allocate(capacity: 1)
         touched = .allocate(capacity: 1)
         partials = .allocate(capacity: 1)
+        chosen = .allocate(capacity: 1)
         marks = .allocate(capacity: 1)
         heap = .allocate(capacity: 1)
     }
@@ -37,6 +40,7 @@ final class SparseScratch {
         cells.deallocate()
         touched.deallocate()
         partials.deallocate()
+        chosen.deallocate()
         marks.deallocate()
         heap.deallocate()
     }
@@ -52,6 +56,8 @@ final class SparseScratch {
             cells.initialize(repeating: ScoreCell(stamp: 0, score: 0), count: capacity)
             touched = .allocate(capacity: capacity)
             partials = .allocate(capacity: capacity)
+            chosen.deallocate()
+            chosen = .allocate(capacity: capacity)
             marks.deallocate()
             marks = .allocate(capacity: capacity / 64 + 1)
             marks.initialize(repeating: 0, count: capacity / 64 + 1)
