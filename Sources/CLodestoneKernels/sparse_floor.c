@@ -29,8 +29,17 @@ size_t lodestone_sparse_gather(const lodestone_sparse_entry *postings, size_t n,
 
 enum { CUT_BINS = 64 };
 
-// The least score to keep: see lodestone_best_scores.
-static float score_cut(const float *scores, size_t n, float bar, size_t want) {
+// The least float at or above `bar` whose bin, (score - bar) * scale in
+// float as the histogram computes it, is `b` or more.
+static float bin_edge(float bar, float scale, size_t b) {
+    if (b == 0) return bar;
+    float edge = bar + (float)b / scale;
+    while (edge > bar && (edge - bar) * scale >= (float)b) edge = nextafterf(edge, -INFINITY);
+    while ((edge - bar) * scale < (float)b) edge = nextafterf(edge, INFINITY);
+    return edge;
+}
+
+size_t lodestone_best_scores(const float *scores, size_t n, float bar, size_t want, uint32_t *chosen) {
     // Eight running maxima, so the compiler keeps them in one vector
     // instead of one chain of dependent comparisons.
     float tops[8] = {bar, bar, bar, bar, bar, bar, bar, bar};
@@ -42,40 +51,56 @@ static float score_cut(const float *scores, size_t n, float bar, size_t want) {
     float top = bar;
     for (int j = 0; j < 8; j++) top = tops[j] > top ? tops[j] : top;
     // Bins in float, so the loop is a few instructions a score; a range
-    // whose scale a float cannot hold keeps every score.
+    // whose scale a float cannot hold is one bin.
     const double range = (double)top - (double)bar;
     const double wide = range > 0 ? CUT_BINS / range : 0;
-    if (!(wide > 0 && wide < 1e30)) return bar;
-    const float scale = (float)wide;
-    // Four histograms, so runs of scores in one bin do not wait on each
-    // other's increments.
-    uint32_t counts[4][CUT_BINS + 1] = {{0}};
-    for (i = 0; i < n; i++) {
-        const float x = (scores[i] - bar) * scale;
-        // Below the bar: the extra bin; at or past the top: the last.
-        const int b = x < 0 ? CUT_BINS : (x >= CUT_BINS ? CUT_BINS - 1 : (int)x);
-        counts[i & 3][b]++;
+    // Kept: every score at or above `upper` (NaN: none), then the first
+    // `budget` at or above `lower`.
+    float lower = bar, upper = NAN;
+    size_t budget = want;
+    if (wide > 0 && wide < 1e30) {
+        const float scale = (float)wide;
+        // Four histograms, so runs of scores in one bin do not wait on
+        // each other's increments; below the bar (or NaN): the extra bin.
+        uint32_t counts[4][CUT_BINS + 1] = {{0}};
+        for (i = 0; i < n; i++) {
+            // Written to compile without branches (a score below the bar
+            // is common, and unpredictable).
+            const float x = (scores[i] - bar) * scale;
+            const float clamped = x < (float)(CUT_BINS - 1) ? x : (float)(CUT_BINS - 1);
+            const int whole = (int)(clamped > -1.0f ? clamped : -1.0f);
+            const int b = x >= 0 ? whole : CUT_BINS;
+            counts[i & 3][b]++;
+        }
+        size_t b = CUT_BINS - 1, above = 0, in_bin = 0;
+        for (;;) {
+            in_bin = counts[0][b] + counts[1][b] + counts[2][b] + counts[3][b];
+            if (above + in_bin >= want || b == 0) break;
+            above += in_bin;
+            b--;
+        }
+        // All of the bins above b, then the first of bin b by position.
+        lower = bin_edge(bar, scale, b);
+        upper = b + 1 < CUT_BINS ? bin_edge(bar, scale, b + 1) : NAN;
+        budget = want - above;
     }
-    size_t b = CUT_BINS - 1;
-    size_t above = counts[0][b] + counts[1][b] + counts[2][b] + counts[3][b];
-    while (above < want && b > 0) {
-        b--;
-        above += counts[0][b] + counts[1][b] + counts[2][b] + counts[3][b];
-    }
-    if (b == 0) return bar;
-    // The least float that bins at b or above.
-    float cut = bar + (float)b / scale;
-    while (cut > bar && (cut - bar) * scale >= (float)b) cut = nextafterf(cut, -INFINITY);
-    while ((cut - bar) * scale < (float)b) cut = nextafterf(cut, INFINITY);
-    return cut;
-}
-
-size_t lodestone_best_scores(const float *scores, size_t n, float bar, size_t want, uint32_t *chosen) {
-    const float cut = score_cut(scores, n, bar, want);
+    // Every score at or above `lower`, then, if a crowded bin b gave too
+    // many, only the first `budget` of those below `upper`.
     size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         chosen[m] = (uint32_t)i;
-        m += scores[i] >= cut;
+        m += scores[i] >= lower;
+    }
+    if (m > want) {
+        size_t kept = 0;
+        for (size_t j = 0; j < m; j++) {
+            const int high = scores[chosen[j]] >= upper;
+            const int take = high || budget > 0;
+            budget -= take && !high;
+            chosen[kept] = chosen[j];
+            kept += take;
+        }
+        m = kept;
     }
     return m;
 }

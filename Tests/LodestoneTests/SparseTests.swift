@@ -176,6 +176,10 @@ import Testing
                 return (i, d + s)
             }
             exact.sort { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
+            if qi < 3 {  // a top k large enough to be sorted whole
+                Self.expectExact(try flat.query(vector: dense, sparseVector: sparse, topK: 40).matches,
+                                 Array(exact.prefix(40)))
+            }
             exact = Array(exact.prefix(10))
             Self.expectExact(try flat.query(vector: dense, sparseVector: sparse, topK: 10).matches, exact)
             let approximate = try hnsw.query(vector: dense, sparseVector: sparse, topK: 10, explain: true)

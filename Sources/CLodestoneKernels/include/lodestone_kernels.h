@@ -152,11 +152,12 @@ size_t lodestone_sparse_gather(const lodestone_sparse_entry *postings, size_t n,
                                uint32_t epoch, const uint64_t *allowed, size_t allowed_slots, uint32_t *touched,
                                float *partials, size_t count);
 
-/// About the best `want` of the `n` scores at or above `bar` (all of them
-/// when fewer): those at or above the lower edge of the bin, of 64 from
-/// `bar` to the highest score, where the count from the top reaches `want`.
-/// Writes their positions, ascending, to `chosen` (room for `n`) and
-/// returns how many.
+/// The best `want` of the `n` scores at or above `bar` (all of them when
+/// fewer), to within one bin of a 64-bin histogram from `bar` to the
+/// highest score: every score of the bins above the one where the count
+/// from the top reaches `want`, then that bin's first by position. Writes
+/// their positions, ascending, to `chosen` (room for `n`) and returns how
+/// many (`want` or fewer). NaN scores are never chosen.
 size_t lodestone_best_scores(const float *scores, size_t n, float bar, size_t want, uint32_t *chosen);
 
 /// Bytes of one block of 32 packed sign codes for `d` components.

@@ -116,7 +116,7 @@ extension Index {
         let denseSide: [Neighbor], statistics: SearchStatistics
         /// The dense candidates' sums of both scores, once known.
         var denseSums: [Neighbor]? = nil
-        let terms = QueryTermTable(sparse)
+        lazy var terms = QueryTermTable(sparse)  // only `sum` uses it
         func sums(of candidates: [Neighbor]) -> [Neighbor] {
             zip(candidates, table.sparse.dots(slots: candidates.map { UInt32($0.key) }, terms)).map {
                 Neighbor(key: $0.key, score: $0.score + $1)
@@ -146,8 +146,12 @@ extension Index {
                 denseSums = known
                 floor = Self.best(known, k: topK)[topK - 1].score - last.score
             }
-            sparseSide = table.sparse.search(sparse, terms: terms, floor: floor, limit: depth, allowed: allowed,
-                                             slots: table.capacity)
+            if floor.isFinite {
+                sparseSide = table.sparse.search(sparse, terms: terms, floor: floor, limit: depth, allowed: allowed,
+                                                 slots: table.capacity)
+            } else {
+                sparseSide = table.sparse.search(sparse, k: depth, allowed: allowed, slots: table.capacity)
+            }
         }
         var fused: [Neighbor]
         switch fusion {

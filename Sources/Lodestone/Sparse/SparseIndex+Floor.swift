@@ -59,7 +59,9 @@ extension SparseIndex {
             let exact = dots(slots: found.map { UInt32($0.key) }, terms)
             for i in found.indices { found[i].score = exact[i] }
         }
-        found.removeAll { $0.score < floor }
+        // The exact scores sum in another order than the partial ones: a
+        // record at the floor keeps its place (as the exact search's slack).
+        found.removeAll { $0.score < floor - Self.slack(floor) }
         found.sort { $0.score > $1.score || ($0.score == $1.score && $0.key < $1.key) }
         return Array(found.prefix(limit))
     }
