@@ -116,7 +116,7 @@ extension Index {
         let denseSide: [Neighbor], statistics: SearchStatistics
         /// The dense candidates' sums of both scores, once known.
         var denseSums: [Neighbor]? = nil
-        lazy var terms = QueryTermTable(sparse)  // only `sum` uses it
+        lazy var terms = QueryTermTable(sparse)  // only `sum` reads it
         func sums(of candidates: [Neighbor]) -> [Neighbor] {
             zip(candidates, table.sparse.dots(slots: candidates.map { UInt32($0.key) }, terms)).map {
                 Neighbor(key: $0.key, score: $0.score + $1)
@@ -146,12 +146,8 @@ extension Index {
                 denseSums = known
                 floor = Self.best(known, k: topK)[topK - 1].score - last.score
             }
-            if floor.isFinite {
-                sparseSide = table.sparse.search(sparse, terms: terms, floor: floor, limit: depth, allowed: allowed,
-                                                 slots: table.capacity)
-            } else {
-                sparseSide = table.sparse.search(sparse, k: depth, allowed: allowed, slots: table.capacity)
-            }
+            sparseSide = table.sparse.search(sparse, terms: terms, floor: floor, limit: depth, allowed: allowed,
+                                             slots: table.capacity)
         }
         var fused: [Neighbor]
         switch fusion {
@@ -178,20 +174,13 @@ extension Index {
         return (ranked, out)
     }
 
-    /// The `k` best of `candidates`, best first (ties by key): for a few,
-    /// kept in order as they come instead of sorting them all.
+    /// The `k` best of `candidates`, best first (ties by key).
     private static func best(_ candidates: [Neighbor], k: Int) -> [Neighbor] {
-        func before(_ a: Neighbor, _ b: Neighbor) -> Bool { a.score > b.score || (a.score == b.score && a.key < b.key) }
-        guard k <= 32 else { return Array(candidates.sorted(by: before).prefix(k)) }
-        var kept: [Neighbor] = []
-        kept.reserveCapacity(k + 1)
-        for c in candidates where kept.count < k || before(c, kept[k - 1]) {
-            var i = kept.count
-            while i > 0 && before(c, kept[i - 1]) { i -= 1 }
-            kept.insert(c, at: i)
-            if kept.count > k { kept.removeLast() }
+        withUnsafeTemporaryAllocation(of: Candidate.self, capacity: k) { storage in
+            var heap = TopKHeap(storage: storage.baseAddress!, capacity: k)
+            for c in candidates { heap.consider(Candidate(distance: -c.score, id: c.key)) }
+            return heap.drainSorted().map { Neighbor(key: $0.id, score: -$0.distance) }
         }
-        return kept
     }
 }
 

@@ -7,16 +7,19 @@ extension SparseIndex {
     /// missed needs.
     ///
     /// Only the terms a record must share to reach `floor` are read (the
-    /// others together add less than it: MaxScore's essential terms). About
-    /// the ``floorWidening`` times `limit` records those terms score highest
-    /// are then scored exactly from their own vectors. A record whose score comes
-    /// mostly from the other terms can be missed, so the result is
-    /// approximate, like the walk beside it; its scores are exact.
+    /// others together add less than it: MaxScore's essential terms). The
+    /// ``floorWidening`` times `limit` records those terms score highest
+    /// (to within a bin of a histogram of their scores) are then scored
+    /// exactly from their own vectors. A record whose score comes mostly
+    /// from the other terms can be missed, so the result is approximate,
+    /// like the walk beside it; its scores are exact.
     ///
     /// Needs a finite `floor` and no value below zero stored (a partial
     /// score must be a lower bound): otherwise it is the exact search.
-    func search(_ query: SparseVector, terms: QueryTermTable, floor: Float, limit: Int, allowed: Bitset?,
-                slots: Int) -> [Neighbor] {
+    ///
+    /// `terms` (the query's ``QueryTermTable``) is built only when read.
+    func search(_ query: SparseVector, terms: @autoclosure () -> QueryTermTable, floor: Float, limit: Int,
+                allowed: Bitset?, slots: Int) -> [Neighbor] {
         guard floor.isFinite, !mayHoldNegative else {
             return search(query, k: limit, allowed: allowed, slots: slots, floor: floor)
         }
@@ -47,8 +50,8 @@ extension SparseIndex {
             }
         }
         scratch.touchedCount = count
-        // Those that can reach the floor, about the `width` best by the
-        // terms read (a histogram of their partial scores finds the cut).
+        // Of those that can reach the floor, the `width` best by the terms
+        // read.
         let bar = floor - rest - Self.slack(floor)
         let kept = lodestone_best_scores(partials, count, bar, width, scratch.chosen)
         var found = (0..<kept).map { i in
@@ -56,7 +59,7 @@ extension SparseIndex {
             return Neighbor(key: UInt64(touched[at]), score: partials[at])
         }
         if essential < cursors.count {
-            let exact = dots(slots: found.map { UInt32($0.key) }, terms)
+            let exact = dots(slots: found.map { UInt32($0.key) }, terms())
             for i in found.indices { found[i].score = exact[i] }
         }
         // The exact scores sum in another order than the partial ones: a

@@ -147,6 +147,11 @@ final class SparseIndex {
         return overlay.withUnsafeBufferPointer { overlay in
             query.withDot { dot in
                 [Float](unsafeUninitializedCapacity: n) { out, count in
+                    func components(_ i: Int) -> UnsafeBufferPointer<SparseEntry>? {
+                        Self.components(slot: slots[i], overlay: overlay, arena: arena, base: base)
+                    }
+                    // Step i requests slot i's locator, slot i - 8's
+                    // components, and scores slot i - 16.
                     let far = 16, near = 8
                     for i in 0..<(n + far) {
                         if i < n {
@@ -155,15 +160,11 @@ final class SparseIndex {
                                 lodestone_prefetch(p)
                             }
                         }
-                        if i >= far - near && i - (far - near) < n,
-                           let c = Self.components(slot: slots[i - (far - near)], overlay: overlay, arena: arena, base: base)
-                        {
+                        let fetching = i - (far - near), scoring = i - far
+                        if fetching >= 0 && fetching < n, let c = components(fetching) {
                             lodestone_prefetch_bytes(c.baseAddress!, c.count * 8)
                         }
-                        if i >= far {
-                            out[i - far] = Self.components(slot: slots[i - far], overlay: overlay, arena: arena,
-                                                           base: base).map(dot) ?? 0
-                        }
+                        if scoring >= 0 { out[scoring] = components(scoring).map(dot) ?? 0 }
                     }
                     count = n
                 }
